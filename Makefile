@@ -1,0 +1,83 @@
+# The MLX performance workbook. `make` alone lists the targets.
+#
+# Each backend gets its own virtual env (.venv-cpu, .venv-metal, .venv-cuda13, ...): the CPU and CUDA builds
+# of MLX ship the same library file, so two backends never share an env.
+# PYTHON=python3 (or any interpreter that already has the requirements) skips the venv and installs nothing.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+ifeq ($(shell uname -s),Darwin)
+BACKEND ?= metal
+else
+BACKEND ?= cpu
+endif
+VENV ?= .venv-$(BACKEND)
+BOOTSTRAP_PYTHON ?= python3
+PROFILE ?= auto
+P ?=
+PARAMS ?=
+NB ?=
+
+ifeq ($(origin PYTHON),undefined)
+PYTHON := $(VENV)/bin/python
+ENV_READY := $(VENV)/.installed
+DEV_READY := $(VENV)/.installed-dev
+else
+ENV_READY :=
+DEV_READY :=
+endif
+
+export PYTHONPATH := $(CURDIR)/lib$(if $(PYTHONPATH),:$(PYTHONPATH))
+RUNNER = $(PYTHON) -m mlx_workbook.runner
+RUN_ARGS = --profile $(PROFILE) $(if $(P),-p "$(P)") $(if $(PARAMS),--params-file $(PARAMS))
+
+.PHONY: help reports report notebooks index lab test compare clean clean-all env
+
+help: ## Show the targets
+	@echo "MLX performance workbook. Variables: BACKEND=cpu|metal|cuda13|cuda12 PROFILE=auto|quick|full|test"
+	@echo '  P="name=value ..." PARAMS=overrides.yaml NB=<notebook> PYTHON=<interpreter, skips the venv>'
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.txt requirements/$(BACKEND).txt pyproject.toml
+	@test -f requirements/$(BACKEND).txt || { echo "unknown BACKEND=$(BACKEND); use cpu, metal, cuda13 or cuda12" >&2; exit 2; }
+	@$(BOOTSTRAP_PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ is needed (BOOTSTRAP_PYTHON=$(BOOTSTRAP_PYTHON))" >&2; exit 2; }
+	$(BOOTSTRAP_PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --upgrade pip
+	$(VENV)/bin/python -m pip install -q -r requirements/$(BACKEND).txt -r requirements.txt
+	$(VENV)/bin/python -m pip install -q --no-deps -e .
+	@touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed requirements/dev.txt
+	$(VENV)/bin/python -m pip install -q -r requirements/dev.txt
+	@touch $@
+
+env: $(ENV_READY) ## Create the backend's virtual env and install the pinned requirements
+	@$(PYTHON) -c "from mlx_workbook import env; e = env.capture(); print(e.backend, e.device, 'mlx', e.mlx, 'mlx-lm', e.mlx_lm)"
+
+reports: $(ENV_READY) ## Run every notebook (profile for this device), render HTML, rebuild reports/index.html
+	$(RUNNER) reports $(RUN_ARGS)
+
+report: $(ENV_READY) ## Run one notebook: make report NB=00_machine [P="repeats=5"]
+	@test -n "$(NB)" || { echo 'usage: make report NB=<notebook> [P="name=value ..."]' >&2; exit 2; }
+	$(RUNNER) report $(NB) $(RUN_ARGS)
+
+notebooks: $(ENV_READY) ## Write the paired .ipynb of every notebook (for JupyterLab)
+	$(RUNNER) notebooks
+
+index: $(ENV_READY) ## Rebuild reports/index.html from the runs on disk
+	$(RUNNER) index
+
+lab: $(ENV_READY) notebooks ## Open JupyterLab on the notebooks
+	$(PYTHON) -m pip install -q -r requirements/lab.txt
+	$(PYTHON) -m jupyter lab notebooks/
+
+test: $(DEV_READY) ## Run the tests (unit tests + every notebook through papermill on the smallest profile)
+	$(PYTHON) -m pytest -q $(TESTS)
+
+clean: ## Remove local runs, generated notebooks and build files (keeps reports/reference and the venvs)
+	rm -rf reports/runs reports/index.html reports/.build reports/compare reports/timings.jsonl notebooks/*.ipynb
+	find . -name __pycache__ -prune -exec rm -rf {} +
+
+clean-all: clean ## Also remove every virtual env and cached MLX-version env
+	rm -rf .venv-* .cache

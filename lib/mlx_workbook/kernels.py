@@ -1,0 +1,113 @@
+"""Micro-benchmarks: memory bandwidth probes (read, write, copy) and matrix-multiply throughput.
+
+Each probe is a function that does the work plus the bytes or flops it must move or do at the least;
+`measure.trials` times it with evaluation forced, and the rate is work / seconds per trial.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import mlx.core as mx
+
+from . import measure
+from .results import Run
+
+MB = 1 << 20
+
+
+@dataclass(frozen=True)
+class Probe:
+    name: str
+    fn: Callable[[], mx.array]
+    work: float  # bytes moved (bandwidth probes) or floating-point operations (matmul)
+    unit: str  # unit of work / seconds after scaling: "GB/s" or "TFLOP/s"
+    scale: float  # work / seconds / scale = reported rate
+
+
+def bandwidth_probe(kind: str, size_mb: float, dtype=mx.float32) -> Probe:
+    """read: a sum over the buffer; write: fill a new buffer; copy: y = x + 1 (one read, one write)."""
+    n = max(1, int(size_mb * MB) // dtype.size)
+    x = mx.random.uniform(shape=(n,)).astype(dtype)
+    mx.eval(x)
+    nbytes = n * dtype.size
+    if kind == "read":
+        return Probe("read", lambda: mx.sum(x), nbytes, "GB/s", 1e9)
+    if kind == "write":
+        return Probe("write", lambda: mx.full((n,), 1.0, dtype=dtype), nbytes, "GB/s", 1e9)
+    if kind == "copy":
+        return Probe("copy", lambda: x + 1, 2 * nbytes, "GB/s", 1e9)
+    raise ValueError(f"unknown bandwidth probe {kind!r}; use read, write or copy")
+
+
+def matmul_probe(n: int, dtype=mx.bfloat16) -> Probe:
+    a = mx.random.normal((n, n)).astype(dtype)
+    b = mx.random.normal((n, n)).astype(dtype)
+    mx.eval(a, b)
+    return Probe("matmul", lambda: a @ b, 2.0 * n**3, "TFLOP/s", 1e12)
+
+
+def run_probe(run: Run, experiment: str, probe: Probe, *, repeats: int, warmup: int = 2,
+              calls: int = 1, **fields) -> list[float]:
+    """Time `calls` back-to-back calls per trial; record the rate of each trial as it finishes."""
+    metric = probe.unit.replace("/", "_per_").lower()
+
+    def store(i: int, seconds: float) -> None:
+        run.record(experiment, metric=metric, value=probe.work / seconds / probe.scale, unit=probe.unit,
+                   trial=i, variant=probe.name, seconds=seconds, **fields)
+
+    per_call = measure.time_per_call(probe.fn, calls=calls, repeats=repeats, warmup=warmup, on_trial=store)
+    return [probe.work / s / probe.scale for s in per_call]
+
+
+def calls_for(size_mb: float, target_mb: float = 512) -> int:
+    """Enough calls per trial that tiny buffers still give a readable clock (about target_mb of traffic)."""
+    return max(1, int(target_mb // max(size_mb, 1e-3)))
+
+
+def bandwidth_sweep(run: Run, *, sizes_mb: list[float], probes: list[str], repeats: int, warmup: int = 2,
+                    dtype: str = "float32") -> None:
+    for size in sizes_mb:
+        for kind in probes:
+            probe = bandwidth_probe(kind, size, getattr(mx, dtype))
+            run_probe(run, "bandwidth", probe, repeats=repeats, warmup=warmup, calls=calls_for(size),
+                      size_mb=float(size), dtype=dtype)
+            del probe
+            mx.clear_cache()
+
+
+def matmul_sweep(run: Run, *, sizes: list[int], repeats: int, warmup: int = 2, dtype: str = "bfloat16") -> None:
+    for n in sizes:
+        probe = matmul_probe(int(n), getattr(mx, dtype))
+        # Small products finish in microseconds: batch enough calls for ~2^33 flops per trial.
+        calls = max(1, int(2**33 // probe.work))
+        run_probe(run, "matmul", probe, repeats=repeats, warmup=warmup, calls=calls, size=int(n), dtype=dtype)
+        mx.clear_cache()
+
+
+def bandwidth_at_largest(df, probe: str) -> measure.Stats:
+    """One probe's bandwidth at the largest buffer (smaller buffers may sit in a cache)."""
+    rows = df[(df.experiment == "bandwidth") & (df.variant == probe)]
+    if rows.empty:
+        raise ValueError(f"no {probe} bandwidth measurements")
+    return measure.summarize(rows[rows.size_mb == rows.size_mb.max()].value)
+
+
+def bandwidth_ceiling(df) -> tuple[str, measure.Stats]:
+    """The measured memory ceiling: the best probe's median at the largest buffer, and which probe it was.
+
+    Read is what decoding does, but on some backends the read probe (a reduction) is compute-bound and a copy
+    moves bytes faster, so the ceiling is the best sustained rate seen, not one probe's.
+    """
+    probes = df[df.experiment == "bandwidth"].variant.unique()
+    stats = {p: bandwidth_at_largest(df, p) for p in probes}
+    best = max(stats, key=lambda p: stats[p].median)
+    return best, stats[best]
+
+
+def matmul_ceiling(df) -> tuple[int, measure.Stats]:
+    """The best matmul throughput over sizes (median per size, then the size with the highest median)."""
+    rows = df[df.experiment == "matmul"]
+    best = rows.groupby("size").value.median().idxmax()
+    return int(best), measure.summarize(rows[rows["size"] == best].value)

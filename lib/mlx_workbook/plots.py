@@ -1,0 +1,97 @@
+"""Charts from stored data: each function takes a DataFrame and returns a matplotlib Figure (object API)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+from matplotlib.figure import Figure
+import numpy as np
+import pandas as pd
+
+PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f"]
+
+
+def new_figure(width: float = 7.0, height: float = 4.0) -> tuple[Figure, "matplotlib.axes.Axes"]:
+    # Figure() directly (not pyplot): no global state, and the notebook's inline backend still displays it.
+    fig = Figure(figsize=(width, height), layout="constrained")
+    return fig, fig.add_subplot()
+
+
+def summary_table(df: pd.DataFrame, by: list[str], value: str = "value") -> pd.DataFrame:
+    """Median and 95% bootstrap interval of `value` per group (the shape every chart below draws)."""
+    from .measure import summarize
+
+    rows = []
+    for key, group in df.groupby(by, sort=False):
+        s = summarize(group[value])
+        key = key if isinstance(key, tuple) else (key,)
+        rows.append({**dict(zip(by, key)), "median": s.median, "low": s.low, "high": s.high, "cv": s.cv, "n": s.n})
+    return pd.DataFrame(rows)
+
+
+def lines_with_intervals(table: pd.DataFrame, *, x: str, series: str | None, title: str, xlabel: str,
+                         ylabel: str, logx: bool = False, logy: bool = False,
+                         ceilings: dict[str, float] | None = None) -> Figure:
+    """Median lines with shaded 95% intervals, one line per `series`; ceilings drawn as dashed lines."""
+    fig, ax = new_figure()
+    groups = table.groupby(series, sort=False) if series else [("", table)]
+    for i, (name, g) in enumerate(groups):
+        g = g.sort_values(x)
+        color = PALETTE[i % len(PALETTE)]
+        ax.plot(g[x], g["median"], marker="o", ms=3, color=color, label=str(name) if series else None)
+        ax.fill_between(g[x], g["low"], g["high"], color=color, alpha=0.2, linewidth=0)
+    for j, (label, value) in enumerate((ceilings or {}).items()):
+        ax.axhline(value, ls="--", lw=1, color="#444444" if j == 0 else "#999999", label=label)
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    if logx:
+        ax.set_xscale("log", base=2)
+    if logy:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    if series or ceilings:
+        ax.legend(fontsize=8)
+    return fig
+
+
+def bars_with_intervals(table: pd.DataFrame, *, category: str, title: str, ylabel: str,
+                        group: str | None = None, ceilings: dict[str, float] | None = None,
+                        horizontal: bool = False) -> Figure:
+    """Bars of the median with 95% interval whiskers; optional second grouping as side-by-side bars."""
+    fig, ax = new_figure(7.5, max(3.5, 0.35 * len(table)) if horizontal else 4.0)
+    cats = list(dict.fromkeys(table[category]))
+    groups = list(dict.fromkeys(table[group])) if group else [None]
+    width = 0.8 / len(groups)
+    for i, gname in enumerate(groups):
+        sub = table if gname is None else table[table[group] == gname]
+        sub = sub.set_index(category).reindex(cats)
+        pos = np.arange(len(cats)) + (i - (len(groups) - 1) / 2) * width
+        err = np.vstack([sub["median"] - sub["low"], sub["high"] - sub["median"]])
+        bar = ax.barh if horizontal else ax.bar
+        kwargs = {"xerr": err} if horizontal else {"yerr": err}
+        bar(pos, sub["median"], width * 0.95, color=PALETTE[i % len(PALETTE)], capsize=2,
+            label=str(gname) if gname is not None else None, **kwargs)
+    ticks = ax.set_yticks if horizontal else ax.set_xticks
+    ticks(np.arange(len(cats)), [str(c) for c in cats], **({} if horizontal else {"rotation": 30, "ha": "right"}))
+    for j, (label, value) in enumerate((ceilings or {}).items()):
+        (ax.axvline if horizontal else ax.axhline)(value, ls="--", lw=1, color="#444444" if j == 0 else "#999999",
+                                                  label=label)
+    ax.set_title(title)
+    (ax.set_xlabel if horizontal else ax.set_ylabel)(ylabel)
+    ax.grid(alpha=0.3, axis="x" if horizontal else "y")
+    if group or ceilings:
+        ax.legend(fontsize=8)
+    return fig
+
+
+def stacked_bars(table: pd.DataFrame, *, category: str, parts: list[str], title: str, ylabel: str) -> Figure:
+    """Stacked bars: one bar per `category`, one segment per column in `parts`."""
+    fig, ax = new_figure()
+    bottom = np.zeros(len(table))
+    for i, part in enumerate(parts):
+        ax.bar(table[category].astype(str), table[part], bottom=bottom, color=PALETTE[i % len(PALETTE)], label=part)
+        bottom += table[part].to_numpy(dtype=float)
+    ax.set(title=title, ylabel=ylabel)
+    ax.tick_params(axis="x", rotation=30)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis="y")
+    return fig

@@ -1,0 +1,58 @@
+import json
+
+import pandas as pd
+import pytest
+
+from mlx_workbook import results
+from mlx_workbook.results import Finding
+
+
+def test_rows_are_on_disk_after_each_record(tmp_path):
+    run = results.start_run("99_test", {"n": 3}, run_dir=tmp_path / "r1")
+    assert results.read_summary(run.run_dir)["status"] == "running"
+    for i in range(3):
+        run.record("exp", "latency_ms", 1.0 + i, "ms", trial=i, variant="a")
+        assert len(results.read_measurements(run.run_dir)) == i + 1  # flushed per trial, not at the end
+    df = results.read_measurements(run.run_dir)
+    for col in ["run_id", "notebook", "method_version", "backend", "device", "mlx", "mlx_lm", "experiment",
+                "metric", "value", "unit", "trial", "timestamp", "variant"]:
+        assert col in df.columns
+    assert df.value.tolist() == [1.0, 2.0, 3.0]
+
+
+def test_summary_round_trip_with_findings(tmp_path):
+    run = results.start_run("99_test", {"n": 3}, run_dir=tmp_path / "r2")
+    run.record("exp", "x", 2.0, "s")
+    run.add_finding(Finding(id="f1", statement="x is 2", measured={"value": 2.0}, headline=True))
+    run.finish()
+    s = results.read_summary(run.run_dir)
+    assert s["status"] == "ok" and s["params"] == {"n": 3} and s["rows"] == 1
+    assert s["findings"][0]["id"] == "f1" and s["environment"]["backend"] == "cpu"
+    json.dumps(s)  # plain JSON
+
+
+def test_load_finds_runs_and_latest(tmp_path):
+    for name in ("a", "b"):
+        run = results.start_run("99_test", {}, run_dir=tmp_path / "runs" / name)
+        run.record("exp", "x", 1.0, "s")
+        run.finish()
+    crashed = results.start_run("99_test", {}, run_dir=tmp_path / "runs" / "c")
+    crashed.record("exp", "x", 5.0, "s")  # never finished: status stays "running"
+    assert len(results.find_runs(tmp_path)) == 3
+    assert len(results.load(tmp_path, "99_test")) == 2  # finished runs only by default
+    assert len(results.load(tmp_path, "99_test", status=None)) == 3
+    assert results.latest_run("99_test", root=tmp_path) is not None
+    assert results.latest_run("00_other", root=tmp_path) is None
+    assert isinstance(results.load(tmp_path, "nothing"), pd.DataFrame)
+
+
+def test_figures_saved_as_svg_and_png(tmp_path):
+    from mlx_workbook import plots
+
+    run = results.start_run("99_test", {}, run_dir=tmp_path / "r3")
+    table = pd.DataFrame({"x": [1, 2], "median": [1.0, 2.0], "low": [0.9, 1.9], "high": [1.1, 2.1]})
+    fig = plots.lines_with_intervals(table, x="x", series=None, title="t", xlabel="x", ylabel="y",
+                                     ceilings={"peak": 3.0})
+    path = run.save_figure(fig, "line")
+    assert path.exists() and path.with_suffix(".png").exists()
+    assert path.read_text().lstrip().startswith("<?xml")
