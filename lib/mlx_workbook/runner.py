@@ -54,11 +54,12 @@ def pair_notebooks() -> list[Path]:
 
 
 def load_profile(profile: str) -> dict:
-    path = PROFILES_DIR / f"{profile}.yaml"
-    if not path.exists():
-        known = ", ".join(p.stem for p in PROFILES_DIR.glob("*.yaml"))
+    """profiles/<profile>/<notebook>.yaml -> {notebook: {parameter: value}}."""
+    folder = PROFILES_DIR / profile
+    if not folder.is_dir():
+        known = ", ".join(sorted(p.name for p in PROFILES_DIR.iterdir() if p.is_dir()))
         raise RunnerError(f"unknown profile {profile!r}; known profiles: {known}")
-    return yaml.safe_load(path.read_text()) or {}
+    return {p.stem: yaml.safe_load(p.read_text()) or {} for p in sorted(folder.glob("*.yaml"))}
 
 
 def parse_overrides(text: str | None) -> dict:
