@@ -14,38 +14,33 @@ REQUIRED = ["run_id", "notebook", "method_version", "backend", "device", "mlx", 
 
 
 @pytest.fixture(scope="module")
-def reports(tmp_path_factory):
-    """Run every notebook once with the test profile into a scratch reports folder."""
-    root = tmp_path_factory.mktemp("reports")
-    code = runner.run_notebooks(runner.notebook_names(), "test", {}, root=root)
-    return root, code
+def executed(tmp_path_factory):
+    """Execute a notebook once (test profile) into its own scratch reports folder; cached per notebook."""
+    done = {}
 
+    def run(name):
+        if name not in done:
+            root = tmp_path_factory.mktemp(f"reports-{name}")
+            done[name] = root, runner.run_notebooks([name], "test", {}, root=root)
+        return done[name]
 
-def test_all_notebooks_succeed_and_index_lists_them(reports):
-    root, code = reports
-    summaries = [results.read_summary(d) for d in results.find_runs(root)]
-    failed = [(s["notebook"], s.get("error")) for s in summaries if s["status"] != "ok"]
-    assert code == 0 and not failed, failed
-    assert {s["notebook"] for s in summaries} == set(runner.notebook_names())
-    index = (root / "index.html").read_text()
-    for name in runner.notebook_names():
-        assert name in index
+    return run
 
 
 @pytest.mark.parametrize("name", runner.notebook_names())
-def test_notebook_stored_data(reports, name):
-    root, _ = reports
-    run_dir = results.latest_run(name, root=root)
-    assert run_dir is not None
+def test_notebook_runs_and_stores_valid_data(executed, name):
+    root, code = executed(name)
+    (run_dir,) = results.find_runs(root)
+    summary = results.read_summary(run_dir)
+    assert code == 0 and summary["status"] == "ok", summary.get("error")
+    assert name in (root / "index.html").read_text()
     df = results.read_measurements(run_dir)
     assert not df.empty
     assert set(REQUIRED) <= set(df.columns)
     assert (df.notebook == name).all() and df.run_id.nunique() == 1
-    values = df.value.to_numpy(dtype=float)
-    assert np.isfinite(values).all()
+    assert np.isfinite(df.value.to_numpy(dtype=float)).all()
     positive_units = {"GB/s", "TFLOP/s", "ms", "s", "tokens/s", "GB"}
     assert (df[df.unit.isin(positive_units)].value > 0).all()
-    summary = results.read_summary(run_dir)
     assert summary["findings"], "a notebook must state findings computed from its data"
     for f in summary["findings"]:
         assert f["statement"]
