@@ -23,6 +23,8 @@ vertical-align:top;text-align:left} th{background:#f4f4f4} tr.failed td{backgrou
 .status-ok{color:#16794c;font-weight:600} .status-failed{color:#b00020;font-weight:600}
 .status-running{color:#a06000;font-weight:600} .muted{color:#777} .small{font-size:12px}
 .verdict-holds{color:#16794c} .verdict-does-not-hold{color:#b00020} .verdict-inconclusive{color:#a06000}
+.verdict-does-not-apply-on-this-backend{color:#666} .verdict-not-measured-yet{color:#999;font-style:italic}
+td.num{text-align:right;white-space:nowrap} tr.beyond-noise td{background:#fffbe6}
 """
 
 
@@ -99,12 +101,27 @@ def build_index(root: Path, title: str = "MLX performance workbook: runs") -> Pa
         sections.append(f"<h2 id=\"{esc(nb)}\">{esc(nb)}</h2><table>{head}{rows}</table>")
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     extra = (root / "index_extra.html").read_text() if (root / "index_extra.html").exists() else ""
+    extra = _findings_and_comparisons(root) + extra
     body = (f"<h1>{esc(title)}</h1><p class=\"muted\">{len(runs)} runs under "
             f"<code>{esc(root.name)}/</code>; built {stamp}.</p>{extra}"
             + ("".join(sections) or "<p>No runs yet: <code>make reports</code> makes some.</p>"))
     out = root / "index.html"
     out.write_text(page(title, body))
     return out
+
+
+def _findings_and_comparisons(root: Path) -> str:
+    """Links to the findings page and the run comparisons, when they exist (relative: works offline)."""
+    parts = []
+    if (root / "findings.html").exists():
+        parts.append("<p><b><a href=\"findings.html\">Findings</a></b>: every published claim with the figure "
+                     "measured on each device run and its verdict.</p>")
+    pages = sorted((root / "compare").glob("*.html"))
+    if pages:
+        links = " · ".join(f"<a href=\"compare/{esc(p.name)}\">{esc(p.stem.replace('__', ' vs '))}</a>"
+                           for p in pages)
+        parts.append(f"<p class=\"small\">Run comparisons: {links}</p>")
+    return "".join(parts)
 
 
 def summary_json(run_dir: Path) -> str:
