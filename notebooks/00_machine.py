@@ -24,8 +24,9 @@
 profile: str = "quick"  # parameter profile this run came from (set by the runner)
 run_dir: str = ""  # folder for this run's results (set by the runner; empty: a new folder under reports/runs/)
 sizes_mb: list = [1, 16, 64, 256]  # bandwidth probe buffer sizes, MB (the largest should exceed every cache)
-probes: list = ["read", "write", "copy"]  # bandwidth probes: read (sum), write (fill), copy (x + 1)
+probes: list = ["read", "write", "copy", "gemv"]  # bandwidth probes: read (sum), write (fill), copy (x + 1), gemv (matrix @ vector)
 bandwidth_dtype: str = "float32"  # element type of the bandwidth buffers
+traffic_mb: float = 512  # least traffic per bandwidth trial in MB (small buffers repeat calls until they reach it)
 matmul_sizes: list = [256, 512, 1024]  # square matrix sizes for the throughput probe
 matmul_dtype: str = "bfloat16"  # matmul element type (bfloat16 is what LLM weights use)
 repeats: int = 10  # timed trials per configuration
@@ -41,7 +42,7 @@ from mlx_workbook.env import published_peaks
 from mlx_workbook.results import Finding
 
 run = results.start_run("00_machine", {k: v for k, v in dict(globals()).items() if k in (
-    "profile", "sizes_mb", "probes", "bandwidth_dtype", "matmul_sizes", "matmul_dtype", "repeats", "warmup")},
+    "profile", "sizes_mb", "probes", "bandwidth_dtype", "traffic_mb", "matmul_sizes", "matmul_dtype", "repeats", "warmup")},
     run_dir=run_dir)
 env = run.environment
 peaks = published_peaks(env.device)
@@ -49,14 +50,15 @@ display(pd.Series(env.as_dict() | {"run_id": run.run_id}, name="environment").to
 
 # %% [markdown]
 # ## Memory bandwidth <a id="bandwidth"></a>
-# Bytes counted are the fewest each probe must move: a read of the buffer, a write of it, or one read plus
-# one write for the copy. Small buffers can sit in a cache and read faster than memory, so the ceiling later
+# Bytes counted are the fewest each probe must move: a read of the buffer, a write of it, one read plus
+# one write for the copy, and one read of the matrix for `gemv` (a matrix-vector product, which is what decoding
+# does with every weight matrix). Small buffers can sit in a cache and read faster than memory, so the ceiling later
 # notebooks use is the best probe's rate at the largest buffer (on some backends the read probe, a reduction,
 # is compute-bound and a copy moves bytes faster).
 
 # %%
 kernels.bandwidth_sweep(run, sizes_mb=sizes_mb, probes=probes, repeats=repeats, warmup=warmup,
-                        dtype=bandwidth_dtype)
+                        dtype=bandwidth_dtype, traffic_mb=traffic_mb)
 df = run.measurements
 bw = plots.summary_table(df[df.experiment == "bandwidth"], ["variant", "size_mb"])
 ceilings = {f"published peak {peaks['peak_bandwidth_gbs']} GB/s": peaks["peak_bandwidth_gbs"]} if peaks else None

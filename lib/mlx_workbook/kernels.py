@@ -26,9 +26,18 @@ class Probe:
     scale: float  # work / seconds / scale = reported rate
 
 
+GEMV_COLS = 4096  # a hidden size of 7-8B models
+
+
 def bandwidth_probe(kind: str, size_mb: float, dtype=mx.float32) -> Probe:
-    """read: a sum over the buffer; write: fill a new buffer; copy: y = x + 1 (one read, one write)."""
+    """read: a sum over the buffer; write: fill a buffer; copy: y = x + 1 (one read, one write);
+    gemv: matrix @ vector, what decoding does to every weight matrix (reads the matrix once)."""
     n = max(1, int(size_mb * MB) // dtype.size)
+    if kind == "gemv":
+        w = mx.random.uniform(shape=(max(1, n // GEMV_COLS), GEMV_COLS)).astype(dtype)
+        v = mx.random.uniform(shape=(GEMV_COLS,)).astype(dtype)
+        mx.eval(w, v)
+        return Probe("gemv", lambda: w @ v, w.nbytes, "GB/s", 1e9)
     x = mx.random.uniform(shape=(n,)).astype(dtype)
     mx.eval(x)
     nbytes = n * dtype.size
@@ -38,7 +47,7 @@ def bandwidth_probe(kind: str, size_mb: float, dtype=mx.float32) -> Probe:
         return Probe("write", lambda: mx.full((n,), 1.0, dtype=dtype), nbytes, "GB/s", 1e9)
     if kind == "copy":
         return Probe("copy", lambda: x + 1, 2 * nbytes, "GB/s", 1e9)
-    raise ValueError(f"unknown bandwidth probe {kind!r}; use read, write or copy")
+    raise ValueError(f"unknown bandwidth probe {kind!r}; use read, write, copy or gemv")
 
 
 def matmul_probe(n: int, dtype=mx.bfloat16) -> Probe:
@@ -61,17 +70,17 @@ def run_probe(run: Run, experiment: str, probe: Probe, *, repeats: int, warmup: 
     return [probe.work / s / probe.scale for s in per_call]
 
 
-def calls_for(size_mb: float, target_mb: float = 512) -> int:
-    """Enough calls per trial that tiny buffers still give a readable clock (about target_mb of traffic)."""
-    return max(1, int(target_mb // max(size_mb, 1e-3)))
+def calls_for(size_mb: float, target_mb: float = 2048, least: int = 4) -> int:
+    """Enough calls per trial for a readable clock (about target_mb of traffic), and never fewer than `least`."""
+    return max(least, int(target_mb // max(size_mb, 1e-3)))
 
 
 def bandwidth_sweep(run: Run, *, sizes_mb: list[float], probes: list[str], repeats: int, warmup: int = 2,
-                    dtype: str = "float32") -> None:
+                    dtype: str = "float32", traffic_mb: float = 2048) -> None:
     for size in sizes_mb:
         for kind in probes:
             probe = bandwidth_probe(kind, size, getattr(mx, dtype))
-            run_probe(run, "bandwidth", probe, repeats=repeats, warmup=warmup, calls=calls_for(size),
+            run_probe(run, "bandwidth", probe, repeats=repeats, warmup=warmup, calls=calls_for(size, traffic_mb),
                       size_mb=float(size), dtype=dtype)
             del probe
             mx.clear_cache()
@@ -80,8 +89,8 @@ def bandwidth_sweep(run: Run, *, sizes_mb: list[float], probes: list[str], repea
 def matmul_sweep(run: Run, *, sizes: list[int], repeats: int, warmup: int = 2, dtype: str = "bfloat16") -> None:
     for n in sizes:
         probe = matmul_probe(int(n), getattr(mx, dtype))
-        # Small products finish in microseconds: batch enough calls for ~2^33 flops per trial.
-        calls = max(1, int(2**33 // probe.work))
+        # Small products finish in microseconds: batch enough calls for ~2^33 flops per trial (at most 256).
+        calls = min(256, max(1, int(2**33 // probe.work)))
         run_probe(run, "matmul", probe, repeats=repeats, warmup=warmup, calls=calls, size=int(n), dtype=dtype)
         mx.clear_cache()
 
