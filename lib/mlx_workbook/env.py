@@ -79,6 +79,9 @@ def _system_memory() -> int:
 
 
 def _git_commit() -> str:
+    # A copy of the tree without .git (e.g. shipped to a remote GPU machine) names its commit in WORKBOOK_COMMIT.
+    if os.environ.get("WORKBOOK_COMMIT"):
+        return os.environ["WORKBOOK_COMMIT"]
     try:
         out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
                              capture_output=True, text=True, timeout=5)
@@ -98,9 +101,9 @@ def capture() -> Environment:
     backend = detect_backend()
     info = dict(mx.device_info()) if backend != "cpu" else {}
     if backend == "metal":
-        device = f"Apple {info.get('architecture', 'GPU')}"
-        # Metal reports the chip only as an architecture string; the CPU brand names the chip (e.g. "Apple M4 Max").
-        device = _cpu_name() if _cpu_name().lower().startswith("apple") else device
+        # Metal reports only an architecture string; the CPU brand names the chip (e.g. "Apple M4 Max").
+        cpu = _cpu_name()
+        device = cpu if cpu.lower().startswith("apple") else f"Apple {info.get('architecture', 'GPU')}"
         memory = int(info.get("max_recommended_working_set_size") or info.get("memory_size") or 0)
     elif backend == "cuda":
         device = str(info.get("device_name", "NVIDIA GPU"))
