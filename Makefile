@@ -32,7 +32,7 @@ export PYTHONPATH := $(CURDIR)/lib$(if $(PYTHONPATH),:$(PYTHONPATH))
 RUNNER = $(PYTHON) -m mlx_workbook.runner
 RUN_ARGS = --profile $(PROFILE) $(if $(P),-p "$(P)") $(if $(PARAMS),--params-file $(PARAMS))
 
-.PHONY: help reports report notebooks index lab test compare clean clean-all env
+.PHONY: help reports report notebooks index lab test compare findings browser clean clean-all env
 
 help: ## Show the targets
 	@echo "MLX performance workbook. Variables: BACKEND=cpu|metal|cuda13|cuda12 PROFILE=auto|quick|full|test"
@@ -72,11 +72,28 @@ lab: $(ENV_READY) notebooks ## Open JupyterLab on the notebooks
 	$(PYTHON) -m pip install -q -r requirements/lab.txt
 	$(PYTHON) -m jupyter lab notebooks/
 
-test: $(DEV_READY) ## Run the tests (unit tests + every notebook through papermill on the smallest profile)
+compare: $(ENV_READY) ## Compare two runs side by side: make compare A=<run dir or id> B=<run dir or id>
+	@test -n "$(A)" -a -n "$(B)" || { echo 'usage: make compare A=<run dir or id> B=<run dir or id>' >&2; exit 2; }
+	$(PYTHON) -m mlx_workbook.compare "$(A)" "$(B)"
+
+findings: $(ENV_READY) ## Rebuild the findings page(s), the indexes and the README's findings block from stored runs
+	$(PYTHON) -m mlx_workbook.findings
+
+# The browser tests drive Debian's Chromium; without it (and without root to install it) they skip, saying why.
+browser: ## Make sure headless Chromium is installed for the browser tests (apt-get, when run as root)
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -q && apt-get install -y -q chromium) || echo "note: installing chromium failed; the browser tests will skip" >&2; \
+	  else \
+	    echo "note: chromium is not installed (install it: sudo apt-get install chromium); the browser tests will skip" >&2; \
+	  fi; }
+
+test: $(DEV_READY) browser ## Run the tests (unit tests + every notebook through papermill on the smallest profile)
 	$(PYTHON) -m pytest -q $(TESTS)
 
 clean: ## Remove local runs, generated notebooks and build files (keeps reports/reference and the venvs)
 	rm -rf reports/runs reports/index.html reports/.build reports/compare reports/timings.jsonl notebooks/*.ipynb
+	rm -f reports/findings.html reports/findings.csv reports/findings_verdicts.svg
 	find . -name __pycache__ -prune -exec rm -rf {} +
 
 clean-all: clean ## Also remove every virtual env and cached MLX-version env

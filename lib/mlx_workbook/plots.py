@@ -95,3 +95,18 @@ def stacked_bars(table: pd.DataFrame, *, category: str, parts: list[str], title:
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, axis="y")
     return fig
+
+
+def show_figures_inline(*formats: str) -> None:
+    """Let IPython display Figure objects made without pyplot (every chart here): without a formatter for the
+    Figure type, display(fig) shows only '<Figure size ...>' and the HTML report has no chart in it."""
+    try:
+        from IPython import get_ipython
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+    except ImportError:  # no IPython: scripts save figures to files instead
+        return
+    if get_ipython() is not None:
+        set_matplotlib_formats(*(formats or ("svg",)))
+
+
+show_figures_inline()
