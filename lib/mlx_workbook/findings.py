@@ -138,7 +138,9 @@ def _row(claim: dict, key: tuple | None, ok: RunInfo | None, failed: RunInfo | N
     if (run.path / results.MEASUREMENTS).exists():
         row["data_href"] = _href(run.path / results.MEASUREMENTS, page_dir)
     if ok is None:
-        row["statement"] = f"the newest {nb} run here failed: {(failed.summary.get('error') or '')[:160]}"
+        status = failed.summary.get("status")
+        row["statement"] = (f"the newest {nb} run here failed: {(failed.summary.get('error') or '')[:160]}"
+                            if status == "failed" else f"the newest {nb} run here has not finished ({status})")
         row["report_href"] = (_href(report, page_dir) + "#papermill-error-cell" if report.exists()
                               else _href(run.path / results.SUMMARY, page_dir))
         return row
