@@ -1,0 +1,127 @@
+"""KV-cache strategies and their measurements, on real MLX (CPU): tokens, bytes, in-place writes, analysis."""
+
+import math
+
+import mlx.core as mx
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlx_workbook import decode, kvcache, models, results, tokentime
+
+
+@pytest.fixture(scope="module")
+def varied():
+    # weights scaled up so greedy decoding emits varied tokens (the plain preset repeats one token)
+    return kvcache.varied_model("tiny", scale=10.0)
+
+
+def test_varied_model_emits_varied_tokens(varied):
+    tokens = decode.measure_generation(varied.model, models.random_prompt(varied, 16, seed=1), 24).tokens
+    assert len(set(tokens)) > 8
+
+
+def test_strategies_emit_identical_tokens_within_the_window(varied):
+    prompt = models.random_prompt(varied, 40, seed=1)
+    reference = decode.measure_generation(varied.model, prompt, 40).tokens  # mlx-lm's default cache
+    table = kvcache.compare_tokens(varied, prompt, 40, strategies=kvcache.STRATEGIES, step=16, window=128)
+    assert table.identical.all() and set(table.strategy) == set(kvcache.STRATEGIES)
+    for strategy in kvcache.STRATEGIES:
+        cache = kvcache.make_cache(strategy, varied.model, step=16, window=128)
+        assert decode.measure_generation(varied.model, prompt, 40, prompt_cache=cache).tokens == reference
+
+
+def test_rotating_cache_past_its_window_drops_context_and_stays_bounded(varied):
+    prompt_len, window, n = 40, 64, 60
+    prompt = models.random_prompt(varied, prompt_len, seed=1)
+    table = kvcache.compare_tokens(varied, prompt, n, strategies=["rotating"], step=16, window=window).set_index("strategy")
+    # token i is sampled with i + prompt_len tokens of context: identical while that fits in the window
+    first = table.loc["rotating", "first_divergence"]
+    assert not table.loc["rotating", "identical"] and first >= window - prompt_len + 1
+    cache = kvcache.make_cache("rotating", varied.model, window=window)
+    decode.measure_generation(varied.model, prompt, n, prompt_cache=cache)
+    assert cache[0].offset == prompt_len + n and kvcache.cache_tokens(cache) == window
+    assert kvcache.cache_nbytes(cache) == window * kvcache.kv_bytes_per_token(varied)
+
+
+@pytest.mark.parametrize("step", [16, 256])
+def test_cache_bytes_follow_the_strategy(varied, step):
+    prompt_len, n = 40, 30
+    prompt = models.random_prompt(varied, prompt_len, seed=2)
+    per_token = kvcache.kv_bytes_per_token(varied)
+    assert per_token == 2 * 2 * 2 * 16 * 4  # 2 (k, v) x 2 layers x 2 kv heads x head dim 16 x float32
+    total = prompt_len + n  # generate_step runs one step ahead of the last token it yields
+    concat = kvcache.make_cache("concat", varied.model)
+    decode.measure_generation(varied.model, prompt, n, prompt_cache=concat)
+    assert kvcache.cache_nbytes(concat) == total * per_token and kvcache.cache_tokens(concat) == total
+    pre = kvcache.make_cache("preallocated", varied.model, step=step)
+    decode.measure_generation(varied.model, prompt, n, prompt_cache=pre)
+    assert kvcache.cache_nbytes(pre) == math.ceil(total / step) * step * per_token
+    assert kvcache.cache_tokens(pre) == total and pre[0].step == step
+
+
+def test_instrumented_loop_emits_the_reference_tokens_and_times_every_part(varied):
+    prompt = models.random_prompt(varied, 20, seed=3)
+    splits = []
+    ours = list(tokentime.instrumented_loop(varied.model, prompt, 16, splits=splits))
+    assert ours == decode.measure_generation(varied.model, prompt, 16).tokens
+    assert len(splits) == 16
+    assert all(s.build_ms > 0 and s.eval_ms > 0 and s.item_ms >= 0 for s in splits)
+    assert all(s.total_ms == pytest.approx(s.build_ms + s.eval_ms + s.item_ms) for s in splits)
+
+
+def test_measure_length_records_time_memory_bytes_and_split(tmp_path, tiny):
+    run = results.start_run("99_test", {}, run_dir=tmp_path / "kv")
+    prompt = models.random_prompt(tiny, 64, seed=0)
+    kvcache.measure_length(run, tiny, prompt, strategy="concat", length=50, decode_tokens=6, trial=0, step=256,
+                           window=128, split_tokens=4)
+    df = run.measurements
+    per = df[df.experiment == "per_length"].set_index("metric").value
+    assert set(per.index) == {"ms_per_token", "decode_peak_memory_gb", "prefill_peak_memory_gb", "cache_bytes",
+                              "cache_tokens"}
+    assert per.cache_tokens == 56 and per.cache_bytes == 56 * kvcache.kv_bytes_per_token(tiny)
+    assert per.ms_per_token > 0 and per.decode_peak_memory_gb * 1e9 >= tiny.weight_bytes()
+    split = df[df.experiment == "time_split"].set_index("metric").value
+    assert set(split.index) == {"build_ms", "eval_ms", "item_ms", "total_ms"} and (split > 0).all()
+    assert (df.model == "tiny").all() and (df.strategy == "concat").all() and (df.length == 50).all()
+
+
+def test_slice_update_writes_in_place_while_concatenate_copies(tmp_path):
+    run = results.start_run("99_test", {}, run_dir=tmp_path / "su")
+    kvcache.slice_update_probe(run, sizes_mb=[32], updates=4, repeats=3, warmup=1, dtype="float32")
+    med = run.measurements.groupby("variant").value.median()
+    assert med.slice_update < 0.25 * med.concatenate
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(strategies=["bogus"]), dict(lengths=[1, 10]), dict(decode_tokens=1), dict(step=0), dict(keep=64),
+    dict(split_lengths=[33]), dict(max_length=100)])
+def test_impossible_settings_are_one_clear_error(kwargs):
+    args = dict(strategies=["concat"], lengths=[10, 100], decode_tokens=4, step=16, window=64) | kwargs
+    with pytest.raises(ValueError):
+        kvcache.validate(args.pop("strategies"), args.pop("lengths"), **args)
+    with pytest.raises(ValueError):
+        kvcache.make_cache("bogus", None)
+
+
+def _synthetic(slope_ms_per_token: dict, lengths=(10, 100, 1000, 4000), repeats=5, seed=0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = [dict(experiment="per_length", metric="ms_per_token", model="m", strategy=s, length=n, trial=t,
+                 value=2.0 + k * n + rng.normal(0, 0.01))
+            for s, k in slope_ms_per_token.items() for n in lengths for t in range(repeats)]
+    return pd.DataFrame(rows)
+
+
+def test_analysis_finds_a_known_slope_and_where_copying_starts_to_cost():
+    df = _synthetic({"concat": 1e-4, "preallocated": 0.0})  # concat: +0.1 ms per 1000 tokens of context
+    sl = kvcache.slopes(df).set_index("strategy")
+    assert sl.loc["concat", "ms_per_1k_tokens"] == pytest.approx(0.1, abs=0.01)
+    assert sl.loc["preallocated", "low"] < 0 < sl.loc["preallocated", "high"]
+    flat = kvcache.relative_change(df, "m", "preallocated", 10, 100)
+    assert flat.low < 0.01 and flat.high > -0.01
+    ratios = kvcache.strategy_ratios(df, "m", "concat", "preallocated")
+    # 2.4/2.0 at 4000 and 2.1/2.0 at 1000: beyond a 3% tolerance from 1000 tokens on, not at 100
+    assert kvcache.first_costly_length(ratios, 0.03) == 1000
+    assert kvcache.first_costly_length(ratios, 0.5) is None
+    pooled = kvcache.pooled_ratio(df, "m", "concat", "preallocated", [10, 100])
+    assert pooled.median == pytest.approx(1.0, abs=0.01)
