@@ -1,0 +1,209 @@
+"""Scaled-dot-product-attention timings over lengths, mask modes, dtypes, head dims and GQA variants.
+
+Self-contained on purpose: it imports only `mlx` and the standard library, so `versions.py` can run this very
+file under another MLX version (its own virtual env, no workbook installed) and read JSON back, while the
+workbook imports the same functions in-process. One measuring code path for every version.
+
+    python sdpa_probe.py config.json      # prints {"mlx": ..., "backend": ..., "rows": [...], "errors": [...]}
+
+Cases sharing everything but the length form a group; a group's lengths are timed in interleaved rounds
+(round r times every length once), so a burst of load on a shared machine hits all lengths alike instead of
+faking a jump at one of them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import sys
+import time
+
+import mlx.core as mx
+
+MODES = ("causal", "additive", "bool", "none")  # "causal" string, additive float mask, boolean mask, no mask
+VARIANTS = ("sdpa", "repeat_kv", "unfused")  # fused kernel; K/V heads repeated by hand first; composed ops
+KINDS = ("prefill", "decode")  # prefill: queries = keys = length; decode: 1 query over `length` cached keys
+DTYPES = {"bfloat16": mx.bfloat16, "float16": mx.float16, "float32": mx.float32}
+CACHE_STEP = 256  # mlx-lm's KVCache grows its buffer in steps of 256 positions
+GROUP_KEYS = ("kind", "variant", "mode", "dtype", "head_dim", "n_q_heads", "n_kv_heads")
+
+
+def backend() -> str:
+    if mx.default_device().type != mx.DeviceType.gpu:
+        return "cpu"
+    metal = getattr(mx, "metal", None)
+    return "metal" if metal is not None and metal.is_available() else "cuda"
+
+
+# --- inputs -------------------------------------------------------------------------------------------------
+
+
+def make_mask(mode: str, q_len: int, k_len: int, dtype):
+    """What mlx-lm and users pass: the "causal" string, an explicit causal mask (additive or boolean), or None.
+
+    Queries are the last q_len positions of k_len keys (the decode/chunked-prefill convention)."""
+    if mode == "causal":
+        return "causal"
+    if mode == "none":
+        return None
+    allowed = mx.arange(k_len - q_len, k_len)[:, None] >= mx.arange(k_len)[None]
+    if mode == "bool":
+        return allowed
+    if mode == "additive":
+        return mx.where(allowed, mx.array(0.0, dtype), mx.array(-math.inf, dtype))
+    raise ValueError(f"unknown mask mode {mode!r}; use one of {MODES}")
+
+
+def attended_pairs(mode: str, q_len: int, k_len: int) -> int:
+    """Query-key pairs a causal mask lets through (all pairs without one): the work attention must do."""
+    if mode == "none" or q_len == 1:
+        return q_len * k_len
+    first = k_len - q_len + 1  # keys seen by the first query
+    return q_len * first + q_len * (q_len - 1) // 2
+
+
+def make_inputs(case: dict, seed: int = 0):
+    """q, k, v (and the mask) for one case; decode keys/values are slices of a pre-allocated cache buffer,
+    like mlx-lm's KVCache.keys[..., :offset, :] (rows strided by the buffer length, not contiguous)."""
+    dtype = DTYPES[case["dtype"]]
+    hq, hkv, d, length = case["n_q_heads"], case["n_kv_heads"], case["head_dim"], case["length"]
+    kq, kk, kv = mx.random.split(mx.random.key(seed + length), 3)
+    q_len = length if case["kind"] == "prefill" else 1
+    q = mx.random.normal((1, hq, q_len, d), key=kq).astype(dtype)
+    if case["kind"] == "decode":
+        buffer = (length + CACHE_STEP - 1) // CACHE_STEP * CACHE_STEP
+        k = mx.random.normal((1, hkv, buffer, d), key=kk).astype(dtype)[..., :length, :]
+        v = mx.random.normal((1, hkv, buffer, d), key=kv).astype(dtype)[..., :length, :]
+    else:
+        k = mx.random.normal((1, hkv, length, d), key=kk).astype(dtype)
+        v = mx.random.normal((1, hkv, length, d), key=kv).astype(dtype)
+    mask = make_mask(case["mode"], q_len, length, dtype)
+    mx.eval(q, k, v, *([mask] if isinstance(mask, mx.array) else []))
+    return q, k, v, mask
+
+
+def unfused_attention(q, k, v, scale: float, mask):
+    """Attention from plain ops (matmul, mask, float32 softmax, matmul), GQA by reshaping, not repeating."""
+    b, hq, q_len, d = q.shape
+    hkv, k_len = k.shape[1], k.shape[2]
+    rep = hq // hkv
+    qg = (q * scale).reshape(b, hkv, rep, q_len, d)
+    scores = qg @ mx.expand_dims(k, 2).swapaxes(-1, -2)
+    if isinstance(mask, str):
+        mask = mx.arange(k_len - q_len, k_len)[:, None] >= mx.arange(k_len)[None]
+    if mask is not None:
+        scores = mx.where(mask, scores, -math.inf) if mask.dtype == mx.bool_ else scores + mask
+    probs = mx.softmax(scores.astype(mx.float32), axis=-1).astype(q.dtype)
+    return (probs @ mx.expand_dims(v, 2)).reshape(b, hq, q_len, d)
+
+
+def make_call(case: dict, seed: int = 0):
+    """The function one trial calls repeatedly (its inputs built once, outside the clock)."""
+    q, k, v, mask = make_inputs(case, seed)
+    scale = 1.0 / math.sqrt(case["head_dim"])
+    variant = case["variant"]
+    if variant == "sdpa":
+        return lambda: mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=mask)
+    if variant == "repeat_kv":  # what the Rust code did before "let SDPA handle GQA"
+        rep = case["n_q_heads"] // case["n_kv_heads"]
+        return lambda: mx.fast.scaled_dot_product_attention(
+            q, mx.repeat(k, rep, axis=1), mx.repeat(v, rep, axis=1), scale=scale, mask=mask)
+    if variant == "unfused":
+        return lambda: unfused_attention(q, k, v, scale, mask)
+    raise ValueError(f"unknown variant {variant!r}; use one of {VARIANTS}")
+
+
+# --- cases --------------------------------------------------------------------------------------------------
+
+
+def cases_from_grid(kind: str, lengths, modes, dtypes, head_dims, n_q_heads: int, n_kv_heads: int,
+                    variants=("sdpa",)) -> list[dict]:
+    """Every combination, as case dicts (decode always runs without a mask, as mlx-lm passes None)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}; use one of {KINDS}")
+    modes = ["none"] if kind == "decode" else list(modes)
+    return [dict(kind=kind, variant=var, mode=mode, dtype=dt, head_dim=int(d), n_q_heads=int(n_q_heads),
+                 n_kv_heads=int(n_kv_heads), length=int(n))
+            for var, mode, dt, d, n in itertools.product(variants, modes, dtypes, head_dims, sorted(set(lengths)))]
+
+
+def groups(cases: list[dict]) -> list[list[dict]]:
+    out: dict[tuple, list[dict]] = {}
+    for c in cases:
+        out.setdefault(tuple(c[k] for k in GROUP_KEYS), []).append(c)
+    return [sorted(g, key=lambda c: c["length"]) for g in out.values()]
+
+
+# --- clocks -------------------------------------------------------------------------------------------------
+
+
+def seconds_per_call(fn, calls: int) -> float:
+    """`calls` calls back to back, all evaluated, device synchronized before the clock stops."""
+    mx.synchronize()
+    tic = time.perf_counter()
+    outs = [fn() for _ in range(calls)]
+    mx.eval(outs)
+    mx.synchronize()
+    return (time.perf_counter() - tic) / calls
+
+
+def calls_for(fn, target_s: float, max_calls: int) -> int:
+    """Enough calls per trial for a readable clock: about target_s of work (measured after a first call)."""
+    fn_time = seconds_per_call(fn, 1)
+    return max(1, min(max_calls, int(round(target_s / max(fn_time, 1e-7)))))
+
+
+def case_row(case: dict) -> dict:
+    q_len = case["length"] if case["kind"] == "prefill" else 1
+    pairs = attended_pairs(case["mode"], q_len, case["length"])
+    return {**case, "q_len": q_len, "k_len": case["length"], "pairs": pairs,
+            "flops": 4.0 * pairs * case["n_q_heads"] * case["head_dim"]}
+
+
+def run_group(group: list[dict], *, repeats: int, warmup: int, target_s: float, max_calls: int,
+              seed: int = 0, on_round=None) -> list[dict]:
+    """Time one group's lengths in interleaved rounds; `on_round(rows)` sees each round as it finishes."""
+    fns = [make_call(c, seed) for c in group]
+    calls = []
+    for fn in fns:
+        for _ in range(warmup):
+            mx.eval(fn())
+        calls.append(calls_for(fn, target_s, max_calls))
+    rows = []
+    for trial in range(repeats):
+        done = []
+        for case, fn, n in zip(group, fns, calls):
+            ms = 1e3 * seconds_per_call(fn, n)
+            done.append({**case_row(case), "calls": n, "trial": trial, "ms": ms})
+        rows += done
+        if on_round is not None:
+            on_round(done)
+    return rows
+
+
+def run(config: dict, on_round=None) -> dict:
+    """Run every case of `config` ({"cases": [...], "repeats", "warmup", "target_ms", "max_calls"}).
+
+    A group that fails (a dtype or mask an old version lacks) is reported in "errors"; the others still run."""
+    rows, errors = [], []
+    for group in groups(config["cases"]):
+        try:
+            rows += run_group(group, repeats=int(config.get("repeats", 5)), warmup=int(config.get("warmup", 1)),
+                              target_s=float(config.get("target_ms", 10)) / 1e3,
+                              max_calls=int(config.get("max_calls", 100)), seed=int(config.get("seed", 0)),
+                              on_round=on_round)
+        except Exception as exc:  # noqa: BLE001 - one broken group must not lose the others' data
+            errors.append({**{k: group[0][k] for k in GROUP_KEYS}, "error": f"{type(exc).__name__}: {exc}"})
+        mx.clear_cache() if hasattr(mx, "clear_cache") else None
+    return {"mlx": mx.__version__, "backend": backend(), "rows": rows, "errors": errors}
+
+
+def main(argv: list[str]) -> int:
+    config = json.load(open(argv[1]) if len(argv) > 1 and argv[1] != "-" else sys.stdin)
+    json.dump(run(config), sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

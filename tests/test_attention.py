@@ -1,0 +1,134 @@
+"""Attention sweeps and the SDPA probe on the CPU with real MLX: masks, GQA and decode-cache inputs compute the
+same attention, sweeps store one row per trial, and the stored sweeps read back as pairs and ratios."""
+
+import math
+
+import mlx.core as mx
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlx_workbook import attention, cliffs, ops, models, results
+from mlx_workbook.probes import sdpa_probe as probe
+
+
+def case(**kw):
+    base = dict(kind="prefill", variant="sdpa", mode="causal", dtype="float32", head_dim=16, n_q_heads=4,
+                n_kv_heads=2, length=24)
+    return {**base, **kw}
+
+
+def test_fine_lengths_around_boundaries():
+    assert attention.around([128], [-12, -8, -4, -1, 0, 1, 4, 12]) == [116, 120, 124, 127, 128, 129, 132, 140]
+    assert attention.sweep_lengths([32, 128], [64], [-1, 0, 1]) == [32, 63, 64, 65, 128]
+    assert attention.around([4], [-8, 0]) == [4]  # no lengths below 1
+
+
+def test_validate_rejects_bad_parameters():
+    with pytest.raises(ValueError, match="mask mode"):
+        attention.validate(modes=["sliding"])
+    with pytest.raises(ValueError, match="dtype"):
+        attention.validate(dtypes=["int8"])
+    with pytest.raises(ValueError, match="multiple"):
+        attention.validate(n_q_heads=6, n_kv_heads=4)
+    with pytest.raises(ValueError, match="positive"):
+        attention.validate(lengths=[0])
+
+
+def test_masks_say_the_same_thing():
+    boolean = probe.make_mask("bool", 3, 5, mx.float32)
+    assert boolean.tolist() == [[True, True, True, False, False], [True, True, True, True, False], [True] * 5]
+    additive = probe.make_mask("additive", 3, 5, mx.float32)
+    assert (np.isneginf(np.array(additive)) == ~np.array(boolean)).all()
+    assert probe.make_mask("causal", 3, 5, mx.float32) == "causal" and probe.make_mask("none", 3, 5, None) is None
+    assert probe.attended_pairs("causal", 4, 4) == 10 and probe.attended_pairs("none", 4, 4) == 16
+    assert probe.attended_pairs("bool", 1, 300) == 300
+
+
+def test_every_mask_mode_and_variant_computes_the_same_causal_attention():
+    reference = probe.make_call(case())()
+    for c in [case(mode="additive"), case(mode="bool"), case(variant="repeat_kv"), case(variant="unfused"),
+              case(variant="unfused", mode="bool"), case(variant="repeat_kv", mode="additive")]:
+        assert mx.allclose(probe.make_call(c)(), reference, atol=1e-5).item(), c
+    assert not mx.allclose(probe.make_call(case(mode="none"))(), reference, atol=1e-3).item()
+
+
+def test_decode_reads_a_slice_of_a_step_grown_cache():
+    c = case(kind="decode", mode="none", length=257)
+    q, k, v, mask = probe.make_inputs(c)
+    assert q.shape == (1, 4, 1, 16) and k.shape == (1, 2, 257, 16) and mask is None
+    # The slice attends exactly like a contiguous copy of it would.
+    scale = 1 / math.sqrt(16)
+    contiguous = mx.fast.scaled_dot_product_attention(q, mx.array(np.array(k)), mx.array(np.array(v)), scale=scale)
+    assert mx.allclose(probe.make_call(c)(), contiguous, atol=1e-5).item()
+
+
+def test_cases_and_groups():
+    cases = attention.prefill_cases([64, 32, 32], modes=["causal", "none"], dtypes=["float32"], head_dims=[16],
+                                    n_q_heads=4, n_kv_heads=2)
+    assert len(cases) == 4 and [len(g) for g in probe.groups(cases)] == [2, 2]
+    assert attention.decode_cases([8], dtypes=["float32"], head_dims=[16], n_q_heads=4, n_kv_heads=2)[0]["mode"] == "none"
+    assert len(attention.unique(cases + cases)) == 4
+    gqa = attention.gqa_cases([16], [32], dtype="float32", head_dim=16, n_q_heads=4, n_kv_heads=2)
+    assert {(c["kind"], c["variant"]) for c in gqa} == {("prefill", "sdpa"), ("prefill", "repeat_kv"),
+                                                          ("decode", "sdpa"), ("decode", "repeat_kv")}
+    with pytest.raises(ValueError, match="fewer"):
+        attention.gqa_cases([16], [32], dtype="float32", head_dim=16, n_q_heads=2, n_kv_heads=2)
+
+
+@pytest.fixture
+def run(tmp_path):
+    return results.start_run("test_attention", {}, run_dir=tmp_path / "run")
+
+
+def test_sweep_stores_one_row_per_trial_and_reports_broken_configurations(run):
+    cases = [case(length=n) for n in (16, 32)] + [case(dtype="float32", head_dim=16, mode="bogus", length=16)]
+    errors = attention.sweep(run, "prefill", cases, repeats=2, warmup=1, target_ms=0.5)
+    assert len(errors) == 1 and "bogus" in errors[0]["error"]
+    df = results.read_measurements(run.run_dir)
+    assert len(df) == 4 and set(df.trial) == {0, 1} and set(df.length) == {16, 32}
+    assert (df.metric == "ms").all() and (df.value > 0).all() and (df.calls >= 1).all()
+    assert set(attention.CASE_FIELDS) <= set(df.columns)
+    assert attention.per_pair(df).unit.eq("ns/pair").all()
+    step = attention.pair(df, 16, 32, tolerance=0.5, mode="causal")
+    assert step is not None and step.expected_high == pytest.approx(probe.attended_pairs("causal", 32, 32) / 136)
+    assert list(attention.at_lengths(df, [16, 32], ["mode"]).columns) == ["mode", "16 tokens (ms)", "32 tokens (ms)"]
+
+
+def test_pair_needs_one_configuration_and_pooled_ratio():
+    rows = [dict(mode=m, variant=v, length=n, flops=float(n * n), value=t * (2.0 if v == "slow" else 1.0),
+                 kind="prefill", dtype="float32", head_dim=16, n_q_heads=4, n_kv_heads=2)
+            for m in ("causal", "none") for v in ("fast", "slow") for n in (16, 32) for t in (1.0, 1.01, 0.99)]
+    df = pd.DataFrame(rows)
+    with pytest.raises(ValueError, match="more than one"):
+        attention.pair(df, 16, 32, tolerance=0.1, mode="causal")
+    assert attention.pair(df, 16, 32, tolerance=0.1, mode="causal", variant="fast").verdict == cliffs.NONE
+    r = attention.pooled_ratio(df, "variant", "slow", "fast", ["mode", "length"])
+    assert r.median == pytest.approx(2.0) and r.low > 1.9
+    assert attention.pooled_ratio(df, "variant", "missing", "fast", ["mode"]) is None
+
+
+def test_ops_run_at_decode_and_prefill_shapes(run):
+    dense = ops.dense_shapes(models.preset_config("tiny"))
+    moe = ops.moe_shapes(models.preset_config("tiny-moe"))
+    with pytest.raises(models.ModelError):
+        ops.moe_shapes(models.preset_config("tiny"))
+    ops.run_ops(run, dense=dense, moe=moe, tokens=16, context=32, dtype="float32", bits=4, group_size=32,
+                ops=list(ops.OPS), repeats=2, target_ms=0.5)
+    df = run.measurements
+    assert set(df.op) == set(ops.OPS) and set(df.phase) == {"decode", "prefill"} and (df.value > 0).all()
+    with pytest.raises(ValueError, match="unknown ops"):
+        ops.run_ops(run, dense=dense, moe=None, tokens=16, context=32, dtype="float32", bits=4, group_size=32,
+                    ops=["conv"], repeats=2)
+    with pytest.raises(ValueError, match="group_size"):
+        ops.check_shapes(dense, 16, 32, 4, 128)
+
+
+def test_prompt_latency_and_graph_build(run, tiny):
+    ops.prompt_latency(run, tiny, [8, 16], repeats=2)
+    ops.graph_build(run, tiny, context=8, repeats=3, warmup=1)
+    df = run.measurements
+    prompt, graph = df[df.experiment == "prompt"], df[df.experiment == "graph"]
+    assert sorted(prompt.length.unique()) == [8, 16] and len(prompt) == 4 and (prompt.model == "tiny").all()
+    assert set(graph.metric) == {"build_ms", "eval_ms"} and len(graph) == 6 and (graph.value > 0).all()
+    assert list(graph[graph.metric == "build_ms"].context) == [9, 10, 11]
