@@ -66,7 +66,8 @@ counts = findings.verdict_counts(table)
 for _, row in counts.melt(id_vars="device_run", var_name="verdict", value_name="claims").iterrows():
     run.record("verdicts", "claims", row.claims, "claims", trial=0, verdict=row.verdict, device_run=row.device_run)
 columns = ["claim_id", "published", "published_hardware", "device_run", "measured", "verdict"]
-display(table[columns])
+with pd.option_context("display.max_rows", 500, "display.max_colwidth", 80):
+    display(table[table.verdict != findings.NOT_MEASURED][columns])  # every row is on the findings page
 
 # %% [markdown]
 # ## Verdicts per device run <a id="verdicts"></a>
