@@ -48,6 +48,7 @@ wide_lengths: list = [32, 64, 96, 192, 256, 512]  # wide prefill sweep, tokens
 boundaries: list = [64, 128, 256]  # powers of two and tile sizes to sweep finely around (prefill)
 offsets: list = [-12, -8, -4, -1, 0, 1, 4, 12]  # fine sweep around each boundary (128 gives 116 ... 140)
 modes: list = ["causal", "additive", "bool", "none"]  # mask modes: causal string, additive array, boolean array, none
+variants: list = ["sdpa"]  # kernels of the mask-mode sweep: sdpa (mx.fast) and/or unfused (matmul, softmax, matmul)
 main_dtype: str = "float32"  # dtype of the mask-mode sweep, the GQA and the version comparison
 main_head_dim: int = 64  # head dim of the mask-mode sweep, the GQA and the version comparison
 dtypes: list = ["float32", "bfloat16", "float16"]  # dtypes of the dtype x head-dim sweeps (prefill and decode)
@@ -62,7 +63,7 @@ gqa_prefill_lengths: list = [64, 128, 256]  # prompt lengths of the GQA comparis
 gqa_decode_lengths: list = [256, 1024]  # cache lengths of the GQA comparison
 mlx_versions: list = ["0.29.1", "0.30.0", "0.30.1", "current"]  # MLX versions to run the SDPA probe under
 wheels_dir: str = ""  # folder of MLX wheels for offline installs (empty: the package index, or MLX_WHEELS_DIR)
-version_lengths: list = [64, 116, 120, 124, 127, 128, 129, 132, 140]  # prefill lengths of the version probe, every mask mode
+version_lengths: list = [64, 116, 120, 124, 127, 128, 129, 132, 140]  # version probe prefill lengths, every mask mode
 version_causal_lengths: list = [32, 256, 512]  # more prefill lengths of the version probe, causal string only
 version_decode_lengths: list = [255, 256, 257, 1024]  # decode lengths of the version probe
 model: str = "tiny"  # preset for prompt latency, graph building and the dense op shapes
@@ -111,8 +112,8 @@ from mlx_workbook import cliffs, measure, plots, published, results, versions
 from mlx_workbook.results import Finding
 from mlx_workbook.verdicts import HOLDS, INCONCLUSIVE, NOT_APPLICABLE, Interval, at_least, effect_matches
 
-PARAMS = ["profile", "n_q_heads", "n_kv_heads", "wide_lengths", "boundaries", "offsets", "modes", "main_dtype",
-          "main_head_dim", "dtypes", "head_dims", "variant_modes", "variant_wide", "variant_boundaries",
+PARAMS = ["profile", "n_q_heads", "n_kv_heads", "wide_lengths", "boundaries", "offsets", "modes", "variants",
+          "main_dtype", "main_head_dim", "dtypes", "head_dims", "variant_modes", "variant_wide", "variant_boundaries",
           "decode_lengths", "decode_boundaries", "decode_offsets", "gqa_prefill_lengths", "gqa_decode_lengths",
           "mlx_versions", "wheels_dir", "version_lengths", "version_causal_lengths", "version_decode_lengths",
           "model", "model_dtype", "model_bits", "prompt_lengths", "moe_model", "op_tokens", "op_context", "op_dtype",
@@ -145,7 +146,7 @@ def mark(fig, xs, label, color="#b00020"):
 
 # %%
 prefill = attention.prefill_cases(prefill_lengths, modes=modes, dtypes=[main_dtype], head_dims=[main_head_dim],
-                                  n_q_heads=n_q_heads, n_kv_heads=n_kv_heads)
+                                  n_q_heads=n_q_heads, n_kv_heads=n_kv_heads, variants=variants)
 prefill += attention.prefill_cases(variant_lengths, modes=variant_modes, dtypes=dtypes, head_dims=head_dims,
                                    n_q_heads=n_q_heads, n_kv_heads=n_kv_heads)
 prefill_errors = attention.sweep(run, "prefill", prefill, **timing)
@@ -155,10 +156,11 @@ if prefill_errors:
 df = run.measurements
 pre = df[df.experiment == "prefill"]
 prefill_cliffs = attention.scan(pre, tolerance=tolerance)
-main = attention.select(pre, dtype=main_dtype, head_dim=main_head_dim)
-table = plots.summary_table(attention.per_pair(main), ["mode", "length"])
+main = attention.select(pre, dtype=main_dtype, head_dim=main_head_dim).assign(
+    series=lambda d: d["mode"] + (" (" + d.variant + ")" if len(variants) > 1 else ""))
+table = plots.summary_table(attention.per_pair(main), ["series", "length"])
 fig = plots.lines_with_intervals(
-    table, x="length", series="mode", logx=True, logy=True,
+    table, x="length", series="series", logx=True, logy=True,
     title=f"Prefill SDPA by mask mode, {main_dtype}, head dim {main_head_dim}, {heads}\n{where}",
     xlabel="prompt length (tokens; queries = keys)", ylabel="ns per query-key pair and head (median, 95%)")
 mark(fig, attention.select(prefill_cliffs, dtype=main_dtype, head_dim=main_head_dim).length, "cliff detected")
@@ -171,7 +173,7 @@ display(fig)
 # `variant_boundaries`: a kernel path that depends on dtype or head dim shows up as a cliff in one line only.
 
 # %%
-var = attention.select(pre, mode=variant_modes[0]).assign(
+var = attention.select(pre, mode=variant_modes[0], variant="sdpa").assign(
     config=lambda d: d.dtype + " d" + d.head_dim.astype(str))
 var = var[var.length.isin(variant_lengths)]
 table = plots.summary_table(attention.per_pair(var), ["config", "length"])
@@ -224,9 +226,9 @@ gqa_errors = attention.sweep(run, "gqa", attention.gqa_cases(
 df = run.measurements
 gqa = df[df.experiment == "gqa"].assign(case=lambda d: d.kind + " " + d.length.astype(str))
 table = plots.summary_table(gqa, ["case", "variant"])
-fig = plots.bars_with_intervals(table, category="case", group="variant",
-                                title=f"GQA: native SDPA vs repeated K/V, {main_dtype}, d{main_head_dim}, {heads}\n{where}",
-                                ylabel="ms per call (median, 95%)")
+fig = plots.bars_with_intervals(
+    table, category="case", group="variant", ylabel="ms per call (median, 95%)",
+    title=f"GQA: native SDPA vs repeated K/V, {main_dtype}, d{main_head_dim}, {heads}\n{where}")
 run.save_figure(fig, "gqa")
 gqa_ratio = attention.pooled_ratio(gqa, "variant", "repeat_kv", "sdpa", ["kind", "length"])
 gqa_by_kind = {k: attention.pooled_ratio(g, "variant", "repeat_kv", "sdpa", ["length"]) for k, g in gqa.groupby("kind")}
@@ -329,10 +331,16 @@ op_table = plots.summary_table(op_df, ["op", "phase"])
 fig = plots.bars_with_intervals(op_table, category="op", group="phase", horizontal=True,
                                 title=f"Per-op time, {model} shapes (MoE: {moe_model or 'none'}), {op_dtype}\n{where}",
                                 ylabel="ms per call (median, 95%)")
-fig.axes[0].set_xscale("log")
-run.save_figure(fig, "ops")
 names = {"SwiGLU": "swiglu", "RMSNorm": "rmsnorm", "SDPA": "sdpa", "Matmul": "matmul", "MoE Routing": "moe_routing"}
 per_op = published.table("003_sdpa_cliff", "per_op_ms").assign(op_here=lambda t: t.op.map(names))
+ax = fig.axes[0]
+rows = {op: i for i, op in enumerate(dict.fromkeys(op_table.op))}
+shown = per_op[per_op.op_here.isin(rows)]
+ax.scatter(shown.python_ms, shown.op_here.map(rows), marker="x", color="black", zorder=3,
+           label="published: Python, MLX 0.30.0 (Apple silicon, shapes unstated)")
+ax.set_xscale("log")
+ax.legend(fontsize=7, loc="lower right")
+run.save_figure(fig, "ops")
 for phase in ("decode", "prefill"):
     med = attention.select(op_table, phase=phase).set_index("op")["median"]
     per_op[f"measured {phase} ms"] = per_op.op_here.map(med)
@@ -418,7 +426,7 @@ run.add_finding(Finding(
                + (f"; prefill cliffs by mask mode: {by_mode}; the largest: {cliff_lines[0]}." if len(cur) else ".")
                )))
 
-step_now = attention.pair(pre, 127, 128, tolerance=tolerance, mode="causal", dtype=main_dtype,
+step_now = attention.pair(pre, 127, 128, tolerance=tolerance, mode="causal", variant="sdpa", dtype=main_dtype,
                           head_dim=main_head_dim)
 if step_now is not None:
     run.add_finding(Finding(
@@ -545,3 +553,14 @@ run.add_finding(Finding(
               f"({where}; published: 1.61 ms Python, 1.54 ms Rust, GLM-4.5 MoE, Apple silicon)."))
 run.finish()
 display(Markdown("\n".join(f"- **{f.id}** ({f.verdict}): {f.statement}" for f in run.findings)))
+
+# %% [markdown]
+# ## Closing note <a id="closing"></a>
+
+# %%
+display(Markdown(
+    f"On {where}, MLX versions run: {', '.join(ran) or 'none'}"
+    + "".join(f"; {r.message}" for r in version_results if not r.ok) + ".\n\n"
+    + (f"Every cliff found ({len(found)}, beyond a {tolerance:.0%} tolerance of the work envelope):\n\n"
+       + "\n".join(f"- {line}" for line in cliff_lines) if len(found) else
+       f"No cliff beyond a {tolerance:.0%} tolerance of the work envelope in any sweep.")))

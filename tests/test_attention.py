@@ -67,7 +67,8 @@ def test_cases_and_groups():
     cases = attention.prefill_cases([64, 32, 32], modes=["causal", "none"], dtypes=["float32"], head_dims=[16],
                                     n_q_heads=4, n_kv_heads=2)
     assert len(cases) == 4 and [len(g) for g in probe.groups(cases)] == [2, 2]
-    assert attention.decode_cases([8], dtypes=["float32"], head_dims=[16], n_q_heads=4, n_kv_heads=2)[0]["mode"] == "none"
+    (dec,) = attention.decode_cases([8], dtypes=["float32"], head_dims=[16], n_q_heads=4, n_kv_heads=2)
+    assert dec["mode"] == "none"
     assert len(attention.unique(cases + cases)) == 4
     gqa = attention.gqa_cases([16], [32], dtype="float32", head_dim=16, n_q_heads=4, n_kv_heads=2)
     assert {(c["kind"], c["variant"]) for c in gqa} == {("prefill", "sdpa"), ("prefill", "repeat_kv"),

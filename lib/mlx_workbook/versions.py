@@ -98,6 +98,8 @@ def _no_network(version: str, requirements: list[str]) -> str:
 
 
 def _classify(version: str, requirements: list[str], output: str, wheels_dir: str | None) -> str:
+    if "No module named pip" in output:
+        return f"MLX {version}: this interpreter ({sys.executable}) has no pip to install it with"
     if any(marker in output for marker in NETWORK_ERRORS):
         return _no_network(version, requirements)
     where = f"the wheel folder {wheels_dir}" if wheels_dir else "the package index"
@@ -111,7 +113,7 @@ def _classify(version: str, requirements: list[str], output: str, wheels_dir: st
 
 def _pip_install(python: Path, requirements: list[str], wheels_dir: str | None, timeout: float) -> tuple[int, str]:
     cmd = [sys.executable, "-m", "pip", "--python", str(python), "install", "--disable-pip-version-check",
-           "--retries", "1", "--timeout", "10"]  # one retry: pip names a connection error only when it retries
+           "--retries", "1", "--timeout", "5"]  # one retry: pip names a connection error only when it retries
     if wheels_dir:
         cmd += ["--no-index", "--find-links", str(wheels_dir)]
     try:
@@ -141,9 +143,13 @@ def ensure_env(version: str, *, wheels_dir: str | None = None, timeout: float = 
         code, output = _pip_install(python, requirements, wheels_dir, timeout)
         log.append(f"$ pip install {' '.join(requirements)}\n{output}")
         (folder / "install.log").write_text("\n".join(log))
-        if code == 0 and _installed_version(python) == version:
-            (folder / READY).write_text(json.dumps({"version": version, "requirements": requirements}))
-            return python
+        if code == 0:
+            found = _installed_version(python)
+            if found == version:
+                (folder / READY).write_text(json.dumps({"version": version, "requirements": requirements}))
+                return python
+            message = f"MLX {version}: installed into {folder}, but its python imports MLX {found or 'not at all'}"
+            continue
         message = _classify(version, requirements, output, wheels_dir)
         if "no network" in message:
             _network_down = not wheels_dir
