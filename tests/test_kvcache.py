@@ -34,7 +34,8 @@ def test_strategies_emit_identical_tokens_within_the_window(varied):
 def test_rotating_cache_past_its_window_drops_context_and_stays_bounded(varied):
     prompt_len, window, n = 40, 64, 60
     prompt = models.random_prompt(varied, prompt_len, seed=1)
-    table = kvcache.compare_tokens(varied, prompt, n, strategies=["rotating"], step=16, window=window).set_index("strategy")
+    table = kvcache.compare_tokens(varied, prompt, n, strategies=["rotating"], step=16, window=window)
+    table = table.set_index("strategy")
     # token i is sampled with i + prompt_len tokens of context: identical while that fits in the window
     first = table.loc["rotating", "first_divergence"]
     assert not table.loc["rotating", "identical"] and first >= window - prompt_len + 1
@@ -77,10 +78,11 @@ def test_measure_length_records_time_memory_bytes_and_split(tmp_path, tiny):
                            window=128, split_tokens=4)
     df = run.measurements
     per = df[df.experiment == "per_length"].set_index("metric").value
-    assert set(per.index) == {"ms_per_token", "decode_peak_memory_gb", "prefill_peak_memory_gb", "cache_bytes",
-                              "cache_tokens"}
+    assert set(per.index) == {"ms_per_token", kvcache.TIME_METRIC, "decode_peak_memory_gb",
+                              "prefill_peak_memory_gb", "cache_bytes", "cache_tokens"}
     assert per.cache_tokens == 56 and per.cache_bytes == 56 * kvcache.kv_bytes_per_token(tiny)
-    assert per.ms_per_token > 0 and per.decode_peak_memory_gb * 1e9 >= tiny.weight_bytes()
+    assert per.ms_per_token > 0 and per[kvcache.TIME_METRIC] > 0
+    assert per.decode_peak_memory_gb * 1e9 >= tiny.weight_bytes()
     split = df[df.experiment == "time_split"].set_index("metric").value
     assert set(split.index) == {"build_ms", "eval_ms", "item_ms", "total_ms"} and (split > 0).all()
     assert (df.model == "tiny").all() and (df.strategy == "concat").all() and (df.length == 50).all()
@@ -106,7 +108,7 @@ def test_impossible_settings_are_one_clear_error(kwargs):
 
 def _synthetic(slope_ms_per_token: dict, lengths=(10, 100, 1000, 4000), repeats=5, seed=0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    rows = [dict(experiment="per_length", metric="ms_per_token", model="m", strategy=s, length=n, trial=t,
+    rows = [dict(experiment="per_length", metric=kvcache.TIME_METRIC, model="m", strategy=s, length=n, trial=t,
                  value=2.0 + k * n + rng.normal(0, 0.01))
             for s, k in slope_ms_per_token.items() for n in lengths for t in range(repeats)]
     return pd.DataFrame(rows)
