@@ -352,7 +352,7 @@ display(fig, per_op, Markdown(f"Graph building of one decode step ({loaded.label
 
 # %% [markdown]
 # ## Every cliff found <a id="cliffs"></a>
-# All jumps of every sweep in this run (prefill, decode, versions, prompt latency), largest first. `size` is the
+# All jumps of every sweep in this run (prefill, decode, versions, prompt latency), largest first. `excess` is the
 # ratio beyond the work envelope: 0.6 means the later length took 0.6x the time its extra work allows, i.e. the
 # lengths before it ran in a slow regime; 1.4 means a slowdown 1.4x beyond the work.
 
@@ -363,7 +363,7 @@ found = pd.concat([prefill_cliffs.assign(sweep="prefill"), decode_cliffs.assign(
 if "probe_mlx" not in found.columns:
     found["probe_mlx"] = None
 found["probe_mlx"] = found["probe_mlx"].fillna(env.mlx)
-found = found.assign(away=lambda t: (t["size"].apply(lambda s: max(s, 1 / s)))).sort_values("away", ascending=False)
+found = found.assign(away=lambda t: t["excess"].apply(lambda x: max(x, 1 / x))).sort_values("away", ascending=False)
 display(found.drop(columns="away").round(3))
 cliff_lines = cliffs.describe(found, ["sweep", "probe_mlx", "mode", "dtype", "head_dim"]) if len(found) else []
 display(Markdown("\n".join(f"- {line}" for line in cliff_lines) or "No cliff found in any sweep."))
@@ -417,7 +417,7 @@ by_mode = cur[cur.sweep == "prefill"].groupby("mode").size().to_dict() if len(cu
 biggest = cur.iloc[0] if len(cur) else None
 run.add_finding(Finding(
     id="cliffs_found", headline=True, section="cliffs",
-    measured=measured(Interval(biggest["size"], biggest["size"], biggest["size"]), "x beyond the work",
+    measured=measured(Interval(biggest["excess"], biggest["excess"], biggest["excess"]), "x beyond the work",
                       count=len(cur)) if biggest is not None else {"value": 0.0, "low": 0.0, "high": 0.0,
                                                                    "unit": "cliffs"},
     statement=(f"MLX {env.mlx} on {env.device} ({env.backend}): {len(cur)} cliff(s) beyond a {tolerance:.0%} "

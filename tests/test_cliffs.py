@@ -39,14 +39,14 @@ def test_planted_slow_region_below_128_is_a_down_step_at_128():
     df = sweep(lambda n: quadratic(n) * (1.5 if n < 128 else 1.0))
     (cliff,) = cliffs.find_cliffs(df, work="work")
     assert (cliff.before_length, cliff.length, cliff.verdict) == (127, 128, cliffs.DOWN)
-    assert cliff.high < 1 and cliff.size == pytest.approx(1 / 1.5, rel=0.05)
+    assert cliff.high < 1 and cliff.excess == pytest.approx(1 / 1.5, rel=0.05)
 
 
 def test_planted_up_jump_after_a_kv_cache_boundary():
     df = sweep(lambda n: quadratic(n) * (1.4 if n > 256 else 1.0))
     (cliff,) = cliffs.find_cliffs(df, work="work")
     assert (cliff.before_length, cliff.length, cliff.verdict) == (256, 257, cliffs.UP)
-    assert cliff.low > cliff.expected_high and cliff.size == pytest.approx(1.4, rel=0.05)
+    assert cliff.low > cliff.expected_high and cliff.excess == pytest.approx(1.4, rel=0.05)
 
 
 def test_jump_smaller_than_the_tolerance_is_not_reported():

@@ -7,7 +7,7 @@ envelope, widened by a tolerance, is therefore [1 / (1 + tol), (w_b / w_a) * (1 
 whole ratio interval lies outside it:
   "up":   b costs more than the added work explains (a slower regime starts at b);
   "down": b is faster than a although it does more work (the lengths up to a were in a slow regime).
-The size of a jump is its ratio over the envelope's nearest edge (without tolerance): the slowdown the work
+The excess of a jump is its ratio over the envelope's nearest edge (without tolerance): the slowdown the work
 does not explain. Without a work column every length is expected to cost the same (the envelope is [1, 1]).
 
 A sweep tests many pairs at once, so its intervals are family-wise (Bonferroni): with 20 pairs, each interval
@@ -39,7 +39,7 @@ class Step:
     high: float
     expected_low: float  # the envelope without tolerance: 1 ...
     expected_high: float  # ... to the work ratio
-    size: float  # ratio over the envelope's nearest edge (1.0 when inside it)
+    excess: float  # ratio over the envelope's nearest edge (1.0 when inside it)
     verdict: str  # "up" / "down" (a jump), "none" (inside the envelope), "unclear" (straddles its edge)
 
     @property
@@ -52,7 +52,7 @@ class Step:
 
 def judge(before: np.ndarray, after: np.ndarray, work_ratio: float = 1.0, tolerance: float = 0.1,
           confidence: float = measure.CONFIDENCE) -> tuple:
-    """(ratio Stats, verdict, size) for two samples of times and the work ratio between them."""
+    """(ratio Stats, verdict, excess) for two samples of times and the work ratio between them."""
     r = measure.ratio_interval(after, before, confidence=confidence)
     lo_edge, hi_edge = min(1.0, work_ratio), max(1.0, work_ratio)
     lo_tol, hi_tol = lo_edge / (1 + tolerance), hi_edge * (1 + tolerance)
@@ -64,8 +64,8 @@ def judge(before: np.ndarray, after: np.ndarray, work_ratio: float = 1.0, tolera
         verdict = NONE
     else:
         verdict = UNCLEAR
-    size = r.median / hi_edge if r.median > hi_edge else (r.median / lo_edge if r.median < lo_edge else 1.0)
-    return r, verdict, size
+    excess = r.median / hi_edge if r.median > hi_edge else (r.median / lo_edge if r.median < lo_edge else 1.0)
+    return r, verdict, excess
 
 
 def steps(df: pd.DataFrame, *, x: str = "length", value: str = "value", work: str | None = None,
@@ -78,10 +78,10 @@ def steps(df: pd.DataFrame, *, x: str = "length", value: str = "value", work: st
     confidence = 1 - (1 - measure.CONFIDENCE) / max(1, len(lengths) - 1)
     for a, b in zip(lengths[:-1], lengths[1:]):
         w = works[b] / works[a] if works else 1.0
-        r, verdict, size = judge(samples[a], samples[b], w, tolerance, confidence)
+        r, verdict, excess = judge(samples[a], samples[b], w, tolerance, confidence)
         out.append(Step(before_length=float(a), length=float(b), before=float(np.median(samples[a])),
                         after=float(np.median(samples[b])), ratio=r.median, low=r.low, high=r.high,
-                        expected_low=min(1.0, w), expected_high=max(1.0, w), size=size, verdict=verdict))
+                        expected_low=min(1.0, w), expected_high=max(1.0, w), excess=excess, verdict=verdict))
     return out
 
 
@@ -112,14 +112,19 @@ def pair(df: pd.DataFrame, before_length: float, length: float, *, x: str = "len
     return steps(sub, x=x, value=value, work=work, tolerance=tolerance)[0]
 
 
+def _label(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def describe(table: pd.DataFrame, label_columns: list[str]) -> list[str]:
-    """One line per jump, e.g. 'causal bfloat16 d128: 127 -> 128 down 0.63x [0.60, 0.66] (1.6x beyond the work)'."""
+    """One line per jump, e.g. 'prefill causal bfloat16 128: 127 -> 128 tokens, 0.9 -> 0.6 ms, ratio 0.63 ...'."""
     lines = []
     for _, s in table.iterrows():
-        label = " ".join(str(s[c]) for c in label_columns)
-        lines.append(f"{label}: {s.before_length:g} -> {s.length:g} tokens, {s.before:.3g} -> {s.after:.3g} ms, "
-                     f"ratio {s.ratio:.2f} [{s.low:.2f}, {s.high:.2f}] against {s.expected_low:.2f}-"
-                     f"{s.expected_high:.2f} from the work ({s.verdict}, {s.size:.2f}x beyond it)")
+        label = " ".join(_label(s[c]) for c in label_columns if c in s and pd.notna(s[c]))
+        lines.append(f"{label}: {s['before_length']:g} -> {s['length']:g} tokens, {s['before']:.3g} -> "
+                     f"{s['after']:.3g} ms, ratio {s['ratio']:.2f} [{s['low']:.2f}, {s['high']:.2f}] against "
+                     f"{s['expected_low']:.2f}-{s['expected_high']:.2f} from the work ({s['verdict']}; "
+                     f"{s['excess']:.2f}x the envelope's nearest edge)")
     return lines
 
 
