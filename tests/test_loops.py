@@ -1,0 +1,134 @@
+"""Decode-loop variants against mlx-lm's generate_step, on the tiny preset (real MLX on the CPU)."""
+
+import mlx.core as mx
+import numpy as np
+import pytest
+from mlx.utils import tree_map
+from mlx_lm.generate import generate_step
+from mlx_lm.sample_utils import make_logits_processors, make_sampler
+
+from mlx_workbook import decode, loops, models, results, sampling
+
+N = 24
+
+
+def lively(dtype: str):
+    """The tiny preset with weights scaled up: at the usual 0.02 init greedy decoding repeats one token,
+    which would make 'identical tokens' a weak test; scaled, it emits varied tokens with some repeats."""
+    lm = models.build_preset("tiny", dtype=dtype)
+    lm.model.update(tree_map(lambda v: v * 10 if v.ndim >= 2 else v, lm.model.parameters()))
+    mx.eval(lm.model.parameters())
+    return lm
+
+
+@pytest.fixture(scope="module")
+def lm():
+    return lively("float32")
+
+
+@pytest.fixture(scope="module")
+def prompt(lm):
+    return models.random_prompt(lm, 12, seed=3)
+
+
+def run(lm, prompt, name, n=N, **kw):
+    v = loops.variant(name)
+    return decode.measure_generation(lm.model, prompt, n, loop=v.loop(), **({"seed": 7} | kw if v.options else kw)).tokens
+
+
+def reference(lm, prompt, n=N, seed=7, **kw):
+    mx.random.seed(seed)
+    return [int(t) for t, _ in generate_step(prompt, lm.model, max_tokens=n, **kw)]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_every_greedy_variant_emits_generate_step_tokens(dtype, lm, prompt):
+    model = lm if dtype == "float32" else lively(dtype)
+    ref = reference(model, prompt)
+    assert len(set(ref)) > N // 3, "the test model must emit varied tokens"
+    greedy = [n for n, v in loops.VARIANTS.items() if v.family == "greedy"]
+    assert {"mlx_lm", "sync", "pipelined", "batched_10", "logprobs_always", "eval_logits", "default_stream"} <= set(greedy)
+    for name in greedy:
+        assert run(model, prompt, name) == ref, name
+
+
+@pytest.mark.parametrize("n", [1, 9, 10, 23])
+def test_batched_schedule_yields_exactly_max_tokens(lm, prompt, n):
+    toks = list(loops.library_loop(lm.model, prompt, n, schedule="batched", eval_every=10))
+    assert toks == reference(lm, prompt, n)
+
+
+def test_sampled_variants_same_seed_same_tokens(lm, prompt):
+    # temperature 1 without filters: the fast path, mlx-lm's sampler (x * 1/1) and generate_step agree
+    ref = reference(lm, prompt, sampler=make_sampler(temp=1.0))
+    assert ref != reference(lm, prompt)  # really sampled, not greedy
+    for name in ("sample_fast", "sample_t1", "sample_before_001"):
+        assert run(lm, prompt, name) == ref, name
+    assert run(lm, prompt, "sample_fast") == run(lm, prompt, "sample_fast")  # deterministic under the seed
+    assert run(lm, prompt, "sample_fast", seed=8) != ref  # and the seed matters
+    # the filter chain: uncompiled, compiled as one function, and mlx-lm's per-filter compiled sampler
+    chain = reference(lm, prompt, sampler=make_sampler(**loops.CHAIN))
+    assert run(lm, prompt, "sample_chain") == chain
+    assert run(lm, prompt, "sample_chain_compiled") == chain
+
+
+def test_repetition_penalty_loop_equals_vectorized_and_mlx_lm(lm, prompt):
+    ref = reference(lm, prompt, logits_processors=make_logits_processors(repetition_penalty=1.1))
+    assert ref != reference(lm, prompt)  # the penalty changes this model's tokens
+    assert run(lm, prompt, "rep_penalty") == ref
+    assert run(lm, prompt, "rep_penalty_loop") == ref
+
+
+def test_logprobs_returned_when_asked_match_generate_step(lm, prompt):
+    ours = list(loops.steps(lm.model, prompt, 6, return_logprobs=True))
+    theirs = list(generate_step(prompt, lm.model, max_tokens=6))
+    for (t, lp), (t2, lp2) in zip(ours, theirs):
+        assert t == int(t2)
+        np.testing.assert_allclose(np.array(lp), np.array(lp2), rtol=1e-5, atol=1e-5)
+    assert all(lp is None for _, lp in loops.steps(lm.model, prompt, 3))
+
+
+def test_compiled_chain_samples_like_uncompiled():
+    logits = mx.random.normal((1, 512), key=mx.random.key(0)) * 3
+    draws = []
+    for compiled in (False, True):
+        mx.random.seed(5)
+        s = sampling.chain_sampler(**loops.CHAIN, compiled=compiled)
+        draws.append([s(logits).item() for _ in range(20)])
+    assert draws[0] == draws[1] and len(set(draws[0])) > 1
+    assert sampling.top_k_filter(logits, 5).__ge__(-1e30).sum().item() == 5
+
+
+def test_compare_split_and_sampling_record_per_trial(tmp_path, lm):
+    run_ = results.start_run("99_test", {}, run_dir=tmp_path / "r")
+    toks = loops.compare(run_, lm, ["mlx_lm", "pipelined", "sync"], prompt_tokens=8, max_tokens=6, repeats=3,
+                         warmup=1)
+    loops.record_agreement(run_, lm, toks)
+    loops.time_split(run_, lm, ["logprobs_always", "sync"], prompt_tokens=8, max_tokens=6, repeats=2)
+    loops.time_sampling(run_, lm, ["greedy", "chain", "chain_compiled"], calls=3, repeats=2)
+    df = run_.measurements
+    dec = df[(df.experiment == "decode") & (df.metric == "decode_tps")]
+    assert len(dec) == 9 and (dec.value > 0).all() and set(dec.variant) == {"mlx_lm", "pipelined", "sync"}
+    firsts = dec[dec.position == 0].variant.tolist()
+    assert firsts == ["mlx_lm", "pipelined", "sync"]  # the order rotates every repeat
+    agree = df[df.experiment == "agreement"]
+    assert (agree.value == 1.0).all() and len(agree) == 3
+    split = df[(df.experiment == "split") & (df.metric == "phase_share_pct")]
+    sums = split.groupby(["variant", "trial"]).value.sum()
+    assert np.allclose(sums, 100, atol=1e-6) or (sums <= 100 + 1e-6).all()
+    assert set(split.phase) == set(loops.PHASES) | {"other"}
+    samp = df[df.experiment == "sampling"]
+    assert set(samp.sampler) == {"greedy", "chain", "chain_compiled", "transfer"} and (samp.value > 0).all()
+
+
+def test_bad_names_fail_clearly():
+    with pytest.raises(ValueError, match="unknown decode-loop variant"):
+        loops.variant("warp_speed")
+    with pytest.raises(models.ModelError):
+        loops.parse_model("no-such-model:4")
+    with pytest.raises(models.ModelError):
+        loops.parse_model("tiny:7")
+    assert loops.parse_model("tiny:4") == {"name": "tiny", "dtype": "bfloat16", "bits": 4}
+    assert loops.parse_model("tiny:float32")["bits"] is None
+    with pytest.raises(ValueError):
+        list(loops.steps(None, mx.array([1]), 2, schedule="sometimes"))
