@@ -90,6 +90,7 @@ run = results.start_run("01_kv_cache", {k: v for k, v in dict(globals()).items()
     "slice_sizes_mb", "slice_updates", "identity_tokens", "seed")}, run_dir=run_dir)
 env = run.environment
 claim_model = presets[0]
+slug = {name: "".join(c if c.isalnum() else "_" for c in name) for name in presets}  # for ids and file names
 where = f"{env.device} ({env.backend}, mlx {env.mlx})"
 display(pd.Series(env.as_dict() | {"run_id": run.run_id}, name="environment").to_frame())
 
@@ -163,7 +164,7 @@ for name in presets:
             label="published: mlx-node, hardware unspecified")
     ax.axvline(window, ls=":", lw=1, color="#999999", label=f"rotating window ({window})")
     ax.legend(fontsize=8)
-    run.save_figure(fig, f"per_token_{name}")
+    run.save_figure(fig, f"per_token_{slug[name]}")
     display(fig, table.pivot(index="length", columns="strategy", values="median").round(3))
 
 # %% [markdown]
@@ -193,7 +194,7 @@ for name in presets:
                                                           f"1 + tolerance ({copy_tolerance:g})": 1 + copy_tolerance},
                                      title=f"concat / preallocated time per token, {labels[name]}, {where}",
                                      xlabel="context length (tokens)", ylabel="ratio (median, 95% interval)")
-    run.save_figure(fig, f"copy_ratio_{name}")
+    run.save_figure(fig, f"copy_ratio_{slug[name]}")
     display(fig, ratio_tables[name].round(3))
 
 # %% [markdown]
@@ -210,12 +211,12 @@ for name in presets:
     fig = plots.lines_with_intervals(mem, x="length", series="strategy", logx=True, logy=True,
                                      title=f"KV-cache bytes vs context, {labels[name]}, {where}",
                                      xlabel="context length (tokens)", ylabel="cache MiB (all layers)")
-    run.save_figure(fig, f"cache_bytes_{name}")
+    run.save_figure(fig, f"cache_bytes_{slug[name]}")
     peak = plots.summary_table(sub[sub.metric == "decode_peak_memory_gb"], ["strategy", "length"])
     fig2 = plots.lines_with_intervals(peak, x="length", series="strategy", logx=True,
                                       title=f"Peak memory while decoding, {labels[name]}, {where}",
                                       xlabel="context length (tokens)", ylabel="GB (median, 95% interval)")
-    run.save_figure(fig2, f"peak_memory_{name}")
+    run.save_figure(fig2, f"peak_memory_{slug[name]}")
     display(fig, fig2, mem.pivot(index="length", columns="strategy", values="median").round(3))
 
 # %% [markdown]
@@ -246,7 +247,7 @@ for name in presets:
     ax.plot(parts.config, [piped[(s, n)] for s, n in zip(parts.strategy, parts.length)], ls="none",
             marker="_", ms=18, mew=2, color="black", label="pipelined mlx-lm loop")
     ax.legend(fontsize=8)
-    run.save_figure(fig, f"time_split_{name}")
+    run.save_figure(fig, f"time_split_{slug[name]}")
     display(fig, parts.drop(columns="config").round(3))
 
 # %% [markdown]
@@ -303,7 +304,7 @@ for name in presets:
     sl = slope_table[slope_table.model == name].set_index("strategy")
     v = verdicts.no_effect(Interval.of(full[ref]), flat_tolerance)
     run.add_finding(Finding(
-        id=f"per_token_full_range_{name}", verdict=v, section="per_token",
+        id=f"per_token_full_range_{slug[name]}", verdict=v, section="per_token",
         measured={"value": 100 * full[ref].median, "low": 100 * full[ref].low, "high": 100 * full[ref].high,
                   "unit": "%", "strategy": ref, "lengths": [shortest, longest]},
         statement=f"{labels[name]}: from {shortest} to {longest} tokens of context the time per token changes "
@@ -341,7 +342,7 @@ if {"concat", "preallocated"} <= set(strategies):
                      f"token (concat) cost more than {copy_tolerance:.0%} per token with confidence; at {longest} "
                      f"tokens the ratio to preallocated is {at.ratio:.3f} [{at.low:.3f}, {at.high:.3f}].")
         run.add_finding(Finding(
-            id=f"copy_cost_onset_{name}", section="copy_cost", headline=(name == claim_model),
+            id=f"copy_cost_onset_{slug[name]}", section="copy_cost", headline=(name == claim_model),
             measured={"value": onset, "unit": "tokens",
                       "ratio": float(at.ratio), "low": float(at.low), "high": float(at.high)},
             statement=statement))
@@ -371,7 +372,7 @@ for name in presets:
     cb = per_len[(per_len.model == name) & (per_len.metric == "cache_bytes") & (per_len.length == longest)]
     mib = cb.groupby("strategy").value.median() / 2**20
     run.add_finding(Finding(
-        id=f"cache_bytes_{name}", section="memory",
+        id=f"cache_bytes_{slug[name]}", section="memory",
         measured={"value": float(mib.get(ref, np.nan)), "unit": "MiB", "strategy": ref, "length": longest},
         statement=f"{labels[name]}, {longest} tokens of context: the cache holds "
                   + ", ".join(f"{s} {mib[s]:.3g} MiB" for s in strategies)
