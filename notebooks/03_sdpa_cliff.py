@@ -62,6 +62,7 @@ decode_offsets: list = [-1, 0, 1]  # fine decode sweep around each boundary
 gqa_prefill_lengths: list = [64, 128, 256]  # prompt lengths of the GQA comparison
 gqa_decode_lengths: list = [256, 1024]  # cache lengths of the GQA comparison
 mlx_versions: list = ["0.29.1", "0.30.0", "0.30.1", "current"]  # MLX versions to run the SDPA probe under
+version_passes: int = 2  # runs of every version in alternating order, so load drift weighs on all alike
 wheels_dir: str = ""  # folder of MLX wheels for offline installs (empty: the package index, or MLX_WHEELS_DIR)
 version_lengths: list = [64, 116, 120, 124, 127, 128, 129, 132, 140]  # version probe prefill lengths, every mask mode
 version_causal_lengths: list = [32, 256, 512]  # more prefill lengths of the version probe, causal string only
@@ -115,9 +116,10 @@ from mlx_workbook.verdicts import HOLDS, INCONCLUSIVE, NOT_APPLICABLE, Interval,
 PARAMS = ["profile", "n_q_heads", "n_kv_heads", "wide_lengths", "boundaries", "offsets", "modes", "variants",
           "main_dtype", "main_head_dim", "dtypes", "head_dims", "variant_modes", "variant_wide", "variant_boundaries",
           "decode_lengths", "decode_boundaries", "decode_offsets", "gqa_prefill_lengths", "gqa_decode_lengths",
-          "mlx_versions", "wheels_dir", "version_lengths", "version_causal_lengths", "version_decode_lengths",
-          "model", "model_dtype", "model_bits", "prompt_lengths", "moe_model", "op_tokens", "op_context", "op_dtype",
-          "op_bits", "group_size", "graph_context", "repeats", "warmup", "target_ms", "tolerance"]
+          "mlx_versions", "version_passes", "wheels_dir", "version_lengths", "version_causal_lengths",
+          "version_decode_lengths", "model", "model_dtype", "model_bits", "prompt_lengths", "moe_model", "op_tokens",
+          "op_context", "op_dtype", "op_bits", "group_size", "graph_context", "repeats", "warmup", "target_ms",
+          "tolerance"]
 run = results.start_run("03_sdpa_cliff", {k: globals()[k] for k in PARAMS}, run_dir=run_dir)
 env = run.environment
 where = f"{env.device} ({env.backend}, mlx {env.mlx})"
@@ -238,8 +240,11 @@ display(fig, table.round(4))
 # ## Across MLX versions <a id="versions"></a>
 # The same self-contained probe (`probes/sdpa_probe.py`, only `mlx` and the standard library) runs under each
 # version in `mlx_versions`, each installed once into `.cache/mlx-versions/<version>-<backend>/` with this
-# backend's MLX package, as a subprocess returning JSON. A version that cannot be installed here (no network, no
-# wheel for this platform) gets one message below; the rest of the notebook does not depend on it.
+# backend's MLX package, as a subprocess returning JSON. Versions run one after another, so `version_passes`
+# passes in alternating order keep a machine whose load changes over time from favouring one version (on a
+# shared CPU, differences between versions smaller than that load noise mean nothing). A version that cannot be
+# installed here (no network, no wheel for this platform) gets one message below; the rest of the notebook does
+# not depend on it.
 
 # %%
 vcases = attention.prefill_cases(version_lengths, modes=modes, dtypes=[main_dtype], head_dims=[main_head_dim],
@@ -249,7 +254,8 @@ vcases += attention.prefill_cases(version_causal_lengths, modes=["causal"], dtyp
 vcases += attention.decode_cases(version_decode_lengths, dtypes=[main_dtype], head_dims=[main_head_dim],
                                  n_q_heads=n_q_heads, n_kv_heads=n_kv_heads)
 version_results = versions.compare(mlx_versions, {"cases": attention.unique(vcases), **timing},
-                                   wheels_dir=wheels_dir or None, on_result=lambda r: attention.record_version(run, r))
+                                   passes=version_passes, wheels_dir=wheels_dir or None,
+                                   on_result=lambda r: attention.record_version(run, r))
 version_status = pd.DataFrame([{"version": r.version, "status": r.status, "seconds": round(r.seconds, 1),
                                 "message": r.message} for r in version_results])
 ran = [r.version for r in version_results if r.ok]

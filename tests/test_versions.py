@@ -37,11 +37,22 @@ def test_current_version_runs_the_probe_in_a_subprocess():
     assert all(r["ms"] > 0 for r in result.data["rows"])
 
 
-def test_compare_resolves_current_once(monkeypatch):
-    seen = []
-    monkeypatch.setattr(versions, "run_probe", lambda v, c, **kw: seen.append(v) or versions.VersionResult(v, "ok"))
-    versions.compare(["current", versions.current_version(), "current"], CONFIG)
-    assert seen == [versions.current_version()]
+def test_compare_resolves_current_once_and_alternates_passes(monkeypatch):
+    seen, stored = [], []
+
+    def fake(version, config, **kw):
+        seen.append(version)
+        if version == "9.9.9":
+            return versions.VersionResult(version, "unavailable", "MLX 9.9.9: no wheel")
+        return versions.VersionResult(version, "ok", data={"rows": [{"trial": t} for t in range(2)]})
+
+    monkeypatch.setattr(versions, "run_probe", fake)
+    here = versions.current_version()
+    out = versions.compare(["current", "9.9.9", "0.30.0", here], {"repeats": 2}, passes=2,
+                           on_result=stored.append)
+    assert seen == [here, "9.9.9", "0.30.0", "0.30.0", here]  # the unavailable version is tried once
+    assert [r.version for r in out] == [here, "9.9.9", "0.30.0"] and not out[1].ok
+    assert [row["trial"] for row in out[0].data["rows"]] == [0, 1, 2, 3] and len(stored) == 5
 
 
 def test_no_network_gives_one_clear_message(cache, monkeypatch):

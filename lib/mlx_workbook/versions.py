@@ -202,17 +202,32 @@ def run_probe(version: str, config: dict, *, wheels_dir: str | None = None, time
     return VersionResult(version, "ok", message, str(python), time.perf_counter() - tic, data)
 
 
-def compare(versions: list[str], config: dict, *, wheels_dir: str | None = None, timeout: float = 600,
-            on_result=None) -> list[VersionResult]:
-    """The probe under each version in turn (duplicates and "current" resolved); `on_result` sees each."""
-    here, seen, out = current_version(), set(), []
-    for v in versions:
-        v = here if str(v) in ("current", here) else str(v)
-        if v in seen:
-            continue
-        seen.add(v)
-        result = run_probe(v, config, wheels_dir=wheels_dir, timeout=timeout)
-        out.append(result)
-        if on_result is not None:
-            on_result(result)
-    return out
+def compare(versions: list[str], config: dict, *, passes: int = 1, wheels_dir: str | None = None,
+            timeout: float = 600, on_result=None) -> list[VersionResult]:
+    """The probe under each version (duplicates and "current" resolved), in `passes` passes of alternating
+    order (A B C, then C B A, ...), so that a machine getting busier or quieter over time weighs on every version
+    alike. `on_result` sees each pass's result as it finishes (trials numbered on across passes); the returned
+    results hold every pass's rows. A version that cannot be installed is tried once."""
+    here, order = current_version(), []
+    for v in map(str, versions):
+        v = here if v in ("current", here) else v
+        if v not in order:
+            order.append(v)
+    merged: dict[str, VersionResult] = {}
+    repeats = int(config.get("repeats", 5))
+    for p in range(passes):
+        for v in (order if p % 2 == 0 else order[::-1]):
+            if v in merged and not merged[v].ok:
+                continue
+            result = run_probe(v, config, wheels_dir=wheels_dir, timeout=timeout)
+            if result.ok:
+                for row in result.data["rows"]:
+                    row["trial"] += p * repeats
+            if on_result is not None:
+                on_result(result)
+            if v not in merged or not result.ok:
+                merged[v] = result
+            else:
+                merged[v].data["rows"] += result.data["rows"]
+                merged[v].seconds += result.seconds
+    return [merged[v] for v in order]
