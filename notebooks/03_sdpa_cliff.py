@@ -294,6 +294,7 @@ display(Markdown("**Published (Apple silicon, chip unspecified; whole runs of a 
 # evaluated (mlx-lm's prefill; mlx-lm passes the `"causal"` mask string for prompts longer than one token).
 # Times are shown relative to the 128-token prompt, so the published tables (other hardware, other model,
 # whole runs) can be drawn beside them as dashed lines: a cliff shows as a step at the same place in either.
+# Cliffs are judged against the forward pass's flops (weights x tokens plus the quadratic attention part).
 
 # %%
 loaded = models.build_preset(model, dtype=model_dtype, bits=model_bits or None, group_size=group_size)
@@ -316,7 +317,7 @@ ax.plot(before.index, before / before[128], ls="--", marker="v", lw=1, color="#b
         label="published: Rust, MLX 0.29.1, 127 vs 128 (Apple silicon)")
 ax.legend(fontsize=7)
 run.save_figure(fig, "prompt_latency")
-prompt_cliffs = cliffs.scan(prompt.assign(work=prompt.length), ["model"], work="work", tolerance=tolerance)
+prompt_cliffs = cliffs.scan(prompt, ["model"], work="flops", tolerance=tolerance)
 display(fig, table.round(3), prompt_cliffs.round(3))
 
 # %% [markdown]

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from mlx_workbook import attention, cliffs, ops, models, results
+from mlx.utils import tree_flatten as mlx_flatten
 from mlx_workbook.probes import sdpa_probe as probe
 
 
@@ -131,5 +132,8 @@ def test_prompt_latency_and_graph_build(run, tiny):
     df = run.measurements
     prompt, graph = df[df.experiment == "prompt"], df[df.experiment == "graph"]
     assert sorted(prompt.length.unique()) == [8, 16] and len(prompt) == 4 and (prompt.model == "tiny").all()
+    # 2 flops per weight per token (tied embeddings: the logits reuse the embedding) plus causal attention.
+    matmul_weights = sum(v.size for k, v in mlx_flatten(tiny.model.parameters()) if v.ndim == 2)
+    assert ops.prompt_flops(tiny.config, 8) == 2.0 * 8 * matmul_weights + 2.0 * 2 * 64 * 4 * 16
     assert set(graph.metric) == {"build_ms", "eval_ms"} and len(graph) == 6 and (graph.value > 0).all()
     assert list(graph[graph.metric == "build_ms"].context) == [9, 10, 11]

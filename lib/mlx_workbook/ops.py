@@ -128,10 +128,26 @@ def run_ops(run: Run, *, dense: dict, moe: dict | None, tokens: int, context: in
         mx.clear_cache()
 
 
+def prompt_flops(config: dict, n: int) -> float:
+    """Floating-point operations of one forward pass over n prompt tokens (matmuls only): 2 per weight per token
+    (projections, MLP or the active experts, logits for every position) plus causal attention, 2 n^2 h d per
+    layer; the work a prompt's latency should follow, linear and quadratic parts together."""
+    d = dense_shapes(config)
+    q, kv = d["n_q_heads"] * d["head_dim"], d["n_kv_heads"] * d["head_dim"]
+    if models.is_moe(config):
+        m = moe_shapes(config)
+        mlp = m["top_k"] * 3 * d["hidden"] * m["expert_width"] + d["hidden"] * m["experts"]
+    else:
+        mlp = 3 * d["hidden"] * d["intermediate"]
+    per_layer = d["hidden"] * (2 * q + 2 * kv) + mlp
+    layers = config["num_hidden_layers"]
+    return 2.0 * n * (layers * per_layer + d["hidden"] * config["vocab_size"]) + 2.0 * layers * n * n * q
+
+
 def prompt_latency(run: Run, loaded: models.LoadedModel, lengths: list[int], *, repeats: int, warmup: int = 1,
                    seed: int = 0) -> None:
     """The model's forward pass over a prompt of each length (fresh KV cache, last position's logits
-    evaluated, as mlx-lm's prefill does), stored as experiment "prompt" (ms per prompt)."""
+    evaluated, as mlx-lm's prefill does), stored as experiment "prompt" (ms per prompt, with its flops)."""
     from mlx_lm.models.cache import make_prompt_cache
 
     tokens = models.random_prompt(loaded, max(lengths), seed)
@@ -140,7 +156,8 @@ def prompt_latency(run: Run, loaded: models.LoadedModel, lengths: list[int], *, 
     def forward(n):
         return lambda: model(tokens[None, :n], cache=make_prompt_cache(model))[:, -1, :]
 
-    items = [({"length": int(n), **loaded.describe()}, forward(int(n))) for n in sorted(set(lengths))]
+    items = [({"length": int(n), "flops": prompt_flops(loaded.config, int(n)), **loaded.describe()}, forward(int(n)))
+             for n in sorted(set(lengths))]
     interleaved(run, "prompt", items, repeats=repeats, warmup=warmup, target_ms=0, max_calls=1)
 
 
