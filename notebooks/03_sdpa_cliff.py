@@ -258,7 +258,7 @@ version_results = versions.compare(mlx_versions, {"cases": attention.unique(vcas
                                    on_result=lambda r: attention.record_version(run, r))
 version_status = pd.DataFrame([{"version": r.version, "status": r.status, "seconds": round(r.seconds, 1),
                                 "message": r.message} for r in version_results])
-ran = [r.version for r in version_results if r.ok]
+ran = [r.version for r in version_results if r.ok and r.data["rows"]]
 display(version_status)
 
 # %%
@@ -372,7 +372,8 @@ if "probe_mlx" not in found.columns:
 found["probe_mlx"] = found["probe_mlx"].fillna(env.mlx)
 found = found.assign(away=lambda t: t["excess"].apply(lambda x: max(x, 1 / x))).sort_values("away", ascending=False)
 display(found.drop(columns="away").round(3))
-cliff_lines = cliffs.describe(found, ["sweep", "probe_mlx", "mode", "dtype", "head_dim"]) if len(found) else []
+LABELS = ["sweep", "probe_mlx", "kind", "variant", "mode", "dtype", "head_dim"]
+cliff_lines = cliffs.describe(found, LABELS) if len(found) else []
 display(Markdown("\n".join(f"- {line}" for line in cliff_lines) or "No cliff found in any sweep."))
 
 # %% [markdown]
@@ -420,7 +421,8 @@ def step_text(step):
 
 # Where the cliffs are, on this version and backend.
 cur = found[found.probe_mlx == env.mlx]
-by_mode = cur[cur.sweep == "prefill"].groupby("mode").size().to_dict() if len(cur) else {}
+by_mode = ({f"{m} ({v})": n for (m, v), n in cur[cur.sweep == "prefill"].groupby(["mode", "variant"]).size().items()}
+           if len(cur) else {})
 biggest = cur.iloc[0] if len(cur) else None
 run.add_finding(Finding(
     id="cliffs_found", headline=True, section="cliffs",
@@ -430,7 +432,9 @@ run.add_finding(Finding(
     statement=(f"MLX {env.mlx} on {env.device} ({env.backend}): {len(cur)} cliff(s) beyond a {tolerance:.0%} "
                f"tolerance across the prefill ({len(prefill_lengths)} lengths x {len(modes)} mask modes, plus "
                f"dtypes x head dims), decode ({len(decode_sweep)} cache lengths) and prompt sweeps"
-               + (f"; prefill cliffs by mask mode: {by_mode}; the largest: {cliff_lines[0]}." if len(cur) else ".")
+               + (f"; prefill cliffs by mask mode (kernel): {by_mode or 'none'}; decode cliffs: "
+                  f"{(cur.sweep == 'decode').sum()}; the largest: {cliffs.describe(cur.head(1), LABELS)[0]}."
+                  if len(cur) else ".")
                )))
 
 step_now = attention.pair(pre, 127, 128, tolerance=tolerance, mode="causal", variant="sdpa", dtype=main_dtype,

@@ -98,8 +98,9 @@ def _no_network(version: str, requirements: list[str]) -> str:
 
 
 def _classify(version: str, requirements: list[str], output: str, wheels_dir: str | None) -> str:
-    if "No module named pip" in output:
-        return f"MLX {version}: this interpreter ({sys.executable}) has no pip to install it with"
+    if "No module named pip" in output or "no such option: --python" in output:
+        return (f"MLX {version}: this interpreter ({sys.executable}) has no pip >= 22.3 to install it with "
+                "(pip install -U pip)")
     if any(marker in output for marker in NETWORK_ERRORS):
         return _no_network(version, requirements)
     where = f"the wheel folder {wheels_dir}" if wheels_dir else "the package index"
