@@ -55,9 +55,11 @@ def test_compare_resolves_current_once_and_alternates_passes(monkeypatch):
     assert [row["trial"] for row in out[0].data["rows"]] == [0, 1, 2, 3] and len(stored) == 5
 
 
-def test_no_network_gives_one_clear_message(cache, monkeypatch):
-    for var in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
-        monkeypatch.setenv(var, "http://127.0.0.1:9")  # a proxy nobody listens on: every download fails
+def test_no_network_gives_one_clear_message(cache, monkeypatch, tmp_path):
+    # An index nobody listens on, whatever pip's own configuration says: every download fails to connect.
+    for var in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9/simple")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path))
     monkeypatch.delenv("MLX_WHEELS_DIR", raising=False)
     first = versions.run_probe("0.29.1", CONFIG, timeout=120)
     assert first.status == "unavailable" and "no network" in first.message and "MLX_WHEELS_DIR" in first.message
