@@ -105,7 +105,7 @@ def test_compare_split_and_sampling_record_per_trial(tmp_path, lm):
                          warmup=1)
     loops.record_agreement(run_, lm, toks)
     loops.time_split(run_, lm, ["logprobs_always", "sync"], prompt_tokens=8, max_tokens=6, repeats=2)
-    loops.time_sampling(run_, lm, ["greedy", "chain", "chain_compiled"], calls=3, repeats=2)
+    sampling.time_sampling(run_, lm, ["greedy", "chain", "chain_compiled"], calls=3, repeats=2)
     df = run_.measurements
     dec = df[(df.experiment == "decode") & (df.metric == "decode_tps")]
     assert len(dec) == 9 and (dec.value > 0).all() and set(dec.variant) == {"mlx_lm", "pipelined", "sync"}

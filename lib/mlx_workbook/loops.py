@@ -18,8 +18,10 @@ from typing import Iterator
 
 import mlx.core as mx
 import mlx.nn as nn
+import numpy as np
+import pandas as pd
 
-from . import decode, models, sampling
+from . import decode, measure, models, sampling, verdicts
 
 PHASES = ("graph building", "sampling", "device execution", "token sync")
 
@@ -163,7 +165,7 @@ def steps(model: nn.Module, prompt: mx.array, max_tokens: int, *, schedule: str 
                 y, lp, targets = ny, nlp, ntargets
         else:
             pending.append((y, lp, targets))
-            if len(pending) == eval_every or last:
+            if len(pending) == eval_every or last or n == 0:  # the first token alone: TTFT means the same
                 evaluate([a for _, _, t in pending for a in t], wait=True)
                 for py, plp, _ in pending:
                     yield item(py), plp
@@ -188,7 +190,7 @@ def library_loop(model: nn.Module, prompt: mx.array, max_tokens: int, **options)
 
 # --- the registry -----------------------------------------------------------------------------------------
 
-CHAIN = {"temp": 1.0, "top_p": 0.9, "min_p": 0.05, "top_k": 50}  # a typical full filter chain
+CHAIN = sampling.CHAIN
 
 
 @dataclass(frozen=True)
@@ -319,9 +321,11 @@ def time_split(run, loaded: models.LoadedModel, names: list[str], *, prompt_toke
             if trial < 0:
                 continue
             intervals = clock.tokens - 1
-            parts = dict(clock.totals, other=max(0.0, clock.wall_s - sum(clock.totals.values())))
+            parts = dict(clock.totals, other=clock.wall_s - sum(clock.totals.values()))
             rows = []
             for phase, seconds in parts.items():
+                if seconds <= 0:  # only 'other' can be: the phases already cover the whole interval
+                    continue
                 rows.append(dict(metric="phase_ms_per_token", value=1e3 * seconds / intervals, unit="ms"))
                 rows.append(dict(metric="phase_share_pct", value=100 * seconds / clock.wall_s, unit="%"))
                 rows[-2]["phase"] = rows[-1]["phase"] = phase
@@ -330,17 +334,73 @@ def time_split(run, loaded: models.LoadedModel, names: list[str], *, prompt_toke
                                       for r in rows])
 
 
-def time_sampling(run, loaded: models.LoadedModel, names: list[str], *, calls: int, repeats: int) -> None:
-    """Seconds per sampler call on one vocab-sized logits row (model dtype), and the token + logprobs
-    transfer to the host; experiment 'sampling'."""
-    dtype = models.DTYPES[loaded.dtype]
-    for name in names:
-        options = CHAIN if name.startswith("chain") or name == "mlx_lm_chain" else {}
-        sampler = sampling.make("mlx_lm" if name == "mlx_lm_chain" else name, **options)
-        for i, s in enumerate(sampling.time_sampler(sampler, loaded.vocab_size, dtype=dtype, calls=calls,
-                                                    repeats=repeats)):
-            run.record("sampling", "ms_per_call", 1e3 * s, "ms", trial=i, sampler=name, label=loaded.label,
-                       **loaded.describe())
-    for i, s in enumerate(sampling.time_transfer(loaded.vocab_size, calls=calls, repeats=repeats)):
-        run.record("sampling", "ms_per_call", 1e3 * s, "ms", trial=i, sampler="transfer", label=loaded.label,
-                   **loaded.describe())
+# --- reading the comparison ---------------------------------------------------------------------------------
+
+# Published claim -> (variant, variant it is set against): the one-factor pair whose tokens/s ratio measures it.
+CLAIM_PAIRS = {
+    "unused_logits_eval_cost": ("logprobs_always", "eval_logits"),
+    "conditional_logprobs_gain": ("pipelined", "logprobs_always"),
+    "sampling_fast_path_gain": ("sample_fast", "sample_t1"),
+    "logits_optimizations_total_gain": ("sample_fast", "sample_before_001"),
+    "async_pipelining_gain": ("pipelined", "batched_10"),
+    "compiled_sampling_potential_001": ("sample_chain_compiled", "sample_chain"),
+    "rep_penalty_scatter_potential": ("rep_penalty", "rep_penalty_loop"),
+    "slice_vs_take_potential": ("pipelined", "take_logits"),
+    "dedicated_stream_minor": ("pipelined", "default_stream"),
+    "rep_penalty_vectorized_no_impact": ("rep_penalty_loop", "rep_penalty"),
+}
+
+
+def decode_tps(df: pd.DataFrame, label: str, name: str) -> pd.Series:
+    sel = (df.experiment == "decode") & (df.metric == "decode_tps") & (df.label == label) & (df.variant == name)
+    return df[sel].value
+
+
+def speedup_pct(df: pd.DataFrame, label: str, a: str, b: str) -> verdicts.Interval | None:
+    """How much faster `a` decodes than `b`, in % (median ratio of tokens/s - 1, bootstrap interval)."""
+    ta, tb = decode_tps(df, label, a), decode_tps(df, label, b)
+    if ta.empty or tb.empty:
+        return None
+    r = measure.ratio_interval(ta, tb)
+    return verdicts.Interval(100 * (r.median - 1), 100 * (r.low - 1), 100 * (r.high - 1))
+
+
+def claim_tolerance(low: float, high: float) -> float:
+    """Points a published speed-up range is widened by: a quarter of its size, at least 0.5."""
+    return max(0.5, 0.25 * max(abs(low), abs(high)))
+
+
+def grade(measured: verdicts.Interval, low: float, high: float, tolerance: float) -> str:
+    """A claimed speed-up: does not hold when the interval misses the (widened) published range; holds when
+    it meets the range and excludes zero (a speed-up is really there); otherwise too noisy to say."""
+    if verdicts.effect_matches(measured, low, high, tolerance) == verdicts.DOES_NOT_HOLD:
+        return verdicts.DOES_NOT_HOLD
+    return verdicts.HOLDS if measured.low > 0 else verdicts.INCONCLUSIVE
+
+
+def cv_interval(values) -> verdicts.Interval:
+    """Coefficient of variation (std / mean) with a 95% bootstrap interval."""
+    cv = lambda x, axis=None: np.std(x, axis=axis, ddof=1) / np.mean(x, axis=axis)
+    arr = np.asarray(values, dtype=float)
+    low, high = measure.bootstrap_interval(arr, statistic=cv)
+    return verdicts.Interval(float(cv(arr)), low, high)
+
+
+def variant_summary(df: pd.DataFrame) -> pd.DataFrame:
+    """Per model and variant: median tokens/s with interval, CV with interval, % against mlx-lm."""
+    rows = []
+    dec = df[(df.experiment == "decode") & (df.metric == "decode_tps")]
+    for (label, name), g in dec.groupby(["label", "variant"], sort=False):
+        s, cv = measure.summarize(g.value), cv_interval(g.value)
+        vs = speedup_pct(df, label, name, "mlx_lm")
+        rows.append({"label": label, "variant": name, "family": variant(name).family, "tok_s": s.median,
+                     "low": s.low, "high": s.high, "cv_pct": 100 * cv.value, "cv_low": 100 * cv.low,
+                     "cv_high": 100 * cv.high, "vs_mlx_lm_pct": vs.value if vs else np.nan,
+                     "vs_low": vs.low if vs else np.nan, "vs_high": vs.high if vs else np.nan, "n": s.n})
+    return pd.DataFrame(rows)
+
+
+def fastest_library_loop(summary: pd.DataFrame, label: str) -> str:
+    """The library's greedy variant with the highest median tokens/s on a model (generate_step excluded)."""
+    g = summary[(summary.label == label) & (summary.family == "greedy") & (summary.variant != "mlx_lm")]
+    return str(g.sort_values("tok_s").variant.iloc[-1])

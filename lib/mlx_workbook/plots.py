@@ -110,3 +110,27 @@ def show_figures_inline(*formats: str) -> None:
 
 
 show_figures_inline()
+
+
+def effects_vs_published(table: pd.DataFrame, *, title: str, xlabel: str) -> Figure:
+    """One row per claim: the measured effect (median, 95% interval whiskers) as a bar, and the published
+    figure or range beside it as a hatched grey band (a point claim is a thin band). Columns: `claim`,
+    `median`, `low`, `high`, `pub_low`, `pub_high` (NaN where nothing was published)."""
+    fig, ax = new_figure(7.5, max(3.0, 0.45 * len(table) + 1))
+    y = np.arange(len(table))
+    err = np.vstack([table["median"] - table["low"], table["high"] - table["median"]])
+    ax.barh(y, table["median"], 0.5, xerr=err, color=PALETTE[0], capsize=2, label="measured (this device)")
+    labelled = False
+    for i, (lo, hi) in enumerate(zip(table["pub_low"], table["pub_high"])):
+        if np.isfinite(lo) and np.isfinite(hi):
+            pad = 0.02 * max(1.0, abs(hi)) if lo == hi else 0
+            ax.fill_betweenx([i - 0.35, i + 0.35], lo - pad, hi + pad, color="#888888", alpha=0.45, hatch="//",
+                             linewidth=0, label=None if labelled else "published (original hardware)")
+            labelled = True
+    ax.axvline(0, color="#444444", lw=0.8)
+    ax.set_yticks(y, table["claim"].astype(str))
+    ax.invert_yaxis()
+    ax.set(title=title, xlabel=xlabel)
+    ax.grid(alpha=0.3, axis="x")
+    ax.legend(fontsize=8)
+    return fig

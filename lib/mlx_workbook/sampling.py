@@ -81,12 +81,15 @@ def mlx_lm_sampler(temp: float = 1.0, top_p: float = 0.0, min_p: float = 0.0, to
     return make_sampler(temp=temp, top_p=top_p, min_p=min_p, top_k=top_k)
 
 
+CHAIN = {"temp": 1.0, "top_p": 0.9, "min_p": 0.05, "top_k": 50}  # a typical full filter chain
+
 SAMPLERS: dict[str, Callable[..., Sampler]] = {
     "greedy": lambda **_: greedy,
     "fast": lambda **_: fast_categorical,
     "mlx_lm": mlx_lm_sampler,
     "chain": partial(chain_sampler, compiled=False),
     "chain_compiled": partial(chain_sampler, compiled=True),
+    "mlx_lm_chain": lambda **_: mlx_lm_sampler(**CHAIN),
 }
 
 
@@ -165,3 +168,19 @@ def time_transfer(vocab_size: int, *, calls: int = 20, repeats: int = 5) -> list
             np.array(logprobs, copy=True)
         out.append((time.perf_counter() - tic) / calls)
     return out
+
+
+def time_sampling(run, loaded, names: list[str], *, calls: int, repeats: int) -> None:
+    """Seconds per sampler call on one vocab-sized logits row (model dtype), and the token + logprobs
+    transfer to the host; experiment 'sampling'."""
+    from .models import DTYPES
+
+    dtype = DTYPES[loaded.dtype]
+    for name in names:
+        sampler = make(name, **(CHAIN if name.startswith("chain") else {}))
+        for i, s in enumerate(time_sampler(sampler, loaded.vocab_size, dtype=dtype, calls=calls, repeats=repeats)):
+            run.record("sampling", "ms_per_call", 1e3 * s, "ms", trial=i, sampler=name, label=loaded.label,
+                       **loaded.describe())
+    for i, s in enumerate(time_transfer(loaded.vocab_size, calls=calls, repeats=repeats)):
+        run.record("sampling", "ms_per_call", 1e3 * s, "ms", trial=i, sampler="transfer", label=loaded.label,
+                   **loaded.describe())
