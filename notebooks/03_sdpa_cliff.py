@@ -102,7 +102,7 @@ model_config = models.preset_config(model)  # unknown preset: one clear error, b
 dense_shapes = ops.dense_shapes(model_config)
 moe_shapes = ops.moe_shapes(models.preset_config(moe_model)) if moe_model else None
 ops.check_shapes(dense_shapes, op_tokens, op_context, op_bits, group_size)
-models._validate(model_dtype, model_bits or None, group_size)
+models.validate(model_dtype, model_bits or None, group_size)
 models.check_backend_support(model_config, model_dtype, model_bits or None, model)
 
 # %%

@@ -56,3 +56,15 @@ def test_figures_saved_as_svg_and_png(tmp_path):
     path = run.save_figure(fig, "line")
     assert path.exists() and path.with_suffix(".png").exists()
     assert path.read_text().lstrip().startswith("<?xml")
+
+
+def test_journal_keeps_rows_of_a_crashed_run_and_consolidates(tmp_path):
+    run = results.start_run("99_test", {}, run_dir=tmp_path / "crash")
+    run.record_many("exp", [dict(metric="x", value=float(i), unit="s", trial=i) for i in range(5)])
+    # the process dies here: no finish(); the journal still holds every row, a torn last line included
+    with open(run.run_dir / results.JOURNAL, "a") as f:
+        f.write('{"metric": "x", "val')
+    assert len(results.read_measurements(run.run_dir)) == 5
+    assert results.consolidate(run.run_dir).name == results.MEASUREMENTS
+    assert not (run.run_dir / results.JOURNAL).exists()
+    assert results.read_measurements(run.run_dir).value.tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]

@@ -1,7 +1,8 @@
 """Results: one folder per notebook run, a long-format measurements table, and summary.json.
 
-Each trial is appended to `measurements.parquet` as soon as it finishes (the file is rewritten atomically),
-so a notebook that crashes halfway leaves every finished trial on disk. `summary.json` is written when the
+Each trial is appended to a journal (`measurements.jsonl`, one JSON row per line, flushed per trial) as soon as
+it finishes, so a notebook that crashes halfway leaves every finished trial on disk; when the run ends (or the
+runner settles a failed run) the journal becomes `measurements.parquet`. `summary.json` is written when the
 run starts (status "running") and again at the end (status "ok", findings, duration); the runner marks a
 run that never reached the end as "failed".
 """
@@ -22,6 +23,7 @@ from . import REPORTS_DIR
 from . import env as envmod
 
 MEASUREMENTS = "measurements.parquet"
+JOURNAL = "measurements.jsonl"
 SUMMARY = "summary.json"
 FIGURES = "figures"
 
@@ -89,17 +91,16 @@ class Run:
 
     def record_many(self, experiment: str, rows: Iterable[dict]) -> None:
         stamp = _now()
+        new = []
         for row in rows:
-            full = {**self._base(), "experiment": experiment, "timestamp": stamp, **row}
+            full = {**self._base(), "experiment": experiment, "timestamp": stamp, **_jsonable(row)}
             full["value"] = float(full["value"])
-            self._rows.append(full)
-        self._flush()
-
-    def _flush(self) -> None:
-        path = self.run_dir / MEASUREMENTS
-        tmp = path.with_suffix(".tmp")
-        pd.DataFrame(self._rows).to_parquet(tmp, index=False)
-        os.replace(tmp, path)
+            new.append(full)
+        self._rows.extend(new)
+        # Appending is O(rows added): a long sweep does not rewrite its whole table per trial.
+        with open(self.run_dir / JOURNAL, "a") as f:
+            f.writelines(json.dumps(r) + "\n" for r in new)
+            f.flush()
 
     def add_finding(self, finding: Finding) -> Finding:
         self.findings = [f for f in self.findings if f.id != finding.id] + [finding]
@@ -127,6 +128,7 @@ class Run:
         os.replace(tmp, self.run_dir / SUMMARY)
 
     def finish(self) -> None:
+        consolidate(self.run_dir)
         self.write_summary("ok")
 
     @property
@@ -157,9 +159,41 @@ def read_summary(run_dir: str | Path) -> dict:
     return json.loads((Path(run_dir) / SUMMARY).read_text())
 
 
+def _read_journal(path: Path) -> pd.DataFrame:
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:  # a line cut short by a crash: every complete line still counts
+            continue
+    return pd.DataFrame(rows)
+
+
+def consolidate(run_dir: str | Path) -> Path | None:
+    """Turn the journal into measurements.parquet (atomically) and remove it; a no-op without a journal."""
+    run_dir = Path(run_dir)
+    journal = run_dir / JOURNAL
+    if not journal.exists():
+        return None
+    frame = _read_journal(journal)
+    target = run_dir / MEASUREMENTS
+    if target.exists():  # a run resumed into the same folder keeps its earlier rows
+        frame = pd.concat([pd.read_parquet(target), frame], ignore_index=True)
+    tmp = target.with_suffix(".tmp")
+    frame.to_parquet(tmp, index=False)
+    os.replace(tmp, target)
+    journal.unlink()
+    return target
+
+
 def read_measurements(run_dir: str | Path) -> pd.DataFrame:
-    path = Path(run_dir) / MEASUREMENTS
-    return pd.read_parquet(path) if path.exists() else pd.DataFrame()
+    """A run's rows: the parquet table, plus any journal rows not yet consolidated (a running or crashed run)."""
+    run_dir = Path(run_dir)
+    frames = [pd.read_parquet(run_dir / MEASUREMENTS)] if (run_dir / MEASUREMENTS).exists() else []
+    if (run_dir / JOURNAL).exists():
+        frames.append(_read_journal(run_dir / JOURNAL))
+    frames = [f for f in frames if not f.empty]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def find_runs(root: str | Path = REPORTS_DIR, notebook: str | None = None) -> list[Path]:

@@ -113,6 +113,7 @@ def execute(name: str, params: dict, run_dir: Path) -> tuple[str, str | None]:
 
 def _settle_summary(name: str, run_dir: Path, params: dict, status: str, error: str | None) -> None:
     """Make summary.json tell the truth: a run that did not end well is failed, with its error."""
+    results.consolidate(run_dir)  # a failed run's finished trials become its parquet table too
     path = run_dir / results.SUMMARY
     summary = json.loads(path.read_text()) if path.exists() else {
         "run_id": run_dir.name, "notebook": name, "params": params, "findings": [],
