@@ -198,7 +198,7 @@ class Variant:
     name: str
     about: str
     options: dict | None = None  # None: mlx-lm's generate_step itself
-    family: str = "greedy"  # greedy: generate_step's tokens; sampled: same seed, same tokens; penalty
+    family: str = "greedy"  # greedy: generate_step's tokens; sampled / chain / penalty: compared among themselves
     settings: dict = field(default_factory=dict)  # e.g. the reference's sampler / logits processors
 
     def loop(self):
@@ -224,10 +224,11 @@ _V = [
     Variant("take_logits", "pipelined, last logits by take + squeeze instead of a slice", {"extract": "take"}),
     Variant("sample_fast", "temperature 1, no filters: categorical straight from the logits (fast path)",
             {"sampler": "fast"}, "sampled"),
-    Variant("sample_t1", "temperature 1, no filters, through mlx-lm's make_sampler (scales logits by 1/temp)",
-            {"sampler": "mlx_lm", "sampler_options": {"temp": 1.0}}, "sampled"),
+    Variant("sample_t1", "temperature 1, no filters, the general path: logits * (1/temp), a full pass over the "
+            "vocabulary (the copy the fast path skips), then the same uncompiled draw",
+            {"sampler": "chain", "sampler_options": {"temp": 1.0}}, "sampled"),
     Variant("sample_before_001", "seed 001's starting point: logprobs + logits evaluated, sampler without fast path",
-            {"logprobs": "always", "eval_logits": True, "sampler": "mlx_lm", "sampler_options": {"temp": 1.0}},
+            {"logprobs": "always", "eval_logits": True, "sampler": "chain", "sampler_options": {"temp": 1.0}},
             "sampled"),
     Variant("sample_chain", "top-p 0.9, min-p 0.05, top-k 50 chain, not compiled",
             {"sampler": "chain", "sampler_options": CHAIN}, "chain"),
@@ -293,16 +294,20 @@ def compare(run, loaded: models.LoadedModel, names: list[str], *, prompt_tokens:
     return tokens
 
 
-def record_agreement(run, loaded: models.LoadedModel, tokens: dict[str, list[int]], reference: str = "mlx_lm") -> None:
-    """Share of each greedy variant's tokens equal to the reference's, position by position."""
-    ref = tokens.get(reference)
-    if ref is None:
-        return
+# Each family's reference: greedy variants against generate_step, sampled ones against one of their own.
+FAMILY_REFERENCE = {"greedy": "mlx_lm", "sampled": "sample_fast", "chain": "sample_chain", "penalty": "rep_penalty"}
+
+
+def record_agreement(run, loaded: models.LoadedModel, tokens: dict[str, list[int]]) -> None:
+    """Share of each variant's tokens equal to its family's reference (FAMILY_REFERENCE), position by
+    position: 1.0 for greedy variants; for sampled ones (same seed) 1.0 when both samplers read the same numbers
+    (bf16 logprobs are rounded, so a draw from them may land next to the draw from the logits)."""
     for name, toks in tokens.items():
-        if variant(name).family == "greedy":
+        ref = tokens.get(FAMILY_REFERENCE[variant(name).family])
+        if ref is not None:
             same = sum(a == b for a, b in zip(toks, ref)) / len(ref)
             run.record("agreement", "tokens_equal_to_reference", same, "fraction", variant=name,
-                       label=loaded.label, **loaded.describe())
+                       reference=FAMILY_REFERENCE[variant(name).family], label=loaded.label, **loaded.describe())
 
 
 def time_split(run, loaded: models.LoadedModel, names: list[str], *, prompt_tokens: int, max_tokens: int,
