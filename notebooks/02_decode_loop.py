@@ -240,7 +240,8 @@ effects = pd.DataFrame(effects)
 judged = effects[effects.judged].copy()
 for col in ("pub_low", "pub_high"):
     judged[col] = judged[col].astype(float)
-fig = plots.effects_vs_published(judged, title=f"Claimed speed-ups against this device, {claims_label}, {where}",
+fig = plots.effects_vs_published(judged, title=f"Claimed speed-ups on {claims_label} (pipelining: {pipelining_label}), "
+                                             f"{where}",
                                  xlabel="% faster (median ratio of tokens/s, 95% interval)")
 run.save_figure(fig, "claims")
 display(fig, effects.pivot_table(index=["claim", "pair"], columns="label", values="median").round(2))
