@@ -202,8 +202,16 @@ def build_preset(name: str, *, dtype: str = "bfloat16", bits: int | None = None,
     return loaded
 
 
-def load_checkpoint(path_or_repo: str, *, lazy: bool = False) -> LoadedModel:
-    """A real checkpoint (local folder or hub id) through `mlx_lm.load`."""
+def load_checkpoint(path_or_repo: str, *, lazy: bool = False, quantize_bits: int | None = None,
+                    group_size: int = 64) -> LoadedModel:
+    """A real checkpoint (local folder or hub id) through `mlx_lm.load`.
+
+    `quantize_bits` quantizes an unquantized checkpoint right after loading ("on the fly"), with the same
+    `quantize_model` call presets use, so it ends up with the same weights as a checkpoint saved quantized.
+    """
+    if quantize_bits is not None:
+        loaded = load_checkpoint(path_or_repo, lazy=True)
+        return quantize_copy(loaded, quantize_bits, group_size, consume=True)
     from mlx_lm import load
 
     path = Path(path_or_repo).expanduser()
@@ -238,6 +246,32 @@ def load(spec: str, *, dtype: str = "bfloat16", bits: int | None = None, group_s
     if "/" not in spec and not Path(spec).exists():
         raise ModelError(f"unknown preset {spec!r} (and no such folder); known presets: {', '.join(presets())}")
     return load_checkpoint(spec)
+
+
+def quantize_copy(loaded: LoadedModel, bits: int, group_size: int = 64, *, consume: bool = False,
+                  materialize: bool = True) -> LoadedModel:
+    """A quantized twin of an unquantized model (preset or checkpoint), made with `quantize_model`.
+
+    The twin starts from the same arrays (no copy), so the source stays usable and several bit widths can
+    be made from one build. `consume=True` gives the source's weights up instead (its `.model` becomes None),
+    so they are freed layer by layer as the twin is materialized: only the twin then has to fit in memory.
+    """
+    if loaded.bits:
+        raise ModelError(f"{loaded.label} is already quantized; quantize an unquantized model")
+    _validate(loaded.dtype, bits, group_size)
+    model_cls, args_cls = _model_classes(loaded.config)
+    model = model_cls(args_cls.from_dict(loaded.config))
+    model.update(loaded.model.parameters())
+    config = _quantize(model, dict(loaded.config), bits, group_size)
+    twin = LoadedModel(model=model, name=loaded.name, source=loaded.source, config=config, dtype=loaded.dtype,
+                       bits=bits, group_size=group_size, tokenizer=loaded.tokenizer, info=dict(loaded.info))
+    source_bytes = 0 if consume else loaded.weight_bytes()
+    if consume:
+        loaded.model = None
+    if materialize:
+        check_fits(source_bytes + twin.weight_bytes(), twin.label + ("" if consume else " (beside its source)"))
+        _materialize(model)
+    return twin
 
 
 def save_checkpoint(loaded: LoadedModel, path: str | Path, tokenizer=None) -> Path:

@@ -134,3 +134,12 @@ def effects_vs_published(table: pd.DataFrame, *, title: str, xlabel: str) -> Fig
     ax.grid(alpha=0.3, axis="x")
     ax.legend(fontsize=8)
     return fig
+
+
+def add_curve(fig: Figure, x, y, label: str, *, style: str = "--", color: str = "#444444",
+              marker: str | None = None) -> Figure:
+    """Add a reference curve (a roofline, published points) to the first axes of a figure; returns the figure."""
+    ax = fig.axes[0]
+    ax.plot(list(x), list(y), ls=style, color=color, marker=marker, lw=1, label=label)
+    ax.legend(fontsize=8)
+    return fig

@@ -1,0 +1,117 @@
+"""The serving measurements on real tiny MLX models (CPU): sweep plans, variants, batching, prompt caching,
+pre-quantized vs load-time quantization."""
+
+import mlx.core as mx
+import pytest
+from mlx.utils import tree_flatten
+
+from mlx_workbook import decode, models, results, serving
+from mlx_workbook import roofline as rl
+
+CEILING = rl.Ceiling(10.0, 9.0, 11.0, "test")
+
+
+@pytest.fixture
+def run(tmp_path):
+    return results.start_run("04_bandwidth", {}, run_dir=tmp_path / "run")
+
+
+def arrays(lm):
+    return dict(tree_flatten(lm.model.parameters()))
+
+
+def test_sweep_plan_checks_presets_and_widths_before_building():
+    plan = serving.sweep_plan(["tiny", "tiny-moe"], [0, 4], [8], {"tiny": [3]})
+    assert plan == [("tiny", [3]), ("tiny-moe", [8])]
+    with pytest.raises(models.ModelError, match="unknown preset"):
+        serving.sweep_plan(["tiny", "nope"], [0], [0], {})
+    with pytest.raises(models.ModelError, match="bits=7"):
+        serving.sweep_plan(["tiny"], [7], [0], {})
+    with pytest.raises(models.ModelError, match="not in the sweep"):
+        serving.sweep_plan(["tiny"], [0], [0], {"mixtral-8x7b": [4]})
+    with pytest.raises(ValueError, match="lengths"):
+        serving.validate(batch_sizes=[1], lengths=[1], prefix_tokens=4, suffix_tokens=4, serving_bits=4,
+                         prequant_bits=4, presets=["tiny"])
+
+
+def test_variants_quantize_one_build_into_the_same_weights_as_presets():
+    got = dict(serving.variants("tiny", [0, 8, 4], "bfloat16", 64))
+    assert got[0].bits is None and got[8].bits == 8 and got[4].bits == 4
+    for bits in (8, 4):
+        ref = arrays(models.build_preset("tiny", bits=bits))
+        ours = arrays(got[bits])
+        assert ours.keys() == ref.keys()
+        assert all(mx.array_equal(ours[k], ref[k]).item() for k in ref)
+    assert got[0].model is None  # the last twin consumed the unquantized build
+
+
+def test_a_configuration_that_does_not_fit_is_skipped_with_its_reason(run, monkeypatch):
+    # Leave room for a 4-bit tiny model but not for its float32 build: the unquantized one is skipped.
+    need = models.build_preset("tiny", dtype="float32", bits=4, materialize=False).weight_bytes()
+    from mlx_workbook import env as envmod
+    memory = envmod.capture().memory_bytes
+    monkeypatch.setattr(models, "MEMORY_HEADROOM", 2 * need / memory)
+    skipped = serving.size_sweep(run, [("tiny", [0, 4])], CEILING, dtype="float32", prompt_tokens=8, gen_tokens=4,
+                                 repeats=2, warmup_tokens=2)
+    assert [s["label"] for s in skipped] == ["tiny fp32"] and "needs" in skipped[0]["reason"]
+    df = run.measurements
+    assert set(df[df.experiment == "decode"].label) == {"tiny 4-bit"}
+    eff = df[(df.experiment == "decode") & (df.metric == "efficiency")]
+    steady = df[(df.experiment == "decode") & (df.metric == "steady_tps")]
+    assert len(eff) == 2 and (eff.value.values == steady.value.values / eff.roofline_tps.values).all()
+    assert df[df.experiment == "skipped"].reason.iloc[0] == skipped[0]["reason"]
+
+
+def test_batch_generator_batch_of_one_emits_generate_step_tokens():
+    lm = models.build_preset("tiny", dtype="float32")
+    prompt = models.random_prompt(lm, 12, seed=3)
+    ref = decode.measure_generation(lm.model, prompt, 10).tokens
+    (ours,), stats = serving.batch_generate_tokens(lm, [prompt.tolist()], 10)
+    assert ours == ref and stats.generation_tokens == 10
+    two, stats = serving.batch_generate_tokens(lm, [prompt.tolist()] * 2, 6)
+    assert two[0] == two[1] == ref[:6] and stats.generation_tokens == 12
+
+
+def test_batch_sweep_records_every_trial_against_the_batched_roofline(run):
+    lm = models.build_preset("tiny", bits=4)
+    serving.batch_sweep(run, lm, CEILING, batch_sizes=[1, 3], prompt_tokens=8, gen_tokens=6, repeats=2)
+    df = run.measurements
+    agg = df[df.metric == "aggregate_tps"]
+    assert sorted(agg.batch.unique()) == [1, 3] and len(agg) == 4
+    roof = agg.groupby("batch").roofline_tps.first()
+    assert 2.0 < roof[3] / roof[1] <= 3.0  # one weight read serves three sequences
+
+
+def test_prompt_cache_gives_the_same_first_token_and_trims_back(run):
+    lm = models.build_preset("tiny", dtype="float32")
+    info = serving.prompt_cache_ttft(run, lm, prefix_tokens=64, suffix_tokens=4, repeats=3)
+    assert info["trimmed"] and len(set(info["first_tokens"].values())) == 1
+    ttft = run.measurements[run.measurements.metric == "ttft_ms"]
+    assert sorted(ttft.variant.value_counts().to_dict().items()) == [("cached prefix", 3), ("no cache", 3)]
+    assert set(ttft[ttft.variant == "cached prefix"].processed_tokens) == {4}
+
+
+def test_generation_lengths_store_fixed_share(run):
+    lm = models.build_preset("tiny", bits=4)
+    serving.generation_lengths(run, lm, lengths=[4, 8], prompt_tokens=8, repeats=2)
+    share = run.measurements[run.measurements.metric == "fixed_share"]
+    assert len(share) == 4 and share.value.between(0, 1).all()
+
+
+def test_load_time_quantization_matches_the_saved_quantized_checkpoint(tmp_path):
+    paths = serving.save_pair("tiny", 4, tmp_path)
+    otf = models.load_checkpoint(str(paths["unquantized"]), quantize_bits=4)
+    pre = models.load_checkpoint(str(paths["quantized"]))
+    assert otf.bits == pre.bits == 4 and otf.weight_bytes() == pre.weight_bytes()
+    a, b = arrays(otf), arrays(pre)
+    assert a.keys() == b.keys() and all(mx.array_equal(a[k], b[k]).item() for k in a)
+
+
+def test_prequantized_comparison_records_both_variants_and_cleans_up(run, tmp_path):
+    tokens = serving.prequantized_vs_load_time(run, "tiny", 4, prompt_tokens=8, gen_tokens=6, repeats=2)
+    assert tokens["pre-quantized"] == tokens["quantized at load time"]
+    df = run.measurements
+    loads = df[df.metric == "load_s"]
+    assert sorted(loads.variant.value_counts().to_dict().items()) == [("pre-quantized", 2), ("quantized at load time", 2)]
+    assert (loads.value > 0).all()
+    assert df[df.variant == "quantized at load time"].checkpoint_bytes.iloc[0] > df[df.variant == "pre-quantized"].checkpoint_bytes.iloc[0]
