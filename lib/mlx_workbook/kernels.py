@@ -31,22 +31,24 @@ GEMV_COLS = 4096  # a hidden size of 7-8B models
 
 def bandwidth_probe(kind: str, size_mb: float, dtype=mx.float32) -> Probe:
     """read: a sum over the buffer; write: fill a buffer; copy: y = x + 1 (one read, one write);
-    gemv: matrix @ vector, what decoding does to every weight matrix (reads the matrix once)."""
-    n = max(1, int(size_mb * MB) // dtype.size)
-    if kind == "gemv":
-        w = mx.random.uniform(shape=(max(1, n // GEMV_COLS), GEMV_COLS)).astype(dtype)
-        v = mx.random.uniform(shape=(GEMV_COLS,)).astype(dtype)
-        mx.eval(w, v)
-        return Probe("gemv", lambda: w @ v, w.nbytes, "GB/s", 1e9)
-    x = mx.random.uniform(shape=(n,)).astype(dtype)
+    gemv: matrix @ vector, what decoding does to every weight matrix (reads the matrix once).
+
+    Buffers are (rows, 4096) matrices: a flat buffer of 4 GB in bf16 would pass MLX's int32 dimension limit.
+    """
+    rows = max(1, int(size_mb * MB) // (dtype.size * GEMV_COLS))
+    x = mx.random.uniform(shape=(rows, GEMV_COLS)).astype(dtype)
     mx.eval(x)
-    nbytes = n * dtype.size
+    nbytes = x.nbytes
     if kind == "read":
         return Probe("read", lambda: mx.sum(x), nbytes, "GB/s", 1e9)
     if kind == "write":
-        return Probe("write", lambda: mx.full((n,), 1.0, dtype=dtype), nbytes, "GB/s", 1e9)
+        return Probe("write", lambda: mx.full(x.shape, 1.0, dtype=dtype), nbytes, "GB/s", 1e9)
     if kind == "copy":
         return Probe("copy", lambda: x + 1, 2 * nbytes, "GB/s", 1e9)
+    if kind == "gemv":
+        v = mx.random.uniform(shape=(GEMV_COLS,)).astype(dtype)
+        mx.eval(v)
+        return Probe("gemv", lambda: x @ v, nbytes, "GB/s", 1e9)
     raise ValueError(f"unknown bandwidth probe {kind!r}; use read, write, copy or gemv")
 
 

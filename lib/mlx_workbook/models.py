@@ -133,7 +133,7 @@ def check_fits(nbytes: int, what: str, environment: envmod.Environment | None = 
 # --- building ----------------------------------------------------------------------------------------------
 
 
-def _validate(dtype: str, bits: int | None, group_size: int) -> None:
+def validate(dtype: str, bits: int | None, group_size: int) -> None:
     if dtype not in DTYPES:
         raise ModelError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}")
     if bits is not None and bits not in QUANT_BITS:
@@ -185,7 +185,7 @@ def _materialize(model: nn.Module) -> None:
 def build_preset(name: str, *, dtype: str = "bfloat16", bits: int | None = None, group_size: int = 64,
                  seed: int = 0, materialize: bool = True) -> LoadedModel:
     """A preset at random weights in `dtype`, quantized with mlx-lm's `quantize_model` when `bits` is set."""
-    _validate(dtype, bits, group_size)
+    validate(dtype, bits, group_size)
     config = preset_config(name)
     check_backend_support(config, dtype, bits, name)
     model_cls, args_cls = _model_classes(config)
@@ -258,7 +258,7 @@ def quantize_copy(loaded: LoadedModel, bits: int, group_size: int = 64, *, consu
     """
     if loaded.bits:
         raise ModelError(f"{loaded.label} is already quantized; quantize an unquantized model")
-    _validate(loaded.dtype, bits, group_size)
+    validate(loaded.dtype, bits, group_size)
     model_cls, args_cls = _model_classes(loaded.config)
     model = model_cls(args_cls.from_dict(loaded.config))
     model.update(loaded.model.parameters())

@@ -92,6 +92,7 @@ def execute(name: str, params: dict, run_dir: Path) -> tuple[str, str | None]:
     """Execute one notebook into run_dir; return (status, error)."""
     import papermill
 
+    started = time.time()
     source = to_ipynb(name, run_dir / ".input.ipynb")
     output = run_dir / f"{name}.ipynb"
     error = None
@@ -107,11 +108,12 @@ def execute(name: str, params: dict, run_dir: Path) -> tuple[str, str | None]:
         source.unlink(missing_ok=True)
     if output.exists():
         html.render_notebook(output, run_dir / f"{name}.html")
-    _settle_summary(name, run_dir, params, status, error)
+    _settle_summary(name, run_dir, params, status, error, time.time() - started)
     return status, error
 
 
-def _settle_summary(name: str, run_dir: Path, params: dict, status: str, error: str | None) -> None:
+def _settle_summary(name: str, run_dir: Path, params: dict, status: str, error: str | None,
+                    seconds: float) -> None:
     """Make summary.json tell the truth: a run that did not end well is failed, with its error."""
     results.consolidate(run_dir)  # a failed run's finished trials become its parquet table too
     path = run_dir / results.SUMMARY
@@ -123,6 +125,7 @@ def _settle_summary(name: str, run_dir: Path, params: dict, status: str, error: 
         summary["status"] = "failed"
         summary["error"] = error or summary.get("error") or "the notebook stopped before finishing"
         summary["error_anchor"] = "papermill-error-cell"
+        summary["duration_s"] = round(seconds, 2)  # the notebook never wrote its own end time
     path.write_text(json.dumps(summary, indent=2))
 
 
