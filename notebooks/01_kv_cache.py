@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -60,39 +62,32 @@ seed: int = 0  # seed of the random weights and prompts
 
 # %%
 import mlx.core as mx
-import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from mlx_workbook import kvcache, measure, models, plots, published, results, verdicts
-from mlx_workbook.results import Finding
-from mlx_workbook.verdicts import Interval
+from mlx_workbook import kvcache, models, results
+from mlx_workbook.analysis import kv_cache as analysis
+from mlx_workbook.analysis.kv_cache_findings import findings
 
-# Parameters are checked before anything heavy runs.
+# Parameters are checked before anything heavy runs: unknown preset, dtype or bits, a model too large for this
+# device, or impossible lengths are one clear error now.
 quant_bits = bits or None
-for name in presets:  # unknown preset, dtype or bits, or a model too large for this device: a ModelError now
+for name in presets:
     lazy = models.build_preset(name, dtype=dtype, bits=quant_bits, seed=seed, materialize=False)
     models.check_fits(lazy.weight_bytes(), lazy.label)
     del lazy
-if not set(original_lengths) <= set(lengths) or len(original_lengths) < 2:
-    raise ValueError(f"original_lengths {original_lengths} must be at least two of lengths {lengths}")
-if any(s <= 0 for s in slice_sizes_mb) or slice_updates < 1 or repeats < 1:
-    raise ValueError("slice_sizes_mb must be positive and slice_updates, repeats at least 1")
-if not 2 <= identity_tokens < 2 * min(window, 512):
-    raise ValueError(f"identity_tokens must be in [2, {2 * min(window, 512)}): the prompt must fit before the window")
+check_window = min(window, 512)  # the tiny preset's context is short; the window's behaviour does not depend on size
 kvcache.validate(strategies, lengths, decode_tokens=decode_tokens, step=step, window=window, keep=keep,
-                 split_lengths=split_lengths, split_tokens=split_tokens,
+                 split_lengths=split_lengths, split_tokens=split_tokens, original_lengths=original_lengths,
+                 repeats=repeats, slice_sizes_mb=slice_sizes_mb, slice_updates=slice_updates,
+                 identity_tokens=identity_tokens, identity_window=check_window,
                  max_length=min(models.preset_config(p).get("max_position_embeddings", 10**9) for p in presets))
 
 run = results.start_run("01_kv_cache", {k: v for k, v in dict(globals()).items() if k in (
     "profile", "presets", "dtype", "bits", "strategies", "lengths", "original_lengths", "decode_tokens", "step",
     "window", "keep", "repeats", "warmup", "split_lengths", "split_tokens", "flat_tolerance", "copy_tolerance",
-    "slice_sizes_mb", "slice_updates", "identity_tokens", "seed")}, run_dir=run_dir)
-env = run.environment
-claim_model = presets[0]
-slug = {name: "".join(c if c.isalnum() else "_" for c in name) for name in presets}  # for ids and file names
-where = f"{env.device} ({env.backend}, mlx {env.mlx})"
-display(pd.Series(env.as_dict() | {"run_id": run.run_id}, name="environment").to_frame())
+    "slice_sizes_mb", "slice_updates", "identity_tokens", "seed")}, run_dir=run_dir, method_version=2)
+display(pd.Series(run.environment.as_dict() | {"run_id": run.run_id}, name="environment").to_frame())
 
 # %% [markdown]
 # ## The strategies emit the same tokens <a id="strategies"></a>
@@ -104,19 +99,11 @@ display(pd.Series(env.as_dict() | {"run_id": run.run_id}, name="environment").to
 # `tests/test_kvcache.py` asserts the same.
 
 # %%
-check_window = min(window, 512)  # the tiny preset's context is short; the window's behaviour does not depend on size
 varied = kvcache.varied_model("tiny", seed=seed)
 check_prompt = models.random_prompt(varied, check_window - identity_tokens // 2, seed=seed)
-identity = kvcache.compare_tokens(varied, check_prompt, identity_tokens, strategies=strategies, step=step,
-                                  window=check_window, keep=keep)
-for row in identity.itertuples():
-    same = row.tokens if row.identical else row.first_divergence
-    run.record_many("identity", [
-        dict(metric="tokens_identical", value=float(row.identical), unit="bool", strategy=row.strategy, trial=0),
-        dict(metric="identical_prefix", value=same, unit="tokens", strategy=row.strategy, trial=0,
-             prompt_tokens=check_prompt.size, window=check_window)])
-identity["context_at_divergence"] = identity.first_divergence + check_prompt.size
-display(identity)
+kvcache.record_identity(run, varied, check_prompt, identity_tokens, strategies=strategies, step=step,
+                        window=check_window, keep=keep)
+display(analysis.identity_table(run.measurements))
 del varied
 
 # %% [markdown]
@@ -128,8 +115,10 @@ del varied
 # context during decoding runs from L to L + `decode_tokens`. This separates the length from the count of
 # decoded tokens: decoding thousands of tokens to reach a long context would cost minutes per trial, while
 # prefilling it is cheap. (The original decoded 10..100 tokens from a short prompt: the same contexts for its range.)
-# Strategies are interleaved within each trial so that drifts of the machine hit them alike; a warm-up
-# generation per strategy comes first and is not recorded.
+# The trials run in `repeats` rounds; each round visits every length, and at each length every strategy back
+# to back (in an order rotated from round to round), so that slow drifts of the machine (on a GPU the time
+# per token of a small model can sit in a slow mode for seconds) hit every length and strategy alike instead
+# of one length. A warm-up generation per strategy comes first and is not recorded.
 
 # %%
 for name in presets:
@@ -149,23 +138,10 @@ for name in presets:
 
 # %%
 df = run.measurements
-per_len = df[df.experiment == "per_length"]
-pub = published.table("000_kv_cache_gap", "per_token_ms")
-labels = {}
 for name in presets:
-    sub = per_len[(per_len.model == name) & (per_len.metric == kvcache.TIME_METRIC)]
-    labels[name] = f"{name} {'%d-bit' % bits if bits else dtype}"
-    table = plots.summary_table(sub, ["strategy", "length"])
-    fig = plots.lines_with_intervals(table, x="length", series="strategy", logx=True, logy=True,
-                                     title=f"Time per token vs context, {labels[name]}, {where}",
-                                     xlabel="context length (tokens)", ylabel="ms per token (median, 95% interval)")
-    ax = fig.axes[0]
-    ax.plot(pub.tokens, pub.ms_per_token, ls="--", marker="s", ms=3, color="#444444",
-            label="published: mlx-node, hardware unspecified")
-    ax.axvline(window, ls=":", lw=1, color="#999999", label=f"rotating window ({window})")
-    ax.legend(fontsize=8)
-    run.save_figure(fig, f"per_token_{slug[name]}")
-    display(fig, table.pivot(index="length", columns="strategy", values="median").round(3))
+    fig = analysis.chart_per_token(df, name, window)
+    run.save_figure(fig, f"per_token_{analysis.slug(name)}")
+    display(fig, analysis.wide(analysis.per_token_table(df, name)))
 
 # %% [markdown]
 # The slope of a least-squares line through every trial (time per token against context length) is the cost
@@ -174,28 +150,22 @@ for name in presets:
 # so some slope is expected everywhere; what the strategies add on top of it is the question.
 
 # %%
-slope_table = kvcache.slopes(df)
-display(slope_table.round(4))
+display(analysis.slopes(df).round(4))
 
 # %% [markdown]
 # ## When does copying start to cost? <a id="copy_cost"></a>
-# Per-token time of `concat` over `preallocated` at each length, with a bootstrap interval of the ratio of
-# medians. Copying is called costly from the shortest length from which on the whole interval stays above
-# 1 + `copy_tolerance` (dashed line).
+# Per-token time of `concat` over `preallocated` at each length, paired: each `concat` trial is divided by
+# the `preallocated` trial of the same round and length (they ran back to back, so a drift of the machine
+# cancels), and the chart shows the median of these ratios with its bootstrap interval. Copying is called
+# costly from the shortest length from which on the whole interval stays above 1 + `copy_tolerance` (dashed
+# line).
 
 # %%
-ratio_tables = {}
 for name in presets:
-    ratio_tables[name] = kvcache.strategy_ratios(df, name, "concat", "preallocated")
-    if ratio_tables[name].empty:
-        continue
-    fig = plots.lines_with_intervals(ratio_tables[name].rename(columns={"ratio": "median"}), x="length", series=None,
-                                     logx=True, ceilings={"no difference": 1.0,
-                                                          f"1 + tolerance ({copy_tolerance:g})": 1 + copy_tolerance},
-                                     title=f"concat / preallocated time per token, {labels[name]}, {where}",
-                                     xlabel="context length (tokens)", ylabel="ratio (median, 95% interval)")
-    run.save_figure(fig, f"copy_ratio_{slug[name]}")
-    display(fig, ratio_tables[name].round(3))
+    if {"concat", "preallocated"} <= set(strategies):
+        fig = analysis.chart_copy_ratio(df, name, copy_tolerance)
+        run.save_figure(fig, f"copy_ratio_{analysis.slug(name)}")
+        display(fig, analysis.strategy_ratios(df, name, "concat", "preallocated").round(3))
 
 # %% [markdown]
 # ## Memory <a id="memory"></a>
@@ -205,19 +175,10 @@ for name in presets:
 
 # %%
 for name in presets:
-    sub = per_len[per_len.model == name]
-    mem = plots.summary_table(sub[sub.metric == "cache_bytes"].assign(value=lambda t: t.value / 2**20),
-                              ["strategy", "length"])
-    fig = plots.lines_with_intervals(mem, x="length", series="strategy", logx=True, logy=True,
-                                     title=f"KV-cache bytes vs context, {labels[name]}, {where}",
-                                     xlabel="context length (tokens)", ylabel="cache MiB (all layers)")
-    run.save_figure(fig, f"cache_bytes_{slug[name]}")
-    peak = plots.summary_table(sub[sub.metric == "decode_peak_memory_gb"], ["strategy", "length"])
-    fig2 = plots.lines_with_intervals(peak, x="length", series="strategy", logx=True,
-                                      title=f"Peak memory while decoding, {labels[name]}, {where}",
-                                      xlabel="context length (tokens)", ylabel="GB (median, 95% interval)")
-    run.save_figure(fig2, f"peak_memory_{slug[name]}")
-    display(fig, fig2, mem.pivot(index="length", columns="strategy", values="median").round(3))
+    fig, fig2 = analysis.chart_cache_bytes(df, name), analysis.chart_peak_memory(df, name)
+    run.save_figure(fig, f"cache_bytes_{analysis.slug(name)}")
+    run.save_figure(fig2, f"peak_memory_{analysis.slug(name)}")
+    display(fig, fig2, analysis.wide(analysis.per_token_table(df, name, "cache_bytes", 2**-20)))
 
 # %% [markdown]
 # ## Where the time of a token goes <a id="time_split"></a>
@@ -230,25 +191,11 @@ for name in presets:
 # per token at the same length, for comparison.
 
 # %%
-split = df[df.experiment == "time_split"]
 for name in presets:
-    sub = split[split.model == name]
-    if sub.empty:
-        continue
-    parts = sub.groupby(["strategy", "length", "metric"]).value.median().unstack("metric").reset_index()
-    parts["length"] = parts.length.astype(int)  # a float column: rows of other experiments have no length
-    parts["config"] = parts.strategy + " @ " + parts.length.astype(str)
-    fig = plots.stacked_bars(parts, category="config", parts=["build_ms", "eval_ms", "item_ms"],
-                             title=f"Time per token, synchronous step, {labels[name]}, {where}",
-                             ylabel="ms per token (median)")
-    piped = (per_len[(per_len.model == name) & (per_len.metric == kvcache.TIME_METRIC)]
-             .groupby(["strategy", "length"]).value.median())
-    ax = fig.axes[0]
-    ax.plot(parts.config, [piped[(s, n)] for s, n in zip(parts.strategy, parts.length)], ls="none",
-            marker="_", ms=18, mew=2, color="black", label="pipelined mlx-lm loop")
-    ax.legend(fontsize=8)
-    run.save_figure(fig, f"time_split_{slug[name]}")
-    display(fig, parts.drop(columns="config").round(3))
+    if not analysis.time_split_table(df, name).empty:
+        fig = analysis.chart_time_split(df, name)
+        run.save_figure(fig, f"time_split_{analysis.slug(name)}")
+        display(fig, analysis.time_split_table(df, name).round(3))
 
 # %% [markdown]
 # ## Does `slice_update` copy? <a id="slice_update"></a>
@@ -262,12 +209,9 @@ for name in presets:
 kvcache.slice_update_probe(run, sizes_mb=slice_sizes_mb, updates=slice_updates, repeats=repeats, warmup=warmup,
                            dtype="float32" if dtype == "float32" else "bfloat16")
 df = run.measurements
-su = plots.summary_table(df[df.experiment == "slice_update"], ["variant", "size_mb"])
-fig = plots.lines_with_intervals(su, x="size_mb", series="variant", logx=True, logy=True,
-                                 title=f"One-token write into a cache buffer, {where}",
-                                 xlabel="buffer size (MB)", ylabel="ms per write (median, 95% interval)")
+fig = analysis.chart_slice_update(df)
 run.save_figure(fig, "slice_update")
-display(fig, su.round(4))
+display(fig, analysis.slice_update_table(df).round(4))
 
 # %% [markdown]
 # ## Findings <a id="findings"></a>
@@ -275,137 +219,9 @@ display(fig, su.round(4))
 # change lies within ± the tolerance, do not hold when it lies wholly outside, and are inconclusive otherwise.
 
 # %%
-df = run.measurements
-first, last = min(original_lengths), max(original_lengths)
-shortest, longest = min(lengths), max(lengths)
-pct = lambda s: f"{100 * s.median:+.1f}% [{100 * s.low:+.1f}, {100 * s.high:+.1f}]"
-med = lambda name, s, n: float(np.median(kvcache.times(df, name, s, n)))
-
-# per_token_time_flat: the original's range, on the claims' model, per strategy
-flat = {s: kvcache.relative_change(df, claim_model, s, first, last) for s in strategies}
-flat_verdicts = {s: verdicts.no_effect(Interval.of(r), flat_tolerance) for s, r in flat.items()}
-overall = (verdicts.DOES_NOT_HOLD if verdicts.DOES_NOT_HOLD in flat_verdicts.values() else
-           verdicts.HOLDS if set(flat_verdicts.values()) == {verdicts.HOLDS} else verdicts.INCONCLUSIVE)
-ref = "preallocated" if "preallocated" in strategies else strategies[0]
-run.add_finding(Finding(
-    id="per_token_time_flat", verdict=overall, section="per_token", headline=True,
-    published=published.reference("per_token_time_flat"),
-    measured={"value": 100 * flat[ref].median, "low": 100 * flat[ref].low, "high": 100 * flat[ref].high,
-              "unit": "%", "strategy": ref, "ms_per_token_first": med(claim_model, ref, first),
-              "ms_per_token_last": med(claim_model, ref, last), "lengths": [first, last]},
-    statement=f"{labels[claim_model]} on {where}: time per token from {first} to {last} tokens of context changes "
-              + "; ".join(f"{s} {pct(flat[s])} ({med(claim_model, s, first):.3g} -> {med(claim_model, s, last):.3g}"
-                          f" ms, {flat_verdicts[s]})" for s in strategies)
-              + f". Flat within ±{flat_tolerance:.0%}: {overall} (published: ~20 ms/token, flat over 10..100)."))
-
-# the full range, per model and strategy
-for name in presets:
-    full = {s: kvcache.relative_change(df, name, s, shortest, longest) for s in strategies}
-    sl = slope_table[slope_table.model == name].set_index("strategy")
-    v = verdicts.no_effect(Interval.of(full[ref]), flat_tolerance)
-    run.add_finding(Finding(
-        id=f"per_token_full_range_{slug[name]}", verdict=v, section="per_token",
-        measured={"value": 100 * full[ref].median, "low": 100 * full[ref].low, "high": 100 * full[ref].high,
-                  "unit": "%", "strategy": ref, "lengths": [shortest, longest]},
-        statement=f"{labels[name]}: from {shortest} to {longest} tokens of context the time per token changes "
-                  + "; ".join(f"{s} {pct(full[s])}, slope {sl.loc[s, 'ms_per_1k_tokens']:.3g} "
-                              f"[{sl.loc[s, 'low']:.3g}, {sl.loc[s, 'high']:.3g}] ms per 1000 tokens"
-                              for s in strategies) + f" ({ref} flat within ±{flat_tolerance:.0%}: {v})."))
-
-# kv copies and pre-allocated buffers: concat over preallocated over the original's range
-if {"concat", "preallocated"} <= set(strategies):
-    orig = kvcache.pooled_ratio(df, claim_model, "concat", "preallocated", original_lengths)
-    effect = Interval(100 * (orig.median - 1), 100 * (orig.low - 1), 100 * (orig.high - 1))
-    v = verdicts.no_effect(effect, 100 * copy_tolerance)
-    long_ratio = ratio_tables[claim_model].set_index("length").loc[longest]
-    for cid, what in [("kv_copy_no_impact", "copying the whole cache every token (concat)"),
-                      ("kv_preallocated_buffers_no_impact", "concatenating every token instead of writing "
-                                                            "in place into pre-allocated buffers")]:
-        run.add_finding(Finding(
-            id=cid, verdict=v, section="copy_cost", published=published.reference(cid),
-            measured={"value": effect.value, "low": effect.low, "high": effect.high, "unit": "%",
-                      "lengths": list(original_lengths), "ratio_at_longest": float(long_ratio.ratio),
-                      "longest": longest},
-            statement=f"{labels[claim_model]} on {where}, contexts {first}..{last} tokens: {what} changes the time "
-                      f"per token by {verdicts.describe(effect, '%')} against preallocated (no impact within "
-                      f"±{copy_tolerance:.0%}: {v}); at {longest} tokens the ratio is {long_ratio.ratio:.3f} "
-                      f"[{long_ratio.low:.3f}, {long_ratio.high:.3f}]."))
-    for name in presets:
-        rt = ratio_tables[name]
-        onset = kvcache.first_costly_length(rt, copy_tolerance)
-        at = rt.set_index("length").loc[onset if onset is not None else longest]
-        statement = (f"{labels[name]}: copying the cache every token (concat) costs more than "
-                     f"{copy_tolerance:.0%} per token from {onset} tokens of context on: "
-                     f"{100 * (at.ratio - 1):+.1f}% [{100 * (at.low - 1):+.1f}, {100 * (at.high - 1):+.1f}] there, "
-                     f"{100 * (rt.ratio.iloc[-1] - 1):+.1f}% at {longest} tokens." if onset is not None else
-                     f"{labels[name]}: at no measured length up to {longest} tokens does copying the cache every "
-                     f"token (concat) cost more than {copy_tolerance:.0%} per token with confidence; at {longest} "
-                     f"tokens the ratio to preallocated is {at.ratio:.3f} [{at.low:.3f}, {at.high:.3f}].")
-        run.add_finding(Finding(
-            id=f"copy_cost_onset_{slug[name]}", section="copy_cost", headline=(name == claim_model),
-            measured={"value": onset, "unit": "tokens",
-                      "ratio": float(at.ratio), "low": float(at.low), "high": float(at.high)},
-            statement=statement))
-
-# slice_update: in place, or a copy of the buffer?
-big = max(slice_sizes_mb)
-sel = df[(df.experiment == "slice_update") & (df.size_mb == big)]
-su_ratio = measure.ratio_interval(sel[sel.variant == "slice_update"].value,
-                                                  sel[sel.variant == "concatenate"].value)
-v = verdicts.at_least(Interval.of(su_ratio), 0.5)  # a copy would take at least about a copy's time
-su_slope = measure.fit_slope(df[(df.experiment == "slice_update") & (df.variant == "slice_update")].size_mb,
-                             df[(df.experiment == "slice_update") & (df.variant == "slice_update")].value)
-run.add_finding(Finding(
-    id="slice_update_creates_new_arrays", verdict=v, section="slice_update",
-    published=published.reference("slice_update_creates_new_arrays"),
-    measured={"value": su_ratio.median, "low": su_ratio.low, "high": su_ratio.high, "unit": "x",
-              "what": "slice_update time / concatenate (copy) time per write", "size_mb": big,
-              "slice_update_ms_per_mb": su_slope["slope"]},
-    statement=f"On {where}, a one-token slice_update into a {big:g} MB buffer takes {su_ratio.median:.3g}x "
-              f"[{su_ratio.low:.3g}, {su_ratio.high:.3g}] the time of copying the buffer, and its time grows "
-              f"{1e3 * su_slope['slope']:.3g} µs per MB [{1e3 * su_slope['low']:.3g}, {1e3 * su_slope['high']:.3g}]: "
-              f"MLX writes it in place (the old buffer is donated), so 'slice_update creates new arrays' as an "
-              f"explanation of a copy per token: {v}."))
-
-# cache bytes at the longest length
-for name in presets:
-    cb = per_len[(per_len.model == name) & (per_len.metric == "cache_bytes") & (per_len.length == longest)]
-    mib = cb.groupby("strategy").value.median() / 2**20
-    run.add_finding(Finding(
-        id=f"cache_bytes_{slug[name]}", section="memory",
-        measured={"value": float(mib.get(ref, np.nan)), "unit": "MiB", "strategy": ref, "length": longest},
-        statement=f"{labels[name]}, {longest} tokens of context: the cache holds "
-                  + ", ".join(f"{s} {mib[s]:.3g} MiB" for s in strategies)
-                  + f" (preallocated rounds up to steps of {step} tokens; rotating stops at {window} tokens)."))
-
-# where the time of a token goes, on the claims' model at the longest split length
-sp = df[(df.experiment == "time_split") & (df.model == claim_model) & (df.strategy == ref)]
-if not sp.empty:
-    n_split = int(sp.length.max())
-    parts = sp[sp.length == n_split].groupby("metric").value.median()
-    run.add_finding(Finding(
-        id="time_split", section="time_split",
-        measured={"value": float(parts.total_ms), "unit": "ms", "build_ms": float(parts.build_ms),
-                  "eval_ms": float(parts.eval_ms), "item_ms": float(parts.item_ms), "length": n_split},
-        statement=f"{labels[claim_model]}, {ref} cache, {n_split} tokens: a synchronous step takes "
-                  f"{parts.total_ms:.3g} ms: graph building {parts.build_ms:.3g} ms "
-                  f"({parts.build_ms / parts.total_ms:.0%}), mx.eval {parts.eval_ms:.3g} ms "
-                  f"({parts.eval_ms / parts.total_ms:.0%}), item() {parts.item_ms:.3g} ms; mlx-lm's pipelined "
-                  f"loop: {med(claim_model, ref, n_split):.3g} ms per token."))
-
-# identity: equal tokens everywhere, except the rotating cache once the context exceeds its window
-rot = identity.set_index("strategy")
-fits = check_window - check_prompt.size + 1  # tokens generated while the context still fits in the window
-agree = all(r.identical or (s == "rotating" and r.first_divergence >= fits) for s, r in rot.iterrows())
-said = [f"{s} identical" if r.identical else
-        f"{s} first differs at token {int(r.first_divergence)} (context {int(r.context_at_divergence)})"
-        for s, r in rot.iterrows()]
-run.add_finding(Finding(
-    id="strategies_identical_tokens", section="strategies", verdict=verdicts.HOLDS if agree else verdicts.DOES_NOT_HOLD,
-    measured={"value": float(rot.identical.mean()), "unit": "share identical"},
-    statement=f"Greedy tokens ({identity_tokens} from a {check_prompt.size}-token prompt, tiny preset, scaled "
-              f"weights) against preallocated: {', '.join(said)}; the rotating window is {check_window} tokens, "
-              f"so the first {fits} tokens must agree."))
-
+for finding in findings(run.measurements, presets=presets, strategies=strategies, lengths=lengths,
+                        original_lengths=original_lengths, flat_tolerance=flat_tolerance,
+                        copy_tolerance=copy_tolerance, step=step, window=window):
+    run.add_finding(finding)
 run.finish()
 display(Markdown("\n".join(f"- **{f.id}** ({f.verdict}): {f.statement}" for f in run.findings)))

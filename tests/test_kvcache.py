@@ -1,4 +1,4 @@
-"""KV-cache strategies and their measurements, on real MLX (CPU): tokens, bytes, in-place writes, analysis."""
+"""KV-cache strategies and their measurements, on real MLX (CPU): tokens, bytes, in-place writes, trial order."""
 
 import math
 
@@ -97,7 +97,8 @@ def test_slice_update_writes_in_place_while_concatenate_copies(tmp_path):
 
 @pytest.mark.parametrize("kwargs", [
     dict(strategies=["bogus"]), dict(lengths=[1, 10]), dict(decode_tokens=1), dict(step=0), dict(keep=64),
-    dict(split_lengths=[33]), dict(max_length=100)])
+    dict(split_lengths=[33]), dict(max_length=100), dict(original_lengths=[10, 25]), dict(original_lengths=[10]),
+    dict(repeats=0), dict(slice_sizes_mb=[0]), dict(identity_tokens=200, identity_window=64)])
 def test_impossible_settings_are_one_clear_error(kwargs):
     args = dict(strategies=["concat"], lengths=[10, 100], decode_tokens=4, step=16, window=64) | kwargs
     with pytest.raises(ValueError):
@@ -106,24 +107,15 @@ def test_impossible_settings_are_one_clear_error(kwargs):
         kvcache.make_cache("bogus", None)
 
 
-def _synthetic(slope_ms_per_token: dict, lengths=(10, 100, 1000, 4000), repeats=5, seed=0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    rows = [dict(experiment="per_length", metric=kvcache.TIME_METRIC, model="m", strategy=s, length=n, trial=t,
-                 value=2.0 + k * n + rng.normal(0, 0.01))
-            for s, k in slope_ms_per_token.items() for n in lengths for t in range(repeats)]
-    return pd.DataFrame(rows)
-
-
-def test_analysis_finds_a_known_slope_and_where_copying_starts_to_cost():
-    df = _synthetic({"concat": 1e-4, "preallocated": 0.0})  # concat: +0.1 ms per 1000 tokens of context
-    sl = kvcache.slopes(df).set_index("strategy")
-    assert sl.loc["concat", "ms_per_1k_tokens"] == pytest.approx(0.1, abs=0.01)
-    assert sl.loc["preallocated", "low"] < 0 < sl.loc["preallocated", "high"]
-    flat = kvcache.relative_change(df, "m", "preallocated", 10, 100)
-    assert flat.low < 0.01 and flat.high > -0.01
-    ratios = kvcache.strategy_ratios(df, "m", "concat", "preallocated")
-    # 2.4/2.0 at 4000 and 2.1/2.0 at 1000: beyond a 3% tolerance from 1000 tokens on, not at 100
-    assert kvcache.first_costly_length(ratios, 0.03) == 1000
-    assert kvcache.first_costly_length(ratios, 0.5) is None
-    pooled = kvcache.pooled_ratio(df, "m", "concat", "preallocated", [10, 100])
-    assert pooled.median == pytest.approx(1.0, abs=0.01)
+def test_sweep_runs_rounds_over_every_length_with_strategies_back_to_back(tmp_path, tiny):
+    run = results.start_run("test_kv", {}, run_dir=tmp_path / "sweep")
+    kvcache.sweep(run, tiny, strategies=["concat", "preallocated"], lengths=[12, 6], decode_tokens=3, repeats=2,
+                  warmup=0, step=8, window=32)
+    rows = run.measurements
+    rows = rows[rows.metric == kvcache.TIME_METRIC].reset_index(drop=True)
+    # stored in time order: round 0 (both lengths, both strategies) before round 1, lengths ascending
+    assert rows.trial.tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
+    assert rows.length.tolist() == [6, 6, 12, 12] * 2
+    # the strategies' order rotates from round to round, so neither always runs first
+    assert rows.strategy.tolist()[:2] == ["concat", "preallocated"]
+    assert rows.strategy.tolist()[4:6] == ["preallocated", "concat"]

@@ -19,7 +19,6 @@ import pandas as pd
 
 from . import decode, measure, tokentime
 from .models import random_prompt
-from .measure import fit_slope, ratio_interval
 
 STRATEGIES = ("concat", "preallocated", "rotating")
 DEFAULT_STEP = 256  # mlx-lm's KVCache.step
@@ -29,7 +28,9 @@ TIME_METRIC = "ms_per_token_median"
 
 
 def validate(strategies, lengths, *, decode_tokens: int, step: int, window: int, keep: int = 4,
-             split_lengths=(), split_tokens: int = 0, max_length: int | None = None) -> None:
+             split_lengths=(), split_tokens: int = 0, max_length: int | None = None, original_lengths=None,
+             repeats: int = 1, slice_sizes_mb=(1,), slice_updates: int = 1, identity_tokens: int = 2,
+             identity_window: int = 512) -> None:
     """One clear error for impossible settings, before any model is built."""
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown or not strategies:
@@ -44,6 +45,13 @@ def validate(strategies, lengths, *, decode_tokens: int, step: int, window: int,
         raise ValueError(f"keep must be in [0, window), got keep={keep} window={window}")
     if split_tokens < 0 or any(n not in lengths for n in split_lengths):
         raise ValueError(f"split_lengths {split_lengths} must be among lengths {lengths} (split_tokens >= 0)")
+    if original_lengths is not None and (not set(original_lengths) <= set(lengths) or len(original_lengths) < 2):
+        raise ValueError(f"original_lengths {original_lengths} must be at least two of lengths {lengths}")
+    if repeats < 1 or slice_updates < 1 or any(s <= 0 for s in slice_sizes_mb):
+        raise ValueError("slice_sizes_mb must be positive and slice_updates, repeats at least 1")
+    if not 2 <= identity_tokens < 2 * identity_window:
+        raise ValueError(f"identity_tokens must be in [2, {2 * identity_window}): the prompt must fit before the "
+                         f"window")
     longest = max(lengths) + decode_tokens + split_tokens
     if max_length is not None and longest > max_length:
         raise ValueError(f"the longest sequence ({longest} tokens) exceeds the model's "
@@ -132,17 +140,20 @@ def measure_length(run, loaded, prompt: mx.array, *, strategy: str, length: int,
 
 def sweep(run, loaded, *, strategies, lengths, decode_tokens: int, repeats: int, warmup: int, step: int,
           window: int, keep: int = 4, split_lengths=(), split_tokens: int = 0, seed: int = 0) -> None:
-    """Every strategy at every length, `repeats` trials each; strategies interleaved within a trial so that
-    slow drifts of the machine hit all of them alike. Each trial is stored as it finishes."""
+    """Every strategy at every length, `repeats` rounds. A round visits every length and, at each, every
+    strategy back to back (their order rotated from round to round), so that slow drifts of the machine hit
+    all lengths and strategies alike and a strategy's trial can be paired with another's of the same round and
+    length. Each trial is stored as it finishes."""
     prompt = random_prompt(loaded, max(lengths), seed=seed)
     common = dict(decode_tokens=decode_tokens, step=step, window=window, keep=keep)
     for strategy in strategies:  # warm-up: kernels compiled and the allocator primed, nothing recorded
         for _ in range(warmup):
             measure_length(run, loaded, prompt, strategy=strategy, length=min(lengths), trial=-1, record=False,
                            **common)
-    for length in sorted(lengths):
-        for trial in range(repeats):
-            for strategy in strategies:
+    for trial in range(repeats):
+        order = list(strategies[trial % len(strategies):]) + list(strategies[:trial % len(strategies)])
+        for length in sorted(lengths):
+            for strategy in order:
                 measure_length(run, loaded, prompt, strategy=strategy, length=length, trial=trial,
                                split_tokens=split_tokens if length in split_lengths else 0, **common)
 
@@ -180,6 +191,20 @@ def compare_tokens(loaded, prompt: mx.array, tokens: int, *, strategies, step: i
                           "identical": t == ref} for s, t in out.items()])
 
 
+def record_identity(run, loaded, prompt: mx.array, tokens: int, *, strategies, step: int, window: int,
+                    keep: int = 4) -> pd.DataFrame:
+    """compare_tokens, stored (experiment "identity"): whether each strategy's tokens equal the pre-allocated
+    cache's, and how many agree (all of them, or up to the first difference)."""
+    table = compare_tokens(loaded, prompt, tokens, strategies=strategies, step=step, window=window, keep=keep)
+    for row in table.itertuples():
+        same = row.tokens if row.identical else row.first_divergence
+        run.record_many("identity", [
+            dict(metric="tokens_identical", value=float(row.identical), unit="bool", strategy=row.strategy, trial=0),
+            dict(metric="identical_prefix", value=same, unit="tokens", strategy=row.strategy, trial=0,
+                 prompt_tokens=prompt.size, window=window)])
+    return table.assign(context_at_divergence=table.first_divergence + prompt.size)
+
+
 # --- slice_update: in place or a copy? ------------------------------------------------------------------------
 
 
@@ -215,68 +240,3 @@ def slice_update_probe(run, *, sizes_mb, updates: int, repeats: int, warmup: int
 
             measure.trials(writes, repeats=repeats, warmup=warmup, on_trial=store)
             del state
-
-
-# --- analysis of the stored rows ------------------------------------------------------------------------------
-
-
-def slopes(df: pd.DataFrame, lengths=None) -> pd.DataFrame:
-    """Least-squares slope of ms/token on context length per (model, strategy), with its bootstrap interval,
-    as microseconds per extra token of context and ms per 1000 tokens."""
-    rows = []
-    sel = df[(df.experiment == "per_length") & (df.metric == TIME_METRIC)]
-    if lengths is not None:
-        sel = sel[sel.length.isin(lengths)]
-    for (model, strategy), g in sel.groupby(["model", "strategy"], sort=False):
-        f = fit_slope(g.length, g.value)
-        rows.append({"model": model, "strategy": strategy, "ms_per_1k_tokens": 1e3 * f["slope"],
-                     "low": 1e3 * f["low"], "high": 1e3 * f["high"], "intercept_ms": f["intercept"],
-                     "lengths": f"{g.length.min()}..{g.length.max()}"})
-    return pd.DataFrame(rows)
-
-
-def times(df: pd.DataFrame, model: str, strategy: str, length: int) -> np.ndarray:
-    """Stored per-token times (ms) of one model, strategy and length."""
-    sel = df[(df.experiment == "per_length") & (df.metric == TIME_METRIC) & (df.model == model)
-             & (df.strategy == strategy) & (df.length == length)]
-    return sel.value.to_numpy(float)
-
-
-def relative_change(df: pd.DataFrame, model: str, strategy: str, first: int, last: int) -> measure.Stats:
-    """Per-token time at `last` over that at `first`, minus one (0 = flat), with its bootstrap interval."""
-    r = ratio_interval(times(df, model, strategy, last), times(df, model, strategy, first))
-    return measure.Stats(r.n, r.median - 1, r.low - 1, r.high - 1, r.mean - 1, r.std, r.cv)
-
-
-def strategy_ratios(df: pd.DataFrame, model: str, numerator: str, denominator: str) -> pd.DataFrame:
-    """Per-token time of one strategy over another's at each length, with bootstrap intervals."""
-    rows = []
-    lengths = sorted(df[(df.experiment == "per_length") & (df.model == model)].length.unique())
-    for n in lengths:
-        a, b = times(df, model, numerator, n), times(df, model, denominator, n)
-        if a.size and b.size:
-            r = ratio_interval(a, b)
-            rows.append({"length": int(n), "ratio": r.median, "low": r.low, "high": r.high})
-    return pd.DataFrame(rows)
-
-
-def pooled_ratio(df: pd.DataFrame, model: str, numerator: str, denominator: str, lengths) -> measure.Stats:
-    """One ratio over several lengths: each trial divided by the denominator's median at its own length,
-    so that the lengths' different levels do not widen the interval."""
-    num, den = [], []
-    for n in lengths:
-        a, b = times(df, model, numerator, n), times(df, model, denominator, n)
-        if a.size and b.size:
-            scale = float(np.median(b))
-            num.extend(a / scale)
-            den.extend(b / scale)
-    return ratio_interval(num, den)
-
-
-def first_costly_length(ratios: pd.DataFrame, tolerance: float) -> int | None:
-    """The shortest length from which on the ratio's whole interval stays above 1 + tolerance."""
-    above = ratios.sort_values("length").assign(costly=lambda t: t.low > 1 + tolerance)
-    for i, row in enumerate(above.itertuples()):
-        if above.costly.iloc[i:].all():
-            return int(row.length)
-    return None
