@@ -7,7 +7,7 @@ from mlx.utils import tree_map
 from mlx_lm.generate import generate_step
 from mlx_lm.sample_utils import make_logits_processors, make_sampler
 
-from mlx_workbook import decode, loops, models, results, sampling
+from mlx_workbook import decode, kvcache, loop_bench, loop_stats, loops, models, results, sampling
 
 N = 24
 
@@ -111,16 +111,18 @@ def test_compiled_chain_samples_like_uncompiled():
 
 def test_compare_split_and_sampling_record_per_trial(tmp_path, lm):
     run_ = results.start_run("99_test", {}, run_dir=tmp_path / "r")
-    toks = loops.compare(run_, lm, ["mlx_lm", "pipelined", "sync"], prompt_tokens=8, max_tokens=6, repeats=3,
-                         warmup=1)
-    loops.record_agreement(run_, lm, toks)
-    loops.time_split(run_, lm, ["logprobs_always", "sync"], prompt_tokens=8, max_tokens=6, repeats=2)
+    toks = loop_bench.compare(run_, lm, ["mlx_lm", "pipelined", "sync"], prompt_tokens=8, max_tokens=6, repeats=3,
+                              warmup=1)
+    loop_bench.record_agreement(run_, lm, toks)
+    loop_bench.time_split(run_, lm, ["logprobs_always", "sync"], prompt_tokens=8, max_tokens=6, repeats=2)
     sampling.time_sampling(run_, lm, ["greedy", "chain", "chain_compiled"], calls=3, repeats=2)
     df = run_.measurements
     dec = df[(df.experiment == "decode") & (df.metric == "decode_tps")]
     assert len(dec) == 9 and (dec.value > 0).all() and set(dec.variant) == {"mlx_lm", "pipelined", "sync"}
     firsts = dec[dec.position == 0].variant.tolist()
-    assert firsts == ["mlx_lm", "pipelined", "sync"]  # the order rotates every repeat
+    assert firsts == ["mlx_lm", "pipelined", "sync"]  # the order rotates every round
+    first_use = df[df.experiment == "first_use"]  # one warm-up time per variant, recorded apart
+    assert sorted(first_use.variant) == ["mlx_lm", "pipelined", "sync"] and (first_use.value > 0).all()
     agree = df[df.experiment == "agreement"]
     assert (agree.value == 1.0).all() and len(agree) == 3 and set(agree.reference) == {"mlx_lm"}
     split = df[(df.experiment == "split") & (df.metric == "phase_share_pct")]
@@ -129,6 +131,28 @@ def test_compare_split_and_sampling_record_per_trial(tmp_path, lm):
     assert set(split.phase) == set(loops.PHASES) | {"other"}
     samp = df[df.experiment == "sampling"]
     assert set(samp.sampler) == {"greedy", "chain", "chain_compiled", "transfer"} and (samp.value > 0).all()
+    assert loop_stats.fastest_measured(df, lm.label) in {"pipelined", "sync"}
+    assert len(loop_stats.paired_ratios(df, lm.label, "pipelined", "sync")) == 3  # one ratio per round
+
+
+def test_identity_check_on_a_model_with_clear_margins(tmp_path):
+    run_ = results.start_run("99_test", {}, run_dir=tmp_path / "r")
+    varied = kvcache.varied_model("tiny", dtype="float32")
+    table = loop_bench.check_identity(run_, varied, ["mlx_lm", "pipelined", "batched_10", "sample_fast"],
+                                      prompt_tokens=8, max_tokens=16)
+    assert list(table.variant) == ["pipelined", "batched_10"]  # greedy library loops only
+    assert (table.equal_share == 1.0).all() and (table.identical_prefix == 16).all()
+    assert (table.distinct_tokens > 4).all()  # varied tokens: the comparison means something
+    ident = run_.measurements
+    assert set(ident.metric) == {"tokens_equal_to_reference", "identical_prefix"} and len(ident) == 4
+
+
+def test_collector_paused_restores_state():
+    import gc
+
+    with loop_bench.collector_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
 
 
 def test_bad_names_fail_clearly():
@@ -142,3 +166,9 @@ def test_bad_names_fail_clearly():
     assert loops.parse_model("tiny:float32")["bits"] is None
     with pytest.raises(ValueError):
         list(loops.steps(None, mx.array([1]), 2, schedule="sometimes"))
+    with pytest.raises(ValueError, match="side_variants must include"):
+        loop_bench.validate(["tiny:float32"], ["mlx_lm", "pipelined"], ["pipelined"], [], "")
+    with pytest.raises(ValueError, match="pipelining_model"):
+        loop_bench.validate(["tiny:float32"], ["mlx_lm", "pipelined"], ["mlx_lm", "sync"], [], "tiny:4")
+    with pytest.raises(models.ModelError):
+        loop_bench.validate(["tiny:3.5"], ["mlx_lm", "pipelined"], ["mlx_lm", "sync"], [], "")

@@ -6,7 +6,7 @@ every N tokens), what it evaluates (the token only, plus the logprobs, plus the 
 (sampling.py), where it runs (a dedicated stream or the default one). `VARIANTS` names each configuration;
 `loop(name)` gives a function with decode.Loop's signature, so decode.measure_generation clocks every variant
 exactly like the reference decode.mlx_lm_loop. Under greedy sampling all of them emit generate_step's tokens
-(tests/test_loops.py).
+(tests/test_loops.py). Measuring them: loop_bench.py; reading the measurements back: loop_stats.py.
 """
 
 from __future__ import annotations
@@ -18,10 +18,8 @@ from typing import Iterator
 
 import mlx.core as mx
 import mlx.nn as nn
-import numpy as np
-import pandas as pd
 
-from . import decode, measure, models, sampling, verdicts
+from . import decode, models, sampling
 
 PHASES = ("graph building", "sampling", "device execution", "token sync")
 
@@ -264,148 +262,3 @@ def parse_model(spec: str) -> dict:
     if kind not in models.DTYPES:
         raise models.ModelError(f"{spec}: use preset:<bits> or preset:<dtype>, dtype one of {', '.join(models.DTYPES)}")
     return {"name": preset, "dtype": kind, "bits": None}
-
-
-# --- measuring --------------------------------------------------------------------------------------------
-
-
-def compare(run, loaded: models.LoadedModel, names: list[str], *, prompt_tokens: int, max_tokens: int,
-            repeats: int, warmup: int = 1, warmup_tokens: int = 8, seed: int = 0) -> dict[str, list[int]]:
-    """Decode tokens/s of every variant, interleaved: each repeat runs all variants once, in an order
-    rotated by one per repeat, so slow drift (clocks, other load) spreads over all of them.
-
-    Every trial is recorded as it finishes (experiment 'decode'). Returns each variant's tokens (first trial).
-    """
-    variants = [variant(n) for n in names]
-    prompt = models.random_prompt(loaded, prompt_tokens, seed=seed)
-    kwargs = {v.name: ({"seed": seed} if v.options is not None else {}) for v in variants}
-    for _ in range(warmup):  # compiles, kernel JIT, allocator: short generations, untimed
-        for v in variants:
-            decode.measure_generation(loaded.model, prompt, max(2, min(warmup_tokens, max_tokens)), loop=v.loop(),
-                                      **kwargs[v.name])
-    tokens: dict[str, list[int]] = {}
-    for trial in range(repeats):
-        k = trial % len(variants)
-        for position, v in enumerate(variants[k:] + variants[:k]):
-            gen = decode.measure_generation(loaded.model, prompt, max_tokens, loop=v.loop(), **kwargs[v.name])
-            tokens.setdefault(v.name, gen.tokens)
-            decode.record_generation(run, "decode", gen, trial=trial, variant=v.name, family=v.family,
-                                     position=position, label=loaded.label, **loaded.describe())
-    return tokens
-
-
-# Each family's reference: greedy variants against generate_step, sampled ones against one of their own.
-FAMILY_REFERENCE = {"greedy": "mlx_lm", "sampled": "sample_fast", "chain": "sample_chain", "penalty": "rep_penalty"}
-
-
-def record_agreement(run, loaded: models.LoadedModel, tokens: dict[str, list[int]]) -> None:
-    """Share of each variant's tokens equal to its family's reference (FAMILY_REFERENCE), position by
-    position: 1.0 for greedy variants; for sampled ones (same seed) 1.0 when both samplers read the same numbers
-    (bf16 logprobs are rounded, so a draw from them may land next to the draw from the logits)."""
-    for name, toks in tokens.items():
-        ref = tokens.get(FAMILY_REFERENCE[variant(name).family])
-        if ref is not None:
-            same = sum(a == b for a, b in zip(toks, ref)) / len(ref)
-            run.record("agreement", "tokens_equal_to_reference", same, "fraction", variant=name,
-                       reference=FAMILY_REFERENCE[variant(name).family], label=loaded.label, **loaded.describe())
-
-
-def time_split(run, loaded: models.LoadedModel, names: list[str], *, prompt_tokens: int, max_tokens: int,
-               repeats: int, seed: int = 0) -> None:
-    """Per-token host time by phase (graph building, sampling, device execution, token sync, other) for
-    library variants, recorded per trial as ms per token and % of the time between first and last token."""
-    prompt = models.random_prompt(loaded, prompt_tokens, seed=seed)
-    for trial in range(-1, repeats):  # trial -1: warm-up, not recorded
-        for name in names:
-            v = variant(name)
-            if v.options is None:
-                raise ValueError("mlx-lm's generate_step cannot be split; time its copy 'logprobs_always'")
-            clock = PhaseClock()
-            for _ in steps(loaded.model, prompt, max_tokens, seed=seed, clock=clock, **v.options):
-                pass
-            if trial < 0:
-                continue
-            intervals = clock.tokens - 1
-            parts = dict(clock.totals, other=clock.wall_s - sum(clock.totals.values()))
-            rows = []
-            for phase, seconds in parts.items():
-                if seconds <= 0:  # only 'other' can be: the phases already cover the whole interval
-                    continue
-                rows.append(dict(metric="phase_ms_per_token", value=1e3 * seconds / intervals, unit="ms"))
-                rows.append(dict(metric="phase_share_pct", value=100 * seconds / clock.wall_s, unit="%"))
-                rows[-2]["phase"] = rows[-1]["phase"] = phase
-            rows.append(dict(metric="ms_per_token", value=1e3 * clock.wall_s / intervals, unit="ms", phase="total"))
-            run.record_many("split", [dict(r, trial=trial, variant=name, label=loaded.label, **loaded.describe())
-                                      for r in rows])
-
-
-# --- reading the comparison ---------------------------------------------------------------------------------
-
-# Published claim -> (variant, variant it is set against): the one-factor pair whose tokens/s ratio measures it.
-CLAIM_PAIRS = {
-    "unused_logits_eval_cost": ("logprobs_always", "eval_logits"),
-    "conditional_logprobs_gain": ("pipelined", "logprobs_always"),
-    "sampling_fast_path_gain": ("sample_fast", "sample_t1"),
-    "logits_optimizations_total_gain": ("sample_fast", "sample_before_001"),
-    "async_pipelining_gain": ("pipelined", "batched_10"),
-    "compiled_sampling_potential_001": ("sample_chain_compiled", "sample_chain"),
-    "rep_penalty_scatter_potential": ("rep_penalty", "rep_penalty_loop"),
-    "slice_vs_take_potential": ("pipelined", "take_logits"),
-    "dedicated_stream_minor": ("pipelined", "default_stream"),
-    "rep_penalty_vectorized_no_impact": ("rep_penalty_loop", "rep_penalty"),
-}
-
-
-def decode_tps(df: pd.DataFrame, label: str, name: str) -> pd.Series:
-    sel = (df.experiment == "decode") & (df.metric == "decode_tps") & (df.label == label) & (df.variant == name)
-    return df[sel].value
-
-
-def speedup_pct(df: pd.DataFrame, label: str, a: str, b: str) -> verdicts.Interval | None:
-    """How much faster `a` decodes than `b`, in % (median ratio of tokens/s - 1, bootstrap interval)."""
-    ta, tb = decode_tps(df, label, a), decode_tps(df, label, b)
-    if ta.empty or tb.empty:
-        return None
-    r = measure.ratio_interval(ta, tb)
-    return verdicts.Interval(100 * (r.median - 1), 100 * (r.low - 1), 100 * (r.high - 1))
-
-
-def claim_tolerance(low: float, high: float) -> float:
-    """Points a published speed-up range is widened by: a quarter of its size, at least 0.5."""
-    return max(0.5, 0.25 * max(abs(low), abs(high)))
-
-
-def grade(measured: verdicts.Interval, low: float, high: float, tolerance: float) -> str:
-    """A claimed speed-up: does not hold when the interval misses the (widened) published range; holds when
-    it meets the range and excludes zero (a speed-up is really there); otherwise too noisy to say."""
-    if verdicts.effect_matches(measured, low, high, tolerance) == verdicts.DOES_NOT_HOLD:
-        return verdicts.DOES_NOT_HOLD
-    return verdicts.HOLDS if measured.low > 0 else verdicts.INCONCLUSIVE
-
-
-def cv_interval(values) -> verdicts.Interval:
-    """Coefficient of variation (std / mean) with a 95% bootstrap interval."""
-    cv = lambda x, axis=None: np.std(x, axis=axis, ddof=1) / np.mean(x, axis=axis)
-    arr = np.asarray(values, dtype=float)
-    low, high = measure.bootstrap_interval(arr, statistic=cv)
-    return verdicts.Interval(float(cv(arr)), low, high)
-
-
-def variant_summary(df: pd.DataFrame) -> pd.DataFrame:
-    """Per model and variant: median tokens/s with interval, CV with interval, % against mlx-lm."""
-    rows = []
-    dec = df[(df.experiment == "decode") & (df.metric == "decode_tps")]
-    for (label, name), g in dec.groupby(["label", "variant"], sort=False):
-        s, cv = measure.summarize(g.value), cv_interval(g.value)
-        vs = speedup_pct(df, label, name, "mlx_lm")
-        rows.append({"label": label, "variant": name, "family": variant(name).family, "tok_s": s.median,
-                     "low": s.low, "high": s.high, "cv_pct": 100 * cv.value, "cv_low": 100 * cv.low,
-                     "cv_high": 100 * cv.high, "vs_mlx_lm_pct": vs.value if vs else np.nan,
-                     "vs_low": vs.low if vs else np.nan, "vs_high": vs.high if vs else np.nan, "n": s.n})
-    return pd.DataFrame(rows)
-
-
-def fastest_library_loop(summary: pd.DataFrame, label: str) -> str:
-    """The library's greedy variant with the highest median tokens/s on a model (generate_step excluded)."""
-    g = summary[(summary.label == label) & (summary.family == "greedy") & (summary.variant != "mlx_lm")]
-    return str(g.sort_values("tok_s").variant.iloc[-1])
