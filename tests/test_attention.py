@@ -119,7 +119,7 @@ def test_ops_run_at_decode_and_prefill_shapes(run):
                 ops=list(ops.OPS), repeats=2, target_ms=0.5)
     df = run.measurements
     assert set(df.op) == set(ops.OPS) and set(df.phase) == {"decode", "prefill"} and (df.value > 0).all()
-    with pytest.raises(ValueError, match="unknown ops"):
+    with pytest.raises(ValueError, match="unknown ops or phases"):
         ops.run_ops(run, dense=dense, moe=None, tokens=16, context=32, dtype="float32", bits=4, group_size=32,
                     ops=["conv"], repeats=2)
     with pytest.raises(ValueError, match="group_size"):
@@ -137,3 +137,32 @@ def test_prompt_latency_and_graph_build(run, tiny):
     assert ops.prompt_flops(tiny.config, 8) == 2.0 * 8 * matmul_weights + 2.0 * 2 * 64 * 4 * 16
     assert set(graph.metric) == {"build_ms", "eval_ms"} and len(graph) == 6 and (graph.value > 0).all()
     assert list(graph[graph.metric == "build_ms"].context) == [9, 10, 11]
+
+
+def test_moe_experts_only_in_their_phases(run):
+    moe = ops.moe_shapes(models.preset_config("tiny-moe"))
+    dense = ops.dense_shapes(models.preset_config("tiny"))
+    ops.run_ops(run, dense=dense, moe=moe, tokens=16, context=32, dtype="float32", bits=4, group_size=32,
+                ops=["moe_routing", "moe_experts"], repeats=2, target_ms=0.5, expert_phases=["decode"])
+    df = run.measurements
+    assert set(df[df.op == "moe_experts"].phase) == {"decode"} and set(df[df.op == "moe_routing"].phase) == {
+        "decode", "prefill"}
+    with pytest.raises(models.ModelError):
+        ops.shapes("no-such-preset", "", tokens=16, context=32, bits=4, group_size=32)
+
+
+def test_plan_builds_every_sweep_and_rejects_bad_parameters():
+    p = dict(n_q_heads=4, n_kv_heads=2, wide_lengths=[32, 64], boundaries=[128], offsets=[-1, 0, 1],
+             modes=["causal", "none"], variants=["sdpa", "unfused"], main_dtype="float32", main_head_dim=16,
+             dtypes=["float32", "bfloat16"], head_dims=[16, 32], variant_modes=["causal"], variant_wide=[64],
+             variant_boundaries=[128], decode_lengths=[64], decode_boundaries=[256], decode_offsets=[0],
+             gqa_prefill_lengths=[64], gqa_decode_lengths=[256], version_lengths=[127, 128],
+             version_causal_lengths=[64], version_decode_lengths=[256], tolerance=0.1, repeats=3)
+    plan = attention.plan(p)
+    assert plan.prefill_lengths == [32, 64, 127, 128, 129] and plan.variant_lengths == [64, 127, 128, 129]
+    # 2 modes x 2 kernels x 5 lengths, plus 2 dtypes x 2 head dims x 4 lengths less the 4 float32 d16 shared ones
+    assert len(plan.prefill) == 20 + 16 - 4 and len(plan.decode) == 2 * 2 * 2
+    assert len(plan.gqa) == 4 and len(plan.versions) == 2 * 2 + 1 + 1
+    for bad in (dict(n_kv_heads=4), dict(tolerance=1.5), dict(modes=["sliding"]), dict(variants=["flash"])):
+        with pytest.raises(ValueError):
+            attention.plan({**p, **bad})

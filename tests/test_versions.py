@@ -1,4 +1,4 @@
-"""Running the SDPA probe under MLX versions: the installed one in a subprocess, and one clear message (never an
+"""Running the SDPA probe under MLX versions: the installed one in this process, and one clear message (never an
 exception) for a version that cannot be installed. Installs of other versions are tested only with a local
 wheel folder (MLX_WHEELS_DIR), so the suite needs no network."""
 
@@ -29,7 +29,7 @@ def test_requirements_follow_the_backend_package():
     assert versions.env_dir("0.29.1", "mlx-cpu").name == "0.29.1-cpu"
 
 
-def test_current_version_runs_the_probe_in_a_subprocess():
+def test_current_version_runs_the_probe_in_this_process():
     result = versions.run_probe("current", CONFIG)
     assert result.ok, result.message
     assert result.version == versions.current_version() == result.data["mlx"]

@@ -7,7 +7,7 @@ reads the stored sweeps back: cliffs, pairs of lengths, ratios between variants 
 
 from __future__ import annotations
 
-import time
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -63,6 +63,49 @@ def gqa_cases(prefill_lengths, decode_lengths, *, dtype, head_dim, n_q_heads, n_
                            n_kv_heads=n_kv_heads, variants=both))
 
 
+@dataclass(frozen=True)
+class Plan:
+    """Every SDPA sweep of the notebook as case lists (built from its parameters, validated first)."""
+
+    prefill_lengths: list[int]  # the mask-mode sweep: wide + fine around every boundary
+    variant_lengths: list[int]  # the dtype x head-dim prefill sweep
+    decode_lengths: list[int]
+    prefill: list[dict]
+    decode: list[dict]
+    gqa: list[dict]
+    versions: list[dict]  # the probe every MLX version runs
+
+
+def plan(p: dict) -> Plan:
+    """The sweeps named by the notebook's parameters `p` (n_q_heads, wide_lengths, boundaries, offsets, modes,
+    variants, main_dtype, dtypes, head_dims, variant_*, decode_*, gqa_*, version_*), or one clear ValueError."""
+    pre = sweep_lengths(p["wide_lengths"], p["boundaries"], p["offsets"])
+    var = sweep_lengths(p["variant_wide"], p["variant_boundaries"], p["offsets"])
+    dec = sweep_lengths(p["decode_lengths"], p["decode_boundaries"], p["decode_offsets"])
+    version_lengths = p["version_lengths"] + p["version_causal_lengths"] + p["version_decode_lengths"]
+    validate(modes=p["modes"] + p["variant_modes"], dtypes=[p["main_dtype"]] + p["dtypes"],
+             head_dims=[p["main_head_dim"]] + p["head_dims"], variants=p["variants"],
+             lengths=pre + var + dec + p["gqa_prefill_lengths"] + p["gqa_decode_lengths"] + version_lengths
+             + p.get("prompt_lengths", []), n_q_heads=p["n_q_heads"], n_kv_heads=p["n_kv_heads"])
+    if p["n_q_heads"] == p["n_kv_heads"]:
+        raise ValueError("n_q_heads must exceed n_kv_heads: the GQA comparison needs grouped-query heads")
+    if not 0 < p["tolerance"] < 1 or p["repeats"] < 2:
+        raise ValueError(f"tolerance must be in (0, 1) and repeats >= 2, got {p['tolerance']} and {p['repeats']}")
+    heads = dict(n_q_heads=p["n_q_heads"], n_kv_heads=p["n_kv_heads"])
+    main = dict(dtypes=[p["main_dtype"]], head_dims=[p["main_head_dim"]], **heads)
+    return Plan(
+        prefill_lengths=pre, variant_lengths=var, decode_lengths=dec,
+        prefill=unique(prefill_cases(pre, modes=p["modes"], variants=p["variants"], **main)
+                       + prefill_cases(var, modes=p["variant_modes"], dtypes=p["dtypes"], head_dims=p["head_dims"],
+                                       **heads)),
+        decode=decode_cases(dec, dtypes=p["dtypes"], head_dims=p["head_dims"], **heads),
+        gqa=gqa_cases(p["gqa_prefill_lengths"], p["gqa_decode_lengths"], dtype=p["main_dtype"],
+                      head_dim=p["main_head_dim"], **heads),
+        versions=unique(prefill_cases(p["version_lengths"], modes=p["modes"], **main)
+                        + prefill_cases(p["version_causal_lengths"], modes=["causal"], **main)
+                        + decode_cases(p["version_decode_lengths"], **main)))
+
+
 def unique(cases: list[dict]) -> list[dict]:
     """Cases without duplicates (two grids may share some), in their first order."""
     seen, out = set(), []
@@ -80,37 +123,15 @@ def to_rows(probe_rows: list[dict], **extra) -> list[dict]:
             for r in probe_rows]
 
 
-class _Store:
-    """Stores finished rounds in the run at most every `every_s` seconds: the run rewrites its whole table on
-    each store, and a GPU sweep finishes hundreds of rounds (a crash loses at most `every_s` of trials)."""
-
-    def __init__(self, run: Run, experiment: str, every_s: float):
-        self.run, self.experiment, self.every_s = run, experiment, every_s
-        self.rows, self.last = [], time.perf_counter()
-
-    def add(self, rows: list[dict]) -> None:
-        self.rows += to_rows(rows)
-        if time.perf_counter() - self.last >= self.every_s:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.rows:
-            self.run.record_many(self.experiment, self.rows)
-        self.rows, self.last = [], time.perf_counter()
-
-
 def sweep(run: Run, experiment: str, cases: list[dict], *, repeats: int, warmup: int = 1, target_ms: float = 5,
-          max_calls: int = 100, store_every_s: float = 2.0) -> list[dict]:
-    """Time every case (interleaved rounds per configuration), storing finished rounds as they come.
+          max_calls: int = 100) -> list[dict]:
+    """Time every case (interleaved rounds per configuration), storing each round in the run as it finishes
+    (the run appends to its journal, so a long GPU sweep costs nothing extra per round).
 
     Returns the configurations that failed (with the error) so the notebook can show them; the rest still ran."""
     config = {"cases": unique(cases), "repeats": repeats, "warmup": warmup, "target_ms": target_ms,
               "max_calls": max_calls}
-    store = _Store(run, experiment, store_every_s)
-    try:
-        out = probe.run(config, on_round=store.add)
-    finally:
-        store.flush()
+    out = probe.run(config, on_round=lambda rows: run.record_many(experiment, to_rows(rows)))
     return out["errors"]
 
 
@@ -119,6 +140,17 @@ def record_version(run: Run, result, experiment: str = "versions") -> None:
     if result.ok and result.data["rows"]:
         run.record_many(experiment, to_rows(result.data["rows"], probe_mlx=result.data["mlx"],
                                             probe_backend=result.data["backend"]))
+
+
+def compare_versions(run: Run, mlx_versions: list[str], cases: list[dict], *, passes: int, repeats: int,
+                     warmup: int = 1, target_ms: float = 5, wheels_dir: str | None = None) -> list:
+    """The probe's `cases` under every MLX version (versions.compare), each pass stored as it finishes as
+    experiment "versions" tagged with the version; returns the VersionResults (messages of those that failed)."""
+    from . import versions
+
+    config = {"cases": unique(cases), "repeats": repeats, "warmup": warmup, "target_ms": target_ms}
+    return versions.compare(mlx_versions, config, passes=passes, wheels_dir=wheels_dir or None,
+                            on_result=lambda result: record_version(run, result))
 
 
 # --- reading the stored sweeps ------------------------------------------------------------------------------

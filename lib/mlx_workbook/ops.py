@@ -44,9 +44,10 @@ def moe_shapes(config: dict) -> dict:
 
 
 def op_calls(phase: str, *, dense: dict, moe: dict | None, tokens: int, context: int, dtype: str,
-             bits: int, group_size: int, seed: int = 0) -> dict[str, tuple[Callable, dict]]:
+             bits: int, group_size: int, experts: bool = True, seed: int = 0) -> dict[str, tuple[Callable, dict]]:
     """name -> (function to time, shape fields) for one phase: decode = 1 token over `context` cached
-    positions; prefill = `tokens` tokens at once (causal attention over themselves)."""
+    positions; prefill = `tokens` tokens at once (causal attention over themselves). `experts=False` leaves out
+    the quantized experts (and does not build them)."""
     if phase not in PHASES:
         raise ValueError(f"unknown phase {phase!r}; use one of {PHASES}")
     from mlx_lm.models.activations import swiglu
@@ -85,15 +86,15 @@ def op_calls(phase: str, *, dense: dict, moe: dict | None, tokens: int, context:
             scores = mx.take_along_axis(gates, inds, axis=-1)
             return inds, scores / mx.sum(scores, axis=-1, keepdims=True)
 
-        experts = SwitchGLU(hm, moe["expert_width"], e)
-        experts.set_dtype(dt)
-        nn.quantize(experts, group_size=group_size, bits=bits)  # gather_qmm: the quantized expert path
-        mx.eval(experts.parameters())
-        inds = route()[0]
-        mx.eval(inds)
         calls["moe_routing"] = (route, {"shape": f"{t}x{hm} -> top {top} of {e}"})
-        calls["moe_experts"] = (lambda: experts(xm, inds),
-                                {"shape": f"{t}x{hm}, {top} of {e} experts x{moe['expert_width']} {bits}-bit"})
+        if experts:  # one MoE layer at the preset's shapes, never the whole model
+            layer = SwitchGLU(hm, moe["expert_width"], e)
+            layer.set_dtype(dt)
+            nn.quantize(layer, group_size=group_size, bits=bits)  # gather_qmm: the quantized expert path
+            inds = route()[0]
+            mx.eval(layer.parameters(), inds)
+            calls["moe_experts"] = (lambda: layer(xm, inds),
+                                    {"shape": f"{t}x{hm}, {top} of {e} experts x{moe['expert_width']} {bits}-bit"})
     mx.eval(x, norm_w, gate, up, w, wq, scales, biases)
     return calls
 
@@ -113,14 +114,16 @@ def interleaved(run: Run, experiment: str, items: list[tuple[dict, Callable]], *
 
 
 def run_ops(run: Run, *, dense: dict, moe: dict | None, tokens: int, context: int, dtype: str, bits: int,
-            group_size: int, ops: list[str], repeats: int, warmup: int = 1, target_ms: float = 5, **fields) -> None:
-    """Every op in `ops` at decode and prefill shapes, stored as experiment "ops" (ms per call)."""
-    unknown = [o for o in ops if o not in OPS]
+            group_size: int, ops: list[str], repeats: int, warmup: int = 1, target_ms: float = 5,
+            expert_phases=PHASES, **fields) -> None:
+    """Every op in `ops` at decode and prefill shapes, stored as experiment "ops" (ms per call); the quantized
+    experts only in `expert_phases` (on CUDA their sorted prefill path costs ~50 s of first-use compilation)."""
+    unknown = [o for o in ops if o not in OPS] + [p for p in expert_phases if p not in PHASES]
     if unknown:
-        raise ValueError(f"unknown ops {unknown}; use any of {list(OPS)}")
+        raise ValueError(f"unknown ops or phases {unknown}; use any of {list(OPS)} and {list(PHASES)}")
     for phase in PHASES:
         calls = op_calls(phase, dense=dense, moe=moe, tokens=tokens, context=context, dtype=dtype, bits=bits,
-                         group_size=group_size)
+                         group_size=group_size, experts="moe_experts" in ops and phase in expert_phases)
         items = [({"op": name, "phase": phase, "tokens": 1 if phase == "decode" else tokens, "context": context,
                    "op_dtype": dtype, **extra, **fields}, fn) for name, (fn, extra) in calls.items() if name in ops]
         interleaved(run, "ops", items, repeats=repeats, warmup=warmup, target_ms=target_ms)
@@ -185,6 +188,15 @@ def graph_build(run: Run, loaded: models.LoadedModel, *, context: int, repeats: 
             base = dict(trial=i - warmup, context=context + i, layers=loaded.num_layers, **loaded.describe())
             run.record_many("graph", [dict(metric="build_ms", value=1e3 * build, unit="ms", **base),
                                       dict(metric="eval_ms", value=1e3 * (total - build), unit="ms", **base)])
+
+
+def shapes(model: str, moe_model: str, *, tokens: int, context: int, bits: int, group_size: int) -> tuple:
+    """(dense shapes of preset `model`, MoE shapes of preset `moe_model` or None), checked; one clear error for
+    an unknown preset or impossible op parameters, before anything is built."""
+    dense = dense_shapes(models.preset_config(model))
+    moe = moe_shapes(models.preset_config(moe_model)) if moe_model else None
+    check_shapes(dense, tokens, context, bits, group_size)
+    return dense, moe
 
 
 def check_shapes(dense: dict, tokens: int, context: int, bits: int, group_size: int) -> None:

@@ -5,7 +5,7 @@
 Each version gets `.cache/mlx-versions/<version>-<backend>/` (a venv without pip of its own; the running
 interpreter's pip installs into it with `--python`), holding only `mlx` and the backend package of the running
 backend (mlx-cpu, mlx-cuda-13, ...). The probe runs there as a subprocess and prints JSON. The version already
-installed here runs with this interpreter, no env needed. Offline machines can pass a folder of wheels
+installed here runs in this process, no env needed. Offline machines can pass a folder of wheels
 (`wheels_dir` or the MLX_WHEELS_DIR environment variable). A version that cannot be installed (no network, no
 wheel for this platform or backend) yields one clear message in `VersionResult.message`, never an exception.
 """
@@ -170,17 +170,19 @@ def _clean_env() -> dict:
 
 
 def run_probe(version: str, config: dict, *, wheels_dir: str | None = None, timeout: float = 600) -> VersionResult:
-    """Run the SDPA probe with `config` under MLX `version` ("current": the one installed here)."""
+    """Run the SDPA probe with `config` under MLX `version` ("current": the one installed here, run in this
+    process; any other version in its own env as a subprocess)."""
     tic = time.perf_counter()
     here = current_version()
     version = here if version in ("current", here) else version
-    if version == here:
-        python, env = Path(sys.executable), None
-    else:
-        try:
-            python, env = ensure_env(version, wheels_dir=wheels_dir, timeout=timeout), _clean_env()
-        except VersionUnavailable as exc:
-            return VersionResult(version, "unavailable", str(exc), seconds=time.perf_counter() - tic)
+    if version == here:  # in this process: the same probe code, no second CUDA start and kernel compilation
+        from .probes import sdpa_probe
+
+        return _result(version, sys.executable, tic, sdpa_probe.run(config))
+    try:
+        python, env = ensure_env(version, wheels_dir=wheels_dir, timeout=timeout), _clean_env()
+    except VersionUnavailable as exc:
+        return VersionResult(version, "unavailable", str(exc), seconds=time.perf_counter() - tic)
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(config, f)
     try:
@@ -195,12 +197,15 @@ def run_probe(version: str, config: dict, *, wheels_dir: str | None = None, time
         tail = (out.stderr or out.stdout).strip().splitlines()[-1:] or ["no output"]
         return VersionResult(version, "failed", f"MLX {version}: the probe failed: {tail[0]}", str(python),
                              time.perf_counter() - tic)
-    data = json.loads(out.stdout)
+    return _result(version, str(python), tic, json.loads(out.stdout))
+
+
+def _result(version: str, python: str, tic: float, data: dict) -> VersionResult:
     message = f"MLX {data['mlx']} ({data['backend']}): {len(data['rows'])} timings"
     if data["errors"]:
         message += f"; {len(data['errors'])} configuration(s) failed: " + "; ".join(
             f"{e['mode']}/{e['dtype']}: {e['error']}" for e in data["errors"])
-    return VersionResult(version, "ok", message, str(python), time.perf_counter() - tic, data)
+    return VersionResult(version, "ok", message, python, time.perf_counter() - tic, data)
 
 
 def compare(versions: list[str], config: dict, *, passes: int = 1, wheels_dir: str | None = None,
