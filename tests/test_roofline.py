@@ -1,7 +1,5 @@
-"""Byte accounting, the bandwidth ceiling and the analysis of the roofline module, on real MLX models (CPU)."""
+"""Byte accounting and the bandwidth ceiling of the roofline module, on real MLX models (CPU)."""
 
-import numpy as np
-import pandas as pd
 import pytest
 
 from mlx_workbook import models, results
@@ -66,56 +64,20 @@ def test_bandwidth_comes_from_00_machine_else_from_a_probe_here(tmp_path):
     run = results.start_run("04_bandwidth", {}, run_dir=tmp_path / "r")
     ceiling = rl.measured_bandwidth(run, mode="auto", roots=[tmp_path / "reports"])
     assert ceiling.gbs == 123.0 and "00_machine run m" in ceiling.source
-    probed = rl.measured_bandwidth(run, mode="measure", sizes_mb=[4], repeats=2)
-    assert probed.gbs > 0 and "measured here" in probed.source
-    assert set(run.measurements.experiment) == {"bandwidth"}
+    probed = rl.measured_bandwidth(run, mode="measure", sizes_mb=[4], probes=["read", "copy"], repeats=2)
+    assert probed.gbs > 0 and "measured here" in probed.source and "no published peak" in probed.describe()
+    assert set(run.measurements.experiment) == {"bandwidth"} and set(run.measurements.variant) == {"read", "copy"}
     empty = results.start_run("04_bandwidth", {}, run_dir=tmp_path / "r2")
-    assert "measured here" in rl.measured_bandwidth(empty, roots=[tmp_path / "nothing"], sizes_mb=[4], repeats=2).source
+    assert "measured here" in rl.measured_bandwidth(empty, roots=[tmp_path / "nothing"], sizes_mb=[4], probes=["copy"],
+                                                    repeats=2).source
     with pytest.raises(ValueError, match="bandwidth_source"):
         rl.measured_bandwidth(run, mode="guess")
 
 
-def synthetic_table():
-    # bytes in GB, time per token: one fixed 1 ms cost plus bytes at 100 GB/s, and one slow quantized kernel
-    rows = [("big", 0, 20.0, 0.0), ("big", 4, 5.0, 0.0), ("big", 3, 4.0, 60.0), ("small", 0, 0.02, 0.0)]
-    out = []
-    for model, bits, gbytes, extra_ms in rows:
-        ms = 1.0 + gbytes / 100 * 1e3 + extra_ms
-        roof = 100 / gbytes
-        out.append({"label": f"{model} {bits}", "model": model, "bits": bits, "moe": False, "bytes_per_token": gbytes * 1e9,
-                    "ms_per_token": ms, "efficiency": (1e3 / ms) / roof, "decode_tps": 1e3 / ms})
-    return pd.DataFrame(out)
-
-
-def test_classify_tells_bandwidth_latency_and_kernel_bound_apart():
-    table = rl.classify(synthetic_table(), threshold=0.5).set_index("label")
-    assert table.regime["big 0"] == "bandwidth-bound"  # 201 ms, 200 of them memory
-    assert table.regime["big 4"] == "bandwidth-bound"
-    assert table.regime["small 0"] == "latency-bound"  # 1.2 ms, 0.2 of them memory
-    assert table.regime["big 3"] == "kernel-bound"  # 4 GB but 101 ms: below its bf16 twin's efficiency
-    assert table.floor_ms.iloc[0] == pytest.approx(1.2)
-
-
-def test_loglog_slope_is_one_when_time_follows_bytes():
-    t = pd.DataFrame({"bytes_per_token": [1e8, 1e9, 1e10], "ms_per_token": [0.5, 5.0, 50.0]})
-    assert rl.loglog_slope(t)["slope"] == pytest.approx(1.0)
-
-
-def test_projection_is_bandwidth_times_efficiency_over_bytes():
-    configs = pd.DataFrame([{"label": "qwen2.5-7b 4-bit", "model": "qwen2.5-7b", "bytes_per_token": 4e9,
-                             "efficiency": 0.5, "decode_tps": 10.0}])
-    machines = pd.DataFrame([{"machine": "M4 Max", "bandwidth_low": 400, "bandwidth_high": 400, "here": False},
-                             {"machine": "M4 Pro", "bandwidth_low": 200, "bandwidth_high": 250, "here": False},
-                             {"machine": "this", "bandwidth_low": 80, "bandwidth_high": 80, "here": True}])
-    proj = rl.projection(configs, machines, rl.published_decode()).set_index("machine")
-    assert proj.predicted_tps_low["M4 Max"] == pytest.approx(50)
-    assert (proj.predicted_tps_low["M4 Pro"], proj.predicted_tps_high["M4 Pro"]) == pytest.approx((25, 31.25))
-    assert "94" in proj.published_tps["M4 Max"] and proj.published_tps["this"] == ""
-    assert proj.measured_here_tps["this"] == 10.0 and np.isnan(proj.measured_here_tps["M4 Max"])
-
-
-def test_published_tables_and_size_labels():
-    assert set(rl.original_machines().machine) == {"M4 (Air/Mini)", "M4 Pro", "M4 Max", "M4 Ultra (future)"}
-    pub = rl.published_decode()
-    assert set(pub.machine) <= set(rl.original_machines().machine)
-    assert [rl.size_label(n) for n in ("qwen2.5-0.5b", "qwen2.5-14b", "llama-3-8b", "tiny")] == ["0.5B", "14B", "8B", "tiny"]
+def test_accounting_has_one_row_per_configuration_from_lazy_builds():
+    acc = rl.accounting([("qwen2.5-7b", [0, 4]), ("tiny", [4]), ("qwen2.5-7b", [4])], context=100)
+    assert list(acc.label) == ["qwen2.5-7b bf16", "qwen2.5-7b 4-bit", "tiny 4-bit"]  # duplicates dropped
+    q4 = acc.set_index("label").loc["qwen2.5-7b 4-bit"]
+    lm = models.build_preset("qwen2.5-7b", bits=4, materialize=False)
+    assert q4.weight_bytes == lm.weight_bytes() and q4.total == pytest.approx(rl.bytes_per_step(lm, 100)["total"])
+    assert acc.set_index("label").total["qwen2.5-7b bf16"] > 3 * q4.total

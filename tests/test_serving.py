@@ -1,11 +1,11 @@
-"""The serving measurements on real tiny MLX models (CPU): sweep plans, variants, batching, prompt caching,
-pre-quantized vs load-time quantization."""
+"""The serving and pre-quantized measurements on real tiny MLX models (CPU): sweep plans, variants, batching,
+prompt caching, pre-quantized vs load-time quantization."""
 
 import mlx.core as mx
 import pytest
 from mlx.utils import tree_flatten
 
-from mlx_workbook import decode, models, results, serving
+from mlx_workbook import decode, models, prequant, results, serving
 from mlx_workbook import roofline as rl
 
 CEILING = rl.Ceiling(10.0, 9.0, 11.0, "test")
@@ -29,6 +29,12 @@ def test_sweep_plan_checks_presets_and_widths_before_building():
         serving.sweep_plan(["tiny"], [7], [0], {})
     with pytest.raises(models.ModelError, match="not in the sweep"):
         serving.sweep_plan(["tiny"], [0], [0], {"mixtral-8x7b": [4]})
+    with pytest.raises(ValueError, match="gen_tokens"):
+        serving.validate(batch_sizes=[1], lengths=[4], prefix_tokens=4, suffix_tokens=4, serving_bits=4,
+                         prequant_bits=4, presets=["tiny"], gen_tokens=1)
+    with pytest.raises(models.ModelError, match="dtype"):
+        serving.validate(batch_sizes=[1], lengths=[4], prefix_tokens=4, suffix_tokens=4, serving_bits=4,
+                         prequant_bits=4, presets=["tiny"], dtype="int8")
     with pytest.raises(ValueError, match="lengths"):
         serving.validate(batch_sizes=[1], lengths=[1], prefix_tokens=4, suffix_tokens=4, serving_bits=4,
                          prequant_bits=4, presets=["tiny"])
@@ -60,6 +66,7 @@ def test_a_configuration_that_does_not_fit_is_skipped_with_its_reason(run, monke
     steady = df[(df.experiment == "decode") & (df.metric == "steady_tps")]
     assert len(eff) == 2 and (eff.value.values == steady.value.values / eff.roofline_tps.values).all()
     assert df[df.experiment == "skipped"].reason.iloc[0] == skipped[0]["reason"]
+    assert df[df.experiment == "skipped"].label.iloc[0] == "tiny fp32"
 
 
 def test_batch_generator_batch_of_one_emits_generate_step_tokens():
@@ -89,6 +96,7 @@ def test_prompt_cache_gives_the_same_first_token_and_trims_back(run):
     ttft = run.measurements[run.measurements.metric == "ttft_ms"]
     assert sorted(ttft.variant.value_counts().to_dict().items()) == [("cached prefix", 3), ("no cache", 3)]
     assert set(ttft[ttft.variant == "cached prefix"].processed_tokens) == {4}
+    assert set(ttft.first_token) == set(info["first_tokens"].values())
 
 
 def test_generation_lengths_store_fixed_share(run):
@@ -99,7 +107,7 @@ def test_generation_lengths_store_fixed_share(run):
 
 
 def test_load_time_quantization_matches_the_saved_quantized_checkpoint(tmp_path):
-    paths = serving.save_pair("tiny", 4, tmp_path)
+    paths = prequant.save_pair("tiny", 4, tmp_path)
     otf = models.load_checkpoint(str(paths["unquantized"]), quantize_bits=4)
     pre = models.load_checkpoint(str(paths["quantized"]))
     assert otf.bits == pre.bits == 4 and otf.weight_bytes() == pre.weight_bytes()
@@ -108,10 +116,12 @@ def test_load_time_quantization_matches_the_saved_quantized_checkpoint(tmp_path)
 
 
 def test_prequantized_comparison_records_both_variants_and_cleans_up(run, tmp_path):
-    tokens = serving.prequantized_vs_load_time(run, "tiny", 4, prompt_tokens=8, gen_tokens=6, repeats=2)
+    tokens = prequant.prequantized_vs_load_time(run, "tiny", 4, prompt_tokens=8, gen_tokens=6, repeats=2)
     assert tokens["pre-quantized"] == tokens["quantized at load time"]
     df = run.measurements
     loads = df[df.metric == "load_s"]
     assert sorted(loads.variant.value_counts().to_dict().items()) == [("pre-quantized", 2), ("quantized at load time", 2)]
     assert (loads.value > 0).all()
+    digests = df[df.metric == "decode_tps"].tokens_digest
+    assert digests.nunique() == 1 and digests.iloc[0] == prequant.tokens_digest(tokens["pre-quantized"])
     assert df[df.variant == "quantized at load time"].checkpoint_bytes.iloc[0] > df[df.variant == "pre-quantized"].checkpoint_bytes.iloc[0]

@@ -8,14 +8,12 @@ that is the roofline, and measured / roofline is the efficiency.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from . import REPORTS_DIR, kernels, measure, models, published, results
+from . import REPORTS_DIR, kernels, models, results
 from . import env as envmod
 
 GB = 1e9
@@ -93,15 +91,26 @@ class Ceiling:
     published_gbs: float | None = None  # the vendor's peak, a second ceiling
     published_name: str | None = None
 
+    def describe(self) -> str:
+        """e.g. '2800.0 GB/s [2790.0, 2810.0] from 00_machine run ...; published peak of the ...: 4800 GB/s'."""
+        peak = (f"; published peak of the {self.published_name}: {self.published_gbs:g} GB/s" if self.published_gbs
+                else "; no published peak known for this device")
+        return f"{self.gbs:.1f} GB/s [{self.low:.1f}, {self.high:.1f}] from {self.source}{peak}"
+
 
 def measured_bandwidth(run: results.Run, *, mode: str = "auto", roots: list[Path] | None = None,
-                       sizes_mb: list[float] = (64, 256), repeats: int = 5) -> Ceiling:
-    """00_machine's latest ok run on this device (mode 'auto'), else a quick probe now (recorded in `run`)."""
+                       sizes_mb: list[float] = (64, 256), probes: list[str] = ("read", "copy", "gemv"),
+                       repeats: int = 5) -> Ceiling:
+    """00_machine's latest ok run on this device (mode 'auto'), else a quick probe now (recorded in `run`).
+
+    Looked for under `roots`; by default the reports folder this run writes into, then the workbook's.
+    """
     if mode not in ("auto", "measure"):
         raise ValueError(f"bandwidth_source must be 'auto' or 'measure', got {mode!r}")
     peaks = envmod.published_peaks(run.environment.device) or {}
     extra = {"published_gbs": peaks.get("peak_bandwidth_gbs"), "published_name": peaks.get("name")}
-    for root in (roots or [REPORTS_DIR]) if mode == "auto" else []:
+    roots = roots or list(dict.fromkeys([Path(run.run_dir).resolve().parents[1], REPORTS_DIR]))
+    for root in roots if mode == "auto" else []:
         found = results.latest_run("00_machine", device=run.environment.device, root=root) if root.exists() else None
         if found:
             f = next((f for f in results.read_summary(found)["findings"] if f["id"] == "measured_bandwidth_gbs"), None)
@@ -109,7 +118,8 @@ def measured_bandwidth(run: results.Run, *, mode: str = "auto", roots: list[Path
                 m = f["measured"]
                 return Ceiling(m["value"], m["low"], m["high"], f"00_machine run {found.name} "
                                f"({m.get('probe', 'best')} probe)", **extra)
-    kernels.bandwidth_sweep(run, sizes_mb=list(sizes_mb), probes=["read", "copy"], repeats=repeats)
+    # gemv is what decoding does to every weight matrix (on a CPU it is compute-bound and slow); the best one counts
+    kernels.bandwidth_sweep(run, sizes_mb=list(sizes_mb), probes=list(probes), repeats=repeats)
     probe, s = kernels.bandwidth_ceiling(run.measurements)
     return Ceiling(s.median, s.low, s.high, f"measured here with kernels.bandwidth_sweep ({probe} probe, "
                    f"{max(sizes_mb):g} MB), no 00_machine run for this device", **extra)
@@ -127,106 +137,17 @@ def base_dtype(config: dict, dtype: str) -> str:
     return "float32" if models.is_moe(config) and envmod.capture().backend == "cpu" else dtype
 
 
-# --- analysis ------------------------------------------------------------------------------------------------
+def accounting(configs: list[tuple[str, list[int]]], context: float, *, dtype: str = "bfloat16",
+               group_size: int = 64) -> pd.DataFrame:
+    """Bytes per decoded token of every (preset, widths) configuration, from lazy builds (nothing allocated).
 
-
-def decode_table(df: pd.DataFrame, experiment: str = "decode") -> pd.DataFrame:
-    """One row per configuration: medians and 95% intervals of decode/prompt tok/s and efficiency."""
-    rows = []
-    d = df[df.experiment == experiment]
-    for label, g in d.groupby("label", sort=False):
-        first = g.iloc[0]
-        row = {k: first[k] for k in ("label", "model", "quant", "bits", "dtype", "moe", "params", "weight_bytes",
-                                     "bytes_per_token", "weights_read_bytes", "kv_bytes", "roofline_tps")}
-        for metric in ("decode_tps", "steady_tps", "prompt_tps", "ms_per_token", "efficiency", "peak_memory_gb"):
-            s = measure.summarize(g[g.metric == metric].value)
-            row.update({metric: s.median, f"{metric}_low": s.low, f"{metric}_high": s.high})
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def classify(table: pd.DataFrame, threshold: float = 0.5) -> pd.DataFrame:
-    """Why each configuration sits where it does.
-
-    bandwidth-bound: efficiency >= threshold (the bytes explain most of the step);
-    latency-bound: below it, and no faster than 1.5x the quickest step of the sweep (a fixed per-token cost:
-    kernel launches, host work, sync), so fewer bytes would not help;
-    kernel-bound: a quantized variant below the threshold and below its unquantized twin's efficiency (the
-    dequantizing kernels, not memory, set the pace); below-roofline otherwise.
-    """
-    out = table.copy()
-    floor = out.ms_per_token.min()
-    unquantized = out[out.bits == 0].set_index("model").efficiency
-    def regime(r):
-        if r.efficiency >= threshold:
-            return "bandwidth-bound"
-        if r.ms_per_token <= 1.5 * floor:
-            return "latency-bound"
-        if r.bits and r.model in unquantized and r.efficiency < unquantized[r.model]:
-            return "kernel-bound"
-        return "below roofline"
-    out["regime"] = out.apply(regime, axis=1)
-    out["floor_ms"] = floor
-    return out
-
-
-def loglog_slope(table: pd.DataFrame) -> dict:
-    """Slope of log(ms per token) on log(bytes per token): 1 when time is proportional to bytes."""
-    return measure.fit_slope(np.log(table.bytes_per_token), np.log(table.ms_per_token))
-
-
-def size_label(model: str) -> str:
-    """'qwen2.5-7b' -> '7B' (the size the write-ups name models by)."""
-    m = re.search(r"(\d+(?:\.\d+)?)b(?:-|$)", model)
-    return f"{m.group(1)}B" if m else model
-
-
-def original_machines() -> pd.DataFrame:
-    """The original write-up's chips with their published bandwidths (machine, bandwidth_low/high GB/s)."""
-    est = published.table("004_bandwidth", "bandwidth_estimates")
-    return pd.DataFrame({"machine": est.chip, "bandwidth_low": est.bandwidth_gbs_low,
-                         "bandwidth_high": est.bandwidth_gbs_high, "here": False})
-
-
-# quick_reference names hardware by machine; bandwidth_estimates by chip: one name per chip here.
-_CHIP_OF = {"M4 Air 32GB": "M4 (Air/Mini)", "M4 Pro 48GB": "M4 Pro", "M4 Max 128GB": "M4 Max"}
-
-
-def published_decode() -> pd.DataFrame:
-    """Every published 4-bit decode tok/s (measured or estimated) by chip and model size."""
-    quick = published.table("004_bandwidth", "quick_reference")
-    rows = [{"machine": _CHIP_OF[r.hardware], "size": r.model, "tok_s_low": r.tok_s_low, "tok_s_high": r.tok_s_high,
-             "basis": r.basis} for r in quick.itertuples()]
-    rows += [{"machine": "M4 Max", "size": r.model, "tok_s_low": r.tok_s, "tok_s_high": r.tok_s,
-              "basis": "measured, scaling table"} for r in published.table("004_bandwidth", "model_size_scaling").itertuples()]
-    for r in published.table("004_bandwidth", "bandwidth_estimates").itertuples():
-        rows += [{"machine": r.chip, "size": "7B", "tok_s_low": r.est_7b_tok_s_low, "tok_s_high": r.est_7b_tok_s_high,
-                  "basis": "estimate"}]
-    return pd.DataFrame(rows)
-
-
-def _published_text(pub: pd.DataFrame) -> str:
-    return "; ".join((f"{r.tok_s_low:g}" if r.tok_s_low == r.tok_s_high else f"{r.tok_s_low:g}-{r.tok_s_high:g}")
-                     + f" ({r.basis})" for r in pub.itertuples() if pd.notna(r.tok_s_low))
-
-
-def projection(configs: pd.DataFrame, machines: pd.DataFrame, pub: pd.DataFrame) -> pd.DataFrame:
-    """Predicted tok/s = bandwidth x efficiency / bytes per token for every (machine, configuration).
-
-    `configs`: label, model, bytes_per_token, efficiency (the measured one to apply), decode_tps (measured
-    here, shown on this machine's rows); `machines`: machine, bandwidth_low, bandwidth_high, here;
-    `pub`: published_decode() (reference only, never an input of the prediction).
+    One row per label: model, bits, weight_bytes (stored) and bytes_per_step's parts at `context`.
     """
     rows = []
-    for m in machines.itertuples():
-        for c in configs.itertuples():
-            ceiling_low, ceiling_high = (m.bandwidth_low * GB / c.bytes_per_token, m.bandwidth_high * GB / c.bytes_per_token)
-            same = pub[(pub.machine == m.machine) & (pub["size"] == size_label(c.model))]
-            rows.append({"machine": m.machine, "bandwidth_gbs": (f"{m.bandwidth_low:.0f}" if m.bandwidth_low == m.bandwidth_high
-                                                                 else f"{m.bandwidth_low:.0f}-{m.bandwidth_high:.0f}"),
-                         "config": c.label, "bytes_per_token_gb": c.bytes_per_token / GB,
-                         "efficiency_used": c.efficiency, "roofline_tps": ceiling_high,
-                         "predicted_tps_low": ceiling_low * c.efficiency, "predicted_tps_high": ceiling_high * c.efficiency,
-                         "measured_here_tps": c.decode_tps if m.here else np.nan,
-                         "published_tps": _published_text(same)})
-    return pd.DataFrame(rows)
+    for name, widths in configs:
+        for bits in widths:
+            lm = models.build_preset(name, dtype=base_dtype(models.preset_config(name), dtype), bits=bits or None,
+                                     group_size=group_size, materialize=False)
+            rows.append({"label": lm.label, "model": name, "bits": bits, "weight_bytes": lm.weight_bytes(),
+                         **bytes_per_step(lm, context)})
+    return pd.DataFrame(rows).drop_duplicates("label").reset_index(drop=True)

@@ -1,15 +1,12 @@
-"""Serving measurements with mlx-lm's own machinery: batched decoding (BatchGenerator), prompt caching
-(make_prompt_cache), generation lengths, and pre-quantized vs load-time-quantized checkpoints.
+"""Serving measurements with mlx-lm's own machinery: decode speed against model size, batched decoding
+(BatchGenerator), prompt caching (make_prompt_cache) and generation lengths.
 
 Every function takes a Run and stores each trial as soon as it finishes; warm-ups are never stored.
 """
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
-from pathlib import Path
 
 import mlx.core as mx
 
@@ -18,16 +15,23 @@ from . import roofline as rl
 
 
 def validate(*, batch_sizes: list[int], lengths: list[int], prefix_tokens: int, suffix_tokens: int,
-             serving_bits: int, prequant_bits: int, presets: list[str]) -> None:
-    """One clear error for impossible serving parameters, before any model is built."""
+             serving_bits: int, prequant_bits: int, presets: list[str], dtype: str = "bfloat16",
+             group_size: int = 64, projection_bits: int = 4, prompt_tokens: int = 1, gen_tokens: int = 2,
+             batch_tokens: int = 2, repeats: list[int] = (1,)) -> None:
+    """One clear error for impossible parameters, before any model is built."""
     for name in presets:
         models.preset_config(name)
+    models.validate(dtype, projection_bits, group_size)
     if not batch_sizes or min(batch_sizes) < 1:
         raise ValueError(f"batch_sizes must be positive integers, got {batch_sizes}")
     if not lengths or min(lengths) < 2:
         raise ValueError(f"lengths must be at least 2 tokens each (decode speed needs two), got {lengths}")
-    if prefix_tokens < 1 or suffix_tokens < 1:
-        raise ValueError(f"prefix_tokens and suffix_tokens must be >= 1, got {prefix_tokens}, {suffix_tokens}")
+    if prefix_tokens < 1 or suffix_tokens < 1 or prompt_tokens < 1:
+        raise ValueError(f"prefix_tokens, suffix_tokens and prompt_tokens must be >= 1, got {prefix_tokens}, "
+                         f"{suffix_tokens}, {prompt_tokens}")
+    if min(gen_tokens, batch_tokens) < 2 or min(repeats) < 1:
+        raise ValueError(f"gen_tokens and batch_tokens must be >= 2 (got {gen_tokens}, {batch_tokens}) and every "
+                         f"repeat count >= 1 (got {list(repeats)})")
     for bits in (serving_bits, prequant_bits):
         if bits != 0 and bits not in models.QUANT_BITS:
             raise models.ModelError(f"bits={bits}: use 0 (unquantized) or one of {models.QUANT_BITS}")
@@ -86,12 +90,18 @@ def variants(name: str, widths: list[int], dtype: str, group_size: int):
                     raise
                 twin = models.quantize_copy(base, b, group_size, consume=True)
             yield b, twin
-        except (models.ModelError, RuntimeError) as exc:
+        except (ValueError, RuntimeError) as exc:  # ModelError is a ValueError; so is MLX's unsupported width
             yield b, exc
         twin = None
         mx.clear_cache()
     del base
     mx.clear_cache()
+
+
+def build(name: str, bits: int, dtype: str = "bfloat16", group_size: int = 64) -> models.LoadedModel:
+    """A preset at `bits` (0: unquantized), in float32 where the backend runs unquantized MoE only so."""
+    return models.build_preset(name, dtype=rl.base_dtype(models.preset_config(name), dtype), bits=bits or None,
+                               group_size=group_size)
 
 
 def measure_decode(run: results.Run, loaded: models.LoadedModel, ceiling: rl.Ceiling, *, prompt_tokens: int,
@@ -126,14 +136,14 @@ def size_sweep(run: results.Run, plan: list[tuple], ceiling: rl.Ceiling, *, dtyp
             label = f"{name} {rl.quant_label(bits, rl.base_dtype(models.preset_config(name), dtype))}"
             if isinstance(loaded, Exception):
                 skipped.append({"model": name, "bits": bits, "label": label, "reason": str(loaded)})
-                run.record("skipped", "skipped", 1, "count", model=name, bits=bits, reason=str(loaded))
+                run.record("skipped", "skipped", 1, "count", model=name, bits=bits, label=label, reason=str(loaded))
                 continue
             run.record("build", "build_s", time.perf_counter() - tic, "s", model=name, bits=bits, label=label)
             try:
                 measure_decode(run, loaded, ceiling, label=label, **decode_kwargs)
-            except RuntimeError as exc:  # e.g. out of memory for activations: keep going, say why
+            except (RuntimeError, ValueError) as exc:  # out of memory, a kernel this backend lacks: go on, say why
                 skipped.append({"model": name, "bits": bits, "label": label, "reason": str(exc)})
-                run.record("skipped", "skipped", 1, "count", model=name, bits=bits, reason=str(exc))
+                run.record("skipped", "skipped", 1, "count", model=name, bits=bits, label=label, reason=str(exc))
             loaded = None
             mx.clear_cache()
             tic = time.perf_counter()
@@ -233,7 +243,7 @@ def prompt_cache_ttft(run: results.Run, loaded: models.LoadedModel, *, prefix_to
             gen = fn()
             firsts[variant] = gen.tokens[0]
             run.record("prompt_cache", "ttft_ms", 1e3 * gen.ttft_s, "ms", trial=trial, variant=variant,
-                       processed_tokens=gen.prompt_tokens, **cols)
+                       processed_tokens=gen.prompt_tokens, first_token=gen.tokens[0], **cols)
     return {"first_tokens": firsts, "trimmed": trimmable}
 
 
@@ -255,64 +265,3 @@ def generation_lengths(run: results.Run, loaded: models.LoadedModel, *, lengths:
                 dict(metric="request_tps", value=n / request_s, unit="tokens/s", trial=trial, length=n, **cols),
                 dict(metric="fixed_share", value=gen.ttft_s / request_s, unit="ratio", trial=trial, length=n,
                      **cols)])
-
-
-# --- pre-quantized vs quantized at load time ------------------------------------------------------------------
-
-
-def offline_tokenizer(vocab_size: int):
-    """A word-level tokenizer built offline (no hub), so a saved preset is a complete mlx_lm.load folder."""
-    from tokenizers import Tokenizer
-    from tokenizers.models import WordLevel
-    from tokenizers.pre_tokenizers import Whitespace
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {f"t{i}": i for i in range(vocab_size - 2)}
-    vocab["<unk>"], vocab["</s>"] = vocab_size - 2, vocab_size - 1
-    tok = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = Whitespace()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", eos_token="</s>")
-
-
-def save_pair(preset: str, bits: int, folder: Path, *, group_size: int = 64, dtype: str = "bfloat16") -> dict:
-    """Save `preset` twice into `folder`: unquantized ('bf16/') and quantized from the same weights ('q/')."""
-    base = models.build_preset(preset, dtype=rl.base_dtype(models.preset_config(preset), dtype))
-    tokenizer = offline_tokenizer(base.vocab_size)
-    paths = {"unquantized": folder / "unquantized", "quantized": folder / f"q{bits}"}
-    models.save_checkpoint(base, paths["unquantized"], tokenizer=tokenizer)
-    twin = models.quantize_copy(base, bits, group_size, consume=True)
-    models.save_checkpoint(twin, paths["quantized"], tokenizer=tokenizer)
-    return paths
-
-
-def prequantized_vs_load_time(run: results.Run, preset: str, bits: int, *, prompt_tokens: int, gen_tokens: int,
-                              repeats: int, group_size: int = 64, dtype: str = "bfloat16") -> dict:
-    """Load time and decode speed of a checkpoint saved quantized vs the same weights saved unquantized and
-    quantized while loading, both through models.load_checkpoint (mlx_lm.load). Returns the generated tokens."""
-    folder = Path(tempfile.mkdtemp(prefix="prequant-"))
-    try:
-        paths = save_pair(preset, bits, folder, group_size=group_size, dtype=dtype)
-        loaders = {"quantized at load time": lambda: models.load_checkpoint(str(paths["unquantized"]),
-                                                                            quantize_bits=bits, group_size=group_size),
-                   "pre-quantized": lambda: models.load_checkpoint(str(paths["quantized"]))}
-        tokens = {}
-        for trial in range(repeats):
-            for variant, load in loaders.items():  # interleaved, so drift hits both alike
-                mx.clear_cache()
-                tic = time.perf_counter()
-                loaded = load()
-                mx.eval(loaded.model.parameters())
-                load_s = time.perf_counter() - tic
-                cols = {**loaded.describe(), "model": preset, "label": f"{preset} {bits}-bit", "variant": variant,
-                        "checkpoint_bytes": sum(p.stat().st_size for p in paths["unquantized" if "load" in variant
-                                                                               else "quantized"].glob("*.safetensors"))}
-                prompt = models.random_prompt(loaded, prompt_tokens, seed=5)
-                decode.measure_generation(loaded.model, prompt, 4)  # warm-up of this load
-                gen = decode.measure_generation(loaded.model, prompt, gen_tokens)
-                tokens[variant] = gen.tokens
-                run.record("prequant", "load_s", load_s, "s", trial=trial, **cols)
-                decode.record_generation(run, "prequant", gen, trial=trial, **cols)
-                loaded = None
-        return tokens
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
