@@ -1,0 +1,174 @@
+"""04_bandwidth's analysis (tables, regimes, projection, findings) on synthetic measurements with planted effects."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlx_workbook import published, verdicts
+from mlx_workbook.analysis import bandwidth as bw
+from mlx_workbook.analysis import bandwidth_findings, bandwidth_serving as bws
+from mlx_workbook.roofline import Ceiling
+
+CEILING = Ceiling(1000.0, 990.0, 1010.0, "a test probe", published_gbs=2000.0, published_name="Test GPU")
+MACHINE = {"device": "Test GPU", "backend": "cuda", "mlx": "0.0"}
+PARAMS = {"bound_threshold": 0.5, "dtype": "bfloat16", "group_size": 64, "profile": "test", "prompt_tokens": 128,
+          "gen_tokens": 64, "batch_tokens": 32, "projection_presets": ["qwen2.5-0.5b", "qwen2.5-7b"],
+          "projection_bits": 4}
+# (model, bits, GB per token, efficiency against CEILING, parameters, MoE)
+CONFIGS = [("qwen2.5-0.5b", 0, 1.0, 0.6, 0.5e9, False), ("qwen2.5-7b", 0, 15.0, 1.25, 7e9, False),
+           ("qwen2.5-7b", 4, 4.0, 0.3, 7e9, False), ("qwen2.5-14b", 4, 8.0, 0.8, 14e9, False),
+           ("mixtral-8x7b", 4, 7.0, 0.5, 0.0, True)]
+
+
+def label(model, bits):
+    return f"{model} {bits}-bit" if bits else f"{model} bf16"
+
+
+def decode_rows():
+    rows = []
+    for model, bits, gb, eff, params, moe in CONFIGS:
+        roof = CEILING.gbs / gb
+        cols = dict(experiment="decode", label=label(model, bits), model=model, bits=bits, dtype="bfloat16", moe=moe,
+                    quant=f"{bits}-bit" if bits else "bf16", params=params, weight_bytes=gb * 1e9 * (4 if moe else 1),
+                    bytes_per_token=gb * 1e9, weights_read_bytes=gb * 1e9, kv_bytes=1e6, roofline_tps=roof, **MACHINE)
+        for trial, wobble in enumerate([0.99, 1.0, 1.01]):
+            tps = eff * roof * wobble
+            metrics = {"decode_tps": tps, "steady_tps": tps, "efficiency": eff * wobble, "ms_per_token": 1e3 / tps,
+                       "prompt_tps": 1000.0, "peak_memory_gb": (27.0 if moe else gb) * wobble}
+            rows += [dict(cols, metric=k, value=v, trial=trial) for k, v in metrics.items()]
+    return rows
+
+
+def serving_rows():
+    served = dict(label="qwen2.5-7b bf16", model="qwen2.5-7b", **MACHINE)
+    rows = []
+    for trial, w in enumerate([0.98, 1.0, 1.02]):
+        for b in (1, 2, 4):  # aggregate tok/s doubles with every doubling of the batch
+            rows += [dict(served, experiment="batch", metric="aggregate_tps", value=50.0 * b * w, batch=b, trial=trial,
+                          roofline_tps=66.0 * b, weights_per_token_bytes=15e9 / b),
+                     dict(served, experiment="batch", metric="efficiency", value=50.0 / 66.0 * w, batch=b, trial=trial,
+                          roofline_tps=66.0 * b, weights_per_token_bytes=15e9 / b)]
+        for variant, ms in (("no cache", 200.0), ("cached prefix", 20.0)):  # a planted 10x
+            rows.append(dict(served, experiment="prompt_cache", metric="ttft_ms", value=ms * w, variant=variant,
+                             prefix_tokens=4096, suffix_tokens=64, first_token=7, trial=trial))
+        for n in (50, 100, 200):  # 100 ms fixed start, then 50 tok/s
+            total = 0.1 + n / 50.0
+            rows += [dict(served, experiment="lengths", metric=k, value=v * w, length=n, trial=trial) for k, v in
+                     (("decode_tps", 50.0), ("request_tps", n / total), ("fixed_share", 0.1 / total))]
+        for variant in ("pre-quantized", "quantized at load time"):  # the same weights: the same speed
+            pq = dict(MACHINE, experiment="prequant", label="qwen2.5-0.5b 4-bit", variant=variant, trial=trial,
+                      tokens_digest="abc")
+            rows += [dict(pq, metric="decode_tps", value=300.0 * w), dict(pq, metric="load_s", value=0.5 * w)]
+    return rows
+
+
+def synthetic():
+    df = pd.DataFrame(decode_rows() + serving_rows())
+    acc = pd.DataFrame([{"label": label(m, b), "model": m, "bits": b, "weight_bytes": 1e9, "weights": 4.3e9,
+                         "kv_read": 1e6, "total": 4.3e9, **{p: 1e8 for p in bw.PARTS}}
+                        for m, b in [("qwen2.5-0.5b", 4), ("qwen2.5-7b", 4)]])
+    return df, acc
+
+
+def test_decode_table_keeps_efficiency_above_one_and_says_why():
+    df, _ = synthetic()
+    table = bw.decode_table(df, 0.5, CEILING).set_index("label")
+    assert table.efficiency["qwen2.5-7b bf16"] == pytest.approx(1.25)  # never clipped
+    assert table.efficiency_vs_peak["qwen2.5-7b bf16"] == pytest.approx(0.625)  # 1000 of 2000 GB/s
+    assert table.regime["qwen2.5-7b 4-bit"] == "kernel-bound" and table.series["mixtral-8x7b 4-bit"] == "4-bit MoE"
+    note = bw.over_ceiling_text(table.reset_index(), CEILING)
+    assert "qwen2.5-7b bf16" in note and "underestimates" in note and "62%" in note
+    assert bw.over_ceiling_text(table[table.efficiency < 1].reset_index(), CEILING) == ""
+    moe = bw.moe_view(table.reset_index(), CEILING)
+    assert moe.active_share.iloc[0] == pytest.approx(0.25)
+
+
+def test_serving_tables_from_stored_rows():
+    df, _ = synthetic()
+    batch = bws.batch_table(df)
+    assert list(batch.speedup_vs_1.round(2)) == [1.0, 2.0, 4.0]
+    assert bws.same_first_token(df) and bws.prequant_same_tokens(df)
+    share = bws.fixed_share_table(df).set_index("length")["median"]
+    assert share[50] == pytest.approx(0.1 / 1.1)
+    assert bws.served_label(df) == "qwen2.5-7b bf16"
+
+
+def test_findings_cover_every_claim_with_verdicts_from_the_planted_effects():
+    df, acc = synthetic()
+    found = {f.id: f for f in bandwidth_findings.findings(df, acc, CEILING, PARAMS)}
+    assert {c["id"] for c in published.claims("04_bandwidth")} <= set(found)
+    bf16 = found["efficiency_7b_bf16"]
+    assert bf16.measured["value"] == pytest.approx(125) and "Above 100%" in bf16.statement and "62%" in bf16.statement
+    # 3 of 4 dense configurations reach 50%: bandwidth-bound holds (share >= 75%)
+    assert found["decode_bandwidth_bound"].verdict == verdicts.HOLDS
+    assert "3 of 4" in found["decode_bandwidth_bound"].statement
+    # the 7B 4-bit reference sits at 30%: outside the published 70-90%, and 70% of its step is not memory time
+    assert found["bandwidth_efficiency_observed_range"].verdict == verdicts.DOES_NOT_HOLD
+    assert found["python_overhead_lt_1pct"].verdict == verdicts.INCONCLUSIVE
+    assert found["python_overhead_lt_1pct"].measured["value"] == pytest.approx(70)
+    assert found["mlxlm_peak_mem_mixtral_8x7b_4bit"].verdict == verdicts.HOLDS  # 27.0 GB vs 27.2 published
+    assert found["mlxlm_peak_mem_qwen3_30b_a3b_4bit"].verdict == verdicts.INCONCLUSIVE  # did not run
+    assert found["prequantized_vs_otf_quant_gain"].verdict == verdicts.DOES_NOT_HOLD
+    assert found["prequantized_vs_otf_quant_gain"].measured["value"] == pytest.approx(0)
+    assert found["prompt_cache_ttft_speedup"].measured["value"] == pytest.approx(10)
+    assert found["batch_speedup"].measured["value"] == pytest.approx(4)
+    assert found["batch32_speedup"].verdict == verdicts.INCONCLUSIVE
+    assert found["data_per_token_7b_4bit"].verdict == verdicts.HOLDS  # 4.3 GB in the published ~4-5 GB
+    assert found["server_overhead_50_tokens"].measured["value"] == pytest.approx(100 * 0.1 / 1.1)
+    assert found["bandwidth_ceiling"].measured["value"] == 1000.0 and "Test GPU" in found["bandwidth_ceiling"].statement
+    assert sum(f.headline for f in found.values()) == 2
+
+
+def test_python_overhead_above_the_ceiling_is_no_bound():
+    df, acc = synthetic()
+    eff = (df.label == "qwen2.5-7b 4-bit") & (df.metric == "efficiency")
+    df.loc[eff, "value"] = 1.2
+    f = {f.id: f for f in bandwidth_findings.findings(df, acc, CEILING, PARAMS)}["python_overhead_lt_1pct"]
+    assert f.verdict == verdicts.INCONCLUSIVE and "bounds nothing" in f.statement
+    assert f.measured["value"] == pytest.approx(40)  # 1 - 1.2 x 1000 / 2000
+
+
+def synthetic_table():
+    # bytes in GB, time per token: one fixed 1 ms cost plus bytes at 100 GB/s, and one slow quantized kernel
+    rows = [("big", 0, 20.0, 0.0), ("big", 4, 5.0, 0.0), ("big", 3, 4.0, 60.0), ("small", 0, 0.02, 0.0)]
+    out = []
+    for model, bits, gbytes, extra_ms in rows:
+        ms = 1.0 + gbytes / 100 * 1e3 + extra_ms
+        roof = 100 / gbytes
+        out.append({"label": f"{model} {bits}", "model": model, "bits": bits, "moe": False, "bytes_per_token": gbytes * 1e9,
+                    "ms_per_token": ms, "efficiency": (1e3 / ms) / roof, "decode_tps": 1e3 / ms})
+    return pd.DataFrame(out)
+
+
+def test_classify_tells_bandwidth_latency_and_kernel_bound_apart():
+    table = bw.classify(synthetic_table(), threshold=0.5).set_index("label")
+    assert table.regime["big 0"] == "bandwidth-bound"  # 201 ms, 200 of them memory
+    assert table.regime["big 4"] == "bandwidth-bound"
+    assert table.regime["small 0"] == "latency-bound"  # 1.2 ms, 0.2 of them memory
+    assert table.regime["big 3"] == "kernel-bound"  # 4 GB but 101 ms: below its bf16 twin's efficiency
+    assert table.floor_ms.iloc[0] == pytest.approx(1.2)
+
+
+def test_loglog_slope_is_one_when_time_follows_bytes():
+    t = pd.DataFrame({"bytes_per_token": [1e8, 1e9, 1e10], "ms_per_token": [0.5, 5.0, 50.0]})
+    assert bw.loglog_slope(t)["slope"] == pytest.approx(1.0)
+
+
+def test_projection_is_bandwidth_times_efficiency_over_bytes():
+    configs = pd.DataFrame([{"label": "qwen2.5-7b 4-bit", "model": "qwen2.5-7b", "bytes_per_token": 4e9,
+                             "efficiency": 0.5, "decode_tps": 10.0}])
+    machines = pd.DataFrame([{"machine": "M4 Max", "bandwidth_low": 400, "bandwidth_high": 400, "here": False},
+                             {"machine": "M4 Pro", "bandwidth_low": 200, "bandwidth_high": 250, "here": False},
+                             {"machine": "this", "bandwidth_low": 80, "bandwidth_high": 80, "here": True}])
+    proj = bw.projection(configs, machines, bw.published_decode()).set_index("machine")
+    assert proj.predicted_tps_low["M4 Max"] == pytest.approx(50)
+    assert (proj.predicted_tps_low["M4 Pro"], proj.predicted_tps_high["M4 Pro"]) == pytest.approx((25, 31.25))
+    assert "94" in proj.published_tps["M4 Max"] and proj.published_tps["this"] == ""
+    assert proj.measured_here_tps["this"] == 10.0 and np.isnan(proj.measured_here_tps["M4 Max"])
+
+
+def test_published_tables_and_size_labels():
+    assert set(bw.original_machines().machine) == {"M4 (Air/Mini)", "M4 Pro", "M4 Max", "M4 Ultra (future)"}
+    pub = bw.published_decode()
+    assert set(pub.machine) <= set(bw.original_machines().machine)
+    assert [bw.size_label(n) for n in ("qwen2.5-0.5b", "qwen2.5-14b", "llama-3-8b", "tiny")] == ["0.5B", "14B", "8B", "tiny"]
