@@ -123,15 +123,18 @@ def time_split(run, loaded: models.LoadedModel, names: list[str], *, prompt_toke
     """Per-token host time by phase (graph building, sampling, device execution, token sync, other) for
     library variants, recorded per trial as ms per token and % of the time between first and last token."""
     prompt = models.random_prompt(loaded, prompt_tokens, seed=seed)
+    if any(variant(n).options is None for n in names):
+        raise ValueError("mlx-lm's generate_step cannot be split; time its copy 'logprobs_always'")
+    with collector_paused():
+        _split_trials(run, loaded, names, prompt, max_tokens, repeats, seed)
+
+
+def _split_trials(run, loaded, names, prompt, max_tokens, repeats, seed) -> None:
     for trial in range(-1, repeats):  # trial -1: warm-up, not recorded
         for name in names:
-            v = variant(name)
-            if v.options is None:
-                raise ValueError("mlx-lm's generate_step cannot be split; time its copy 'logprobs_always'")
             clock = PhaseClock()
-            with collector_paused():
-                for _ in steps(loaded.model, prompt, max_tokens, seed=seed, clock=clock, **v.options):
-                    pass
+            for _ in steps(loaded.model, prompt, max_tokens, seed=seed, clock=clock, **variant(name).options):
+                pass
             if trial < 0:
                 continue
             intervals = clock.tokens - 1
