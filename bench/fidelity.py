@@ -36,21 +36,6 @@ from mlx_workbook import env as envmod
 TRIAL_LINE = re.compile(r"Trial (\d+):\s+prompt_tps=([\d.]+), generation_tps=([\d.]+), peak_memory=([\d.]+)")
 
 
-def offline_tokenizer(vocab_size: int):
-    """A tokenizer for token ids 0..vocab_size-1 built without any download: word-level ids, byte-level decoder."""
-    from tokenizers import Tokenizer, decoders
-    from tokenizers.models import WordLevel
-    from tokenizers.pre_tokenizers import Whitespace
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {f"t{i}": i for i in range(vocab_size - 2)}
-    vocab["<unk>"], vocab["</s>"] = vocab_size - 2, vocab_size - 1
-    tok = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = Whitespace()
-    tok.decoder = decoders.ByteLevel()  # mlx-lm picks its streaming BPE detokenizer for this decoder
-    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", eos_token="</s>")
-
-
 def prepare_checkpoint(args, folder: Path) -> Path:
     """Save the preset (random weights) with an offline tokenizer; a --model folder is used as it is."""
     if args.model:
@@ -58,7 +43,7 @@ def prepare_checkpoint(args, folder: Path) -> Path:
     dtype = args.dtype if args.dtype != "auto" else (
         "float32" if envmod.capture().backend == "cpu" else "bfloat16")
     loaded = models.build_preset(args.preset, dtype=dtype, bits=args.bits)
-    models.save_checkpoint(loaded, folder, tokenizer=offline_tokenizer(loaded.vocab_size))
+    models.save_checkpoint(loaded, folder, tokenizer=models.offline_tokenizer(loaded.vocab_size))
     return folder
 
 

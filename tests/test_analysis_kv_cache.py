@@ -113,7 +113,7 @@ def test_a_costly_copy_and_a_copying_slice_update_are_reported_as_such():
 
 def test_charts_and_tables_come_from_the_stored_rows():
     df = _full({"concat": 1e-4, "preallocated": 0.0, "rotating": 0.0})
-    assert kv.model_label(df, "m") == "m bfloat16" and kv.slug("qwen3-0.6b") == "qwen3_0_6b"
+    assert kv.model_label(df, "m") == "m bf16" and kv.slug("qwen3-0.6b") == "qwen3_0_6b"
     for fig in [kv.chart_per_token(df, "m", 500), kv.chart_copy_ratio(df, "m", 0.05), kv.chart_cache_bytes(df, "m"),
                 kv.chart_peak_memory(df, "m"), kv.chart_time_split(df, "m"), kv.chart_slice_update(df)]:
         assert "Test GPU" in fig.axes[0].get_title()

@@ -287,6 +287,21 @@ def save_checkpoint(loaded: LoadedModel, path: str | Path, tokenizer=None) -> Pa
     return path
 
 
+def offline_tokenizer(vocab_size: int):
+    """A tokenizer for token ids 0..vocab_size-1 built without any download: word-level ids, byte-level decoder."""
+    from tokenizers import Tokenizer, decoders
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import Whitespace
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {f"t{i}": i for i in range(vocab_size - 2)}
+    vocab["<unk>"], vocab["</s>"] = vocab_size - 2, vocab_size - 1
+    tok = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = Whitespace()
+    tok.decoder = decoders.ByteLevel()  # mlx-lm picks its streaming BPE detokenizer for this decoder
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", eos_token="</s>")
+
+
 def random_prompt(loaded: LoadedModel, n_tokens: int, seed: int = 0) -> mx.array:
     """Token ids drawn uniformly from the vocabulary, as `mlx_lm.benchmark` does."""
     if n_tokens < 1:

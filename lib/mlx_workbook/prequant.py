@@ -20,24 +20,10 @@ def tokens_digest(tokens: list[int]) -> str:
     return hashlib.sha1(",".join(map(str, tokens)).encode()).hexdigest()[:12]
 
 
-def offline_tokenizer(vocab_size: int):
-    """A word-level tokenizer built offline (no hub), so a saved preset is a complete mlx_lm.load folder."""
-    from tokenizers import Tokenizer
-    from tokenizers.models import WordLevel
-    from tokenizers.pre_tokenizers import Whitespace
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {f"t{i}": i for i in range(vocab_size - 2)}
-    vocab["<unk>"], vocab["</s>"] = vocab_size - 2, vocab_size - 1
-    tok = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = Whitespace()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", eos_token="</s>")
-
-
 def save_pair(preset: str, bits: int, folder: Path, *, group_size: int = 64, dtype: str = "bfloat16") -> dict:
     """Save `preset` twice into `folder`: unquantized ('bf16/') and quantized from the same weights ('q/')."""
     base = models.build_preset(preset, dtype=rl.base_dtype(models.preset_config(preset), dtype))
-    tokenizer = offline_tokenizer(base.vocab_size)
+    tokenizer = models.offline_tokenizer(base.vocab_size)
     paths = {"unquantized": folder / "unquantized", "quantized": folder / f"q{bits}"}
     models.save_checkpoint(base, paths["unquantized"], tokenizer=tokenizer)
     twin = models.quantize_copy(base, bits, group_size, consume=True)

@@ -13,6 +13,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from .. import measure, plots, published, verdicts
+from .labels import where  # noqa: F401  (used by the findings modules too)
 from ..roofline import Ceiling
 
 GB = 1e9
@@ -27,12 +28,6 @@ def as_measured(s: measure.Stats | None, unit: str, scale: float = 1.0) -> dict 
 def as_text(s: measure.Stats | None, unit: str = "", scale: float = 1.0, digits: int = 3) -> str:
     """'12.3 tok/s [11.9, 12.6]' (or 'n/a')."""
     return verdicts.describe(verdicts.Interval(s.median * scale, s.low * scale, s.high * scale), unit, digits) if s else "n/a"
-
-
-def where(df: pd.DataFrame) -> str:
-    """'NVIDIA H100 (cuda, mlx 0.32.4)': the machine every measurement of this run came from."""
-    r = df.iloc[0]
-    return f"{r.device} ({r.backend}, mlx {r.mlx})"
 
 
 # --- bytes per token -----------------------------------------------------------------------------------------

@@ -13,6 +13,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from .. import measure, plots, published
+from . import labels
+from .labels import slug, where  # noqa: F401  (part of this module's interface for the notebook)
 from ..kvcache import TIME_METRIC
 
 PUBLISHED_TABLE = ("000_kv_cache_gap", "per_token_ms")  # the original's per-token times over 10..100 tokens
@@ -21,22 +23,8 @@ PUBLISHED_TABLE = ("000_kv_cache_gap", "per_token_ms")  # the original's per-tok
 # --- labels ------------------------------------------------------------------------------------------------------
 
 
-def where(df: pd.DataFrame) -> str:
-    """The device and software the rows were measured on, e.g. 'NVIDIA H200 (cuda, mlx 0.32.4)'."""
-    row = df.iloc[0]
-    return f"{row['device']} ({row['backend']}, mlx {row['mlx']})"
-
-
 def model_label(df: pd.DataFrame, model: str) -> str:
-    """'<preset> <dtype>' or '<preset> <n>-bit', from the model columns of its rows."""
-    row = df[df.model == model].iloc[0]
-    bits = row.get("bits")
-    return f"{model} {int(bits)}-bit" if pd.notna(bits) and bits else f"{model} {row['dtype']}"
-
-
-def slug(name: str) -> str:
-    """A preset name usable in finding ids and file names."""
-    return "".join(c if c.isalnum() else "_" for c in name)
+    return labels.model_label(df[df.model == model])
 
 
 # --- statistics ----------------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from .. import attention, cliffs, measure, plots, published
+from .labels import model_label, where  # noqa: F401  (used by sdpa_cliff_findings too)
 
 SOURCE = "003_sdpa_cliff"  # the published tables: before the fix, after it, per op
 LABELS = ["sweep", "probe_mlx", "kind", "variant", "mode", "dtype", "head_dim"]  # what names a cliff
@@ -22,26 +23,12 @@ OP_NAMES = {"SwiGLU": "swiglu", "RMSNorm": "rmsnorm", "SDPA": "sdpa", "Matmul": 
 # --- labels and selections ---------------------------------------------------------------------------------
 
 
-def where(df: pd.DataFrame) -> str:
-    """The device and software the rows were measured on, e.g. 'NVIDIA H200 (cuda, mlx 0.32.4)'."""
-    row = df.iloc[0]
-    return f"{row.device} ({row.backend}, mlx {row.mlx})"
-
-
 def heads(p: dict) -> str:
     return f"{p['n_q_heads']}/{p['n_kv_heads']} heads"
 
 
 def rows(df: pd.DataFrame, experiment: str) -> pd.DataFrame:
     return df[df.experiment == experiment] if "experiment" in df.columns else df.iloc[0:0]
-
-
-def model_label(sub: pd.DataFrame) -> str:
-    """'<preset> <dtype>' or '<preset> <n>-bit' (as LoadedModel.label), from a model's rows."""
-    row = sub.iloc[0]
-    short = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}.get(row["dtype"], row["dtype"])
-    bits = row.get("bits")
-    return f"{row.model} {int(bits)}-bit" if pd.notna(bits) and bits else f"{row.model} {short}"
 
 
 def mark(fig: Figure, xs, label: str, color: str = "#b00020") -> Figure:
