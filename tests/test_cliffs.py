@@ -72,3 +72,11 @@ def test_scan_groups_and_pair():
     assert "127 -> 128" in cliffs.describe(table, ["mode"])[0]
     every = cliffs.scan(a, ["mode"], work="work", jumps_only=False)
     assert len(every) == len(LENGTHS) - 1 and set(every.verdict) <= {cliffs.NONE, cliffs.UNCLEAR}
+
+
+def test_scan_keeps_groups_whose_key_column_is_empty():
+    # Stored tables mix sweeps: a column only the version sweep fills (probe_mlx) is empty for the others,
+    # and re-reading the stored data must find the same cliffs as the run did.
+    b = sweep(lambda n: quadratic(n) * (2.0 if n < 128 else 1.0)).assign(mode="causal", probe_mlx=None)
+    table = cliffs.scan(b, ["mode", "probe_mlx"], work="work")
+    assert list(table["length"]) == [128]

@@ -95,7 +95,8 @@ def scan(df: pd.DataFrame, by: list[str], *, x: str = "length", value: str = "va
          tolerance: float = 0.1, jumps_only: bool = True) -> pd.DataFrame:
     """`find_cliffs` (or every step) per group of `by`, as one table with the group's columns in front."""
     rows = []
-    for key, group in df.groupby(by, sort=False):
+    # dropna=False: a grouping column that only some sweeps fill (e.g. probe_mlx) must not drop the others' rows
+    for key, group in df.groupby(by, sort=False, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
         found = steps(group, x=x, value=value, work=work, tolerance=tolerance)
         rows += [{**dict(zip(by, key)), **s.as_dict()} for s in found if s.is_jump or not jumps_only]

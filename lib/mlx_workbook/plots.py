@@ -22,7 +22,7 @@ def summary_table(df: pd.DataFrame, by: list[str], value: str = "value") -> pd.D
     from .measure import summarize
 
     rows = []
-    for key, group in df.groupby(by, sort=False):
+    for key, group in df.groupby(by, sort=False, dropna=False):  # keep rows whose group column is empty
         s = summarize(group[value])
         key = key if isinstance(key, tuple) else (key,)
         rows.append({**dict(zip(by, key)), "median": s.median, "low": s.low, "high": s.high, "cv": s.cv, "n": s.n})
