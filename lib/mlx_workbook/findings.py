@@ -267,20 +267,24 @@ def headline_markdown(root: Path = REPORTS_DIR, link_from: Path = ROOT) -> str:
     by_key: dict[tuple, dict[str, RunInfo]] = {}
     for r in refs:
         by_key.setdefault(r.key, {}).setdefault(r.notebook, r)  # newest per notebook
-    for key, per_nb in by_key.items():
+    # GPU runs lead (their numbers mean something); CPU runs get one line each, after them.
+    for key, per_nb in sorted(by_key.items(), key=lambda item: item[0][1] == "cpu"):
         first = next(iter(per_nb.values()))
-        lines += [f"**Reference run:** {device_label(key)}, {first.summary.get('started', '')[:10]}. "
+        part = table[table.device_run == device_label(key)]
+        tally = ", ".join(f"{(part.verdict == v).sum()} {v}" for v in CATEGORIES if (part.verdict == v).any())
+        header = (f"**Reference run:** {device_label(key)}, {first.summary.get('started', '')[:10]}. "
                   f"[Every run]({_href(ref_root / 'index.html', link_from)}) · "
-                  f"[every claim with its verdict]({_href(ref_root / PAGE, link_from)})", "",
-                  "| notebook | headline finding | verdict |", "| --- | --- | --- |"]
+                  f"[every claim with its verdict]({_href(ref_root / PAGE, link_from)})")
+        if key[1] == "cpu":
+            lines += [f"{header}. Of the {len(part)} published claims there: {tally}.", ""]
+            continue
+        lines += [header, "", "| notebook | headline finding | verdict |", "| --- | --- | --- |"]
         for nb in sorted(per_nb):
             run = per_nb[nb]
             for f in [f for f in run.summary.get("findings") or [] if f.get("headline")]:
                 target = _href(run.path / f"{nb}.html", link_from) + (f"#{f['section']}" if f.get("section") else "")
                 statement = str(f.get("statement", "")).replace("|", "\\|")
                 lines.append(f"| [{nb}]({target}) | {statement} | {f.get('verdict', '')} |")
-        part = table[table.device_run == device_label(key)]
-        tally = ", ".join(f"{(part.verdict == v).sum()} {v}" for v in CATEGORIES if (part.verdict == v).any())
         lines += ["", f"Of the {len(part)} published claims: {tally}.", ""]
     return "\n".join(lines + [END])
 
