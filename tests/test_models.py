@@ -65,6 +65,9 @@ def test_checkpoint_round_trip_through_mlx_lm_load(tiny, tiny_checkpoint):
     x = mx.array([[5, 6, 7]])
     assert mx.allclose(loaded.model(x), tiny.model(x), atol=1e-5).item()
     assert loaded.weight_bytes() == tiny.weight_bytes()
+    quantized = models.load(str(tiny_checkpoint), bits=4)  # quantized at load time, same code as presets
+    assert quantized.bits == 4 and quantized.weight_bytes() < tiny.weight_bytes()
+    mx.eval(quantized.model(x))
 
 
 def fast(fn):

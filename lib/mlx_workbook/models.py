@@ -240,12 +240,13 @@ def load_checkpoint(path_or_repo: str, *, lazy: bool = False, quantize_bits: int
 
 def load(spec: str, *, dtype: str = "bfloat16", bits: int | None = None, group_size: int = 64,
          seed: int = 0) -> LoadedModel:
-    """One entry point: a preset name builds a preset; anything else is a checkpoint folder or hub id."""
+    """One entry point: a preset name builds a preset; anything else is a checkpoint folder or hub id
+    (`bits` then quantizes it at load time; `dtype` and `seed` apply to presets only)."""
     if spec in presets():
         return build_preset(spec, dtype=dtype, bits=bits, group_size=group_size, seed=seed)
     if "/" not in spec and not Path(spec).exists():
         raise ModelError(f"unknown preset {spec!r} (and no such folder); known presets: {', '.join(presets())}")
-    return load_checkpoint(spec)
+    return load_checkpoint(spec, quantize_bits=bits, group_size=group_size)
 
 
 def quantize_copy(loaded: LoadedModel, bits: int, group_size: int = 64, *, consume: bool = False,
