@@ -36,6 +36,14 @@ def claim(claim_id: str) -> dict:
     raise KeyError(f"no published claim {claim_id!r}")
 
 
+def figure_range(claim_id: str) -> tuple[float, float]:
+    """(low, high) of a claim's published figure; a single value gives (value, value); no number gives NaN."""
+    c = claim(claim_id)
+    lo = c["published_low"] if c.get("published_low") is not None else c.get("published")
+    hi = c["published_high"] if c.get("published_high") is not None else c.get("published")
+    return (float("nan") if lo is None else float(lo)), (float("nan") if hi is None else float(hi))
+
+
 def table(source: str, name: str) -> pd.DataFrame:
     """A published table as a DataFrame, e.g. table('000_kv_cache_gap', 'per_token_ms')."""
     return pd.DataFrame(sources()[source]["tables"][name]["rows"])

@@ -20,29 +20,40 @@ class Interval:
     def of(cls, stats) -> "Interval":
         return cls(stats.median, stats.low, stats.high)
 
+    @classmethod
+    def change_pct(cls, ratio) -> "Interval":
+        """A ratio (Stats or Interval, e.g. B/A = 1.04 [1.01, 1.07]) as a % change: +4% [+1, +7]."""
+        value = getattr(ratio, "median", getattr(ratio, "value", None))
+        return cls(100 * (value - 1), 100 * (ratio.low - 1), 100 * (ratio.high - 1))
+
+    def scaled(self, factor: float) -> "Interval":
+        lo, hi = sorted((self.low * factor, self.high * factor))
+        return Interval(self.value * factor, lo, hi)
+
+    def measured(self, unit: str, **extra) -> dict:
+        """The dict a Finding stores as `measured`."""
+        return {"value": self.value, "low": self.low, "high": self.high, "unit": unit, **extra}
+
 
 def effect_matches(measured: Interval, published_low: float, published_high: float | None = None,
                    tolerance: float = 0.0) -> str:
-    """A claimed effect size (e.g. "+4 to 5%"): does the measured interval meet the published range?
+    """Does a measured interval meet a published figure or range (e.g. "+4 to 5%"), widened by `tolerance`?
 
-    holds: the intervals overlap (after widening the published range by `tolerance`);
-    does not hold: the measured interval lies entirely outside it.
+    holds: the whole measured interval lies inside the widened range; does not hold: the whole interval lies
+    outside it; inconclusive: it straddles an edge, so the data cannot tell (one rule for every notebook).
     """
     hi = published_low if published_high is None else published_high
     lo, hi = min(published_low, hi) - tolerance, max(published_low, hi) + tolerance
     if measured.high < lo or measured.low > hi:
         return DOES_NOT_HOLD
-    return HOLDS
+    if lo <= measured.low and measured.high <= hi:
+        return HOLDS
+    return INCONCLUSIVE
 
 
 def no_effect(measured: Interval, tolerance: float) -> str:
-    """A claim of "no impact" / "flat": holds when the whole interval sits within ±tolerance of zero,
-    does not hold when the whole interval is beyond it, else inconclusive (too noisy to say)."""
-    if -tolerance <= measured.low and measured.high <= tolerance:
-        return HOLDS
-    if measured.low > tolerance or measured.high < -tolerance:
-        return DOES_NOT_HOLD
-    return INCONCLUSIVE
+    """A claim of "no impact" / "flat": a published effect of zero, within ±tolerance."""
+    return effect_matches(measured, 0.0, 0.0, tolerance)
 
 
 def at_least(measured: Interval, threshold: float) -> str:
