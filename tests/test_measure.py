@@ -58,12 +58,13 @@ def test_trials_keeps_warmup_out_and_forces_evaluation():
         return mx.ones((64, 64)) @ mx.ones((64, 64))
 
     seen = []
-    out = measure.trials(work, repeats=4, warmup=2, on_trial=seen.append)
+    out = measure.trials(work, repeats=4, warmup=2, on_trial=seen.append, keep_results=True)
     assert len(calls) == 6  # 2 warm-up + 4 timed
     assert [t.trial for t in out] == [0, 1, 2, 3] and seen == out
     assert all(t.seconds > 0 and math.isfinite(t.seconds) for t in out)
     # forced: the returned array is already evaluated, with the right values
     assert float(out[0].result[0, 0]) == 64.0
+    assert measure.trials(work, repeats=2)[0].result is None  # dropped by default: nothing pinned in memory
     with pytest.raises(ValueError):
         measure.trials(work, repeats=0)
 

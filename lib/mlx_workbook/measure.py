@@ -130,11 +130,13 @@ class Trial:
 
 
 def trials(fn: Callable[[], Any], *, repeats: int, warmup: int = 1,
-           on_trial: Callable[[Trial], None] | None = None) -> list[Trial]:
+           on_trial: Callable[[Trial], None] | None = None, keep_results: bool = False) -> list[Trial]:
     """Run `fn` `warmup` times untimed, then `repeats` timed trials, each forced to completion.
 
     Peak memory is reset before each trial, so each trial reports its own peak.
     `on_trial` sees each trial as soon as it finishes (to store it before the next one starts).
+    Outputs are dropped after each trial unless `keep_results`: holding them would pin memory (a 4 GB probe
+    output per trial) and force fresh allocations inside later timed trials.
     """
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
@@ -148,7 +150,9 @@ def trials(fn: Callable[[], Any], *, repeats: int, warmup: int = 1,
         result = fn()
         force(result)
         seconds = time.perf_counter() - tic
-        trial = Trial(trial=i, seconds=seconds, peak_memory_bytes=int(mx.get_peak_memory()), result=result)
+        trial = Trial(trial=i, seconds=seconds, peak_memory_bytes=int(mx.get_peak_memory()),
+                      result=result if keep_results else None)
+        del result
         out.append(trial)
         if on_trial is not None:
             on_trial(trial)
