@@ -12,6 +12,9 @@ BACKEND ?= metal
 else
 BACKEND ?= cpu
 endif
+ifeq ($(wildcard requirements/$(BACKEND).txt),)
+$(error unknown BACKEND=$(BACKEND); use cpu, metal, cuda13 or cuda12)
+endif
 VENV ?= .venv-$(BACKEND)
 BOOTSTRAP_PYTHON ?= python3
 PROFILE ?= auto
@@ -40,8 +43,8 @@ help: ## Show the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: requirements.txt requirements/$(BACKEND).txt pyproject.toml
-	@test -f requirements/$(BACKEND).txt || { echo "unknown BACKEND=$(BACKEND); use cpu, metal, cuda13 or cuda12" >&2; exit 2; }
 	@$(BOOTSTRAP_PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ is needed (BOOTSTRAP_PYTHON=$(BOOTSTRAP_PYTHON))" >&2; exit 2; }
+	@$(BOOTSTRAP_PYTHON) -c 'import ensurepip' 2>/dev/null || { echo "$(BOOTSTRAP_PYTHON) cannot create virtual envs (on Debian/Ubuntu: apt-get install python3-venv)" >&2; exit 2; }
 	$(BOOTSTRAP_PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
 	$(VENV)/bin/python -m pip install -q -r requirements/$(BACKEND).txt -r requirements.txt
@@ -69,7 +72,7 @@ index: $(ENV_READY) ## Rebuild reports/index.html from the runs on disk
 	$(RUNNER) index
 
 lab: $(ENV_READY) notebooks ## Open JupyterLab on the notebooks
-	$(PYTHON) -m pip install -q -r requirements/lab.txt
+	$(if $(ENV_READY),$(PYTHON) -m pip install -q -r requirements/lab.txt)
 	$(PYTHON) -m jupyter lab notebooks/
 
 compare: $(ENV_READY) ## Compare two runs side by side: make compare A=<run dir or id> B=<run dir or id>

@@ -32,8 +32,9 @@ def test_summary_round_trip_with_findings(tmp_path):
 
 
 def test_load_finds_runs_and_latest(tmp_path):
-    for name in ("a", "b"):
+    for i, name in enumerate(("a", "b")):
         run = results.start_run("99_test", {}, run_dir=tmp_path / "runs" / name)
+        run.started -= 60 * (2 - i)  # "a" started before "b" (start times have one-second resolution)
         run.record("exp", "x", 1.0, "s")
         run.finish()
     crashed = results.start_run("99_test", {}, run_dir=tmp_path / "runs" / "c")
@@ -41,9 +42,10 @@ def test_load_finds_runs_and_latest(tmp_path):
     assert len(results.find_runs(tmp_path)) == 3
     assert len(results.load(tmp_path, "99_test")) == 2  # finished runs only by default
     assert len(results.load(tmp_path, "99_test", status=None)) == 3
-    assert results.latest_run("99_test", root=tmp_path) is not None
+    assert results.latest_run("99_test", root=tmp_path) == tmp_path / "runs" / "b"  # the newest finished run
+    assert [d.name for d in results.find_runs(tmp_path)] == ["c", "b", "a"]  # newest first
     assert results.latest_run("00_other", root=tmp_path) is None
-    assert isinstance(results.load(tmp_path, "nothing"), pd.DataFrame)
+    assert results.load(tmp_path, "nothing").empty
 
 
 def test_figures_saved_as_svg_and_png(tmp_path):

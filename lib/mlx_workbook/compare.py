@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -84,7 +85,8 @@ def compare_runs(run_a: Path, run_b: Path) -> pd.DataFrame:
     if a.empty or b.empty:
         raise CompareError(f"{(run_a if a.empty else run_b).name} has no measurements to compare")
     # A configuration column must be one in both runs; a column only one run has is left out of the key.
-    columns = [c for c in configuration_columns(a) if c in set(configuration_columns(b))]
+    columns_b = set(configuration_columns(b))
+    columns = [c for c in configuration_columns(a) if c in columns_b]
     ga, gb = _groups(a, columns), _groups(b, columns)
     rows = []
     for key in [k for k in ga if k in gb]:
@@ -124,7 +126,9 @@ def _cell(median: float, low: float, high: float) -> str:
     return f"<td class=\"num\">{median:.4g} <span class=\"small muted\">[{low:.4g}, {high:.4g}]</span></td>"
 
 
-def render_page(table: pd.DataFrame, run_a: Path, run_b: Path, out: Path) -> Path:
+def render_page(table: pd.DataFrame, run_a: Path, run_b: Path, out: Path, index: Path | None = None) -> Path:
+    """The comparison page; `index` is the runs index it links back to (default: the one above out's folder)."""
+    index_href = Path(os.path.relpath(index or out.parent.parent / "index.html", out.parent)).as_posix()
     title = f"Run comparison: {run_a.name} vs {run_b.name}"
     sections = []
     for experiment, part in table.groupby("experiment", sort=False):
@@ -147,7 +151,7 @@ def render_page(table: pd.DataFrame, run_a: Path, run_b: Path, out: Path) -> Pat
             f"B/A excludes 1, with at least {MIN_TRIALS} trials on each side. "
             f"<a href=\"{html.esc(out.with_suffix('.csv').name)}\">CSV</a> · "
             f"<a href=\"{html.esc(out.with_suffix('.parquet').name)}\">parquet</a> · "
-            f"<a href=\"../index.html\">all runs</a></p>" + "".join(sections))
+            f"<a href=\"{html.esc(index_href)}\">all runs</a></p>" + "".join(sections))
     out.write_text(html.page(title, body))
     return out
 
@@ -161,7 +165,7 @@ def compare(a: str | Path, b: str | Path, root: Path = REPORTS_DIR, out_dir: Pat
     out = out_dir / f"{run_a.name}__{run_b.name}.html"
     table.to_csv(out.with_suffix(".csv"), index=False)
     table.to_parquet(out.with_suffix(".parquet"), index=False)
-    return render_page(table, run_a, run_b, out)
+    return render_page(table, run_a, run_b, out, index=root / "index.html")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -48,7 +48,8 @@ class RunInfo:
 
     @property
     def reference(self) -> bool:
-        return REFERENCE in self.path.resolve().parts
+        # Reference runs sit directly in reports/reference/<run id>/ (not just anywhere under a folder so named).
+        return self.path.resolve().parent.name == REFERENCE
 
     @property
     def key(self) -> tuple:

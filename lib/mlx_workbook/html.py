@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html as _html
-import json
 import re
 from datetime import datetime, timezone
 from pathlib import Path
@@ -123,6 +122,3 @@ def _findings_and_comparisons(root: Path) -> str:
         parts.append(f"<p class=\"small\">Run comparisons: {links}</p>")
     return "".join(parts)
 
-
-def summary_json(run_dir: Path) -> str:
-    return json.dumps(results.read_summary(run_dir), indent=2)

@@ -126,7 +126,9 @@ def _settle_summary(name: str, run_dir: Path, params: dict, status: str, error: 
         summary["error"] = error or summary.get("error") or "the notebook stopped before finishing"
         summary["error_anchor"] = "papermill-error-cell"
         summary["duration_s"] = round(seconds, 2)  # the notebook never wrote its own end time
-    path.write_text(json.dumps(summary, indent=2))
+    tmp = path.with_suffix(".tmp")  # atomic, like results: a torn summary.json would break every index build
+    tmp.write_text(json.dumps(summary, indent=2))
+    tmp.replace(path)
 
 
 def run_notebooks(names: list[str], profile: str, overrides: dict, root: Path = REPORTS_DIR) -> int:
@@ -193,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
             print(html.build_index(REPORTS_DIR))
             return 0
         profile = envmod.default_profile() if args.profile == "auto" else args.profile
-        overrides = yaml.safe_load(Path(args.params_file).read_text()) if args.params_file else {}
+        overrides = (yaml.safe_load(Path(args.params_file).read_text()) or {}) if args.params_file else {}
         overrides.update(parse_overrides(args.params))
         names = notebook_names()
         if args.command == "report":
