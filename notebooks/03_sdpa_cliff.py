@@ -236,11 +236,12 @@ display(fig, per_op, Markdown(an.graph_note(df, P)))
 # ## Every cliff found <a id="cliffs"></a>
 # All jumps of every sweep in this run (prefill, decode, versions, prompt latency), largest first. `excess` is the
 # ratio beyond the work envelope: 0.6 means the later length took 0.6x the time its extra work allows, i.e. the
-# lengths before it ran in a slow regime; 1.4 means a slowdown 1.4x beyond the work.
+# lengths before it ran in a slow regime; 1.4 means a slowdown 1.4x beyond the work. The closing note says each
+# cliff in a sentence.
 
 # %%
 every_cliff = an.all_cliffs(found, run.environment.mlx)
-display(every_cliff.round(3), Markdown(an.bullets(an.cliff_lines(every_cliff), "No cliff found in any sweep.")))
+display(every_cliff.round(3))
 
 # %% [markdown]
 # ## Findings <a id="findings"></a>

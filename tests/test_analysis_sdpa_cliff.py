@@ -1,6 +1,8 @@
 """Notebook 03's analysis on synthetic stored rows with planted effects: a cliff below 128 tokens under one MLX
 version, a GQA penalty, graph building hidden by evaluation; the verdicts and numbers must come out."""
 
+import re
+
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
@@ -17,7 +19,8 @@ P = {"n_q_heads": 4, "n_kv_heads": 2, "main_dtype": "bfloat16", "main_head_dim":
      "variants": ["sdpa"], "variant_modes": ["causal"], "variant_wide": [64, 256], "variant_boundaries": [128],
      "offsets": [-1, 0, 1], "wide_lengths": [64, 116, 120, 124, 132, 140, 256, 512], "boundaries": [128],
      "decode_lengths": [256, 512], "decode_boundaries": [256], "decode_offsets": [-1, 0, 1],
-     "version_lengths": [64, 116, 120, 124, 127, 128, 129, 132, 140], "mlx_versions": ["0.29.1", "0.30.0"],
+     "version_lengths": [64, 116, 120, 124, 127, 128, 129, 132, 140], "version_causal_lengths": [32, 256, 512, 1024],
+     "mlx_versions": ["0.29.1", "0.30.0"],
      "tolerance": 0.1, "model": "tiny", "moe_model": "tiny-moe", "op_dtype": "float32", "graph_context": 32}
 NOISE = [1.0, 1.004, 0.996, 1.002, 0.998]  # five trials, tight
 
@@ -45,6 +48,8 @@ def synthetic() -> pd.DataFrame:
         for mode in ("causal", "none"):
             rows += sdpa_rows("versions", P["version_lengths"], mode=mode, probe_mlx=version,
                               slow_below=slow if mode == "causal" else None)
+        # causal only: one more slow length (32) and three fast ones, which must not tilt the mode comparison
+        rows += sdpa_rows("versions", P["version_causal_lengths"], probe_mlx=version, slow_below=slow)
         rows += sdpa_rows("versions", [256], kind="decode", mode="none", probe_mlx=version)
     model = {"model": "tiny", "dtype": "float32", "bits": 0}
     rows += [{**BASE, **model, "experiment": "prompt", "metric": "ms", "trial": t, "length": n, "flops": 1e6 * n,
@@ -73,13 +78,17 @@ def test_scan_finds_only_the_planted_cliff(df):
 
 
 def test_version_claims_follow_the_planted_effect(df):
-    by_id = {f.id: f for f in fnd.version_claims(df, P, [])}
+    by_id = {f.id: f for f in fnd.version_claims(df, P, [], fnd.step_this_version(df, P))}
     assert by_id["sdpa_cliff_at_128_tokens"].verdict == HOLDS
     assert by_id["python_0300_no_cliff"].verdict == HOLDS
     gap = by_id["sdpa_cliff_127_gap_vs_python"]
     assert gap.verdict == HOLDS and gap.measured["value"] == pytest.approx(60, abs=2)
-    assert by_id["sdpa_cliff_cause_causal_lt128"].verdict == HOLDS
-    assert by_id["sdpa_cliff_cause_causal_lt128"].measured["value"] == pytest.approx(1.6, rel=0.02)
+    cause = by_id["sdpa_cliff_cause_causal_lt128"]
+    assert cause.verdict == HOLDS and cause.measured["value"] == pytest.approx(1.6, rel=0.02)
+    assert "([32, 64, 116, 120, 124, 127])" in cause.statement  # the lengths pooled, causal-only 32 included
+    # modes compared over the lengths every mode ran: causal keeps its 1.6x (not diluted by 256 ... 1024)
+    by_mode = dict(re.findall(r"(causal|none) ([0-9.]+)x", cause.statement.split("every mode ran")[1]))
+    assert float(by_mode["causal"]) > 1.5 and float(by_mode["none"]) == pytest.approx(1.0, abs=0.01)
     assert by_id["initial_rust_python_gap_3_24x"].verdict == DOES_NOT_HOLD  # decode: no version effect planted
     assert by_id["sdpa_cliff_gone_after_upgrade"].verdict == INCONCLUSIVE  # 0.30.1 did not run
     assert "0.30.1" in by_id["post_fix_worst_case_256"].statement

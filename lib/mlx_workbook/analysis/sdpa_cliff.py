@@ -11,9 +11,12 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from .. import attention, cliffs, measure, plots, published
+from ..probes.sdpa_probe import CACHE_STEP
 from .labels import model_label, where  # noqa: F401  (used by sdpa_cliff_findings too)
 
 SOURCE = "003_sdpa_cliff"  # the published tables: before the fix, after it, per op
+CLIFF_AT = int(published.claim("sdpa_cliff_at_128_tokens")["published"])  # the published threshold, tokens
+BEFORE = CLIFF_AT - 1  # the length just below it (the write-up's slow case)
 LABELS = ["sweep", "probe_mlx", "kind", "variant", "mode", "dtype", "head_dim"]  # what names a cliff
 SWEEPS = ("prefill", "decode", "versions", "prompt")
 PER_PAIR = "ns per query-key pair and head (median, 95%)"
@@ -119,7 +122,8 @@ def decode_chart(df: pd.DataFrame, p: dict, found: pd.DataFrame) -> Figure:
     fig = plots.lines_with_intervals(
         table, x="length", series="config", logx=True, logy=True, ylabel="ns per key and head (median, 95%)",
         title=f"Decode SDPA (1 query, KV-cache slices), {heads(p)}\n{where(df)}", xlabel="cached positions (keys)")
-    mark(fig, range(256, int(dec.length.max()) + 1, 256), "KV-cache step (256)", color="#999999")
+    mark(fig, range(CACHE_STEP, int(dec.length.max()) + 1, CACHE_STEP), f"KV-cache step ({CACHE_STEP})",
+         color="#999999")
     return mark(fig, found.length if len(found) else [], "cliff detected")
 
 
@@ -168,18 +172,19 @@ def versions_chart(df: pd.DataFrame, p: dict) -> Figure | None:
         table, x="length", series="probe_mlx", logx=True, ylabel=PER_PAIR, xlabel="prompt length (tokens)",
         title=f"Prefill SDPA, mask 'causal', {p['main_dtype']}, d{p['main_head_dim']}, {heads(p)}, by MLX version\n"
               f"{row.device} ({row.backend})")
-    return mark(fig, [128], "128 tokens", color="#999999")
+    return mark(fig, [CLIFF_AT], f"{CLIFF_AT} tokens", color="#999999")
 
 
 def steps_127_128(df: pd.DataFrame, p: dict) -> pd.DataFrame:
-    """Per MLX version and mask mode: median ms at 127 and 128 tokens, their ratio, interval and step."""
+    """Per MLX version and mask mode: median ms just below and at the published threshold (127 and 128 tokens),
+    their ratio, interval and step."""
     ver = attention.select(rows(df, "versions"), kind="prefill")
     if ver.empty or "probe_mlx" not in ver.columns:
         return pd.DataFrame()
-    table = attention.at_lengths(ver, [127, 128], ["probe_mlx", "mode"])
-    steps = [attention.pair(ver, 127, 128, tolerance=p["tolerance"], probe_mlx=v, mode=m)
+    table = attention.at_lengths(ver, [BEFORE, CLIFF_AT], ["probe_mlx", "mode"])
+    steps = [attention.pair(ver, BEFORE, CLIFF_AT, tolerance=p["tolerance"], probe_mlx=v, mode=m)
              for v, m in zip(table.probe_mlx, table["mode"])]
-    return table.assign(**{"128 / 127": [s.ratio if s else float("nan") for s in steps],
+    return table.assign(**{f"{CLIFF_AT} / {BEFORE}": [s.ratio if s else float("nan") for s in steps],
                            "interval": [f"[{s.low:.2f}, {s.high:.2f}]" if s else "" for s in steps],
                            "step": [s.verdict if s else "not measured" for s in steps]})
 
@@ -193,10 +198,11 @@ def published_tables() -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def prompt_chart(df: pd.DataFrame) -> tuple[Figure, pd.DataFrame]:
-    """Prompt latency relative to the length nearest 128, the published tables beside it as dashed lines."""
+    """Prompt latency relative to the length nearest the published threshold (128), the published tables beside it
+    as dashed lines."""
     prompt = rows(df, "prompt")
     table = plots.summary_table(prompt, ["length"])
-    ref = table.iloc[(table.length - 128).abs().argmin()]
+    ref = table.iloc[(table.length - CLIFF_AT).abs().argmin()]
     rel = table.assign(**{c: table[c] / ref["median"] for c in ("median", "low", "high")})
     fig = plots.lines_with_intervals(
         rel, x="length", series=None, logx=True, xlabel="prompt length (tokens)",
@@ -205,9 +211,10 @@ def prompt_chart(df: pd.DataFrame) -> tuple[Figure, pd.DataFrame]:
     before, after = published_tables()
     for col, label in (("python_ms", "published: Python, MLX 0.30.0"), ("rust_ms", "published: Rust, MLX 0.30.1")):
         pub = after.set_index("seq_len")[col]
-        plots.add_curve(fig, pub.index, pub / pub[128], f"{label} (Apple silicon)", color=None, marker="x")
+        plots.add_curve(fig, pub.index, pub / pub[CLIFF_AT], f"{label} (Apple silicon)", color=None, marker="x")
     pub = before.set_index("seq_len")["rust_ms"]
-    plots.add_curve(fig, pub.index, pub / pub[128], "published: Rust, MLX 0.29.1, 127 vs 128 (Apple silicon)",
+    plots.add_curve(fig, pub.index, pub / pub[CLIFF_AT],
+                    f"published: Rust, MLX 0.29.1, {BEFORE} vs {CLIFF_AT} (Apple silicon)",
                     color="#b00020", marker="v")
     fig.axes[0].legend(fontsize=7)
     return fig, table
