@@ -50,7 +50,7 @@ step: int = 256  # pre-allocation step of the preallocated cache, tokens (mlx-lm
 window: int = 1000  # rotating cache size, tokens
 keep: int = 4  # tokens the rotating cache always keeps from the start (as mlx-lm's max_kv_size does)
 repeats: int = 5  # timed trials per strategy and length
-warmup: int = 1  # untimed generations per strategy before the trials
+warmup: int = 1  # untimed generations per strategy at the shortest length (if above 0, a short pass at every length)
 split_lengths: list = [100, 4000]  # lengths at which the synchronous loop splits the time per token
 split_tokens: int = 16  # tokens the synchronous instrumented loop times at each of those lengths
 flat_tolerance: float = 0.05  # relative change in time per token still called flat, as a fraction
@@ -65,7 +65,7 @@ import mlx.core as mx
 import pandas as pd
 from IPython.display import Markdown, display
 
-from mlx_workbook import kvcache, models, results
+from mlx_workbook import kvcache, models, results, roofline
 from mlx_workbook.analysis import kv_cache as analysis
 from mlx_workbook.analysis.kv_cache_findings import findings
 
@@ -86,7 +86,7 @@ kvcache.validate(strategies, lengths, decode_tokens=decode_tokens, step=step, wi
 run = results.start_run("01_kv_cache", {k: v for k, v in dict(globals()).items() if k in (
     "profile", "presets", "dtype", "bits", "strategies", "lengths", "original_lengths", "decode_tokens", "step",
     "window", "keep", "repeats", "warmup", "split_lengths", "split_tokens", "flat_tolerance", "copy_tolerance",
-    "slice_sizes_mb", "slice_updates", "identity_tokens", "seed")}, run_dir=run_dir, method_version=2)
+    "slice_sizes_mb", "slice_updates", "identity_tokens", "seed")}, run_dir=run_dir, method_version=3)
 display(pd.Series(run.environment.as_dict() | {"run_id": run.run_id}, name="environment").to_frame())
 
 # %% [markdown]
@@ -118,13 +118,15 @@ del varied
 # The trials run in `repeats` rounds; each round visits every length, and at each length every strategy back
 # to back (in an order rotated from round to round), so that slow drifts of the machine (on a GPU the time
 # per token of a small model can sit in a slow mode for seconds) hit every length and strategy alike instead
-# of one length. A warm-up generation per strategy comes first and is not recorded.
+# of one length. Warm-up, not recorded: `warmup` generations per strategy at the shortest length, then one
+# short pass (2 decoded tokens) of every strategy at every length, so that the first use of a length's larger
+# prefill shapes and cache buffers is not paid by whichever strategy runs first in round 0.
 
 # %%
 for name in presets:
     loaded = models.build_preset(name, dtype=dtype, bits=quant_bits, seed=seed)
-    display(pd.Series(loaded.describe() | {"kv_bytes_per_token": kvcache.kv_bytes_per_token(loaded)},
-                      name=loaded.label).to_frame())
+    kv_bytes = roofline.kv_bytes_per_position(loaded.config, loaded.dtype)
+    display(pd.Series(loaded.describe() | {"kv_bytes_per_token": kv_bytes}, name=loaded.label).to_frame())
     kvcache.sweep(run, loaded, strategies=strategies, lengths=lengths, decode_tokens=decode_tokens,
                   repeats=repeats, warmup=warmup, step=step, window=window, keep=keep,
                   split_lengths=split_lengths, split_tokens=split_tokens, seed=seed)

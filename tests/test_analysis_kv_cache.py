@@ -55,8 +55,9 @@ def test_statistics_find_a_known_slope_and_where_copying_starts_to_cost():
     sl = kv.slopes(df).set_index("strategy")
     assert sl.loc["concat", "ms_per_1k_tokens"] == pytest.approx(0.1, abs=0.01)
     assert sl.loc["preallocated", "low"] < 0 < sl.loc["preallocated", "high"]
-    flat = kv.relative_change(df, "m", "preallocated", 10, 100)
-    assert flat.low < 0.01 and flat.high > -0.01
+    flat = kv.relative_change(df, "m", "preallocated", 10, 100)  # a % change
+    assert flat.low < 1 and flat.high > -1
+    assert kv.relative_change(df, "m", "concat", 10, 100).value == pytest.approx(100 * (2.01 / 2.001 - 1), abs=0.2)
     ratios = kv.strategy_ratios(df, "m", "concat", "preallocated")
     assert ratios.set_index("length").ratio[4000] == pytest.approx(2.4 / 2.0, rel=0.01)
     assert (ratios.pairs == 6).all()

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlx_workbook import decode, kvcache, models, results, tokentime
+from mlx_workbook import decode, kvcache, models, results, roofline, tokentime
 
 
 @pytest.fixture(scope="module")
@@ -42,14 +42,14 @@ def test_rotating_cache_past_its_window_drops_context_and_stays_bounded(varied):
     cache = kvcache.make_cache("rotating", varied.model, window=window)
     decode.measure_generation(varied.model, prompt, n, prompt_cache=cache)
     assert cache[0].offset == prompt_len + n and kvcache.cache_tokens(cache) == window
-    assert kvcache.cache_nbytes(cache) == window * kvcache.kv_bytes_per_token(varied)
+    assert kvcache.cache_nbytes(cache) == window * roofline.kv_bytes_per_position(varied.config, varied.dtype)
 
 
 @pytest.mark.parametrize("step", [16, 256])
 def test_cache_bytes_follow_the_strategy(varied, step):
     prompt_len, n = 40, 30
     prompt = models.random_prompt(varied, prompt_len, seed=2)
-    per_token = kvcache.kv_bytes_per_token(varied)
+    per_token = roofline.kv_bytes_per_position(varied.config, varied.dtype)
     assert per_token == 2 * 2 * 2 * 16 * 4  # 2 (k, v) x 2 layers x 2 kv heads x head dim 16 x float32
     total = prompt_len + n  # generate_step runs one step ahead of the last token it yields
     concat = kvcache.make_cache("concat", varied.model)
@@ -80,7 +80,7 @@ def test_measure_length_records_time_memory_bytes_and_split(tmp_path, tiny):
     per = df[df.experiment == "per_length"].set_index("metric").value
     assert set(per.index) == {"ms_per_token", kvcache.TIME_METRIC, "decode_peak_memory_gb",
                               "prefill_peak_memory_gb", "cache_bytes", "cache_tokens"}
-    assert per.cache_tokens == 56 and per.cache_bytes == 56 * kvcache.kv_bytes_per_token(tiny)
+    assert per.cache_tokens == 56 and per.cache_bytes == 56 * roofline.kv_bytes_per_position(tiny.config, tiny.dtype)
     assert per.ms_per_token > 0 and per[kvcache.TIME_METRIC] > 0
     assert per.decode_peak_memory_gb * 1e9 >= tiny.weight_bytes()
     split = df[df.experiment == "time_split"].set_index("metric").value
@@ -119,3 +119,24 @@ def test_sweep_runs_rounds_over_every_length_with_strategies_back_to_back(tmp_pa
     # the strategies' order rotates from round to round, so neither always runs first
     assert rows.strategy.tolist()[:2] == ["concat", "preallocated"]
     assert rows.strategy.tolist()[4:6] == ["preallocated", "concat"]
+
+
+def test_sweep_warms_every_strategy_at_every_length_before_the_timed_rounds(tmp_path, tiny, monkeypatch):
+    calls = []
+    measure_length = kvcache.measure_length
+
+    def spy(run, loaded, prompt, **kw):  # the real measurement, its arguments noted
+        calls.append((kw["length"], kw["strategy"], kw["record"] if "record" in kw else True, kw["decode_tokens"]))
+        return measure_length(run, loaded, prompt, **kw)
+
+    monkeypatch.setattr(kvcache, "measure_length", spy)
+    run = results.start_run("test_kv", {}, run_dir=tmp_path / "warm")
+    kvcache.sweep(run, tiny, strategies=["concat", "preallocated"], lengths=[12, 6, 20], decode_tokens=4,
+                  repeats=1, warmup=1, step=8, window=32)
+    first_timed = next(i for i, c in enumerate(calls) if c[2])
+    warm, timed = calls[:first_timed], calls[first_timed:]
+    assert not any(c[2] for c in warm) and all(c[2] for c in timed)
+    # every (length, strategy) pair of the timed rounds was run once before them, nothing of it recorded
+    assert {(n, s) for n, s, _, _ in timed} <= {(n, s) for n, s, _, _ in warm}
+    assert [c[3] for c in warm if c[0] != 6] == [kvcache.WARMUP_DECODE_TOKENS] * 4
+    assert (run.measurements.trial >= 0).all() and len(run.measurements.query("metric == @kvcache.TIME_METRIC")) == 6

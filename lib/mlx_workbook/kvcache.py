@@ -25,6 +25,9 @@ DEFAULT_STEP = 256  # mlx-lm's KVCache.step
 # The per-token time the analysis uses: the median interval between a trial's tokens, which a stall of a shared
 # machine in one interval does not move (mlx-lm's mean, "ms_per_token", is stored beside it).
 TIME_METRIC = "ms_per_token_median"
+# Tokens decoded by the warm-up pass at every length: its purpose is the first use of that length's prefill shapes
+# and cache buffers (the prefill dominates its cost), and two tokens also run the decode step at that context.
+WARMUP_DECODE_TOKENS = 2
 
 
 def validate(strategies, lengths, *, decode_tokens: int, step: int, window: int, keep: int = 4,
@@ -86,16 +89,6 @@ def cache_tokens(cache: list) -> int:
     return int(min(c.offset, getattr(c, "max_size", None) or c.offset))
 
 
-def kv_bytes_per_token(loaded) -> int:
-    """Keys + values of one token over all layers: 2 x layers x kv heads x head dim x element size."""
-    cfg = loaded.config
-    heads = cfg["num_attention_heads"]
-    head_dim = cfg.get("head_dim") or cfg["hidden_size"] // heads
-    kv_heads = cfg.get("num_key_value_heads") or heads
-    itemsize = {"bfloat16": 2, "float16": 2, "float32": 4}[loaded.dtype]
-    return 2 * loaded.num_layers * kv_heads * head_dim * itemsize
-
-
 def _peak_split_loop(model, prompt, max_tokens, *, peaks: dict, **kwargs):
     """mlx-lm's loop, with peak memory read after the first token (prefill) and reset for the decode steps."""
     it = decode.mlx_lm_loop(model, prompt, max_tokens, **kwargs)
@@ -143,18 +136,27 @@ def sweep(run, loaded, *, strategies, lengths, decode_tokens: int, repeats: int,
     """Every strategy at every length, `repeats` rounds. A round visits every length and, at each, every
     strategy back to back (their order rotated from round to round), so that slow drifts of the machine hit
     all lengths and strategies alike and a strategy's trial can be paired with another's of the same round and
-    length. Each trial is stored as it finishes."""
+    length. Each trial is stored as it finishes.
+
+    Warm-up, nothing recorded: `warmup` full generations per strategy at the shortest length (kernels compiled,
+    allocator primed), then, when `warmup` > 0, one short pass of every strategy at every length, so that the
+    first use of a length's larger prefill shapes and cache buffers is not paid by round 0's first strategy."""
     prompt = random_prompt(loaded, max(lengths), seed=seed)
-    common = dict(decode_tokens=decode_tokens, step=step, window=window, keep=keep)
-    for strategy in strategies:  # warm-up: kernels compiled and the allocator primed, nothing recorded
+    common = dict(step=step, window=window, keep=keep)
+    for strategy in strategies:
         for _ in range(warmup):
             measure_length(run, loaded, prompt, strategy=strategy, length=min(lengths), trial=-1, record=False,
-                           **common)
+                           decode_tokens=decode_tokens, **common)
+    for length in sorted(lengths) if warmup else ():
+        for strategy in strategies:
+            measure_length(run, loaded, prompt, strategy=strategy, length=length, trial=-1, record=False,
+                           decode_tokens=min(WARMUP_DECODE_TOKENS, decode_tokens), **common)
     for trial in range(repeats):
         order = list(strategies[trial % len(strategies):]) + list(strategies[:trial % len(strategies)])
         for length in sorted(lengths):
             for strategy in order:
                 measure_length(run, loaded, prompt, strategy=strategy, length=length, trial=trial,
+                               decode_tokens=decode_tokens,
                                split_tokens=split_tokens if length in split_lengths else 0, **common)
 
 

@@ -13,6 +13,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from .. import measure, plots, published
+from ..verdicts import Interval
 from . import labels
 from .labels import slug, where  # noqa: F401  (part of this module's interface for the notebook)
 from ..kvcache import TIME_METRIC
@@ -60,10 +61,10 @@ def slopes(df: pd.DataFrame, lengths=None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def relative_change(df: pd.DataFrame, model: str, strategy: str, first: int, last: int) -> measure.Stats:
-    """Per-token time at `last` over that at `first`, minus one (0 = flat), with its bootstrap interval."""
-    r = measure.ratio_interval(times(df, model, strategy, last), times(df, model, strategy, first))
-    return measure.Stats(r.n, r.median - 1, r.low - 1, r.high - 1, r.mean - 1, r.std, r.cv)
+def relative_change(df: pd.DataFrame, model: str, strategy: str, first: int, last: int) -> Interval:
+    """Per-token time at `last` against that at `first` as a % change (0 = flat), with its bootstrap interval."""
+    return Interval.change_pct(measure.ratio_interval(times(df, model, strategy, last),
+                                                      times(df, model, strategy, first)))
 
 
 def paired_ratios(df: pd.DataFrame, model: str, numerator: str, denominator: str, lengths=None) -> pd.DataFrame:

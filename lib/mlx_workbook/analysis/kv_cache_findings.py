@@ -15,46 +15,70 @@ from ..verdicts import Interval
 from . import kv_cache as kv
 
 
-def _pct(s: measure.Stats) -> str:
-    return f"{100 * s.median:+.1f}% [{100 * s.low:+.1f}, {100 * s.high:+.1f}]"
+# A one-token write that copied its buffer would take at least about this share of a full copy's time (ours:
+# the copy's own time at the same size, halved for the noise of one small write).
+COPY_LIKE_RATIO = 0.5
 
 
-def _measured_pct(s: measure.Stats, **extra) -> dict:
-    return {"value": 100 * s.median, "low": 100 * s.low, "high": 100 * s.high, "unit": "%", **extra}
+def _pct(change: Interval) -> str:
+    return f"{change.value:+.1f}% [{change.low:+.1f}, {change.high:+.1f}]"
+
+
+def _row_interval(row) -> Interval:
+    """A row of kv.strategy_ratios (ratio, low, high) as an Interval."""
+    return Interval(float(row.ratio), float(row.low), float(row.high))
 
 
 def _reference(strategies) -> str:
     return "preallocated" if "preallocated" in strategies else strategies[0]
 
 
+def _published_figure(claim_id: str) -> str:
+    """A claim's published figure as the write-up gives it: '20 ms', '18-19 ms', '0%'."""
+    low, high = published.figure_range(claim_id)
+    unit = published.claim(claim_id).get("unit") or ""
+    figure = f"{low:g}" if low == high else f"{low:g}-{high:g}"
+    return f"{figure}{'' if unit in ('', '%') else ' '}{unit}"
+
+
+def every_part_holds(parts) -> str:
+    """One verdict for a claim that needs every part to hold (e.g. flat under every strategy): does not hold
+    when any part does not, holds when all do, inconclusive otherwise."""
+    parts = set(parts)
+    if verdicts.DOES_NOT_HOLD in parts:
+        return verdicts.DOES_NOT_HOLD
+    return verdicts.HOLDS if parts == {verdicts.HOLDS} else verdicts.INCONCLUSIVE
+
+
 def flat_in_original_range(df, model, strategies, original_lengths, tolerance) -> Finding:
     """per_token_time_flat: the original's range, per strategy; the verdict needs every strategy flat."""
     first, last, ref = min(original_lengths), max(original_lengths), _reference(strategies)
     change = {s: kv.relative_change(df, model, s, first, last) for s in strategies}
-    each = {s: verdicts.no_effect(Interval.of(r), tolerance) for s, r in change.items()}
-    overall = (verdicts.DOES_NOT_HOLD if verdicts.DOES_NOT_HOLD in each.values() else
-               verdicts.HOLDS if set(each.values()) == {verdicts.HOLDS} else verdicts.INCONCLUSIVE)
+    each = {s: verdicts.no_effect(c, 100 * tolerance) for s, c in change.items()}
+    overall = every_part_holds(each.values())
     ms = {s: (kv.median_time(df, model, s, first), kv.median_time(df, model, s, last)) for s in strategies}
+    pub_tokens = published.table(*kv.PUBLISHED_TABLE).tokens
+    pub = f"~{_published_figure('per_token_time_flat')}/token, flat over {pub_tokens.min()}..{pub_tokens.max()} tokens"
     return Finding(
         id="per_token_time_flat", verdict=overall, section="per_token", headline=True,
         published=published.reference("per_token_time_flat"),
-        measured=_measured_pct(change[ref], strategy=ref, ms_per_token_first=ms[ref][0],
-                               ms_per_token_last=ms[ref][1], lengths=[first, last]),
+        measured=change[ref].measured("%", strategy=ref, ms_per_token_first=ms[ref][0],
+                                      ms_per_token_last=ms[ref][1], lengths=[first, last]),
         statement=f"{kv.model_label(df, model)} on {kv.where(df)}: time per token from {first} to {last} tokens of "
                   f"context changes "
                   + "; ".join(f"{s} {_pct(change[s])} ({ms[s][0]:.3g} -> {ms[s][1]:.3g} ms, {each[s]})"
                               for s in strategies)
-                  + f". Flat within ±{tolerance:.0%}: {overall} (published: ~20 ms/token, flat over 10..100).")
+                  + f". Flat within ±{tolerance:.0%}: {overall} (published: {pub}).")
 
 
 def full_range(df, model, strategies, lengths, tolerance) -> Finding:
     shortest, longest, ref = min(lengths), max(lengths), _reference(strategies)
     change = {s: kv.relative_change(df, model, s, shortest, longest) for s in strategies}
     sl = kv.slopes(df[df.model == model]).set_index("strategy")
-    v = verdicts.no_effect(Interval.of(change[ref]), tolerance)
+    v = verdicts.no_effect(change[ref], 100 * tolerance)
     return Finding(
         id=f"per_token_full_range_{kv.slug(model)}", verdict=v, section="per_token",
-        measured=_measured_pct(change[ref], strategy=ref, lengths=[shortest, longest]),
+        measured=change[ref].measured("%", strategy=ref, lengths=[shortest, longest]),
         statement=f"{kv.model_label(df, model)}: from {shortest} to {longest} tokens of context the time per token "
                   f"changes "
                   + "; ".join(f"{s} {_pct(change[s])}, slope {sl.loc[s, 'ms_per_1k_tokens']:.3g} "
@@ -67,51 +91,55 @@ def copy_claims(df, model, original_lengths, longest, tolerance) -> list[Finding
     pooled over the original's lengths (both claims are measured by the same comparison)."""
     first, last = min(original_lengths), max(original_lengths)
     orig = kv.pooled_ratio(df, model, "concat", "preallocated", original_lengths)
-    effect = Interval(100 * (orig.median - 1), 100 * (orig.low - 1), 100 * (orig.high - 1))
-    v = verdicts.no_effect(effect, 100 * tolerance)
-    at_longest = kv.strategy_ratios(df, model, "concat", "preallocated").set_index("length").loc[longest]
+    effect = Interval.change_pct(orig)
+    at_longest = _row_interval(kv.strategy_ratios(df, model, "concat", "preallocated").set_index("length")
+                               .loc[longest])
     out = []
     for cid, what in [("kv_copy_no_impact", "copying the whole cache every token (concat)"),
                       ("kv_preallocated_buffers_no_impact", "concatenating every token instead of writing "
                                                             "in place into pre-allocated buffers")]:
+        v = verdicts.effect_matches(effect, *published.figure_range(cid), tolerance=100 * tolerance)
         out.append(Finding(
             id=cid, verdict=v, section="copy_cost", published=published.reference(cid),
-            measured={"value": effect.value, "low": effect.low, "high": effect.high, "unit": "%",
-                      "lengths": list(original_lengths), "pairs": orig.n,
-                      "ratio_at_longest": float(at_longest.ratio), "longest": longest},
+            measured=effect.measured("%", lengths=list(original_lengths), pairs=orig.n,
+                                     ratio_at_longest=at_longest.value, longest=longest),
             statement=f"{kv.model_label(df, model)} on {kv.where(df)}, contexts {first}..{last} tokens: {what} changes "
                       f"the time per token by {verdicts.describe(effect, '%')} against preallocated (median of "
-                      f"{orig.n} paired trials; no impact within ±{tolerance:.0%}: {v}); at {longest} tokens the "
-                      f"ratio is {at_longest.ratio:.3f} [{at_longest.low:.3f}, {at_longest.high:.3f}]."))
+                      f"{orig.n} paired trials; no impact (published: {_published_figure(cid)}) within "
+                      f"±{tolerance:.0%}: {v}); "
+                      f"at {longest} tokens the ratio is {at_longest.value:.3f} [{at_longest.low:.3f}, "
+                      f"{at_longest.high:.3f}]."))
     return out
 
 
 def copy_cost_onset(df, model, longest, tolerance, headline: bool) -> Finding:
     rt = kv.strategy_ratios(df, model, "concat", "preallocated")
     onset = kv.first_costly_length(rt, tolerance)
-    at = rt.set_index("length").loc[onset if onset is not None else longest]
+    judged = onset if onset is not None else longest
+    at = _row_interval(rt.set_index("length").loc[judged])
+    at_pct, last_pct = Interval.change_pct(at), Interval.change_pct(_row_interval(rt.iloc[-1]))
     label = kv.model_label(df, model)
     statement = (f"{label}: copying the cache every token (concat) costs more than {tolerance:.0%} per token from "
-                 f"{onset} tokens of context on: {100 * (at.ratio - 1):+.1f}% [{100 * (at.low - 1):+.1f}, "
-                 f"{100 * (at.high - 1):+.1f}] there, {100 * (rt.ratio.iloc[-1] - 1):+.1f}% at {longest} tokens."
+                 f"{onset} tokens of context on: {_pct(at_pct)} there, {last_pct.value:+.1f}% at {longest} tokens."
                  if onset is not None else
                  f"{label}: at no measured length up to {longest} tokens does copying the cache every token "
                  f"(concat) cost more than {tolerance:.0%} per token with confidence; at {longest} tokens the "
-                 f"per-trial ratio to preallocated is {at.ratio:.3f} [{at.low:.3f}, {at.high:.3f}].")
+                 f"per-trial ratio to preallocated is {at.value:.3f} [{at.low:.3f}, {at.high:.3f}].")
+    # value is a length (no interval of its own); the ratio's interval at that length is stored beside it
     return Finding(id=f"copy_cost_onset_{kv.slug(model)}", section="copy_cost", headline=headline,
-                   measured={"value": onset, "unit": "tokens", "ratio": float(at.ratio), "low": float(at.low),
-                             "high": float(at.high)},
+                   measured={"value": onset, "unit": "tokens", "length": judged, "ratio": at.value,
+                             "ratio_low": at.low, "ratio_high": at.high},
                    statement=statement)
 
 
 def slice_update_claim(df) -> Finding:
     """slice_update_creates_new_arrays: at the largest buffer, a one-token write against a copy of the buffer;
-    a write that copied would take at least about half a copy's time."""
+    a write that copied would take at least COPY_LIKE_RATIO of a copy's time."""
     su = df[df.experiment == "slice_update"]
     big = su.size_mb.max()
     sel = su[su.size_mb == big]
     ratio = measure.ratio_interval(sel[sel.variant == "slice_update"].value, sel[sel.variant == "concatenate"].value)
-    v = verdicts.at_least(Interval.of(ratio), 0.5)
+    v = verdicts.at_least(Interval.of(ratio), COPY_LIKE_RATIO)
     writes = su[su.variant == "slice_update"]
     slope = measure.fit_slope(writes.size_mb, writes.value)
     meaning = {verdicts.DOES_NOT_HOLD: "MLX writes it in place (the old buffer is donated)",
@@ -120,9 +148,8 @@ def slice_update_claim(df) -> Finding:
     return Finding(
         id="slice_update_creates_new_arrays", verdict=v, section="slice_update",
         published=published.reference("slice_update_creates_new_arrays"),
-        measured={"value": ratio.median, "low": ratio.low, "high": ratio.high, "unit": "x",
-                  "what": "slice_update time / concatenate (copy) time per write", "size_mb": float(big),
-                  "slice_update_ms_per_mb": slope["slope"]},
+        measured=Interval.of(ratio).measured("x", what="slice_update time / concatenate (copy) time per write",
+                                             size_mb=float(big), slice_update_ms_per_mb=slope["slope"]),
         statement=f"On {kv.where(df)}, a one-token slice_update into a {big:g} MB buffer takes {ratio.median:.3g}x "
                   f"[{ratio.low:.3g}, {ratio.high:.3g}] the time of copying the buffer, and its time grows "
                   f"{1e3 * slope['slope']:.3g} µs per MB [{1e3 * slope['low']:.3g}, {1e3 * slope['high']:.3g}]: "
