@@ -130,3 +130,39 @@ def test_missing_pairs_and_samplers_are_said_not_guessed():
     assert found["unused_logits_eval_cost"].verdict == verdicts.INCONCLUSIVE
     assert "Not measured" in found["unused_logits_eval_cost"].statement
     assert found["compiled_sampling_speedup_expected"].verdict == verdicts.INCONCLUSIVE
+
+
+def _with_noisy_pair(df: pd.DataFrame, ratios_pct: list[float]) -> pd.DataFrame:
+    """logprobs_always against eval_logits on A: per-round % effects `ratios_pct` instead of the planted 4.5%."""
+    df = df.copy()
+    for trial, effect in enumerate(ratios_pct):
+        sel = (df.experiment == "decode") & (df.metric == "decode_tps") & (df.label == "A") & (df.trial == trial)
+        base = df.loc[sel & (df.variant == "eval_logits"), "value"].iloc[0]
+        df.loc[sel & (df.variant == "logprobs_always"), "value"] = base * (1 + effect / 100)
+    return df
+
+
+def test_speedup_verdicts_follow_the_one_rule():
+    # published 4-5%, widened by loop_stats.claim_tolerance: an interval straddling an edge cannot tell
+    lo, hi = published.figure_range("unused_logits_eval_cost")
+    tol = loop_stats.claim_tolerance(lo, hi)
+    straddle = by_id(analysis.findings(_with_noisy_pair(synthetic(), [4.5, 12.0, 0.5, 9.0, 4.5]), SETUP))
+    m = straddle["unused_logits_eval_cost"].measured
+    assert m["low"] < lo - tol or m["high"] > hi + tol
+    assert straddle["unused_logits_eval_cost"].verdict == verdicts.INCONCLUSIVE
+    above = by_id(analysis.findings(_with_noisy_pair(synthetic(), [15.0, 16.0, 15.5, 15.0, 16.0]), SETUP))
+    assert above["unused_logits_eval_cost"].verdict == verdicts.DOES_NOT_HOLD
+
+
+def test_statements_quote_the_published_figures():
+    found = by_id(analysis.findings(synthetic(), SETUP))
+    lm, node = published.claim("mlxlm_variance_pct"), published.claim("mlxnode_variance_pct")
+    assert f"published {lm['published']:g}%" in found["mlxlm_variance_pct"].statement
+    assert f"{node['published']:g}% vs {lm['published']:g}%" in found["mlxnode_variance_pct"].statement
+    lo, hi = published.figure_range("compiled_sampling_speedup_expected")
+    assert f"expected {lo:g}-{hi:g}x" in found["compiled_sampling_speedup_expected"].statement
+    token_ms = published.claim("per_token_time_flat")["published"]
+    lo, hi = published.figure_range("forward_pass_ms_of_20")
+    assert f"({100 * lo / token_ms:.0f}-{100 * hi / token_ms:.0f}%)" in found["forward_pass_ms_of_20"].statement
+    marks = analysis.published_variation_marks()
+    assert sorted(marks.values()) == sorted([lm["published"], node["published"]])

@@ -98,7 +98,7 @@ def published_split_row() -> dict:
     """The original's table (seed 001, mlx-node before its clean-up) in our phase names; '<1%' drawn as 0."""
     pub = published.table("001_logits_eval", "timing_breakdown")
     row = {PUBLISHED_PHASES[r.phase]: (0.0 if r.share_bound == "<" else r.share_pct) for r in pub.itertuples()}
-    return {**row, "loop": "published: mlx-node, Apple Silicon (before)"}
+    return {**row, "loop": f"published: mlx-node, {published.sources()['001_logits_eval']['hardware']} (before)"}
 
 
 def split_chart(shares: pd.DataFrame, where: str) -> Figure:
@@ -123,12 +123,24 @@ def split_share(df: pd.DataFrame, label: str, name: str, phases: list[str]) -> p
 # --- variability, sampling ---------------------------------------------------------------------------------------
 
 
+# The published run-to-run variation drawn beside ours: claim id -> whose loop it measured.
+PUBLISHED_VARIATION = {"mlxlm_variance_pct": "mlx-lm", "mlxnode_variance_pct": "mlx-node"}
+
+
+def published_variation_marks() -> dict[str, float]:
+    """Chart label -> published CV % (seed 001), e.g. 'published mlx-lm <CV>% (<its hardware>)'."""
+    marks = {}
+    for claim_id, who in PUBLISHED_VARIATION.items():
+        c = published.claim(claim_id)
+        marks[f"published {who} {c['published']:g}% ({c['hardware']})"] = float(c["published"])
+    return marks
+
+
 def variability_chart(summary: pd.DataFrame, where: str) -> Figure:
     table = summary[["label", "variant", "cv_pct", "cv_low", "cv_high"]].rename(
         columns={"cv_pct": "median", "cv_low": "low", "cv_high": "high"})
     return plots.bars_with_intervals(table, category="variant", group="label", horizontal=True,
-                                     ceilings={"published mlx-lm 14% (Apple Silicon)": 14.0,
-                                               "published mlx-node 2.4% (Apple Silicon)": 2.4},
+                                     ceilings=published_variation_marks(),
                                      title=f"Run-to-run variation of decode tokens/s, {where}",
                                      ylabel="coefficient of variation, % (95% interval)")
 
@@ -146,20 +158,12 @@ def sampling_chart(table: pd.DataFrame, where: str) -> Figure:
 # --- the claims ----------------------------------------------------------------------------------------------------
 
 
-def published_range(claim_id: str) -> tuple[float, float]:
-    """(low, high) of a published figure; a single value gives (value, value); no number gives NaN."""
-    c = published.claim(claim_id)
-    lo = c["published_low"] if c["published_low"] is not None else c["published"]
-    hi = c["published_high"] if c["published_high"] is not None else c["published"]
-    return (float("nan") if lo is None else float(lo)), (float("nan") if hi is None else float(hi))
-
-
 def effects_table(df: pd.DataFrame, setup: Setup) -> pd.DataFrame:
     """Every claim pair's measured effect (% faster, paired by round) on every model that ran both variants;
     `judged` marks the model the claim is judged on."""
     out = []
     for claim_id, (a, b) in loop_stats.CLAIM_PAIRS.items():
-        lo, hi = published_range(claim_id)
+        lo, hi = published.figure_range(claim_id)
         for label in setup.labels.values():
             m = loop_stats.speedup_pct(df, label, a, b)
             if m is not None:
