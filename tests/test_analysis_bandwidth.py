@@ -117,6 +117,24 @@ def test_findings_cover_every_claim_with_verdicts_from_the_planted_effects():
     assert found["server_overhead_50_tokens"].measured["value"] == pytest.approx(100 * 0.1 / 1.1)
     assert found["bandwidth_ceiling"].measured["value"] == 1000.0 and "Test GPU" in found["bandwidth_ceiling"].statement
     assert sum(f.headline for f in found.values()) == 2
+    # 14B at 0.75x the 7B's time for 2x the parameters: sub-linear
+    assert found["tok_s_sublinear_in_params"].verdict == verdicts.HOLDS
+    # the published M4 Max row's own arithmetic (94 / 80 tok/s), computed from the table
+    assert "94 / 80 tok/s is 118%" in found["bandwidth_efficiency_m4_max"].statement
+    assert "published: 70-90%" in found["bandwidth_efficiency_observed_range"].statement
+
+
+def test_one_sided_claims_use_at_least_with_the_sign_handled():
+    df, acc = synthetic()
+    eff = (df.label == "qwen2.5-7b 4-bit") & (df.metric == "efficiency")
+    df.loc[eff, "value"] = [0.994, 0.995, 0.996]  # 0.4-0.6% of each step is not memory time
+    tps = (df.label == "qwen2.5-14b 4-bit") & (df.metric == "decode_tps")
+    seven = df[(df.label == "qwen2.5-7b 4-bit") & (df.metric == "decode_tps")].value.median()
+    df.loc[tps, "value"] = seven / 3 * df.loc[tps, "value"] / df.loc[tps, "value"].median()  # 3x slower for 2x
+    found = {f.id: f for f in bandwidth_findings.findings(df, acc, CEILING, PARAMS)}
+    assert found["python_overhead_lt_1pct"].verdict == verdicts.HOLDS
+    assert found["python_overhead_lt_1pct"].measured["high"] < 1
+    assert found["tok_s_sublinear_in_params"].verdict == verdicts.DOES_NOT_HOLD
 
 
 def test_python_overhead_above_the_ceiling_is_no_bound():

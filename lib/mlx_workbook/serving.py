@@ -208,8 +208,8 @@ def prompt_cache_ttft(run: results.Run, loaded: models.LoadedModel, *, prefix_to
                       repeats: int) -> dict:
     """Time to first token for prefix + suffix, from scratch vs with the prefix's KV cache already computed.
 
-    The cached prefix is computed once (timed separately); after each trial the cache is trimmed back to
-    the prefix (or a deep copy is used where a cache cannot be trimmed), so every trial starts equal.
+    The cached prefix is computed once (untimed: a single cold prefill says nothing); after each trial the cache
+    is trimmed back to the prefix (or a deep copy is used where a cache cannot be trimmed), so every trial starts equal.
     """
     import copy
 
@@ -221,9 +221,7 @@ def prompt_cache_ttft(run: results.Run, loaded: models.LoadedModel, *, prefix_to
     cols = {**loaded.describe(), "label": loaded.label, "prefix_tokens": prefix_tokens,
             "suffix_tokens": suffix_tokens}
     cache = make_prompt_cache(loaded.model)
-    tic = time.perf_counter()
     prefill(loaded, prefix, cache)
-    run.record("prompt_cache", "prefix_prefill_ms", 1e3 * (time.perf_counter() - tic), "ms", **cols)
     trimmable = can_trim_prompt_cache(cache)
 
     def cached_first_tokens():

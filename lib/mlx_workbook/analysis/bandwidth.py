@@ -20,14 +20,14 @@ GB = 1e9
 PARTS = ["embedding_rows", "lm_head", "dense_layers", "experts_active", "kv_read", "kv_written"]
 
 
-def as_measured(s: measure.Stats | None, unit: str, scale: float = 1.0) -> dict | None:
-    """A Finding's `measured` from a Stats (median and its interval), scaled; None when nothing was measured."""
-    return {"value": s.median * scale, "low": s.low * scale, "high": s.high * scale, "unit": unit} if s else None
+def interval(s: measure.Stats | None, scale: float = 1.0) -> verdicts.Interval | None:
+    """A Stats' median and interval, scaled (e.g. 100 for a ratio in %); None when nothing was measured."""
+    return verdicts.Interval.of(s).scaled(scale) if s else None
 
 
 def as_text(s: measure.Stats | None, unit: str = "", scale: float = 1.0, digits: int = 3) -> str:
     """'12.3 tok/s [11.9, 12.6]' (or 'n/a')."""
-    return verdicts.describe(verdicts.Interval(s.median * scale, s.low * scale, s.high * scale), unit, digits) if s else "n/a"
+    return verdicts.describe(interval(s, scale), unit, digits) if s else "n/a"
 
 
 # --- bytes per token -----------------------------------------------------------------------------------------

@@ -9,7 +9,10 @@ from matplotlib.figure import Figure
 from .. import measure, plots, published, verdicts
 from ..results import Finding
 from ..roofline import Ceiling
-from .bandwidth import as_measured, as_text
+from .bandwidth import as_text, interval
+
+SRC = "004_bandwidth"  # the write-up whose server-overhead table these findings quote
+PREQUANT_TOLERANCE_PTS = 10  # percentage points around the published gain: run-to-run decode noise is a few %
 
 
 def _rows(df: pd.DataFrame, experiment: str, metric: str | None = None) -> pd.DataFrame:
@@ -117,21 +120,26 @@ def findings(df: pd.DataFrame, where: str, params: dict) -> list[Finding]:
     and pre-quantized checkpoints."""
     out, label = [], served_label(df)
     share = fixed_share_table(df).set_index("length")
-    for n, cid in [(50, "server_overhead_50_tokens"), (100, "server_overhead_100_tokens"),
-                   (200, "server_overhead_200_tokens")]:
+    pub = published.table(SRC, "server_overhead")
+    for p in pub.itertuples():
+        n = int(p.gen_tokens)
         r = share.loc[n] if n in share.index else None
-        out.append(_claim(cid, verdicts.NOT_APPLICABLE, "No HTTP server or IPC runs here. " + (
-            f"In process, the fixed start of a {n}-token request (prefill + first token) is {r['median']:.1%} "
-            f"[{r.low:.1%}, {r.high:.1%}] of it on {label}, {where}; any per-request cost shrinks with the length "
-            "the same way." if r is not None else f"{n} tokens is not in lengths."),
-            {"value": r["median"] * 100, "low": r.low * 100, "high": r.high * 100, "unit": "% fixed share"}
-            if r is not None else None, "lengths"))
+        fixed = verdicts.Interval(r["median"], r.low, r.high).scaled(100) if r is not None else None
+        out.append(_claim(f"server_overhead_{n}_tokens", verdicts.NOT_APPLICABLE,
+                          f"No HTTP server or IPC runs here (published: {p.overhead_pct_low:g}-{p.overhead_pct_high:g}% "
+                          f"server overhead at {n} tokens). " + (
+                              f"In process, the fixed start of a {n}-token request (prefill + first token) is "
+                              f"{verdicts.describe(fixed, '%')} of it on {label}, {where}; any per-request cost shrinks "
+                              "with the length the same way." if fixed else f"{n} tokens is not in lengths."),
+                          fixed.measured("% fixed share") if fixed else None, "lengths"))
     req = request_tps(df)
-    mid = int(min(req.index, key=lambda n: abs(n - 100)))
+    mid = int(min(req.index, key=lambda n: abs(n - pub.gen_tokens.median())))  # nearest the write-up's medium request
     req_ms = mid / req[mid] * 1e3
+    lo, hi = published.figure_range("server_overhead_ms_per_request")
     out.append(_claim("server_overhead_ms_per_request", verdicts.NOT_APPLICABLE,
-                      f"No server runs here. For scale: 3-7 ms would be {3 / req_ms:.1%}-{7 / req_ms:.1%} of a "
-                      f"{mid}-token request ({req_ms:.0f} ms) with {label} on {where}.", None, "lengths"))
+                      f"No server runs here. For scale: the published {lo:g}-{hi:g} ms would be {lo / req_ms:.1%}-"
+                      f"{hi / req_ms:.1%} of a {mid}-token request ({req_ms:.0f} ms) with {label} on {where}.", None,
+                      "lengths"))
     return out + _batch_and_cache(df, where, params, label) + [_prequant(df, where)]
 
 
@@ -142,7 +150,7 @@ def _batch_and_cache(df: pd.DataFrame, where: str, params: dict, label: str) -> 
     eff = _rows(df, "batch", "efficiency")
     beff = measure.summarize(eff[eff.batch == top].value)
     out = [Finding(id="batch32_speedup" if top == 32 else "batch_speedup", section="batch",
-                   measured=as_measured(speed, "x"),
+                   measured=interval(speed).measured("x") if speed else None,
                    statement=f"Batch {top} decodes {as_text(speed, 'x')} the aggregate tok/s of batch 1 with mlx-lm's "
                              f"BatchGenerator ({b[b.batch == 1].value.median():.1f} -> {b[b.batch == top].value.median():.1f} "
                              f"tok/s, {top} sequences of {params['batch_tokens']} tokens, {label}, {where}); the batched "
@@ -154,7 +162,7 @@ def _batch_and_cache(df: pd.DataFrame, where: str, params: dict, label: str) -> 
     pc = _rows(df, "prompt_cache", "ttft_ms")
     speed = measure.ratio_interval(pc[pc.variant == "no cache"].value, pc[pc.variant == "cached prefix"].value)
     med = prompt_cache_table(df).set_index("variant")["median"]
-    out.append(Finding(id="prompt_cache_ttft_speedup", section="prompt-cache", measured=as_measured(speed, "x"),
+    out.append(Finding(id="prompt_cache_ttft_speedup", section="prompt-cache", measured=interval(speed).measured("x"),
                        statement=f"A cached {int(pc.prefix_tokens.iloc[0])}-token prefix cuts time to first token "
                                  f"{as_text(speed, 'x')} ({med['no cache']:.1f} -> {med['cached prefix']:.1f} ms) for "
                                  f"{int(pc.suffix_tokens.iloc[0])} new tokens on {label}, {where}; same first token: "
@@ -166,13 +174,15 @@ def _prequant(df: pd.DataFrame, where: str) -> Finding:
     """Pre-quantized vs quantized while loading: the same weights, so decode speed should not differ."""
     pq = _rows(df, "prequant", "decode_tps")
     gain = measure.ratio_interval(pq[pq.variant == "pre-quantized"].value, pq[pq.variant == "quantized at load time"].value)
-    pct = verdicts.Interval((gain.median - 1) * 100, (gain.low - 1) * 100, (gain.high - 1) * 100)
+    pct = verdicts.Interval.change_pct(gain)
     tab = prequant_table(df)
     loads = tab[tab.metric == "load_s"].set_index("variant")["median"]
-    return _claim("prequantized_vs_otf_quant_gain", verdicts.effect_matches(pct, 41, tolerance=10),
+    lo, hi = published.figure_range("prequantized_vs_otf_quant_gain")
+    return _claim("prequantized_vs_otf_quant_gain", verdicts.effect_matches(pct, lo, hi, PREQUANT_TOLERANCE_PTS),
                   f"Pre-quantized vs quantized at load time ({pq.label.iloc[0]}, both through mlx_lm.load): decode "
-                  f"{verdicts.describe(pct, '%')} (published +41%, tolerance 10 points); identical tokens: "
+                  f"{verdicts.describe(pct, '%')} (published +{hi:g}%, tolerance {PREQUANT_TOLERANCE_PTS:g} points); "
+                  "identical tokens: "
                   f"{prequant_same_tokens(df)}; load {loads['pre-quantized']:.2f} s vs {loads['quantized at load time']:.2f} s, "
                   f"{where}. With the same quantization code both paths end with the same weights, so decode speed "
                   "cannot differ; load time can.",
-                  {"value": pct.value, "low": pct.low, "high": pct.high, "unit": "%"}, "prequant")
+                  pct.measured("%"), "prequant")
