@@ -256,8 +256,9 @@ def parse_model(spec: str) -> dict:
     models.preset_config(preset)  # raises ModelError for an unknown preset
     kind = kind or "bfloat16"
     if kind.isdigit():
-        if int(kind) not in models.QUANT_BITS:
-            raise models.ModelError(f"{spec}: {kind} bits is not one of MLX's {models.QUANT_BITS}")
+        if int(kind) == 0:
+            raise models.ModelError(f"{spec}: 0 is not a bit width; use preset:<dtype> for unquantized weights")
+        models.check_bits(int(kind), spec)
         return {"name": preset, "dtype": "bfloat16", "bits": int(kind)}
     if kind not in models.DTYPES:
         raise models.ModelError(f"{spec}: use preset:<bits> or preset:<dtype>, dtype one of {', '.join(models.DTYPES)}")

@@ -133,12 +133,17 @@ def check_fits(nbytes: int, what: str, environment: envmod.Environment | None = 
 # --- building ----------------------------------------------------------------------------------------------
 
 
+def check_bits(bits: int | None, context: str = "") -> None:
+    """A bit width as parameters give it: None or 0 means unquantized, anything else must be MLX's."""
+    if bits and bits not in QUANT_BITS:
+        raise ModelError(f"{context + ': ' if context else ''}bits={bits} is not supported by MLX's affine "
+                         f"quantization; use one of {QUANT_BITS}, or None / 0 for unquantized weights")
+
+
 def validate(dtype: str, bits: int | None, group_size: int) -> None:
     if dtype not in DTYPES:
         raise ModelError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}")
-    if bits is not None and bits not in QUANT_BITS:
-        raise ModelError(f"bits={bits} is not supported by MLX's affine quantization; use one of {QUANT_BITS} "
-                         "or None for unquantized weights")
+    check_bits(bits)
     if group_size not in GROUP_SIZES:
         raise ModelError(f"group_size={group_size} is not supported; use one of {GROUP_SIZES}")
 

@@ -20,6 +20,8 @@ from typing import Callable
 
 import mlx.core as mx
 
+from . import measure
+
 Sampler = Callable[[mx.array], mx.array]
 Processor = Callable[[mx.array, mx.array], mx.array]  # (context tokens, logits) -> logits
 
@@ -139,17 +141,12 @@ def time_sampler(sampler: Sampler, vocab_size: int, *, dtype=mx.float32, calls: 
     mx.random.seed(seed)
     logits = mx.random.normal((1, vocab_size)).astype(dtype)
     mx.eval(logits)
-    for _ in range(warmup):
-        mx.eval(sampler(logits))
-    out = []
-    for _ in range(repeats):
-        mx.synchronize()
-        tic = time.perf_counter()
+
+    def samples():
         for _ in range(calls):
             mx.eval(sampler(logits))
-        mx.synchronize()
-        out.append((time.perf_counter() - tic) / calls)
-    return out
+
+    return [t.seconds / calls for t in measure.trials(samples, repeats=repeats, warmup=warmup)]
 
 
 def time_transfer(vocab_size: int, *, calls: int = 20, repeats: int = 5) -> list[float]:

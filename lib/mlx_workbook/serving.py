@@ -33,8 +33,7 @@ def validate(*, batch_sizes: list[int], lengths: list[int], prefix_tokens: int, 
         raise ValueError(f"gen_tokens and batch_tokens must be >= 2 (got {gen_tokens}, {batch_tokens}) and every "
                          f"repeat count >= 1 (got {list(repeats)})")
     for bits in (serving_bits, prequant_bits):
-        if bits != 0 and bits not in models.QUANT_BITS:
-            raise models.ModelError(f"bits={bits}: use 0 (unquantized) or one of {models.QUANT_BITS}")
+        models.check_bits(bits)
     if prequant_bits == 0:
         raise ValueError("prequant_bits must be a quantized width: the comparison is about quantized weights")
 
@@ -49,9 +48,7 @@ def sweep_plan(presets: list[str], bits: list[int], moe_bits: list[int], preset_
         config = models.preset_config(name)  # ModelError for an unknown preset
         widths = list(preset_bits.get(name, moe_bits if models.is_moe(config) else bits))
         for b in widths:
-            if b != 0 and b not in models.QUANT_BITS:
-                raise models.ModelError(f"{name}: bits={b} is not supported; use 0 (unquantized) or one of "
-                                        f"{models.QUANT_BITS}")
+            models.check_bits(b, name)
         plan.append((name, widths))
     unknown = set(preset_bits) - set(presets)
     if unknown:
