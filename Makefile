@@ -32,7 +32,7 @@ DEV_READY :=
 endif
 
 export PYTHONPATH := $(CURDIR)/lib$(if $(PYTHONPATH),:$(PYTHONPATH))
-RUNNER = $(PYTHON) -m mlx_workbook.runner
+RUNNER = $(PYTHON) -m mlx_workbook.report.runner
 RUN_ARGS = --profile $(PROFILE) $(if $(P),-p "$(P)") $(if $(PARAMS),--params-file $(PARAMS))
 
 .PHONY: help reports report notebooks index lab test compare findings browser clean clean-all env
@@ -77,10 +77,10 @@ lab: $(ENV_READY) notebooks ## Open JupyterLab on the notebooks
 
 compare: $(ENV_READY) ## Compare two runs side by side: make compare A=<run dir or id> B=<run dir or id>
 	@test -n "$(A)" -a -n "$(B)" || { echo 'usage: make compare A=<run dir or id> B=<run dir or id>' >&2; exit 2; }
-	$(PYTHON) -m mlx_workbook.compare "$(A)" "$(B)"
+	$(PYTHON) -m mlx_workbook.report.compare "$(A)" "$(B)"
 
 findings: $(ENV_READY) ## Rebuild the findings page(s), the indexes and the README's findings block from stored runs
-	$(PYTHON) -m mlx_workbook.findings
+	$(PYTHON) -m mlx_workbook.report.findings_page
 
 # The browser tests drive Debian's Chromium; without it (and without root to install it) they skip, saying why.
 browser: ## Make sure headless Chromium is installed for the browser tests (apt-get, when run as root)

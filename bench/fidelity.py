@@ -30,8 +30,10 @@ from pathlib import Path
 
 import mlx.core as mx
 
-from mlx_workbook import REPORTS_DIR, decode, measure, models, verdicts
-from mlx_workbook import env as envmod
+from mlx_workbook import REPORTS_DIR, models
+from mlx_workbook.probes import decode
+from mlx_workbook.core import measure, verdicts
+from mlx_workbook.core import env as envmod
 
 TRIAL_LINE = re.compile(r"Trial (\d+):\s+prompt_tps=([\d.]+), generation_tps=([\d.]+), peak_memory=([\d.]+)")
 

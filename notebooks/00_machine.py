@@ -37,9 +37,11 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 import mlx_workbook as wb
-from mlx_workbook import kernels, plots, results
-from mlx_workbook.env import published_peaks
-from mlx_workbook.results import Finding
+from mlx_workbook.probes import kernels
+from mlx_workbook.report import plots
+from mlx_workbook.core import results
+from mlx_workbook.core.env import published_peaks
+from mlx_workbook.core.results import Finding
 
 run = results.start_run("00_machine", {k: v for k, v in dict(globals()).items() if k in (
     "profile", "sizes_mb", "probes", "bandwidth_dtype", "traffic_mb", "matmul_sizes", "matmul_dtype", "repeats", "warmup")},

@@ -65,9 +65,12 @@ import mlx.core as mx
 import pandas as pd
 from IPython.display import Markdown, display
 
-from mlx_workbook import kvcache, models, results, roofline
-from mlx_workbook.analysis import kv_cache as analysis
-from mlx_workbook.analysis.kv_cache_findings import findings
+from mlx_workbook.investigations.kv_cache import measure as kvcache
+from mlx_workbook import models
+from mlx_workbook.core import results
+from mlx_workbook.models import roofline
+from mlx_workbook.investigations.kv_cache import analysis as analysis
+from mlx_workbook.investigations.kv_cache.findings import findings
 
 # Parameters are checked before anything heavy runs: unknown preset, dtype or bits, a model too large for this
 # device, or impossible lengths are one clear error now.

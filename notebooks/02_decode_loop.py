@@ -26,13 +26,13 @@
 #   (expected 1.3-1.5x on sampling, ~1-2% overall) and a **dedicated stream** (expected minor).
 #
 # Those loops were Rust; ours are Python on the same MLX. Each claim becomes a pair of decode loops that differ
-# in exactly that one respect (`mlx_workbook.loops.VARIANTS`), and the published effect is set against the
+# in exactly that one respect (`mlx_workbook.probes.loops.VARIANTS`), and the published effect is set against the
 # ratio of their tokens/s. mlx-lm's own `generate_step` runs beside them as the reference. Under greedy
 # decoding every variant must emit `generate_step`'s tokens: checked below on a model with clear logit margins
 # (and in `tests/test_loops.py`); sampled variants that read the same numbers emit identical tokens under the
 # same seed.
 #
-# **How it is measured** (`mlx_workbook.loop_bench`). Each model gets the same random prompt; every variant
+# **How it is measured** (`mlx_workbook.investigations.decode_loop.measure`). Each model gets the same random prompt; every variant
 # decodes `max_tokens` tokens per trial, clocked by `decode.measure_generation` exactly like mlx-lm (decode
 # tokens/s counts from the first token on the host; time to first token is kept apart). Every variant is first
 # warmed up on exactly the timed shapes, so first-use kernel compilation stays out of the trials (its seconds are
@@ -71,8 +71,10 @@ import mlx.core as mx
 import pandas as pd
 from IPython.display import Markdown, display
 
-from mlx_workbook import kvcache, loop_bench, results
-from mlx_workbook.analysis import decode_loop as analysis
+from mlx_workbook.investigations.kv_cache import measure as kvcache
+from mlx_workbook.investigations.decode_loop import measure as loop_bench
+from mlx_workbook.core import results
+from mlx_workbook.investigations.decode_loop import analysis as analysis
 
 # Parameters are checked before anything heavy runs: unknown names, models too large, impossible sizes.
 loop_bench.validate(model_specs, variants, side_variants, samplers, pipelining_model, seed=seed)

@@ -85,7 +85,9 @@ target_ms: float = 3  # calls per trial are batched up to about this many ms
 tolerance: float = 0.25  # a cliff must exceed the work envelope by this fraction (CPU timings are noisy)
 
 # %%
-from mlx_workbook import attention, models, ops
+from mlx_workbook.investigations.sdpa_cliff import measure as attention
+from mlx_workbook import models
+from mlx_workbook.probes import ops
 
 PARAMS = ["profile", "n_q_heads", "n_kv_heads", "wide_lengths", "boundaries", "offsets", "modes", "variants",
           "main_dtype", "main_head_dim", "dtypes", "head_dims", "variant_modes", "variant_wide", "variant_boundaries",
@@ -105,9 +107,9 @@ models.check_backend_support(models.preset_config(model), model_dtype, model_bit
 import pandas as pd
 from IPython.display import Markdown, display
 
-from mlx_workbook import results
-from mlx_workbook.analysis import sdpa_cliff as an
-from mlx_workbook.analysis import sdpa_cliff_findings as an_findings
+from mlx_workbook.core import results
+from mlx_workbook.investigations.sdpa_cliff import analysis as an
+from mlx_workbook.investigations.sdpa_cliff import findings as an_findings
 
 run = results.start_run("03_sdpa_cliff", P, run_dir=run_dir)
 timing = dict(repeats=repeats, warmup=warmup, target_ms=target_ms)

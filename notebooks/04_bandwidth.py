@@ -64,10 +64,12 @@ bound_threshold: float = 0.5  # efficiency from which a configuration counts as 
 import pandas as pd
 from IPython.display import Markdown, display
 
-from mlx_workbook import prequant, results, serving
-from mlx_workbook import roofline as rl
-from mlx_workbook.analysis import bandwidth as bw
-from mlx_workbook.analysis import bandwidth_findings, bandwidth_serving as bws
+from mlx_workbook.investigations.bandwidth import prequant, measure as serving
+from mlx_workbook.core import results
+from mlx_workbook.models import roofline as rl
+from mlx_workbook.probes import kernels
+from mlx_workbook.investigations.bandwidth import analysis as bw
+from mlx_workbook.investigations.bandwidth import findings as bandwidth_findings, serving_analysis as bws
 
 # Parameters are checked before any model is built: unknown presets, bad widths, impossible sizes.
 plan = serving.sweep_plan(presets, bits, moe_bits, preset_bits)
@@ -95,7 +97,7 @@ display(pd.Series(env.as_dict() | {"run_id": run.run_id}, name="environment").to
 # device, is a second, higher ceiling.
 
 # %%
-ceiling = rl.measured_bandwidth(run, mode=bandwidth_source, sizes_mb=probe_sizes_mb, probes=probe_kinds, repeats=5)
+ceiling = kernels.measured_bandwidth(run, mode=bandwidth_source, sizes_mb=probe_sizes_mb, probes=probe_kinds, repeats=5)
 display(Markdown(f"**Bandwidth used for every roofline:** {ceiling.describe()}."))
 
 # %% [markdown]

@@ -39,8 +39,9 @@ import pandas as pd
 from IPython.display import HTML, Markdown, display
 
 import mlx_workbook as wb
-from mlx_workbook import findings, results
-from mlx_workbook.results import Finding
+from mlx_workbook.report import findings_page as findings
+from mlx_workbook.core import results
+from mlx_workbook.core.results import Finding
 
 run = results.start_run("05_findings", {"profile": profile, "roots": roots, "page": page, "readme": readme},
                         run_dir=run_dir)

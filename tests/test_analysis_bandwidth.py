@@ -4,10 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlx_workbook import published, verdicts
-from mlx_workbook.analysis import bandwidth as bw
-from mlx_workbook.analysis import bandwidth_findings, bandwidth_serving as bws
-from mlx_workbook.roofline import Ceiling
+from mlx_workbook.core import published, verdicts
+from mlx_workbook.investigations.bandwidth import analysis as bw
+from mlx_workbook.investigations.bandwidth import findings as bandwidth_findings, serving_analysis as bws
+from mlx_workbook.probes.kernels import Ceiling
 
 CEILING = Ceiling(1000.0, 990.0, 1010.0, "a test probe", published_gbs=2000.0, published_name="Test GPU")
 MACHINE = {"device": "Test GPU", "backend": "cuda", "mlx": "0.0"}

@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlx_workbook import loop_stats, measure, published, verdicts
-from mlx_workbook.analysis import decode_loop as analysis
-from mlx_workbook.loops import variant
+from mlx_workbook.investigations.decode_loop import stats as loop_stats
+from mlx_workbook.core import measure, published, verdicts
+from mlx_workbook.investigations.decode_loop import analysis as analysis
+from mlx_workbook.probes.loops import variant
 
 DRIFT = [1.0, 1.4, 0.8, 1.2, 0.9]  # a machine state that changes between rounds, the same for every variant
 # tokens/s factors on the claims model: each planted effect sits inside its published range

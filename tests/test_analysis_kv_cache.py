@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlx_workbook import verdicts
-from mlx_workbook.analysis import kv_cache as kv
-from mlx_workbook.analysis.kv_cache_findings import findings
-from mlx_workbook.kvcache import TIME_METRIC
+from mlx_workbook.core import verdicts
+from mlx_workbook.investigations.kv_cache import analysis as kv
+from mlx_workbook.investigations.kv_cache.findings import findings
+from mlx_workbook.investigations.kv_cache.measure import TIME_METRIC
 
 BASE = dict(device="Test GPU", backend="cuda", mlx="0.0.1", dtype="bfloat16", bits=np.nan)
 LENGTHS = (10, 100, 1000, 4000)

@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from mlx_workbook import cliffs
-from mlx_workbook.analysis import sdpa_cliff as an
-from mlx_workbook.analysis import sdpa_cliff_findings as fnd
+from mlx_workbook.investigations.sdpa_cliff import cliffs
+from mlx_workbook.investigations.sdpa_cliff import analysis as an
+from mlx_workbook.investigations.sdpa_cliff import findings as fnd
 from mlx_workbook.probes import sdpa_probe as probe
-from mlx_workbook.verdicts import DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, NOT_APPLICABLE
+from mlx_workbook.core.verdicts import DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, NOT_APPLICABLE
 
 BASE = {"device": "Test GPU", "backend": "cuda", "mlx": "0.32.4", "mlx_lm": "0.32.2"}
 LENGTHS = [64, 116, 120, 124, 127, 128, 129, 132, 140, 256, 512]

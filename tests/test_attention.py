@@ -8,7 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlx_workbook import attention, cliffs, ops, models, results
+from mlx_workbook.investigations.sdpa_cliff import measure as attention, cliffs
+from mlx_workbook.probes import ops
+from mlx_workbook import models
+from mlx_workbook.core import results
 from mlx.utils import tree_flatten as mlx_flatten
 from mlx_workbook.probes import sdpa_probe as probe
 

@@ -13,7 +13,8 @@ from urllib.parse import urldefrag, urlparse
 
 import pytest
 
-from mlx_workbook import compare, findings, html, results, runner
+from mlx_workbook.report import compare, findings_page as findings, html, runner
+from mlx_workbook.core import results
 
 pytestmark = pytest.mark.browser
 

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlx_workbook import cliffs
+from mlx_workbook.investigations.sdpa_cliff import cliffs
 
 LENGTHS = [32, 64, 96, 116, 120, 124, 127, 128, 129, 132, 140, 192, 255, 256, 257, 384, 512]
 

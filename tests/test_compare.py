@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlx_workbook import compare, html, results
+from mlx_workbook.report import compare, html
+from mlx_workbook.core import results
 
 
 def make_run(root, name, *, fast_scale, extra_size=None, repeats=6, seed=0):

@@ -4,7 +4,8 @@ import mlx.core as mx
 import pytest
 from mlx_lm import stream_generate
 
-from mlx_workbook import decode, models
+from mlx_workbook.probes import decode
+from mlx_workbook import models
 
 
 def test_reference_loop_emits_mlx_lm_tokens(tiny_checkpoint):
@@ -38,7 +39,7 @@ def test_clocks_follow_mlx_lm_definitions(tiny_checkpoint):
 
 
 def test_record_generation_writes_one_row_per_metric(tmp_path, tiny):
-    from mlx_workbook import results
+    from mlx_workbook.core import results
 
     run = results.start_run("99_test", {}, run_dir=tmp_path / "gen")
     gen = decode.measure_generation(tiny.model, models.random_prompt(tiny, 8), 8)

@@ -7,9 +7,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlx_workbook import findings, published, results
-from mlx_workbook.results import Finding
-from mlx_workbook.verdicts import DOES_NOT_HOLD, HOLDS, NOT_APPLICABLE
+from mlx_workbook.report import findings_page as findings
+from mlx_workbook.core import published, results
+from mlx_workbook.core.results import Finding
+from mlx_workbook.core.verdicts import DOES_NOT_HOLD, HOLDS, NOT_APPLICABLE
 
 H100 = {"device": "NVIDIA H100 80GB HBM3", "backend": "cuda"}
 

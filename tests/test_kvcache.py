@@ -7,7 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlx_workbook import decode, kvcache, models, results, roofline, tokentime
+from mlx_workbook.probes import decode, tokentime
+from mlx_workbook.investigations.kv_cache import measure as kvcache
+from mlx_workbook import models
+from mlx_workbook.core import results
+from mlx_workbook.models import roofline
 
 
 @pytest.fixture(scope="module")

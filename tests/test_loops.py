@@ -7,7 +7,11 @@ from mlx.utils import tree_map
 from mlx_lm.generate import generate_step
 from mlx_lm.sample_utils import make_logits_processors, make_sampler
 
-from mlx_workbook import decode, kvcache, loop_bench, loop_stats, loops, models, results, sampling
+from mlx_workbook.probes import decode, loops, sampling
+from mlx_workbook.investigations.kv_cache import measure as kvcache
+from mlx_workbook.investigations.decode_loop import measure as loop_bench, stats as loop_stats
+from mlx_workbook import models
+from mlx_workbook.core import results
 
 N = 24
 

@@ -4,7 +4,7 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from mlx_workbook import measure
+from mlx_workbook.core import measure
 
 
 def test_summarize_median_interval_and_cv():

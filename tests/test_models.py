@@ -4,7 +4,8 @@ import mlx.core as mx
 import pytest
 from mlx.utils import tree_flatten
 
-from mlx_workbook import env, models
+from mlx_workbook.core import env
+from mlx_workbook import models
 
 
 def dense_param_count(c: dict) -> int:

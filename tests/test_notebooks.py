@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from mlx_workbook import results, runner
+from mlx_workbook.core import results
+from mlx_workbook.report import runner
 
 pytestmark = pytest.mark.notebook
 

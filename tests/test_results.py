@@ -3,8 +3,8 @@ import json
 import pandas as pd
 import pytest
 
-from mlx_workbook import results
-from mlx_workbook.results import Finding
+from mlx_workbook.core import results
+from mlx_workbook.core.results import Finding
 
 
 def test_rows_are_on_disk_after_each_record(tmp_path):
@@ -49,7 +49,7 @@ def test_load_finds_runs_and_latest(tmp_path):
 
 
 def test_figures_saved_as_svg_and_png(tmp_path):
-    from mlx_workbook import plots
+    from mlx_workbook.report import plots
 
     run = results.start_run("99_test", {}, run_dir=tmp_path / "r3")
     table = pd.DataFrame({"x": [1, 2], "median": [1.0, 2.0], "low": [0.9, 1.9], "high": [1.1, 2.1]})

@@ -2,9 +2,11 @@
 
 import pytest
 
-from mlx_workbook import models, results
-from mlx_workbook import roofline as rl
-from mlx_workbook.results import Finding
+from mlx_workbook import models
+from mlx_workbook.core import results
+from mlx_workbook.models import roofline as rl
+from mlx_workbook.probes import kernels
+from mlx_workbook.core.results import Finding
 
 
 def test_tied_dense_model_reads_one_embedding_row_and_the_whole_head():
@@ -62,16 +64,16 @@ def fake_machine_run(root, gbs):
 def test_bandwidth_comes_from_00_machine_else_from_a_probe_here(tmp_path):
     fake_machine_run(tmp_path / "reports", 123.0)
     run = results.start_run("04_bandwidth", {}, run_dir=tmp_path / "r")
-    ceiling = rl.measured_bandwidth(run, mode="auto", roots=[tmp_path / "reports"])
+    ceiling = kernels.measured_bandwidth(run, mode="auto", roots=[tmp_path / "reports"])
     assert ceiling.gbs == 123.0 and "00_machine run m" in ceiling.source
-    probed = rl.measured_bandwidth(run, mode="measure", sizes_mb=[4], probes=["read", "copy"], repeats=2)
+    probed = kernels.measured_bandwidth(run, mode="measure", sizes_mb=[4], probes=["read", "copy"], repeats=2)
     assert probed.gbs > 0 and "measured here" in probed.source and "no published peak" in probed.describe()
     assert set(run.measurements.experiment) == {"bandwidth"} and set(run.measurements.variant) == {"read", "copy"}
     empty = results.start_run("04_bandwidth", {}, run_dir=tmp_path / "r2")
-    assert "measured here" in rl.measured_bandwidth(empty, roots=[tmp_path / "nothing"], sizes_mb=[4], probes=["copy"],
+    assert "measured here" in kernels.measured_bandwidth(empty, roots=[tmp_path / "nothing"], sizes_mb=[4], probes=["copy"],
                                                     repeats=2).source
     with pytest.raises(ValueError, match="bandwidth_source"):
-        rl.measured_bandwidth(run, mode="guess")
+        kernels.measured_bandwidth(run, mode="guess")
 
 
 def test_accounting_has_one_row_per_configuration_from_lazy_builds():

@@ -1,6 +1,6 @@
 import pytest
 
-from mlx_workbook import runner
+from mlx_workbook.report import runner
 
 
 def test_parse_overrides_reads_yaml_values():

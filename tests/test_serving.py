@@ -5,10 +5,14 @@ import mlx.core as mx
 import pytest
 from mlx.utils import tree_flatten
 
-from mlx_workbook import decode, models, prequant, results, serving
-from mlx_workbook import roofline as rl
+from mlx_workbook.probes import decode
+from mlx_workbook import models
+from mlx_workbook.investigations.bandwidth import prequant, measure as serving
+from mlx_workbook.core import results
+from mlx_workbook.models import roofline as rl
+from mlx_workbook.probes import kernels
 
-CEILING = rl.Ceiling(10.0, 9.0, 11.0, "test")
+CEILING = kernels.Ceiling(10.0, 9.0, 11.0, "test")
 
 
 @pytest.fixture
@@ -54,9 +58,9 @@ def test_variants_quantize_one_build_into_the_same_weights_as_presets():
 def test_a_configuration_that_does_not_fit_is_skipped_with_its_reason(run, monkeypatch):
     # Leave room for a 4-bit tiny model but not for its float32 build: the unquantized one is skipped.
     need = models.build_preset("tiny", dtype="float32", bits=4, materialize=False).weight_bytes()
-    from mlx_workbook import env as envmod
+    from mlx_workbook.core import env as envmod
     memory = envmod.capture().memory_bytes
-    monkeypatch.setattr(models, "MEMORY_HEADROOM", 2 * need / memory)
+    monkeypatch.setattr(models.loading, "MEMORY_HEADROOM", 2 * need / memory)
     skipped = serving.size_sweep(run, [("tiny", [0, 4])], CEILING, dtype="float32", prompt_tokens=8, gen_tokens=4,
                                  repeats=2, warmup_tokens=2)
     assert [s["label"] for s in skipped] == ["tiny fp32"] and "needs" in skipped[0]["reason"]

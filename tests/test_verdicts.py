@@ -1,8 +1,8 @@
 """One verdict rule for every notebook: inside the published range, outside it, or too noisy to say."""
 
-from mlx_workbook import published
-from mlx_workbook import verdicts as v
-from mlx_workbook.measure import summarize
+from mlx_workbook.core import published
+from mlx_workbook.core import verdicts as v
+from mlx_workbook.core.measure import summarize
 
 I = v.Interval
 

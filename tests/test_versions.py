@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mlx_workbook import versions
+from mlx_workbook.probes import versions
 from mlx_workbook.probes import sdpa_probe as probe
 
 CONFIG = {"cases": probe.cases_from_grid("prefill", [16, 32], ["causal", "bool"], ["float32"], [16], 4, 2),

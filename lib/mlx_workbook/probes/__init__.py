@@ -1,2 +1,4 @@
-"""Self-contained probe scripts: each imports only mlx and the standard library, so it runs unchanged under
-other MLX versions (see versions.py), and the workbook imports the same code in-process."""
+"""Shared probes, used by more than one investigation: decode loops and sampling (`decode`, `loops`,
+`tokentime`, `sampling`), memory and matmul kernels (`kernels`), per-op timings (`ops`), and the runner for
+other MLX versions (`versions`) with its self-contained probe script (`sdpa_probe`, which imports only mlx and
+the standard library so it runs unchanged under other MLX versions). Imports `core` and `models`."""

@@ -1,0 +1,1 @@
+"""The code behind notebooks/*_bandwidth.py: measuring, analysis and findings."""

@@ -1,0 +1,265 @@
+"""Serving measurements with mlx-lm's own machinery: decode speed against model size, batched decoding
+(BatchGenerator), prompt caching (make_prompt_cache) and generation lengths.
+
+Every function takes a Run and stores each trial as soon as it finishes; warm-ups are never stored.
+"""
+
+from __future__ import annotations
+
+import time
+
+import mlx.core as mx
+
+from mlx_workbook.probes import decode
+from mlx_workbook import models
+from mlx_workbook.core import results
+from mlx_workbook.models import roofline as rl
+from mlx_workbook.probes import kernels
+
+
+def validate(*, batch_sizes: list[int], lengths: list[int], prefix_tokens: int, suffix_tokens: int,
+             serving_bits: int, prequant_bits: int, presets: list[str], dtype: str = "bfloat16",
+             group_size: int = 64, projection_bits: int = 4, prompt_tokens: int = 1, gen_tokens: int = 2,
+             batch_tokens: int = 2, repeats: list[int] = (1,)) -> None:
+    """One clear error for impossible parameters, before any model is built."""
+    for name in presets:
+        models.preset_config(name)
+    models.validate(dtype, projection_bits, group_size)
+    if not batch_sizes or min(batch_sizes) < 1:
+        raise ValueError(f"batch_sizes must be positive integers, got {batch_sizes}")
+    if not lengths or min(lengths) < 2:
+        raise ValueError(f"lengths must be at least 2 tokens each (decode speed needs two), got {lengths}")
+    if prefix_tokens < 1 or suffix_tokens < 1 or prompt_tokens < 1:
+        raise ValueError(f"prefix_tokens, suffix_tokens and prompt_tokens must be >= 1, got {prefix_tokens}, "
+                         f"{suffix_tokens}, {prompt_tokens}")
+    if min(gen_tokens, batch_tokens) < 2 or min(repeats) < 1:
+        raise ValueError(f"gen_tokens and batch_tokens must be >= 2 (got {gen_tokens}, {batch_tokens}) and every "
+                         f"repeat count >= 1 (got {list(repeats)})")
+    for bits in (serving_bits, prequant_bits):
+        models.check_bits(bits)
+    if prequant_bits == 0:
+        raise ValueError("prequant_bits must be a quantized width: the comparison is about quantized weights")
+
+
+# --- decode speed against model size ------------------------------------------------------------------------
+
+
+def sweep_plan(presets: list[str], bits: list[int], moe_bits: list[int], preset_bits: dict) -> list[tuple]:
+    """(preset, [bit widths]) per preset, checked before any model is built; 0 means unquantized."""
+    plan = []
+    for name in presets:
+        config = models.preset_config(name)  # ModelError for an unknown preset
+        widths = list(preset_bits.get(name, moe_bits if models.is_moe(config) else bits))
+        for b in widths:
+            models.check_bits(b, name)
+        plan.append((name, widths))
+    unknown = set(preset_bits) - set(presets)
+    if unknown:
+        raise models.ModelError(f"preset_bits names presets not in the sweep: {', '.join(sorted(unknown))}")
+    return plan
+
+
+def variants(name: str, widths: list[int], dtype: str, group_size: int):
+    """Yield (bits, LoadedModel or the error that stopped it), building the unquantized model only once.
+
+    Quantized variants are twins of that one build; the last one consumes it, so the unquantized weights
+    are freed layer by layer and only the last twin must fit in memory.
+    """
+    config = models.preset_config(name)
+    dtype = rl.base_dtype(config, dtype)
+    base = models.build_preset(name, dtype=dtype, group_size=group_size, materialize=False)
+    quantized = [b for b in widths if b]
+    if 0 in widths:
+        try:
+            models.check_fits(base.weight_bytes(), base.label)
+            for layer in base.model.layers:  # one layer at a time, as presets do
+                mx.eval(layer.parameters())
+            mx.eval(base.model.parameters())
+            yield 0, base
+        except (models.ModelError, RuntimeError) as exc:
+            yield 0, exc
+    for i, b in enumerate(quantized):
+        if base is None or base.model is None:
+            base = models.build_preset(name, dtype=dtype, group_size=group_size, materialize=False)
+        last = i == len(quantized) - 1
+        try:
+            try:
+                twin = models.quantize_copy(base, b, group_size, consume=last)
+            except models.ModelError:  # no room beside its source: give the source up (rebuilt if needed)
+                if last:
+                    raise
+                twin = models.quantize_copy(base, b, group_size, consume=True)
+            yield b, twin
+        except (ValueError, RuntimeError) as exc:  # ModelError is a ValueError; so is MLX's unsupported width
+            yield b, exc
+        twin = None
+        mx.clear_cache()
+    del base
+    mx.clear_cache()
+
+
+def build(name: str, bits: int, dtype: str = "bfloat16", group_size: int = 64) -> models.LoadedModel:
+    """A preset at `bits` (0: unquantized), in float32 where the backend runs unquantized MoE only so."""
+    return models.build_preset(name, dtype=rl.base_dtype(models.preset_config(name), dtype), bits=bits or None,
+                               group_size=group_size)
+
+
+def measure_decode(run: results.Run, loaded: models.LoadedModel, ceiling: kernels.Ceiling, *, prompt_tokens: int,
+                   gen_tokens: int, repeats: int, warmup_tokens: int = 8, experiment: str = "decode",
+                   **fields) -> None:
+    """Warm up once, then `repeats` generations; each trial stored with its bytes, roofline and efficiency."""
+    prompt = models.random_prompt(loaded, prompt_tokens, seed=1)
+    step = rl.bytes_per_step(loaded, rl.mean_context(prompt_tokens, gen_tokens))
+    roof = rl.roofline_tps(step["total"], ceiling.gbs)
+    cols = {**loaded.describe(), "quant": rl.quant_label(loaded.bits or 0, loaded.dtype),
+            "moe": models.is_moe(loaded.config), "params": rl.parameter_count(loaded),
+            "bytes_per_token": step["total"], "weights_read_bytes": step["weights"],
+            "kv_bytes": step["kv_read"] + step["kv_written"], "roofline_tps": roof, "bandwidth_gbs": ceiling.gbs,
+            **fields}
+    decode.measure_generation(loaded.model, prompt, max(2, warmup_tokens))
+    for trial in range(repeats):
+        gen = decode.measure_generation(loaded.model, prompt, gen_tokens)
+        steady_tps = 1e3 / gen.ms_per_token  # per decode interval (mlx-lm's decode_tps counts one token more)
+        decode.record_generation(run, experiment, gen, trial=trial, **cols)
+        run.record_many(experiment, [dict(metric="steady_tps", value=steady_tps, unit="tokens/s", trial=trial, **cols),
+                                     dict(metric="efficiency", value=steady_tps / roof, unit="ratio", trial=trial,
+                                          **cols)])
+
+
+def size_sweep(run: results.Run, plan: list[tuple], ceiling: kernels.Ceiling, *, dtype: str = "bfloat16",
+               group_size: int = 64, **decode_kwargs) -> list[dict]:
+    """Every (preset, bits) of the plan; a configuration that cannot run is recorded as skipped, with why."""
+    skipped = []
+    for name, widths in plan:
+        tic = time.perf_counter()
+        for bits, loaded in variants(name, widths, dtype, group_size):
+            label = f"{name} {rl.quant_label(bits, rl.base_dtype(models.preset_config(name), dtype))}"
+            if isinstance(loaded, Exception):
+                skipped.append({"model": name, "bits": bits, "label": label, "reason": str(loaded)})
+                run.record("skipped", "skipped", 1, "count", model=name, bits=bits, label=label, reason=str(loaded))
+                continue
+            run.record("build", "build_s", time.perf_counter() - tic, "s", model=name, bits=bits, label=label)
+            try:
+                measure_decode(run, loaded, ceiling, label=label, **decode_kwargs)
+            except (RuntimeError, ValueError) as exc:  # out of memory, a kernel this backend lacks: go on, say why
+                skipped.append({"model": name, "bits": bits, "label": label, "reason": str(exc)})
+                run.record("skipped", "skipped", 1, "count", model=name, bits=bits, label=label, reason=str(exc))
+            loaded = None
+            mx.clear_cache()
+            tic = time.perf_counter()
+    return skipped
+
+
+
+# --- batched decoding ----------------------------------------------------------------------------------------
+
+
+def batch_generate_tokens(loaded: models.LoadedModel, prompts: list[list[int]], max_tokens: int):
+    """Run mlx-lm's BatchGenerator over `prompts` (all at once, no early stop); returns (tokens, BatchStats)."""
+    from mlx_lm.generate import BatchGenerator
+
+    n = len(prompts)
+    gen = BatchGenerator(loaded.model, max_tokens=max_tokens, completion_batch_size=n, prefill_batch_size=n)
+    uids = gen.insert(prompts, [max_tokens] * n)
+    out = {uid: [] for uid in uids}
+    with gen.stats() as stats:
+        while responses := gen.next_generated():
+            for r in responses:
+                out[r.uid].append(r.token)
+    gen.close()
+    return [out[u] for u in uids], stats
+
+
+def batch_sweep(run: results.Run, loaded: models.LoadedModel, ceiling: kernels.Ceiling, *, batch_sizes: list[int],
+                prompt_tokens: int, gen_tokens: int, repeats: int) -> None:
+    """Aggregate decode tok/s per batch size against the batched roofline: B x bandwidth / bytes per step,
+    where a step reads the weights once for all B sequences (plus each sequence's own KV cache)."""
+    cols = {**loaded.describe(), "label": loaded.label, "bandwidth_gbs": ceiling.gbs}
+    for b in batch_sizes:
+        prompts = [models.random_prompt(loaded, prompt_tokens, seed=100 + i).tolist() for i in range(b)]
+        step = rl.bytes_per_step(loaded, rl.mean_context(prompt_tokens, gen_tokens), batch=b)
+        roof = rl.roofline_tps(step["total"], ceiling.gbs, batch=b)
+        fields = {**cols, "batch": b, "step_bytes": step["total"], "roofline_tps": roof,
+                  "weights_per_token_bytes": step["weights"] / b}
+        batch_generate_tokens(loaded, prompts, min(gen_tokens, 4))  # warm-up
+        for trial in range(repeats):
+            mx.reset_peak_memory()
+            _, s = batch_generate_tokens(loaded, prompts, gen_tokens)
+            agg = s.generation_tps
+            run.record_many("batch", [
+                dict(metric="aggregate_tps", value=agg, unit="tokens/s", trial=trial, **fields),
+                dict(metric="per_sequence_tps", value=agg / b, unit="tokens/s", trial=trial, **fields),
+                dict(metric="step_ms", value=1e3 * s.generation_time / max(1, s.generation_steps), unit="ms",
+                     trial=trial, **fields),
+                dict(metric="efficiency", value=agg / roof, unit="ratio", trial=trial, **fields),
+                dict(metric="peak_memory_gb", value=mx.get_peak_memory() / 1e9, unit="GB", trial=trial, **fields)])
+
+
+# --- prompt caching ------------------------------------------------------------------------------------------
+
+
+def prefill(loaded: models.LoadedModel, tokens: mx.array, cache: list) -> None:
+    """Run `tokens` through the model into `cache` (mlx-lm caches update in place)."""
+    loaded.model(tokens[None], cache=cache)
+    mx.eval([c.state for c in cache])
+
+
+def prompt_cache_ttft(run: results.Run, loaded: models.LoadedModel, *, prefix_tokens: int, suffix_tokens: int,
+                      repeats: int) -> dict:
+    """Time to first token for prefix + suffix, from scratch vs with the prefix's KV cache already computed.
+
+    The cached prefix is computed once (untimed: a single cold prefill says nothing); after each trial the cache
+    is trimmed back to the prefix (or a deep copy is used where a cache cannot be trimmed), so every trial starts equal.
+    """
+    import copy
+
+    from mlx_lm.models.cache import can_trim_prompt_cache, make_prompt_cache, trim_prompt_cache
+
+    prefix = models.random_prompt(loaded, prefix_tokens, seed=7)
+    suffix = models.random_prompt(loaded, suffix_tokens, seed=8)
+    full = mx.concatenate([prefix, suffix])
+    cols = {**loaded.describe(), "label": loaded.label, "prefix_tokens": prefix_tokens,
+            "suffix_tokens": suffix_tokens}
+    cache = make_prompt_cache(loaded.model)
+    prefill(loaded, prefix, cache)
+    trimmable = can_trim_prompt_cache(cache)
+
+    def cached_first_tokens():
+        work = cache if trimmable else copy.deepcopy(cache)
+        gen = decode.measure_generation(loaded.model, suffix, 2, prompt_cache=work)
+        if trimmable:  # generate_step may have run one step ahead: trim back to exactly the prefix
+            trim_prompt_cache(cache, cache[0].offset - prefix_tokens)
+        return gen
+
+    firsts = {}
+    variants = {"no cache": lambda: decode.measure_generation(loaded.model, full, 2),
+                "cached prefix": cached_first_tokens}
+    for fn in variants.values():  # warm-up
+        fn()
+    for trial in range(repeats):
+        for variant, fn in variants.items():  # interleaved, so drift hits both alike
+            gen = fn()
+            firsts[variant] = gen.tokens[0]
+            run.record("prompt_cache", "ttft_ms", 1e3 * gen.ttft_s, "ms", trial=trial, variant=variant,
+                       processed_tokens=gen.prompt_tokens, first_token=gen.tokens[0], **cols)
+    return {"first_tokens": firsts, "trimmed": trimmable}
+
+
+# --- generation lengths --------------------------------------------------------------------------------------
+
+
+def generation_lengths(run: results.Run, loaded: models.LoadedModel, *, lengths: list[int], prompt_tokens: int,
+                       repeats: int) -> None:
+    """Short / medium / long generations: decode speed, and how much of a request is its fixed start-up."""
+    prompt = models.random_prompt(loaded, prompt_tokens, seed=11)
+    cols = {**loaded.describe(), "label": loaded.label}
+    decode.measure_generation(loaded.model, prompt, min(lengths))  # warm-up
+    for trial in range(repeats):
+        for n in lengths:
+            gen = decode.measure_generation(loaded.model, prompt, n)
+            request_s = gen.ttft_s + gen.decode_s
+            decode.record_generation(run, "lengths", gen, trial=trial, length=n, **cols)
+            run.record_many("lengths", [
+                dict(metric="request_tps", value=n / request_s, unit="tokens/s", trial=trial, length=n, **cols),
+                dict(metric="fixed_share", value=gen.ttft_s / request_s, unit="ratio", trial=trial, length=n,
+                     **cols)])

@@ -1,0 +1,204 @@
+"""Turns notebook 01's stored measurements (the KV-cache investigation) into its statistics, tables and charts.
+
+Every function reads the long-format rows of `run.measurements` (experiments "per_length", "time_split",
+"slice_update", "identity" written by `kvcache`); the findings built from them are in `kv_cache_findings`.
+Strategy comparisons are paired: within a round every strategy runs back to back at the same length, so
+the ratio of two strategies is taken trial by trial, and a drift of the machine that hits both cancels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from mlx_workbook.core import measure, published
+from mlx_workbook.report import plots
+from mlx_workbook.core.verdicts import Interval
+from mlx_workbook.report import text as labels
+from mlx_workbook.report.text import slug, where  # noqa: F401  (part of this module's interface for the notebook)
+from mlx_workbook.investigations.kv_cache.measure import TIME_METRIC
+
+PUBLISHED_TABLE = ("000_kv_cache_gap", "per_token_ms")  # the original's per-token times over 10..100 tokens
+
+
+# --- labels ------------------------------------------------------------------------------------------------------
+
+
+def model_label(df: pd.DataFrame, model: str) -> str:
+    return labels.model_label(df[df.model == model])
+
+
+# --- statistics ----------------------------------------------------------------------------------------------------
+
+
+def _per_length(df: pd.DataFrame, metric: str = TIME_METRIC) -> pd.DataFrame:
+    return df[(df.experiment == "per_length") & (df.metric == metric)]
+
+
+def times(df: pd.DataFrame, model: str, strategy: str, length: int) -> np.ndarray:
+    """Stored per-token times (ms) of one model, strategy and length."""
+    sel = _per_length(df)
+    sel = sel[(sel.model == model) & (sel.strategy == strategy) & (sel.length == length)]
+    return sel.value.to_numpy(float)
+
+
+def median_time(df: pd.DataFrame, model: str, strategy: str, length: int) -> float:
+    return float(np.median(times(df, model, strategy, length)))
+
+
+def slopes(df: pd.DataFrame, lengths=None) -> pd.DataFrame:
+    """Least-squares slope of ms/token on context length per (model, strategy), with its bootstrap interval,
+    as ms per 1000 tokens of context (numerically µs per token)."""
+    rows = []
+    sel = _per_length(df)
+    if lengths is not None:
+        sel = sel[sel.length.isin(lengths)]
+    for (model, strategy), g in sel.groupby(["model", "strategy"], sort=False):
+        f = measure.fit_slope(g.length, g.value)
+        rows.append({"model": model, "strategy": strategy, "ms_per_1k_tokens": 1e3 * f["slope"],
+                     "low": 1e3 * f["low"], "high": 1e3 * f["high"], "intercept_ms": f["intercept"],
+                     "lengths": f"{g.length.min():g}..{g.length.max():g}"})
+    return pd.DataFrame(rows)
+
+
+def relative_change(df: pd.DataFrame, model: str, strategy: str, first: int, last: int) -> Interval:
+    """Per-token time at `last` against that at `first` as a % change (0 = flat), with its bootstrap interval."""
+    return Interval.change_pct(measure.ratio_interval(times(df, model, strategy, last),
+                                                      times(df, model, strategy, first)))
+
+
+def paired_ratios(df: pd.DataFrame, model: str, numerator: str, denominator: str, lengths=None) -> pd.DataFrame:
+    """Per-trial ratios of one strategy's time over another's, matched on (length, trial): columns length,
+    trial, ratio. Trials of the same round and length ran back to back, so shared drifts cancel."""
+    sel = _per_length(df)
+    sel = sel[sel.model == model]
+    if lengths is not None:
+        sel = sel[sel.length.isin(lengths)]
+    a = sel[sel.strategy == numerator].groupby(["length", "trial"]).value.median()
+    b = sel[sel.strategy == denominator].groupby(["length", "trial"]).value.median()
+    pairs = pd.concat({"a": a, "b": b}, axis=1).dropna()
+    return (pairs.a / pairs.b).rename("ratio").reset_index()
+
+
+def strategy_ratios(df: pd.DataFrame, model: str, numerator: str, denominator: str) -> pd.DataFrame:
+    """Median per-trial ratio of two strategies' times at each length, with its bootstrap interval."""
+    rows = []
+    for n, g in paired_ratios(df, model, numerator, denominator).groupby("length"):
+        s = measure.summarize(g.ratio)
+        rows.append({"length": int(n), "ratio": s.median, "low": s.low, "high": s.high, "pairs": s.n})
+    return pd.DataFrame(rows, columns=["length", "ratio", "low", "high", "pairs"])
+
+
+def pooled_ratio(df: pd.DataFrame, model: str, numerator: str, denominator: str, lengths) -> measure.Stats:
+    """One ratio over several lengths: the median of every per-trial ratio at those lengths."""
+    return measure.summarize(paired_ratios(df, model, numerator, denominator, lengths).ratio)
+
+
+def first_costly_length(ratios: pd.DataFrame, tolerance: float) -> int | None:
+    """The shortest length from which on the ratio's whole interval stays above 1 + tolerance."""
+    above = ratios.sort_values("length").assign(costly=lambda t: t.low > 1 + tolerance)
+    for i, row in enumerate(above.itertuples()):
+        if above.costly.iloc[i:].all():
+            return int(row.length)
+    return None
+
+
+# --- tables --------------------------------------------------------------------------------------------------------
+
+
+def identity_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Per strategy: tokens identical to the pre-allocated cache's, how many agree, at what context they part."""
+    sel = df[df.experiment == "identity"].set_index(["strategy", "metric"])
+    same = sel.xs("identical_prefix", level="metric")
+    out = pd.DataFrame({"identical": sel.xs("tokens_identical", level="metric").value.astype(bool),
+                        "identical_prefix": same.value.astype(int), "prompt_tokens": same.prompt_tokens.astype(int),
+                        "window": same.window.astype(int)})
+    out["context_at_divergence"] = np.where(out.identical, np.nan, out.identical_prefix + out.prompt_tokens)
+    return out.reset_index()
+
+
+def per_token_table(df: pd.DataFrame, model: str, metric: str = TIME_METRIC, scale: float = 1.0) -> pd.DataFrame:
+    """Median and interval of a per-length metric (times `scale`) per strategy and length."""
+    sel = _per_length(df, metric)
+    sel = sel[sel.model == model].assign(value=lambda t: t.value * scale)
+    return plots.summary_table(sel, ["strategy", "length"])
+
+
+def wide(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """A strategy x length summary as one row per length, one column of medians per strategy."""
+    return table.pivot(index="length", columns="strategy", values="median").round(digits)
+
+
+def time_split_table(df: pd.DataFrame, model: str) -> pd.DataFrame:
+    """Median build / eval / item / total ms of the synchronous step per strategy and length, with the
+    pipelined loop's median time per token at the same length beside it."""
+    sel = df[(df.experiment == "time_split") & (df.model == model)]
+    if sel.empty:
+        return pd.DataFrame()
+    parts = sel.groupby(["strategy", "length", "metric"]).value.median().unstack("metric").reset_index()
+    parts["length"] = parts.length.astype(int)  # a float column: rows of other experiments have no length
+    parts["pipelined_ms"] = [median_time(df, model, s, n) for s, n in zip(parts.strategy, parts.length)]
+    return parts
+
+
+def slice_update_table(df: pd.DataFrame) -> pd.DataFrame:
+    return plots.summary_table(df[df.experiment == "slice_update"], ["variant", "size_mb"])
+
+
+# --- charts --------------------------------------------------------------------------------------------------------
+
+
+def chart_per_token(df: pd.DataFrame, model: str, window: int) -> Figure:
+    """Median time per token vs context per strategy; the published mlx-node series dashed beside it; the
+    rotating window dotted."""
+    fig = plots.lines_with_intervals(per_token_table(df, model), x="length", series="strategy", logx=True, logy=True,
+                                     title=f"Time per token vs context, {model_label(df, model)}, {where(df)}",
+                                     xlabel="context length (tokens)", ylabel="ms per token (median, 95% interval)")
+    pub = published.table(*PUBLISHED_TABLE)
+    fig.axes[0].axvline(window, ls=":", lw=1, color="#999999", label=f"rotating window ({window})")
+    return plots.add_curve(fig, pub.tokens, pub.ms_per_token, "published: mlx-node, hardware unspecified",
+                           marker="s")
+
+
+def chart_copy_ratio(df: pd.DataFrame, model: str, copy_tolerance: float, numerator: str = "concat",
+                     denominator: str = "preallocated") -> Figure:
+    table = strategy_ratios(df, model, numerator, denominator).rename(columns={"ratio": "median"})
+    return plots.lines_with_intervals(
+        table, x="length", series=None, logx=True,
+        ceilings={"no difference": 1.0, f"1 + tolerance ({copy_tolerance:g})": 1 + copy_tolerance},
+        title=f"{numerator} / {denominator} time per token, {model_label(df, model)}, {where(df)}",
+        xlabel="context length (tokens)", ylabel="per-trial ratio (median, 95% interval)")
+
+
+def chart_cache_bytes(df: pd.DataFrame, model: str) -> Figure:
+    return plots.lines_with_intervals(per_token_table(df, model, "cache_bytes", 2**-20), x="length",
+                                      series="strategy", logx=True, logy=True,
+                                      title=f"KV-cache bytes vs context, {model_label(df, model)}, {where(df)}",
+                                      xlabel="context length (tokens)", ylabel="cache MiB (all layers)")
+
+
+def chart_peak_memory(df: pd.DataFrame, model: str) -> Figure:
+    return plots.lines_with_intervals(per_token_table(df, model, "decode_peak_memory_gb"), x="length",
+                                      series="strategy", logx=True,
+                                      title=f"Peak memory while decoding, {model_label(df, model)}, {where(df)}",
+                                      xlabel="context length (tokens)", ylabel="GB (median, 95% interval)")
+
+
+def chart_time_split(df: pd.DataFrame, model: str) -> Figure:
+    """Stacked medians of the synchronous step's parts; black ticks: the pipelined loop at the same length."""
+    parts = time_split_table(df, model)
+    parts["config"] = parts.strategy + " @ " + parts.length.astype(str)
+    fig = plots.stacked_bars(parts, category="config", parts=["build_ms", "eval_ms", "item_ms"],
+                             title=f"Time per token, synchronous step, {model_label(df, model)}, {where(df)}",
+                             ylabel="ms per token (median)")
+    fig.axes[0].plot(parts.config, parts.pipelined_ms, ls="none", marker="_", ms=18, mew=2, color="black",
+                     label="pipelined mlx-lm loop")
+    fig.axes[0].legend(fontsize=8)
+    return fig
+
+
+def chart_slice_update(df: pd.DataFrame) -> Figure:
+    return plots.lines_with_intervals(slice_update_table(df), x="size_mb", series="variant", logx=True, logy=True,
+                                      title=f"One-token write into a cache buffer, {where(df)}",
+                                      xlabel="buffer size (MB)", ylabel="ms per write (median, 95% interval)")

@@ -1,0 +1,245 @@
+"""KV-cache strategies, and the cost of a decode step as the context grows under each of them.
+
+Every strategy is a list of mlx-lm cache objects (one per layer), usable as `prompt_cache` of mlx-lm's
+`generate_step`, hence of `decode.measure_generation(..., prompt_cache=make_cache(...))`:
+
+- concat: mlx-lm's `ConcatenateKVCache`; every token concatenates the new key/value onto the whole cache,
+  allocating a new array and copying every cached token (the "copy every token" pattern);
+- preallocated: mlx-lm's `KVCache`; buffers grow `step` tokens at a time and each token is written in place
+  with a slice update;
+- rotating: mlx-lm's `RotatingKVCache` (`window` tokens, the first `keep` kept): the same in-place writes,
+  but the cache never holds more than `window` tokens, so past the window the context (and the tokens) differ.
+"""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import numpy as np
+import pandas as pd
+
+from mlx_workbook.probes import decode, tokentime
+from mlx_workbook.core import measure
+from mlx_workbook.models import random_prompt
+
+STRATEGIES = ("concat", "preallocated", "rotating")
+DEFAULT_STEP = 256  # mlx-lm's KVCache.step
+# The per-token time the analysis uses: the median interval between a trial's tokens, which a stall of a shared
+# machine in one interval does not move (mlx-lm's mean, "ms_per_token", is stored beside it).
+TIME_METRIC = "ms_per_token_median"
+# Tokens decoded by the warm-up pass at every length: its purpose is the first use of that length's prefill shapes
+# and cache buffers (the prefill dominates its cost), and two tokens also run the decode step at that context.
+WARMUP_DECODE_TOKENS = 2
+
+
+def validate(strategies, lengths, *, decode_tokens: int, step: int, window: int, keep: int = 4,
+             split_lengths=(), split_tokens: int = 0, max_length: int | None = None, original_lengths=None,
+             repeats: int = 1, slice_sizes_mb=(1,), slice_updates: int = 1, identity_tokens: int = 2,
+             identity_window: int = 512) -> None:
+    """One clear error for impossible settings, before any model is built."""
+    unknown = [s for s in strategies if s not in STRATEGIES]
+    if unknown or not strategies:
+        raise ValueError(f"unknown KV-cache strategies {unknown}; use some of {', '.join(STRATEGIES)}")
+    if not lengths or any(int(n) < 2 for n in lengths):
+        raise ValueError(f"lengths must be context lengths >= 2 tokens, got {lengths}")
+    if decode_tokens < 2:
+        raise ValueError(f"decode_tokens must be >= 2 (a per-token time needs two tokens), got {decode_tokens}")
+    if step < 1 or window < 1:
+        raise ValueError(f"step and window must be positive, got step={step} window={window}")
+    if not 0 <= keep < window:
+        raise ValueError(f"keep must be in [0, window), got keep={keep} window={window}")
+    if split_tokens < 0 or any(n not in lengths for n in split_lengths):
+        raise ValueError(f"split_lengths {split_lengths} must be among lengths {lengths} (split_tokens >= 0)")
+    if original_lengths is not None and (not set(original_lengths) <= set(lengths) or len(original_lengths) < 2):
+        raise ValueError(f"original_lengths {original_lengths} must be at least two of lengths {lengths}")
+    if repeats < 1 or slice_updates < 1 or any(s <= 0 for s in slice_sizes_mb):
+        raise ValueError("slice_sizes_mb must be positive and slice_updates, repeats at least 1")
+    if not 2 <= identity_tokens < 2 * identity_window:
+        raise ValueError(f"identity_tokens must be in [2, {2 * identity_window}): the prompt must fit before the "
+                         f"window")
+    longest = max(lengths) + decode_tokens + split_tokens
+    if max_length is not None and longest > max_length:
+        raise ValueError(f"the longest sequence ({longest} tokens) exceeds the model's "
+                         f"max_position_embeddings ({max_length})")
+
+
+def make_cache(strategy: str, model, *, step: int = DEFAULT_STEP, window: int = 1024, keep: int = 4) -> list:
+    """A fresh per-layer cache of the named strategy."""
+    from mlx_lm.models.cache import ConcatenateKVCache, KVCache, RotatingKVCache
+
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown KV-cache strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
+    layers = len(model.layers)
+    if strategy == "concat":
+        return [ConcatenateKVCache() for _ in range(layers)]
+    if strategy == "preallocated":
+        caches = [KVCache() for _ in range(layers)]
+        for c in caches:
+            c.step = step  # a class attribute in mlx-lm; set per instance
+        return caches
+    return [RotatingKVCache(max_size=window, keep=keep) for _ in range(layers)]
+
+
+def cache_nbytes(cache: list) -> int:
+    """Bytes the cache's buffers hold (allocated, not only filled): the sum of every layer's keys and values."""
+    return int(sum(c.nbytes for c in cache))
+
+
+def cache_tokens(cache: list) -> int:
+    """Tokens the cache holds (a rotating cache stops at its window; mlx-lm's ConcatenateKVCache has no size())."""
+    c = cache[0]
+    return int(min(c.offset, getattr(c, "max_size", None) or c.offset))
+
+
+def _peak_split_loop(model, prompt, max_tokens, *, peaks: dict, **kwargs):
+    """mlx-lm's loop, with peak memory read after the first token (prefill) and reset for the decode steps."""
+    it = decode.mlx_lm_loop(model, prompt, max_tokens, **kwargs)
+    yield next(it)
+    peaks["prefill"] = mx.get_peak_memory()
+    mx.reset_peak_memory()
+    yield from it
+
+
+def measure_length(run, loaded, prompt: mx.array, *, strategy: str, length: int, decode_tokens: int,
+                   trial: int, step: int, window: int, keep: int = 4, split_tokens: int = 0,
+                   record: bool = True) -> decode.Generation:
+    """Prefill `length` prompt tokens into a fresh cache, then decode `decode_tokens` with mlx-lm's loop.
+
+    Records (experiment "per_length") the decode time per token at this context length, the peak memory of
+    the prefill and of the decode steps, and the cache's bytes. With `split_tokens`, continues with the
+    synchronous instrumented loop on the same cache (experiment "time_split").
+    """
+    cache = make_cache(strategy, loaded.model, step=step, window=window, keep=keep)
+    peaks: dict = {}
+    gen = decode.measure_generation(loaded.model, prompt[:length], decode_tokens, loop=_peak_split_loop,
+                                    peaks=peaks, prompt_cache=cache)
+    mx.eval([c.state for c in cache])
+    fields = dict(trial=trial, strategy=strategy, length=length, decode_tokens=decode_tokens, step=step,
+                  window=window, **loaded.describe())
+    if record:
+        run.record_many("per_length", [
+            dict(metric="ms_per_token", value=gen.ms_per_token, unit="ms", **fields),
+            dict(metric=TIME_METRIC, value=1e3 * float(np.median(np.diff(gen.token_times_s))), unit="ms", **fields),
+            dict(metric="decode_peak_memory_gb", value=gen.peak_memory_bytes / 1e9, unit="GB", **fields),
+            dict(metric="prefill_peak_memory_gb", value=peaks["prefill"] / 1e9, unit="GB", **fields),
+            dict(metric="cache_bytes", value=cache_nbytes(cache), unit="bytes", **fields),
+            dict(metric="cache_tokens", value=cache_tokens(cache), unit="tokens", **fields),
+        ])
+    if split_tokens and record:
+        splits = tokentime.measure_split(loaded.model, cache, gen.tokens[-1], split_tokens)
+        parts = {p: float(np.median([getattr(s, p) for s in splits])) for p in tokentime.PARTS}
+        parts["total_ms"] = float(np.median([s.total_ms for s in splits]))
+        run.record_many("time_split", [dict(metric=p, value=v, unit="ms", **fields) for p, v in parts.items()])
+    return gen
+
+
+def sweep(run, loaded, *, strategies, lengths, decode_tokens: int, repeats: int, warmup: int, step: int,
+          window: int, keep: int = 4, split_lengths=(), split_tokens: int = 0, seed: int = 0) -> None:
+    """Every strategy at every length, `repeats` rounds. A round visits every length and, at each, every
+    strategy back to back (their order rotated from round to round), so that slow drifts of the machine hit
+    all lengths and strategies alike and a strategy's trial can be paired with another's of the same round and
+    length. Each trial is stored as it finishes.
+
+    Warm-up, nothing recorded: `warmup` full generations per strategy at the shortest length (kernels compiled,
+    allocator primed), then, when `warmup` > 0, one short pass of every strategy at every length, so that the
+    first use of a length's larger prefill shapes and cache buffers is not paid by round 0's first strategy."""
+    prompt = random_prompt(loaded, max(lengths), seed=seed)
+    common = dict(step=step, window=window, keep=keep)
+    for strategy in strategies:
+        for _ in range(warmup):
+            measure_length(run, loaded, prompt, strategy=strategy, length=min(lengths), trial=-1, record=False,
+                           decode_tokens=decode_tokens, **common)
+    for length in sorted(lengths) if warmup else ():
+        for strategy in strategies:
+            measure_length(run, loaded, prompt, strategy=strategy, length=length, trial=-1, record=False,
+                           decode_tokens=min(WARMUP_DECODE_TOKENS, decode_tokens), **common)
+    for trial in range(repeats):
+        order = list(strategies[trial % len(strategies):]) + list(strategies[:trial % len(strategies)])
+        for length in sorted(lengths):
+            for strategy in order:
+                measure_length(run, loaded, prompt, strategy=strategy, length=length, trial=trial,
+                               decode_tokens=decode_tokens,
+                               split_tokens=split_tokens if length in split_lengths else 0, **common)
+
+
+# --- token identity -----------------------------------------------------------------------------------------
+
+
+def varied_model(preset: str = "tiny", scale: float = 10.0, dtype: str = "float32", seed: int = 0):
+    """A preset with its matrices scaled up, so that greedy decoding emits varied tokens: at the presets' small
+    random weights greedy decoding repeats one token, which would make any token comparison vacuous."""
+    from mlx.utils import tree_map
+
+    from mlx_workbook.models import build_preset
+
+    loaded = build_preset(preset, dtype=dtype, seed=seed)
+    loaded.model.update(tree_map(lambda v: v * scale if v.ndim >= 2 else v, loaded.model.parameters()))
+    mx.eval(loaded.model.parameters())
+    return loaded
+
+
+def first_divergence(a: list[int], b: list[int]) -> int | None:
+    """Index of the first differing token (None when equal over the shorter length)."""
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None)
+
+
+def compare_tokens(loaded, prompt: mx.array, tokens: int, *, strategies, step: int, window: int,
+                   keep: int = 4) -> pd.DataFrame:
+    """Greedy tokens of each strategy against the pre-allocated cache's, from the same prompt."""
+    out = {s: decode.measure_generation(loaded.model, prompt, tokens,
+                                        prompt_cache=make_cache(s, loaded.model, step=step, window=window,
+                                                                keep=keep)).tokens
+           for s in dict.fromkeys(["preallocated", *strategies])}
+    ref = out["preallocated"]
+    return pd.DataFrame([{"strategy": s, "tokens": len(t), "first_divergence": first_divergence(t, ref),
+                          "identical": t == ref} for s, t in out.items()])
+
+
+def record_identity(run, loaded, prompt: mx.array, tokens: int, *, strategies, step: int, window: int,
+                    keep: int = 4) -> pd.DataFrame:
+    """compare_tokens, stored (experiment "identity"): whether each strategy's tokens equal the pre-allocated
+    cache's, and how many agree (all of them, or up to the first difference)."""
+    table = compare_tokens(loaded, prompt, tokens, strategies=strategies, step=step, window=window, keep=keep)
+    for row in table.itertuples():
+        same = row.tokens if row.identical else row.first_divergence
+        run.record_many("identity", [
+            dict(metric="tokens_identical", value=float(row.identical), unit="bool", strategy=row.strategy, trial=0),
+            dict(metric="identical_prefix", value=same, unit="tokens", strategy=row.strategy, trial=0,
+                 prompt_tokens=prompt.size, window=window)])
+    return table.assign(context_at_divergence=table.first_divergence + prompt.size)
+
+
+# --- slice_update: in place or a copy? ------------------------------------------------------------------------
+
+
+def slice_update_probe(run, *, sizes_mb, updates: int, repeats: int, warmup: int = 1,
+                       dtype: str = "bfloat16") -> None:
+    """Time one one-token write into a cache-shaped buffer (1, 8, n, 128) of each size, evaluated per write.
+
+    slice_update: `buf[..., i, :] = x`, what mlx-lm's KVCache does (MLX can donate the old buffer and write in
+    place); concatenate: `concatenate([buf[..., 1:, :], x])`, a new buffer holding a copy of the old one.
+    If slice_update copied, its time would grow with the buffer like concatenate's.
+    """
+    dt = getattr(mx, dtype)
+    for size in sizes_mb:
+        n = max(2, int(size * 2**20) // (8 * 128 * dt.size))
+        for variant in ("slice_update", "concatenate"):
+            state = {"buf": mx.zeros((1, 8, n, 128), dt), "i": 0}
+            x = mx.ones((1, 8, 1, 128), dt)
+            mx.eval(state["buf"], x)
+
+            def writes():
+                for _ in range(updates):
+                    if variant == "slice_update":
+                        i = state["i"] = (state["i"] + 1) % n
+                        state["buf"][..., i: i + 1, :] = x
+                    else:
+                        state["buf"] = mx.concatenate([state["buf"][..., 1:, :], x], axis=2)
+                    mx.eval(state["buf"])
+                return state["buf"]
+
+            def store(t, variant=variant, size=size, n=n):
+                run.record("slice_update", "ms_per_update", 1e3 * t.seconds / updates, "ms", trial=t.trial,
+                           variant=variant, size_mb=size, buffer_tokens=n, dtype=dtype)
+
+            measure.trials(writes, repeats=repeats, warmup=warmup, on_trial=store)
+            del state

@@ -1,0 +1,1 @@
+"""The code behind notebooks/*_sdpa_cliff.py: measuring, analysis and findings."""

@@ -1,0 +1,139 @@
+"""Cliff detection: where does time jump between neighbouring lengths by more than the work explains?
+
+For a sweep sorted by length, each pair of neighbours (a < b) is judged by the ratio of their median times,
+t_b / t_a, with a bootstrap interval. If the time is a fixed overhead plus a part proportional to the work
+(t = c + k * work, c and k >= 0), that ratio must lie between 1 (all overhead) and w_b / w_a (all work). The
+envelope, widened by a tolerance, is therefore [1 / (1 + tol), (w_b / w_a) * (1 + tol)]. A jump is a pair whose
+whole ratio interval lies outside it:
+  "up":   b costs more than the added work explains (a slower regime starts at b);
+  "down": b is faster than a although it does more work (the lengths up to a were in a slow regime).
+The excess of a jump is its ratio over the envelope's nearest edge (without tolerance): the slowdown the work
+does not explain. Without a work column every length is expected to cost the same (the envelope is [1, 1]).
+
+A sweep tests many pairs at once, so its intervals are family-wise (Bonferroni): with 20 pairs, each interval
+is a 99.75% one, and a sweep without cliffs shows none at the 95% level as a whole.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from mlx_workbook.core import measure
+
+UP, DOWN, NONE, UNCLEAR = "up", "down", "none", "unclear"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One pair of neighbouring lengths and what their times say."""
+
+    before_length: float
+    length: float  # the later length of the pair (where a new regime starts, or ends for "down")
+    before: float  # median time at before_length
+    after: float  # median time at length
+    ratio: float  # after / before (medians)
+    low: float  # 95% bootstrap interval of the ratio
+    high: float
+    expected_low: float  # the envelope without tolerance: 1 ...
+    expected_high: float  # ... to the work ratio
+    excess: float  # ratio over the envelope's nearest edge (1.0 when inside it)
+    verdict: str  # "up" / "down" (a jump), "none" (inside the envelope), "unclear" (straddles its edge)
+
+    @property
+    def is_jump(self) -> bool:
+        return self.verdict in (UP, DOWN)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def judge(before: np.ndarray, after: np.ndarray, work_ratio: float = 1.0, tolerance: float = 0.1,
+          confidence: float = measure.CONFIDENCE) -> tuple:
+    """(ratio Stats, verdict, excess) for two samples of times and the work ratio between them."""
+    r = measure.ratio_interval(after, before, confidence=confidence)
+    lo_edge, hi_edge = min(1.0, work_ratio), max(1.0, work_ratio)
+    lo_tol, hi_tol = lo_edge / (1 + tolerance), hi_edge * (1 + tolerance)
+    if r.low > hi_tol:
+        verdict = UP
+    elif r.high < lo_tol:
+        verdict = DOWN
+    elif lo_tol <= r.low and r.high <= hi_tol:
+        verdict = NONE
+    else:
+        verdict = UNCLEAR
+    excess = r.median / hi_edge if r.median > hi_edge else (r.median / lo_edge if r.median < lo_edge else 1.0)
+    return r, verdict, excess
+
+
+def steps(df: pd.DataFrame, *, x: str = "length", value: str = "value", work: str | None = None,
+          tolerance: float = 0.1) -> list[Step]:
+    """Every neighbouring pair of a sweep (one group: rows of one configuration, several trials per length)."""
+    lengths = np.sort(df[x].unique())
+    samples = {n: df.loc[df[x] == n, value].to_numpy(dtype=float) for n in lengths}
+    works = ({n: float(df.loc[df[x] == n, work].iloc[0]) for n in lengths} if work else None)
+    out = []
+    confidence = 1 - (1 - measure.CONFIDENCE) / max(1, len(lengths) - 1)
+    for a, b in zip(lengths[:-1], lengths[1:]):
+        w = works[b] / works[a] if works else 1.0
+        r, verdict, excess = judge(samples[a], samples[b], w, tolerance, confidence)
+        out.append(Step(before_length=float(a), length=float(b), before=float(np.median(samples[a])),
+                        after=float(np.median(samples[b])), ratio=r.median, low=r.low, high=r.high,
+                        expected_low=min(1.0, w), expected_high=max(1.0, w), excess=excess, verdict=verdict))
+    return out
+
+
+def find_cliffs(df: pd.DataFrame, *, x: str = "length", value: str = "value", work: str | None = None,
+                tolerance: float = 0.1) -> list[Step]:
+    """The jumps of one sweep: the steps whose ratio interval lies outside the work envelope."""
+    return [s for s in steps(df, x=x, value=value, work=work, tolerance=tolerance) if s.is_jump]
+
+
+def scan(df: pd.DataFrame, by: list[str], *, x: str = "length", value: str = "value", work: str | None = None,
+         tolerance: float = 0.1, jumps_only: bool = True) -> pd.DataFrame:
+    """`find_cliffs` (or every step) per group of `by`, as one table with the group's columns in front."""
+    rows = []
+    # dropna=False: a grouping column that only some sweeps fill (e.g. probe_mlx) must not drop the others' rows
+    for key, group in df.groupby(by, sort=False, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        found = steps(group, x=x, value=value, work=work, tolerance=tolerance)
+        rows += [{**dict(zip(by, key)), **s.as_dict()} for s in found if s.is_jump or not jumps_only]
+    columns = by + list(Step.__dataclass_fields__)
+    return pd.DataFrame(rows, columns=columns)
+
+
+def pair(df: pd.DataFrame, before_length: float, length: float, *, x: str = "length", value: str = "value",
+         work: str | None = None, tolerance: float = 0.1) -> Step | None:
+    """The step between two given lengths of one sweep (None if either was not measured)."""
+    sub = df[df[x].isin([before_length, length])]
+    if sub[x].nunique() < 2:
+        return None
+    return steps(sub, x=x, value=value, work=work, tolerance=tolerance)[0]
+
+
+def _label(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def describe(table: pd.DataFrame, label_columns: list[str]) -> list[str]:
+    """One line per jump, e.g. 'prefill causal bfloat16 128: 127 -> 128 tokens, 0.9 -> 0.6 ms, ratio 0.63 ...'."""
+    lines = []
+    for _, s in table.iterrows():
+        label = " ".join(_label(s[c]) for c in label_columns if c in s and pd.notna(s[c]))
+        lines.append(f"{label}: {s['before_length']:g} -> {s['length']:g} tokens, {s['before']:.3g} -> "
+                     f"{s['after']:.3g} ms, ratio {s['ratio']:.2f} [{s['low']:.2f}, {s['high']:.2f}] against "
+                     f"{s['expected_low']:.2f}-{s['expected_high']:.2f} from the work ({s['verdict']}; "
+                     f"{s['excess']:.2f}x the envelope's nearest edge)")
+    return lines
+
+
+def verdict(step: Step | None, expected: str) -> str:
+    """A claim about one step ("a cliff here": expected="down" or "up"; "no cliff here": expected="none"):
+    holds when the step's verdict is the expected one, inconclusive when unmeasured or unclear."""
+    from mlx_workbook.core import verdicts
+
+    if step is None or step.verdict == UNCLEAR:
+        return verdicts.INCONCLUSIVE
+    return verdicts.HOLDS if step.verdict == expected else verdicts.DOES_NOT_HOLD

@@ -1,0 +1,210 @@
+"""Attention sweeps: prefill and decode SDPA over lengths, mask modes, dtypes, head dims and GQA variants.
+
+The measuring code is the self-contained probe (probes/sdpa_probe.py), the same one versions.py runs under
+other MLX versions; this module builds its cases, stores every round of trials in the run as it finishes, and
+reads the stored sweeps back: cliffs, pairs of lengths, ratios between variants or versions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from mlx_workbook.investigations.sdpa_cliff import cliffs
+from mlx_workbook.core import measure
+from mlx_workbook.probes import sdpa_probe as probe
+from mlx_workbook.core.results import Run
+
+MODES, VARIANTS, DTYPES = probe.MODES, probe.VARIANTS, tuple(probe.DTYPES)
+GROUP = list(probe.GROUP_KEYS)  # a sweep's configuration: everything but the length
+CASE_FIELDS = GROUP + ["length", "q_len", "k_len", "pairs", "flops", "calls"]
+
+
+def around(boundaries: list[int], offsets: list[int]) -> list[int]:
+    """Lengths near each boundary, e.g. around([128], [-12, -8, -4, -1, 0, 1, 4, 12]) -> 116 ... 140."""
+    return sorted({b + o for b in boundaries for o in offsets if b + o >= 1})
+
+
+def sweep_lengths(wide: list[int], boundaries: list[int], offsets: list[int]) -> list[int]:
+    """The wide sweep and the fine sweeps around every boundary, merged: neighbours are compared in order."""
+    return sorted(set(int(n) for n in wide) | set(around(boundaries, offsets)))
+
+
+def validate(*, modes=(), dtypes=(), head_dims=(), lengths=(), n_q_heads: int = 1, n_kv_heads: int = 1,
+             variants=()) -> None:
+    """One clear error for impossible sweep parameters, before anything is built."""
+    for name, given, known in (("mask mode", modes, MODES), ("dtype", dtypes, DTYPES), ("variant", variants, VARIANTS)):
+        bad = [g for g in given if g not in known]
+        if bad:
+            raise ValueError(f"unknown {name} {bad}; use any of {list(known)}")
+    if any(int(d) < 1 for d in head_dims) or any(int(n) < 1 for n in lengths):
+        raise ValueError(f"head dims and lengths must be positive, got {list(head_dims)} and {list(lengths)}")
+    if n_q_heads < 1 or n_kv_heads < 1 or n_q_heads % n_kv_heads:
+        raise ValueError(f"query heads ({n_q_heads}) must be a multiple of key/value heads ({n_kv_heads})")
+
+
+def prefill_cases(lengths, *, modes, dtypes, head_dims, n_q_heads, n_kv_heads, variants=("sdpa",)) -> list[dict]:
+    return probe.cases_from_grid("prefill", lengths, modes, dtypes, head_dims, n_q_heads, n_kv_heads, variants)
+
+
+def decode_cases(lengths, *, dtypes, head_dims, n_q_heads, n_kv_heads, variants=("sdpa",)) -> list[dict]:
+    return probe.cases_from_grid("decode", lengths, ["none"], dtypes, head_dims, n_q_heads, n_kv_heads, variants)
+
+
+def gqa_cases(prefill_lengths, decode_lengths, *, dtype, head_dim, n_q_heads, n_kv_heads) -> list[dict]:
+    """Native grouped-query SDPA against K/V heads repeated by hand, at prefill (causal) and decode shapes."""
+    if n_q_heads == n_kv_heads:
+        raise ValueError("the GQA comparison needs fewer key/value heads than query heads")
+    both = ("sdpa", "repeat_kv")
+    return (prefill_cases(prefill_lengths, modes=["causal"], dtypes=[dtype], head_dims=[head_dim],
+                          n_q_heads=n_q_heads, n_kv_heads=n_kv_heads, variants=both)
+            + decode_cases(decode_lengths, dtypes=[dtype], head_dims=[head_dim], n_q_heads=n_q_heads,
+                           n_kv_heads=n_kv_heads, variants=both))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every SDPA sweep of the notebook as case lists (built from its parameters, validated first)."""
+
+    prefill_lengths: list[int]  # the mask-mode sweep: wide + fine around every boundary
+    variant_lengths: list[int]  # the dtype x head-dim prefill sweep
+    decode_lengths: list[int]
+    prefill: list[dict]
+    decode: list[dict]
+    gqa: list[dict]
+    versions: list[dict]  # the probe every MLX version runs
+
+
+def plan(p: dict) -> Plan:
+    """The sweeps named by the notebook's parameters `p` (n_q_heads, wide_lengths, boundaries, offsets, modes,
+    variants, main_dtype, dtypes, head_dims, variant_*, decode_*, gqa_*, version_*), or one clear ValueError."""
+    pre = sweep_lengths(p["wide_lengths"], p["boundaries"], p["offsets"])
+    var = sweep_lengths(p["variant_wide"], p["variant_boundaries"], p["offsets"])
+    dec = sweep_lengths(p["decode_lengths"], p["decode_boundaries"], p["decode_offsets"])
+    version_lengths = p["version_lengths"] + p["version_causal_lengths"] + p["version_decode_lengths"]
+    validate(modes=p["modes"] + p["variant_modes"], dtypes=[p["main_dtype"]] + p["dtypes"],
+             head_dims=[p["main_head_dim"]] + p["head_dims"], variants=p["variants"],
+             lengths=pre + var + dec + p["gqa_prefill_lengths"] + p["gqa_decode_lengths"] + version_lengths
+             + p.get("prompt_lengths", []), n_q_heads=p["n_q_heads"], n_kv_heads=p["n_kv_heads"])
+    if p["n_q_heads"] == p["n_kv_heads"]:
+        raise ValueError("n_q_heads must exceed n_kv_heads: the GQA comparison needs grouped-query heads")
+    if not 0 < p["tolerance"] < 1 or p["repeats"] < 2:
+        raise ValueError(f"tolerance must be in (0, 1) and repeats >= 2, got {p['tolerance']} and {p['repeats']}")
+    heads = dict(n_q_heads=p["n_q_heads"], n_kv_heads=p["n_kv_heads"])
+    main = dict(dtypes=[p["main_dtype"]], head_dims=[p["main_head_dim"]], **heads)
+    return Plan(
+        prefill_lengths=pre, variant_lengths=var, decode_lengths=dec,
+        prefill=unique(prefill_cases(pre, modes=p["modes"], variants=p["variants"], **main)
+                       + prefill_cases(var, modes=p["variant_modes"], dtypes=p["dtypes"], head_dims=p["head_dims"],
+                                       **heads)),
+        decode=decode_cases(dec, dtypes=p["dtypes"], head_dims=p["head_dims"], **heads),
+        gqa=gqa_cases(p["gqa_prefill_lengths"], p["gqa_decode_lengths"], dtype=p["main_dtype"],
+                      head_dim=p["main_head_dim"], **heads),
+        versions=unique(prefill_cases(p["version_lengths"], modes=p["modes"], **main)
+                        + prefill_cases(p["version_causal_lengths"], modes=["causal"], **main)
+                        + decode_cases(p["version_decode_lengths"], **main)))
+
+
+def unique(cases: list[dict]) -> list[dict]:
+    """Cases without duplicates (two grids may share some), in their first order."""
+    seen, out = set(), []
+    for c in cases:
+        key = tuple(sorted(c.items()))
+        if key not in seen:
+            seen.add(key)
+            out.append(c)
+    return out
+
+
+def to_rows(probe_rows: list[dict], **extra) -> list[dict]:
+    """Probe rows as measurement rows: metric "ms" (per call), the case's fields, the trial number."""
+    return [dict(metric="ms", value=r["ms"], unit="ms", trial=r["trial"], **{k: r[k] for k in CASE_FIELDS}, **extra)
+            for r in probe_rows]
+
+
+def sweep(run: Run, experiment: str, cases: list[dict], *, repeats: int, warmup: int = 1, target_ms: float = 5,
+          max_calls: int = 100) -> list[dict]:
+    """Time every case (interleaved rounds per configuration), storing each round in the run as it finishes
+    (the run appends to its journal, so a long GPU sweep costs nothing extra per round).
+
+    Returns the configurations that failed (with the error) so the notebook can show them; the rest still ran."""
+    config = {"cases": unique(cases), "repeats": repeats, "warmup": warmup, "target_ms": target_ms,
+              "max_calls": max_calls}
+    out = probe.run(config, on_round=lambda rows: run.record_many(experiment, to_rows(rows)))
+    return out["errors"]
+
+
+def record_version(run: Run, result, experiment: str = "versions") -> None:
+    """One version's probe results (versions.VersionResult) into the run, tagged with that version."""
+    if result.ok and result.data["rows"]:
+        run.record_many(experiment, to_rows(result.data["rows"], probe_mlx=result.data["mlx"],
+                                            probe_backend=result.data["backend"]))
+
+
+def compare_versions(run: Run, mlx_versions: list[str], cases: list[dict], *, passes: int, repeats: int,
+                     warmup: int = 1, target_ms: float = 5, wheels_dir: str | None = None) -> list:
+    """The probe's `cases` under every MLX version (versions.compare), each pass stored as it finishes as
+    experiment "versions" tagged with the version; returns the VersionResults (messages of those that failed)."""
+    from mlx_workbook.probes import versions
+
+    config = {"cases": unique(cases), "repeats": repeats, "warmup": warmup, "target_ms": target_ms}
+    return versions.compare(mlx_versions, config, passes=passes, wheels_dir=wheels_dir or None,
+                            on_result=lambda result: record_version(run, result))
+
+
+# --- reading the stored sweeps ------------------------------------------------------------------------------
+
+
+def per_pair(df: pd.DataFrame) -> pd.DataFrame:
+    """Time per unit of attention work: nanoseconds per query-key pair (of the full q_len x k_len score matrix,
+    whatever the mask, so mask modes compare as plain time) and query head."""
+    return df.assign(value=df["value"] * 1e6 / (df["q_len"] * df["k_len"] * df["n_q_heads"]), unit="ns/pair")
+
+
+def scan(df: pd.DataFrame, *, tolerance: float, by: list[str] | None = None) -> pd.DataFrame:
+    """Every cliff of every configuration in `df` (work = the attention flops of each length)."""
+    by = by or [c for c in GROUP + ["probe_mlx"] if c in df.columns]
+    return cliffs.scan(df, by, work="flops", tolerance=tolerance)
+
+
+def select(df: pd.DataFrame, **filters) -> pd.DataFrame:
+    for column, value in filters.items():
+        df = df[df[column] == value]
+    return df
+
+
+def pair(df: pd.DataFrame, before: int, after: int, *, tolerance: float, **filters) -> cliffs.Step | None:
+    """The step between two lengths of one configuration (filters pick it, e.g. mode="causal")."""
+    sub = select(df, **filters)
+    if sub.empty:
+        return None
+    if sub.groupby([c for c in GROUP if c in sub.columns]).ngroups > 1:
+        raise ValueError(f"filters {filters} leave more than one configuration; add filters")
+    return cliffs.pair(sub, before, after, work="flops", tolerance=tolerance)
+
+
+def pooled_ratio(df: pd.DataFrame, column: str, numerator, denominator, keys: list[str]) -> measure.Stats | None:
+    """Median ratio numerator/denominator of `column` pooled over matching configurations `keys`.
+
+    Each configuration's trials (both sides) are divided by the denominator's median there first, so lengths
+    with very different times weigh alike; the interval is ratio_interval's bootstrap of the pooled samples."""
+    num, den = [], []
+    for _, g in df.groupby(keys):
+        a = g.loc[g[column] == numerator, "value"].to_numpy(float)
+        b = g.loc[g[column] == denominator, "value"].to_numpy(float)
+        if a.size and b.size:
+            scale = np.median(b)
+            num.append(a / scale)
+            den.append(b / scale)
+    if not num:
+        return None
+    return measure.ratio_interval(np.concatenate(num), np.concatenate(den))
+
+
+def at_lengths(df: pd.DataFrame, lengths: list[int], by: list[str]) -> pd.DataFrame:
+    """Median ms per configuration at some lengths, one column per length (e.g. the 127 / 128 table)."""
+    sub = df[df["length"].isin(lengths)]
+    table = sub.groupby(by + ["length"])["value"].median().unstack("length")
+    return table.rename(columns=lambda n: f"{n} tokens (ms)").reset_index()

@@ -1,0 +1,196 @@
+"""Run comparison: two run folders -> every shared metric side by side, with the ratio B/A and whether the
+difference exceeds the noise of both runs.
+
+    python -m mlx_workbook.report.compare <run A> <run B> [--root reports] [--out reports/compare]
+
+A run is a folder path or a run id (a folder name under the reports root, or a unique part of one). Metrics
+match on experiment, metric, unit and every configuration column (variant, size, model, dtype, ...); columns
+that describe the run (device, versions, run id) or change from trial to trial (seconds, timestamp) do not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from mlx_workbook import REPORTS_DIR, ROOT
+from mlx_workbook.report import html
+from mlx_workbook.core import measure, results
+
+RUN_COLUMNS = {"run_id", "notebook", "method_version", "backend", "device", "mlx", "mlx_lm", "timestamp",
+               "value", "trial"}
+KEYS = ["experiment", "metric", "unit"]
+MIN_TRIALS = 3  # fewer trials than this in either run: too few to call a difference
+
+
+class CompareError(ValueError):
+    """A run that cannot be found, or two runs that cannot be compared."""
+
+
+def resolve_run(spec: str | Path, root: Path = REPORTS_DIR) -> Path:
+    """A run folder from a path or a run id (exact folder name, else a unique substring of one)."""
+    path = Path(spec)
+    for candidate in (path, ROOT / path):
+        if (candidate / results.SUMMARY).exists():
+            return candidate
+    runs = results.find_runs(root)
+    exact = [d for d in runs if d.name == str(spec)]
+    partial = exact or [d for d in runs if str(spec) in d.name]
+    if len(partial) == 1:
+        return partial[0]
+    if not partial:
+        raise CompareError(f"no run {str(spec)!r}: not a run folder and no run id under {root} matches")
+    names = ", ".join(d.name for d in partial[:6])
+    raise CompareError(f"{str(spec)!r} matches {len(partial)} runs ({names}{', ...' if len(partial) > 6 else ''}); "
+                       "give more of the run id")
+
+
+def _norm(value) -> str:
+    """One spelling per configuration value, so 64, 64.0 and '64' match and NaN matches an absent column."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else format(value, ".6g")
+    return str(value)
+
+
+def configuration_columns(df: pd.DataFrame) -> list[str]:
+    """Columns that name a configuration: each trial repeats the same set of values (a per-trial measurement
+    like `seconds` takes new values every trial). Judged per experiment and metric."""
+    out = []
+    for col in [c for c in df.columns if c not in RUN_COLUMNS and c not in KEYS]:
+        values = df[col].map(_norm)
+        is_config = True
+        for _, group in df.assign(_v=values).groupby(["experiment", "metric"]):
+            first = set(group.loc[group.trial == group.trial.min(), "_v"])
+            if not all(set(g._v) <= first for _, g in group.groupby("trial")):
+                is_config = False
+                break
+        if is_config:
+            out.append(col)
+    return out
+
+
+def _groups(df: pd.DataFrame, columns: list[str]) -> dict[tuple, pd.Series]:
+    keyed = df.assign(**{c: df[c].map(_norm) if c in df else "" for c in columns})
+    return {k: g.value for k, g in keyed.groupby(KEYS + columns, sort=False)}
+
+
+def compare_runs(run_a: Path, run_b: Path) -> pd.DataFrame:
+    """One row per shared (experiment, metric, unit, configuration): medians, intervals, B/A and the call."""
+    a, b = results.read_measurements(run_a), results.read_measurements(run_b)
+    if a.empty or b.empty:
+        raise CompareError(f"{(run_a if a.empty else run_b).name} has no measurements to compare")
+    # A configuration column must be one in both runs; a column only one run has is left out of the key.
+    columns_b = set(configuration_columns(b))
+    columns = [c for c in configuration_columns(a) if c in columns_b]
+    ga, gb = _groups(a, columns), _groups(b, columns)
+    rows = []
+    for key in [k for k in ga if k in gb]:
+        sa, sb = measure.summarize(ga[key]), measure.summarize(gb[key])
+        ratio = measure.ratio_interval(gb[key], ga[key])
+        disjoint = sa.high < sb.low or sb.high < sa.low
+        if min(sa.n, sb.n) < MIN_TRIALS:
+            call = f"too few trials (< {MIN_TRIALS})"
+        elif disjoint and (ratio.low > 1 or ratio.high < 1):
+            call = "B higher" if ratio.median > 1 else "B lower"
+        else:
+            call = "within noise"
+        config = ", ".join(f"{c}={v}" for c, v in zip(columns, key[3:]) if v != "")
+        rows.append({**dict(zip(KEYS + columns, key)), "configuration": config,
+                     "a_median": sa.median, "a_low": sa.low, "a_high": sa.high, "a_n": sa.n, "a_cv": sa.cv,
+                     "b_median": sb.median, "b_low": sb.low, "b_high": sb.high, "b_n": sb.n, "b_cv": sb.cv,
+                     "ratio": ratio.median, "ratio_low": ratio.low, "ratio_high": ratio.high,
+                     "beyond_noise": call in ("B higher", "B lower"), "call": call})
+    if not rows:
+        raise CompareError(f"{run_a.name} and {run_b.name} share no metric with the same configuration")
+    out = pd.DataFrame(rows)
+    out.attrs["only_a"], out.attrs["only_b"] = len(set(ga) - set(gb)), len(set(gb) - set(ga))
+    return out
+
+
+def _describe_run(label: str, run_dir: Path) -> str:
+    s = results.read_summary(run_dir)
+    e = s.get("environment", {})
+    return (f"<tr><th>{label}</th><td>{html.esc(run_dir.name)}</td><td>{html.esc(s.get('notebook', '?'))}</td>"
+            f"<td>{html.esc(e.get('device', '?'))} ({html.esc(e.get('backend', '?'))})</td>"
+            f"<td>mlx {html.esc(e.get('mlx', '?'))}, mlx-lm {html.esc(e.get('mlx_lm', '?'))}</td>"
+            f"<td>{html.esc((s.get('params') or {}).get('profile', '?'))}</td><td>{html.esc(s.get('started', ''))}</td>"
+            f"<td>{html.esc(s.get('status', '?'))}</td></tr>")
+
+
+def _cell(median: float, low: float, high: float) -> str:
+    return f"<td class=\"num\">{median:.4g} <span class=\"small muted\">[{low:.4g}, {high:.4g}]</span></td>"
+
+
+def render_page(table: pd.DataFrame, run_a: Path, run_b: Path, out: Path, index: Path | None = None) -> Path:
+    """The comparison page; `index` is the runs index it links back to (default: the one above out's folder)."""
+    index_href = Path(os.path.relpath(index or out.parent.parent / "index.html", out.parent)).as_posix()
+    title = f"Run comparison: {run_a.name} vs {run_b.name}"
+    sections = []
+    for experiment, part in table.groupby("experiment", sort=False):
+        rows = "".join(
+            f"<tr class=\"{'beyond-noise' if r.beyond_noise else ''}\"><td>{html.esc(r.metric)}</td>"
+            f"<td>{html.esc(r.configuration)}</td><td>{html.esc(r.unit)}</td>"
+            f"{_cell(r.a_median, r.a_low, r.a_high)}{_cell(r.b_median, r.b_low, r.b_high)}"
+            f"{_cell(r.ratio, r.ratio_low, r.ratio_high)}<td>{html.esc(r.call)}</td></tr>"
+            for r in part.itertuples())
+        sections.append(f"<h2 id=\"{html.esc(experiment)}\">{html.esc(experiment)}</h2><table><tr><th>metric</th>"
+                        "<th>configuration</th><th>unit</th><th>A median [95%]</th><th>B median [95%]</th>"
+                        f"<th>B / A [95%]</th><th>difference</th></tr>{rows}</table>")
+    moved = int(table.beyond_noise.sum())
+    body = (f"<h1>{html.esc(title)}</h1><table><tr><th></th><th>run</th><th>notebook</th><th>device</th>"
+            f"<th>versions</th><th>profile</th><th>started</th><th>status</th></tr>"
+            f"{_describe_run('A', run_a)}{_describe_run('B', run_b)}</table>"
+            f"<p>{len(table)} shared metrics ({table.attrs.get('only_a', 0)} only in A, "
+            f"{table.attrs.get('only_b', 0)} only in B); {moved} differ beyond the noise of both runs. A difference "
+            f"counts when the two medians' 95% bootstrap intervals do not overlap and the 95% bootstrap interval of "
+            f"B/A excludes 1, with at least {MIN_TRIALS} trials on each side. "
+            f"<a href=\"{html.esc(out.with_suffix('.csv').name)}\">CSV</a> · "
+            f"<a href=\"{html.esc(out.with_suffix('.parquet').name)}\">parquet</a> · "
+            f"<a href=\"{html.esc(index_href)}\">all runs</a></p>" + "".join(sections))
+    out.write_text(html.page(title, body))
+    return out
+
+
+def compare(a: str | Path, b: str | Path, root: Path = REPORTS_DIR, out_dir: Path | None = None) -> Path:
+    """Resolve two runs, compare them, write <out_dir>/<A>__<B>.html, .csv and .parquet; return the page."""
+    run_a, run_b = resolve_run(a, root), resolve_run(b, root)
+    table = compare_runs(run_a, run_b)
+    out_dir = Path(out_dir or Path(root) / "compare")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / f"{run_a.name}__{run_b.name}.html"
+    table.to_csv(out.with_suffix(".csv"), index=False)
+    table.to_parquet(out.with_suffix(".parquet"), index=False)
+    return render_page(table, run_a, run_b, out, index=root / "index.html")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mlx_workbook.report.compare", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("a", help="run A: folder or run id")
+    parser.add_argument("b", help="run B: folder or run id")
+    parser.add_argument("--root", default=str(REPORTS_DIR), help="where run ids are looked up")
+    parser.add_argument("--out", default=None, help="output folder (default: <root>/compare)")
+    args = parser.parse_args(argv)
+    try:
+        page = compare(args.a, args.b, Path(args.root), Path(args.out) if args.out else None)
+    except CompareError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    table = pd.read_csv(page.with_suffix(".csv"))
+    print(table[["experiment", "metric", "configuration", "a_median", "b_median", "ratio", "ratio_low",
+                 "ratio_high", "call"]].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    if (Path(args.root) / "index.html").exists() or Path(args.root) == REPORTS_DIR:
+        html.build_index(Path(args.root))  # so the index links the new comparison
+    print(page)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
