@@ -35,7 +35,7 @@ export PYTHONPATH := $(CURDIR)/lib$(if $(PYTHONPATH),:$(PYTHONPATH))
 RUNNER = $(PYTHON) -m mlx_workbook.report.runner
 RUN_ARGS = --profile $(PROFILE) $(if $(P),-p "$(P)") $(if $(PARAMS),--params-file $(PARAMS))
 
-.PHONY: help reports report notebooks index lab test compare findings browser clean clean-all env
+.PHONY: help reports report notebooks index lab test lint format compare findings browser clean clean-all env
 
 help: ## Show the targets
 	@echo "MLX performance workbook. Variables: BACKEND=cpu|metal|cuda13|cuda12 PROFILE=auto|quick|full|test"
@@ -91,8 +91,16 @@ browser: ## Make sure headless Chromium is installed for the browser tests (apt-
 	    echo "note: chromium is not installed (install it: sudo apt-get install chromium); the browser tests will skip" >&2; \
 	  fi; }
 
-test: $(DEV_READY) browser ## Run the tests (unit tests + every notebook through papermill on the smallest profile)
+test: $(DEV_READY) browser lint ## Run the tests (lint, unit tests, every notebook through papermill on the smallest profile)
 	$(PYTHON) -m pytest -q $(TESTS)
+
+lint: $(DEV_READY) ## Check formatting and lint with ruff (make format rewrites the code)
+	$(PYTHON) -m ruff format --check lib tests bench notebooks
+	$(PYTHON) -m ruff check lib tests bench notebooks
+
+format: $(DEV_READY) ## Format the code and apply ruff's safe fixes
+	$(PYTHON) -m ruff format lib tests bench notebooks
+	$(PYTHON) -m ruff check --fix lib tests bench notebooks
 
 clean: ## Remove local runs, generated notebooks and build files (keeps reports/reference and the venvs)
 	rm -rf reports/runs reports/index.html reports/.build reports/compare reports/timings.jsonl notebooks/*.ipynb

@@ -38,19 +38,40 @@
 
 # %% tags=["parameters"]
 profile: str = "quick"  # parameter profile this run came from (set by the runner)
-run_dir: str = ""  # folder for this run's results (set by the runner; empty: a new folder under reports/runs/)
-presets: list = ["tiny"]  # model presets; the first is the model the claims are judged on (the original: qwen3-0.6b)
+run_dir: str = (
+    ""  # folder for this run's results (set by the runner; empty: a new folder under reports/runs/)
+)
+presets: list = [
+    "tiny"
+]  # model presets; the first is the model the claims are judged on (the original: qwen3-0.6b)
 dtype: str = "float32"  # weight dtype: bfloat16, float16 or float32 (the CPU is fastest in float32)
 bits: int = 0  # weight quantization bits (2, 3, 4, 5, 6 or 8); 0 keeps the weights unquantized
 strategies: list = ["concat", "preallocated", "rotating"]  # KV-cache strategies to compare
-lengths: list = [10, 25, 50, 100, 250, 500, 1000, 2000, 4000]  # context lengths (prompt tokens) before decoding
-original_lengths: list = [10, 25, 50, 100]  # the original's lengths, a subset of lengths: the range its claim covers
+lengths: list = [
+    10,
+    25,
+    50,
+    100,
+    250,
+    500,
+    1000,
+    2000,
+    4000,
+]  # context lengths (prompt tokens) before decoding
+original_lengths: list = [
+    10,
+    25,
+    50,
+    100,
+]  # the original's lengths, a subset of lengths: the range its claim covers
 decode_tokens: int = 16  # tokens decoded at each length (their mean interval is the per-token time)
 step: int = 256  # pre-allocation step of the preallocated cache, tokens (mlx-lm's default is 256)
 window: int = 1000  # rotating cache size, tokens
 keep: int = 4  # tokens the rotating cache always keeps from the start (as mlx-lm's max_kv_size does)
 repeats: int = 5  # timed trials per strategy and length
-warmup: int = 1  # untimed generations per strategy at the shortest length (if above 0, a short pass at every length)
+warmup: int = (
+    1  # untimed generations per strategy at the shortest length (if above 0, a short pass at every length)
+)
 split_lengths: list = [100, 4000]  # lengths at which the synchronous loop splits the time per token
 split_tokens: int = 16  # tokens the synchronous instrumented loop times at each of those lengths
 flat_tolerance: float = 0.05  # relative change in time per token still called flat, as a fraction
@@ -65,12 +86,12 @@ import mlx.core as mx
 import pandas as pd
 from IPython.display import Markdown, display
 
-from mlx_workbook.investigations.kv_cache import measure as kvcache
 from mlx_workbook import models
 from mlx_workbook.core import results
-from mlx_workbook.models import roofline
 from mlx_workbook.investigations.kv_cache import analysis as analysis
+from mlx_workbook.investigations.kv_cache import measure as kvcache
 from mlx_workbook.investigations.kv_cache.findings import findings
+from mlx_workbook.models import roofline
 
 # Parameters are checked before anything heavy runs: unknown preset, dtype or bits, a model too large for this
 # device, or impossible lengths are one clear error now.
@@ -79,17 +100,60 @@ for name in presets:
     lazy = models.build_preset(name, dtype=dtype, bits=quant_bits, seed=seed, materialize=False)
     models.check_fits(lazy.weight_bytes(), lazy.label)
     del lazy
-check_window = min(window, 512)  # the tiny preset's context is short; the window's behaviour does not depend on size
-kvcache.validate(strategies, lengths, decode_tokens=decode_tokens, step=step, window=window, keep=keep,
-                 split_lengths=split_lengths, split_tokens=split_tokens, original_lengths=original_lengths,
-                 repeats=repeats, slice_sizes_mb=slice_sizes_mb, slice_updates=slice_updates,
-                 identity_tokens=identity_tokens, identity_window=check_window,
-                 max_length=min(models.preset_config(p).get("max_position_embeddings", 10**9) for p in presets))
+check_window = min(
+    window, 512
+)  # the tiny preset's context is short; the window's behaviour does not depend on size
+kvcache.validate(
+    strategies,
+    lengths,
+    decode_tokens=decode_tokens,
+    step=step,
+    window=window,
+    keep=keep,
+    split_lengths=split_lengths,
+    split_tokens=split_tokens,
+    original_lengths=original_lengths,
+    repeats=repeats,
+    slice_sizes_mb=slice_sizes_mb,
+    slice_updates=slice_updates,
+    identity_tokens=identity_tokens,
+    identity_window=check_window,
+    max_length=min(models.preset_config(p).get("max_position_embeddings", 10**9) for p in presets),
+)
 
-run = results.start_run("01_kv_cache", {k: v for k, v in dict(globals()).items() if k in (
-    "profile", "presets", "dtype", "bits", "strategies", "lengths", "original_lengths", "decode_tokens", "step",
-    "window", "keep", "repeats", "warmup", "split_lengths", "split_tokens", "flat_tolerance", "copy_tolerance",
-    "slice_sizes_mb", "slice_updates", "identity_tokens", "seed")}, run_dir=run_dir, method_version=3)
+run = results.start_run(
+    "01_kv_cache",
+    {
+        k: v
+        for k, v in dict(globals()).items()
+        if k
+        in (
+            "profile",
+            "presets",
+            "dtype",
+            "bits",
+            "strategies",
+            "lengths",
+            "original_lengths",
+            "decode_tokens",
+            "step",
+            "window",
+            "keep",
+            "repeats",
+            "warmup",
+            "split_lengths",
+            "split_tokens",
+            "flat_tolerance",
+            "copy_tolerance",
+            "slice_sizes_mb",
+            "slice_updates",
+            "identity_tokens",
+            "seed",
+        )
+    },
+    run_dir=run_dir,
+    method_version=3,
+)
 display(pd.Series(run.environment.as_dict() | {"run_id": run.run_id}, name="environment").to_frame())
 
 # %% [markdown]
@@ -104,8 +168,16 @@ display(pd.Series(run.environment.as_dict() | {"run_id": run.run_id}, name="envi
 # %%
 varied = kvcache.varied_model("tiny", seed=seed)
 check_prompt = models.random_prompt(varied, check_window - identity_tokens // 2, seed=seed)
-kvcache.record_identity(run, varied, check_prompt, identity_tokens, strategies=strategies, step=step,
-                        window=check_window, keep=keep)
+kvcache.record_identity(
+    run,
+    varied,
+    check_prompt,
+    identity_tokens,
+    strategies=strategies,
+    step=step,
+    window=check_window,
+    keep=keep,
+)
 display(analysis.identity_table(run.measurements))
 del varied
 
@@ -130,9 +202,21 @@ for name in presets:
     loaded = models.build_preset(name, dtype=dtype, bits=quant_bits, seed=seed)
     kv_bytes = roofline.kv_bytes_per_position(loaded.config, loaded.dtype)
     display(pd.Series(loaded.describe() | {"kv_bytes_per_token": kv_bytes}, name=loaded.label).to_frame())
-    kvcache.sweep(run, loaded, strategies=strategies, lengths=lengths, decode_tokens=decode_tokens,
-                  repeats=repeats, warmup=warmup, step=step, window=window, keep=keep,
-                  split_lengths=split_lengths, split_tokens=split_tokens, seed=seed)
+    kvcache.sweep(
+        run,
+        loaded,
+        strategies=strategies,
+        lengths=lengths,
+        decode_tokens=decode_tokens,
+        repeats=repeats,
+        warmup=warmup,
+        step=step,
+        window=window,
+        keep=keep,
+        split_lengths=split_lengths,
+        split_tokens=split_tokens,
+        seed=seed,
+    )
     del loaded
     mx.clear_cache()
 
@@ -211,8 +295,14 @@ for name in presets:
 # would grow with the buffer like the copy's.
 
 # %%
-kvcache.slice_update_probe(run, sizes_mb=slice_sizes_mb, updates=slice_updates, repeats=repeats, warmup=warmup,
-                           dtype="float32" if dtype == "float32" else "bfloat16")
+kvcache.slice_update_probe(
+    run,
+    sizes_mb=slice_sizes_mb,
+    updates=slice_updates,
+    repeats=repeats,
+    warmup=warmup,
+    dtype="float32" if dtype == "float32" else "bfloat16",
+)
 df = run.measurements
 fig = analysis.chart_slice_update(df)
 run.save_figure(fig, "slice_update")
@@ -224,9 +314,17 @@ display(fig, analysis.slice_update_table(df).round(4))
 # change lies within ± the tolerance, do not hold when it lies wholly outside, and are inconclusive otherwise.
 
 # %%
-for finding in findings(run.measurements, presets=presets, strategies=strategies, lengths=lengths,
-                        original_lengths=original_lengths, flat_tolerance=flat_tolerance,
-                        copy_tolerance=copy_tolerance, step=step, window=window):
+for finding in findings(
+    run.measurements,
+    presets=presets,
+    strategies=strategies,
+    lengths=lengths,
+    original_lengths=original_lengths,
+    flat_tolerance=flat_tolerance,
+    copy_tolerance=copy_tolerance,
+    step=step,
+    window=window,
+):
     run.add_finding(finding)
 run.finish()
 display(Markdown("\n".join(f"- **{f.id}** ({f.verdict}): {f.statement}" for f in run.findings)))

@@ -32,24 +32,48 @@
 # (and in `tests/test_loops.py`); sampled variants that read the same numbers emit identical tokens under the
 # same seed.
 #
-# **How it is measured** (`mlx_workbook.investigations.decode_loop.measure`). Each model gets the same random prompt; every variant
-# decodes `max_tokens` tokens per trial, clocked by `decode.measure_generation` exactly like mlx-lm (decode
-# tokens/s counts from the first token on the host; time to first token is kept apart). Every variant is first
-# warmed up on exactly the timed shapes, so first-use kernel compilation stays out of the trials (its seconds are
-# shown below). Trials run in rounds: each round runs every variant once, in an order rotated by one per round,
-# with Python's garbage collector paused (as `timeit` does: one collection pass costs as much as a short trial).
-# An effect is the median over rounds of the ratio of two variants' tokens/s *within a round*, so a change of
-# machine state between rounds cancels out; 95% bootstrap intervals over rounds. The first model runs every
-# variant and judges the claims; the others run `side_variants`. Models are shape-faithful presets at random
-# weights (same bytes, same kernels as the real checkpoints, so speeds carry over; text would not).
+# **How it is measured** (`mlx_workbook.investigations.decode_loop.measure`). Each model gets the same random
+# prompt; every variant decodes `max_tokens` tokens per trial, clocked by `decode.measure_generation` exactly
+# like mlx-lm (decode tokens/s counts from the first token on the host; time to first token is kept apart).
+# Every variant is first warmed up on exactly the timed shapes, so first-use kernel compilation stays out of
+# the trials (its seconds are shown below). Trials run in rounds: each round runs every variant once, in an
+# order rotated by one per round, with Python's garbage collector paused (as `timeit` does: one collection
+# pass costs as much as a short trial). An effect is the median over rounds of the ratio of two variants'
+# tokens/s *within a round*, so a change of machine state between rounds cancels out; 95% bootstrap intervals
+# over rounds. The first model runs every variant and judges the claims; the others run `side_variants`.
+# Models are shape-faithful presets at random weights (same bytes, same kernels as the real checkpoints, so
+# speeds carry over; text would not).
 
 # %% tags=["parameters"]
 profile: str = "quick"  # parameter profile this run came from (set by the runner)
-run_dir: str = ""  # folder for this run's results (set by the runner; empty: a new folder under reports/runs/)
-model_specs: list = ["tiny:float32", "tiny:4"]  # models as preset:bits or preset:dtype; the first runs every variant and judges the claims
-variants: list = ["mlx_lm", "pipelined", "sync", "batched_10", "logprobs_always", "eval_logits", "default_stream", "take_logits", "sample_fast", "sample_t1", "sample_before_001", "sample_chain", "sample_chain_compiled", "rep_penalty", "rep_penalty_loop"]  # decode-loop variants on the first model (loops.VARIANTS), mlx_lm included
+run_dir: str = (
+    ""  # folder for this run's results (set by the runner; empty: a new folder under reports/runs/)
+)
+model_specs: list = [
+    "tiny:float32",
+    "tiny:4",
+]  # models as preset:bits or preset:dtype; the first runs every variant and judges the claims
+variants: list = [
+    "mlx_lm",
+    "pipelined",
+    "sync",
+    "batched_10",
+    "logprobs_always",
+    "eval_logits",
+    "default_stream",
+    "take_logits",
+    "sample_fast",
+    "sample_t1",
+    "sample_before_001",
+    "sample_chain",
+    "sample_chain_compiled",
+    "rep_penalty",
+    "rep_penalty_loop",
+]  # decode-loop variants on the first model (loops.VARIANTS), mlx_lm included
 side_variants: list = ["mlx_lm", "pipelined", "logprobs_always", "batched_10"]  # variants on the other models
-pipelining_model: str = ""  # model spec the pipelining claim is judged on (the original: a large 3-bit MoE); empty means the last of model_specs
+pipelining_model: str = (
+    ""  # model the pipelining claim is judged on (seed: a 3-bit MoE); empty: last model_spec
+)
 prompt_tokens: int = 16  # random prompt length, tokens
 max_tokens: int = 48  # tokens each trial decodes (warm-up decodes as many)
 repeats: int = 7  # rounds over all variants (each one trial per variant)
@@ -57,13 +81,24 @@ warmup: int = 1  # untimed rounds over all variants first, on the timed shapes
 identity_tokens: int = 32  # tokens of the identity check on the tiny preset with scaled weights
 split_tokens: int = 32  # tokens per instrumented generation (per-phase time split)
 split_repeats: int = 3  # instrumented generations per split variant
-samplers: list = ["greedy", "fast", "mlx_lm", "chain", "chain_compiled", "mlx_lm_chain"]  # samplers timed alone, on the first model
+samplers: list = [
+    "greedy",
+    "fast",
+    "mlx_lm",
+    "chain",
+    "chain_compiled",
+    "mlx_lm_chain",
+]  # samplers timed alone, on the first model
 sampler_calls: int = 20  # sampler calls per timed trial
 sampler_repeats: int = 5  # timed trials per sampler
 minor_tolerance_pct: float = 2.0  # speed difference still called minor (dedicated stream), percent
 no_impact_tolerance_pct: float = 1.0  # speed difference still called no impact, percent
-share_tolerance_pts: float = 3.0  # percentage points a measured share may differ from a published one and match
-variance_tolerance_pts: float = 4.0  # percentage points a measured CV may differ from a published one and match
+share_tolerance_pts: float = (
+    3.0  # percentage points a measured share may differ from a published one and match
+)
+variance_tolerance_pts: float = (
+    4.0  # percentage points a measured CV may differ from a published one and match
+)
 seed: int = 0  # seed of the random weights, prompts and samplers
 
 # %%
@@ -71,22 +106,52 @@ import mlx.core as mx
 import pandas as pd
 from IPython.display import Markdown, display
 
-from mlx_workbook.investigations.kv_cache import measure as kvcache
-from mlx_workbook.investigations.decode_loop import measure as loop_bench
 from mlx_workbook.core import results
 from mlx_workbook.investigations.decode_loop import analysis as analysis
+from mlx_workbook.investigations.decode_loop import measure as loop_bench
+from mlx_workbook.investigations.kv_cache import measure as kvcache
 
 # Parameters are checked before anything heavy runs: unknown names, models too large, impossible sizes.
 loop_bench.validate(model_specs, variants, side_variants, samplers, pipelining_model, seed=seed)
-if min(max_tokens, split_tokens, identity_tokens) < 2 or repeats < 3 or split_repeats < 1 or warmup < 0 \
-        or prompt_tokens < 1 or min(sampler_calls, sampler_repeats) < 1:
-    raise ValueError("max_tokens, split_tokens and identity_tokens must be >= 2, repeats >= 3 (a CV needs "
-                     "spread), split_repeats, prompt_tokens, sampler_calls and sampler_repeats >= 1, warmup >= 0")
-params = {k: v for k, v in dict(globals()).items() if k in (
-    "profile", "model_specs", "variants", "side_variants", "pipelining_model", "prompt_tokens", "max_tokens",
-    "repeats", "warmup", "identity_tokens", "split_tokens", "split_repeats", "samplers", "sampler_calls",
-    "sampler_repeats", "minor_tolerance_pct", "no_impact_tolerance_pct", "share_tolerance_pts",
-    "variance_tolerance_pts", "seed")}
+if (
+    min(max_tokens, split_tokens, identity_tokens) < 2
+    or repeats < 3
+    or split_repeats < 1
+    or warmup < 0
+    or prompt_tokens < 1
+    or min(sampler_calls, sampler_repeats) < 1
+):
+    raise ValueError(
+        "max_tokens, split_tokens and identity_tokens must be >= 2, repeats >= 3 (a CV needs "
+        "spread), split_repeats, prompt_tokens, sampler_calls and sampler_repeats >= 1, warmup >= 0"
+    )
+params = {
+    k: v
+    for k, v in dict(globals()).items()
+    if k
+    in (
+        "profile",
+        "model_specs",
+        "variants",
+        "side_variants",
+        "pipelining_model",
+        "prompt_tokens",
+        "max_tokens",
+        "repeats",
+        "warmup",
+        "identity_tokens",
+        "split_tokens",
+        "split_repeats",
+        "samplers",
+        "sampler_calls",
+        "sampler_repeats",
+        "minor_tolerance_pct",
+        "no_impact_tolerance_pct",
+        "share_tolerance_pts",
+        "variance_tolerance_pts",
+        "seed",
+    )
+}
 run = results.start_run("02_decode_loop", params, run_dir=run_dir, method_version=2)
 env = run.environment
 where = f"{env.device} ({env.backend}, mlx {env.mlx})"
@@ -102,8 +167,9 @@ display(analysis.variant_descriptions(variants))
 
 # %%
 varied = kvcache.varied_model("tiny", dtype="float32", seed=seed)
-identity = loop_bench.check_identity(run, varied, variants, prompt_tokens=prompt_tokens, max_tokens=identity_tokens,
-                                     seed=seed)
+identity = loop_bench.check_identity(
+    run, varied, variants, prompt_tokens=prompt_tokens, max_tokens=identity_tokens, seed=seed
+)
 display(identity)
 del varied
 
@@ -121,14 +187,31 @@ del varied
 labels = {}
 for i, spec in enumerate(model_specs):
     labels[spec] = loop_bench.measure_model(
-        run, spec, variants if i == 0 else side_variants, samplers=samplers if i == 0 else [],
-        prompt_tokens=prompt_tokens, max_tokens=max_tokens, repeats=repeats, warmup=warmup, split_tokens=split_tokens,
-        split_repeats=split_repeats, sampler_calls=sampler_calls, sampler_repeats=sampler_repeats, seed=seed)
+        run,
+        spec,
+        variants if i == 0 else side_variants,
+        samplers=samplers if i == 0 else [],
+        prompt_tokens=prompt_tokens,
+        max_tokens=max_tokens,
+        repeats=repeats,
+        warmup=warmup,
+        split_tokens=split_tokens,
+        split_repeats=split_repeats,
+        sampler_calls=sampler_calls,
+        sampler_repeats=sampler_repeats,
+        seed=seed,
+    )
     mx.clear_cache()
 df = run.measurements
-setup = analysis.Setup(labels=labels, where=where, pipelining_spec=pipelining_model,
-                       minor_tolerance_pct=minor_tolerance_pct, no_impact_tolerance_pct=no_impact_tolerance_pct,
-                       share_tolerance_pts=share_tolerance_pts, variance_tolerance_pts=variance_tolerance_pts)
+setup = analysis.Setup(
+    labels=labels,
+    where=where,
+    pipelining_spec=pipelining_model,
+    minor_tolerance_pct=minor_tolerance_pct,
+    no_impact_tolerance_pct=no_impact_tolerance_pct,
+    share_tolerance_pts=share_tolerance_pts,
+    variance_tolerance_pts=variance_tolerance_pts,
+)
 display(analysis.first_use_table(df).round(3))
 
 # %% [markdown]
@@ -140,14 +223,23 @@ display(analysis.first_use_table(df).round(3))
 summary = analysis.variant_table(df)
 fig = analysis.speed_chart(summary, where)
 run.save_figure(fig, "speed_vs_generate_step")
-display(fig, summary.set_index(["label", "variant"])[["tok_s", "low", "high", "vs_mlx_lm_pct", "vs_low", "vs_high",
-                                                      "cv_pct", "n"]].round(2))
-display(Markdown("Benchmark presets, information only: share of each variant's tokens equal to its family's "
-                 "reference, position by position (greedy: `generate_step`; temperature-1 samplers: `sample_fast`, "
-                 "same seed; filter chain: `sample_chain`; penalty: `rep_penalty`). Nearly tied random-weight logits "
-                 "let last-bit differences flip tokens; in bf16, `sample_before_001` draws from logprobs rounded to "
-                 "bf16, so a draw with the same key can land on a neighbouring token (the same work per token, so "
-                 "its speed still compares)."), analysis.agreement_table(df))
+display(
+    fig,
+    summary.set_index(["label", "variant"])[
+        ["tok_s", "low", "high", "vs_mlx_lm_pct", "vs_low", "vs_high", "cv_pct", "n"]
+    ].round(2),
+)
+display(
+    Markdown(
+        "Benchmark presets, information only: share of each variant's tokens equal to its family's "
+        "reference, position by position (greedy: `generate_step`; temperature-1 samplers: `sample_fast`, "
+        "same seed; filter chain: `sample_chain`; penalty: `rep_penalty`). Nearly tied random-weight logits "
+        "let last-bit differences flip tokens; in bf16, `sample_before_001` draws from logprobs rounded to "
+        "bf16, so a draw with the same key can land on a neighbouring token (the same work per token, so "
+        "its speed still compares)."
+    ),
+    analysis.agreement_table(df),
+)
 
 # %% [markdown]
 # ## Where the time per token goes <a id="split"></a>
@@ -220,6 +312,9 @@ display(analysis.fastest_table(df, summary, setup).round(2))
 for finding in analysis.findings(df, setup):
     run.add_finding(finding)
 run.finish()
-display(pd.DataFrame([{"id": f.id, "verdict": f.verdict, "statement": f.statement} for f in run.findings])
-        .set_index("id"))
+display(
+    pd.DataFrame(
+        [{"id": f.id, "verdict": f.verdict, "statement": f.statement} for f in run.findings]
+    ).set_index("id")
+)
 display(Markdown("\n".join(f"- **{f.verdict}** · {f.statement}" for f in run.findings)))

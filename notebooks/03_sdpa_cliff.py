@@ -41,38 +41,85 @@
 
 # %% tags=["parameters"]
 profile: str = "quick"  # parameter profile this run came from (set by the runner)
-run_dir: str = ""  # folder for this run's results (set by the runner; empty: a new folder under reports/runs/)
+run_dir: str = (
+    ""  # folder for this run's results (set by the runner; empty: a new folder under reports/runs/)
+)
 n_q_heads: int = 2  # query heads of every SDPA sweep
 n_kv_heads: int = 1  # key/value heads (fewer than the query heads: grouped-query attention)
 wide_lengths: list = [32, 64, 96, 192, 256, 512]  # wide prefill sweep, tokens
 boundaries: list = [64, 128, 256]  # powers of two and tile sizes to sweep finely around (prefill)
 offsets: list = [-12, -8, -4, -1, 0, 1, 4, 12]  # fine sweep around each boundary (128 gives 116 ... 140)
-modes: list = ["causal", "additive", "bool", "none"]  # mask modes: causal string, additive array, boolean array, none
-variants: list = ["sdpa"]  # kernels of the mask-mode sweep: sdpa (mx.fast) and/or unfused (matmul, softmax, matmul)
+modes: list = [
+    "causal",
+    "additive",
+    "bool",
+    "none",
+]  # mask modes: causal string, additive array, boolean array, none
+variants: list = [
+    "sdpa"
+]  # kernels of the mask-mode sweep: sdpa (mx.fast) and/or unfused (matmul, softmax, matmul)
 main_dtype: str = "float32"  # dtype of the mask-mode sweep, the GQA and the version comparison
 main_head_dim: int = 64  # head dim of the mask-mode sweep, the GQA and the version comparison
-dtypes: list = ["float32", "bfloat16", "float16"]  # dtypes of the dtype x head-dim sweeps (prefill and decode)
+dtypes: list = [
+    "float32",
+    "bfloat16",
+    "float16",
+]  # dtypes of the dtype x head-dim sweeps (prefill and decode)
 head_dims: list = [64, 128, 80]  # head dims of the dtype x head-dim sweeps (prefill and decode)
 variant_modes: list = ["causal"]  # mask modes of the dtype x head-dim prefill sweep
 variant_wide: list = [64, 256]  # wide lengths of the dtype x head-dim prefill sweep
 variant_boundaries: list = [128]  # boundaries of the dtype x head-dim prefill sweep
 decode_lengths: list = [64, 128, 512, 1024]  # wide decode sweep, cached positions
-decode_boundaries: list = [256, 512, 768, 1024]  # KV-cache steps (multiples of 256) and powers of two (decode)
+decode_boundaries: list = [
+    256,
+    512,
+    768,
+    1024,
+]  # KV-cache steps (multiples of 256) and powers of two (decode)
 decode_offsets: list = [-1, 0, 1]  # fine decode sweep around each boundary
 gqa_prefill_lengths: list = [64, 128, 256]  # prompt lengths of the GQA comparison
 gqa_decode_lengths: list = [256, 1024]  # cache lengths of the GQA comparison
 mlx_versions: list = ["0.29.1", "0.30.0", "0.30.1", "current"]  # MLX versions to run the SDPA probe under
 version_passes: int = 2  # runs of every version in alternating order, so load drift weighs on all alike
-wheels_dir: str = ""  # folder of MLX wheels for offline installs (empty: the package index, or MLX_WHEELS_DIR)
-version_lengths: list = [64, 116, 120, 124, 127, 128, 129, 132, 140]  # version probe prefill lengths, every mask mode
+wheels_dir: str = (
+    ""  # folder of MLX wheels for offline installs (empty: the package index, or MLX_WHEELS_DIR)
+)
+version_lengths: list = [
+    64,
+    116,
+    120,
+    124,
+    127,
+    128,
+    129,
+    132,
+    140,
+]  # version probe prefill lengths, every mask mode
 version_causal_lengths: list = [32, 256, 512]  # more prefill lengths of the version probe, causal string only
 version_decode_lengths: list = [255, 256, 257, 1024]  # decode lengths of the version probe
 model: str = "tiny"  # preset for prompt latency, graph building and the dense op shapes
 model_dtype: str = "float32"  # the preset's weight dtype
 model_bits: int = 0  # weight quantization bits (0 means unquantized)
-prompt_lengths: list = [32, 64, 96, 116, 120, 124, 127, 128, 129, 132, 140, 256, 512]  # prompt lengths, tokens
+prompt_lengths: list = [
+    32,
+    64,
+    96,
+    116,
+    120,
+    124,
+    127,
+    128,
+    129,
+    132,
+    140,
+    256,
+    512,
+]  # prompt lengths, tokens
 moe_model: str = "tiny-moe"  # preset whose MoE shapes the routing and expert ops use (empty: no MoE ops)
-moe_expert_phases: list = ["decode", "prefill"]  # phases that time one quantized MoE layer (CUDA compiles its prefill path for about 50 s)
+moe_expert_phases: list = [
+    "decode",
+    "prefill",
+]  # phases that time one quantized MoE layer (CUDA compiles its prefill path for about 50 s)
 op_tokens: int = 128  # tokens of the prefill op shapes
 op_context: int = 512  # cached positions of the decode op shapes
 op_dtype: str = "float32"  # dtype of the op inputs
@@ -85,21 +132,59 @@ target_ms: float = 3  # calls per trial are batched up to about this many ms
 tolerance: float = 0.25  # a cliff must exceed the work envelope by this fraction (CPU timings are noisy)
 
 # %%
-from mlx_workbook.investigations.sdpa_cliff import measure as attention
 from mlx_workbook import models
+from mlx_workbook.investigations.sdpa_cliff import measure as attention
 from mlx_workbook.probes import ops
 
-PARAMS = ["profile", "n_q_heads", "n_kv_heads", "wide_lengths", "boundaries", "offsets", "modes", "variants",
-          "main_dtype", "main_head_dim", "dtypes", "head_dims", "variant_modes", "variant_wide", "variant_boundaries",
-          "decode_lengths", "decode_boundaries", "decode_offsets", "gqa_prefill_lengths", "gqa_decode_lengths",
-          "mlx_versions", "version_passes", "wheels_dir", "version_lengths", "version_causal_lengths",
-          "version_decode_lengths", "model", "model_dtype", "model_bits", "prompt_lengths", "moe_model",
-          "moe_expert_phases", "op_tokens", "op_context", "op_dtype", "op_bits", "group_size", "graph_context",
-          "repeats", "warmup", "target_ms", "tolerance"]
+PARAMS = [
+    "profile",
+    "n_q_heads",
+    "n_kv_heads",
+    "wide_lengths",
+    "boundaries",
+    "offsets",
+    "modes",
+    "variants",
+    "main_dtype",
+    "main_head_dim",
+    "dtypes",
+    "head_dims",
+    "variant_modes",
+    "variant_wide",
+    "variant_boundaries",
+    "decode_lengths",
+    "decode_boundaries",
+    "decode_offsets",
+    "gqa_prefill_lengths",
+    "gqa_decode_lengths",
+    "mlx_versions",
+    "version_passes",
+    "wheels_dir",
+    "version_lengths",
+    "version_causal_lengths",
+    "version_decode_lengths",
+    "model",
+    "model_dtype",
+    "model_bits",
+    "prompt_lengths",
+    "moe_model",
+    "moe_expert_phases",
+    "op_tokens",
+    "op_context",
+    "op_dtype",
+    "op_bits",
+    "group_size",
+    "graph_context",
+    "repeats",
+    "warmup",
+    "target_ms",
+    "tolerance",
+]
 P = {k: globals()[k] for k in PARAMS}
 plan = attention.plan(P)  # every SDPA sweep as cases; one clear error for impossible sweeps, before any work
-dense_shapes, moe_shapes = ops.shapes(model, moe_model, tokens=op_tokens, context=op_context, bits=op_bits,
-                                      group_size=group_size)
+dense_shapes, moe_shapes = ops.shapes(
+    model, moe_model, tokens=op_tokens, context=op_context, bits=op_bits, group_size=group_size
+)
 models.validate(model_dtype, model_bits or None, group_size)
 models.check_backend_support(models.preset_config(model), model_dtype, model_bits or None, model)
 
@@ -184,8 +269,9 @@ display(fig, table.round(4))
 # platform) gets one message below; the rest of the notebook does not depend on it.
 
 # %%
-version_results = attention.compare_versions(run, mlx_versions, plan.versions, passes=version_passes,
-                                             wheels_dir=wheels_dir, **timing)
+version_results = attention.compare_versions(
+    run, mlx_versions, plan.versions, passes=version_passes, wheels_dir=wheels_dir, **timing
+)
 display(an.version_status(version_results))
 
 # %%
@@ -195,9 +281,13 @@ fig = an.versions_chart(df, P)
 if fig is not None:
     run.save_figure(fig, "versions")
     display(fig, an.steps_127_128(df, P).round(3))
-display(Markdown("**Published (Apple silicon, chip unspecified; whole runs of a GLM-4.5 MoE model, ms):** before "
-                 "the fix (Rust on MLX 0.29.1, Python on 0.30.0) and after it (Rust on 0.30.1)."),
-        *an.published_tables())
+display(
+    Markdown(
+        "**Published (Apple silicon, chip unspecified; whole runs of a GLM-4.5 MoE model, ms):** before "
+        "the fix (Rust on MLX 0.29.1, Python on 0.30.0) and after it (Rust on 0.30.1)."
+    ),
+    *an.published_tables(),
+)
 
 # %% [markdown]
 # ## Prompt latency of a model <a id="prompt"></a>
@@ -226,8 +316,19 @@ display(fig, table.round(3), found["prompt"].round(3))
 # evaluation itself; with mlx-lm's pipelined loop, building the next step overlaps the device computing this one.
 
 # %%
-ops.run_ops(run, dense=dense_shapes, moe=moe_shapes, tokens=op_tokens, context=op_context, dtype=op_dtype,
-            bits=op_bits, group_size=group_size, ops=list(ops.OPS), expert_phases=moe_expert_phases, **timing)
+ops.run_ops(
+    run,
+    dense=dense_shapes,
+    moe=moe_shapes,
+    tokens=op_tokens,
+    context=op_context,
+    dtype=op_dtype,
+    bits=op_bits,
+    group_size=group_size,
+    ops=list(ops.OPS),
+    expert_phases=moe_expert_phases,
+    **timing,
+)
 ops.graph_build(run, loaded, context=graph_context, repeats=max(repeats, 5), warmup=max(warmup, 2))
 df = run.measurements
 fig, per_op = an.ops_chart(df, P)

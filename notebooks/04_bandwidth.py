@@ -30,7 +30,9 @@
 
 # %% tags=["parameters"]
 profile: str = "quick"  # parameter profile this run came from (set by the runner)
-run_dir: str = ""  # folder for this run's results (set by the runner; empty: a new folder under reports/runs/)
+run_dir: str = (
+    ""  # folder for this run's results (set by the runner; empty: a new folder under reports/runs/)
+)
 presets: list = ["tiny", "tiny-moe"]  # presets of the size sweep, dense and MoE
 bits: list = [0, 8, 4, 3]  # weight widths for dense presets; 0 means unquantized (dtype)
 moe_bits: list = [0, 4]  # weight widths for MoE presets (unquantized MoE runs in float32 on the CPU)
@@ -53,37 +55,87 @@ length_repeats: int = 3  # timed generations per length
 prequant_preset: str = "tiny"  # preset saved as checkpoints for pre-quantized vs quantized at load time
 prequant_bits: int = 4  # bit width of that comparison
 prequant_repeats: int = 3  # loads and generations per variant
-projection_presets: list = ["qwen2.5-0.5b", "qwen2.5-3b", "qwen2.5-7b", "qwen2.5-14b"]  # dense presets of the projection table (bytes counted, not run)
+projection_presets: list = [
+    "qwen2.5-0.5b",
+    "qwen2.5-3b",
+    "qwen2.5-7b",
+    "qwen2.5-14b",
+]  # dense presets of the projection table (bytes counted, not run)
 projection_bits: int = 4  # weight width of the projected configurations (the original's 4-bit)
-bandwidth_source: str = "auto"  # auto takes 00_machine's latest run on this device, else probes now; measure always probes
+bandwidth_source: str = (
+    "auto"  # auto takes 00_machine's latest run on this device, else probes now; measure always probes
+)
 probe_sizes_mb: list = [64, 256]  # buffer sizes of that probe
-probe_kinds: list = ["read", "copy"]  # its probes (kernels.bandwidth_probe); gemv is slow on a CPU, use it on GPUs
+probe_kinds: list = [
+    "read",
+    "copy",
+]  # its probes (kernels.bandwidth_probe); gemv is slow on a CPU, use it on GPUs
 bound_threshold: float = 0.5  # efficiency from which a configuration counts as bandwidth-bound
 
 # %%
 import pandas as pd
 from IPython.display import Markdown, display
 
-from mlx_workbook.investigations.bandwidth import prequant, measure as serving
 from mlx_workbook.core import results
+from mlx_workbook.investigations.bandwidth import analysis as bw
+from mlx_workbook.investigations.bandwidth import findings as bandwidth_findings
+from mlx_workbook.investigations.bandwidth import measure as serving
+from mlx_workbook.investigations.bandwidth import prequant
+from mlx_workbook.investigations.bandwidth import serving_analysis as bws
 from mlx_workbook.models import roofline as rl
 from mlx_workbook.probes import kernels
-from mlx_workbook.investigations.bandwidth import analysis as bw
-from mlx_workbook.investigations.bandwidth import findings as bandwidth_findings, serving_analysis as bws
+from mlx_workbook.report import text
 
 # Parameters are checked before any model is built: unknown presets, bad widths, impossible sizes.
 plan = serving.sweep_plan(presets, bits, moe_bits, preset_bits)
-serving.validate(batch_sizes=batch_sizes, lengths=lengths, prefix_tokens=prefix_tokens, suffix_tokens=suffix_tokens,
-                 serving_bits=serving_bits, prequant_bits=prequant_bits, dtype=dtype, group_size=group_size,
-                 presets=[serving_preset, prequant_preset, *projection_presets], projection_bits=projection_bits,
-                 prompt_tokens=prompt_tokens, gen_tokens=gen_tokens, batch_tokens=batch_tokens,
-                 repeats=[repeats, length_repeats, cache_repeats, prequant_repeats])
+serving.validate(
+    batch_sizes=batch_sizes,
+    lengths=lengths,
+    prefix_tokens=prefix_tokens,
+    suffix_tokens=suffix_tokens,
+    serving_bits=serving_bits,
+    prequant_bits=prequant_bits,
+    dtype=dtype,
+    group_size=group_size,
+    presets=[serving_preset, prequant_preset, *projection_presets],
+    projection_bits=projection_bits,
+    prompt_tokens=prompt_tokens,
+    gen_tokens=gen_tokens,
+    batch_tokens=batch_tokens,
+    repeats=[repeats, length_repeats, cache_repeats, prequant_repeats],
+)
 
-PARAMS = ["profile", "presets", "bits", "moe_bits", "preset_bits", "dtype", "group_size", "prompt_tokens", "gen_tokens",
-          "warmup_tokens", "repeats", "serving_preset", "serving_bits", "batch_sizes", "batch_tokens", "prefix_tokens",
-          "suffix_tokens", "cache_repeats", "lengths", "length_repeats", "prequant_preset", "prequant_bits",
-          "prequant_repeats", "projection_presets", "projection_bits", "bandwidth_source", "probe_sizes_mb",
-          "probe_kinds", "bound_threshold"]
+PARAMS = [
+    "profile",
+    "presets",
+    "bits",
+    "moe_bits",
+    "preset_bits",
+    "dtype",
+    "group_size",
+    "prompt_tokens",
+    "gen_tokens",
+    "warmup_tokens",
+    "repeats",
+    "serving_preset",
+    "serving_bits",
+    "batch_sizes",
+    "batch_tokens",
+    "prefix_tokens",
+    "suffix_tokens",
+    "cache_repeats",
+    "lengths",
+    "length_repeats",
+    "prequant_preset",
+    "prequant_bits",
+    "prequant_repeats",
+    "projection_presets",
+    "projection_bits",
+    "bandwidth_source",
+    "probe_sizes_mb",
+    "probe_kinds",
+    "bound_threshold",
+]
 params = {k: globals()[k] for k in PARAMS}
 run = results.start_run("04_bandwidth", params, run_dir=run_dir)
 env = run.environment
@@ -97,7 +149,9 @@ display(pd.Series(env.as_dict() | {"run_id": run.run_id}, name="environment").to
 # device, is a second, higher ceiling.
 
 # %%
-ceiling = kernels.measured_bandwidth(run, mode=bandwidth_source, sizes_mb=probe_sizes_mb, probes=probe_kinds, repeats=5)
+ceiling = kernels.measured_bandwidth(
+    run, mode=bandwidth_source, sizes_mb=probe_sizes_mb, probes=probe_kinds, repeats=5
+)
 display(Markdown(f"**Bandwidth used for every roofline:** {ceiling.describe()}."))
 
 # %% [markdown]
@@ -110,8 +164,9 @@ display(Markdown(f"**Bandwidth used for every roofline:** {ceiling.describe()}."
 
 # %%
 context = rl.mean_context(prompt_tokens, gen_tokens)
-acc = rl.accounting(plan + [(p, [projection_bits]) for p in projection_presets], context, dtype=dtype,
-                    group_size=group_size)
+acc = rl.accounting(
+    plan + [(p, [projection_bits]) for p in projection_presets], context, dtype=dtype, group_size=group_size
+)
 fig = bw.bytes_chart(acc, context)
 run.save_figure(fig, "bytes_per_token")
 display(fig, bw.bytes_table(acc).round(4))
@@ -125,10 +180,19 @@ display(fig, bw.bytes_table(acc).round(4))
 # like `mlx_lm.stream_generate`. Efficiency uses the steady decode rate (one over the mean time per token).
 
 # %%
-serving.size_sweep(run, plan, ceiling, dtype=dtype, group_size=group_size, prompt_tokens=prompt_tokens,
-                   gen_tokens=gen_tokens, repeats=repeats, warmup_tokens=warmup_tokens)
+serving.size_sweep(
+    run,
+    plan,
+    ceiling,
+    dtype=dtype,
+    group_size=group_size,
+    prompt_tokens=prompt_tokens,
+    gen_tokens=gen_tokens,
+    repeats=repeats,
+    warmup_tokens=warmup_tokens,
+)
 df = run.measurements
-where = bw.where(df)
+where = text.where(df)
 display(Markdown(bw.skipped_text(df)))
 table = bw.decode_table(df, bound_threshold, ceiling)
 fig = bw.decode_chart(table, acc, ceiling, where)
@@ -172,8 +236,15 @@ display(bw.moe_view(table, ceiling) if table.moe.any() else Markdown("No MoE pre
 
 # %%
 served = serving.build(serving_preset, serving_bits, dtype, group_size)
-serving.batch_sweep(run, served, ceiling, batch_sizes=batch_sizes, prompt_tokens=prompt_tokens,
-                    gen_tokens=batch_tokens, repeats=repeats)
+serving.batch_sweep(
+    run,
+    served,
+    ceiling,
+    batch_sizes=batch_sizes,
+    prompt_tokens=prompt_tokens,
+    gen_tokens=batch_tokens,
+    repeats=repeats,
+)
 fig = bws.batch_chart(run.measurements, ceiling, where)
 run.save_figure(fig, "batch")
 display(fig, bws.batch_table(run.measurements).round(3))
@@ -185,11 +256,16 @@ display(fig, bws.batch_table(run.measurements).round(3))
 # (prefix + suffix) vs with the cached prefix; the cache is trimmed back to the prefix after every trial.
 
 # %%
-serving.prompt_cache_ttft(run, served, prefix_tokens=prefix_tokens, suffix_tokens=suffix_tokens, repeats=cache_repeats)
+serving.prompt_cache_ttft(
+    run, served, prefix_tokens=prefix_tokens, suffix_tokens=suffix_tokens, repeats=cache_repeats
+)
 fig = bws.prompt_cache_chart(run.measurements, where)
 run.save_figure(fig, "prompt_cache")
-display(fig, bws.prompt_cache_table(run.measurements).round(3),
-        Markdown(f"Same first token with and without the cache: {bws.same_first_token(run.measurements)}."))
+display(
+    fig,
+    bws.prompt_cache_table(run.measurements).round(3),
+    Markdown(f"Same first token with and without the cache: {bws.same_first_token(run.measurements)}."),
+)
 
 # %% [markdown]
 # ## Short, medium and long generations <a id="lengths"></a>
@@ -213,12 +289,23 @@ display(fig, bws.fixed_share_table(run.measurements).round(4))
 # the two; each trial loads, warms up and decodes.
 
 # %%
-prequant.prequantized_vs_load_time(run, prequant_preset, prequant_bits, prompt_tokens=prompt_tokens,
-                                   gen_tokens=gen_tokens, repeats=prequant_repeats, group_size=group_size, dtype=dtype)
+prequant.prequantized_vs_load_time(
+    run,
+    prequant_preset,
+    prequant_bits,
+    prompt_tokens=prompt_tokens,
+    gen_tokens=gen_tokens,
+    repeats=prequant_repeats,
+    group_size=group_size,
+    dtype=dtype,
+)
 fig = bws.prequant_chart(run.measurements, where)
 run.save_figure(fig, "prequant")
-display(fig, bws.prequant_table(run.measurements).round(4),
-        Markdown(f"Identical generated tokens: {bws.prequant_same_tokens(run.measurements)}."))
+display(
+    fig,
+    bws.prequant_table(run.measurements).round(4),
+    Markdown(f"Identical generated tokens: {bws.prequant_same_tokens(run.measurements)}."),
+)
 
 # %% [markdown]
 # ## Projection onto the original's hardware <a id="projection"></a>

@@ -27,8 +27,10 @@
 
 # %% tags=["parameters"]
 profile: str = "quick"  # parameter profile this run came from (set by the runner)
-run_dir: str = ""  # folder for this run's results (set by the runner; empty: a new folder under reports/runs/)
-roots: list = []  # reports folders to read (runs at any depth, reference runs included); empty: the one this run writes to
+run_dir: str = (
+    ""  # folder for this run's results (set by the runner; empty: a new folder under reports/runs/)
+)
+roots: list = []  # reports folders to read (runs at any depth, references too); empty: the one this run writes to
 page: str = ""  # where to write the findings page; empty: findings.html in the first folder of roots
 readme: str = ""  # a README whose findings block to refresh from the reference runs; empty: none
 
@@ -36,15 +38,16 @@ readme: str = ""  # a README whose findings block to refresh from the reference 
 from pathlib import Path
 
 import pandas as pd
-from IPython.display import HTML, Markdown, display
+from IPython.display import Markdown, display
 
 import mlx_workbook as wb
-from mlx_workbook.report import findings_page as findings
 from mlx_workbook.core import results
 from mlx_workbook.core.results import Finding
+from mlx_workbook.report import findings_page as findings
 
-run = results.start_run("05_findings", {"profile": profile, "roots": roots, "page": page, "readme": readme},
-                        run_dir=run_dir)
+run = results.start_run(
+    "05_findings", {"profile": profile, "roots": roots, "page": page, "readme": readme}, run_dir=run_dir
+)
 # Relative folders are read from the repository root (papermill runs the kernel inside notebooks/).
 here = run.run_dir.parent.parent if run_dir else wb.REPORTS_DIR
 folders = [p if p.is_absolute() else wb.ROOT / p for p in map(Path, roots)] or [here]
@@ -65,7 +68,9 @@ if readme and not (wb.ROOT / readme).is_file():
 table = findings.claims_table(folders, page_path.parent)
 counts = findings.verdict_counts(table)
 for _, row in counts.melt(id_vars="device_run", var_name="verdict", value_name="claims").iterrows():
-    run.record("verdicts", "claims", row.claims, "claims", trial=0, verdict=row.verdict, device_run=row.device_run)
+    run.record(
+        "verdicts", "claims", row.claims, "claims", trial=0, verdict=row.verdict, device_run=row.device_run
+    )
 columns = ["claim_id", "published", "published_hardware", "device_run", "measured", "verdict"]
 with pd.option_context("display.max_rows", 500, "display.max_colwidth", 80):
     display(table[table.verdict != findings.NOT_MEASURED][columns])  # every row is on the findings page
@@ -78,7 +83,9 @@ with pd.option_context("display.max_rows", 500, "display.max_colwidth", 80):
 # %%
 stored = run.measurements.pivot_table(index="device_run", columns="verdict", values="value", aggfunc="sum")
 stored = stored.reindex(columns=[c for c in counts.columns if c != "device_run"]).reset_index()
-fig = findings.verdict_chart(stored, f"Verdicts of {table.claim_id.nunique()} published claims per device run")
+fig = findings.verdict_chart(
+    stored, f"Verdicts of {table.claim_id.nunique()} published claims per device run"
+)
 run.save_figure(fig, "verdicts")
 display(fig, stored)
 
@@ -93,15 +100,27 @@ if readme:
     findings.update_readme(wb.ROOT / readme, findings.headline_markdown(folders[0]))
 measured = table[table.verdict != findings.NOT_MEASURED]
 n_runs = table.device_run.replace("", pd.NA).nunique()
-tally = ", ".join(f"{(table.verdict == v).sum()} {v}" for v in findings.CATEGORIES if (table.verdict == v).any())
-run.add_finding(Finding(
-    id="claims_with_verdict", headline=True, section="table",
-    measured={"value": len(measured), "low": len(measured), "high": len(measured), "unit": "claim rows"},
-    statement=f"{table.claim_id.nunique()} published claims against {n_runs} device run(s): "
-              f"{len(measured)} of {len(table)} rows have a verdict from data ({tally})."))
+tally = ", ".join(
+    f"{(table.verdict == v).sum()} {v}" for v in findings.CATEGORIES if (table.verdict == v).any()
+)
+run.add_finding(
+    Finding(
+        id="claims_with_verdict",
+        headline=True,
+        section="table",
+        measured={"value": len(measured), "low": len(measured), "high": len(measured), "unit": "claim rows"},
+        statement=f"{table.claim_id.nunique()} published claims against {n_runs} device run(s): "
+        f"{len(measured)} of {len(table)} rows have a verdict from data ({tally}).",
+    )
+)
 for device_run, part in table[table.device_run != ""].groupby("device_run"):
-    run.add_finding(Finding(
-        id=f"verdicts: {device_run}", section="verdicts",
-        statement=f"{device_run}: " + ", ".join(f"{(part.verdict == v).sum()} {v}" for v in findings.CATEGORIES)))
+    run.add_finding(
+        Finding(
+            id=f"verdicts: {device_run}",
+            section="verdicts",
+            statement=f"{device_run}: "
+            + ", ".join(f"{(part.verdict == v).sum()} {v}" for v in findings.CATEGORIES),
+        )
+    )
 run.finish()
 display(Markdown(f"Findings page: `{written}`\n\n" + "\n".join(f"- {f.statement}" for f in run.findings)))

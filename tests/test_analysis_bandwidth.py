@@ -6,18 +6,31 @@ import pytest
 
 from mlx_workbook.core import published, verdicts
 from mlx_workbook.investigations.bandwidth import analysis as bw
-from mlx_workbook.investigations.bandwidth import findings as bandwidth_findings, serving_analysis as bws
+from mlx_workbook.investigations.bandwidth import findings as bandwidth_findings
+from mlx_workbook.investigations.bandwidth import serving_analysis as bws
 from mlx_workbook.probes.kernels import Ceiling
 
 CEILING = Ceiling(1000.0, 990.0, 1010.0, "a test probe", published_gbs=2000.0, published_name="Test GPU")
 MACHINE = {"device": "Test GPU", "backend": "cuda", "mlx": "0.0"}
-PARAMS = {"bound_threshold": 0.5, "dtype": "bfloat16", "group_size": 64, "profile": "test", "prompt_tokens": 128,
-          "gen_tokens": 64, "batch_tokens": 32, "projection_presets": ["qwen2.5-0.5b", "qwen2.5-7b"],
-          "projection_bits": 4}
+PARAMS = {
+    "bound_threshold": 0.5,
+    "dtype": "bfloat16",
+    "group_size": 64,
+    "profile": "test",
+    "prompt_tokens": 128,
+    "gen_tokens": 64,
+    "batch_tokens": 32,
+    "projection_presets": ["qwen2.5-0.5b", "qwen2.5-7b"],
+    "projection_bits": 4,
+}
 # (model, bits, GB per token, efficiency against CEILING, parameters, MoE)
-CONFIGS = [("qwen2.5-0.5b", 0, 1.0, 0.6, 0.5e9, False), ("qwen2.5-7b", 0, 15.0, 1.25, 7e9, False),
-           ("qwen2.5-7b", 4, 4.0, 0.3, 7e9, False), ("qwen2.5-14b", 4, 8.0, 0.8, 14e9, False),
-           ("mixtral-8x7b", 4, 7.0, 0.5, 0.0, True)]
+CONFIGS = [
+    ("qwen2.5-0.5b", 0, 1.0, 0.6, 0.5e9, False),
+    ("qwen2.5-7b", 0, 15.0, 1.25, 7e9, False),
+    ("qwen2.5-7b", 4, 4.0, 0.3, 7e9, False),
+    ("qwen2.5-14b", 4, 8.0, 0.8, 14e9, False),
+    ("mixtral-8x7b", 4, 7.0, 0.5, 0.0, True),
+]
 
 
 def label(model, bits):
@@ -28,13 +41,32 @@ def decode_rows():
     rows = []
     for model, bits, gb, eff, params, moe in CONFIGS:
         roof = CEILING.gbs / gb
-        cols = dict(experiment="decode", label=label(model, bits), model=model, bits=bits, dtype="bfloat16", moe=moe,
-                    quant=f"{bits}-bit" if bits else "bf16", params=params, weight_bytes=gb * 1e9 * (4 if moe else 1),
-                    bytes_per_token=gb * 1e9, weights_read_bytes=gb * 1e9, kv_bytes=1e6, roofline_tps=roof, **MACHINE)
+        cols = dict(
+            experiment="decode",
+            label=label(model, bits),
+            model=model,
+            bits=bits,
+            dtype="bfloat16",
+            moe=moe,
+            quant=f"{bits}-bit" if bits else "bf16",
+            params=params,
+            weight_bytes=gb * 1e9 * (4 if moe else 1),
+            bytes_per_token=gb * 1e9,
+            weights_read_bytes=gb * 1e9,
+            kv_bytes=1e6,
+            roofline_tps=roof,
+            **MACHINE,
+        )
         for trial, wobble in enumerate([0.99, 1.0, 1.01]):
             tps = eff * roof * wobble
-            metrics = {"decode_tps": tps, "steady_tps": tps, "efficiency": eff * wobble, "ms_per_token": 1e3 / tps,
-                       "prompt_tps": 1000.0, "peak_memory_gb": (27.0 if moe else gb) * wobble}
+            metrics = {
+                "decode_tps": tps,
+                "steady_tps": tps,
+                "efficiency": eff * wobble,
+                "ms_per_token": 1e3 / tps,
+                "prompt_tps": 1000.0,
+                "peak_memory_gb": (27.0 if moe else gb) * wobble,
+            }
             rows += [dict(cols, metric=k, value=v, trial=trial) for k, v in metrics.items()]
     return rows
 
@@ -44,29 +76,78 @@ def serving_rows():
     rows = []
     for trial, w in enumerate([0.98, 1.0, 1.02]):
         for b in (1, 2, 4):  # aggregate tok/s doubles with every doubling of the batch
-            rows += [dict(served, experiment="batch", metric="aggregate_tps", value=50.0 * b * w, batch=b, trial=trial,
-                          roofline_tps=66.0 * b, weights_per_token_bytes=15e9 / b),
-                     dict(served, experiment="batch", metric="efficiency", value=50.0 / 66.0 * w, batch=b, trial=trial,
-                          roofline_tps=66.0 * b, weights_per_token_bytes=15e9 / b)]
+            rows += [
+                dict(
+                    served,
+                    experiment="batch",
+                    metric="aggregate_tps",
+                    value=50.0 * b * w,
+                    batch=b,
+                    trial=trial,
+                    roofline_tps=66.0 * b,
+                    weights_per_token_bytes=15e9 / b,
+                ),
+                dict(
+                    served,
+                    experiment="batch",
+                    metric="efficiency",
+                    value=50.0 / 66.0 * w,
+                    batch=b,
+                    trial=trial,
+                    roofline_tps=66.0 * b,
+                    weights_per_token_bytes=15e9 / b,
+                ),
+            ]
         for variant, ms in (("no cache", 200.0), ("cached prefix", 20.0)):  # a planted 10x
-            rows.append(dict(served, experiment="prompt_cache", metric="ttft_ms", value=ms * w, variant=variant,
-                             prefix_tokens=4096, suffix_tokens=64, first_token=7, trial=trial))
+            rows.append(
+                dict(
+                    served,
+                    experiment="prompt_cache",
+                    metric="ttft_ms",
+                    value=ms * w,
+                    variant=variant,
+                    prefix_tokens=4096,
+                    suffix_tokens=64,
+                    first_token=7,
+                    trial=trial,
+                )
+            )
         for n in (50, 100, 200):  # 100 ms fixed start, then 50 tok/s
             total = 0.1 + n / 50.0
-            rows += [dict(served, experiment="lengths", metric=k, value=v * w, length=n, trial=trial) for k, v in
-                     (("decode_tps", 50.0), ("request_tps", n / total), ("fixed_share", 0.1 / total))]
+            rows += [
+                dict(served, experiment="lengths", metric=k, value=v * w, length=n, trial=trial)
+                for k, v in (("decode_tps", 50.0), ("request_tps", n / total), ("fixed_share", 0.1 / total))
+            ]
         for variant in ("pre-quantized", "quantized at load time"):  # the same weights: the same speed
-            pq = dict(MACHINE, experiment="prequant", label="qwen2.5-0.5b 4-bit", variant=variant, trial=trial,
-                      tokens_digest="abc")
+            pq = dict(
+                MACHINE,
+                experiment="prequant",
+                label="qwen2.5-0.5b 4-bit",
+                variant=variant,
+                trial=trial,
+                tokens_digest="abc",
+            )
             rows += [dict(pq, metric="decode_tps", value=300.0 * w), dict(pq, metric="load_s", value=0.5 * w)]
     return rows
 
 
 def synthetic():
     df = pd.DataFrame(decode_rows() + serving_rows())
-    acc = pd.DataFrame([{"label": label(m, b), "model": m, "bits": b, "weight_bytes": 1e9, "weights": 4.3e9,
-                         "kv_read": 1e6, "total": 4.3e9, **{p: 1e8 for p in bw.PARTS}}
-                        for m, b in [("qwen2.5-0.5b", 4), ("qwen2.5-7b", 4)]])
+    acc = pd.DataFrame(
+        [
+            {
+                "label": label(m, b),
+                "model": m,
+                "bits": b,
+                "weight_bytes": 1e9,
+                "weights": 4.3e9,
+                "kv_read": 1e6,
+                "total": 4.3e9,
+                **{p: 1e8 for p in bw.PARTS},
+            }
+            for m, b in [("qwen2.5-0.5b", 4), ("qwen2.5-7b", 4)]
+        ]
+    )
     return df, acc
 
 
@@ -75,7 +156,10 @@ def test_decode_table_keeps_efficiency_above_one_and_says_why():
     table = bw.decode_table(df, 0.5, CEILING).set_index("label")
     assert table.efficiency["qwen2.5-7b bf16"] == pytest.approx(1.25)  # never clipped
     assert table.efficiency_vs_peak["qwen2.5-7b bf16"] == pytest.approx(0.625)  # 1000 of 2000 GB/s
-    assert table.regime["qwen2.5-7b 4-bit"] == "kernel-bound" and table.series["mixtral-8x7b 4-bit"] == "4-bit MoE"
+    assert (
+        table.regime["qwen2.5-7b 4-bit"] == "kernel-bound"
+        and table.series["mixtral-8x7b 4-bit"] == "4-bit MoE"
+    )
     note = bw.over_ceiling_text(table.reset_index(), CEILING)
     assert "qwen2.5-7b bf16" in note and "underestimates" in note and "62%" in note
     assert bw.over_ceiling_text(table[table.efficiency < 1].reset_index(), CEILING) == ""
@@ -98,7 +182,11 @@ def test_findings_cover_every_claim_with_verdicts_from_the_planted_effects():
     found = {f.id: f for f in bandwidth_findings.findings(df, acc, CEILING, PARAMS)}
     assert {c["id"] for c in published.claims("04_bandwidth")} <= set(found)
     bf16 = found["efficiency_7b_bf16"]
-    assert bf16.measured["value"] == pytest.approx(125) and "Above 100%" in bf16.statement and "62%" in bf16.statement
+    assert (
+        bf16.measured["value"] == pytest.approx(125)
+        and "Above 100%" in bf16.statement
+        and "62%" in bf16.statement
+    )
     # 3 of 4 dense configurations reach 50%: bandwidth-bound holds (share >= 75%)
     assert found["decode_bandwidth_bound"].verdict == verdicts.HOLDS
     assert "3 of 4" in found["decode_bandwidth_bound"].statement
@@ -115,7 +203,10 @@ def test_findings_cover_every_claim_with_verdicts_from_the_planted_effects():
     assert found["batch32_speedup"].verdict == verdicts.INCONCLUSIVE
     assert found["data_per_token_7b_4bit"].verdict == verdicts.HOLDS  # 4.3 GB in the published ~4-5 GB
     assert found["server_overhead_50_tokens"].measured["value"] == pytest.approx(100 * 0.1 / 1.1)
-    assert found["bandwidth_ceiling"].measured["value"] == 1000.0 and "Test GPU" in found["bandwidth_ceiling"].statement
+    assert (
+        found["bandwidth_ceiling"].measured["value"] == 1000.0
+        and "Test GPU" in found["bandwidth_ceiling"].statement
+    )
     assert sum(f.headline for f in found.values()) == 2
     # 14B at 0.75x the 7B's time for 2x the parameters: sub-linear
     assert found["tok_s_sublinear_in_params"].verdict == verdicts.HOLDS
@@ -130,7 +221,9 @@ def test_one_sided_claims_use_at_least_with_the_sign_handled():
     df.loc[eff, "value"] = [0.994, 0.995, 0.996]  # 0.4-0.6% of each step is not memory time
     tps = (df.label == "qwen2.5-14b 4-bit") & (df.metric == "decode_tps")
     seven = df[(df.label == "qwen2.5-7b 4-bit") & (df.metric == "decode_tps")].value.median()
-    df.loc[tps, "value"] = seven / 3 * df.loc[tps, "value"] / df.loc[tps, "value"].median()  # 3x slower for 2x
+    df.loc[tps, "value"] = (
+        seven / 3 * df.loc[tps, "value"] / df.loc[tps, "value"].median()
+    )  # 3x slower for 2x
     found = {f.id: f for f in bandwidth_findings.findings(df, acc, CEILING, PARAMS)}
     assert found["python_overhead_lt_1pct"].verdict == verdicts.HOLDS
     assert found["python_overhead_lt_1pct"].measured["high"] < 1
@@ -153,8 +246,18 @@ def synthetic_table():
     for model, bits, gbytes, extra_ms in rows:
         ms = 1.0 + gbytes / 100 * 1e3 + extra_ms
         roof = 100 / gbytes
-        out.append({"label": f"{model} {bits}", "model": model, "bits": bits, "moe": False, "bytes_per_token": gbytes * 1e9,
-                    "ms_per_token": ms, "efficiency": (1e3 / ms) / roof, "decode_tps": 1e3 / ms})
+        out.append(
+            {
+                "label": f"{model} {bits}",
+                "model": model,
+                "bits": bits,
+                "moe": False,
+                "bytes_per_token": gbytes * 1e9,
+                "ms_per_token": ms,
+                "efficiency": (1e3 / ms) / roof,
+                "decode_tps": 1e3 / ms,
+            }
+        )
     return pd.DataFrame(out)
 
 
@@ -173,11 +276,24 @@ def test_loglog_slope_is_one_when_time_follows_bytes():
 
 
 def test_projection_is_bandwidth_times_efficiency_over_bytes():
-    configs = pd.DataFrame([{"label": "qwen2.5-7b 4-bit", "model": "qwen2.5-7b", "bytes_per_token": 4e9,
-                             "efficiency": 0.5, "decode_tps": 10.0}])
-    machines = pd.DataFrame([{"machine": "M4 Max", "bandwidth_low": 400, "bandwidth_high": 400, "here": False},
-                             {"machine": "M4 Pro", "bandwidth_low": 200, "bandwidth_high": 250, "here": False},
-                             {"machine": "this", "bandwidth_low": 80, "bandwidth_high": 80, "here": True}])
+    configs = pd.DataFrame(
+        [
+            {
+                "label": "qwen2.5-7b 4-bit",
+                "model": "qwen2.5-7b",
+                "bytes_per_token": 4e9,
+                "efficiency": 0.5,
+                "decode_tps": 10.0,
+            }
+        ]
+    )
+    machines = pd.DataFrame(
+        [
+            {"machine": "M4 Max", "bandwidth_low": 400, "bandwidth_high": 400, "here": False},
+            {"machine": "M4 Pro", "bandwidth_low": 200, "bandwidth_high": 250, "here": False},
+            {"machine": "this", "bandwidth_low": 80, "bandwidth_high": 80, "here": True},
+        ]
+    )
     proj = bw.projection(configs, machines, bw.published_decode()).set_index("machine")
     assert proj.predicted_tps_low["M4 Max"] == pytest.approx(50)
     assert (proj.predicted_tps_low["M4 Pro"], proj.predicted_tps_high["M4 Pro"]) == pytest.approx((25, 31.25))
@@ -189,4 +305,9 @@ def test_published_tables_and_size_labels():
     assert set(bw.original_machines().machine) == {"M4 (Air/Mini)", "M4 Pro", "M4 Max", "M4 Ultra (future)"}
     pub = bw.published_decode()
     assert set(pub.machine) <= set(bw.original_machines().machine)
-    assert [bw.size_label(n) for n in ("qwen2.5-0.5b", "qwen2.5-14b", "llama-3-8b", "tiny")] == ["0.5B", "14B", "8B", "tiny"]
+    assert [bw.size_label(n) for n in ("qwen2.5-0.5b", "qwen2.5-14b", "llama-3-8b", "tiny")] == [
+        "0.5B",
+        "14B",
+        "8B",
+        "tiny",
+    ]

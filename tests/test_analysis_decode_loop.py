@@ -6,17 +6,29 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlx_workbook.investigations.decode_loop import stats as loop_stats
 from mlx_workbook.core import measure, published, verdicts
 from mlx_workbook.investigations.decode_loop import analysis as analysis
+from mlx_workbook.investigations.decode_loop import stats as loop_stats
 from mlx_workbook.probes.loops import variant
 
 DRIFT = [1.0, 1.4, 0.8, 1.2, 0.9]  # a machine state that changes between rounds, the same for every variant
 # tokens/s factors on the claims model: each planted effect sits inside its published range
-FACTORS = {"mlx_lm": 1.0, "logprobs_always": 1.0, "eval_logits": 1 / 1.045, "pipelined": 1.015,
-           "default_stream": 1.015, "take_logits": 1.013, "batched_10": 1.015 / 1.22, "sample_fast": 1.0,
-           "sample_t1": 1 / 1.005, "sample_before_001": 1 / 1.085, "sample_chain": 0.9, "sample_chain_compiled": 0.915,
-           "rep_penalty": 1.0, "rep_penalty_loop": 1.0}
+FACTORS = {
+    "mlx_lm": 1.0,
+    "logprobs_always": 1.0,
+    "eval_logits": 1 / 1.045,
+    "pipelined": 1.015,
+    "default_stream": 1.015,
+    "take_logits": 1.013,
+    "batched_10": 1.015 / 1.22,
+    "sample_fast": 1.0,
+    "sample_t1": 1 / 1.005,
+    "sample_before_001": 1 / 1.085,
+    "sample_chain": 0.9,
+    "sample_chain_compiled": 0.915,
+    "rep_penalty": 1.0,
+    "rep_penalty_loop": 1.0,
+}
 SHARES = {"graph building": 3.0, "sampling": 1.5, "device execution": 90.0, "token sync": 5.0, "other": 0.5}
 
 
@@ -26,33 +38,90 @@ def synthetic(identity_equal: float = 1.0) -> pd.DataFrame:
     def row(**kw):
         out.append({"unit": "", "family": None, "reference": None, "phase": None, "sampler": None} | kw)
 
-    for label, names in (("A", list(FACTORS)), ("B", ["mlx_lm", "pipelined", "logprobs_always", "batched_10"])):
+    for label, names in (
+        ("A", list(FACTORS)),
+        ("B", ["mlx_lm", "pipelined", "logprobs_always", "batched_10"]),
+    ):
         for trial, drift in enumerate(DRIFT):
             for name in names:
                 tps = 100.0 * FACTORS[name] * drift
                 for metric, value in (("decode_tps", tps), ("ms_per_token", 1e3 / tps)):
-                    row(experiment="decode", metric=metric, value=value, label=label, variant=name, trial=trial,
-                        family=variant(name).family)
+                    row(
+                        experiment="decode",
+                        metric=metric,
+                        value=value,
+                        label=label,
+                        variant=name,
+                        trial=trial,
+                        family=variant(name).family,
+                    )
         for name in names:
             row(experiment="first_use", metric="warmup_s", value=0.5, label=label, variant=name, trial=0)
-            row(experiment="agreement", metric="tokens_equal_to_reference", value=0.5, label=label, variant=name,
-                trial=0, reference="mlx_lm")
+            row(
+                experiment="agreement",
+                metric="tokens_equal_to_reference",
+                value=0.5,
+                label=label,
+                variant=name,
+                trial=0,
+                reference="mlx_lm",
+            )
         for trial in range(3):
             for name in ("logprobs_always", "pipelined"):
                 for phase, share in SHARES.items():
-                    row(experiment="split", metric="phase_share_pct", value=share, label=label, variant=name,
-                        trial=trial, phase=phase)
-                    row(experiment="split", metric="phase_ms_per_token", value=share / 10, label=label,
-                        variant=name, trial=trial, phase=phase)
+                    row(
+                        experiment="split",
+                        metric="phase_share_pct",
+                        value=share,
+                        label=label,
+                        variant=name,
+                        trial=trial,
+                        phase=phase,
+                    )
+                    row(
+                        experiment="split",
+                        metric="phase_ms_per_token",
+                        value=share / 10,
+                        label=label,
+                        variant=name,
+                        trial=trial,
+                        phase=phase,
+                    )
     for trial in range(5):  # sampling on the claims model: 0.3 ms of a 10 ms token, the compiled chain 1.4x
-        for sampler, ms in (("mlx_lm_chain", 0.3), ("transfer", 0.5), ("chain", 0.7), ("chain_compiled", 0.5)):
-            row(experiment="sampling", metric="ms_per_call", value=ms * (1 + 0.01 * trial), label="A", sampler=sampler,
-                trial=trial, variant=None)
+        for sampler, ms in (
+            ("mlx_lm_chain", 0.3),
+            ("transfer", 0.5),
+            ("chain", 0.7),
+            ("chain_compiled", 0.5),
+        ):
+            row(
+                experiment="sampling",
+                metric="ms_per_call",
+                value=ms * (1 + 0.01 * trial),
+                label="A",
+                sampler=sampler,
+                trial=trial,
+                variant=None,
+            )
     for name in ("pipelined", "batched_10"):
-        row(experiment="identity", metric="tokens_equal_to_reference", value=identity_equal, label="tiny fp32",
-            variant=name, trial=0, reference="mlx_lm")
-        row(experiment="identity", metric="identical_prefix", value=32.0 * identity_equal, label="tiny fp32",
-            variant=name, trial=0, reference="mlx_lm")
+        row(
+            experiment="identity",
+            metric="tokens_equal_to_reference",
+            value=identity_equal,
+            label="tiny fp32",
+            variant=name,
+            trial=0,
+            reference="mlx_lm",
+        )
+        row(
+            experiment="identity",
+            metric="identical_prefix",
+            value=32.0 * identity_equal,
+            label="tiny fp32",
+            variant=name,
+            trial=0,
+            reference="mlx_lm",
+        )
     return pd.DataFrame(out)
 
 
@@ -78,7 +147,9 @@ def test_tables_and_charts_from_rows():
     df = synthetic()
     summary = analysis.variant_table(df)
     assert set(summary.label) == {"A", "B"} and (summary.n == len(DRIFT)).all()
-    assert summary.set_index(["label", "variant"]).loc[("A", "pipelined"), "vs_mlx_lm_pct"] == pytest.approx(1.5)
+    assert summary.set_index(["label", "variant"]).loc[("A", "pipelined"), "vs_mlx_lm_pct"] == pytest.approx(
+        1.5
+    )
     effects = analysis.effects_table(df, SETUP)
     judged = effects[effects.judged].set_index("claim")
     assert judged.loc["async_pipelining_gain", "label"] == "B"  # the last model by default
@@ -88,9 +159,13 @@ def test_tables_and_charts_from_rows():
     assert fastest.loc["A", "fastest"] == "pipelined" and fastest.loc["A", "at_least_as_fast"]
     shares = analysis.split_shares(df)
     assert shares.loc[0, "device execution"] == pytest.approx(90.0)
-    for fig in (analysis.speed_chart(summary, "x"), analysis.split_chart(shares, "x"),
-                analysis.variability_chart(summary, "x"), analysis.claims_chart(effects, SETUP),
-                analysis.sampling_chart(analysis.sampling_table(df), "x")):
+    for fig in (
+        analysis.speed_chart(summary, "x"),
+        analysis.split_chart(shares, "x"),
+        analysis.variability_chart(summary, "x"),
+        analysis.claims_chart(effects, SETUP),
+        analysis.sampling_chart(analysis.sampling_table(df), "x"),
+    ):
         assert fig.axes
     assert analysis.first_use_table(df).shape == (len(FACTORS), 2)
 
@@ -101,7 +176,10 @@ def test_findings_cover_every_claim_with_planted_verdicts():
     assert found["unused_logits_eval_cost"].verdict == verdicts.HOLDS
     assert found["unused_logits_eval_cost"].measured["value"] == pytest.approx(4.5)
     assert found["conditional_logprobs_gain"].verdict == verdicts.HOLDS
-    assert found["async_pipelining_gain"].verdict == verdicts.HOLDS and ", B, " in found["async_pipelining_gain"].statement
+    assert (
+        found["async_pipelining_gain"].verdict == verdicts.HOLDS
+        and ", B, " in found["async_pipelining_gain"].statement
+    )
     assert found["dedicated_stream_minor"].verdict == verdicts.HOLDS  # 0% within ±2%
     assert found["rep_penalty_vectorized_no_impact"].verdict == verdicts.HOLDS
     assert found["decode_gpu_bound_share"].measured["value"] == pytest.approx(95.0)
@@ -110,7 +188,10 @@ def test_findings_cover_every_claim_with_planted_verdicts():
     assert found["compiled_sampling_speedup_expected"].verdict == verdicts.HOLDS
     cv = 100 * np.std(DRIFT, ddof=1) / np.mean(DRIFT)  # the planted drift is all of mlx-lm's variation
     assert found["mlxlm_variance_pct"].measured["value"] == pytest.approx(cv)
-    assert found["fastest_vs_generate_step_a_4"].headline and found["fastest_vs_generate_step_a_4"].verdict == "holds"
+    assert (
+        found["fastest_vs_generate_step_a_4"].headline
+        and found["fastest_vs_generate_step_a_4"].verdict == "holds"
+    )
     assert found["mlxlm_decode_tok_s_001"].verdict == verdicts.NOT_APPLICABLE
     assert "emitted" in found["greedy_tokens_identical"].statement
 
@@ -137,7 +218,12 @@ def _with_noisy_pair(df: pd.DataFrame, ratios_pct: list[float]) -> pd.DataFrame:
     """logprobs_always against eval_logits on A: per-round % effects `ratios_pct` instead of the planted 4.5%."""
     df = df.copy()
     for trial, effect in enumerate(ratios_pct):
-        sel = (df.experiment == "decode") & (df.metric == "decode_tps") & (df.label == "A") & (df.trial == trial)
+        sel = (
+            (df.experiment == "decode")
+            & (df.metric == "decode_tps")
+            & (df.label == "A")
+            & (df.trial == trial)
+        )
         base = df.loc[sel & (df.variant == "eval_logits"), "value"].iloc[0]
         df.loc[sel & (df.variant == "logprobs_always"), "value"] = base * (1 + effect / 100)
     return df
@@ -164,6 +250,8 @@ def test_statements_quote_the_published_figures():
     assert f"expected {lo:g}-{hi:g}x" in found["compiled_sampling_speedup_expected"].statement
     token_ms = published.claim("per_token_time_flat")["published"]
     lo, hi = published.figure_range("forward_pass_ms_of_20")
-    assert f"({100 * lo / token_ms:.0f}-{100 * hi / token_ms:.0f}%)" in found["forward_pass_ms_of_20"].statement
+    assert (
+        f"({100 * lo / token_ms:.0f}-{100 * hi / token_ms:.0f}%)" in found["forward_pass_ms_of_20"].statement
+    )
     marks = analysis.published_variation_marks()
     assert sorted(marks.values()) == sorted([lm["published"], node["published"]])

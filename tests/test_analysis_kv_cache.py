@@ -20,9 +20,21 @@ def _rows(slope_ms_per_token: dict, *, lengths=LENGTHS, repeats=6, drift=0.0, se
     """Per-token times 2 ms + slope x length; round t of every length and strategy is slowed by a shared
     factor (1 + drift for odd rounds), which paired ratios must cancel."""
     rng = np.random.default_rng(seed)
-    return [dict(BASE, experiment="per_length", metric=TIME_METRIC, model="m", strategy=s, length=n, trial=t,
-                 value=(2.0 + k * n) * (1 + drift * (t % 2)) * (1 + rng.normal(0, 0.002)))
-            for t in range(repeats) for n in lengths for s, k in slope_ms_per_token.items()]
+    return [
+        dict(
+            BASE,
+            experiment="per_length",
+            metric=TIME_METRIC,
+            model="m",
+            strategy=s,
+            length=n,
+            trial=t,
+            value=(2.0 + k * n) * (1 + drift * (t % 2)) * (1 + rng.normal(0, 0.002)),
+        )
+        for t in range(repeats)
+        for n in lengths
+        for s, k in slope_ms_per_token.items()
+    ]
 
 
 def _full(slope_ms_per_token: dict, drift=0.0, slice_copies=False) -> pd.DataFrame:
@@ -30,23 +42,79 @@ def _full(slope_ms_per_token: dict, drift=0.0, slice_copies=False) -> pd.DataFra
     for s in slope_ms_per_token:
         for n in LENGTHS:
             held = min(n, 500) if s == "rotating" else n
-            rows += [dict(BASE, experiment="per_length", metric="cache_bytes", model="m", strategy=s, length=n,
-                          trial=t, value=held * KV_BYTES) for t in range(3)]
-            rows += [dict(BASE, experiment="per_length", metric="decode_peak_memory_gb", model="m", strategy=s,
-                          length=n, trial=t, value=1 + held * KV_BYTES / 1e9) for t in range(3)]
-        rows += [dict(BASE, experiment="time_split", metric=p, model="m", strategy=s, length=4000, trial=t, value=v)
-                 for t in range(3) for p, v in [("build_ms", 1.0), ("eval_ms", 3.0), ("item_ms", 0.0),
-                                                ("total_ms", 4.0)]]
+            rows += [
+                dict(
+                    BASE,
+                    experiment="per_length",
+                    metric="cache_bytes",
+                    model="m",
+                    strategy=s,
+                    length=n,
+                    trial=t,
+                    value=held * KV_BYTES,
+                )
+                for t in range(3)
+            ]
+            rows += [
+                dict(
+                    BASE,
+                    experiment="per_length",
+                    metric="decode_peak_memory_gb",
+                    model="m",
+                    strategy=s,
+                    length=n,
+                    trial=t,
+                    value=1 + held * KV_BYTES / 1e9,
+                )
+                for t in range(3)
+            ]
+        rows += [
+            dict(
+                BASE, experiment="time_split", metric=p, model="m", strategy=s, length=4000, trial=t, value=v
+            )
+            for t in range(3)
+            for p, v in [("build_ms", 1.0), ("eval_ms", 3.0), ("item_ms", 0.0), ("total_ms", 4.0)]
+        ]
     for size in (1, 16, 64):  # slice_update constant (in place) or like the copy; concatenate grows with size
         for t in range(5):
-            rows.append(dict(BASE, experiment="slice_update", metric="ms_per_update", variant="concatenate",
-                             size_mb=size, trial=t, value=0.05 + 0.01 * size + 0.001 * t))
-            rows.append(dict(BASE, experiment="slice_update", metric="ms_per_update", variant="slice_update",
-                             size_mb=size, trial=t, value=(0.05 + 0.01 * size if slice_copies else 0.05) + 0.001 * t))
+            rows.append(
+                dict(
+                    BASE,
+                    experiment="slice_update",
+                    metric="ms_per_update",
+                    variant="concatenate",
+                    size_mb=size,
+                    trial=t,
+                    value=0.05 + 0.01 * size + 0.001 * t,
+                )
+            )
+            rows.append(
+                dict(
+                    BASE,
+                    experiment="slice_update",
+                    metric="ms_per_update",
+                    variant="slice_update",
+                    size_mb=size,
+                    trial=t,
+                    value=(0.05 + 0.01 * size if slice_copies else 0.05) + 0.001 * t,
+                )
+            )
     for s, same, prefix in [("preallocated", 1.0, 24), ("concat", 1.0, 24), ("rotating", 0.0, 20)]:
-        rows.append(dict(BASE, experiment="identity", metric="tokens_identical", strategy=s, trial=0, value=same))
-        rows.append(dict(BASE, experiment="identity", metric="identical_prefix", strategy=s, trial=0, value=prefix,
-                         prompt_tokens=188, window=200))
+        rows.append(
+            dict(BASE, experiment="identity", metric="tokens_identical", strategy=s, trial=0, value=same)
+        )
+        rows.append(
+            dict(
+                BASE,
+                experiment="identity",
+                metric="identical_prefix",
+                strategy=s,
+                trial=0,
+                value=prefix,
+                prompt_tokens=188,
+                window=200,
+            )
+        )
     return pd.DataFrame(rows)
 
 
@@ -57,7 +125,9 @@ def test_statistics_find_a_known_slope_and_where_copying_starts_to_cost():
     assert sl.loc["preallocated", "low"] < 0 < sl.loc["preallocated", "high"]
     flat = kv.relative_change(df, "m", "preallocated", 10, 100)  # a % change
     assert flat.low < 1 and flat.high > -1
-    assert kv.relative_change(df, "m", "concat", 10, 100).value == pytest.approx(100 * (2.01 / 2.001 - 1), abs=0.2)
+    assert kv.relative_change(df, "m", "concat", 10, 100).value == pytest.approx(
+        100 * (2.01 / 2.001 - 1), abs=0.2
+    )
     ratios = kv.strategy_ratios(df, "m", "concat", "preallocated")
     assert ratios.set_index("length").ratio[4000] == pytest.approx(2.4 / 2.0, rel=0.01)
     assert (ratios.pairs == 6).all()
@@ -76,19 +146,41 @@ def test_paired_ratios_cancel_a_drift_shared_by_the_strategies_of_a_round():
 
 def test_findings_judge_planted_effects():
     df = _full({"concat": 1e-4, "preallocated": 0.0, "rotating": 0.0}, drift=0.3)
-    out = {f.id: f for f in findings(df, presets=["m"], strategies=["concat", "preallocated", "rotating"],
-                                     lengths=list(LENGTHS), original_lengths=[10, 100], flat_tolerance=0.05,
-                                     copy_tolerance=0.03, step=256, window=500)}
-    assert set(out) == {"per_token_time_flat", "per_token_full_range_m", "kv_copy_no_impact",
-                        "kv_preallocated_buffers_no_impact", "copy_cost_onset_m", "slice_update_creates_new_arrays",
-                        "cache_bytes_m", "time_split", "strategies_identical_tokens"}
+    out = {
+        f.id: f
+        for f in findings(
+            df,
+            presets=["m"],
+            strategies=["concat", "preallocated", "rotating"],
+            lengths=list(LENGTHS),
+            original_lengths=[10, 100],
+            flat_tolerance=0.05,
+            copy_tolerance=0.03,
+            step=256,
+            window=500,
+        )
+    }
+    assert set(out) == {
+        "per_token_time_flat",
+        "per_token_full_range_m",
+        "kv_copy_no_impact",
+        "kv_preallocated_buffers_no_impact",
+        "copy_cost_onset_m",
+        "slice_update_creates_new_arrays",
+        "cache_bytes_m",
+        "time_split",
+        "strategies_identical_tokens",
+    }
     # concat costs +0.5% at 100 tokens: flat and no impact over 10..100, despite the 30% drift between rounds
     assert out["kv_copy_no_impact"].verdict == verdicts.HOLDS
     assert abs(out["kv_copy_no_impact"].measured["value"]) < 1
     # +5% at 1000 and +20% at 4000 tokens: beyond 3% from 1000 tokens on
     assert out["copy_cost_onset_m"].measured["value"] == 1000 and out["copy_cost_onset_m"].headline
     assert out["copy_cost_onset_m"].measured["ratio"] == pytest.approx(1.05, rel=0.01)
-    assert out["per_token_full_range_m"].verdict in (verdicts.HOLDS, verdicts.INCONCLUSIVE)  # preallocated: flat
+    assert out["per_token_full_range_m"].verdict in (
+        verdicts.HOLDS,
+        verdicts.INCONCLUSIVE,
+    )  # preallocated: flat
     assert re.search(r"concat \+(19|20)\.\d%", out["per_token_full_range_m"].statement)  # 2.4 / 2.0 ms
     assert out["slice_update_creates_new_arrays"].verdict == verdicts.DOES_NOT_HOLD
     assert "in place" in out["slice_update_creates_new_arrays"].statement
@@ -103,9 +195,20 @@ def test_findings_judge_planted_effects():
 
 def test_a_costly_copy_and_a_copying_slice_update_are_reported_as_such():
     df = _full({"concat": 1e-2, "preallocated": 0.0, "rotating": 0.0}, slice_copies=True)
-    out = {f.id: f for f in findings(df, presets=["m"], strategies=["concat", "preallocated", "rotating"],
-                                     lengths=list(LENGTHS), original_lengths=[10, 100], flat_tolerance=0.05,
-                                     copy_tolerance=0.02, step=256, window=500)}
+    out = {
+        f.id: f
+        for f in findings(
+            df,
+            presets=["m"],
+            strategies=["concat", "preallocated", "rotating"],
+            lengths=list(LENGTHS),
+            original_lengths=[10, 100],
+            flat_tolerance=0.05,
+            copy_tolerance=0.02,
+            step=256,
+            window=500,
+        )
+    }
     assert out["kv_copy_no_impact"].verdict == verdicts.DOES_NOT_HOLD  # +5% at 10, +50% at 100 tokens
     assert out["per_token_time_flat"].verdict == verdicts.DOES_NOT_HOLD
     assert out["slice_update_creates_new_arrays"].verdict == verdicts.HOLDS
@@ -115,8 +218,14 @@ def test_a_costly_copy_and_a_copying_slice_update_are_reported_as_such():
 def test_charts_and_tables_come_from_the_stored_rows():
     df = _full({"concat": 1e-4, "preallocated": 0.0, "rotating": 0.0})
     assert kv.model_label(df, "m") == "m bf16" and kv.slug("qwen3-0.6b") == "qwen3_0_6b"
-    for fig in [kv.chart_per_token(df, "m", 500), kv.chart_copy_ratio(df, "m", 0.05), kv.chart_cache_bytes(df, "m"),
-                kv.chart_peak_memory(df, "m"), kv.chart_time_split(df, "m"), kv.chart_slice_update(df)]:
+    for fig in [
+        kv.chart_per_token(df, "m", 500),
+        kv.chart_copy_ratio(df, "m", 0.05),
+        kv.chart_cache_bytes(df, "m"),
+        kv.chart_peak_memory(df, "m"),
+        kv.chart_time_split(df, "m"),
+        kv.chart_slice_update(df),
+    ]:
         assert "Test GPU" in fig.axes[0].get_title()
     assert list(kv.wide(kv.per_token_table(df, "m")).columns) == ["concat", "preallocated", "rotating"]
     ident = kv.identity_table(df).set_index("strategy")

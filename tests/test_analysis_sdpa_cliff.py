@@ -7,34 +7,83 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from mlx_workbook.investigations.sdpa_cliff import cliffs
+from mlx_workbook.core.verdicts import DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, NOT_APPLICABLE
 from mlx_workbook.investigations.sdpa_cliff import analysis as an
+from mlx_workbook.investigations.sdpa_cliff import cliffs
 from mlx_workbook.investigations.sdpa_cliff import findings as fnd
 from mlx_workbook.probes import sdpa_probe as probe
-from mlx_workbook.core.verdicts import DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, NOT_APPLICABLE
 
 BASE = {"device": "Test GPU", "backend": "cuda", "mlx": "0.32.4", "mlx_lm": "0.32.2"}
 LENGTHS = [64, 116, 120, 124, 127, 128, 129, 132, 140, 256, 512]
-P = {"n_q_heads": 4, "n_kv_heads": 2, "main_dtype": "bfloat16", "main_head_dim": 64, "modes": ["causal", "none"],
-     "variants": ["sdpa"], "variant_modes": ["causal"], "variant_wide": [64, 256], "variant_boundaries": [128],
-     "offsets": [-1, 0, 1], "wide_lengths": [64, 116, 120, 124, 132, 140, 256, 512], "boundaries": [128],
-     "decode_lengths": [256, 512], "decode_boundaries": [256], "decode_offsets": [-1, 0, 1],
-     "version_lengths": [64, 116, 120, 124, 127, 128, 129, 132, 140], "version_causal_lengths": [32, 256, 512, 1024],
-     "mlx_versions": ["0.29.1", "0.30.0"],
-     "tolerance": 0.1, "model": "tiny", "moe_model": "tiny-moe", "op_dtype": "float32", "graph_context": 32}
+P = {
+    "n_q_heads": 4,
+    "n_kv_heads": 2,
+    "main_dtype": "bfloat16",
+    "main_head_dim": 64,
+    "modes": ["causal", "none"],
+    "variants": ["sdpa"],
+    "variant_modes": ["causal"],
+    "variant_wide": [64, 256],
+    "variant_boundaries": [128],
+    "offsets": [-1, 0, 1],
+    "wide_lengths": [64, 116, 120, 124, 132, 140, 256, 512],
+    "boundaries": [128],
+    "decode_lengths": [256, 512],
+    "decode_boundaries": [256],
+    "decode_offsets": [-1, 0, 1],
+    "version_lengths": [64, 116, 120, 124, 127, 128, 129, 132, 140],
+    "version_causal_lengths": [32, 256, 512, 1024],
+    "mlx_versions": ["0.29.1", "0.30.0"],
+    "tolerance": 0.1,
+    "model": "tiny",
+    "moe_model": "tiny-moe",
+    "op_dtype": "float32",
+    "graph_context": 32,
+}
 NOISE = [1.0, 1.004, 0.996, 1.002, 0.998]  # five trials, tight
 
 
-def sdpa_rows(experiment, lengths, *, kind="prefill", mode="causal", variant="sdpa", slow_below=None, factor=1.0,
-              **extra):
+def sdpa_rows(
+    experiment,
+    lengths,
+    *,
+    kind="prefill",
+    mode="causal",
+    variant="sdpa",
+    slow_below=None,
+    factor=1.0,
+    **extra,
+):
     """Time = 0.01 ms + work; lengths below `slow_below` take 1.6x; everything times `factor`."""
     out = []
     for n in lengths:
-        case = probe.case_row(dict(kind=kind, variant=variant, mode=mode, dtype="bfloat16", head_dim=64, n_q_heads=4,
-                                   n_kv_heads=2, length=n))
+        case = probe.case_row(
+            dict(
+                kind=kind,
+                variant=variant,
+                mode=mode,
+                dtype="bfloat16",
+                head_dim=64,
+                n_q_heads=4,
+                n_kv_heads=2,
+                length=n,
+            )
+        )
         ms = (0.01 + case["flops"] * 1e-9) * (1.6 if slow_below and n < slow_below else 1.0) * factor
-        out += [{**BASE, **case, "experiment": experiment, "metric": "ms", "unit": "ms", "trial": t, "calls": 1,
-                 "value": ms * e, **extra} for t, e in enumerate(NOISE)]
+        out += [
+            {
+                **BASE,
+                **case,
+                "experiment": experiment,
+                "metric": "ms",
+                "unit": "ms",
+                "trial": t,
+                "calls": 1,
+                "value": ms * e,
+                **extra,
+            }
+            for t, e in enumerate(NOISE)
+        ]
     return out
 
 
@@ -46,18 +95,42 @@ def synthetic() -> pd.DataFrame:
         rows += sdpa_rows("gqa", [512], kind="decode", mode="none", variant=variant, factor=factor)
     for version, slow in (("0.29.1", 128), ("0.30.0", None)):
         for mode in ("causal", "none"):
-            rows += sdpa_rows("versions", P["version_lengths"], mode=mode, probe_mlx=version,
-                              slow_below=slow if mode == "causal" else None)
+            rows += sdpa_rows(
+                "versions",
+                P["version_lengths"],
+                mode=mode,
+                probe_mlx=version,
+                slow_below=slow if mode == "causal" else None,
+            )
         # causal only: one more slow length (32) and three fast ones, which must not tilt the mode comparison
         rows += sdpa_rows("versions", P["version_causal_lengths"], probe_mlx=version, slow_below=slow)
         rows += sdpa_rows("versions", [256], kind="decode", mode="none", probe_mlx=version)
     model = {"model": "tiny", "dtype": "float32", "bits": 0}
-    rows += [{**BASE, **model, "experiment": "prompt", "metric": "ms", "trial": t, "length": n, "flops": 1e6 * n,
-              "value": (1 + 0.01 * n) * e} for n in (32, 64, 128) for t, e in enumerate(NOISE)]
-    rows += [{**BASE, "experiment": "ops", "metric": "ms", "trial": t, "op": op, "phase": ph, "value": v * e}
-             for op, v in (("sdpa", 0.1), ("rmsnorm", 0.02)) for ph in ("decode", "prefill") for t, e in enumerate(NOISE)]
-    rows += [{**BASE, **model, "experiment": "graph", "metric": m, "trial": t, "layers": 2, "value": v * e}
-             for m, v in (("build_ms", 1.0), ("eval_ms", 3.0)) for t, e in enumerate(NOISE)]
+    rows += [
+        {
+            **BASE,
+            **model,
+            "experiment": "prompt",
+            "metric": "ms",
+            "trial": t,
+            "length": n,
+            "flops": 1e6 * n,
+            "value": (1 + 0.01 * n) * e,
+        }
+        for n in (32, 64, 128)
+        for t, e in enumerate(NOISE)
+    ]
+    rows += [
+        {**BASE, "experiment": "ops", "metric": "ms", "trial": t, "op": op, "phase": ph, "value": v * e}
+        for op, v in (("sdpa", 0.1), ("rmsnorm", 0.02))
+        for ph in ("decode", "prefill")
+        for t, e in enumerate(NOISE)
+    ]
+    rows += [
+        {**BASE, **model, "experiment": "graph", "metric": m, "trial": t, "layers": 2, "value": v * e}
+        for m, v in (("build_ms", 1.0), ("eval_ms", 3.0))
+        for t, e in enumerate(NOISE)
+    ]
     return pd.DataFrame(rows)
 
 
@@ -89,7 +162,9 @@ def test_version_claims_follow_the_planted_effect(df):
     # modes compared over the lengths every mode ran: causal keeps its 1.6x (not diluted by 256 ... 1024)
     by_mode = dict(re.findall(r"(causal|none) ([0-9.]+)x", cause.statement.split("every mode ran")[1]))
     assert float(by_mode["causal"]) > 1.5 and float(by_mode["none"]) == pytest.approx(1.0, abs=0.01)
-    assert by_id["initial_rust_python_gap_3_24x"].verdict == DOES_NOT_HOLD  # decode: no version effect planted
+    assert (
+        by_id["initial_rust_python_gap_3_24x"].verdict == DOES_NOT_HOLD
+    )  # decode: no version effect planted
     assert by_id["sdpa_cliff_gone_after_upgrade"].verdict == INCONCLUSIVE  # 0.30.1 did not run
     assert "0.30.1" in by_id["post_fix_worst_case_256"].statement
 
@@ -97,7 +172,9 @@ def test_version_claims_follow_the_planted_effect(df):
 def test_every_finding_with_its_number(df):
     found = an.all_cliffs({s: an.scan(df, s, P) for s in an.SWEEPS}, "0.32.4")
     by_id = {f.id: f for f in fnd.findings(df, P, found, [])}
-    assert by_id["cliffs_found"].measured["value"] == 0.0  # the planted cliff is under 0.29.1, not this version
+    assert (
+        by_id["cliffs_found"].measured["value"] == 0.0
+    )  # the planted cliff is under 0.29.1, not this version
     assert "no cliff at 128" in by_id["cliff_128_this_version"].statement
     gqa = by_id["gqa_let_sdpa_handle"]
     assert gqa.verdict == HOLDS and gqa.measured["value"] == pytest.approx(20, abs=1)
@@ -114,7 +191,14 @@ def test_tables_and_charts(df):
     assert set(steps.probe_mlx) == {"0.29.1", "0.30.0"}
     assert steps.set_index(["probe_mlx", "mode"]).loc[("0.29.1", "causal"), "step"] == cliffs.DOWN
     empty = pd.DataFrame(columns=["length", "mode", "dtype", "head_dim"])
-    figures = [an.prefill_chart(df, P, empty), an.variants_chart(df, P, empty), an.decode_chart(df, P, empty),
-               an.versions_chart(df, P), an.gqa_chart(df, P)[0], an.prompt_chart(df)[0], an.ops_chart(df, P)[0]]
+    figures = [
+        an.prefill_chart(df, P, empty),
+        an.variants_chart(df, P, empty),
+        an.decode_chart(df, P, empty),
+        an.versions_chart(df, P),
+        an.gqa_chart(df, P)[0],
+        an.prompt_chart(df)[0],
+        an.ops_chart(df, P)[0],
+    ]
     assert all(isinstance(f, Figure) for f in figures)
     assert an.versions_chart(df[df.experiment != "versions"], P) is None

@@ -7,18 +7,27 @@ import mlx.core as mx
 import numpy as np
 import pandas as pd
 import pytest
+from mlx.utils import tree_flatten as mlx_flatten
 
-from mlx_workbook.investigations.sdpa_cliff import measure as attention, cliffs
-from mlx_workbook.probes import ops
 from mlx_workbook import models
 from mlx_workbook.core import results
-from mlx.utils import tree_flatten as mlx_flatten
+from mlx_workbook.investigations.sdpa_cliff import cliffs
+from mlx_workbook.investigations.sdpa_cliff import measure as attention
+from mlx_workbook.probes import ops
 from mlx_workbook.probes import sdpa_probe as probe
 
 
 def case(**kw):
-    base = dict(kind="prefill", variant="sdpa", mode="causal", dtype="float32", head_dim=16, n_q_heads=4,
-                n_kv_heads=2, length=24)
+    base = dict(
+        kind="prefill",
+        variant="sdpa",
+        mode="causal",
+        dtype="float32",
+        head_dim=16,
+        n_q_heads=4,
+        n_kv_heads=2,
+        length=24,
+    )
     return {**base, **kw}
 
 
@@ -44,15 +53,24 @@ def test_masks_say_the_same_thing():
     assert boolean.tolist() == [[True, True, True, False, False], [True, True, True, True, False], [True] * 5]
     additive = probe.make_mask("additive", 3, 5, mx.float32)
     assert (np.isneginf(np.array(additive)) == ~np.array(boolean)).all()
-    assert probe.make_mask("causal", 3, 5, mx.float32) == "causal" and probe.make_mask("none", 3, 5, None) is None
+    assert (
+        probe.make_mask("causal", 3, 5, mx.float32) == "causal"
+        and probe.make_mask("none", 3, 5, None) is None
+    )
     assert probe.attended_pairs("causal", 4, 4) == 10 and probe.attended_pairs("none", 4, 4) == 16
     assert probe.attended_pairs("bool", 1, 300) == 300
 
 
 def test_every_mask_mode_and_variant_computes_the_same_causal_attention():
     reference = probe.make_call(case())()
-    for c in [case(mode="additive"), case(mode="bool"), case(variant="repeat_kv"), case(variant="unfused"),
-              case(variant="unfused", mode="bool"), case(variant="repeat_kv", mode="additive")]:
+    for c in [
+        case(mode="additive"),
+        case(mode="bool"),
+        case(variant="repeat_kv"),
+        case(variant="unfused"),
+        case(variant="unfused", mode="bool"),
+        case(variant="repeat_kv", mode="additive"),
+    ]:
         assert mx.allclose(probe.make_call(c)(), reference, atol=1e-5).item(), c
     assert not mx.allclose(probe.make_call(case(mode="none"))(), reference, atol=1e-3).item()
 
@@ -63,20 +81,27 @@ def test_decode_reads_a_slice_of_a_step_grown_cache():
     assert q.shape == (1, 4, 1, 16) and k.shape == (1, 2, 257, 16) and mask is None
     # The slice attends exactly like a contiguous copy of it would.
     scale = 1 / math.sqrt(16)
-    contiguous = mx.fast.scaled_dot_product_attention(q, mx.array(np.array(k)), mx.array(np.array(v)), scale=scale)
+    contiguous = mx.fast.scaled_dot_product_attention(
+        q, mx.array(np.array(k)), mx.array(np.array(v)), scale=scale
+    )
     assert mx.allclose(probe.make_call(c)(), contiguous, atol=1e-5).item()
 
 
 def test_cases_and_groups():
-    cases = attention.prefill_cases([64, 32, 32], modes=["causal", "none"], dtypes=["float32"], head_dims=[16],
-                                    n_q_heads=4, n_kv_heads=2)
+    cases = attention.prefill_cases(
+        [64, 32, 32], modes=["causal", "none"], dtypes=["float32"], head_dims=[16], n_q_heads=4, n_kv_heads=2
+    )
     assert len(cases) == 4 and [len(g) for g in probe.groups(cases)] == [2, 2]
     (dec,) = attention.decode_cases([8], dtypes=["float32"], head_dims=[16], n_q_heads=4, n_kv_heads=2)
     assert dec["mode"] == "none"
     assert len(attention.unique(cases + cases)) == 4
     gqa = attention.gqa_cases([16], [32], dtype="float32", head_dim=16, n_q_heads=4, n_kv_heads=2)
-    assert {(c["kind"], c["variant"]) for c in gqa} == {("prefill", "sdpa"), ("prefill", "repeat_kv"),
-                                                          ("decode", "sdpa"), ("decode", "repeat_kv")}
+    assert {(c["kind"], c["variant"]) for c in gqa} == {
+        ("prefill", "sdpa"),
+        ("prefill", "repeat_kv"),
+        ("decode", "sdpa"),
+        ("decode", "repeat_kv"),
+    }
     with pytest.raises(ValueError, match="fewer"):
         attention.gqa_cases([16], [32], dtype="float32", head_dim=16, n_q_heads=2, n_kv_heads=2)
 
@@ -96,14 +121,35 @@ def test_sweep_stores_one_row_per_trial_and_reports_broken_configurations(run):
     assert set(attention.CASE_FIELDS) <= set(df.columns)
     assert attention.per_pair(df).unit.eq("ns/pair").all()
     step = attention.pair(df, 16, 32, tolerance=0.5, mode="causal")
-    assert step is not None and step.expected_high == pytest.approx(probe.attended_pairs("causal", 32, 32) / 136)
-    assert list(attention.at_lengths(df, [16, 32], ["mode"]).columns) == ["mode", "16 tokens (ms)", "32 tokens (ms)"]
+    assert step is not None and step.expected_high == pytest.approx(
+        probe.attended_pairs("causal", 32, 32) / 136
+    )
+    assert list(attention.at_lengths(df, [16, 32], ["mode"]).columns) == [
+        "mode",
+        "16 tokens (ms)",
+        "32 tokens (ms)",
+    ]
 
 
 def test_pair_needs_one_configuration_and_pooled_ratio():
-    rows = [dict(mode=m, variant=v, length=n, flops=float(n * n), value=t * (2.0 if v == "slow" else 1.0),
-                 kind="prefill", dtype="float32", head_dim=16, n_q_heads=4, n_kv_heads=2)
-            for m in ("causal", "none") for v in ("fast", "slow") for n in (16, 32) for t in (1.0, 1.01, 0.99)]
+    rows = [
+        dict(
+            mode=m,
+            variant=v,
+            length=n,
+            flops=float(n * n),
+            value=t * (2.0 if v == "slow" else 1.0),
+            kind="prefill",
+            dtype="float32",
+            head_dim=16,
+            n_q_heads=4,
+            n_kv_heads=2,
+        )
+        for m in ("causal", "none")
+        for v in ("fast", "slow")
+        for n in (16, 32)
+        for t in (1.0, 1.01, 0.99)
+    ]
     df = pd.DataFrame(rows)
     with pytest.raises(ValueError, match="more than one"):
         attention.pair(df, 16, 32, tolerance=0.1, mode="causal")
@@ -118,13 +164,34 @@ def test_ops_run_at_decode_and_prefill_shapes(run):
     moe = ops.moe_shapes(models.preset_config("tiny-moe"))
     with pytest.raises(models.ModelError):
         ops.moe_shapes(models.preset_config("tiny"))
-    ops.run_ops(run, dense=dense, moe=moe, tokens=16, context=32, dtype="float32", bits=4, group_size=32,
-                ops=list(ops.OPS), repeats=2, target_ms=0.5)
+    ops.run_ops(
+        run,
+        dense=dense,
+        moe=moe,
+        tokens=16,
+        context=32,
+        dtype="float32",
+        bits=4,
+        group_size=32,
+        ops=list(ops.OPS),
+        repeats=2,
+        target_ms=0.5,
+    )
     df = run.measurements
     assert set(df.op) == set(ops.OPS) and set(df.phase) == {"decode", "prefill"} and (df.value > 0).all()
     with pytest.raises(ValueError, match="unknown ops or phases"):
-        ops.run_ops(run, dense=dense, moe=None, tokens=16, context=32, dtype="float32", bits=4, group_size=32,
-                    ops=["conv"], repeats=2)
+        ops.run_ops(
+            run,
+            dense=dense,
+            moe=None,
+            tokens=16,
+            context=32,
+            dtype="float32",
+            bits=4,
+            group_size=32,
+            ops=["conv"],
+            repeats=2,
+        )
     with pytest.raises(ValueError, match="group_size"):
         ops.check_shapes(dense, 16, 32, 4, 128)
 
@@ -145,22 +212,56 @@ def test_prompt_latency_and_graph_build(run, tiny):
 def test_moe_experts_only_in_their_phases(run):
     moe = ops.moe_shapes(models.preset_config("tiny-moe"))
     dense = ops.dense_shapes(models.preset_config("tiny"))
-    ops.run_ops(run, dense=dense, moe=moe, tokens=16, context=32, dtype="float32", bits=4, group_size=32,
-                ops=["moe_routing", "moe_experts"], repeats=2, target_ms=0.5, expert_phases=["decode"])
+    ops.run_ops(
+        run,
+        dense=dense,
+        moe=moe,
+        tokens=16,
+        context=32,
+        dtype="float32",
+        bits=4,
+        group_size=32,
+        ops=["moe_routing", "moe_experts"],
+        repeats=2,
+        target_ms=0.5,
+        expert_phases=["decode"],
+    )
     df = run.measurements
     assert set(df[df.op == "moe_experts"].phase) == {"decode"} and set(df[df.op == "moe_routing"].phase) == {
-        "decode", "prefill"}
+        "decode",
+        "prefill",
+    }
     with pytest.raises(models.ModelError):
         ops.shapes("no-such-preset", "", tokens=16, context=32, bits=4, group_size=32)
 
 
 def test_plan_builds_every_sweep_and_rejects_bad_parameters():
-    p = dict(n_q_heads=4, n_kv_heads=2, wide_lengths=[32, 64], boundaries=[128], offsets=[-1, 0, 1],
-             modes=["causal", "none"], variants=["sdpa", "unfused"], main_dtype="float32", main_head_dim=16,
-             dtypes=["float32", "bfloat16"], head_dims=[16, 32], variant_modes=["causal"], variant_wide=[64],
-             variant_boundaries=[128], decode_lengths=[64], decode_boundaries=[256], decode_offsets=[0],
-             gqa_prefill_lengths=[64], gqa_decode_lengths=[256], version_lengths=[127, 128],
-             version_causal_lengths=[64], version_decode_lengths=[256], tolerance=0.1, repeats=3)
+    p = dict(
+        n_q_heads=4,
+        n_kv_heads=2,
+        wide_lengths=[32, 64],
+        boundaries=[128],
+        offsets=[-1, 0, 1],
+        modes=["causal", "none"],
+        variants=["sdpa", "unfused"],
+        main_dtype="float32",
+        main_head_dim=16,
+        dtypes=["float32", "bfloat16"],
+        head_dims=[16, 32],
+        variant_modes=["causal"],
+        variant_wide=[64],
+        variant_boundaries=[128],
+        decode_lengths=[64],
+        decode_boundaries=[256],
+        decode_offsets=[0],
+        gqa_prefill_lengths=[64],
+        gqa_decode_lengths=[256],
+        version_lengths=[127, 128],
+        version_causal_lengths=[64],
+        version_decode_lengths=[256],
+        tolerance=0.1,
+        repeats=3,
+    )
     plan = attention.plan(p)
     assert plan.prefill_lengths == [32, 64, 127, 128, 129] and plan.variant_lengths == [64, 127, 128, 129]
     # 2 modes x 2 kernels x 5 lengths, plus 2 dtypes x 2 head dims x 4 lengths less the 4 float32 d16 shared ones

@@ -13,14 +13,22 @@ from urllib.parse import urldefrag, urlparse
 
 import pytest
 
-from mlx_workbook.report import compare, findings_page as findings, html, runner
 from mlx_workbook.core import results
+from mlx_workbook.report import compare, html, runner
+from mlx_workbook.report import findings_page as findings
 
 pytestmark = pytest.mark.browser
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 SMALL = {"probes": ["read"], "sizes_mb": [1], "matmul_sizes": [64], "repeats": 2}  # the quickest 00_machine
 
 
@@ -52,12 +60,15 @@ def site(tmp_path_factory):
     root = tmp_path_factory.mktemp("site")
     assert runner.run_notebooks(["00_machine"], "test", SMALL, root=root) == 0
     # A bogus probe after a real one: the first probe's trials finish, then the notebook raises.
-    assert runner.run_notebooks(["00_machine"], "test", {**SMALL, "probes": ["read", "bogus"]}, root=root) == 1
+    assert (
+        runner.run_notebooks(["00_machine"], "test", {**SMALL, "probes": ["read", "bogus"]}, root=root) == 1
+    )
     failed, ok = sorted(results.find_runs(root), key=lambda d: results.read_summary(d)["status"])
     compare.compare(ok, failed, root=root)
     findings.build(root)  # the findings page, then the index that links it and the comparison
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
-                                             functools.partial(_QuietHandler, directory=str(root)))
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(root))
+    )
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}/", root
     server.shutdown()
@@ -72,8 +83,11 @@ def browser(site, tmp_path_factory):
     outside, errors = [], []
     with sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=CHROMIUM, headless=True,
-            args=FLAGS)
+            str(tmp_path_factory.mktemp("chromium-profile")),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=FLAGS,
+        )
 
         def gate(route):
             if route.request.url.startswith(base):
@@ -135,8 +149,9 @@ def test_every_link_resolves_and_nothing_leaves_localhost(site, browser):
                 assert response.status == 200, f"{url} -> {href}: HTTP {response.status}"
                 bodies[target] = response.text() if target.endswith(".html") else ""
             if fragment and target.endswith(".html"):
-                assert re.search(rf"""(id|name)=["']{re.escape(fragment)}["']""", bodies[target]), \
+                assert re.search(rf"""(id|name)=["']{re.escape(fragment)}["']""", bodies[target]), (
                     f"{url} -> {href}: no #{fragment} on the page"
+                )
     assert outside == [], f"requests left 127.0.0.1: {outside[:5]}"
     assert errors == [], f"script errors: {errors[:3]}"
 
@@ -146,11 +161,14 @@ def test_every_figure_renders(site, browser):
     context, outside, _ = browser
     page = context.new_page()
     pages = [base + "index.html", base + "findings.html"] + [
-        base + p.relative_to(root).as_posix() for p in root.glob("runs/*/*.html")]
+        base + p.relative_to(root).as_posix() for p in root.glob("runs/*/*.html")
+    ]
     images = 0
     for url in pages:
         page.goto(url)
-        sizes = page.eval_on_selector_all("img", "els => els.map(e => [e.currentSrc.slice(0, 60), e.naturalWidth])")
+        sizes = page.eval_on_selector_all(
+            "img", "els => els.map(e => [e.currentSrc.slice(0, 60), e.naturalWidth])"
+        )
         assert all(width > 0 for _, width in sizes), f"{url}: broken images {[s for s, w in sizes if w == 0]}"
         images += len(sizes)
         boxes = page.eval_on_selector_all("svg", "els => els.map(e => e.getBoundingClientRect().width)")
@@ -186,7 +204,12 @@ def test_failed_run_shows_as_failed(site, browser):
 
 def test_pages_are_offline_safe_as_written(site):
     _, root = site
-    for page in [root / "index.html", root / "findings.html", *root.glob("compare/*.html"), *root.glob("runs/*/*.html")]:
+    for page in [
+        root / "index.html",
+        root / "findings.html",
+        *root.glob("compare/*.html"),
+        *root.glob("runs/*/*.html"),
+    ]:
         text = page.read_text()
         assert not re.search(r"""<(script|link)[^>]+(src|href)=["']https?://""", text, re.I), page
     assert html.make_offline('<script src="https://x/y.js"></script>') == ""
@@ -196,8 +219,9 @@ def test_the_checks_catch_a_broken_page(site, browser):
     # The same checks on a page that is broken on purpose: they must fail there, or they prove nothing.
     base, root = site
     context, outside, _ = browser
-    (root / "broken.html").write_text('<img src="https://example.invalid/x.png"><img src="missing.svg">'
-                                      '<a href="nothing.html">x</a>')
+    (root / "broken.html").write_text(
+        '<img src="https://example.invalid/x.png"><img src="missing.svg"><a href="nothing.html">x</a>'
+    )
     before = len(outside)
     page = context.new_page()
     page.goto(base + "broken.html")

@@ -15,8 +15,14 @@ def sweep(time_of, *, repeats=7, noise=0.02, seed=0) -> pd.DataFrame:
     rows = []
     for n in LENGTHS:
         for t in range(repeats):
-            rows.append({"length": n, "trial": t, "work": n * (n + 1) / 2,
-                         "value": time_of(n) * float(np.exp(rng.normal(0, noise)))})
+            rows.append(
+                {
+                    "length": n,
+                    "trial": t,
+                    "work": n * (n + 1) / 2,
+                    "value": time_of(n) * float(np.exp(rng.normal(0, noise))),
+                }
+            )
     return pd.DataFrame(rows)
 
 

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlx_workbook.report import compare, html
 from mlx_workbook.core import results
+from mlx_workbook.report import compare, html
 
 
 def make_run(root, name, *, fast_scale, extra_size=None, repeats=6, seed=0):
@@ -18,11 +18,26 @@ def make_run(root, name, *, fast_scale, extra_size=None, repeats=6, seed=0):
     for trial in range(repeats):
         for length in (128, 512):
             tps = 100.0 * (fast_scale if length == 512 else 1.0) * (1 + 0.005 * rng.standard_normal())
-            run.record("decode", "decode_tps", tps, "tokens/s", trial=trial, variant="reference",
-                       prompt_tokens=length, seconds=float(rng.random()))
+            run.record(
+                "decode",
+                "decode_tps",
+                tps,
+                "tokens/s",
+                trial=trial,
+                variant="reference",
+                prompt_tokens=length,
+                seconds=float(rng.random()),
+            )
         for size in [64.0, 256.0] + ([extra_size] if extra_size else []):
-            run.record("probe", "gb_per_s", 10.0 * (1 + 0.005 * rng.standard_normal()), "GB/s", trial=trial,
-                       size_mb=size, seconds=float(rng.random()))
+            run.record(
+                "probe",
+                "gb_per_s",
+                10.0 * (1 + 0.005 * rng.standard_normal()),
+                "GB/s",
+                trial=trial,
+                size_mb=size,
+                seconds=float(rng.random()),
+            )
     run.finish()
     return run.run_dir
 

@@ -4,8 +4,8 @@ import mlx.core as mx
 import pytest
 from mlx_lm import stream_generate
 
-from mlx_workbook.probes import decode
 from mlx_workbook import models
+from mlx_workbook.probes import decode
 
 
 def test_reference_loop_emits_mlx_lm_tokens(tiny_checkpoint):
@@ -25,7 +25,7 @@ def test_clocks_follow_mlx_lm_definitions(tiny_checkpoint):
     for _ in range(2):  # warm-up, then compare
         ours = decode.measure_generation(lm.model, prompt, 64)
         last = None
-        for last in stream_generate(lm.model, lm.tokenizer, prompt, max_tokens=64):
+        for last in stream_generate(lm.model, lm.tokenizer, prompt, max_tokens=64):  # noqa: B007 (kept after)
             pass
     assert last.generation_tokens == len(ours.tokens) == 64
     assert last.prompt_tokens == ours.prompt_tokens

@@ -7,16 +7,25 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlx_workbook.report import findings_page as findings
 from mlx_workbook.core import published, results
 from mlx_workbook.core.results import Finding
 from mlx_workbook.core.verdicts import DOES_NOT_HOLD, HOLDS, NOT_APPLICABLE
+from mlx_workbook.report import findings_page as findings
 
 H100 = {"device": "NVIDIA H100 80GB HBM3", "backend": "cuda"}
 
 
-def make_run(folder: Path, notebook: str, claims: dict, *, profile="quick", env=None, age_s=0, status="ok",
-             headline=None):
+def make_run(
+    folder: Path,
+    notebook: str,
+    claims: dict,
+    *,
+    profile="quick",
+    env=None,
+    age_s=0,
+    status="ok",
+    headline=None,
+):
     """A finished (or failed) run folder: a few rows, one Finding per claim id in `claims` ({id: verdict})."""
     run = results.start_run(notebook, {"profile": profile}, run_dir=folder)
     run.environment = dataclasses.replace(run.environment, **(env or {}))
@@ -24,10 +33,17 @@ def make_run(folder: Path, notebook: str, claims: dict, *, profile="quick", env=
     for trial in range(3):
         run.record("decode", "decode_tps", 50.0 + trial, "tokens/s", trial=trial, variant="reference")
     for claim_id, verdict in claims.items():
-        run.add_finding(Finding(id=claim_id, verdict=verdict, section="copies", headline=claim_id == headline,
-                                statement=f"{claim_id} measured at 51 tok/s",
-                                measured={"value": 1.5, "low": 1.0, "high": 2.0, "unit": "%"},
-                                published=published.reference(claim_id)))
+        run.add_finding(
+            Finding(
+                id=claim_id,
+                verdict=verdict,
+                section="copies",
+                headline=claim_id == headline,
+                statement=f"{claim_id} measured at 51 tok/s",
+                measured={"value": 1.5, "low": 1.0, "high": 2.0, "unit": "%"},
+                published=published.reference(claim_id),
+            )
+        )
     (folder / f"{notebook}.html").write_text('<html><body><a id="copies"></a></body></html>')
     if status == "ok":
         run.finish()
@@ -38,8 +54,14 @@ def make_run(folder: Path, notebook: str, claims: dict, *, profile="quick", env=
 
 @pytest.fixture()
 def reports(tmp_path):
-    make_run(tmp_path / "reference" / "gpu01", "01_kv_cache", {"kv_copy_no_impact": HOLDS,
-             "per_token_time_flat": DOES_NOT_HOLD}, profile="full", env=H100, headline="kv_copy_no_impact")
+    make_run(
+        tmp_path / "reference" / "gpu01",
+        "01_kv_cache",
+        {"kv_copy_no_impact": HOLDS, "per_token_time_flat": DOES_NOT_HOLD},
+        profile="full",
+        env=H100,
+        headline="kv_copy_no_impact",
+    )
     make_run(tmp_path / "runs" / "old01", "01_kv_cache", {"kv_copy_no_impact": DOES_NOT_HOLD}, age_s=100)
     make_run(tmp_path / "runs" / "new01", "01_kv_cache", {"kv_copy_no_impact": NOT_APPLICABLE})
     make_run(tmp_path / "runs" / "bad02", "02_decode_loop", {}, status="failed")
@@ -56,7 +78,11 @@ def test_one_row_per_claim_and_device_run_with_computed_verdicts(reports):
     ref = table[table.reference]
     assert ref.device_run.str.contains("NVIDIA H100").all() and ref.device_run.str.contains("reference").all()
     row = ref.set_index("claim_id").loc["kv_copy_no_impact"]
-    assert row.verdict == HOLDS and (row.measured_value, row.measured_low, row.measured_high) == (1.5, 1.0, 2.0)
+    assert row.verdict == HOLDS and (row.measured_value, row.measured_low, row.measured_high) == (
+        1.5,
+        1.0,
+        2.0,
+    )
     assert row.measured == "1.5 [1, 2] %" and row.published_hardware == "unspecified"
     assert row.report_href == "reference/gpu01/01_kv_cache.html#copies"
     assert row.data_href == "reference/gpu01/measurements.parquet"
@@ -133,6 +159,10 @@ def test_published_figure_formats_values_ranges_and_bounds():
     assert findings.published_figure({"published": 94, "unit": "tok/s"}) == "94 tok/s"
     assert findings.published_figure({"published_low": 4, "published_high": 5, "unit": "%"}) == "4 to 5 %"
     assert findings.published_figure({"published_high": 1, "unit": "%"}) == "< 1 %"
-    assert findings.published_figure({"published": 97, "published_low": 81, "published_high": 109,
-                                      "unit": "tok/s"}) == "97 (81 to 109) tok/s"
+    assert (
+        findings.published_figure(
+            {"published": 97, "published_low": 81, "published_high": 109, "unit": "tok/s"}
+        )
+        == "97 (81 to 109) tok/s"
+    )
     assert findings.published_figure({"unit": "x"}) == "(no number)"

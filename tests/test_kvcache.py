@@ -2,16 +2,13 @@
 
 import math
 
-import mlx.core as mx
-import numpy as np
-import pandas as pd
 import pytest
 
-from mlx_workbook.probes import decode, tokentime
-from mlx_workbook.investigations.kv_cache import measure as kvcache
 from mlx_workbook import models
 from mlx_workbook.core import results
+from mlx_workbook.investigations.kv_cache import measure as kvcache
 from mlx_workbook.models import roofline
+from mlx_workbook.probes import decode, tokentime
 
 
 @pytest.fixture(scope="module")
@@ -78,13 +75,31 @@ def test_instrumented_loop_emits_the_reference_tokens_and_times_every_part(varie
 def test_measure_length_records_time_memory_bytes_and_split(tmp_path, tiny):
     run = results.start_run("99_test", {}, run_dir=tmp_path / "kv")
     prompt = models.random_prompt(tiny, 64, seed=0)
-    kvcache.measure_length(run, tiny, prompt, strategy="concat", length=50, decode_tokens=6, trial=0, step=256,
-                           window=128, split_tokens=4)
+    kvcache.measure_length(
+        run,
+        tiny,
+        prompt,
+        strategy="concat",
+        length=50,
+        decode_tokens=6,
+        trial=0,
+        step=256,
+        window=128,
+        split_tokens=4,
+    )
     df = run.measurements
     per = df[df.experiment == "per_length"].set_index("metric").value
-    assert set(per.index) == {"ms_per_token", kvcache.TIME_METRIC, "decode_peak_memory_gb",
-                              "prefill_peak_memory_gb", "cache_bytes", "cache_tokens"}
-    assert per.cache_tokens == 56 and per.cache_bytes == 56 * roofline.kv_bytes_per_position(tiny.config, tiny.dtype)
+    assert set(per.index) == {
+        "ms_per_token",
+        kvcache.TIME_METRIC,
+        "decode_peak_memory_gb",
+        "prefill_peak_memory_gb",
+        "cache_bytes",
+        "cache_tokens",
+    }
+    assert per.cache_tokens == 56 and per.cache_bytes == 56 * roofline.kv_bytes_per_position(
+        tiny.config, tiny.dtype
+    )
     assert per.ms_per_token > 0 and per[kvcache.TIME_METRIC] > 0
     assert per.decode_peak_memory_gb * 1e9 >= tiny.weight_bytes()
     split = df[df.experiment == "time_split"].set_index("metric").value
@@ -99,10 +114,23 @@ def test_slice_update_writes_in_place_while_concatenate_copies(tmp_path):
     assert med.slice_update < 0.25 * med.concatenate
 
 
-@pytest.mark.parametrize("kwargs", [
-    dict(strategies=["bogus"]), dict(lengths=[1, 10]), dict(decode_tokens=1), dict(step=0), dict(keep=64),
-    dict(split_lengths=[33]), dict(max_length=100), dict(original_lengths=[10, 25]), dict(original_lengths=[10]),
-    dict(repeats=0), dict(slice_sizes_mb=[0]), dict(identity_tokens=200, identity_window=64)])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(strategies=["bogus"]),
+        dict(lengths=[1, 10]),
+        dict(decode_tokens=1),
+        dict(step=0),
+        dict(keep=64),
+        dict(split_lengths=[33]),
+        dict(max_length=100),
+        dict(original_lengths=[10, 25]),
+        dict(original_lengths=[10]),
+        dict(repeats=0),
+        dict(slice_sizes_mb=[0]),
+        dict(identity_tokens=200, identity_window=64),
+    ],
+)
 def test_impossible_settings_are_one_clear_error(kwargs):
     args = dict(strategies=["concat"], lengths=[10, 100], decode_tokens=4, step=16, window=64) | kwargs
     with pytest.raises(ValueError):
@@ -113,8 +141,17 @@ def test_impossible_settings_are_one_clear_error(kwargs):
 
 def test_sweep_runs_rounds_over_every_length_with_strategies_back_to_back(tmp_path, tiny):
     run = results.start_run("test_kv", {}, run_dir=tmp_path / "sweep")
-    kvcache.sweep(run, tiny, strategies=["concat", "preallocated"], lengths=[12, 6], decode_tokens=3, repeats=2,
-                  warmup=0, step=8, window=32)
+    kvcache.sweep(
+        run,
+        tiny,
+        strategies=["concat", "preallocated"],
+        lengths=[12, 6],
+        decode_tokens=3,
+        repeats=2,
+        warmup=0,
+        step=8,
+        window=32,
+    )
     rows = run.measurements
     rows = rows[rows.metric == kvcache.TIME_METRIC].reset_index(drop=True)
     # stored in time order: round 0 (both lengths, both strategies) before round 1, lengths ascending
@@ -130,17 +167,30 @@ def test_sweep_warms_every_strategy_at_every_length_before_the_timed_rounds(tmp_
     measure_length = kvcache.measure_length
 
     def spy(run, loaded, prompt, **kw):  # the real measurement, its arguments noted
-        calls.append((kw["length"], kw["strategy"], kw["record"] if "record" in kw else True, kw["decode_tokens"]))
+        calls.append(
+            (kw["length"], kw["strategy"], kw["record"] if "record" in kw else True, kw["decode_tokens"])
+        )
         return measure_length(run, loaded, prompt, **kw)
 
     monkeypatch.setattr(kvcache, "measure_length", spy)
     run = results.start_run("test_kv", {}, run_dir=tmp_path / "warm")
-    kvcache.sweep(run, tiny, strategies=["concat", "preallocated"], lengths=[12, 6, 20], decode_tokens=4,
-                  repeats=1, warmup=1, step=8, window=32)
+    kvcache.sweep(
+        run,
+        tiny,
+        strategies=["concat", "preallocated"],
+        lengths=[12, 6, 20],
+        decode_tokens=4,
+        repeats=1,
+        warmup=1,
+        step=8,
+        window=32,
+    )
     first_timed = next(i for i, c in enumerate(calls) if c[2])
     warm, timed = calls[:first_timed], calls[first_timed:]
     assert not any(c[2] for c in warm) and all(c[2] for c in timed)
     # every (length, strategy) pair of the timed rounds was run once before them, nothing of it recorded
     assert {(n, s) for n, s, _, _ in timed} <= {(n, s) for n, s, _, _ in warm}
     assert [c[3] for c in warm if c[0] != 6] == [kvcache.WARMUP_DECODE_TOKENS] * 4
-    assert (run.measurements.trial >= 0).all() and len(run.measurements.query("metric == @kvcache.TIME_METRIC")) == 6
+    assert (run.measurements.trial >= 0).all() and len(
+        run.measurements.query("metric == @kvcache.TIME_METRIC")
+    ) == 6

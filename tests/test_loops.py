@@ -7,11 +7,12 @@ from mlx.utils import tree_map
 from mlx_lm.generate import generate_step
 from mlx_lm.sample_utils import make_logits_processors, make_sampler
 
-from mlx_workbook.probes import decode, loops, sampling
-from mlx_workbook.investigations.kv_cache import measure as kvcache
-from mlx_workbook.investigations.decode_loop import measure as loop_bench, stats as loop_stats
 from mlx_workbook import models
 from mlx_workbook.core import results
+from mlx_workbook.investigations.decode_loop import measure as loop_bench
+from mlx_workbook.investigations.decode_loop import stats as loop_stats
+from mlx_workbook.investigations.kv_cache import measure as kvcache
+from mlx_workbook.probes import decode, loops, sampling
 
 N = 24
 
@@ -37,7 +38,9 @@ def prompt(lm):
 
 def run(lm, prompt, name, n=N, **kw):
     v = loops.variant(name)
-    return decode.measure_generation(lm.model, prompt, n, loop=v.loop(), **({"seed": 7} | kw if v.options else kw)).tokens
+    return decode.measure_generation(
+        lm.model, prompt, n, loop=v.loop(), **({"seed": 7} | kw if v.options else kw)
+    ).tokens
 
 
 def reference(lm, prompt, n=N, seed=7, **kw):
@@ -51,7 +54,15 @@ def test_every_greedy_variant_emits_generate_step_tokens(dtype, lm, prompt):
     ref = reference(model, prompt)
     assert len(set(ref)) > N // 3, "the test model must emit varied tokens"
     greedy = [n for n, v in loops.VARIANTS.items() if v.family == "greedy"]
-    assert {"mlx_lm", "sync", "pipelined", "batched_10", "logprobs_always", "eval_logits", "default_stream"} <= set(greedy)
+    assert {
+        "mlx_lm",
+        "sync",
+        "pipelined",
+        "batched_10",
+        "logprobs_always",
+        "eval_logits",
+        "default_stream",
+    } <= set(greedy)
     for name in greedy:
         assert run(model, prompt, name) == ref, name
 
@@ -115,8 +126,9 @@ def test_compiled_chain_samples_like_uncompiled():
 
 def test_compare_split_and_sampling_record_per_trial(tmp_path, lm):
     run_ = results.start_run("99_test", {}, run_dir=tmp_path / "r")
-    toks = loop_bench.compare(run_, lm, ["mlx_lm", "pipelined", "sync"], prompt_tokens=8, max_tokens=6, repeats=3,
-                              warmup=1)
+    toks = loop_bench.compare(
+        run_, lm, ["mlx_lm", "pipelined", "sync"], prompt_tokens=8, max_tokens=6, repeats=3, warmup=1
+    )
     loop_bench.record_agreement(run_, lm, toks)
     loop_bench.time_split(run_, lm, ["logprobs_always", "sync"], prompt_tokens=8, max_tokens=6, repeats=2)
     sampling.time_sampling(run_, lm, ["greedy", "chain", "chain_compiled"], calls=3, repeats=2)
@@ -142,8 +154,9 @@ def test_compare_split_and_sampling_record_per_trial(tmp_path, lm):
 def test_identity_check_on_a_model_with_clear_margins(tmp_path):
     run_ = results.start_run("99_test", {}, run_dir=tmp_path / "r")
     varied = kvcache.varied_model("tiny", dtype="float32")
-    table = loop_bench.check_identity(run_, varied, ["mlx_lm", "pipelined", "batched_10", "sample_fast"],
-                                      prompt_tokens=8, max_tokens=16)
+    table = loop_bench.check_identity(
+        run_, varied, ["mlx_lm", "pipelined", "batched_10", "sample_fast"], prompt_tokens=8, max_tokens=16
+    )
     assert list(table.variant) == ["pipelined", "batched_10"]  # greedy library loops only
     assert (table.equal_share == 1.0).all() and (table.identical_prefix == 16).all()
     assert (table.distinct_tokens > 4).all()  # varied tokens: the comparison means something

@@ -4,8 +4,8 @@ import mlx.core as mx
 import pytest
 from mlx.utils import tree_flatten
 
-from mlx_workbook.core import env
 from mlx_workbook import models
+from mlx_workbook.core import env
 
 
 def dense_param_count(c: dict) -> int:
@@ -43,8 +43,15 @@ def test_quantized_bytes_match_saved_checkpoint(tmp_path):
     assert lm.weight_bytes() <= saved < lm.weight_bytes() + 64 * 1024
 
 
-@pytest.mark.parametrize("name,dtype,bits", [("tiny", "bfloat16", None), ("tiny", "bfloat16", 4),
-                                             ("tiny-moe", "float32", None), ("tiny-moe", "bfloat16", 4)])
+@pytest.mark.parametrize(
+    "name,dtype,bits",
+    [
+        ("tiny", "bfloat16", None),
+        ("tiny", "bfloat16", 4),
+        ("tiny-moe", "float32", None),
+        ("tiny-moe", "bfloat16", 4),
+    ],
+)
 def test_presets_build_and_run_a_forward_pass(name, dtype, bits):
     lm = models.build_preset(name, dtype=dtype, bits=bits)
     logits = lm.model(mx.array([[1, 2, 3, 4]]))
@@ -93,8 +100,17 @@ def test_clear_errors_for_bad_input(tmp_path):
 
 
 def test_model_too_big_for_device_fails_before_building(monkeypatch):
-    small = env.Environment(backend="cuda", device="test GPU", memory_bytes=8 * 10**9, os="", python="",
-                            mlx="", mlx_lm="", workbook_commit="", cpu_count=1)
+    small = env.Environment(
+        backend="cuda",
+        device="test GPU",
+        memory_bytes=8 * 10**9,
+        os="",
+        python="",
+        mlx="",
+        mlx_lm="",
+        workbook_commit="",
+        cpu_count=1,
+    )
     monkeypatch.setattr(env, "capture", lambda: small)
     before = mx.get_active_memory()
     message = fast(lambda: models.load("qwen2.5-14b", dtype="bfloat16"))

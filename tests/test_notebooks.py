@@ -10,8 +10,21 @@ from mlx_workbook.report import runner
 
 pytestmark = pytest.mark.notebook
 
-REQUIRED = ["run_id", "notebook", "method_version", "backend", "device", "mlx", "mlx_lm", "experiment",
-            "metric", "value", "unit", "trial", "timestamp"]
+REQUIRED = [
+    "run_id",
+    "notebook",
+    "method_version",
+    "backend",
+    "device",
+    "mlx",
+    "mlx_lm",
+    "experiment",
+    "metric",
+    "value",
+    "unit",
+    "trial",
+    "timestamp",
+]
 
 
 @pytest.fixture(scope="module")

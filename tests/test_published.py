@@ -1,7 +1,6 @@
 import pytest
 
 from mlx_workbook.core import published
-from mlx_workbook.report import runner
 
 NOTEBOOKS = {"01_kv_cache", "02_decode_loop", "03_sdpa_cliff", "04_bandwidth"}
 

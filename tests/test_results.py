@@ -1,7 +1,6 @@
 import json
 
 import pandas as pd
-import pytest
 
 from mlx_workbook.core import results
 from mlx_workbook.core.results import Finding
@@ -14,8 +13,22 @@ def test_rows_are_on_disk_after_each_record(tmp_path):
         run.record("exp", "latency_ms", 1.0 + i, "ms", trial=i, variant="a")
         assert len(results.read_measurements(run.run_dir)) == i + 1  # flushed per trial, not at the end
     df = results.read_measurements(run.run_dir)
-    for col in ["run_id", "notebook", "method_version", "backend", "device", "mlx", "mlx_lm", "experiment",
-                "metric", "value", "unit", "trial", "timestamp", "variant"]:
+    for col in [
+        "run_id",
+        "notebook",
+        "method_version",
+        "backend",
+        "device",
+        "mlx",
+        "mlx_lm",
+        "experiment",
+        "metric",
+        "value",
+        "unit",
+        "trial",
+        "timestamp",
+        "variant",
+    ]:
         assert col in df.columns
     assert df.value.tolist() == [1.0, 2.0, 3.0]
 
@@ -53,8 +66,9 @@ def test_figures_saved_as_svg_and_png(tmp_path):
 
     run = results.start_run("99_test", {}, run_dir=tmp_path / "r3")
     table = pd.DataFrame({"x": [1, 2], "median": [1.0, 2.0], "low": [0.9, 1.9], "high": [1.1, 2.1]})
-    fig = plots.lines_with_intervals(table, x="x", series=None, title="t", xlabel="x", ylabel="y",
-                                     ceilings={"peak": 3.0})
+    fig = plots.lines_with_intervals(
+        table, x="x", series=None, title="t", xlabel="x", ylabel="y", ceilings={"peak": 3.0}
+    )
     path = run.save_figure(fig, "line")
     assert path.exists() and path.with_suffix(".png").exists()
     assert path.read_text().lstrip().startswith("<?xml")

@@ -4,9 +4,9 @@ import pytest
 
 from mlx_workbook import models
 from mlx_workbook.core import results
+from mlx_workbook.core.results import Finding
 from mlx_workbook.models import roofline as rl
 from mlx_workbook.probes import kernels
-from mlx_workbook.core.results import Finding
 
 
 def test_tied_dense_model_reads_one_embedding_row_and_the_whole_head():
@@ -21,7 +21,9 @@ def test_tied_dense_model_reads_one_embedding_row_and_the_whole_head():
     assert step["kv_read"] == 100 * 256 and step["kv_written"] == 256
     weights = step["embedding_rows"] + step["lm_head"] + step["dense_layers"]
     assert step["weights"] == pytest.approx(weights)
-    assert step["total"] == pytest.approx(weights + step["kv_read"] + step["kv_written"] + step["logits_written"])
+    assert step["total"] == pytest.approx(
+        weights + step["kv_read"] + step["kv_written"] + step["logits_written"]
+    )
 
 
 def test_untied_model_reads_its_lm_head_not_its_embedding():
@@ -56,8 +58,13 @@ def test_quantized_variant_moves_fewer_bytes_and_roofline_is_bandwidth_over_byte
 
 def fake_machine_run(root, gbs):
     run = results.start_run("00_machine", {}, run_dir=root / "runs" / "m")
-    run.add_finding(Finding(id="measured_bandwidth_gbs", statement="x",
-                            measured={"value": gbs, "low": gbs - 1, "high": gbs + 1, "unit": "GB/s", "probe": "copy"}))
+    run.add_finding(
+        Finding(
+            id="measured_bandwidth_gbs",
+            statement="x",
+            measured={"value": gbs, "low": gbs - 1, "high": gbs + 1, "unit": "GB/s", "probe": "copy"},
+        )
+    )
     run.finish()
 
 
@@ -68,10 +75,17 @@ def test_bandwidth_comes_from_00_machine_else_from_a_probe_here(tmp_path):
     assert ceiling.gbs == 123.0 and "00_machine run m" in ceiling.source
     probed = kernels.measured_bandwidth(run, mode="measure", sizes_mb=[4], probes=["read", "copy"], repeats=2)
     assert probed.gbs > 0 and "measured here" in probed.source and "no published peak" in probed.describe()
-    assert set(run.measurements.experiment) == {"bandwidth"} and set(run.measurements.variant) == {"read", "copy"}
+    assert set(run.measurements.experiment) == {"bandwidth"} and set(run.measurements.variant) == {
+        "read",
+        "copy",
+    }
     empty = results.start_run("04_bandwidth", {}, run_dir=tmp_path / "r2")
-    assert "measured here" in kernels.measured_bandwidth(empty, roots=[tmp_path / "nothing"], sizes_mb=[4], probes=["copy"],
-                                                    repeats=2).source
+    assert (
+        "measured here"
+        in kernels.measured_bandwidth(
+            empty, roots=[tmp_path / "nothing"], sizes_mb=[4], probes=["copy"], repeats=2
+        ).source
+    )
     with pytest.raises(ValueError, match="bandwidth_source"):
         kernels.measured_bandwidth(run, mode="guess")
 
@@ -81,5 +95,7 @@ def test_accounting_has_one_row_per_configuration_from_lazy_builds():
     assert list(acc.label) == ["qwen2.5-7b bf16", "qwen2.5-7b 4-bit", "tiny 4-bit"]  # duplicates dropped
     q4 = acc.set_index("label").loc["qwen2.5-7b 4-bit"]
     lm = models.build_preset("qwen2.5-7b", bits=4, materialize=False)
-    assert q4.weight_bytes == lm.weight_bytes() and q4.total == pytest.approx(rl.bytes_per_step(lm, 100)["total"])
+    assert q4.weight_bytes == lm.weight_bytes() and q4.total == pytest.approx(
+        rl.bytes_per_step(lm, 100)["total"]
+    )
     assert acc.set_index("label").total["qwen2.5-7b bf16"] > 3 * q4.total

@@ -4,8 +4,13 @@ from mlx_workbook.report import runner
 
 
 def test_parse_overrides_reads_yaml_values():
-    assert runner.parse_overrides('a=1 b=[1,2] c=name d=0.5 e=true') == {
-        "a": 1, "b": [1, 2], "c": "name", "d": 0.5, "e": True}
+    assert runner.parse_overrides("a=1 b=[1,2] c=name d=0.5 e=true") == {
+        "a": 1,
+        "b": [1, 2],
+        "c": "name",
+        "d": 0.5,
+        "e": True,
+    }
     with pytest.raises(runner.RunnerError):
         runner.parse_overrides("novalue")
 
@@ -16,7 +21,9 @@ def test_unknown_profile_and_parameter_fail_before_running(tmp_path):
     ipynb = runner.to_ipynb("00_machine", tmp_path / "00_machine.ipynb")
     with pytest.raises(runner.RunnerError, match="no parameter"):
         runner.resolve_parameters("00_machine", ipynb, "quick", {}, {"repeatz": 3})
-    params = runner.resolve_parameters("00_machine", ipynb, "quick", runner.load_profile("quick"), {"repeats": 2})
+    params = runner.resolve_parameters(
+        "00_machine", ipynb, "quick", runner.load_profile("quick"), {"repeats": 2}
+    )
     assert params["repeats"] == 2 and params["profile"] == "quick"
 
 

@@ -5,12 +5,11 @@ import mlx.core as mx
 import pytest
 from mlx.utils import tree_flatten
 
-from mlx_workbook.probes import decode
 from mlx_workbook import models
-from mlx_workbook.investigations.bandwidth import prequant, measure as serving
 from mlx_workbook.core import results
-from mlx_workbook.models import roofline as rl
-from mlx_workbook.probes import kernels
+from mlx_workbook.investigations.bandwidth import measure as serving
+from mlx_workbook.investigations.bandwidth import prequant
+from mlx_workbook.probes import decode, kernels
 
 CEILING = kernels.Ceiling(10.0, 9.0, 11.0, "test")
 
@@ -34,14 +33,37 @@ def test_sweep_plan_checks_presets_and_widths_before_building():
     with pytest.raises(models.ModelError, match="not in the sweep"):
         serving.sweep_plan(["tiny"], [0], [0], {"mixtral-8x7b": [4]})
     with pytest.raises(ValueError, match="gen_tokens"):
-        serving.validate(batch_sizes=[1], lengths=[4], prefix_tokens=4, suffix_tokens=4, serving_bits=4,
-                         prequant_bits=4, presets=["tiny"], gen_tokens=1)
+        serving.validate(
+            batch_sizes=[1],
+            lengths=[4],
+            prefix_tokens=4,
+            suffix_tokens=4,
+            serving_bits=4,
+            prequant_bits=4,
+            presets=["tiny"],
+            gen_tokens=1,
+        )
     with pytest.raises(models.ModelError, match="dtype"):
-        serving.validate(batch_sizes=[1], lengths=[4], prefix_tokens=4, suffix_tokens=4, serving_bits=4,
-                         prequant_bits=4, presets=["tiny"], dtype="int8")
+        serving.validate(
+            batch_sizes=[1],
+            lengths=[4],
+            prefix_tokens=4,
+            suffix_tokens=4,
+            serving_bits=4,
+            prequant_bits=4,
+            presets=["tiny"],
+            dtype="int8",
+        )
     with pytest.raises(ValueError, match="lengths"):
-        serving.validate(batch_sizes=[1], lengths=[1], prefix_tokens=4, suffix_tokens=4, serving_bits=4,
-                         prequant_bits=4, presets=["tiny"])
+        serving.validate(
+            batch_sizes=[1],
+            lengths=[1],
+            prefix_tokens=4,
+            suffix_tokens=4,
+            serving_bits=4,
+            prequant_bits=4,
+            presets=["tiny"],
+        )
 
 
 def test_variants_quantize_one_build_into_the_same_weights_as_presets():
@@ -59,10 +81,19 @@ def test_a_configuration_that_does_not_fit_is_skipped_with_its_reason(run, monke
     # Leave room for a 4-bit tiny model but not for its float32 build: the unquantized one is skipped.
     need = models.build_preset("tiny", dtype="float32", bits=4, materialize=False).weight_bytes()
     from mlx_workbook.core import env as envmod
+
     memory = envmod.capture().memory_bytes
     monkeypatch.setattr(models.loading, "MEMORY_HEADROOM", 2 * need / memory)
-    skipped = serving.size_sweep(run, [("tiny", [0, 4])], CEILING, dtype="float32", prompt_tokens=8, gen_tokens=4,
-                                 repeats=2, warmup_tokens=2)
+    skipped = serving.size_sweep(
+        run,
+        [("tiny", [0, 4])],
+        CEILING,
+        dtype="float32",
+        prompt_tokens=8,
+        gen_tokens=4,
+        repeats=2,
+        warmup_tokens=2,
+    )
     assert [s["label"] for s in skipped] == ["tiny fp32"] and "needs" in skipped[0]["reason"]
     df = run.measurements
     assert set(df[df.experiment == "decode"].label) == {"tiny 4-bit"}
@@ -124,8 +155,14 @@ def test_prequantized_comparison_records_both_variants_and_cleans_up(run, tmp_pa
     assert tokens["pre-quantized"] == tokens["quantized at load time"]
     df = run.measurements
     loads = df[df.metric == "load_s"]
-    assert sorted(loads.variant.value_counts().to_dict().items()) == [("pre-quantized", 2), ("quantized at load time", 2)]
+    assert sorted(loads.variant.value_counts().to_dict().items()) == [
+        ("pre-quantized", 2),
+        ("quantized at load time", 2),
+    ]
     assert (loads.value > 0).all()
     digests = df[df.metric == "decode_tps"].tokens_digest
     assert digests.nunique() == 1 and digests.iloc[0] == prequant.tokens_digest(tokens["pre-quantized"])
-    assert df[df.variant == "quantized at load time"].checkpoint_bytes.iloc[0] > df[df.variant == "pre-quantized"].checkpoint_bytes.iloc[0]
+    assert (
+        df[df.variant == "quantized at load time"].checkpoint_bytes.iloc[0]
+        > df[df.variant == "pre-quantized"].checkpoint_bytes.iloc[0]
+    )

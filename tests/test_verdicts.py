@@ -4,29 +4,37 @@ from mlx_workbook.core import published
 from mlx_workbook.core import verdicts as v
 from mlx_workbook.core.measure import summarize
 
-I = v.Interval
+Iv = v.Interval
 
 
 def test_effect_matches_is_three_way():
-    assert v.effect_matches(I(4.5, 4.2, 4.8), 4, 5) == v.HOLDS
-    assert v.effect_matches(I(4.5, -3, 12), 4, 5) == v.INCONCLUSIVE  # a wide interval cannot confirm a 4-5% claim
-    assert v.effect_matches(I(20, 18, 22), 4, 5, tolerance=2) == v.DOES_NOT_HOLD
-    assert v.effect_matches(I(6.5, 6.1, 6.9), 4, 5, tolerance=2) == v.HOLDS  # the tolerance widens the range
+    assert v.effect_matches(Iv(4.5, 4.2, 4.8), 4, 5) == v.HOLDS
+    assert (
+        v.effect_matches(Iv(4.5, -3, 12), 4, 5) == v.INCONCLUSIVE
+    )  # a wide interval cannot confirm a 4-5% claim
+    assert v.effect_matches(Iv(20, 18, 22), 4, 5, tolerance=2) == v.DOES_NOT_HOLD
+    assert v.effect_matches(Iv(6.5, 6.1, 6.9), 4, 5, tolerance=2) == v.HOLDS  # the tolerance widens the range
 
 
 def test_no_effect_and_at_least():
-    assert v.no_effect(I(0.5, -1, 2), 3) == v.HOLDS
-    assert v.no_effect(I(5, 4, 6), 3) == v.DOES_NOT_HOLD
-    assert v.no_effect(I(2, -1, 5), 3) == v.INCONCLUSIVE
-    assert v.at_least(I(2, 1, 3), 0) == v.HOLDS and v.at_least(I(-2, -3, -1), 0) == v.DOES_NOT_HOLD
+    assert v.no_effect(Iv(0.5, -1, 2), 3) == v.HOLDS
+    assert v.no_effect(Iv(5, 4, 6), 3) == v.DOES_NOT_HOLD
+    assert v.no_effect(Iv(2, -1, 5), 3) == v.INCONCLUSIVE
+    assert v.at_least(Iv(2, 1, 3), 0) == v.HOLDS and v.at_least(Iv(-2, -3, -1), 0) == v.DOES_NOT_HOLD
 
 
 def test_interval_helpers():
     ratio = summarize([1.04, 1.05, 1.03, 1.04, 1.06])
-    pct = I.change_pct(ratio)
+    pct = Iv.change_pct(ratio)
     assert abs(pct.value - 4.0) < 1e-9 and pct.low <= pct.value <= pct.high
-    assert I(1, -2, 3).scaled(-1) == I(-1, -3, 2)
-    assert I(1, 0, 2).measured("%", model="m") == {"value": 1, "low": 0, "high": 2, "unit": "%", "model": "m"}
+    assert Iv(1, -2, 3).scaled(-1) == Iv(-1, -3, 2)
+    assert Iv(1, 0, 2).measured("%", model="m") == {
+        "value": 1,
+        "low": 0,
+        "high": 2,
+        "unit": "%",
+        "model": "m",
+    }
 
 
 def test_published_figure_range_reads_the_data():

@@ -7,11 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from mlx_workbook.probes import versions
 from mlx_workbook.probes import sdpa_probe as probe
+from mlx_workbook.probes import versions
 
-CONFIG = {"cases": probe.cases_from_grid("prefill", [16, 32], ["causal", "bool"], ["float32"], [16], 4, 2),
-          "repeats": 2, "warmup": 1, "target_ms": 0.5}
+CONFIG = {
+    "cases": probe.cases_from_grid("prefill", [16, 32], ["causal", "bool"], ["float32"], [16], 4, 2),
+    "repeats": 2,
+    "warmup": 1,
+    "target_ms": 0.5,
+}
 
 
 @pytest.fixture
@@ -23,8 +27,10 @@ def cache(tmp_path, monkeypatch):
 
 def test_requirements_follow_the_backend_package():
     assert versions.requirement_sets("0.29.1", "mlx-cpu") == [["mlx==0.29.1", "mlx-cpu==0.29.1"]]
-    assert versions.requirement_sets("0.30.0", "mlx-cuda-13") == [["mlx==0.30.0", "mlx-cuda-13==0.30.0"],
-                                                                  ["mlx==0.30.0", "mlx-cuda==0.30.0"]]
+    assert versions.requirement_sets("0.30.0", "mlx-cuda-13") == [
+        ["mlx==0.30.0", "mlx-cuda-13==0.30.0"],
+        ["mlx==0.30.0", "mlx-cuda==0.30.0"],
+    ]
     assert versions.requirement_sets("0.30.0", "mlx-metal") == [["mlx==0.30.0"]]
     assert versions.env_dir("0.29.1", "mlx-cpu").name == "0.29.1-cpu"
 
@@ -48,8 +54,9 @@ def test_compare_resolves_current_once_and_alternates_passes(monkeypatch):
 
     monkeypatch.setattr(versions, "run_probe", fake)
     here = versions.current_version()
-    out = versions.compare(["current", "9.9.9", "0.30.0", here], {"repeats": 2}, passes=2,
-                           on_result=stored.append)
+    out = versions.compare(
+        ["current", "9.9.9", "0.30.0", here], {"repeats": 2}, passes=2, on_result=stored.append
+    )
     assert seen == [here, "9.9.9", "0.30.0", "0.30.0", here]  # the unavailable version is tried once
     assert [r.version for r in out] == [here, "9.9.9", "0.30.0"] and not out[1].ok
     assert [row["trial"] for row in out[0].data["rows"]] == [0, 1, 2, 3] and len(stored) == 5
@@ -62,7 +69,9 @@ def test_no_network_gives_one_clear_message(cache, monkeypatch, tmp_path):
     monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path))
     monkeypatch.delenv("MLX_WHEELS_DIR", raising=False)
     first = versions.run_probe("0.29.1", CONFIG, timeout=120)
-    assert first.status == "unavailable" and "no network" in first.message and "MLX_WHEELS_DIR" in first.message
+    assert (
+        first.status == "unavailable" and "no network" in first.message and "MLX_WHEELS_DIR" in first.message
+    )
     second = versions.run_probe("0.30.0", CONFIG)  # known offline: answered without another pip attempt
     assert second.status == "unavailable" and "MLX 0.30.0" in second.message and second.seconds < 1
 
@@ -75,7 +84,9 @@ def test_wheel_folder_without_the_wheel_says_so(cache, tmp_path):
     assert (cache / "0.29.1-cpu" / "install.log").exists() or "cpu" not in str(versions.backend_package())
 
 
-@pytest.mark.skipif(not os.environ.get("MLX_WHEELS_DIR"), reason="needs a folder of MLX wheels (MLX_WHEELS_DIR)")
+@pytest.mark.skipif(
+    not os.environ.get("MLX_WHEELS_DIR"), reason="needs a folder of MLX wheels (MLX_WHEELS_DIR)"
+)
 def test_another_version_from_a_wheel_folder(cache):
     wheels = Path(os.environ["MLX_WHEELS_DIR"])
     version = sorted(p.name.split("-")[1] for p in wheels.glob("mlx-0.*.whl"))[0]

@@ -7,8 +7,9 @@ Every timer here evaluates what the timed function returns, then synchronizes, b
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import mlx.core as mx
 import numpy as np
@@ -42,8 +43,13 @@ def _clean(values: Iterable[float]) -> np.ndarray:
     return arr
 
 
-def bootstrap_interval(values: Iterable[float], statistic: Callable = np.median,
-                       confidence: float = CONFIDENCE, n_boot: int = N_BOOTSTRAP, seed: int = 0) -> tuple[float, float]:
+def bootstrap_interval(
+    values: Iterable[float],
+    statistic: Callable = np.median,
+    confidence: float = CONFIDENCE,
+    n_boot: int = N_BOOTSTRAP,
+    seed: int = 0,
+) -> tuple[float, float]:
     """Percentile bootstrap interval of `statistic` (the median by default)."""
     arr = _clean(values)
     if arr.size == 1:
@@ -60,12 +66,24 @@ def summarize(values: Iterable[float]) -> Stats:
     low, high = bootstrap_interval(arr)
     mean = float(arr.mean())
     std = float(arr.std(ddof=1)) if arr.size > 1 else 0.0
-    return Stats(n=int(arr.size), median=float(np.median(arr)), low=low, high=high,
-                 mean=mean, std=std, cv=std / mean if mean else float("nan"))
+    return Stats(
+        n=int(arr.size),
+        median=float(np.median(arr)),
+        low=low,
+        high=high,
+        mean=mean,
+        std=std,
+        cv=std / mean if mean else float("nan"),
+    )
 
 
-def ratio_interval(numerator: Iterable[float], denominator: Iterable[float],
-                   confidence: float = CONFIDENCE, n_boot: int = N_BOOTSTRAP, seed: int = 0) -> Stats:
+def ratio_interval(
+    numerator: Iterable[float],
+    denominator: Iterable[float],
+    confidence: float = CONFIDENCE,
+    n_boot: int = N_BOOTSTRAP,
+    seed: int = 0,
+) -> Stats:
     """Median(numerator) / median(denominator) with a bootstrap interval (the two samples resampled independently)."""
     a, b = _clean(numerator), _clean(denominator)
     rng = np.random.default_rng(seed)
@@ -74,9 +92,15 @@ def ratio_interval(numerator: Iterable[float], denominator: Iterable[float],
     ratios = ra / rb
     alpha = (1 - confidence) / 2
     point = float(np.median(a) / np.median(b))
-    return Stats(n=int(min(a.size, b.size)), median=point,
-                 low=float(np.quantile(ratios, alpha)), high=float(np.quantile(ratios, 1 - alpha)),
-                 mean=float(ratios.mean()), std=float(ratios.std()), cv=float(ratios.std() / ratios.mean()))
+    return Stats(
+        n=int(min(a.size, b.size)),
+        median=point,
+        low=float(np.quantile(ratios, alpha)),
+        high=float(np.quantile(ratios, 1 - alpha)),
+        mean=float(ratios.mean()),
+        std=float(ratios.std()),
+        cv=float(ratios.std() / ratios.mean()),
+    )
 
 
 def fit_slope(x: Iterable[float], y: Iterable[float], n_boot: int = N_BOOTSTRAP, seed: int = 0) -> dict:
@@ -94,8 +118,12 @@ def fit_slope(x: Iterable[float], y: Iterable[float], n_boot: int = N_BOOTSTRAP,
         if np.ptp(xs[idx]) > 0:
             boots.append(np.polyfit(xs[idx], ys[idx], 1)[0])
     alpha = (1 - CONFIDENCE) / 2
-    return {"slope": float(slope), "intercept": float(intercept),
-            "low": float(np.quantile(boots, alpha)), "high": float(np.quantile(boots, 1 - alpha))}
+    return {
+        "slope": float(slope),
+        "intercept": float(intercept),
+        "low": float(np.quantile(boots, alpha)),
+        "high": float(np.quantile(boots, 1 - alpha)),
+    }
 
 
 # --- clocks -------------------------------------------------------------------------------------------------
@@ -129,8 +157,14 @@ class Trial:
     result: Any = None
 
 
-def trials(fn: Callable[[], Any], *, repeats: int, warmup: int = 1,
-           on_trial: Callable[[Trial], None] | None = None, keep_results: bool = False) -> list[Trial]:
+def trials(
+    fn: Callable[[], Any],
+    *,
+    repeats: int,
+    warmup: int = 1,
+    on_trial: Callable[[Trial], None] | None = None,
+    keep_results: bool = False,
+) -> list[Trial]:
     """Run `fn` `warmup` times untimed, then `repeats` timed trials, each forced to completion.
 
     Peak memory is reset before each trial, so each trial reports its own peak.
@@ -150,8 +184,12 @@ def trials(fn: Callable[[], Any], *, repeats: int, warmup: int = 1,
         result = fn()
         force(result)
         seconds = time.perf_counter() - tic
-        trial = Trial(trial=i, seconds=seconds, peak_memory_bytes=int(mx.get_peak_memory()),
-                      result=result if keep_results else None)
+        trial = Trial(
+            trial=i,
+            seconds=seconds,
+            peak_memory_bytes=int(mx.get_peak_memory()),
+            result=result if keep_results else None,
+        )
         del result
         out.append(trial)
         if on_trial is not None:
@@ -159,8 +197,14 @@ def trials(fn: Callable[[], Any], *, repeats: int, warmup: int = 1,
     return out
 
 
-def time_per_call(fn: Callable[[], Any], *, calls: int, repeats: int, warmup: int = 1,
-                  on_trial: Callable[[int, float], None] | None = None) -> list[float]:
+def time_per_call(
+    fn: Callable[[], Any],
+    *,
+    calls: int,
+    repeats: int,
+    warmup: int = 1,
+    on_trial: Callable[[int, float], None] | None = None,
+) -> list[float]:
     """Seconds per call of a short function: each trial launches `calls` calls back to back, then waits for all.
 
     Each call is queued with `async_eval` and only the latest output is kept alive, so outputs of earlier calls

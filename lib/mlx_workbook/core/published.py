@@ -24,8 +24,16 @@ def claims(notebook: str | None = None) -> list[dict]:
     for stem, src in sources().items():
         for c in src.get("claims", []):
             if notebook is None or c.get("notebook") == notebook:
-                out.append({**c, "source": stem, "seed": src.get("seed"), "hardware": src.get("hardware"),
-                            "software": src.get("software"), "model_published": src.get("model")})
+                out.append(
+                    {
+                        **c,
+                        "source": stem,
+                        "seed": src.get("seed"),
+                        "hardware": src.get("hardware"),
+                        "software": src.get("software"),
+                        "model_published": src.get("model"),
+                    }
+                )
     return out
 
 
@@ -52,6 +60,14 @@ def table(source: str, name: str) -> pd.DataFrame:
 def reference(claim_id: str) -> dict:
     """The dict a Finding stores as `published`: figure, range, unit, hardware, software, seed."""
     c = claim(claim_id)
-    return {"value": c.get("published"), "low": c.get("published_low"), "high": c.get("published_high"),
-            "unit": c.get("unit"), "claim": c.get("claim"), "hardware": c.get("hardware"),
-            "software": c.get("software"), "seed": c.get("seed"), "kind": c.get("kind")}
+    return {
+        "value": c.get("published"),
+        "low": c.get("published_low"),
+        "high": c.get("published_high"),
+        "unit": c.get("unit"),
+        "claim": c.get("claim"),
+        "hardware": c.get("hardware"),
+        "software": c.get("software"),
+        "seed": c.get("seed"),
+        "kind": c.get("kind"),
+    }

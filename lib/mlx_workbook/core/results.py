@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import pandas as pd
 
@@ -29,11 +30,11 @@ FIGURES = "figures"
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def new_run_id(notebook: str, environment: envmod.Environment) -> str:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     return f"{stamp}_{notebook}_{environment.device_slug}"
 
 
@@ -81,11 +82,19 @@ class Run:
 
     def _base(self) -> dict:
         e = self.environment
-        return {"run_id": self.run_id, "notebook": self.notebook, "method_version": self.method_version,
-                "backend": e.backend, "device": e.device, "mlx": e.mlx, "mlx_lm": e.mlx_lm}
+        return {
+            "run_id": self.run_id,
+            "notebook": self.notebook,
+            "method_version": self.method_version,
+            "backend": e.backend,
+            "device": e.device,
+            "mlx": e.mlx,
+            "mlx_lm": e.mlx_lm,
+        }
 
-    def record(self, experiment: str, metric: str, value: float, unit: str, *, trial: int = 0,
-               **fields: Any) -> None:
+    def record(
+        self, experiment: str, metric: str, value: float, unit: str, *, trial: int = 0, **fields: Any
+    ) -> None:
         """Append one measurement row and flush the table to disk."""
         self.record_many(experiment, [dict(metric=metric, value=value, unit=unit, trial=trial, **fields)])
 
@@ -117,11 +126,17 @@ class Run:
 
     def write_summary(self, status: str, error: str | None = None) -> None:
         summary = {
-            "run_id": self.run_id, "notebook": self.notebook, "status": status,
-            "started": datetime.fromtimestamp(self.started, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "duration_s": round(time.time() - self.started, 2), "method_version": self.method_version,
-            "environment": self.environment.as_dict(), "params": _jsonable(self.params),
-            "findings": [f.as_dict() for f in self.findings], "rows": len(self._rows), "error": error,
+            "run_id": self.run_id,
+            "notebook": self.notebook,
+            "status": status,
+            "started": datetime.fromtimestamp(self.started, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "duration_s": round(time.time() - self.started, 2),
+            "method_version": self.method_version,
+            "environment": self.environment.as_dict(),
+            "params": _jsonable(self.params),
+            "findings": [f.as_dict() for f in self.findings],
+            "rows": len(self._rows),
+            "error": error,
         }
         tmp = self.run_dir / (SUMMARY + ".tmp")
         tmp.write_text(json.dumps(summary, indent=2))
@@ -136,7 +151,9 @@ class Run:
         return pd.DataFrame(self._rows)
 
 
-def start_run(notebook: str, params: dict, *, run_dir: str | Path | None = None, method_version: int = 1) -> Run:
+def start_run(
+    notebook: str, params: dict, *, run_dir: str | Path | None = None, method_version: int = 1
+) -> Run:
     """Open a run folder (the runner passes one; interactive use gets reports/runs/<run id>/)."""
     environment = envmod.capture()
     if run_dir:
@@ -146,8 +163,14 @@ def start_run(notebook: str, params: dict, *, run_dir: str | Path | None = None,
         run_id = new_run_id(notebook, environment)
         run_dir = REPORTS_DIR / "runs" / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
-    run = Run(notebook=notebook, params=dict(params), run_dir=run_dir, run_id=run_id,
-              method_version=method_version, environment=environment)
+    run = Run(
+        notebook=notebook,
+        params=dict(params),
+        run_dir=run_dir,
+        run_id=run_id,
+        method_version=method_version,
+        environment=environment,
+    )
     run.write_summary("running")
     return run
 
@@ -204,7 +227,9 @@ def find_runs(root: str | Path = REPORTS_DIR, notebook: str | None = None) -> li
     return sorted(dirs, key=lambda d: read_summary(d).get("started", ""), reverse=True)
 
 
-def load(root: str | Path = REPORTS_DIR, notebook: str | None = None, status: str | None = "ok") -> pd.DataFrame:
+def load(
+    root: str | Path = REPORTS_DIR, notebook: str | None = None, status: str | None = "ok"
+) -> pd.DataFrame:
     """Every measurement row of every matching run under `root`, in one table."""
     frames = []
     for d in find_runs(root, notebook):
@@ -216,8 +241,9 @@ def load(root: str | Path = REPORTS_DIR, notebook: str | None = None, status: st
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def latest_run(notebook: str, *, device: str | None = None, root: str | Path = REPORTS_DIR,
-               status: str = "ok") -> Path | None:
+def latest_run(
+    notebook: str, *, device: str | None = None, root: str | Path = REPORTS_DIR, status: str = "ok"
+) -> Path | None:
     """The newest finished run of a notebook (on a device, if given)."""
     for d in find_runs(root, notebook):
         s = read_summary(d)

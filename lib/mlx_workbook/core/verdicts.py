@@ -17,16 +17,16 @@ class Interval:
     high: float
 
     @classmethod
-    def of(cls, stats) -> "Interval":
+    def of(cls, stats) -> Interval:
         return cls(stats.median, stats.low, stats.high)
 
     @classmethod
-    def change_pct(cls, ratio) -> "Interval":
+    def change_pct(cls, ratio) -> Interval:
         """A ratio (Stats or Interval, e.g. B/A = 1.04 [1.01, 1.07]) as a % change: +4% [+1, +7]."""
         value = getattr(ratio, "median", getattr(ratio, "value", None))
         return cls(100 * (value - 1), 100 * (ratio.low - 1), 100 * (ratio.high - 1))
 
-    def scaled(self, factor: float) -> "Interval":
+    def scaled(self, factor: float) -> Interval:
         lo, hi = sorted((self.low * factor, self.high * factor))
         return Interval(self.value * factor, lo, hi)
 
@@ -35,8 +35,9 @@ class Interval:
         return {"value": self.value, "low": self.low, "high": self.high, "unit": unit, **extra}
 
 
-def effect_matches(measured: Interval, published_low: float, published_high: float | None = None,
-                   tolerance: float = 0.0) -> str:
+def effect_matches(
+    measured: Interval, published_low: float, published_high: float | None = None, tolerance: float = 0.0
+) -> str:
     """Does a measured interval meet a published figure or range (e.g. "+4 to 5%"), widened by `tolerance`?
 
     holds: the whole measured interval lies inside the widened range; does not hold: the whole interval lies

@@ -63,9 +63,14 @@ class LoadedModel:
 
     def describe(self) -> dict:
         """Columns that identify this model in every measurement row."""
-        return {"model": self.name, "model_source": self.source, "dtype": self.dtype,
-                "bits": self.bits or 0, "group_size": self.group_size or 0,
-                "weight_bytes": self.weight_bytes()}
+        return {
+            "model": self.name,
+            "model_source": self.source,
+            "dtype": self.dtype,
+            "bits": self.bits or 0,
+            "group_size": self.group_size or 0,
+            "weight_bytes": self.weight_bytes(),
+        }
 
 
 def _short_dtype(dtype: str) -> str:
@@ -127,7 +132,8 @@ def check_fits(nbytes: int, what: str, environment: envmod.Environment | None = 
         raise ModelError(
             f"{what} needs {nbytes / 1e9:.1f} GB of weights, more than {MEMORY_HEADROOM:.0%} of the "
             f"{environment.memory_bytes / 1e9:.1f} GB this device ({environment.device}) has; "
-            "pick a smaller preset or fewer bits")
+            "pick a smaller preset or fewer bits"
+        )
 
 
 # --- building ----------------------------------------------------------------------------------------------
@@ -136,8 +142,10 @@ def check_fits(nbytes: int, what: str, environment: envmod.Environment | None = 
 def check_bits(bits: int | None, context: str = "") -> None:
     """A bit width as parameters give it: None or 0 means unquantized, anything else must be MLX's."""
     if bits and bits not in QUANT_BITS:
-        raise ModelError(f"{context + ': ' if context else ''}bits={bits} is not supported by MLX's affine "
-                         f"quantization; use one of {QUANT_BITS}, or None / 0 for unquantized weights")
+        raise ModelError(
+            f"{context + ': ' if context else ''}bits={bits} is not supported by MLX's affine "
+            f"quantization; use one of {QUANT_BITS}, or None / 0 for unquantized weights"
+        )
 
 
 def validate(dtype: str, bits: int | None, group_size: int) -> None:
@@ -155,8 +163,10 @@ def is_moe(config: dict) -> bool:
 def check_backend_support(config: dict, dtype: str, bits: int | None, name: str) -> None:
     """Known gaps of a backend, caught before building (rather than deep inside the first forward pass)."""
     if is_moe(config) and bits is None and dtype != "float32" and envmod.capture().backend == "cpu":
-        raise ModelError(f"{name}: MLX's CPU backend runs unquantized MoE experts (GatherMM) in float32 only; "
-                         "use dtype='float32' or quantize (bits=4/8) on the CPU")
+        raise ModelError(
+            f"{name}: MLX's CPU backend runs unquantized MoE experts (GatherMM) in float32 only; "
+            "use dtype='float32' or quantize (bits=4/8) on the CPU"
+        )
 
 
 def _model_classes(config: dict):
@@ -187,8 +197,15 @@ def _materialize(model: nn.Module) -> None:
     mx.eval(model.parameters())
 
 
-def build_preset(name: str, *, dtype: str = "bfloat16", bits: int | None = None, group_size: int = 64,
-                 seed: int = 0, materialize: bool = True) -> LoadedModel:
+def build_preset(
+    name: str,
+    *,
+    dtype: str = "bfloat16",
+    bits: int | None = None,
+    group_size: int = 64,
+    seed: int = 0,
+    materialize: bool = True,
+) -> LoadedModel:
     """A preset at random weights in `dtype`, quantized with mlx-lm's `quantize_model` when `bits` is set."""
     validate(dtype, bits, group_size)
     config = preset_config(name)
@@ -199,16 +216,25 @@ def build_preset(name: str, *, dtype: str = "bfloat16", bits: int | None = None,
     model.update(tree_map_with_path(lambda p, v: _random_like(p, v, DTYPES[dtype]), model.parameters()))
     if bits is not None:
         config = _quantize(model, config, bits, group_size)
-    loaded = LoadedModel(model=model, name=name, source="preset", config=config, dtype=dtype, bits=bits,
-                         group_size=group_size if bits else None, info={"about": presets()[name]["about"]})
+    loaded = LoadedModel(
+        model=model,
+        name=name,
+        source="preset",
+        config=config,
+        dtype=dtype,
+        bits=bits,
+        group_size=group_size if bits else None,
+        info={"about": presets()[name]["about"]},
+    )
     if materialize:  # a lazy build (byte accounting only) may describe a model larger than this device
         check_fits(loaded.weight_bytes(), loaded.label)  # exact bytes, still before any weight exists
         _materialize(model)
     return loaded
 
 
-def load_checkpoint(path_or_repo: str, *, lazy: bool = False, quantize_bits: int | None = None,
-                    group_size: int = 64) -> LoadedModel:
+def load_checkpoint(
+    path_or_repo: str, *, lazy: bool = False, quantize_bits: int | None = None, group_size: int = 64
+) -> LoadedModel:
     """A real checkpoint (local folder or hub id) through `mlx_lm.load`.
 
     `quantize_bits` quantizes an unquantized checkpoint right after loading ("on the fly"), with the same
@@ -238,24 +264,35 @@ def load_checkpoint(path_or_repo: str, *, lazy: bool = False, quantize_bits: int
         raise ModelError(f"could not load {path_or_repo!r} with mlx_lm.load: {exc}") from exc
     q = config.get("quantization") or {}
     dtype = str(next(v.dtype for _, v in tree_flatten(model.parameters()) if v.dtype in DTYPES.values()))
-    return LoadedModel(model=model, name=path_or_repo, source="checkpoint", config=config,
-                       dtype=dtype.replace("mlx.core.", ""), bits=q.get("bits"), group_size=q.get("group_size"),
-                       tokenizer=tokenizer)
+    return LoadedModel(
+        model=model,
+        name=path_or_repo,
+        source="checkpoint",
+        config=config,
+        dtype=dtype.replace("mlx.core.", ""),
+        bits=q.get("bits"),
+        group_size=q.get("group_size"),
+        tokenizer=tokenizer,
+    )
 
 
-def load(spec: str, *, dtype: str = "bfloat16", bits: int | None = None, group_size: int = 64,
-         seed: int = 0) -> LoadedModel:
+def load(
+    spec: str, *, dtype: str = "bfloat16", bits: int | None = None, group_size: int = 64, seed: int = 0
+) -> LoadedModel:
     """One entry point: a preset name builds a preset; anything else is a checkpoint folder or hub id
     (`bits` then quantizes it at load time; `dtype` and `seed` apply to presets only)."""
     if spec in presets():
         return build_preset(spec, dtype=dtype, bits=bits, group_size=group_size, seed=seed)
     if "/" not in spec and not Path(spec).exists():
-        raise ModelError(f"unknown preset {spec!r} (and no such folder); known presets: {', '.join(presets())}")
+        raise ModelError(
+            f"unknown preset {spec!r} (and no such folder); known presets: {', '.join(presets())}"
+        )
     return load_checkpoint(spec, quantize_bits=bits, group_size=group_size)
 
 
-def quantize_copy(loaded: LoadedModel, bits: int, group_size: int = 64, *, consume: bool = False,
-                  materialize: bool = True) -> LoadedModel:
+def quantize_copy(
+    loaded: LoadedModel, bits: int, group_size: int = 64, *, consume: bool = False, materialize: bool = True
+) -> LoadedModel:
     """A quantized twin of an unquantized model (preset or checkpoint), made with `quantize_model`.
 
     The twin starts from the same arrays (no copy), so the source stays usable and several bit widths can
@@ -269,13 +306,24 @@ def quantize_copy(loaded: LoadedModel, bits: int, group_size: int = 64, *, consu
     model = model_cls(args_cls.from_dict(loaded.config))
     model.update(loaded.model.parameters())
     config = _quantize(model, dict(loaded.config), bits, group_size)
-    twin = LoadedModel(model=model, name=loaded.name, source=loaded.source, config=config, dtype=loaded.dtype,
-                       bits=bits, group_size=group_size, tokenizer=loaded.tokenizer, info=dict(loaded.info))
+    twin = LoadedModel(
+        model=model,
+        name=loaded.name,
+        source=loaded.source,
+        config=config,
+        dtype=loaded.dtype,
+        bits=bits,
+        group_size=group_size,
+        tokenizer=loaded.tokenizer,
+        info=dict(loaded.info),
+    )
     source_bytes = 0 if consume else loaded.weight_bytes()
     if consume:
         loaded.model = None
     if materialize:
-        check_fits(source_bytes + twin.weight_bytes(), twin.label + ("" if consume else " (beside its source)"))
+        check_fits(
+            source_bytes + twin.weight_bytes(), twin.label + ("" if consume else " (beside its source)")
+        )
         _materialize(model)
     return twin
 
@@ -318,9 +366,21 @@ def random_prompt(loaded: LoadedModel, n_tokens: int, seed: int = 0) -> mx.array
 
 def describe_config(config: dict) -> dict:
     """The architecture numbers people ask about, from a config."""
-    keys = ["model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
-            "head_dim", "intermediate_size", "vocab_size", "num_experts", "num_local_experts",
-            "num_experts_per_tok", "moe_intermediate_size", "tie_word_embeddings"]
+    keys = [
+        "model_type",
+        "hidden_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "head_dim",
+        "intermediate_size",
+        "vocab_size",
+        "num_experts",
+        "num_local_experts",
+        "num_experts_per_tok",
+        "moe_intermediate_size",
+        "tie_word_embeddings",
+    ]
     return {k: config[k] for k in keys if k in config}
 
 

@@ -8,7 +8,6 @@ that is the roofline, and measured / roofline is the efficiency.
 
 from __future__ import annotations
 
-
 import pandas as pd
 
 from mlx_workbook import models
@@ -72,8 +71,11 @@ def parameter_count(loaded: models.LoadedModel) -> int:
     """Parameters of the unquantized architecture (built lazily: costs nothing)."""
     from mlx.utils import tree_flatten
 
-    lazy = (models.build_preset(loaded.name, dtype=loaded.dtype, materialize=False)
-            if loaded.source == "preset" else loaded)
+    lazy = (
+        models.build_preset(loaded.name, dtype=loaded.dtype, materialize=False)
+        if loaded.source == "preset"
+        else loaded
+    )
     return sum(v.size for _, v in tree_flatten(lazy.model.parameters())) if lazy.bits is None else 0
 
 
@@ -89,8 +91,9 @@ def base_dtype(config: dict, dtype: str) -> str:
     return "float32" if models.is_moe(config) and envmod.capture().backend == "cpu" else dtype
 
 
-def accounting(configs: list[tuple[str, list[int]]], context: float, *, dtype: str = "bfloat16",
-               group_size: int = 64) -> pd.DataFrame:
+def accounting(
+    configs: list[tuple[str, list[int]]], context: float, *, dtype: str = "bfloat16", group_size: int = 64
+) -> pd.DataFrame:
     """Bytes per decoded token of every (preset, widths) configuration, from lazy builds (nothing allocated).
 
     One row per label: model, bits, weight_bytes (stored) and bytes_per_step's parts at `context`.
@@ -98,8 +101,20 @@ def accounting(configs: list[tuple[str, list[int]]], context: float, *, dtype: s
     rows = []
     for name, widths in configs:
         for bits in widths:
-            lm = models.build_preset(name, dtype=base_dtype(models.preset_config(name), dtype), bits=bits or None,
-                                     group_size=group_size, materialize=False)
-            rows.append({"label": lm.label, "model": name, "bits": bits, "weight_bytes": lm.weight_bytes(),
-                         **bytes_per_step(lm, context)})
+            lm = models.build_preset(
+                name,
+                dtype=base_dtype(models.preset_config(name), dtype),
+                bits=bits or None,
+                group_size=group_size,
+                materialize=False,
+            )
+            rows.append(
+                {
+                    "label": lm.label,
+                    "model": name,
+                    "bits": bits,
+                    "weight_bytes": lm.weight_bytes(),
+                    **bytes_per_step(lm, context),
+                }
+            )
     return pd.DataFrame(rows).drop_duplicates("label").reset_index(drop=True)

@@ -12,8 +12,8 @@ although its time is in TTFT; `ms_per_token` is the unbiased per-interval figure
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -53,13 +53,18 @@ class Generation:
 
     def metrics(self) -> dict[str, tuple[float, str]]:
         """The numbers every generation trial stores: name -> (value, unit)."""
-        return {"ttft_ms": (1e3 * self.ttft_s, "ms"), "prompt_tps": (self.prompt_tps, "tokens/s"),
-                "decode_tps": (self.decode_tps, "tokens/s"), "ms_per_token": (self.ms_per_token, "ms"),
-                "peak_memory_gb": (self.peak_memory_bytes / 1e9, "GB")}
+        return {
+            "ttft_ms": (1e3 * self.ttft_s, "ms"),
+            "prompt_tps": (self.prompt_tps, "tokens/s"),
+            "decode_tps": (self.decode_tps, "tokens/s"),
+            "ms_per_token": (self.ms_per_token, "ms"),
+            "peak_memory_gb": (self.peak_memory_bytes / 1e9, "GB"),
+        }
 
 
-def measure_generation(model: nn.Module, prompt: mx.array, max_tokens: int, loop: Loop = mlx_lm_loop,
-                       **loop_kwargs) -> Generation:
+def measure_generation(
+    model: nn.Module, prompt: mx.array, max_tokens: int, loop: Loop = mlx_lm_loop, **loop_kwargs
+) -> Generation:
     """Run one generation of exactly `max_tokens` tokens and clock it like mlx_lm.stream_generate."""
     if max_tokens < 2:
         raise ValueError("max_tokens must be >= 2 to time decoding")
@@ -72,13 +77,30 @@ def measure_generation(model: nn.Module, prompt: mx.array, max_tokens: int, loop
         tokens.append(token)
         if len(tokens) == max_tokens:
             break
-    return Generation(prompt_tokens=int(prompt.size), tokens=tokens, ttft_s=stamps[0],
-                      decode_s=stamps[-1] - stamps[0], token_times_s=stamps,
-                      peak_memory_bytes=int(mx.get_peak_memory()))
+    return Generation(
+        prompt_tokens=int(prompt.size),
+        tokens=tokens,
+        ttft_s=stamps[0],
+        decode_s=stamps[-1] - stamps[0],
+        token_times_s=stamps,
+        peak_memory_bytes=int(mx.get_peak_memory()),
+    )
 
 
 def record_generation(run, experiment: str, gen: Generation, *, trial: int, **fields) -> None:
     """Store one generation trial: one row per metric."""
-    run.record_many(experiment, [dict(metric=m, value=v, unit=u, trial=trial, prompt_tokens=gen.prompt_tokens,
-                                      generated_tokens=len(gen.tokens), **fields)
-                                 for m, (v, u) in gen.metrics().items()])
+    run.record_many(
+        experiment,
+        [
+            dict(
+                metric=m,
+                value=v,
+                unit=u,
+                trial=trial,
+                prompt_tokens=gen.prompt_tokens,
+                generated_tokens=len(gen.tokens),
+                **fields,
+            )
+            for m, (v, u) in gen.metrics().items()
+        ],
+    )

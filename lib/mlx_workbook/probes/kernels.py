@@ -6,9 +6,9 @@ Each probe is a function that does the work plus the bytes or flops it must move
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import mlx.core as mx
 
@@ -62,14 +62,23 @@ def matmul_probe(n: int, dtype=mx.bfloat16) -> Probe:
     return Probe("matmul", lambda: a @ b, 2.0 * n**3, "TFLOP/s", 1e12)
 
 
-def run_probe(run: Run, experiment: str, probe: Probe, *, repeats: int, warmup: int = 2,
-              calls: int = 1, **fields) -> list[float]:
+def run_probe(
+    run: Run, experiment: str, probe: Probe, *, repeats: int, warmup: int = 2, calls: int = 1, **fields
+) -> list[float]:
     """Time `calls` back-to-back calls per trial; record the rate of each trial as it finishes."""
     metric = probe.unit.replace("/", "_per_").lower()
 
     def store(i: int, seconds: float) -> None:
-        run.record(experiment, metric=metric, value=probe.work / seconds / probe.scale, unit=probe.unit,
-                   trial=i, variant=probe.name, seconds=seconds, **fields)
+        run.record(
+            experiment,
+            metric=metric,
+            value=probe.work / seconds / probe.scale,
+            unit=probe.unit,
+            trial=i,
+            variant=probe.name,
+            seconds=seconds,
+            **fields,
+        )
 
     per_call = measure.time_per_call(probe.fn, calls=calls, repeats=repeats, warmup=warmup, on_trial=store)
     return [probe.work / s / probe.scale for s in per_call]
@@ -80,18 +89,36 @@ def calls_for(size_mb: float, target_mb: float = 2048, least: int = 4) -> int:
     return max(least, int(target_mb // max(size_mb, 1e-3)))
 
 
-def bandwidth_sweep(run: Run, *, sizes_mb: list[float], probes: list[str], repeats: int, warmup: int = 2,
-                    dtype: str = "float32", traffic_mb: float = 2048) -> None:
+def bandwidth_sweep(
+    run: Run,
+    *,
+    sizes_mb: list[float],
+    probes: list[str],
+    repeats: int,
+    warmup: int = 2,
+    dtype: str = "float32",
+    traffic_mb: float = 2048,
+) -> None:
     for size in sizes_mb:
         for kind in probes:
             probe = bandwidth_probe(kind, size, getattr(mx, dtype))
-            run_probe(run, "bandwidth", probe, repeats=repeats, warmup=warmup, calls=calls_for(size, traffic_mb),
-                      size_mb=float(size), dtype=dtype)
+            run_probe(
+                run,
+                "bandwidth",
+                probe,
+                repeats=repeats,
+                warmup=warmup,
+                calls=calls_for(size, traffic_mb),
+                size_mb=float(size),
+                dtype=dtype,
+            )
             del probe
             mx.clear_cache()
 
 
-def matmul_sweep(run: Run, *, sizes: list[int], repeats: int, warmup: int = 2, dtype: str = "bfloat16") -> None:
+def matmul_sweep(
+    run: Run, *, sizes: list[int], repeats: int, warmup: int = 2, dtype: str = "bfloat16"
+) -> None:
     for n in sizes:
         probe = matmul_probe(int(n), getattr(mx, dtype))
         # Small products finish in microseconds: batch enough calls for ~2^33 flops per trial (at most 256).
@@ -141,14 +168,23 @@ class Ceiling:
 
     def describe(self) -> str:
         """e.g. '2800.0 GB/s [2790.0, 2810.0] from 00_machine run ...; published peak of the ...: 4800 GB/s'."""
-        peak = (f"; published peak of the {self.published_name}: {self.published_gbs:g} GB/s" if self.published_gbs
-                else "; no published peak known for this device")
+        peak = (
+            f"; published peak of the {self.published_name}: {self.published_gbs:g} GB/s"
+            if self.published_gbs
+            else "; no published peak known for this device"
+        )
         return f"{self.gbs:.1f} GB/s [{self.low:.1f}, {self.high:.1f}] from {self.source}{peak}"
 
 
-def measured_bandwidth(run: results.Run, *, mode: str = "auto", roots: list[Path] | None = None,
-                       sizes_mb: list[float] = (64, 256), probes: list[str] = ("read", "copy", "gemv"),
-                       repeats: int = 5) -> Ceiling:
+def measured_bandwidth(
+    run: results.Run,
+    *,
+    mode: str = "auto",
+    roots: list[Path] | None = None,
+    sizes_mb: list[float] = (64, 256),
+    probes: list[str] = ("read", "copy", "gemv"),
+    repeats: int = 5,
+) -> Ceiling:
     """00_machine's latest ok run on this device (mode 'auto'), else a quick probe now (recorded in `run`).
 
     Looked for under `roots`; by default the reports folder this run writes into, then the workbook's.
@@ -159,15 +195,33 @@ def measured_bandwidth(run: results.Run, *, mode: str = "auto", roots: list[Path
     extra = {"published_gbs": peaks.get("peak_bandwidth_gbs"), "published_name": peaks.get("name")}
     roots = roots or list(dict.fromkeys([Path(run.run_dir).resolve().parents[1], REPORTS_DIR]))
     for root in roots if mode == "auto" else []:
-        found = results.latest_run("00_machine", device=run.environment.device, root=root) if root.exists() else None
+        found = (
+            results.latest_run("00_machine", device=run.environment.device, root=root)
+            if root.exists()
+            else None
+        )
         if found:
-            f = next((f for f in results.read_summary(found)["findings"] if f["id"] == "measured_bandwidth_gbs"), None)
+            f = next(
+                (f for f in results.read_summary(found)["findings"] if f["id"] == "measured_bandwidth_gbs"),
+                None,
+            )
             if f and f.get("measured"):
                 m = f["measured"]
-                return Ceiling(m["value"], m["low"], m["high"], f"00_machine run {found.name} "
-                               f"({m.get('probe', 'best')} probe)", **extra)
+                return Ceiling(
+                    m["value"],
+                    m["low"],
+                    m["high"],
+                    f"00_machine run {found.name} ({m.get('probe', 'best')} probe)",
+                    **extra,
+                )
     # gemv is what decoding does to every weight matrix (on a CPU it is compute-bound and slow); the best one counts
     bandwidth_sweep(run, sizes_mb=list(sizes_mb), probes=list(probes), repeats=repeats)
     probe, s = bandwidth_ceiling(run.measurements)
-    return Ceiling(s.median, s.low, s.high, f"measured here with kernels.bandwidth_sweep ({probe} probe, "
-                   f"{max(sizes_mb):g} MB), no 00_machine run for this device", **extra)
+    return Ceiling(
+        s.median,
+        s.low,
+        s.high,
+        f"measured here with kernels.bandwidth_sweep ({probe} probe, "
+        f"{max(sizes_mb):g} MB), no 00_machine run for this device",
+        **extra,
+    )

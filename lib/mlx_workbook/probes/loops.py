@@ -12,15 +12,15 @@ exactly like the reference decode.mlx_lm_loop. Under greedy sampling all of them
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Iterator
 
 import mlx.core as mx
 import mlx.nn as nn
 
-from mlx_workbook.probes import decode, sampling
 from mlx_workbook import models
+from mlx_workbook.probes import decode, sampling
 
 PHASES = ("graph building", "sampling", "device execution", "token sync")
 
@@ -72,12 +72,28 @@ def _stream(kind: str):
     raise ValueError(f"unknown stream {kind!r}; use 'dedicated' or 'default'")
 
 
-def steps(model: nn.Module, prompt: mx.array, max_tokens: int, *, schedule: str = "pipelined",
-          eval_every: int = 10, logprobs: str = "asked", return_logprobs: bool = False, eval_logits: bool = False,
-          sampler: str = "greedy", sampler_options: dict | None = None, stream: str = "dedicated",
-          extract: str = "slice", rep_penalty: float = 0.0, rep_vectorized: bool = True, rep_context: int = 20,
-          seed: int | None = None, prompt_cache=None, prefill_step_size: int = 2048,
-          clock: PhaseClock | None = None) -> Iterator[tuple[int, mx.array | None]]:
+def steps(
+    model: nn.Module,
+    prompt: mx.array,
+    max_tokens: int,
+    *,
+    schedule: str = "pipelined",
+    eval_every: int = 10,
+    logprobs: str = "asked",
+    return_logprobs: bool = False,
+    eval_logits: bool = False,
+    sampler: str = "greedy",
+    sampler_options: dict | None = None,
+    stream: str = "dedicated",
+    extract: str = "slice",
+    rep_penalty: float = 0.0,
+    rep_vectorized: bool = True,
+    rep_context: int = 20,
+    seed: int | None = None,
+    prompt_cache=None,
+    prefill_step_size: int = 2048,
+    clock: PhaseClock | None = None,
+) -> Iterator[tuple[int, mx.array | None]]:
     """Yield (token id, logprobs or None) for `max_tokens` tokens.
 
     schedule: 'sync' (eval, then item, every step), 'pipelined' (async_eval of step n+1 before item() of
@@ -197,7 +213,9 @@ class Variant:
     name: str
     about: str
     options: dict | None = None  # None: mlx-lm's generate_step itself
-    family: str = "greedy"  # greedy: generate_step's tokens; sampled / chain / penalty: compared among themselves
+    family: str = (
+        "greedy"  # greedy: generate_step's tokens; sampled / chain / penalty: compared among themselves
+    )
     settings: dict = field(default_factory=dict)  # e.g. the reference's sampler / logits processors
 
     def loop(self):
@@ -208,35 +226,80 @@ class Variant:
 
 _V = [
     Variant("mlx_lm", "mlx-lm's generate_step (reference): pipelined, logprobs every step"),
-    Variant("pipelined", "async_eval of token n+1 before item() of token n; logprobs only when asked",
-            {"schedule": "pipelined"}),
-    Variant("sync", "eval + item() every step: the device idles while the host builds the next graph",
-            {"schedule": "sync"}),
-    Variant("batched_10", "graphs of 10 steps built lazily, then one eval (seed 002's anti-pattern)",
-            {"schedule": "batched", "eval_every": 10}),
-    Variant("logprobs_always", "pipelined, logprobs every step, async_eval(token, logprobs): generate_step's steps",
-            {"logprobs": "always"}),
-    Variant("eval_logits", "as logprobs_always, plus the unused logits in every async_eval (seed 001, before)",
-            {"logprobs": "always", "eval_logits": True}),
-    Variant("default_stream", "pipelined on the default stream instead of a dedicated one",
-            {"stream": "default"}),
-    Variant("take_logits", "pipelined, last logits by take + squeeze instead of a slice", {"extract": "take"}),
-    Variant("sample_fast", "temperature 1, no filters: categorical straight from the logits (fast path)",
-            {"sampler": "fast"}, "sampled"),
-    Variant("sample_t1", "temperature 1, no filters, the general path: logits * (1/temp), a full pass over the "
-            "vocabulary (the copy the fast path skips), then the same uncompiled draw",
-            {"sampler": "chain", "sampler_options": {"temp": 1.0}}, "sampled"),
-    Variant("sample_before_001", "seed 001's starting point: logprobs + logits evaluated, sampler without fast path",
-            {"logprobs": "always", "eval_logits": True, "sampler": "chain", "sampler_options": {"temp": 1.0}},
-            "sampled"),
-    Variant("sample_chain", "top-p 0.9, min-p 0.05, top-k 50 chain, not compiled",
-            {"sampler": "chain", "sampler_options": CHAIN}, "chain"),
-    Variant("sample_chain_compiled", "the same chain inside one mx.compile",
-            {"sampler": "chain_compiled", "sampler_options": CHAIN}, "chain"),
-    Variant("rep_penalty", "greedy with mlx-lm's vectorized repetition penalty 1.1 over 20 tokens",
-            {"rep_penalty": 1.1}, "penalty"),
-    Variant("rep_penalty_loop", "the same penalty applied one context token at a time",
-            {"rep_penalty": 1.1, "rep_vectorized": False}, "penalty"),
+    Variant(
+        "pipelined",
+        "async_eval of token n+1 before item() of token n; logprobs only when asked",
+        {"schedule": "pipelined"},
+    ),
+    Variant(
+        "sync",
+        "eval + item() every step: the device idles while the host builds the next graph",
+        {"schedule": "sync"},
+    ),
+    Variant(
+        "batched_10",
+        "graphs of 10 steps built lazily, then one eval (seed 002's anti-pattern)",
+        {"schedule": "batched", "eval_every": 10},
+    ),
+    Variant(
+        "logprobs_always",
+        "pipelined, logprobs every step, async_eval(token, logprobs): generate_step's steps",
+        {"logprobs": "always"},
+    ),
+    Variant(
+        "eval_logits",
+        "as logprobs_always, plus the unused logits in every async_eval (seed 001, before)",
+        {"logprobs": "always", "eval_logits": True},
+    ),
+    Variant(
+        "default_stream", "pipelined on the default stream instead of a dedicated one", {"stream": "default"}
+    ),
+    Variant(
+        "take_logits", "pipelined, last logits by take + squeeze instead of a slice", {"extract": "take"}
+    ),
+    Variant(
+        "sample_fast",
+        "temperature 1, no filters: categorical straight from the logits (fast path)",
+        {"sampler": "fast"},
+        "sampled",
+    ),
+    Variant(
+        "sample_t1",
+        "temperature 1, no filters, the general path: logits * (1/temp), a full pass over the "
+        "vocabulary (the copy the fast path skips), then the same uncompiled draw",
+        {"sampler": "chain", "sampler_options": {"temp": 1.0}},
+        "sampled",
+    ),
+    Variant(
+        "sample_before_001",
+        "seed 001's starting point: logprobs + logits evaluated, sampler without fast path",
+        {"logprobs": "always", "eval_logits": True, "sampler": "chain", "sampler_options": {"temp": 1.0}},
+        "sampled",
+    ),
+    Variant(
+        "sample_chain",
+        "top-p 0.9, min-p 0.05, top-k 50 chain, not compiled",
+        {"sampler": "chain", "sampler_options": CHAIN},
+        "chain",
+    ),
+    Variant(
+        "sample_chain_compiled",
+        "the same chain inside one mx.compile",
+        {"sampler": "chain_compiled", "sampler_options": CHAIN},
+        "chain",
+    ),
+    Variant(
+        "rep_penalty",
+        "greedy with mlx-lm's vectorized repetition penalty 1.1 over 20 tokens",
+        {"rep_penalty": 1.1},
+        "penalty",
+    ),
+    Variant(
+        "rep_penalty_loop",
+        "the same penalty applied one context token at a time",
+        {"rep_penalty": 1.1, "rep_vectorized": False},
+        "penalty",
+    ),
 ]
 VARIANTS: dict[str, Variant] = {v.name: v for v in _V}
 
@@ -258,9 +321,13 @@ def parse_model(spec: str) -> dict:
     kind = kind or "bfloat16"
     if kind.isdigit():
         if int(kind) == 0:
-            raise models.ModelError(f"{spec}: 0 is not a bit width; use preset:<dtype> for unquantized weights")
+            raise models.ModelError(
+                f"{spec}: 0 is not a bit width; use preset:<dtype> for unquantized weights"
+            )
         models.check_bits(int(kind), spec)
         return {"name": preset, "dtype": "bfloat16", "bits": int(kind)}
     if kind not in models.DTYPES:
-        raise models.ModelError(f"{spec}: use preset:<bits> or preset:<dtype>, dtype one of {', '.join(models.DTYPES)}")
+        raise models.ModelError(
+            f"{spec}: use preset:<bits> or preset:<dtype>, dtype one of {', '.join(models.DTYPES)}"
+        )
     return {"name": preset, "dtype": kind, "bits": None}

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import mlx.core as mx
 import mlx.nn as nn
 
 from mlx_workbook import models
-from mlx_workbook.probes import sdpa_probe as probe
 from mlx_workbook.core.results import Run
+from mlx_workbook.probes import sdpa_probe as probe
 
 OPS = ("rmsnorm", "swiglu", "matmul", "quantized_matmul", "sdpa", "moe_routing", "moe_experts")
 PHASES = ("decode", "prefill")
@@ -29,22 +29,40 @@ def _normal(shape, dtype, key):
 
 def dense_shapes(config: dict) -> dict:
     heads = config["num_attention_heads"]
-    return {"hidden": config["hidden_size"], "intermediate": config["intermediate_size"], "n_q_heads": heads,
-            "n_kv_heads": config.get("num_key_value_heads", heads),
-            "head_dim": config.get("head_dim") or config["hidden_size"] // heads,
-            "eps": config.get("rms_norm_eps", 1e-6)}
+    return {
+        "hidden": config["hidden_size"],
+        "intermediate": config["intermediate_size"],
+        "n_q_heads": heads,
+        "n_kv_heads": config.get("num_key_value_heads", heads),
+        "head_dim": config.get("head_dim") or config["hidden_size"] // heads,
+        "eps": config.get("rms_norm_eps", 1e-6),
+    }
 
 
 def moe_shapes(config: dict) -> dict:
     if not models.is_moe(config):
         raise models.ModelError(f"{config.get('model_type')} is not a mixture-of-experts config")
-    return {"hidden": config["hidden_size"], "experts": config.get("num_experts") or config["num_local_experts"],
-            "top_k": config["num_experts_per_tok"],
-            "expert_width": config.get("moe_intermediate_size") or config["intermediate_size"]}
+    return {
+        "hidden": config["hidden_size"],
+        "experts": config.get("num_experts") or config["num_local_experts"],
+        "top_k": config["num_experts_per_tok"],
+        "expert_width": config.get("moe_intermediate_size") or config["intermediate_size"],
+    }
 
 
-def op_calls(phase: str, *, dense: dict, moe: dict | None, tokens: int, context: int, dtype: str,
-             bits: int, group_size: int, experts: bool = True, seed: int = 0) -> dict[str, tuple[Callable, dict]]:
+def op_calls(
+    phase: str,
+    *,
+    dense: dict,
+    moe: dict | None,
+    tokens: int,
+    context: int,
+    dtype: str,
+    bits: int,
+    group_size: int,
+    experts: bool = True,
+    seed: int = 0,
+) -> dict[str, tuple[Callable, dict]]:
     """name -> (function to time, shape fields) for one phase: decode = 1 token over `context` cached
     positions; prefill = `tokens` tokens at once (causal attention over themselves). `experts=False` leaves out
     the quantized experts (and does not build them)."""
@@ -62,18 +80,33 @@ def op_calls(phase: str, *, dense: dict, moe: dict | None, tokens: int, context:
     gate, up = _normal((t, inter), dt, next(k)), _normal((t, inter), dt, next(k))
     w = _normal((inter, h), dt, next(k))
     wq, scales, biases = mx.quantize(w, group_size=group_size, bits=bits)
-    attn = {"kind": phase, "variant": "sdpa", "mode": "causal" if phase == "prefill" else "none", "dtype": dtype,
-            "head_dim": dense["head_dim"], "n_q_heads": dense["n_q_heads"], "n_kv_heads": dense["n_kv_heads"],
-            "length": tokens if phase == "prefill" else context}
+    attn = {
+        "kind": phase,
+        "variant": "sdpa",
+        "mode": "causal" if phase == "prefill" else "none",
+        "dtype": dtype,
+        "head_dim": dense["head_dim"],
+        "n_q_heads": dense["n_q_heads"],
+        "n_kv_heads": dense["n_kv_heads"],
+        "length": tokens if phase == "prefill" else context,
+    }
     calls = {
         "rmsnorm": (lambda: mx.fast.rms_norm(x, norm_w, dense["eps"]), {"shape": f"{t}x{h}"}),
         "swiglu": (lambda: swiglu(gate, up), {"shape": f"{t}x{inter}"}),
         "matmul": (lambda: x @ w.T, {"shape": f"{t}x{h} @ {h}x{inter}"}),
-        "quantized_matmul": (lambda: mx.quantized_matmul(x, wq, scales, biases, transpose=True,
-                                                         group_size=group_size, bits=bits),
-                             {"shape": f"{t}x{h} @ {h}x{inter} {bits}-bit"}),
-        "sdpa": (probe.make_call(attn, seed), {"shape": f"{attn['n_q_heads']}/{attn['n_kv_heads']} heads "
-                                              f"x{attn['head_dim']}, {t} over {attn['length']}"}),
+        "quantized_matmul": (
+            lambda: mx.quantized_matmul(
+                x, wq, scales, biases, transpose=True, group_size=group_size, bits=bits
+            ),
+            {"shape": f"{t}x{h} @ {h}x{inter} {bits}-bit"},
+        ),
+        "sdpa": (
+            probe.make_call(attn, seed),
+            {
+                "shape": f"{attn['n_q_heads']}/{attn['n_kv_heads']} heads "
+                f"x{attn['head_dim']}, {t} over {attn['length']}"
+            },
+        ),
     }
     if moe:
         hm, e, top = moe["hidden"], moe["experts"], moe["top_k"]
@@ -93,14 +126,24 @@ def op_calls(phase: str, *, dense: dict, moe: dict | None, tokens: int, context:
             nn.quantize(layer, group_size=group_size, bits=bits)  # gather_qmm: the quantized expert path
             inds = route()[0]
             mx.eval(layer.parameters(), inds)
-            calls["moe_experts"] = (lambda: layer(xm, inds),
-                                    {"shape": f"{t}x{hm}, {top} of {e} experts x{moe['expert_width']} {bits}-bit"})
+            calls["moe_experts"] = (
+                lambda: layer(xm, inds),
+                {"shape": f"{t}x{hm}, {top} of {e} experts x{moe['expert_width']} {bits}-bit"},
+            )
     mx.eval(x, norm_w, gate, up, w, wq, scales, biases)
     return calls
 
 
-def interleaved(run: Run, experiment: str, items: list[tuple[dict, Callable]], *, repeats: int, warmup: int = 1,
-                target_ms: float = 5, max_calls: int = 200) -> None:
+def interleaved(
+    run: Run,
+    experiment: str,
+    items: list[tuple[dict, Callable]],
+    *,
+    repeats: int,
+    warmup: int = 1,
+    target_ms: float = 5,
+    max_calls: int = 200,
+) -> None:
     """Time each (fields, fn) in rounds (round r times every item once), storing each round as it finishes."""
     calls = []
     for _, fn in items:
@@ -108,24 +151,72 @@ def interleaved(run: Run, experiment: str, items: list[tuple[dict, Callable]], *
             mx.eval(fn())
         calls.append(probe.calls_for(fn, target_ms / 1e3, max_calls))
     for trial in range(repeats):
-        run.record_many(experiment, [dict(metric="ms", value=1e3 * probe.seconds_per_call(fn, n), unit="ms",
-                                          trial=trial, calls=n, **fields)
-                                     for (fields, fn), n in zip(items, calls)])
+        run.record_many(
+            experiment,
+            [
+                dict(
+                    metric="ms",
+                    value=1e3 * probe.seconds_per_call(fn, n),
+                    unit="ms",
+                    trial=trial,
+                    calls=n,
+                    **fields,
+                )
+                for (fields, fn), n in zip(items, calls)
+            ],
+        )
 
 
-def run_ops(run: Run, *, dense: dict, moe: dict | None, tokens: int, context: int, dtype: str, bits: int,
-            group_size: int, ops: list[str], repeats: int, warmup: int = 1, target_ms: float = 5,
-            expert_phases=PHASES, **fields) -> None:
+def run_ops(
+    run: Run,
+    *,
+    dense: dict,
+    moe: dict | None,
+    tokens: int,
+    context: int,
+    dtype: str,
+    bits: int,
+    group_size: int,
+    ops: list[str],
+    repeats: int,
+    warmup: int = 1,
+    target_ms: float = 5,
+    expert_phases=PHASES,
+    **fields,
+) -> None:
     """Every op in `ops` at decode and prefill shapes, stored as experiment "ops" (ms per call); the quantized
     experts only in `expert_phases` (on CUDA their sorted prefill path costs ~50 s of first-use compilation)."""
     unknown = [o for o in ops if o not in OPS] + [p for p in expert_phases if p not in PHASES]
     if unknown:
         raise ValueError(f"unknown ops or phases {unknown}; use any of {list(OPS)} and {list(PHASES)}")
     for phase in PHASES:
-        calls = op_calls(phase, dense=dense, moe=moe, tokens=tokens, context=context, dtype=dtype, bits=bits,
-                         group_size=group_size, experts="moe_experts" in ops and phase in expert_phases)
-        items = [({"op": name, "phase": phase, "tokens": 1 if phase == "decode" else tokens, "context": context,
-                   "op_dtype": dtype, **extra, **fields}, fn) for name, (fn, extra) in calls.items() if name in ops]
+        calls = op_calls(
+            phase,
+            dense=dense,
+            moe=moe,
+            tokens=tokens,
+            context=context,
+            dtype=dtype,
+            bits=bits,
+            group_size=group_size,
+            experts="moe_experts" in ops and phase in expert_phases,
+        )
+        items = [
+            (
+                {
+                    "op": name,
+                    "phase": phase,
+                    "tokens": 1 if phase == "decode" else tokens,
+                    "context": context,
+                    "op_dtype": dtype,
+                    **extra,
+                    **fields,
+                },
+                fn,
+            )
+            for name, (fn, extra) in calls.items()
+            if name in ops
+        ]
         interleaved(run, "ops", items, repeats=repeats, warmup=warmup, target_ms=target_ms)
         del calls, items
         mx.clear_cache()
@@ -147,8 +238,9 @@ def prompt_flops(config: dict, n: int) -> float:
     return 2.0 * n * (layers * per_layer + d["hidden"] * config["vocab_size"]) + 2.0 * layers * n * n * q
 
 
-def prompt_latency(run: Run, loaded: models.LoadedModel, lengths: list[int], *, repeats: int, warmup: int = 1,
-                   seed: int = 0) -> None:
+def prompt_latency(
+    run: Run, loaded: models.LoadedModel, lengths: list[int], *, repeats: int, warmup: int = 1, seed: int = 0
+) -> None:
     """The model's forward pass over a prompt of each length (fresh KV cache, last position's logits
     evaluated, as mlx-lm's prefill does), stored as experiment "prompt" (ms per prompt, with its flops)."""
     from mlx_lm.models.cache import make_prompt_cache
@@ -159,13 +251,19 @@ def prompt_latency(run: Run, loaded: models.LoadedModel, lengths: list[int], *, 
     def forward(n):
         return lambda: model(tokens[None, :n], cache=make_prompt_cache(model))[:, -1, :]
 
-    items = [({"length": int(n), "flops": prompt_flops(loaded.config, int(n)), **loaded.describe()}, forward(int(n)))
-             for n in sorted(set(lengths))]
+    items = [
+        (
+            {"length": int(n), "flops": prompt_flops(loaded.config, int(n)), **loaded.describe()},
+            forward(int(n)),
+        )
+        for n in sorted(set(lengths))
+    ]
     interleaved(run, "prompt", items, repeats=repeats, warmup=warmup, target_ms=0, max_calls=1)
 
 
-def graph_build(run: Run, loaded: models.LoadedModel, *, context: int, repeats: int, warmup: int = 2,
-                seed: int = 0) -> None:
+def graph_build(
+    run: Run, loaded: models.LoadedModel, *, context: int, repeats: int, warmup: int = 2, seed: int = 0
+) -> None:
     """Time to build one decode step's graph (the model call, nothing evaluated), then to evaluate it.
 
     Stored as experiment "graph": metric build_ms and eval_ms per trial, with the context length and layers."""
@@ -186,8 +284,13 @@ def graph_build(run: Run, loaded: models.LoadedModel, *, context: int, repeats: 
         total = time.perf_counter() - tic
         if i >= warmup:
             base = dict(trial=i - warmup, context=context + i, layers=loaded.num_layers, **loaded.describe())
-            run.record_many("graph", [dict(metric="build_ms", value=1e3 * build, unit="ms", **base),
-                                      dict(metric="eval_ms", value=1e3 * (total - build), unit="ms", **base)])
+            run.record_many(
+                "graph",
+                [
+                    dict(metric="build_ms", value=1e3 * build, unit="ms", **base),
+                    dict(metric="eval_ms", value=1e3 * (total - build), unit="ms", **base),
+                ],
+            )
 
 
 def shapes(model: str, moe_model: str, *, tokens: int, context: int, bits: int, group_size: int) -> tuple:
@@ -201,7 +304,9 @@ def shapes(model: str, moe_model: str, *, tokens: int, context: int, bits: int, 
 
 def check_shapes(dense: dict, tokens: int, context: int, bits: int, group_size: int) -> None:
     if tokens < 2 or context < 1:
-        raise ValueError(f"prefill needs >= 2 tokens and decode >= 1 cached position (got {tokens}, {context})")
+        raise ValueError(
+            f"prefill needs >= 2 tokens and decode >= 1 cached position (got {tokens}, {context})"
+        )
     if dense["hidden"] % group_size:
         raise ValueError(f"hidden size {dense['hidden']} is not a multiple of group_size {group_size}")
     if bits not in models.QUANT_BITS:

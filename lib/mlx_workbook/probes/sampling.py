@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from functools import partial
-from typing import Callable
 
 import mlx.core as mx
 
@@ -64,8 +64,9 @@ def _chain(x: mx.array, temp: float, top_p: float, min_p: float, top_k: int) -> 
     return mx.random.categorical(x * (1.0 / temp))
 
 
-def chain_sampler(temp: float = 1.0, top_p: float = 0.0, min_p: float = 0.0, top_k: int = 0,
-                  compiled: bool = False) -> Sampler:
+def chain_sampler(
+    temp: float = 1.0, top_p: float = 0.0, min_p: float = 0.0, top_k: int = 0, compiled: bool = False
+) -> Sampler:
     """The top-p/min-p/top-k chain as one function; `compiled` wraps all of it in one mx.compile."""
     if temp <= 0:
         raise ValueError("temp must be > 0 for a sampling chain (use greedy for temperature 0)")
@@ -134,8 +135,16 @@ def repetition_penalty(penalty: float, context: int = 20, vectorized: bool = Tru
 # --- clocks ------------------------------------------------------------------------------------------------
 
 
-def time_sampler(sampler: Sampler, vocab_size: int, *, dtype=mx.float32, calls: int = 20, repeats: int = 5,
-                 warmup: int = 2, seed: int = 0) -> list[float]:
+def time_sampler(
+    sampler: Sampler,
+    vocab_size: int,
+    *,
+    dtype=mx.float32,
+    calls: int = 20,
+    repeats: int = 5,
+    warmup: int = 2,
+    seed: int = 0,
+) -> list[float]:
     """Seconds per sampling of one (1, vocab) logits row, each call evaluated before the next
     (a decode loop samples one token at a time, so calls are never batched into one graph here)."""
     mx.random.seed(seed)
@@ -175,9 +184,27 @@ def time_sampling(run, loaded, names: list[str], *, calls: int, repeats: int) ->
     dtype = DTYPES[loaded.dtype]
     for name in names:
         sampler = make(name, **(CHAIN if name.startswith("chain") else {}))
-        for i, s in enumerate(time_sampler(sampler, loaded.vocab_size, dtype=dtype, calls=calls, repeats=repeats)):
-            run.record("sampling", "ms_per_call", 1e3 * s, "ms", trial=i, sampler=name, label=loaded.label,
-                       **loaded.describe())
+        for i, s in enumerate(
+            time_sampler(sampler, loaded.vocab_size, dtype=dtype, calls=calls, repeats=repeats)
+        ):
+            run.record(
+                "sampling",
+                "ms_per_call",
+                1e3 * s,
+                "ms",
+                trial=i,
+                sampler=name,
+                label=loaded.label,
+                **loaded.describe(),
+            )
     for i, s in enumerate(time_transfer(loaded.vocab_size, calls=calls, repeats=repeats)):
-        run.record("sampling", "ms_per_call", 1e3 * s, "ms", trial=i, sampler="transfer", label=loaded.label,
-                   **loaded.describe())
+        run.record(
+            "sampling",
+            "ms_per_call",
+            1e3 * s,
+            "ms",
+            trial=i,
+            sampler="transfer",
+            label=loaded.label,
+            **loaded.describe(),
+        )

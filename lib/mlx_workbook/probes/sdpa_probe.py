@@ -108,7 +108,8 @@ def make_call(case: dict, seed: int = 0):
     if variant == "repeat_kv":  # what the Rust code did before "let SDPA handle GQA"
         rep = case["n_q_heads"] // case["n_kv_heads"]
         return lambda: mx.fast.scaled_dot_product_attention(
-            q, mx.repeat(k, rep, axis=1), mx.repeat(v, rep, axis=1), scale=scale, mask=mask)
+            q, mx.repeat(k, rep, axis=1), mx.repeat(v, rep, axis=1), scale=scale, mask=mask
+        )
     if variant == "unfused":
         return lambda: unfused_attention(q, k, v, scale, mask)
     raise ValueError(f"unknown variant {variant!r}; use one of {VARIANTS}")
@@ -117,15 +118,26 @@ def make_call(case: dict, seed: int = 0):
 # --- cases --------------------------------------------------------------------------------------------------
 
 
-def cases_from_grid(kind: str, lengths, modes, dtypes, head_dims, n_q_heads: int, n_kv_heads: int,
-                    variants=("sdpa",)) -> list[dict]:
+def cases_from_grid(
+    kind: str, lengths, modes, dtypes, head_dims, n_q_heads: int, n_kv_heads: int, variants=("sdpa",)
+) -> list[dict]:
     """Every combination, as case dicts (decode always runs without a mask, as mlx-lm passes None)."""
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}; use one of {KINDS}")
     modes = ["none"] if kind == "decode" else list(modes)
-    return [dict(kind=kind, variant=var, mode=mode, dtype=dt, head_dim=int(d), n_q_heads=int(n_q_heads),
-                 n_kv_heads=int(n_kv_heads), length=int(n))
-            for var, mode, dt, d, n in itertools.product(variants, modes, dtypes, head_dims, sorted(set(lengths)))]
+    return [
+        dict(
+            kind=kind,
+            variant=var,
+            mode=mode,
+            dtype=dt,
+            head_dim=int(d),
+            n_q_heads=int(n_q_heads),
+            n_kv_heads=int(n_kv_heads),
+            length=int(n),
+        )
+        for var, mode, dt, d, n in itertools.product(variants, modes, dtypes, head_dims, sorted(set(lengths)))
+    ]
 
 
 def groups(cases: list[dict]) -> list[list[dict]]:
@@ -165,12 +177,25 @@ def calls_for(fn, target_s: float, max_calls: int) -> int:
 def case_row(case: dict) -> dict:
     q_len = case["length"] if case["kind"] == "prefill" else 1
     pairs = attended_pairs(case["mode"], q_len, case["length"])
-    return {**case, "q_len": q_len, "k_len": case["length"], "pairs": pairs,
-            "flops": 4.0 * pairs * case["n_q_heads"] * case["head_dim"]}
+    return {
+        **case,
+        "q_len": q_len,
+        "k_len": case["length"],
+        "pairs": pairs,
+        "flops": 4.0 * pairs * case["n_q_heads"] * case["head_dim"],
+    }
 
 
-def run_group(group: list[dict], *, repeats: int, warmup: int, target_s: float, max_calls: int,
-              seed: int = 0, on_round=None) -> list[dict]:
+def run_group(
+    group: list[dict],
+    *,
+    repeats: int,
+    warmup: int,
+    target_s: float,
+    max_calls: int,
+    seed: int = 0,
+    on_round=None,
+) -> list[dict]:
     """Time one group's lengths in interleaved rounds; `on_round(rows)` sees each round as it finishes."""
     fns = [make_call(c, seed) for c in group]
     calls = []
@@ -197,10 +222,15 @@ def run(config: dict, on_round=None) -> dict:
     rows, errors = [], []
     for group in groups(config["cases"]):
         try:
-            rows += run_group(group, repeats=int(config.get("repeats", 5)), warmup=int(config.get("warmup", 1)),
-                              target_s=float(config.get("target_ms", 10)) / 1e3,
-                              max_calls=int(config.get("max_calls", 100)), seed=int(config.get("seed", 0)),
-                              on_round=on_round)
+            rows += run_group(
+                group,
+                repeats=int(config.get("repeats", 5)),
+                warmup=int(config.get("warmup", 1)),
+                target_s=float(config.get("target_ms", 10)) / 1e3,
+                max_calls=int(config.get("max_calls", 100)),
+                seed=int(config.get("seed", 0)),
+                on_round=on_round,
+            )
         except Exception as exc:  # noqa: BLE001 - one broken group must not lose the others' data
             errors.append({**{k: group[0][k] for k in GROUP_KEYS}, "error": f"{type(exc).__name__}: {exc}"})
         mx.clear_cache() if hasattr(mx, "clear_cache") else None

@@ -15,8 +15,8 @@ The sum is the time a token costs when nothing overlaps, which is what a non-pip
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -49,8 +49,14 @@ def _prefill(model: nn.Module, prompt: mx.array, cache: list) -> None:
         prompt = prompt[n:]
 
 
-def instrumented_loop(model: nn.Module, prompt: mx.array, max_tokens: int, *, prompt_cache: list | None = None,
-                      splits: list | None = None) -> Iterator[int]:
+def instrumented_loop(
+    model: nn.Module,
+    prompt: mx.array,
+    max_tokens: int,
+    *,
+    prompt_cache: list | None = None,
+    splits: list | None = None,
+) -> Iterator[int]:
     """A decode loop (the `decode.Loop` signature) that times build / eval / item of every token.
 
     `splits` (a list) receives one `Split` per token, the first one included (it holds the last prompt

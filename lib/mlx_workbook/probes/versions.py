@@ -30,9 +30,18 @@ WHEELS_ENV = "MLX_WHEELS_DIR"
 READY = ".ready"
 # The backend packages MLX ships, newest naming first; "mlx-cuda" is what versions before 0.31 used for CUDA.
 BACKEND_PACKAGES = ("mlx-cpu", "mlx-cuda-13", "mlx-cuda-12", "mlx-cuda", "mlx-metal")
-NETWORK_ERRORS = ("NewConnectionError", "Failed to establish a new connection", "Temporary failure in name resolution",
-                  "Network is unreachable", "ConnectTimeout", "ProxyError", "Max retries exceeded", "ReadTimeout",
-                  "Name or service not known", "No route to host")
+NETWORK_ERRORS = (
+    "NewConnectionError",
+    "Failed to establish a new connection",
+    "Temporary failure in name resolution",
+    "Network is unreachable",
+    "ConnectTimeout",
+    "ProxyError",
+    "Max retries exceeded",
+    "ReadTimeout",
+    "Name or service not known",
+    "No route to host",
+)
 
 _network_down = False  # set after the first install that failed for lack of a network (this process)
 
@@ -92,29 +101,50 @@ def _venv_python(folder: Path) -> Path:
 
 
 def _no_network(version: str, requirements: list[str]) -> str:
-    return (f"MLX {version}: not installed here and no network to fetch it (pip could not reach the package "
-            f"index); put the wheels for {' '.join(requirements)} in a folder and pass it as wheels_dir or "
-            f"{WHEELS_ENV}")
+    return (
+        f"MLX {version}: not installed here and no network to fetch it (pip could not reach the package "
+        f"index); put the wheels for {' '.join(requirements)} in a folder and pass it as wheels_dir or "
+        f"{WHEELS_ENV}"
+    )
 
 
 def _classify(version: str, requirements: list[str], output: str, wheels_dir: str | None) -> str:
     if "No module named pip" in output or "no such option: --python" in output:
-        return (f"MLX {version}: this interpreter ({sys.executable}) has no pip >= 22.3 to install it with "
-                "(pip install -U pip)")
+        return (
+            f"MLX {version}: this interpreter ({sys.executable}) has no pip >= 22.3 to install it with "
+            "(pip install -U pip)"
+        )
     if any(marker in output for marker in NETWORK_ERRORS):
         return _no_network(version, requirements)
     where = f"the wheel folder {wheels_dir}" if wheels_dir else "the package index"
     if "from versions: none" in output and not wheels_dir:
-        return (f"MLX {version}: pip found no MLX wheel at all for {' '.join(requirements)} (the package index "
-                f"is unreachable, or MLX ships no wheel for this platform: {sys.platform}, Python "
-                f"{sys.version_info.major}.{sys.version_info.minor}); for offline installs use {WHEELS_ENV}")
-    return (f"MLX {version}: no wheel of {' '.join(requirements)} in {where} for this platform "
-            f"({sys.platform}, Python {sys.version_info.major}.{sys.version_info.minor}) and backend")
+        return (
+            f"MLX {version}: pip found no MLX wheel at all for {' '.join(requirements)} (the package index "
+            f"is unreachable, or MLX ships no wheel for this platform: {sys.platform}, Python "
+            f"{sys.version_info.major}.{sys.version_info.minor}); for offline installs use {WHEELS_ENV}"
+        )
+    return (
+        f"MLX {version}: no wheel of {' '.join(requirements)} in {where} for this platform "
+        f"({sys.platform}, Python {sys.version_info.major}.{sys.version_info.minor}) and backend"
+    )
 
 
-def _pip_install(python: Path, requirements: list[str], wheels_dir: str | None, timeout: float) -> tuple[int, str]:
-    cmd = [sys.executable, "-m", "pip", "--python", str(python), "install", "--disable-pip-version-check",
-           "--retries", "1", "--timeout", "5"]  # one retry: pip names a connection error only when it retries
+def _pip_install(
+    python: Path, requirements: list[str], wheels_dir: str | None, timeout: float
+) -> tuple[int, str]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "--python",
+        str(python),
+        "install",
+        "--disable-pip-version-check",
+        "--retries",
+        "1",
+        "--timeout",
+        "5",
+    ]  # one retry: pip names a connection error only when it retries
     if wheels_dir:
         cmd += ["--no-index", "--find-links", str(wheels_dir)]
     try:
@@ -137,8 +167,12 @@ def ensure_env(version: str, *, wheels_dir: str | None = None, timeout: float = 
         raise VersionUnavailable(_no_network(version, requirement_sets(version, package)[0]))
     folder.mkdir(parents=True, exist_ok=True)
     if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--clear", str(folder)], check=True,
-                       capture_output=True, timeout=120)
+        subprocess.run(
+            [sys.executable, "-m", "venv", "--without-pip", "--clear", str(folder)],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
     log = []
     for requirements in requirement_sets(version, package):
         code, output = _pip_install(python, requirements, wheels_dir, timeout)
@@ -149,7 +183,9 @@ def ensure_env(version: str, *, wheels_dir: str | None = None, timeout: float = 
             if found == version:
                 (folder / READY).write_text(json.dumps({"version": version, "requirements": requirements}))
                 return python
-            message = f"MLX {version}: installed into {folder}, but its python imports MLX {found or 'not at all'}"
+            message = (
+                f"MLX {version}: installed into {folder}, but its python imports MLX {found or 'not at all'}"
+            )
             continue
         message = _classify(version, requirements, output, wheels_dir)
         if "no network" in message:
@@ -159,8 +195,13 @@ def ensure_env(version: str, *, wheels_dir: str | None = None, timeout: float = 
 
 
 def _installed_version(python: Path) -> str | None:
-    out = subprocess.run([str(python), "-c", "import mlx.core as mx; print(mx.__version__)"],
-                         capture_output=True, text=True, timeout=120, env=_clean_env())
+    out = subprocess.run(
+        [str(python), "-c", "import mlx.core as mx; print(mx.__version__)"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=_clean_env(),
+    )
     return out.stdout.strip() if out.returncode == 0 else None
 
 
@@ -169,7 +210,9 @@ def _clean_env() -> dict:
     return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
 
 
-def run_probe(version: str, config: dict, *, wheels_dir: str | None = None, timeout: float = 600) -> VersionResult:
+def run_probe(
+    version: str, config: dict, *, wheels_dir: str | None = None, timeout: float = 600
+) -> VersionResult:
     """Run the SDPA probe with `config` under MLX `version` ("current": the one installed here, run in this
     process; any other version in its own env as a subprocess)."""
     tic = time.perf_counter()
@@ -186,17 +229,28 @@ def run_probe(version: str, config: dict, *, wheels_dir: str | None = None, time
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(config, f)
     try:
-        out = subprocess.run([str(python), str(PROBE), f.name], capture_output=True, text=True, timeout=timeout,
-                             env=env)
+        out = subprocess.run(
+            [str(python), str(PROBE), f.name], capture_output=True, text=True, timeout=timeout, env=env
+        )
     except subprocess.TimeoutExpired:
-        return VersionResult(version, "failed", f"MLX {version}: the probe ran past {timeout:.0f} s", str(python),
-                             time.perf_counter() - tic)
+        return VersionResult(
+            version,
+            "failed",
+            f"MLX {version}: the probe ran past {timeout:.0f} s",
+            str(python),
+            time.perf_counter() - tic,
+        )
     finally:
         os.unlink(f.name)
     if out.returncode != 0:
         tail = (out.stderr or out.stdout).strip().splitlines()[-1:] or ["no output"]
-        return VersionResult(version, "failed", f"MLX {version}: the probe failed: {tail[0]}", str(python),
-                             time.perf_counter() - tic)
+        return VersionResult(
+            version,
+            "failed",
+            f"MLX {version}: the probe failed: {tail[0]}",
+            str(python),
+            time.perf_counter() - tic,
+        )
     return _result(version, str(python), tic, json.loads(out.stdout))
 
 
@@ -204,12 +258,20 @@ def _result(version: str, python: str, tic: float, data: dict) -> VersionResult:
     message = f"MLX {data['mlx']} ({data['backend']}): {len(data['rows'])} timings"
     if data["errors"]:
         message += f"; {len(data['errors'])} configuration(s) failed: " + "; ".join(
-            f"{e['mode']}/{e['dtype']}: {e['error']}" for e in data["errors"])
+            f"{e['mode']}/{e['dtype']}: {e['error']}" for e in data["errors"]
+        )
     return VersionResult(version, "ok", message, python, time.perf_counter() - tic, data)
 
 
-def compare(versions: list[str], config: dict, *, passes: int = 1, wheels_dir: str | None = None,
-            timeout: float = 600, on_result=None) -> list[VersionResult]:
+def compare(
+    versions: list[str],
+    config: dict,
+    *,
+    passes: int = 1,
+    wheels_dir: str | None = None,
+    timeout: float = 600,
+    on_result=None,
+) -> list[VersionResult]:
     """The probe under each version (duplicates and "current" resolved), in `passes` passes of alternating
     order (A B C, then C B A, ...), so that a machine getting busier or quieter over time weighs on every version
     alike. `on_result` sees each pass's result as it finishes (trials numbered on across passes); the returned
@@ -222,7 +284,7 @@ def compare(versions: list[str], config: dict, *, passes: int = 1, wheels_dir: s
     merged: dict[str, VersionResult] = {}
     repeats = int(config.get("repeats", 5))
     for p in range(passes):
-        for v in (order if p % 2 == 0 else order[::-1]):
+        for v in order if p % 2 == 0 else order[::-1]:
             if v in merged and not merged[v].ok:
                 continue
             result = run_probe(v, config, wheels_dir=wheels_dir, timeout=timeout)

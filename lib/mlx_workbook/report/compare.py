@@ -19,11 +19,21 @@ from pathlib import Path
 import pandas as pd
 
 from mlx_workbook import REPORTS_DIR, ROOT
-from mlx_workbook.report import html
 from mlx_workbook.core import measure, results
+from mlx_workbook.report import html
 
-RUN_COLUMNS = {"run_id", "notebook", "method_version", "backend", "device", "mlx", "mlx_lm", "timestamp",
-               "value", "trial"}
+RUN_COLUMNS = {
+    "run_id",
+    "notebook",
+    "method_version",
+    "backend",
+    "device",
+    "mlx",
+    "mlx_lm",
+    "timestamp",
+    "value",
+    "trial",
+}
 KEYS = ["experiment", "metric", "unit"]
 MIN_TRIALS = 3  # fewer trials than this in either run: too few to call a difference
 
@@ -46,8 +56,10 @@ def resolve_run(spec: str | Path, root: Path = REPORTS_DIR) -> Path:
     if not partial:
         raise CompareError(f"no run {str(spec)!r}: not a run folder and no run id under {root} matches")
     names = ", ".join(d.name for d in partial[:6])
-    raise CompareError(f"{str(spec)!r} matches {len(partial)} runs ({names}{', ...' if len(partial) > 6 else ''}); "
-                       "give more of the run id")
+    raise CompareError(
+        f"{str(spec)!r} matches {len(partial)} runs ({names}{', ...' if len(partial) > 6 else ''}); "
+        "give more of the run id"
+    )
 
 
 def _norm(value) -> str:
@@ -102,11 +114,27 @@ def compare_runs(run_a: Path, run_b: Path) -> pd.DataFrame:
         else:
             call = "within noise"
         config = ", ".join(f"{c}={v}" for c, v in zip(columns, key[3:]) if v != "")
-        rows.append({**dict(zip(KEYS + columns, key)), "configuration": config,
-                     "a_median": sa.median, "a_low": sa.low, "a_high": sa.high, "a_n": sa.n, "a_cv": sa.cv,
-                     "b_median": sb.median, "b_low": sb.low, "b_high": sb.high, "b_n": sb.n, "b_cv": sb.cv,
-                     "ratio": ratio.median, "ratio_low": ratio.low, "ratio_high": ratio.high,
-                     "beyond_noise": call in ("B higher", "B lower"), "call": call})
+        rows.append(
+            {
+                **dict(zip(KEYS + columns, key)),
+                "configuration": config,
+                "a_median": sa.median,
+                "a_low": sa.low,
+                "a_high": sa.high,
+                "a_n": sa.n,
+                "a_cv": sa.cv,
+                "b_median": sb.median,
+                "b_low": sb.low,
+                "b_high": sb.high,
+                "b_n": sb.n,
+                "b_cv": sb.cv,
+                "ratio": ratio.median,
+                "ratio_low": ratio.low,
+                "ratio_high": ratio.high,
+                "beyond_noise": call in ("B higher", "B lower"),
+                "call": call,
+            }
+        )
     if not rows:
         raise CompareError(f"{run_a.name} and {run_b.name} share no metric with the same configuration")
     out = pd.DataFrame(rows)
@@ -117,15 +145,17 @@ def compare_runs(run_a: Path, run_b: Path) -> pd.DataFrame:
 def _describe_run(label: str, run_dir: Path) -> str:
     s = results.read_summary(run_dir)
     e = s.get("environment", {})
-    return (f"<tr><th>{label}</th><td>{html.esc(run_dir.name)}</td><td>{html.esc(s.get('notebook', '?'))}</td>"
-            f"<td>{html.esc(e.get('device', '?'))} ({html.esc(e.get('backend', '?'))})</td>"
-            f"<td>mlx {html.esc(e.get('mlx', '?'))}, mlx-lm {html.esc(e.get('mlx_lm', '?'))}</td>"
-            f"<td>{html.esc((s.get('params') or {}).get('profile', '?'))}</td><td>{html.esc(s.get('started', ''))}</td>"
-            f"<td>{html.esc(s.get('status', '?'))}</td></tr>")
+    return (
+        f"<tr><th>{label}</th><td>{html.esc(run_dir.name)}</td><td>{html.esc(s.get('notebook', '?'))}</td>"
+        f"<td>{html.esc(e.get('device', '?'))} ({html.esc(e.get('backend', '?'))})</td>"
+        f"<td>mlx {html.esc(e.get('mlx', '?'))}, mlx-lm {html.esc(e.get('mlx_lm', '?'))}</td>"
+        f"<td>{html.esc((s.get('params') or {}).get('profile', '?'))}</td><td>{html.esc(s.get('started', ''))}</td>"
+        f"<td>{html.esc(s.get('status', '?'))}</td></tr>"
+    )
 
 
 def _cell(median: float, low: float, high: float) -> str:
-    return f"<td class=\"num\">{median:.4g} <span class=\"small muted\">[{low:.4g}, {high:.4g}]</span></td>"
+    return f'<td class="num">{median:.4g} <span class="small muted">[{low:.4g}, {high:.4g}]</span></td>'
 
 
 def render_page(table: pd.DataFrame, run_a: Path, run_b: Path, out: Path, index: Path | None = None) -> Path:
@@ -135,25 +165,30 @@ def render_page(table: pd.DataFrame, run_a: Path, run_b: Path, out: Path, index:
     sections = []
     for experiment, part in table.groupby("experiment", sort=False):
         rows = "".join(
-            f"<tr class=\"{'beyond-noise' if r.beyond_noise else ''}\"><td>{html.esc(r.metric)}</td>"
+            f'<tr class="{"beyond-noise" if r.beyond_noise else ""}"><td>{html.esc(r.metric)}</td>'
             f"<td>{html.esc(r.configuration)}</td><td>{html.esc(r.unit)}</td>"
             f"{_cell(r.a_median, r.a_low, r.a_high)}{_cell(r.b_median, r.b_low, r.b_high)}"
             f"{_cell(r.ratio, r.ratio_low, r.ratio_high)}<td>{html.esc(r.call)}</td></tr>"
-            for r in part.itertuples())
-        sections.append(f"<h2 id=\"{html.esc(experiment)}\">{html.esc(experiment)}</h2><table><tr><th>metric</th>"
-                        "<th>configuration</th><th>unit</th><th>A median [95%]</th><th>B median [95%]</th>"
-                        f"<th>B / A [95%]</th><th>difference</th></tr>{rows}</table>")
+            for r in part.itertuples()
+        )
+        sections.append(
+            f'<h2 id="{html.esc(experiment)}">{html.esc(experiment)}</h2><table><tr><th>metric</th>'
+            "<th>configuration</th><th>unit</th><th>A median [95%]</th><th>B median [95%]</th>"
+            f"<th>B / A [95%]</th><th>difference</th></tr>{rows}</table>"
+        )
     moved = int(table.beyond_noise.sum())
-    body = (f"<h1>{html.esc(title)}</h1><table><tr><th></th><th>run</th><th>notebook</th><th>device</th>"
-            f"<th>versions</th><th>profile</th><th>started</th><th>status</th></tr>"
-            f"{_describe_run('A', run_a)}{_describe_run('B', run_b)}</table>"
-            f"<p>{len(table)} shared metrics ({table.attrs.get('only_a', 0)} only in A, "
-            f"{table.attrs.get('only_b', 0)} only in B); {moved} differ beyond the noise of both runs. A difference "
-            f"counts when the two medians' 95% bootstrap intervals do not overlap and the 95% bootstrap interval of "
-            f"B/A excludes 1, with at least {MIN_TRIALS} trials on each side. "
-            f"<a href=\"{html.esc(out.with_suffix('.csv').name)}\">CSV</a> · "
-            f"<a href=\"{html.esc(out.with_suffix('.parquet').name)}\">parquet</a> · "
-            f"<a href=\"{html.esc(index_href)}\">all runs</a></p>" + "".join(sections))
+    body = (
+        f"<h1>{html.esc(title)}</h1><table><tr><th></th><th>run</th><th>notebook</th><th>device</th>"
+        f"<th>versions</th><th>profile</th><th>started</th><th>status</th></tr>"
+        f"{_describe_run('A', run_a)}{_describe_run('B', run_b)}</table>"
+        f"<p>{len(table)} shared metrics ({table.attrs.get('only_a', 0)} only in A, "
+        f"{table.attrs.get('only_b', 0)} only in B); {moved} differ beyond the noise of both runs. A difference "
+        f"counts when the two medians' 95% bootstrap intervals do not overlap and the 95% bootstrap interval of "
+        f"B/A excludes 1, with at least {MIN_TRIALS} trials on each side. "
+        f'<a href="{html.esc(out.with_suffix(".csv").name)}">CSV</a> · '
+        f'<a href="{html.esc(out.with_suffix(".parquet").name)}">parquet</a> · '
+        f'<a href="{html.esc(index_href)}">all runs</a></p>' + "".join(sections)
+    )
     out.write_text(html.page(title, body))
     return out
 
@@ -171,8 +206,11 @@ def compare(a: str | Path, b: str | Path, root: Path = REPORTS_DIR, out_dir: Pat
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mlx_workbook.report.compare", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m mlx_workbook.report.compare",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("a", help="run A: folder or run id")
     parser.add_argument("b", help="run B: folder or run id")
     parser.add_argument("--root", default=str(REPORTS_DIR), help="where run ids are looked up")
@@ -184,8 +222,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     table = pd.read_csv(page.with_suffix(".csv"))
-    print(table[["experiment", "metric", "configuration", "a_median", "b_median", "ratio", "ratio_low",
-                 "ratio_high", "call"]].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(
+        table[
+            [
+                "experiment",
+                "metric",
+                "configuration",
+                "a_median",
+                "b_median",
+                "ratio",
+                "ratio_low",
+                "ratio_high",
+                "call",
+            ]
+        ].to_string(index=False, float_format=lambda v: f"{v:.4g}")
+    )
     if (Path(args.root) / "index.html").exists() or Path(args.root) == REPORTS_DIR:
         html.build_index(Path(args.root))  # so the index links the new comparison
     print(page)

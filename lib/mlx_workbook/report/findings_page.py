@@ -16,20 +16,25 @@ import os
 import sys
 import textwrap
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 
 from mlx_workbook import REPORTS_DIR, ROOT
-from mlx_workbook.report import html
 from mlx_workbook.core import published, results
 from mlx_workbook.core.verdicts import DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, NOT_APPLICABLE
+from mlx_workbook.report import html
 
 NOT_MEASURED = "not measured yet"
 CATEGORIES = [HOLDS, DOES_NOT_HOLD, INCONCLUSIVE, NOT_APPLICABLE, NOT_MEASURED]
-COLORS = {HOLDS: "#16794c", DOES_NOT_HOLD: "#b00020", INCONCLUSIVE: "#d98c00", NOT_APPLICABLE: "#7f7f7f",
-          NOT_MEASURED: "#d0d0d0"}
+COLORS = {
+    HOLDS: "#16794c",
+    DOES_NOT_HOLD: "#b00020",
+    INCONCLUSIVE: "#d98c00",
+    NOT_APPLICABLE: "#7f7f7f",
+    NOT_MEASURED: "#d0d0d0",
+}
 REFERENCE = "reference"  # committed reference runs live under reports/reference/
 PAGE = "findings.html"
 START, END = "<!-- findings:start -->", "<!-- findings:end -->"
@@ -57,14 +62,21 @@ class RunInfo:
     def key(self) -> tuple:
         """What makes two runs the same device run: device, backend, versions, profile, reference or local."""
         e = self.summary.get("environment", {})
-        return (e.get("device", "?"), e.get("backend", "?"), e.get("mlx", "?"), e.get("mlx_lm", "?"),
-                (self.summary.get("params") or {}).get("profile", "?"), self.reference)
+        return (
+            e.get("device", "?"),
+            e.get("backend", "?"),
+            e.get("mlx", "?"),
+            e.get("mlx_lm", "?"),
+            (self.summary.get("params") or {}).get("profile", "?"),
+            self.reference,
+        )
 
 
 def device_label(key: tuple) -> str:
     device, backend, mlx, mlx_lm, profile, reference = key
-    return (f"{device} ({backend}), mlx {mlx}, mlx-lm {mlx_lm}, {profile} profile"
-            + (", reference run" if reference else ""))
+    return f"{device} ({backend}), mlx {mlx}, mlx-lm {mlx_lm}, {profile} profile" + (
+        ", reference run" if reference else ""
+    )
 
 
 def collect_runs(roots) -> list[RunInfo]:
@@ -96,8 +108,12 @@ def _fmt(value, digits: int = 3) -> str:
 
 def published_figure(claim: dict) -> str:
     """'94 tok/s', '4 to 5 %', '< 1 %' or '(no number)': the figure as the write-up gives it."""
-    unit, value, low, high = claim.get("unit") or "", claim.get("published"), claim.get("published_low"), \
-        claim.get("published_high")
+    unit, value, low, high = (
+        claim.get("unit") or "",
+        claim.get("published"),
+        claim.get("published_low"),
+        claim.get("published_high"),
+    )
     if low is not None and high is not None:
         text = f"{_fmt(low)} to {_fmt(high)}"
     elif high is not None:
@@ -116,20 +132,39 @@ def published_figure(claim: dict) -> str:
 def _software(sw) -> str:
     if not isinstance(sw, dict):
         return str(sw or "unspecified")
-    return f"mlx {sw.get('mlx', 'unspecified')}; mlx-lm {sw.get('mlx_lm', 'unspecified')}; {sw.get('other', '')}".rstrip("; ")
+    mlx, mlx_lm, other = sw.get("mlx", "unspecified"), sw.get("mlx_lm", "unspecified"), sw.get("other", "")
+    return f"mlx {mlx}; mlx-lm {mlx_lm}; {other}".rstrip("; ")
 
 
 def _row(claim: dict, key: tuple | None, ok: RunInfo | None, failed: RunInfo | None, page_dir: Path) -> dict:
     nb = claim["notebook"]
-    row = {"claim_id": claim["id"], "notebook": nb, "source": claim.get("source"), "kind": claim.get("kind"),
-           "claim": claim.get("claim"), "direction": claim.get("direction"), "published": published_figure(claim),
-           "published_value": _num(claim.get("published")), "published_low": _num(claim.get("published_low")),
-           "published_high": _num(claim.get("published_high")), "unit": claim.get("unit"),
-           "published_hardware": claim.get("hardware"), "published_software": _software(claim.get("software")),
-           "device_run": device_label(key) if key else "", "reference": bool(key and key[5]),
-           "run_id": "", "verdict": NOT_MEASURED, "measured": "", "measured_value": math.nan,
-           "measured_low": math.nan, "measured_high": math.nan, "measured_unit": "", "statement": "",
-           "report_href": "", "data_href": ""}
+    row = {
+        "claim_id": claim["id"],
+        "notebook": nb,
+        "source": claim.get("source"),
+        "kind": claim.get("kind"),
+        "claim": claim.get("claim"),
+        "direction": claim.get("direction"),
+        "published": published_figure(claim),
+        "published_value": _num(claim.get("published")),
+        "published_low": _num(claim.get("published_low")),
+        "published_high": _num(claim.get("published_high")),
+        "unit": claim.get("unit"),
+        "published_hardware": claim.get("hardware"),
+        "published_software": _software(claim.get("software")),
+        "device_run": device_label(key) if key else "",
+        "reference": bool(key and key[5]),
+        "run_id": "",
+        "verdict": NOT_MEASURED,
+        "measured": "",
+        "measured_value": math.nan,
+        "measured_low": math.nan,
+        "measured_high": math.nan,
+        "measured_unit": "",
+        "statement": "",
+        "report_href": "",
+        "data_href": "",
+    }
     if key:
         row.update(zip(["device", "backend", "mlx", "mlx_lm", "profile"], key[:5]))
     run = ok or failed
@@ -142,10 +177,16 @@ def _row(claim: dict, key: tuple | None, ok: RunInfo | None, failed: RunInfo | N
         row["data_href"] = _href(run.path / results.MEASUREMENTS, page_dir)
     if ok is None:
         status = failed.summary.get("status")
-        row["statement"] = (f"the newest {nb} run here failed: {(failed.summary.get('error') or '')[:160]}"
-                            if status == "failed" else f"the newest {nb} run here has not finished ({status})")
-        row["report_href"] = (_href(report, page_dir) + "#papermill-error-cell" if report.exists()
-                              else _href(run.path / results.SUMMARY, page_dir))
+        row["statement"] = (
+            f"the newest {nb} run here failed: {(failed.summary.get('error') or '')[:160]}"
+            if status == "failed"
+            else f"the newest {nb} run here has not finished ({status})"
+        )
+        row["report_href"] = (
+            _href(report, page_dir) + "#papermill-error-cell"
+            if report.exists()
+            else _href(run.path / results.SUMMARY, page_dir)
+        )
         return row
     finding = next((f for f in ok.summary.get("findings") or [] if f.get("id") == claim["id"]), None)
     base = _href(report, page_dir) if report.exists() else _href(run.path / results.SUMMARY, page_dir)
@@ -153,13 +194,21 @@ def _row(claim: dict, key: tuple | None, ok: RunInfo | None, failed: RunInfo | N
         row.update(statement=f"the {nb} run states no finding for this claim", report_href=base)
         return row
     m = finding.get("measured") or {}
-    row.update(verdict=finding.get("verdict") or NOT_MEASURED, statement=finding.get("statement", ""),
-               measured_value=_num(m.get("value")), measured_low=_num(m.get("low")),
-               measured_high=_num(m.get("high")), measured_unit=str(m.get("unit") or ""),
-               report_href=base + (f"#{finding['section']}" if finding.get("section") and report.exists() else ""))
+    row.update(
+        verdict=finding.get("verdict") or NOT_MEASURED,
+        statement=finding.get("statement", ""),
+        measured_value=_num(m.get("value")),
+        measured_low=_num(m.get("low")),
+        measured_high=_num(m.get("high")),
+        measured_unit=str(m.get("unit") or ""),
+        report_href=base + (f"#{finding['section']}" if finding.get("section") and report.exists() else ""),
+    )
     if not math.isnan(row["measured_value"]):
-        interval = (f" [{_fmt(row['measured_low'])}, {_fmt(row['measured_high'])}]"
-                    if not math.isnan(row["measured_low"]) else "")
+        interval = (
+            f" [{_fmt(row['measured_low'])}, {_fmt(row['measured_high'])}]"
+            if not math.isnan(row["measured_low"])
+            else ""
+        )
         row["measured"] = f"{_fmt(row['measured_value'])}{interval} {row['measured_unit']}".strip()
     return row
 
@@ -188,8 +237,9 @@ def verdict_counts(table: pd.DataFrame) -> pd.DataFrame:
     """Device runs x verdicts: how many claims got each verdict (known categories first)."""
     extra = sorted(set(table.verdict) - set(CATEGORIES))
     label = table.device_run.where(table.device_run != "", "no device run yet")
-    counts = pd.crosstab(label, table.verdict).reindex(index=label.unique(), columns=CATEGORIES + extra,
-                                                        fill_value=0)
+    counts = pd.crosstab(label, table.verdict).reindex(
+        index=label.unique(), columns=CATEGORIES + extra, fill_value=0
+    )
     counts.index.name, counts.columns.name = "device_run", None
     return counts.reset_index()
 
@@ -212,10 +262,12 @@ def verdict_chart(counts: pd.DataFrame, title: str):
 
 
 def _verdict_cell(verdict: str) -> str:
-    return f"<span class=\"verdict-{html.esc(verdict.replace(' ', '-'))}\">{html.esc(verdict)}</span>"
+    return f'<span class="verdict-{html.esc(verdict.replace(" ", "-"))}">{html.esc(verdict)}</span>'
 
 
-def render_page(table: pd.DataFrame, out: Path, title: str = "Findings: every published claim, measured") -> Path:
+def render_page(
+    table: pd.DataFrame, out: Path, title: str = "Findings: every published claim, measured"
+) -> Path:
     """Write the findings page, its CSV and its verdict chart (SVG) next to each other."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -224,33 +276,46 @@ def render_page(table: pd.DataFrame, out: Path, title: str = "Findings: every pu
     counts = verdict_counts(table)
     verdict_chart(counts, "Verdicts per device run").savefig(svg, bbox_inches="tight")
     head = "".join(f"<th>{html.esc(c)}</th>" for c in counts.columns)
-    count_rows = "".join("<tr>" + "".join(f"<td>{html.esc(v)}</td>" for v in r) + "</tr>"
-                         for r in counts.itertuples(index=False))
+    count_rows = "".join(
+        "<tr>" + "".join(f"<td>{html.esc(v)}</td>" for v in r) + "</tr>"
+        for r in counts.itertuples(index=False)
+    )
     sections = []
     for nb, part in table.groupby("notebook", sort=True):
         rows = []
         for _, claim_rows in part.groupby("claim_id", sort=False):
             first = claim_rows.iloc[0]
-            claim_cell = (f"<td rowspan=\"{len(claim_rows)}\" id=\"{html.esc(first.claim_id)}\"><b>"
-                          f"{html.esc(first.claim_id)}</b> <span class=\"small muted\">{html.esc(first.kind)}</span>"
-                          f"<div>{html.esc(first.claim)}</div></td>"
-                          f"<td rowspan=\"{len(claim_rows)}\">{html.esc(first.published)}<div class=\"small muted\">"
-                          f"{html.esc(first.published_hardware)}<br>{html.esc(first.published_software)}</div></td>")
+            claim_cell = (
+                f'<td rowspan="{len(claim_rows)}" id="{html.esc(first.claim_id)}"><b>'
+                f'{html.esc(first.claim_id)}</b> <span class="small muted">{html.esc(first.kind)}</span>'
+                f"<div>{html.esc(first.claim)}</div></td>"
+                f'<td rowspan="{len(claim_rows)}">{html.esc(first.published)}<div class="small muted">'
+                f"{html.esc(first.published_hardware)}<br>{html.esc(first.published_software)}</div></td>"
+            )
             for i, (_, r) in enumerate(claim_rows.iterrows()):
-                links = " · ".join(f"<a href=\"{html.esc(h)}\">{name}</a>" for name, h in
-                                   (("report", r.report_href), ("data", r.data_href)) if h)
-                rows.append(f"<tr>{claim_cell if i == 0 else ''}<td>{html.esc(r.device_run or '–')}</td>"
-                            f"<td>{html.esc(r.measured)}<div class=\"small\">{html.esc(r.statement)}</div></td>"
-                            f"<td>{_verdict_cell(r.verdict)}</td><td>{links}</td></tr>")
-        sections.append(f"<h2 id=\"{html.esc(nb)}\">{html.esc(nb)}</h2><table><tr><th>claim</th>"
-                        f"<th>published (hardware, versions)</th><th>device run</th><th>measured [95% interval]"
-                        f"</th><th>verdict</th><th>behind it</th></tr>{''.join(rows)}</table>")
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    body = (f"<h1>{html.esc(title)}</h1><p class=\"muted\">{table.claim_id.nunique()} published claims "
-            f"(data/published/) against {len(counts)} device run(s); built {stamp} from stored results only. "
-            f"<a href=\"index.html\">All runs</a> · <a href=\"{html.esc(csv.name)}\">table as CSV</a></p>"
-            f"<table><tr>{head}</tr>{count_rows}</table><p><img src=\"{html.esc(svg.name)}\" "
-            f"alt=\"verdict counts per device run\"></p>" + "".join(sections))
+                links = " · ".join(
+                    f'<a href="{html.esc(h)}">{name}</a>'
+                    for name, h in (("report", r.report_href), ("data", r.data_href))
+                    if h
+                )
+                rows.append(
+                    f"<tr>{claim_cell if i == 0 else ''}<td>{html.esc(r.device_run or '–')}</td>"
+                    f'<td>{html.esc(r.measured)}<div class="small">{html.esc(r.statement)}</div></td>'
+                    f"<td>{_verdict_cell(r.verdict)}</td><td>{links}</td></tr>"
+                )
+        sections.append(
+            f'<h2 id="{html.esc(nb)}">{html.esc(nb)}</h2><table><tr><th>claim</th>'
+            f"<th>published (hardware, versions)</th><th>device run</th><th>measured [95% interval]"
+            f"</th><th>verdict</th><th>behind it</th></tr>{''.join(rows)}</table>"
+        )
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    body = (
+        f'<h1>{html.esc(title)}</h1><p class="muted">{table.claim_id.nunique()} published claims '
+        f"(data/published/) against {len(counts)} device run(s); built {stamp} from stored results only. "
+        f'<a href="index.html">All runs</a> · <a href="{html.esc(csv.name)}">table as CSV</a></p>'
+        f'<table><tr>{head}</tr>{count_rows}</table><p><img src="{html.esc(svg.name)}" '
+        f'alt="verdict counts per device run"></p>' + "".join(sections)
+    )
     out.write_text(html.page(title, body))
     return out
 
@@ -275,9 +340,11 @@ def headline_markdown(root: Path = REPORTS_DIR, link_from: Path = ROOT) -> str:
         first = next(iter(per_nb.values()))
         part = table[table.device_run == device_label(key)]
         tally = ", ".join(f"{(part.verdict == v).sum()} {v}" for v in CATEGORIES if (part.verdict == v).any())
-        header = (f"**Reference run:** {device_label(key)}, {first.summary.get('started', '')[:10]}. "
-                  f"[Every run]({_href(ref_root / 'index.html', link_from)}) · "
-                  f"[every claim with its verdict]({_href(ref_root / PAGE, link_from)})")
+        header = (
+            f"**Reference run:** {device_label(key)}, {first.summary.get('started', '')[:10]}. "
+            f"[Every run]({_href(ref_root / 'index.html', link_from)}) · "
+            f"[every claim with its verdict]({_href(ref_root / PAGE, link_from)})"
+        )
         if key[1] == "cpu":
             lines += [f"{header}. Of the {len(part)} published claims there: {tally}.", ""]
             continue
@@ -285,7 +352,9 @@ def headline_markdown(root: Path = REPORTS_DIR, link_from: Path = ROOT) -> str:
         for nb in sorted(per_nb):
             run = per_nb[nb]
             for f in [f for f in run.summary.get("findings") or [] if f.get("headline")]:
-                target = _href(run.path / f"{nb}.html", link_from) + (f"#{f['section']}" if f.get("section") else "")
+                target = _href(run.path / f"{nb}.html", link_from) + (
+                    f"#{f['section']}" if f.get("section") else ""
+                )
                 statement = str(f.get("statement", "")).replace("|", "\\|")
                 lines.append(f"| [{nb}]({target}) | {statement} | {f.get('verdict', '')} |")
         lines += ["", f"Of the {len(part)} published claims: {tally}.", ""]
@@ -298,7 +367,7 @@ def update_readme(readme: Path, block: str) -> bool:
     start, end = text.find(START), text.find(END)
     if start < 0 or end < start:
         raise ValueError(f"{readme} has no {START} ... {END} markers to put the findings between")
-    new = text[:start] + block + text[end + len(END):]
+    new = text[:start] + block + text[end + len(END) :]
     if new != text:
         Path(readme).write_text(new)
     return new != text
@@ -315,9 +384,14 @@ def build(root: Path = REPORTS_DIR) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mlx_workbook.report.findings_page", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", default=str(REPORTS_DIR), help="reports folder (reference runs inside it too)")
+    parser = argparse.ArgumentParser(
+        prog="python -m mlx_workbook.report.findings_page",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--root", default=str(REPORTS_DIR), help="reports folder (reference runs inside it too)"
+    )
     parser.add_argument("--readme", default=str(ROOT / "README.md"), help="README to refresh ('' to skip)")
     args = parser.parse_args(argv)
     for page_path in build(Path(args.root)):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html as _html
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from mlx_workbook.core import results
@@ -46,8 +46,10 @@ def esc(value) -> str:
 
 
 def page(title: str, body: str) -> str:
-    return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{esc(title)}</title>"
-            f"<style>{STYLE}</style></head><body>{body}</body></html>")
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
+        f"<style>{STYLE}</style></head><body>{body}</body></html>"
+    )
 
 
 def _headline(summary: dict) -> str:
@@ -65,24 +67,33 @@ def _run_row(run_dir: Path, root: Path) -> str:
     report = f"{rel}/{nb}.html"
     links = []
     if html_file.exists():
-        links.append(f"<a href=\"{esc(report)}\">report</a>")
+        links.append(f'<a href="{esc(report)}">report</a>')
     if (run_dir / results.MEASUREMENTS).exists():
-        links.append(f"<a href=\"{esc(rel)}/{results.MEASUREMENTS}\">data</a>")
-    links.append(f"<a href=\"{esc(rel)}/{results.SUMMARY}\">summary</a>")
+        links.append(f'<a href="{esc(rel)}/{results.MEASUREMENTS}">data</a>')
+    links.append(f'<a href="{esc(rel)}/{results.SUMMARY}">summary</a>')
     figures = sorted((run_dir / results.FIGURES).glob("*.svg"))
-    figure_links = " ".join(f"<a href=\"{esc(rel)}/{results.FIGURES}/{esc(f.name)}\">{esc(f.stem)}</a>"
-                            for f in figures)
-    status_cell = f"<span class=\"status-{esc(status)}\">{esc(status)}</span>"
+    figure_links = " ".join(
+        f'<a href="{esc(rel)}/{results.FIGURES}/{esc(f.name)}">{esc(f.stem)}</a>' for f in figures
+    )
+    status_cell = f'<span class="status-{esc(status)}">{esc(status)}</span>'
     if status == "failed":
-        target = f"{report}#{s.get('error_anchor', 'papermill-error-cell')}" if html_file.exists() else f"{rel}/{results.SUMMARY}"
-        status_cell = (f"<a class=\"status-failed\" href=\"{esc(target)}\">failed</a>"
-                       f"<div class=\"small muted\">{esc((s.get('error') or '')[:200])}</div>")
+        target = (
+            f"{report}#{s.get('error_anchor', 'papermill-error-cell')}"
+            if html_file.exists()
+            else f"{rel}/{results.SUMMARY}"
+        )
+        status_cell = (
+            f'<a class="status-failed" href="{esc(target)}">failed</a>'
+            f'<div class="small muted">{esc((s.get("error") or "")[:200])}</div>'
+        )
     duration = s.get("duration_s")
-    return (f"<tr class=\"{esc(status)}\"><td>{esc(nb)}</td><td>{status_cell}</td>"
-            f"<td>{esc(s.get('started', ''))}</td><td>{'' if duration is None else f'{duration:.0f} s'}</td>"
-            f"<td>{esc(env.get('device', '?'))}<div class=\"small muted\">{esc(env.get('backend', ''))}</div></td>"
-            f"<td>mlx {esc(env.get('mlx', '?'))}<br>mlx-lm {esc(env.get('mlx_lm', '?'))}</td>"
-            f"<td>{_headline(s)}</td><td>{' · '.join(links)}<div class=\"small\">{figure_links}</div></td></tr>")
+    return (
+        f'<tr class="{esc(status)}"><td>{esc(nb)}</td><td>{status_cell}</td>'
+        f"<td>{esc(s.get('started', ''))}</td><td>{'' if duration is None else f'{duration:.0f} s'}</td>"
+        f'<td>{esc(env.get("device", "?"))}<div class="small muted">{esc(env.get("backend", ""))}</div></td>'
+        f"<td>mlx {esc(env.get('mlx', '?'))}<br>mlx-lm {esc(env.get('mlx_lm', '?'))}</td>"
+        f'<td>{_headline(s)}</td><td>{" · ".join(links)}<div class="small">{figure_links}</div></td></tr>'
+    )
 
 
 def build_index(root: Path, title: str = "MLX performance workbook: runs") -> Path:
@@ -92,18 +103,22 @@ def build_index(root: Path, title: str = "MLX performance workbook: runs") -> Pa
     by_notebook: dict[str, list[Path]] = {}
     for d in runs:
         by_notebook.setdefault(results.read_summary(d).get("notebook", "?"), []).append(d)
-    head = ("<tr><th>notebook</th><th>status</th><th>started (UTC)</th><th>duration</th><th>device</th>"
-            "<th>versions</th><th>headline finding</th><th>links</th></tr>")
+    head = (
+        "<tr><th>notebook</th><th>status</th><th>started (UTC)</th><th>duration</th><th>device</th>"
+        "<th>versions</th><th>headline finding</th><th>links</th></tr>"
+    )
     sections = []
     for nb in sorted(by_notebook):
         rows = "".join(_run_row(d, root) for d in by_notebook[nb])
-        sections.append(f"<h2 id=\"{esc(nb)}\">{esc(nb)}</h2><table>{head}{rows}</table>")
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        sections.append(f'<h2 id="{esc(nb)}">{esc(nb)}</h2><table>{head}{rows}</table>')
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     extra = (root / "index_extra.html").read_text() if (root / "index_extra.html").exists() else ""
     extra = _findings_and_comparisons(root) + extra
-    body = (f"<h1>{esc(title)}</h1><p class=\"muted\">{len(runs)} runs under "
-            f"<code>{esc(root.name)}/</code>; built {stamp}.</p>{extra}"
-            + ("".join(sections) or "<p>No runs yet: <code>make reports</code> makes some.</p>"))
+    body = (
+        f'<h1>{esc(title)}</h1><p class="muted">{len(runs)} runs under '
+        f"<code>{esc(root.name)}/</code>; built {stamp}.</p>{extra}"
+        + ("".join(sections) or "<p>No runs yet: <code>make reports</code> makes some.</p>")
+    )
     out = root / "index.html"
     out.write_text(page(title, body))
     return out
@@ -113,12 +128,14 @@ def _findings_and_comparisons(root: Path) -> str:
     """Links to the findings page and the run comparisons, when they exist (relative: works offline)."""
     parts = []
     if (root / "findings.html").exists():
-        parts.append("<p><b><a href=\"findings.html\">Findings</a></b>: every published claim with the figure "
-                     "measured on each device run and its verdict.</p>")
+        parts.append(
+            '<p><b><a href="findings.html">Findings</a></b>: every published claim with the figure '
+            "measured on each device run and its verdict.</p>"
+        )
     pages = sorted((root / "compare").glob("*.html"))
     if pages:
-        links = " · ".join(f"<a href=\"compare/{esc(p.name)}\">{esc(p.stem.replace('__', ' vs '))}</a>"
-                           for p in pages)
-        parts.append(f"<p class=\"small\">Run comparisons: {links}</p>")
+        links = " · ".join(
+            f'<a href="compare/{esc(p.name)}">{esc(p.stem.replace("__", " vs "))}</a>' for p in pages
+        )
+        parts.append(f'<p class="small">Run comparisons: {links}</p>')
     return "".join(parts)
-

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import matplotlib
-
-from matplotlib.figure import Figure
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f"]
 
 
-def new_figure(width: float = 7.0, height: float = 4.0) -> tuple[Figure, "matplotlib.axes.Axes"]:
+def new_figure(width: float = 7.0, height: float = 4.0) -> tuple[Figure, matplotlib.axes.Axes]:
     # Figure() directly (not pyplot): no global state, and the notebook's inline backend still displays it.
     fig = Figure(figsize=(width, height), layout="constrained")
     return fig, fig.add_subplot()
@@ -25,13 +24,24 @@ def summary_table(df: pd.DataFrame, by: list[str], value: str = "value") -> pd.D
     for key, group in df.groupby(by, sort=False, dropna=False):  # keep rows whose group column is empty
         s = summarize(group[value])
         key = key if isinstance(key, tuple) else (key,)
-        rows.append({**dict(zip(by, key)), "median": s.median, "low": s.low, "high": s.high, "cv": s.cv, "n": s.n})
+        rows.append(
+            {**dict(zip(by, key)), "median": s.median, "low": s.low, "high": s.high, "cv": s.cv, "n": s.n}
+        )
     return pd.DataFrame(rows)
 
 
-def lines_with_intervals(table: pd.DataFrame, *, x: str, series: str | None, title: str, xlabel: str,
-                         ylabel: str, logx: bool = False, logy: bool = False,
-                         ceilings: dict[str, float] | None = None) -> Figure:
+def lines_with_intervals(
+    table: pd.DataFrame,
+    *,
+    x: str,
+    series: str | None,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    logx: bool = False,
+    logy: bool = False,
+    ceilings: dict[str, float] | None = None,
+) -> Figure:
     """Median lines with shaded 95% intervals, one line per `series`; ceilings drawn as dashed lines."""
     fig, ax = new_figure()
     groups = table.groupby(series, sort=False) if series else [("", table)]
@@ -53,9 +63,16 @@ def lines_with_intervals(table: pd.DataFrame, *, x: str, series: str | None, tit
     return fig
 
 
-def bars_with_intervals(table: pd.DataFrame, *, category: str, title: str, ylabel: str,
-                        group: str | None = None, ceilings: dict[str, float] | None = None,
-                        horizontal: bool = False) -> Figure:
+def bars_with_intervals(
+    table: pd.DataFrame,
+    *,
+    category: str,
+    title: str,
+    ylabel: str,
+    group: str | None = None,
+    ceilings: dict[str, float] | None = None,
+    horizontal: bool = False,
+) -> Figure:
     """Bars of the median with 95% interval whiskers; optional second grouping as side-by-side bars."""
     fig, ax = new_figure(7.5, max(3.5, 0.35 * len(table)) if horizontal else 4.0)
     cats = list(dict.fromkeys(table[category]))
@@ -68,13 +85,25 @@ def bars_with_intervals(table: pd.DataFrame, *, category: str, title: str, ylabe
         err = np.vstack([sub["median"] - sub["low"], sub["high"] - sub["median"]])
         bar = ax.barh if horizontal else ax.bar
         kwargs = {"xerr": err} if horizontal else {"yerr": err}
-        bar(pos, sub["median"], width * 0.95, color=PALETTE[i % len(PALETTE)], capsize=2,
-            label=str(gname) if gname is not None else None, **kwargs)
+        bar(
+            pos,
+            sub["median"],
+            width * 0.95,
+            color=PALETTE[i % len(PALETTE)],
+            capsize=2,
+            label=str(gname) if gname is not None else None,
+            **kwargs,
+        )
     ticks = ax.set_yticks if horizontal else ax.set_xticks
-    ticks(np.arange(len(cats)), [str(c) for c in cats], **({} if horizontal else {"rotation": 30, "ha": "right"}))
+    ticks(
+        np.arange(len(cats)),
+        [str(c) for c in cats],
+        **({} if horizontal else {"rotation": 30, "ha": "right"}),
+    )
     for j, (label, value) in enumerate((ceilings or {}).items()):
-        (ax.axvline if horizontal else ax.axhline)(value, ls="--", lw=1, color="#444444" if j == 0 else "#999999",
-                                                  label=label)
+        (ax.axvline if horizontal else ax.axhline)(
+            value, ls="--", lw=1, color="#444444" if j == 0 else "#999999", label=label
+        )
     ax.set_title(title)
     (ax.set_xlabel if horizontal else ax.set_ylabel)(ylabel)
     ax.grid(alpha=0.3, axis="x" if horizontal else "y")
@@ -88,7 +117,13 @@ def stacked_bars(table: pd.DataFrame, *, category: str, parts: list[str], title:
     fig, ax = new_figure()
     bottom = np.zeros(len(table))
     for i, part in enumerate(parts):
-        ax.bar(table[category].astype(str), table[part], bottom=bottom, color=PALETTE[i % len(PALETTE)], label=part)
+        ax.bar(
+            table[category].astype(str),
+            table[part],
+            bottom=bottom,
+            color=PALETTE[i % len(PALETTE)],
+            label=part,
+        )
         bottom += table[part].to_numpy(dtype=float)
     ax.set(title=title, ylabel=ylabel)
     ax.tick_params(axis="x", rotation=30)
@@ -124,8 +159,16 @@ def effects_vs_published(table: pd.DataFrame, *, title: str, xlabel: str) -> Fig
     for i, (lo, hi) in enumerate(zip(table["pub_low"], table["pub_high"])):
         if np.isfinite(lo) and np.isfinite(hi):
             pad = 0.02 * max(1.0, abs(hi)) if lo == hi else 0
-            ax.fill_betweenx([i - 0.35, i + 0.35], lo - pad, hi + pad, color="#888888", alpha=0.45, hatch="//",
-                             linewidth=0, label=None if labelled else "published (original hardware)")
+            ax.fill_betweenx(
+                [i - 0.35, i + 0.35],
+                lo - pad,
+                hi + pad,
+                color="#888888",
+                alpha=0.45,
+                hatch="//",
+                linewidth=0,
+                label=None if labelled else "published (original hardware)",
+            )
             labelled = True
     ax.axvline(0, color="#444444", lw=0.8)
     ax.set_yticks(y, table["claim"].astype(str))
@@ -136,8 +179,9 @@ def effects_vs_published(table: pd.DataFrame, *, title: str, xlabel: str) -> Fig
     return fig
 
 
-def add_curve(fig: Figure, x, y, label: str, *, style: str = "--", color: str = "#444444",
-              marker: str | None = None) -> Figure:
+def add_curve(
+    fig: Figure, x, y, label: str, *, style: str = "--", color: str = "#444444", marker: str | None = None
+) -> Figure:
     """Add a reference curve (a roofline, published points) to the first axes of a figure; returns the figure."""
     ax = fig.axes[0]
     ax.plot(list(x), list(y), ls=style, color=color, marker=marker, lw=1, label=label)

@@ -15,15 +15,15 @@ import argparse
 import json
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
 
 from mlx_workbook import REPORTS_DIR, ROOT
-from mlx_workbook.report import html
-from mlx_workbook.core import results
 from mlx_workbook.core import env as envmod
+from mlx_workbook.core import results
+from mlx_workbook.report import html
 
 NOTEBOOKS_DIR = ROOT / "notebooks"
 PROFILES_DIR = ROOT / "profiles"
@@ -99,8 +99,14 @@ def execute(name: str, params: dict, run_dir: Path) -> tuple[str, str | None]:
     output = run_dir / f"{name}.ipynb"
     error = None
     try:
-        papermill.execute_notebook(str(source), str(output), parameters={**params, "run_dir": str(run_dir)},
-                                   kernel_name=KERNEL, cwd=str(NOTEBOOKS_DIR), progress_bar=False)
+        papermill.execute_notebook(
+            str(source),
+            str(output),
+            parameters={**params, "run_dir": str(run_dir)},
+            kernel_name=KERNEL,
+            cwd=str(NOTEBOOKS_DIR),
+            progress_bar=False,
+        )
         status = "ok"
     except papermill.PapermillExecutionError as exc:
         status, error = "failed", f"{exc.ename}: {exc.evalue}"
@@ -114,15 +120,24 @@ def execute(name: str, params: dict, run_dir: Path) -> tuple[str, str | None]:
     return status, error
 
 
-def _settle_summary(name: str, run_dir: Path, params: dict, status: str, error: str | None,
-                    seconds: float) -> None:
+def _settle_summary(
+    name: str, run_dir: Path, params: dict, status: str, error: str | None, seconds: float
+) -> None:
     """Make summary.json tell the truth: a run that did not end well is failed, with its error."""
     results.consolidate(run_dir)  # a failed run's finished trials become its parquet table too
     path = run_dir / results.SUMMARY
-    summary = json.loads(path.read_text()) if path.exists() else {
-        "run_id": run_dir.name, "notebook": name, "params": params, "findings": [],
-        "environment": envmod.capture().as_dict(),
-        "started": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    summary = (
+        json.loads(path.read_text())
+        if path.exists()
+        else {
+            "run_id": run_dir.name,
+            "notebook": name,
+            "params": params,
+            "findings": [],
+            "environment": envmod.capture().as_dict(),
+            "started": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+    )
     if status != "ok" or summary.get("status") != "ok":
         summary["status"] = "failed"
         summary["error"] = error or summary.get("error") or "the notebook stopped before finishing"
@@ -156,8 +171,10 @@ def run_notebooks(names: list[str], profile: str, overrides: dict, root: Path = 
     elapsed = time.time() - tic
     html.build_index(root)
     _log_timing(root, names, profile, environment, elapsed, failures)
-    print(f"{len(plans) - len(failures)}/{len(plans)} notebooks ok in {elapsed:.0f} s; "
-          f"index: {_show(root / 'index.html')}")
+    print(
+        f"{len(plans) - len(failures)}/{len(plans)} notebooks ok in {elapsed:.0f} s; "
+        f"index: {_show(root / 'index.html')}"
+    )
     return 1 if failures else 0
 
 
@@ -167,22 +184,34 @@ def _show(path: Path) -> str:
 
 def _log_timing(root: Path, names, profile, environment, elapsed, failures) -> None:
     """Append how long this `make reports` took, and where, to reports/timings.jsonl."""
-    entry = {"finished": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "notebooks": names,
-             "profile": profile, "device": environment.device, "backend": environment.backend,
-             "mlx": environment.mlx, "seconds": round(elapsed, 1), "failed": failures}
+    entry = {
+        "finished": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "notebooks": names,
+        "profile": profile,
+        "device": environment.device,
+        "backend": environment.backend,
+        "mlx": environment.mlx,
+        "seconds": round(elapsed, 1),
+        "failed": failures,
+    }
     with open(root / "timings.jsonl", "a") as f:
         f.write(json.dumps(entry) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mlx_workbook.report.runner", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m mlx_workbook.report.runner",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for cmd in ("reports", "report"):
         p = sub.add_parser(cmd)
         if cmd == "report":
             p.add_argument("notebook", help="notebook name, e.g. 00_machine")
-        p.add_argument("--profile", default="auto", help="quick, full, or auto (quick on a CPU, full on a GPU)")
+        p.add_argument(
+            "--profile", default="auto", help="quick, full, or auto (quick on a CPU, full on a GPU)"
+        )
         p.add_argument("-p", "--params", default="", help='overrides: "name=value name2=value2"')
         p.add_argument("--params-file", help="YAML file of overrides")
     sub.add_parser("notebooks")

@@ -13,9 +13,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from mlx_workbook.core import measure, published, verdicts
-from mlx_workbook.report import plots
-from mlx_workbook.report.text import where  # noqa: F401  (used by the findings modules too)
 from mlx_workbook.probes.kernels import Ceiling
+from mlx_workbook.report import plots
 
 GB = 1e9
 PARTS = ["embedding_rows", "lm_head", "dense_layers", "experts_active", "kv_read", "kv_written"]
@@ -37,15 +36,25 @@ def as_text(s: measure.Stats | None, unit: str = "", scale: float = 1.0, digits:
 def bytes_table(acc: pd.DataFrame) -> pd.DataFrame:
     """The accounting in GB, for display."""
     gb = acc.assign(**{p: acc[p] / GB for p in PARTS + ["weights", "total", "weight_bytes"]})
-    return gb[["label", "weight_bytes", "weights", "kv_read", "total"]].rename(columns={
-        "weight_bytes": "weights stored (GB)", "weights": "weights read (GB)", "kv_read": "KV read (GB)",
-        "total": "moved per token (GB)"})
+    return gb[["label", "weight_bytes", "weights", "kv_read", "total"]].rename(
+        columns={
+            "weight_bytes": "weights stored (GB)",
+            "weights": "weights read (GB)",
+            "kv_read": "KV read (GB)",
+            "total": "moved per token (GB)",
+        }
+    )
 
 
 def bytes_chart(acc: pd.DataFrame, context: float) -> Figure:
     gb = acc.assign(**{p: acc[p] / GB for p in PARTS})
-    return plots.stacked_bars(gb, category="label", parts=PARTS, ylabel="GB moved per decoded token",
-                              title=f"Bytes per token at context {context:g} (library accounting)")
+    return plots.stacked_bars(
+        gb,
+        category="label",
+        parts=PARTS,
+        ylabel="GB moved per decoded token",
+        title=f"Bytes per token at context {context:g} (library accounting)",
+    )
 
 
 # --- the size sweep ------------------------------------------------------------------------------------------
@@ -55,11 +64,33 @@ def config_table(df: pd.DataFrame, experiment: str = "decode") -> pd.DataFrame:
     """One row per configuration: medians and 95% intervals of decode/prompt tok/s and efficiency."""
     rows = []
     d = df[df.experiment == experiment]
-    for label, g in d.groupby("label", sort=False):
+    for _, g in d.groupby("label", sort=False):
         first = g.iloc[0]
-        row = {k: first[k] for k in ("label", "model", "quant", "bits", "dtype", "moe", "params", "weight_bytes",
-                                     "bytes_per_token", "weights_read_bytes", "kv_bytes", "roofline_tps")}
-        for metric in ("decode_tps", "steady_tps", "prompt_tps", "ms_per_token", "efficiency", "peak_memory_gb"):
+        row = {
+            k: first[k]
+            for k in (
+                "label",
+                "model",
+                "quant",
+                "bits",
+                "dtype",
+                "moe",
+                "params",
+                "weight_bytes",
+                "bytes_per_token",
+                "weights_read_bytes",
+                "kv_bytes",
+                "roofline_tps",
+            )
+        }
+        for metric in (
+            "decode_tps",
+            "steady_tps",
+            "prompt_tps",
+            "ms_per_token",
+            "efficiency",
+            "peak_memory_gb",
+        ):
             s = measure.summarize(g[g.metric == metric].value)
             row.update({metric: s.median, f"{metric}_low": s.low, f"{metric}_high": s.high})
         rows.append(row)
@@ -116,13 +147,27 @@ def skipped(df: pd.DataFrame) -> pd.DataFrame:
 
 def skipped_text(df: pd.DataFrame) -> str:
     s = skipped(df)
-    return "" if s.empty else "**Skipped configurations:**\n" + "\n".join(f"- {r.label}: {r.reason}"
-                                                                          for r in s.itertuples())
+    return (
+        ""
+        if s.empty
+        else "**Skipped configurations:**\n" + "\n".join(f"- {r.label}: {r.reason}" for r in s.itertuples())
+    )
 
 
 def sweep_view(table: pd.DataFrame) -> pd.DataFrame:
-    cols = ["label", "bytes_per_token", "decode_tps", "decode_tps_low", "decode_tps_high", "prompt_tps",
-            "roofline_tps", "efficiency", "efficiency_vs_peak", "regime", "peak_memory_gb"]
+    cols = [
+        "label",
+        "bytes_per_token",
+        "decode_tps",
+        "decode_tps_low",
+        "decode_tps_high",
+        "prompt_tps",
+        "roofline_tps",
+        "efficiency",
+        "efficiency_vs_peak",
+        "regime",
+        "peak_memory_gb",
+    ]
     return table.reindex(columns=[c for c in cols if c in table]).round(3)
 
 
@@ -130,20 +175,40 @@ def decode_chart(table: pd.DataFrame, acc: pd.DataFrame, ceiling: Ceiling, where
     """Decode tok/s against bytes per token (log-log) with the measured and published rooflines, and the
     original's M4 Max 4-bit numbers placed at our byte count of the same-shaped preset."""
     lines = table.rename(columns={"decode_tps": "median", "decode_tps_low": "low", "decode_tps_high": "high"})
-    fig = plots.lines_with_intervals(lines.assign(bytes_gb=lines.bytes_per_token / GB), x="bytes_gb",
-                                     series="series", logy=True, title=f"Decode speed vs bytes per token, {where}",
-                                     xlabel="GB moved per token (log scale)",
-                                     ylabel="decode tok/s (median, 95% interval)")
+    fig = plots.lines_with_intervals(
+        lines.assign(bytes_gb=lines.bytes_per_token / GB),
+        x="bytes_gb",
+        series="series",
+        logy=True,
+        title=f"Decode speed vs bytes per token, {where}",
+        xlabel="GB moved per token (log scale)",
+        ylabel="decode tok/s (median, 95% interval)",
+    )
     fig.axes[0].set_xscale("log")
-    xs = np.geomspace(table.bytes_per_token.min() * 0.8, max(table.bytes_per_token.max(), acc.total.max()) * 1.2, 50)
+    xs = np.geomspace(
+        table.bytes_per_token.min() * 0.8, max(table.bytes_per_token.max(), acc.total.max()) * 1.2, 50
+    )
     plots.add_curve(fig, xs / GB, ceiling.gbs * GB / xs, f"roofline at measured {ceiling.gbs:.0f} GB/s")
     if ceiling.published_gbs:
-        plots.add_curve(fig, xs / GB, ceiling.published_gbs * GB / xs,
-                        f"roofline at published peak {ceiling.published_gbs:g} GB/s", style=":", color="#999999")
+        plots.add_curve(
+            fig,
+            xs / GB,
+            ceiling.published_gbs * GB / xs,
+            f"roofline at published peak {ceiling.published_gbs:g} GB/s",
+            style=":",
+            color="#999999",
+        )
     ref = published_at_our_bytes(acc)
     if not ref.empty:
-        plots.add_curve(fig, ref.total / GB, ref.tok_s, "published: M4 Max, 4-bit (other hardware)", style="none",
-                        color="#9467bd", marker="s")
+        plots.add_curve(
+            fig,
+            ref.total / GB,
+            ref.tok_s,
+            "published: M4 Max, 4-bit (other hardware)",
+            style="none",
+            color="#9467bd",
+            marker="s",
+        )
     return fig
 
 
@@ -156,10 +221,15 @@ def published_at_our_bytes(acc: pd.DataFrame) -> pd.DataFrame:
 
 def prompt_chart(table: pd.DataFrame, prompt_tokens: int, where: str) -> Figure:
     lines = table.rename(columns={"prompt_tps": "median", "prompt_tps_low": "low", "prompt_tps_high": "high"})
-    fig = plots.lines_with_intervals(lines.assign(weights_gb=lines.weight_bytes / GB), x="weights_gb",
-                                     series="series", logy=True,
-                                     title=f"Prompt speed ({prompt_tokens}-token prompt) vs weight size, {where}",
-                                     xlabel="GB of weights (log scale)", ylabel="prompt tok/s (median, 95% interval)")
+    fig = plots.lines_with_intervals(
+        lines.assign(weights_gb=lines.weight_bytes / GB),
+        x="weights_gb",
+        series="series",
+        logy=True,
+        title=f"Prompt speed ({prompt_tokens}-token prompt) vs weight size, {where}",
+        xlabel="GB of weights (log scale)",
+        ylabel="prompt tok/s (median, 95% interval)",
+    )
     fig.axes[0].set_xscale("log")
     return fig
 
@@ -169,9 +239,14 @@ def efficiency_chart(table: pd.DataFrame, ceiling: Ceiling, threshold: float, wh
     marks = {f"bandwidth-bound threshold {threshold:g}": threshold}
     if (table.efficiency_high > 1).any():
         marks["the measured ceiling (1.0)"] = 1.0
-    return plots.bars_with_intervals(eff, category="model", group="quant", ylabel="measured / roofline",
-                                     ceilings=marks,
-                                     title=f"Decode efficiency against the {ceiling.gbs:.0f} GB/s roofline, {where}")
+    return plots.bars_with_intervals(
+        eff,
+        category="model",
+        group="quant",
+        ylabel="measured / roofline",
+        ceilings=marks,
+        title=f"Decode efficiency against the {ceiling.gbs:.0f} GB/s roofline, {where}",
+    )
 
 
 def regimes_text(table: pd.DataFrame) -> str:
@@ -185,26 +260,52 @@ def over_ceiling_text(table: pd.DataFrame, ceiling: Ceiling) -> str:
     over = table[table.efficiency > 1]
     if over.empty:
         return ""
-    peak = (f"; against the published peak of {ceiling.published_gbs:g} GB/s they reach "
-            f"{over.efficiency_vs_peak.min():.0%} to {over.efficiency_vs_peak.max():.0%}"
-            if "efficiency_vs_peak" in over else "")
-    return (f"{len(over)} configuration(s) decode above the measured-bandwidth roofline ({', '.join(over.label)}: "
-            f"up to {over.efficiency.max():.0%}): decoding moved bytes faster than the {ceiling.gbs:.0f} GB/s "
-            f"probe did, so the probe underestimates this device's sustained bandwidth{peak}.")
+    peak = (
+        f"; against the published peak of {ceiling.published_gbs:g} GB/s they reach "
+        f"{over.efficiency_vs_peak.min():.0%} to {over.efficiency_vs_peak.max():.0%}"
+        if "efficiency_vs_peak" in over
+        else ""
+    )
+    return (
+        f"{len(over)} configuration(s) decode above the measured-bandwidth roofline ({', '.join(over.label)}: "
+        f"up to {over.efficiency.max():.0%}): decoding moved bytes faster than the {ceiling.gbs:.0f} GB/s "
+        f"probe did, so the probe underestimates this device's sustained bandwidth{peak}."
+    )
 
 
 def efficiency_note(table: pd.DataFrame, ceiling: Ceiling) -> str:
-    return " ".join(filter(None, [f"Fastest step of the sweep: {table.floor_ms.iloc[0]:.2f} ms per token. "
-                                  f"{regimes_text(table)}.", over_ceiling_text(table, ceiling)]))
+    return " ".join(
+        filter(
+            None,
+            [
+                f"Fastest step of the sweep: {table.floor_ms.iloc[0]:.2f} ms per token. "
+                f"{regimes_text(table)}.",
+                over_ceiling_text(table, ceiling),
+            ],
+        )
+    )
 
 
 def moe_view(table: pd.DataFrame, ceiling: Ceiling) -> pd.DataFrame:
     """MoE rows beside the roofline an all-experts accounting would give (empty when no MoE ran)."""
     moe = table[table.moe]
-    view = moe.assign(all_weights_roofline_tps=ceiling.gbs * GB / moe.weight_bytes,
-                      active_share=moe.weights_read_bytes / moe.weight_bytes)
-    return view[["label", "weight_bytes", "weights_read_bytes", "active_share", "decode_tps", "roofline_tps",
-                 "all_weights_roofline_tps", "efficiency", "regime"]].round(3)
+    view = moe.assign(
+        all_weights_roofline_tps=ceiling.gbs * GB / moe.weight_bytes,
+        active_share=moe.weights_read_bytes / moe.weight_bytes,
+    )
+    return view[
+        [
+            "label",
+            "weight_bytes",
+            "weights_read_bytes",
+            "active_share",
+            "decode_tps",
+            "roofline_tps",
+            "all_weights_roofline_tps",
+            "efficiency",
+            "regime",
+        ]
+    ].round(3)
 
 
 # --- projection onto the original's hardware -----------------------------------------------------------------
@@ -219,8 +320,14 @@ def size_label(model: str) -> str:
 def original_machines() -> pd.DataFrame:
     """The original write-up's chips with their published bandwidths (machine, bandwidth_low/high GB/s)."""
     est = published.table("004_bandwidth", "bandwidth_estimates")
-    return pd.DataFrame({"machine": est.chip, "bandwidth_low": est.bandwidth_gbs_low,
-                         "bandwidth_high": est.bandwidth_gbs_high, "here": False})
+    return pd.DataFrame(
+        {
+            "machine": est.chip,
+            "bandwidth_low": est.bandwidth_gbs_low,
+            "bandwidth_high": est.bandwidth_gbs_high,
+            "here": False,
+        }
+    )
 
 
 # quick_reference names hardware by machine; bandwidth_estimates by chip: one name per chip here.
@@ -230,19 +337,46 @@ _CHIP_OF = {"M4 Air 32GB": "M4 (Air/Mini)", "M4 Pro 48GB": "M4 Pro", "M4 Max 128
 def published_decode() -> pd.DataFrame:
     """Every published 4-bit decode tok/s (measured or estimated) by chip and model size."""
     quick = published.table("004_bandwidth", "quick_reference")
-    rows = [{"machine": _CHIP_OF[r.hardware], "size": r.model, "tok_s_low": r.tok_s_low, "tok_s_high": r.tok_s_high,
-             "basis": r.basis} for r in quick.itertuples()]
-    rows += [{"machine": "M4 Max", "size": r.model, "tok_s_low": r.tok_s, "tok_s_high": r.tok_s,
-              "basis": "measured, scaling table"} for r in published.table("004_bandwidth", "model_size_scaling").itertuples()]
+    rows = [
+        {
+            "machine": _CHIP_OF[r.hardware],
+            "size": r.model,
+            "tok_s_low": r.tok_s_low,
+            "tok_s_high": r.tok_s_high,
+            "basis": r.basis,
+        }
+        for r in quick.itertuples()
+    ]
+    rows += [
+        {
+            "machine": "M4 Max",
+            "size": r.model,
+            "tok_s_low": r.tok_s,
+            "tok_s_high": r.tok_s,
+            "basis": "measured, scaling table",
+        }
+        for r in published.table("004_bandwidth", "model_size_scaling").itertuples()
+    ]
     for r in published.table("004_bandwidth", "bandwidth_estimates").itertuples():
-        rows += [{"machine": r.chip, "size": "7B", "tok_s_low": r.est_7b_tok_s_low, "tok_s_high": r.est_7b_tok_s_high,
-                  "basis": "estimate"}]
+        rows += [
+            {
+                "machine": r.chip,
+                "size": "7B",
+                "tok_s_low": r.est_7b_tok_s_low,
+                "tok_s_high": r.est_7b_tok_s_high,
+                "basis": "estimate",
+            }
+        ]
     return pd.DataFrame(rows)
 
 
 def _published_text(pub: pd.DataFrame) -> str:
-    return "; ".join((f"{r.tok_s_low:g}" if r.tok_s_low == r.tok_s_high else f"{r.tok_s_low:g}-{r.tok_s_high:g}")
-                     + f" ({r.basis})" for r in pub.itertuples() if pd.notna(r.tok_s_low))
+    return "; ".join(
+        (f"{r.tok_s_low:g}" if r.tok_s_low == r.tok_s_high else f"{r.tok_s_low:g}-{r.tok_s_high:g}")
+        + f" ({r.basis})"
+        for r in pub.itertuples()
+        if pd.notna(r.tok_s_low)
+    )
 
 
 def projection(configs: pd.DataFrame, machines: pd.DataFrame, pub: pd.DataFrame) -> pd.DataFrame:
@@ -257,12 +391,25 @@ def projection(configs: pd.DataFrame, machines: pd.DataFrame, pub: pd.DataFrame)
         for c in configs.itertuples():
             low, high = m.bandwidth_low * GB / c.bytes_per_token, m.bandwidth_high * GB / c.bytes_per_token
             same = pub[(pub.machine == m.machine) & (pub["size"] == size_label(c.model))]
-            band = f"{m.bandwidth_low:.0f}" if m.bandwidth_low == m.bandwidth_high else f"{m.bandwidth_low:.0f}-{m.bandwidth_high:.0f}"
-            rows.append({"machine": m.machine, "bandwidth_gbs": band, "config": c.label,
-                         "bytes_per_token_gb": c.bytes_per_token / GB, "efficiency_used": c.efficiency,
-                         "roofline_tps": high, "predicted_tps_low": low * c.efficiency,
-                         "predicted_tps_high": high * c.efficiency,
-                         "measured_here_tps": c.decode_tps if m.here else np.nan, "published_tps": _published_text(same)})
+            band = (
+                f"{m.bandwidth_low:.0f}"
+                if m.bandwidth_low == m.bandwidth_high
+                else f"{m.bandwidth_low:.0f}-{m.bandwidth_high:.0f}"
+            )
+            rows.append(
+                {
+                    "machine": m.machine,
+                    "bandwidth_gbs": band,
+                    "config": c.label,
+                    "bytes_per_token_gb": c.bytes_per_token / GB,
+                    "efficiency_used": c.efficiency,
+                    "roofline_tps": high,
+                    "predicted_tps_low": low * c.efficiency,
+                    "predicted_tps_high": high * c.efficiency,
+                    "measured_here_tps": c.decode_tps if m.here else np.nan,
+                    "published_tps": _published_text(same),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -276,22 +423,44 @@ def projection_configs(table: pd.DataFrame, acc: pd.DataFrame, presets: list[str
         ran = dense[(dense.model == name) & (dense.bits == bits)]
         same_width = dense[dense.bits == bits]
         source = ran if not ran.empty else (same_width.tail(1) if not same_width.empty else dense.tail(1))
-        rows.append({"label": row.label, "model": name, "bytes_per_token": row.total,
-                     "efficiency": float(source.efficiency.iloc[0]), "efficiency_from": source.label.iloc[0],
-                     "decode_tps": float(ran.decode_tps.iloc[0]) if not ran.empty else np.nan})
+        rows.append(
+            {
+                "label": row.label,
+                "model": name,
+                "bytes_per_token": row.total,
+                "efficiency": float(source.efficiency.iloc[0]),
+                "efficiency_from": source.label.iloc[0],
+                "decode_tps": float(ran.decode_tps.iloc[0]) if not ran.empty else np.nan,
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def projection_table(table: pd.DataFrame, acc: pd.DataFrame, ceiling: Ceiling, device: str, presets: list[str],
-                     bits: int) -> pd.DataFrame:
+def projection_table(
+    table: pd.DataFrame, acc: pd.DataFrame, ceiling: Ceiling, device: str, presets: list[str], bits: int
+) -> pd.DataFrame:
     """The original's chips at their published bandwidths, plus this device at its measured bandwidth and its
     published peak; published tok/s beside every prediction, never in it."""
     configs = projection_configs(table, acc, presets, bits)
-    here = [{"machine": f"{device} (measured)", "bandwidth_low": ceiling.gbs, "bandwidth_high": ceiling.gbs,
-             "here": True}]
+    here = [
+        {
+            "machine": f"{device} (measured)",
+            "bandwidth_low": ceiling.gbs,
+            "bandwidth_high": ceiling.gbs,
+            "here": True,
+        }
+    ]
     if ceiling.published_gbs:
-        here.append({"machine": f"{device} (published peak)", "bandwidth_low": ceiling.published_gbs,
-                     "bandwidth_high": ceiling.published_gbs, "here": True})
+        here.append(
+            {
+                "machine": f"{device} (published peak)",
+                "bandwidth_low": ceiling.published_gbs,
+                "bandwidth_high": ceiling.published_gbs,
+                "here": True,
+            }
+        )
     machines = pd.concat([original_machines(), pd.DataFrame(here)], ignore_index=True)
     proj = projection(configs, machines, published_decode())
-    return proj.merge(configs[["label", "efficiency_from"]], left_on="config", right_on="label").drop(columns="label")
+    return proj.merge(configs[["label", "efficiency_from"]], left_on="config", right_on="label").drop(
+        columns="label"
+    )

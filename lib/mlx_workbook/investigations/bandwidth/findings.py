@@ -14,16 +14,19 @@ import pandas as pd
 
 from mlx_workbook.core import measure, published, verdicts
 from mlx_workbook.core.results import Finding
-from mlx_workbook.models.roofline import mean_context, quant_label
-from mlx_workbook.probes.kernels import Ceiling
 from mlx_workbook.investigations.bandwidth import analysis as bw
 from mlx_workbook.investigations.bandwidth import serving_analysis as sv
+from mlx_workbook.models.roofline import mean_context, quant_label
+from mlx_workbook.probes.kernels import Ceiling
+from mlx_workbook.report import text
 
 SEVEN_B = ["qwen2.5-7b", "llama-3-8b", "mistral-7b"]  # the write-ups' "7B" class, in order of preference
 SRC = "004_bandwidth"  # the write-up whose tables these findings quote
 
 # Our tolerances and thresholds (method parameters, not published figures):
-BOUND_SHARE_HOLDS = 0.75  # "decode is bandwidth-bound" holds when at least this share of dense configurations is
+BOUND_SHARE_HOLDS = (
+    0.75  # "decode is bandwidth-bound" holds when at least this share of dense configurations is
+)
 BOUND_SHARE_FAILS = 0.25  # ... and does not hold when at most this share is (in between: inconclusive)
 DOUBLING_TOLERANCE = 0.25  # x per 2x bytes: the "roughly" of the published rule of thumb
 APPROX_GB_TOLERANCE = 0.4  # the "~" of the published GB-per-token range, in GB
@@ -41,17 +44,27 @@ class Ctx:
         self.dec = self.df[self.df.experiment == "decode"]
         self.table = bw.decode_table(self.df, self.params["bound_threshold"], self.ceiling)
         self.dense = self.table[~self.table.moe]
-        self.where = bw.where(self.df)
+        self.where = text.where(self.df)
         self.out: list[Finding] = []
 
     def stats(self, label, metric):
         values = self.dec[(self.dec.label == label) & (self.dec.metric == metric)].value
         return measure.summarize(values) if label and len(values) else None
 
-    def add(self, claim_id, verdict, statement, measured: verdicts.Interval | None, unit, section, headline=False):
-        self.out.append(Finding(id=claim_id, statement=statement, verdict=verdict, section=section, headline=headline,
-                                measured=measured.measured(unit) if measured else None,
-                                published=published.reference(claim_id)))
+    def add(
+        self, claim_id, verdict, statement, measured: verdicts.Interval | None, unit, section, headline=False
+    ):
+        self.out.append(
+            Finding(
+                id=claim_id,
+                statement=statement,
+                verdict=verdict,
+                section=section,
+                headline=headline,
+                measured=measured.measured(unit) if measured else None,
+                published=published.reference(claim_id),
+            )
+        )
 
     def first_ran(self, names, quant):
         return next((f"{n} {quant}" for n in names if f"{n} {quant}" in set(self.table.label)), None)
@@ -60,10 +73,16 @@ class Ctx:
         """Says so when an efficiency interval passes 100%: the probe, not decoding, is then the weaker figure."""
         if not s or s.high <= 1:
             return ""
-        peak = (f"; against the published peak of {self.ceiling.published_gbs:g} GB/s it is "
-                f"{s.median * self.ceiling.gbs / self.ceiling.published_gbs:.0%}" if self.ceiling.published_gbs else "")
-        return (f" Above 100%: decoding moved bytes faster than the {self.ceiling.gbs:.0f} GB/s bandwidth probe did, "
-                f"so the probe underestimates this device's sustained bandwidth{peak}.")
+        peak = (
+            f"; against the published peak of {self.ceiling.published_gbs:g} GB/s it is "
+            f"{s.median * self.ceiling.gbs / self.ceiling.published_gbs:.0%}"
+            if self.ceiling.published_gbs
+            else ""
+        )
+        return (
+            f" Above 100%: decoding moved bytes faster than the {self.ceiling.gbs:.0f} GB/s bandwidth probe did, "
+            f"so the probe underestimates this device's sustained bandwidth{peak}."
+        )
 
 
 iv, txt = bw.interval, bw.as_text
@@ -74,8 +93,14 @@ def findings(df: pd.DataFrame, acc: pd.DataFrame, ceiling: Ceiling, params: dict
     for part in (_efficiency, _size_and_bytes, _model_tables, _apple_and_projection):
         part(c)
     c.out += sv.findings(df, c.where, params)
-    c.out.append(Finding(id="bandwidth_ceiling", section="ceiling", statement=f"Rooflines use {ceiling.describe()}.",
-                         measured=verdicts.Interval(ceiling.gbs, ceiling.low, ceiling.high).measured("GB/s")))
+    c.out.append(
+        Finding(
+            id="bandwidth_ceiling",
+            section="ceiling",
+            statement=f"Rooflines use {ceiling.describe()}.",
+            measured=verdicts.Interval(ceiling.gbs, ceiling.low, ceiling.high).measured("GB/s"),
+        )
+    )
     missing = {cl["id"] for cl in published.claims("04_bandwidth")} - {f.id for f in c.out}
     assert not missing, f"claims without a finding: {sorted(missing)}"
     return c.out
@@ -95,97 +120,172 @@ def _efficiency(c: Ctx) -> None:
     for fid, quant in [("efficiency_7b_bf16", dtype_q), ("efficiency_7b_4bit", "4-bit")]:
         label = c.first_ran(SEVEN_B, quant)
         s = c.stats(label, "efficiency")
-        c.out.append(Finding(
-            id=fid, section="efficiency", verdict="measured" if s else verdicts.INCONCLUSIVE,
-            measured=iv(s, 100).measured("%") if s else None,
-            headline=fid == "efficiency_7b_4bit" and s is not None,
-            statement=(f"{label} decodes at {txt(s, '%', 100)} of the {g:.0f} GB/s roofline "
-                       f"({txt(c.stats(label, 'steady_tps'), ' tok/s')} vs {table.roofline_tps[label]:.1f} tok/s for "
-                       f"{table.bytes_per_token[label] / 1e9:.2f} GB per token), {c.where}." + c.over(s)
-                       if s else f"No 7-8B {quant} preset ran in this profile ({c.params['profile']}); see the full "
-                                 "profile's run.")))
+        c.out.append(
+            Finding(
+                id=fid,
+                section="efficiency",
+                verdict="measured" if s else verdicts.INCONCLUSIVE,
+                measured=iv(s, 100).measured("%") if s else None,
+                headline=fid == "efficiency_7b_4bit" and s is not None,
+                statement=(
+                    f"{label} decodes at {txt(s, '%', 100)} of the {g:.0f} GB/s roofline "
+                    f"({txt(c.stats(label, 'steady_tps'), ' tok/s')} vs {table.roofline_tps[label]:.1f} tok/s for "
+                    f"{table.bytes_per_token[label] / 1e9:.2f} GB per token), {c.where}." + c.over(s)
+                    if s
+                    else f"No 7-8B {quant} preset ran in this profile ({c.params['profile']}); see the full "
+                    "profile's run."
+                ),
+            )
+        )
     threshold, dense = c.params["bound_threshold"], c.dense
     bound = dense.efficiency >= threshold
     share_bound = bound.mean()
     slope = bw.loglog_slope(dense) if dense.bytes_per_token.nunique() > 1 else None
     regimes = bw.regimes_text(c.table)
-    c.add("decode_bandwidth_bound",
-          verdicts.HOLDS if share_bound >= BOUND_SHARE_HOLDS else verdicts.DOES_NOT_HOLD
-          if share_bound <= BOUND_SHARE_FAILS else verdicts.INCONCLUSIVE,
-          f"{bound.sum()} of {len(dense)} dense configurations reach {threshold:.0%} of the {g:.0f} GB/s roofline "
-          f"(efficiency {dense.efficiency.min():.0%} to {dense.efficiency.max():.0%}); "
-          + (f"time per token grows as bytes^{slope['slope']:.2f} [{slope['low']:.2f}, {slope['high']:.2f}] "
-             "(1 would be purely bandwidth-bound). " if slope else "")
-          + f"Regimes: {regimes}. On {c.where}." + (" " + bw.over_ceiling_text(dense, c.ceiling)).rstrip(),
-          verdicts.Interval(float(np.median(dense.efficiency)), float(dense.efficiency.min()),
-                            float(dense.efficiency.max())).scaled(100), "% of roofline (median, min, max)",
-          "efficiency", headline=True)
+    c.add(
+        "decode_bandwidth_bound",
+        verdicts.HOLDS
+        if share_bound >= BOUND_SHARE_HOLDS
+        else verdicts.DOES_NOT_HOLD
+        if share_bound <= BOUND_SHARE_FAILS
+        else verdicts.INCONCLUSIVE,
+        f"{bound.sum()} of {len(dense)} dense configurations reach {threshold:.0%} of the {g:.0f} GB/s roofline "
+        f"(efficiency {dense.efficiency.min():.0%} to {dense.efficiency.max():.0%}); "
+        + (
+            f"time per token grows as bytes^{slope['slope']:.2f} [{slope['low']:.2f}, {slope['high']:.2f}] "
+            "(1 would be purely bandwidth-bound). "
+            if slope
+            else ""
+        )
+        + f"Regimes: {regimes}. On {c.where}."
+        + (" " + bw.over_ceiling_text(dense, c.ceiling)).rstrip(),
+        verdicts.Interval(
+            float(np.median(dense.efficiency)), float(dense.efficiency.min()), float(dense.efficiency.max())
+        ).scaled(100),
+        "% of roofline (median, min, max)",
+        "efficiency",
+        headline=True,
+    )
     x2 = verdicts.Interval(2 ** slope["slope"], 2 ** slope["low"], 2 ** slope["high"]) if slope else None
     lo2, hi2 = published.figure_range("bandwidth_doubling_doubles_tok_s")
-    c.add("bandwidth_doubling_doubles_tok_s",
-          verdicts.effect_matches(x2, lo2, hi2, DOUBLING_TOLERANCE) if x2 else verdicts.INCONCLUSIVE,
-          (f"One machine cannot change its bandwidth; under the roofline halving the bytes per token is the same "
-           f"lever. Across the dense sweep halving the bytes multiplies tok/s by {x2.value:.2f} [{x2.low:.2f}, "
-           f"{x2.high:.2f}] (published: {lo2:g}x per doubling of bandwidth, which purely bandwidth-bound decode "
-           f"would give; tolerance {DOUBLING_TOLERANCE:g})."
-           if x2 else "Needs at least two dense configurations with different bytes per token."),
-          x2, "x per 2x", "efficiency")
+    c.add(
+        "bandwidth_doubling_doubles_tok_s",
+        verdicts.effect_matches(x2, lo2, hi2, DOUBLING_TOLERANCE) if x2 else verdicts.INCONCLUSIVE,
+        (
+            f"One machine cannot change its bandwidth; under the roofline halving the bytes per token is the same "
+            f"lever. Across the dense sweep halving the bytes multiplies tok/s by {x2.value:.2f} [{x2.low:.2f}, "
+            f"{x2.high:.2f}] (published: {lo2:g}x per doubling of bandwidth, which purely bandwidth-bound decode "
+            f"would give; tolerance {DOUBLING_TOLERANCE:g})."
+            if x2
+            else "Needs at least two dense configurations with different bytes per token."
+        ),
+        x2,
+        "x per 2x",
+        "efficiency",
+    )
     floor_ms = float(c.table.floor_ms.iloc[0])
-    c.out.append(Finding(id="decode_regimes", section="efficiency", verdict="measured",
-                         measured=verdicts.Interval(floor_ms, floor_ms, floor_ms).measured("ms per token (fastest step)"),
-                         statement=f"Where decode stops being bandwidth-bound (threshold {threshold:.0%} of the "
-                                   f"roofline, fastest step {floor_ms:.2f} ms): {regimes}."))
+    c.out.append(
+        Finding(
+            id="decode_regimes",
+            section="efficiency",
+            verdict="measured",
+            measured=verdicts.Interval(floor_ms, floor_ms, floor_ms).measured("ms per token (fastest step)"),
+            statement=f"Where decode stops being bandwidth-bound (threshold {threshold:.0%} of the "
+            f"roofline, fastest step {floor_ms:.2f} ms): {regimes}.",
+        )
+    )
     ref4, note = _reference_4bit(c)
     s = c.stats(ref4, "efficiency")
     lo, hi = published.figure_range("bandwidth_efficiency_observed_range")
-    c.add("bandwidth_efficiency_observed_range",
-          verdicts.effect_matches(iv(s, 100), lo, hi) if s else verdicts.INCONCLUSIVE,
-          f"{ref4}{note} decodes at {txt(s, '%', 100)} of the measured-bandwidth roofline on {c.where} "
-          f"(published: {lo:g}-{hi:g}%)." + c.over(s) if s else "No 4-bit dense configuration ran.",
-          iv(s, 100), "%", "efficiency")
-    for cid, hw in [("bandwidth_efficiency_m4_air", "the M4 Air"), ("bandwidth_efficiency_m4_max", "the M4 Max"),
-                    ("m4_max_bandwidth_utilization", "the M4 Max")]:
-        c.add(cid, verdicts.NOT_APPLICABLE, f"A claim about {hw}, which this run is not. Here {ref4}{note} reaches "
-              f"{txt(s, '%', 100)} of its roofline on {c.where}." + (_m4_max_row_check() if cid.endswith("m4_max") else ""),
-              iv(s, 100), "%", "efficiency")
+    c.add(
+        "bandwidth_efficiency_observed_range",
+        verdicts.effect_matches(iv(s, 100), lo, hi) if s else verdicts.INCONCLUSIVE,
+        f"{ref4}{note} decodes at {txt(s, '%', 100)} of the measured-bandwidth roofline on {c.where} "
+        f"(published: {lo:g}-{hi:g}%)." + c.over(s)
+        if s
+        else "No 4-bit dense configuration ran.",
+        iv(s, 100),
+        "%",
+        "efficiency",
+    )
+    for cid, hw in [
+        ("bandwidth_efficiency_m4_air", "the M4 Air"),
+        ("bandwidth_efficiency_m4_max", "the M4 Max"),
+        ("m4_max_bandwidth_utilization", "the M4 Max"),
+    ]:
+        c.add(
+            cid,
+            verdicts.NOT_APPLICABLE,
+            f"A claim about {hw}, which this run is not. Here {ref4}{note} reaches "
+            f"{txt(s, '%', 100)} of its roofline on {c.where}."
+            + (_m4_max_row_check() if cid.endswith("m4_max") else ""),
+            iv(s, 100),
+            "%",
+            "efficiency",
+        )
     _python_overhead(c, ref4, s)
 
 
 def _m4_max_row_check() -> str:
     """The published M4 Max efficiency set against its own row of the theoretical-vs-observed table."""
     row = published.table(SRC, "theoretical_vs_observed").set_index("machine").loc["M4 Max"]
-    return (f" (The published {row.efficiency_pct:g}% does not follow from its own row: {row.observed_tok_s:g} / "
-            f"{row.theoretical_tok_s:g} tok/s is {row.observed_tok_s / row.theoretical_tok_s:.0%}.)")
+    return (
+        f" (The published {row.efficiency_pct:g}% does not follow from its own row: {row.observed_tok_s:g} / "
+        f"{row.theoretical_tok_s:g} tok/s is {row.observed_tok_s / row.theoretical_tok_s:.0%}.)"
+    )
 
 
 def _python_overhead(c: Ctx, ref4, s) -> None:
     """1 - efficiency bounds the non-memory share of a step only while efficiency stays below 100%."""
     limit = published.figure_range("python_overhead_lt_1pct")[1]  # "<1%": an upper bound only
     if not s:
-        c.add("python_overhead_lt_1pct", verdicts.INCONCLUSIVE, "No 4-bit dense configuration ran.", None, "",
-              "efficiency")
+        c.add(
+            "python_overhead_lt_1pct",
+            verdicts.INCONCLUSIVE,
+            "No 4-bit dense configuration ran.",
+            None,
+            "",
+            "efficiency",
+        )
         return
     if s.high > 1:
         peak = c.ceiling.published_gbs
         bound = (1 - s.median * c.ceiling.gbs / peak) * 100 if peak else None
-        c.add("python_overhead_lt_1pct", verdicts.INCONCLUSIVE,
-              f"{ref4} decodes at {txt(s, '%', 100)} of the measured-bandwidth roofline on {c.where}: above 100%, so "
-              "the probe underestimates the ceiling and 1 - efficiency bounds nothing."
-              + (f" Against the published peak ({peak:g} GB/s) everything that is not memory time is at most "
-                 f"{bound:.1f}% of a step, too large to confirm <{limit:g}% (the host share itself is measured in "
-                 "02_decode_loop)." if peak else ""),
-              verdicts.Interval(bound, bound, bound) if peak else None, "% (upper bound, published peak)", "efficiency")
+        c.add(
+            "python_overhead_lt_1pct",
+            verdicts.INCONCLUSIVE,
+            f"{ref4} decodes at {txt(s, '%', 100)} of the measured-bandwidth roofline on {c.where}: above 100%, so "
+            "the probe underestimates the ceiling and 1 - efficiency bounds nothing."
+            + (
+                f" Against the published peak ({peak:g} GB/s) everything that is not memory time is at most "
+                f"{bound:.1f}% of a step, too large to confirm <{limit:g}% (the host share itself is measured in "
+                "02_decode_loop)."
+                if peak
+                else ""
+            ),
+            verdicts.Interval(bound, bound, bound) if peak else None,
+            "% (upper bound, published peak)",
+            "efficiency",
+        )
         return
     py = verdicts.Interval.change_pct(s).scaled(-1)  # 1 - efficiency, in %
     # py is an upper bound on the Python share: "<1%" holds when py is surely below the limit (at_least on -py vs
     # -limit); a bound above the limit refutes nothing, so anything else is inconclusive.
     below = verdicts.at_least(py.scaled(-1), -limit) == verdicts.HOLDS
-    c.add("python_overhead_lt_1pct", verdicts.HOLDS if below else verdicts.INCONCLUSIVE,
-          f"Everything that is not the roofline's memory time is {verdicts.describe(py, '%')} of a {ref4} step on "
-          f"{c.where}: an upper bound on the Python share, " + (f"below {limit:g}%, so the claim holds." if below else
-                                                               f"too large to confirm <{limit:g}% (the host share "
-                                                               "itself is measured in 02_decode_loop)."),
-          py, "% (upper bound)", "efficiency")
+    c.add(
+        "python_overhead_lt_1pct",
+        verdicts.HOLDS if below else verdicts.INCONCLUSIVE,
+        f"Everything that is not the roofline's memory time is {verdicts.describe(py, '%')} of a {ref4} step on "
+        f"{c.where}: an upper bound on the Python share, "
+        + (
+            f"below {limit:g}%, so the claim holds."
+            if below
+            else f"too large to confirm <{limit:g}% (the host share itself is measured in 02_decode_loop)."
+        ),
+        py,
+        "% (upper bound)",
+        "efficiency",
+    )
 
 
 def _size_and_bytes(c: Ctx) -> None:
@@ -194,18 +294,32 @@ def _size_and_bytes(c: Ctx) -> None:
     gb = float(row.total.iloc[0]) / 1e9 if not row.empty else None
     b7 = verdicts.Interval(gb, gb, gb) if gb else None  # an accounting, not a timing: no interval
     lo, hi = published.figure_range("data_per_token_7b_4bit")
-    c.add("data_per_token_7b_4bit", verdicts.effect_matches(b7, lo, hi, APPROX_GB_TOLERANCE) if b7 else verdicts.INCONCLUSIVE,
-          f"The library's accounting gives {b7.value:.2f} GB per token for qwen2.5-7b 4-bit (group "
-          f"{c.params['group_size']}) at context {context:g}: {float(row.weights.iloc[0]) / 1e9:.2f} GB of weights read, "
-          f"{float(row.kv_read.iloc[0]) / 1e6:.1f} MB of KV cache (published ~{lo:g}-{hi:g} GB; the ~ read as a "
-          f"{APPROX_GB_TOLERANCE:g} GB tolerance)." if b7 else "qwen2.5-7b is not in projection_presets.",
-          b7, "GB", "bytes")
+    c.add(
+        "data_per_token_7b_4bit",
+        verdicts.effect_matches(b7, lo, hi, APPROX_GB_TOLERANCE) if b7 else verdicts.INCONCLUSIVE,
+        f"The library's accounting gives {b7.value:.2f} GB per token for qwen2.5-7b 4-bit (group "
+        f"{c.params['group_size']}) at context {context:g}: {float(row.weights.iloc[0]) / 1e9:.2f} GB of weights read, "
+        f"{float(row.kv_read.iloc[0]) / 1e6:.1f} MB of KV cache (published ~{lo:g}-{hi:g} GB; the ~ read as a "
+        f"{APPROX_GB_TOLERANCE:g} GB tolerance)."
+        if b7
+        else "qwen2.5-7b is not in projection_presets.",
+        b7,
+        "GB",
+        "bytes",
+    )
     dense = c.dense
     width = 4 if (dense.bits == 4).sum() >= 2 else dense.bits.mode().iloc[0]
     d = dense[dense.bits == width].sort_values("params")
     if d.model.nunique() < 2:
-        c.add("tok_s_sublinear_in_params", verdicts.INCONCLUSIVE, "Needs two dense presets of different size at one "
-              f"width; this profile ran {sorted(dense.model.unique())}.", None, "", "sweep")
+        c.add(
+            "tok_s_sublinear_in_params",
+            verdicts.INCONCLUSIVE,
+            "Needs two dense presets of different size at one "
+            f"width; this profile ran {sorted(dense.model.unique())}.",
+            None,
+            "",
+            "sweep",
+        )
         return
     small, large = d.iloc[0], d.iloc[-1]
     tps = c.dec[c.dec.metric == "decode_tps"]
@@ -214,53 +328,116 @@ def _size_and_bytes(c: Ctx) -> None:
     scaling = published.table(SRC, "model_size_scaling")  # the write-up's largest vs its smallest model
     pub, base = scaling.iloc[-1], scaling.iloc[0]
     # Sub-linear: the slowdown is at most the parameter ratio, i.e. -slowdown is at least -ratio (one at_least rule).
-    c.add("tok_s_sublinear_in_params", verdicts.at_least(iv(slow, -1), -ratio),
-          f"{large.label} is {txt(slow, 'x')} slower than {small.label} for {ratio:.1f}x the parameters and "
-          f"{large.bytes_per_token / small.bytes_per_token:.1f}x the bytes per token on {c.where}: sub-linear when "
-          "the slowdown is below the parameter ratio (small models pay a fixed per-token cost). Published: "
-          f"{pub.model} {pub.slowdown_x:g}x slower than {base.model} for {pub.params_x:g}x the parameters.", iv(slow),
-          "x", "sweep")
+    c.add(
+        "tok_s_sublinear_in_params",
+        verdicts.at_least(iv(slow, -1), -ratio),
+        f"{large.label} is {txt(slow, 'x')} slower than {small.label} for {ratio:.1f}x the parameters and "
+        f"{large.bytes_per_token / small.bytes_per_token:.1f}x the bytes per token on {c.where}: sub-linear when "
+        "the slowdown is below the parameter ratio (small models pay a fixed per-token cost). Published: "
+        f"{pub.model} {pub.slowdown_x:g}x slower than {base.model} for {pub.params_x:g}x the parameters.",
+        iv(slow),
+        "x",
+        "sweep",
+    )
 
 
 def _model_tables(c: Ctx) -> None:
     """Seed 002's mlx-lm tables: tok/s and prompt tok/s are Apple numbers; peak memory follows from the weights."""
     claims = {cl["id"] for cl in published.claims("04_bandwidth")}
     skipped = bw.skipped(c.df).set_index("label").reason
-    same_shape = {"qwen3_30b_a3b": ("qwen3-30b-a3b", "4-bit"), "mixtral_8x7b": ("mixtral-8x7b", "4-bit"),
-                  "mistral_7b": ("mistral-7b", "4-bit"), "glm45_air": (None, "3-bit")}
+    same_shape = {
+        "qwen3_30b_a3b": ("qwen3-30b-a3b", "4-bit"),
+        "mixtral_8x7b": ("mixtral-8x7b", "4-bit"),
+        "mistral_7b": ("mistral-7b", "4-bit"),
+        "glm45_air": (None, "3-bit"),
+    }
     for key, (preset, quant) in same_shape.items():
         label = f"{preset} {quant}" if preset else None
         s_tps, s_mem = c.stats(label, "decode_tps"), c.stats(label, "peak_memory_gb")
-        why = ("no GLM-4.5-Air preset in the library" if not preset else f"{label} did not run in this profile"
-               + (f" ({skipped[label]})" if label in skipped else ""))
-        ours = f"our mlx-lm decode of the same-shaped {label} is {txt(s_tps, ' tok/s')} on {c.where}" if s_tps else why
+        why = (
+            "no GLM-4.5-Air preset in the library"
+            if not preset
+            else f"{label} did not run in this profile" + (f" ({skipped[label]})" if label in skipped else "")
+        )
+        ours = (
+            f"our mlx-lm decode of the same-shaped {label} is {txt(s_tps, ' tok/s')} on {c.where}"
+            if s_tps
+            else why
+        )
         rust = next(cid for cid in sorted(claims) if cid.startswith(key) and cid.endswith("rust_vs_mlxlm"))
-        c.add(rust, verdicts.NOT_APPLICABLE, f"Rust binding vs mlx-lm: no Rust binding runs here; {ours}.",
-              iv(s_tps), "tok/s", "sweep")
-        c.add(f"mlxlm_tok_s_{key}_{quant[0]}bit", verdicts.NOT_APPLICABLE, f"Apple-silicon tok/s, hardware-specific; {ours}.",
-              iv(s_tps), "tok/s", "sweep")
+        c.add(
+            rust,
+            verdicts.NOT_APPLICABLE,
+            f"Rust binding vs mlx-lm: no Rust binding runs here; {ours}.",
+            iv(s_tps),
+            "tok/s",
+            "sweep",
+        )
+        c.add(
+            f"mlxlm_tok_s_{key}_{quant[0]}bit",
+            verdicts.NOT_APPLICABLE,
+            f"Apple-silicon tok/s, hardware-specific; {ours}.",
+            iv(s_tps),
+            "tok/s",
+            "sweep",
+        )
         lo, hi = published.figure_range(f"mlxlm_peak_mem_{key}_{quant[0]}bit")
-        c.add(f"mlxlm_peak_mem_{key}_{quant[0]}bit",
-              verdicts.effect_matches(iv(s_mem), lo, hi, PEAK_MEMORY_TOLERANCE * hi) if s_mem else verdicts.INCONCLUSIVE,
-              f"Peak memory (weights + cache + activations) follows from the weights, not the hardware: {label} peaks "
-              f"at {txt(s_mem, ' GB')} here vs {hi:g} GB published (tolerance {PEAK_MEMORY_TOLERANCE:.0%})."
-              if s_mem else f"Not measured: {why}.", iv(s_mem), "GB", "sweep")
+        c.add(
+            f"mlxlm_peak_mem_{key}_{quant[0]}bit",
+            verdicts.effect_matches(iv(s_mem), lo, hi, PEAK_MEMORY_TOLERANCE * hi)
+            if s_mem
+            else verdicts.INCONCLUSIVE,
+            f"Peak memory (weights + cache + activations) follows from the weights, not the hardware: {label} peaks "
+            f"at {txt(s_mem, ' GB')} here vs {hi:g} GB published (tolerance {PEAK_MEMORY_TOLERANCE:.0%})."
+            if s_mem
+            else f"Not measured: {why}.",
+            iv(s_mem),
+            "GB",
+            "sweep",
+        )
         if f"mlxlm_prompt_tok_s_{key}_{quant[0]}bit" in claims:
             s_p = c.stats(label, "prompt_tps")
-            c.add(f"mlxlm_prompt_tok_s_{key}_{quant[0]}bit", verdicts.NOT_APPLICABLE,
-                  "Prompt tok/s of a short prompt on Apple silicon, hardware-specific; "
-                  + (f"our {c.params['prompt_tokens']}-token prompt on {label} runs at {txt(s_p, ' tok/s')} on "
-                     f"{c.where}." if s_p else why + "."), iv(s_p), "tok/s", "sweep")
-    c.add("rust_cold_start_qwen3_moe", verdicts.NOT_APPLICABLE, "A cold start of the Rust binding; no Rust binding runs "
-          "here, and this notebook excludes its warm-up runs by design.", None, "", "sweep")
+            c.add(
+                f"mlxlm_prompt_tok_s_{key}_{quant[0]}bit",
+                verdicts.NOT_APPLICABLE,
+                "Prompt tok/s of a short prompt on Apple silicon, hardware-specific; "
+                + (
+                    f"our {c.params['prompt_tokens']}-token prompt on {label} runs at {txt(s_p, ' tok/s')} on "
+                    f"{c.where}."
+                    if s_p
+                    else why + "."
+                ),
+                iv(s_p),
+                "tok/s",
+                "sweep",
+            )
+    c.add(
+        "rust_cold_start_qwen3_moe",
+        verdicts.NOT_APPLICABLE,
+        "A cold start of the Rust binding; no Rust binding runs "
+        "here, and this notebook excludes its warm-up runs by design.",
+        None,
+        "",
+        "sweep",
+    )
 
 
 def _apple_and_projection(c: Ctx) -> None:
-    proj = bw.projection_table(c.table, c.acc, c.ceiling, c.df.device.iloc[0], c.params["projection_presets"],
-                               c.params["projection_bits"])
-    for size, cid in [("0.5b", "mlx_tok_s_qwen25_0_5b_4bit_m4max"), ("3b", "mlx_tok_s_qwen25_3b_4bit_m4max"),
-                      ("7b", "mlx_tok_s_qwen25_7b_4bit_m4max"), ("14b", "mlx_tok_s_qwen25_14b_4bit_m4max"),
-                      ("7b", "m4_air_7b_tok_s")]:
+    proj = bw.projection_table(
+        c.table,
+        c.acc,
+        c.ceiling,
+        c.df.device.iloc[0],
+        c.params["projection_presets"],
+        c.params["projection_bits"],
+    )
+    for size, cid in [
+        ("0.5b", "mlx_tok_s_qwen25_0_5b_4bit_m4max"),
+        ("3b", "mlx_tok_s_qwen25_3b_4bit_m4max"),
+        ("7b", "mlx_tok_s_qwen25_7b_4bit_m4max"),
+        ("14b", "mlx_tok_s_qwen25_14b_4bit_m4max"),
+        ("7b", "m4_air_7b_tok_s"),
+    ]:
         label = f"qwen2.5-{size} 4-bit"
         s = c.stats(label, "decode_tps")
         chip = "M4 Max" if cid.endswith("m4max") else "M4 (Air/Mini)"
@@ -268,21 +445,50 @@ def _apple_and_projection(c: Ctx) -> None:
         pred = ""
         if not pr.empty:
             r = pr.iloc[0]
-            span = f"{r.predicted_tps_low:.3g}" + (f"-{r.predicted_tps_high:.3g}" if r.predicted_tps_high != r.predicted_tps_low else "")
-            pred = (f" At the efficiency measured here ({r.efficiency_used:.1%}, from {r.efficiency_from}), the roofline "
-                    f"projects {span} tok/s for the {chip} (projection table).")
-        c.add(cid, verdicts.NOT_APPLICABLE, f"A measurement on Apple hardware. Here {label} decodes at "
-              + (f"{txt(s, ' tok/s')} on {c.where}." if s else "(not run in this profile).") + pred, iv(s), "tok/s",
-              "sweep")
+            span = f"{r.predicted_tps_low:.3g}" + (
+                f"-{r.predicted_tps_high:.3g}" if r.predicted_tps_high != r.predicted_tps_low else ""
+            )
+            pred = (
+                f" At the efficiency measured here ({r.efficiency_used:.1%}, from {r.efficiency_from}), the roofline "
+                f"projects {span} tok/s for the {chip} (projection table)."
+            )
+        c.add(
+            cid,
+            verdicts.NOT_APPLICABLE,
+            f"A measurement on Apple hardware. Here {label} decodes at "
+            + (f"{txt(s, ' tok/s')} on {c.where}." if s else "(not run in this profile).")
+            + pred,
+            iv(s),
+            "tok/s",
+            "sweep",
+        )
     for cid in ["mlx_vs_ollama_advantage_m4max", "m4_air_frameworks_converge"]:
-        c.add(cid, verdicts.NOT_APPLICABLE, "Compares MLX with Ollama on Apple hardware; Ollama is not part of this "
-              "workbook.", None, "", "sweep")
+        c.add(
+            cid,
+            verdicts.NOT_APPLICABLE,
+            "Compares MLX with Ollama on Apple hardware; Ollama is not part of this workbook.",
+            None,
+            "",
+            "sweep",
+        )
     air, mx_ = bw.original_machines().set_index("machine").bandwidth_low[["M4 (Air/Mini)", "M4 Max"]]
     lo, hi = published.figure_range("air_to_max_7b_speedup")
-    c.add("air_to_max_7b_speedup", verdicts.NOT_APPLICABLE,
-          f"An expectation for Apple hardware. At equal efficiency the roofline predicts {mx_ / air:.2f}x from "
-          f"{air:g} to {mx_:g} GB/s; the published {lo:g}-{hi:g}x would need the M4 Max to be {lo / (mx_ / air):.1f}-"
-          f"{hi / (mx_ / air):.1f}x more efficient than the Air.", None, "", "projection")
-    c.add("speculative_decoding_potential", verdicts.NOT_APPLICABLE,
-          "Speculative decoding's gain depends on how often the draft's tokens are accepted, which random-weight "
-          "presets cannot show; not measured here.", None, "", "sweep")
+    c.add(
+        "air_to_max_7b_speedup",
+        verdicts.NOT_APPLICABLE,
+        f"An expectation for Apple hardware. At equal efficiency the roofline predicts {mx_ / air:.2f}x from "
+        f"{air:g} to {mx_:g} GB/s; the published {lo:g}-{hi:g}x would need the M4 Max to be {lo / (mx_ / air):.1f}-"
+        f"{hi / (mx_ / air):.1f}x more efficient than the Air.",
+        None,
+        "",
+        "projection",
+    )
+    c.add(
+        "speculative_decoding_potential",
+        verdicts.NOT_APPLICABLE,
+        "Speculative decoding's gain depends on how often the draft's tokens are accepted, which random-weight "
+        "presets cannot show; not measured here.",
+        None,
+        "",
+        "sweep",
+    )

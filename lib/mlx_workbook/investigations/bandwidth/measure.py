@@ -10,17 +10,29 @@ import time
 
 import mlx.core as mx
 
-from mlx_workbook.probes import decode
 from mlx_workbook import models
 from mlx_workbook.core import results
 from mlx_workbook.models import roofline as rl
-from mlx_workbook.probes import kernels
+from mlx_workbook.probes import decode, kernels
 
 
-def validate(*, batch_sizes: list[int], lengths: list[int], prefix_tokens: int, suffix_tokens: int,
-             serving_bits: int, prequant_bits: int, presets: list[str], dtype: str = "bfloat16",
-             group_size: int = 64, projection_bits: int = 4, prompt_tokens: int = 1, gen_tokens: int = 2,
-             batch_tokens: int = 2, repeats: list[int] = (1,)) -> None:
+def validate(
+    *,
+    batch_sizes: list[int],
+    lengths: list[int],
+    prefix_tokens: int,
+    suffix_tokens: int,
+    serving_bits: int,
+    prequant_bits: int,
+    presets: list[str],
+    dtype: str = "bfloat16",
+    group_size: int = 64,
+    projection_bits: int = 4,
+    prompt_tokens: int = 1,
+    gen_tokens: int = 2,
+    batch_tokens: int = 2,
+    repeats: list[int] = (1,),
+) -> None:
     """One clear error for impossible parameters, before any model is built."""
     for name in presets:
         models.preset_config(name)
@@ -30,11 +42,15 @@ def validate(*, batch_sizes: list[int], lengths: list[int], prefix_tokens: int, 
     if not lengths or min(lengths) < 2:
         raise ValueError(f"lengths must be at least 2 tokens each (decode speed needs two), got {lengths}")
     if prefix_tokens < 1 or suffix_tokens < 1 or prompt_tokens < 1:
-        raise ValueError(f"prefix_tokens, suffix_tokens and prompt_tokens must be >= 1, got {prefix_tokens}, "
-                         f"{suffix_tokens}, {prompt_tokens}")
+        raise ValueError(
+            f"prefix_tokens, suffix_tokens and prompt_tokens must be >= 1, got {prefix_tokens}, "
+            f"{suffix_tokens}, {prompt_tokens}"
+        )
     if min(gen_tokens, batch_tokens) < 2 or min(repeats) < 1:
-        raise ValueError(f"gen_tokens and batch_tokens must be >= 2 (got {gen_tokens}, {batch_tokens}) and every "
-                         f"repeat count >= 1 (got {list(repeats)})")
+        raise ValueError(
+            f"gen_tokens and batch_tokens must be >= 2 (got {gen_tokens}, {batch_tokens}) and every "
+            f"repeat count >= 1 (got {list(repeats)})"
+        )
     for bits in (serving_bits, prequant_bits):
         models.check_bits(bits)
     if prequant_bits == 0:
@@ -100,34 +116,62 @@ def variants(name: str, widths: list[int], dtype: str, group_size: int):
 
 def build(name: str, bits: int, dtype: str = "bfloat16", group_size: int = 64) -> models.LoadedModel:
     """A preset at `bits` (0: unquantized), in float32 where the backend runs unquantized MoE only so."""
-    return models.build_preset(name, dtype=rl.base_dtype(models.preset_config(name), dtype), bits=bits or None,
-                               group_size=group_size)
+    return models.build_preset(
+        name, dtype=rl.base_dtype(models.preset_config(name), dtype), bits=bits or None, group_size=group_size
+    )
 
 
-def measure_decode(run: results.Run, loaded: models.LoadedModel, ceiling: kernels.Ceiling, *, prompt_tokens: int,
-                   gen_tokens: int, repeats: int, warmup_tokens: int = 8, experiment: str = "decode",
-                   **fields) -> None:
+def measure_decode(
+    run: results.Run,
+    loaded: models.LoadedModel,
+    ceiling: kernels.Ceiling,
+    *,
+    prompt_tokens: int,
+    gen_tokens: int,
+    repeats: int,
+    warmup_tokens: int = 8,
+    experiment: str = "decode",
+    **fields,
+) -> None:
     """Warm up once, then `repeats` generations; each trial stored with its bytes, roofline and efficiency."""
     prompt = models.random_prompt(loaded, prompt_tokens, seed=1)
     step = rl.bytes_per_step(loaded, rl.mean_context(prompt_tokens, gen_tokens))
     roof = rl.roofline_tps(step["total"], ceiling.gbs)
-    cols = {**loaded.describe(), "quant": rl.quant_label(loaded.bits or 0, loaded.dtype),
-            "moe": models.is_moe(loaded.config), "params": rl.parameter_count(loaded),
-            "bytes_per_token": step["total"], "weights_read_bytes": step["weights"],
-            "kv_bytes": step["kv_read"] + step["kv_written"], "roofline_tps": roof, "bandwidth_gbs": ceiling.gbs,
-            **fields}
+    cols = {
+        **loaded.describe(),
+        "quant": rl.quant_label(loaded.bits or 0, loaded.dtype),
+        "moe": models.is_moe(loaded.config),
+        "params": rl.parameter_count(loaded),
+        "bytes_per_token": step["total"],
+        "weights_read_bytes": step["weights"],
+        "kv_bytes": step["kv_read"] + step["kv_written"],
+        "roofline_tps": roof,
+        "bandwidth_gbs": ceiling.gbs,
+        **fields,
+    }
     decode.measure_generation(loaded.model, prompt, max(2, warmup_tokens))
     for trial in range(repeats):
         gen = decode.measure_generation(loaded.model, prompt, gen_tokens)
         steady_tps = 1e3 / gen.ms_per_token  # per decode interval (mlx-lm's decode_tps counts one token more)
         decode.record_generation(run, experiment, gen, trial=trial, **cols)
-        run.record_many(experiment, [dict(metric="steady_tps", value=steady_tps, unit="tokens/s", trial=trial, **cols),
-                                     dict(metric="efficiency", value=steady_tps / roof, unit="ratio", trial=trial,
-                                          **cols)])
+        run.record_many(
+            experiment,
+            [
+                dict(metric="steady_tps", value=steady_tps, unit="tokens/s", trial=trial, **cols),
+                dict(metric="efficiency", value=steady_tps / roof, unit="ratio", trial=trial, **cols),
+            ],
+        )
 
 
-def size_sweep(run: results.Run, plan: list[tuple], ceiling: kernels.Ceiling, *, dtype: str = "bfloat16",
-               group_size: int = 64, **decode_kwargs) -> list[dict]:
+def size_sweep(
+    run: results.Run,
+    plan: list[tuple],
+    ceiling: kernels.Ceiling,
+    *,
+    dtype: str = "bfloat16",
+    group_size: int = 64,
+    **decode_kwargs,
+) -> list[dict]:
     """Every (preset, bits) of the plan; a configuration that cannot run is recorded as skipped, with why."""
     skipped = []
     for name, widths in plan:
@@ -136,19 +180,25 @@ def size_sweep(run: results.Run, plan: list[tuple], ceiling: kernels.Ceiling, *,
             label = f"{name} {rl.quant_label(bits, rl.base_dtype(models.preset_config(name), dtype))}"
             if isinstance(loaded, Exception):
                 skipped.append({"model": name, "bits": bits, "label": label, "reason": str(loaded)})
-                run.record("skipped", "skipped", 1, "count", model=name, bits=bits, label=label, reason=str(loaded))
+                run.record(
+                    "skipped", "skipped", 1, "count", model=name, bits=bits, label=label, reason=str(loaded)
+                )
                 continue
             run.record("build", "build_s", time.perf_counter() - tic, "s", model=name, bits=bits, label=label)
             try:
                 measure_decode(run, loaded, ceiling, label=label, **decode_kwargs)
-            except (RuntimeError, ValueError) as exc:  # out of memory, a kernel this backend lacks: go on, say why
+            except (
+                RuntimeError,
+                ValueError,
+            ) as exc:  # out of memory, a kernel this backend lacks: go on, say why
                 skipped.append({"model": name, "bits": bits, "label": label, "reason": str(exc)})
-                run.record("skipped", "skipped", 1, "count", model=name, bits=bits, label=label, reason=str(exc))
+                run.record(
+                    "skipped", "skipped", 1, "count", model=name, bits=bits, label=label, reason=str(exc)
+                )
             loaded = None
             mx.clear_cache()
             tic = time.perf_counter()
     return skipped
-
 
 
 # --- batched decoding ----------------------------------------------------------------------------------------
@@ -170,8 +220,16 @@ def batch_generate_tokens(loaded: models.LoadedModel, prompts: list[list[int]], 
     return [out[u] for u in uids], stats
 
 
-def batch_sweep(run: results.Run, loaded: models.LoadedModel, ceiling: kernels.Ceiling, *, batch_sizes: list[int],
-                prompt_tokens: int, gen_tokens: int, repeats: int) -> None:
+def batch_sweep(
+    run: results.Run,
+    loaded: models.LoadedModel,
+    ceiling: kernels.Ceiling,
+    *,
+    batch_sizes: list[int],
+    prompt_tokens: int,
+    gen_tokens: int,
+    repeats: int,
+) -> None:
     """Aggregate decode tok/s per batch size against the batched roofline: B x bandwidth / bytes per step,
     where a step reads the weights once for all B sequences (plus each sequence's own KV cache)."""
     cols = {**loaded.describe(), "label": loaded.label, "bandwidth_gbs": ceiling.gbs}
@@ -179,20 +237,40 @@ def batch_sweep(run: results.Run, loaded: models.LoadedModel, ceiling: kernels.C
         prompts = [models.random_prompt(loaded, prompt_tokens, seed=100 + i).tolist() for i in range(b)]
         step = rl.bytes_per_step(loaded, rl.mean_context(prompt_tokens, gen_tokens), batch=b)
         roof = rl.roofline_tps(step["total"], ceiling.gbs, batch=b)
-        fields = {**cols, "batch": b, "step_bytes": step["total"], "roofline_tps": roof,
-                  "weights_per_token_bytes": step["weights"] / b}
+        fields = {
+            **cols,
+            "batch": b,
+            "step_bytes": step["total"],
+            "roofline_tps": roof,
+            "weights_per_token_bytes": step["weights"] / b,
+        }
         batch_generate_tokens(loaded, prompts, min(gen_tokens, 4))  # warm-up
         for trial in range(repeats):
             mx.reset_peak_memory()
             _, s = batch_generate_tokens(loaded, prompts, gen_tokens)
             agg = s.generation_tps
-            run.record_many("batch", [
-                dict(metric="aggregate_tps", value=agg, unit="tokens/s", trial=trial, **fields),
-                dict(metric="per_sequence_tps", value=agg / b, unit="tokens/s", trial=trial, **fields),
-                dict(metric="step_ms", value=1e3 * s.generation_time / max(1, s.generation_steps), unit="ms",
-                     trial=trial, **fields),
-                dict(metric="efficiency", value=agg / roof, unit="ratio", trial=trial, **fields),
-                dict(metric="peak_memory_gb", value=mx.get_peak_memory() / 1e9, unit="GB", trial=trial, **fields)])
+            run.record_many(
+                "batch",
+                [
+                    dict(metric="aggregate_tps", value=agg, unit="tokens/s", trial=trial, **fields),
+                    dict(metric="per_sequence_tps", value=agg / b, unit="tokens/s", trial=trial, **fields),
+                    dict(
+                        metric="step_ms",
+                        value=1e3 * s.generation_time / max(1, s.generation_steps),
+                        unit="ms",
+                        trial=trial,
+                        **fields,
+                    ),
+                    dict(metric="efficiency", value=agg / roof, unit="ratio", trial=trial, **fields),
+                    dict(
+                        metric="peak_memory_gb",
+                        value=mx.get_peak_memory() / 1e9,
+                        unit="GB",
+                        trial=trial,
+                        **fields,
+                    ),
+                ],
+            )
 
 
 # --- prompt caching ------------------------------------------------------------------------------------------
@@ -204,8 +282,9 @@ def prefill(loaded: models.LoadedModel, tokens: mx.array, cache: list) -> None:
     mx.eval([c.state for c in cache])
 
 
-def prompt_cache_ttft(run: results.Run, loaded: models.LoadedModel, *, prefix_tokens: int, suffix_tokens: int,
-                      repeats: int) -> dict:
+def prompt_cache_ttft(
+    run: results.Run, loaded: models.LoadedModel, *, prefix_tokens: int, suffix_tokens: int, repeats: int
+) -> dict:
     """Time to first token for prefix + suffix, from scratch vs with the prefix's KV cache already computed.
 
     The cached prefix is computed once (untimed: a single cold prefill says nothing); after each trial the cache
@@ -218,8 +297,12 @@ def prompt_cache_ttft(run: results.Run, loaded: models.LoadedModel, *, prefix_to
     prefix = models.random_prompt(loaded, prefix_tokens, seed=7)
     suffix = models.random_prompt(loaded, suffix_tokens, seed=8)
     full = mx.concatenate([prefix, suffix])
-    cols = {**loaded.describe(), "label": loaded.label, "prefix_tokens": prefix_tokens,
-            "suffix_tokens": suffix_tokens}
+    cols = {
+        **loaded.describe(),
+        "label": loaded.label,
+        "prefix_tokens": prefix_tokens,
+        "suffix_tokens": suffix_tokens,
+    }
     cache = make_prompt_cache(loaded.model)
     prefill(loaded, prefix, cache)
     trimmable = can_trim_prompt_cache(cache)
@@ -232,24 +315,36 @@ def prompt_cache_ttft(run: results.Run, loaded: models.LoadedModel, *, prefix_to
         return gen
 
     firsts = {}
-    variants = {"no cache": lambda: decode.measure_generation(loaded.model, full, 2),
-                "cached prefix": cached_first_tokens}
+    variants = {
+        "no cache": lambda: decode.measure_generation(loaded.model, full, 2),
+        "cached prefix": cached_first_tokens,
+    }
     for fn in variants.values():  # warm-up
         fn()
     for trial in range(repeats):
         for variant, fn in variants.items():  # interleaved, so drift hits both alike
             gen = fn()
             firsts[variant] = gen.tokens[0]
-            run.record("prompt_cache", "ttft_ms", 1e3 * gen.ttft_s, "ms", trial=trial, variant=variant,
-                       processed_tokens=gen.prompt_tokens, first_token=gen.tokens[0], **cols)
+            run.record(
+                "prompt_cache",
+                "ttft_ms",
+                1e3 * gen.ttft_s,
+                "ms",
+                trial=trial,
+                variant=variant,
+                processed_tokens=gen.prompt_tokens,
+                first_token=gen.tokens[0],
+                **cols,
+            )
     return {"first_tokens": firsts, "trimmed": trimmable}
 
 
 # --- generation lengths --------------------------------------------------------------------------------------
 
 
-def generation_lengths(run: results.Run, loaded: models.LoadedModel, *, lengths: list[int], prompt_tokens: int,
-                       repeats: int) -> None:
+def generation_lengths(
+    run: results.Run, loaded: models.LoadedModel, *, lengths: list[int], prompt_tokens: int, repeats: int
+) -> None:
     """Short / medium / long generations: decode speed, and how much of a request is its fixed start-up."""
     prompt = models.random_prompt(loaded, prompt_tokens, seed=11)
     cols = {**loaded.describe(), "label": loaded.label}
@@ -259,7 +354,24 @@ def generation_lengths(run: results.Run, loaded: models.LoadedModel, *, lengths:
             gen = decode.measure_generation(loaded.model, prompt, n)
             request_s = gen.ttft_s + gen.decode_s
             decode.record_generation(run, "lengths", gen, trial=trial, length=n, **cols)
-            run.record_many("lengths", [
-                dict(metric="request_tps", value=n / request_s, unit="tokens/s", trial=trial, length=n, **cols),
-                dict(metric="fixed_share", value=gen.ttft_s / request_s, unit="ratio", trial=trial, length=n,
-                     **cols)])
+            run.record_many(
+                "lengths",
+                [
+                    dict(
+                        metric="request_tps",
+                        value=n / request_s,
+                        unit="tokens/s",
+                        trial=trial,
+                        length=n,
+                        **cols,
+                    ),
+                    dict(
+                        metric="fixed_share",
+                        value=gen.ttft_s / request_s,
+                        unit="ratio",
+                        trial=trial,
+                        length=n,
+                        **cols,
+                    ),
+                ],
+            )

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import mlx.core as mx
 
-from mlx_workbook.probes import decode
 from mlx_workbook import models
 from mlx_workbook.core import results
 from mlx_workbook.models import roofline as rl
+from mlx_workbook.probes import decode
 
 
 def tokens_digest(tokens: list[int]) -> str:
@@ -33,16 +33,28 @@ def save_pair(preset: str, bits: int, folder: Path, *, group_size: int = 64, dty
     return paths
 
 
-def prequantized_vs_load_time(run: results.Run, preset: str, bits: int, *, prompt_tokens: int, gen_tokens: int,
-                              repeats: int, group_size: int = 64, dtype: str = "bfloat16") -> dict:
+def prequantized_vs_load_time(
+    run: results.Run,
+    preset: str,
+    bits: int,
+    *,
+    prompt_tokens: int,
+    gen_tokens: int,
+    repeats: int,
+    group_size: int = 64,
+    dtype: str = "bfloat16",
+) -> dict:
     """Load time and decode speed of a checkpoint saved quantized vs the same weights saved unquantized and
     quantized while loading, both through models.load_checkpoint (mlx_lm.load). Returns the generated tokens."""
     folder = Path(tempfile.mkdtemp(prefix="prequant-"))
     try:
         paths = save_pair(preset, bits, folder, group_size=group_size, dtype=dtype)
-        loaders = {"quantized at load time": lambda: models.load_checkpoint(str(paths["unquantized"]),
-                                                                            quantize_bits=bits, group_size=group_size),
-                   "pre-quantized": lambda: models.load_checkpoint(str(paths["quantized"]))}
+        loaders = {
+            "quantized at load time": lambda: models.load_checkpoint(
+                str(paths["unquantized"]), quantize_bits=bits, group_size=group_size
+            ),
+            "pre-quantized": lambda: models.load_checkpoint(str(paths["quantized"])),
+        }
         tokens = {}
         for trial in range(repeats):
             for variant, load in loaders.items():  # interleaved, so drift hits both alike
@@ -51,16 +63,26 @@ def prequantized_vs_load_time(run: results.Run, preset: str, bits: int, *, promp
                 loaded = load()
                 mx.eval(loaded.model.parameters())
                 load_s = time.perf_counter() - tic
-                cols = {**loaded.describe(), "model": preset, "label": f"{preset} {bits}-bit", "variant": variant,
-                        "checkpoint_bytes": sum(p.stat().st_size for p in paths["unquantized" if "load" in variant
-                                                                               else "quantized"].glob("*.safetensors"))}
+                cols = {
+                    **loaded.describe(),
+                    "model": preset,
+                    "label": f"{preset} {bits}-bit",
+                    "variant": variant,
+                    "checkpoint_bytes": sum(
+                        p.stat().st_size
+                        for p in paths["unquantized" if "load" in variant else "quantized"].glob(
+                            "*.safetensors"
+                        )
+                    ),
+                }
                 prompt = models.random_prompt(loaded, prompt_tokens, seed=5)
                 decode.measure_generation(loaded.model, prompt, 4)  # warm-up of this load
                 gen = decode.measure_generation(loaded.model, prompt, gen_tokens)
                 tokens[variant] = gen.tokens
                 run.record("prequant", "load_s", load_s, "s", trial=trial, **cols)
-                decode.record_generation(run, "prequant", gen, trial=trial, tokens_digest=tokens_digest(gen.tokens),
-                                         **cols)
+                decode.record_generation(
+                    run, "prequant", gen, trial=trial, tokens_digest=tokens_digest(gen.tokens), **cols
+                )
                 loaded = None
         return tokens
     finally:

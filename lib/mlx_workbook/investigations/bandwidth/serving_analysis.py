@@ -7,10 +7,10 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from mlx_workbook.core import measure, published, verdicts
-from mlx_workbook.report import plots
 from mlx_workbook.core.results import Finding
-from mlx_workbook.probes.kernels import Ceiling
 from mlx_workbook.investigations.bandwidth.analysis import as_text, interval
+from mlx_workbook.probes.kernels import Ceiling
+from mlx_workbook.report import plots
 
 SRC = "004_bandwidth"  # the write-up whose server-overhead table these findings quote
 PREQUANT_TOLERANCE_PTS = 10  # percentage points around the published gain: run-to-run decode noise is a few %
@@ -37,15 +37,24 @@ def batch_table(df: pd.DataFrame) -> pd.DataFrame:
     per_batch = b.groupby("batch")
     tab = tab.merge(per_batch.roofline_tps.first().rename("roofline_tps"), left_on="batch", right_index=True)
     tab["speedup_vs_1"] = tab["median"] / tab["median"].iloc[0]
-    tab["weights_read_per_token_mb"] = per_batch.weights_per_token_bytes.first().reindex(tab.batch).values / 1e6
+    tab["weights_read_per_token_mb"] = (
+        per_batch.weights_per_token_bytes.first().reindex(tab.batch).values / 1e6
+    )
     return tab.reset_index(drop=True)
 
 
 def batch_chart(df: pd.DataFrame, ceiling: Ceiling, where: str) -> Figure:
     tab = batch_table(df)
-    fig = plots.lines_with_intervals(tab.assign(series="measured"), x="batch", series="series", logx=True, logy=True,
-                                     title=f"Batched decoding, {served_label(df)}, {where}", xlabel="batch size",
-                                     ylabel="aggregate tok/s (median, 95% interval)")
+    fig = plots.lines_with_intervals(
+        tab.assign(series="measured"),
+        x="batch",
+        series="series",
+        logx=True,
+        logy=True,
+        title=f"Batched decoding, {served_label(df)}, {where}",
+        xlabel="batch size",
+        ylabel="aggregate tok/s (median, 95% interval)",
+    )
     return plots.add_curve(fig, tab.batch, tab.roofline_tps, f"batched roofline at {ceiling.gbs:.0f} GB/s")
 
 
@@ -58,9 +67,13 @@ def prompt_cache_table(df: pd.DataFrame) -> pd.DataFrame:
 
 def prompt_cache_chart(df: pd.DataFrame, where: str) -> Figure:
     r = _rows(df, "prompt_cache", "ttft_ms").iloc[0]
-    return plots.bars_with_intervals(prompt_cache_table(df), category="variant", ylabel="time to first token, ms",
-                                     title=f"TTFT, {int(r.prefix_tokens)}-token prefix + {int(r.suffix_tokens)} new "
-                                           f"tokens, {r.label}, {where}")
+    return plots.bars_with_intervals(
+        prompt_cache_table(df),
+        category="variant",
+        ylabel="time to first token, ms",
+        title=f"TTFT, {int(r.prefix_tokens)}-token prefix + {int(r.suffix_tokens)} new "
+        f"tokens, {r.label}, {where}",
+    )
 
 
 def same_first_token(df: pd.DataFrame) -> bool:
@@ -74,9 +87,14 @@ def same_first_token(df: pd.DataFrame) -> bool:
 def lengths_chart(df: pd.DataFrame, where: str) -> Figure:
     d = _rows(df, "lengths")
     tab = plots.summary_table(d[d.metric.isin(["decode_tps", "request_tps"])], ["metric", "length"])
-    return plots.lines_with_intervals(tab, x="length", series="metric",
-                                      title=f"Generation length, {served_label(df)}, {where}",
-                                      xlabel="generated tokens", ylabel="tok/s (median, 95% interval)")
+    return plots.lines_with_intervals(
+        tab,
+        x="length",
+        series="metric",
+        title=f"Generation length, {served_label(df)}, {where}",
+        xlabel="generated tokens",
+        ylabel="tok/s (median, 95% interval)",
+    )
 
 
 def fixed_share_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -98,9 +116,12 @@ def prequant_table(df: pd.DataFrame) -> pd.DataFrame:
 
 def prequant_chart(df: pd.DataFrame, where: str) -> Figure:
     tab = prequant_table(df)
-    return plots.bars_with_intervals(tab[tab.metric == "decode_tps"], category="variant", ylabel="decode tok/s",
-                                     title=f"{_rows(df, 'prequant').label.iloc[0]}: pre-quantized vs at load time, "
-                                           f"{where}")
+    return plots.bars_with_intervals(
+        tab[tab.metric == "decode_tps"],
+        category="variant",
+        ylabel="decode tok/s",
+        title=f"{_rows(df, 'prequant').label.iloc[0]}: pre-quantized vs at load time, {where}",
+    )
 
 
 def prequant_same_tokens(df: pd.DataFrame) -> bool:
@@ -112,8 +133,14 @@ def prequant_same_tokens(df: pd.DataFrame) -> bool:
 
 
 def _claim(cid, verdict, statement, measured, section) -> Finding:
-    return Finding(id=cid, statement=statement, verdict=verdict, measured=measured,
-                   published=published.reference(cid), section=section)
+    return Finding(
+        id=cid,
+        statement=statement,
+        verdict=verdict,
+        measured=measured,
+        published=published.reference(cid),
+        section=section,
+    )
 
 
 def findings(df: pd.DataFrame, where: str, params: dict) -> list[Finding]:
@@ -126,64 +153,111 @@ def findings(df: pd.DataFrame, where: str, params: dict) -> list[Finding]:
         n = int(p.gen_tokens)
         r = share.loc[n] if n in share.index else None
         fixed = verdicts.Interval(r["median"], r.low, r.high).scaled(100) if r is not None else None
-        out.append(_claim(f"server_overhead_{n}_tokens", verdicts.NOT_APPLICABLE,
-                          f"No HTTP server or IPC runs here (published: {p.overhead_pct_low:g}-{p.overhead_pct_high:g}% "
-                          f"server overhead at {n} tokens). " + (
-                              f"In process, the fixed start of a {n}-token request (prefill + first token) is "
-                              f"{verdicts.describe(fixed, '%')} of it on {label}, {where}; any per-request cost shrinks "
-                              "with the length the same way." if fixed else f"{n} tokens is not in lengths."),
-                          fixed.measured("% fixed share") if fixed else None, "lengths"))
+        out.append(
+            _claim(
+                f"server_overhead_{n}_tokens",
+                verdicts.NOT_APPLICABLE,
+                f"No HTTP server or IPC runs here (published: {p.overhead_pct_low:g}-{p.overhead_pct_high:g}% "
+                f"server overhead at {n} tokens). "
+                + (
+                    f"In process, the fixed start of a {n}-token request (prefill + first token) is "
+                    f"{verdicts.describe(fixed, '%')} of it on {label}, {where}; any per-request cost shrinks "
+                    "with the length the same way."
+                    if fixed
+                    else f"{n} tokens is not in lengths."
+                ),
+                fixed.measured("% fixed share") if fixed else None,
+                "lengths",
+            )
+        )
     req = request_tps(df)
-    mid = int(min(req.index, key=lambda n: abs(n - pub.gen_tokens.median())))  # nearest the write-up's medium request
+    mid = int(
+        min(req.index, key=lambda n: abs(n - pub.gen_tokens.median()))
+    )  # nearest the write-up's medium request
     req_ms = mid / req[mid] * 1e3
     lo, hi = published.figure_range("server_overhead_ms_per_request")
-    out.append(_claim("server_overhead_ms_per_request", verdicts.NOT_APPLICABLE,
-                      f"No server runs here. For scale: the published {lo:g}-{hi:g} ms would be {lo / req_ms:.1%}-"
-                      f"{hi / req_ms:.1%} of a {mid}-token request ({req_ms:.0f} ms) with {label} on {where}.", None,
-                      "lengths"))
+    out.append(
+        _claim(
+            "server_overhead_ms_per_request",
+            verdicts.NOT_APPLICABLE,
+            f"No server runs here. For scale: the published {lo:g}-{hi:g} ms would be {lo / req_ms:.1%}-"
+            f"{hi / req_ms:.1%} of a {mid}-token request ({req_ms:.0f} ms) with {label} on {where}.",
+            None,
+            "lengths",
+        )
+    )
     return out + _batch_and_cache(df, where, params, label) + [_prequant(df, where)]
 
 
 def _batch_and_cache(df: pd.DataFrame, where: str, params: dict, label: str) -> list[Finding]:
     b, tab = _rows(df, "batch", "aggregate_tps"), batch_table(df).set_index("batch")
     top = int(b.batch.max())
-    speed = measure.ratio_interval(b[b.batch == top].value, b[b.batch == 1].value) if 1 in set(b.batch) else None
+    speed = (
+        measure.ratio_interval(b[b.batch == top].value, b[b.batch == 1].value) if 1 in set(b.batch) else None
+    )
     eff = _rows(df, "batch", "efficiency")
     beff = measure.summarize(eff[eff.batch == top].value)
-    out = [Finding(id="batch32_speedup" if top == 32 else "batch_speedup", section="batch",
-                   measured=interval(speed).measured("x") if speed else None,
-                   statement=f"Batch {top} decodes {as_text(speed, 'x')} the aggregate tok/s of batch 1 with mlx-lm's "
-                             f"BatchGenerator ({b[b.batch == 1].value.median():.1f} -> {b[b.batch == top].value.median():.1f} "
-                             f"tok/s, {top} sequences of {params['batch_tokens']} tokens, {label}, {where}); the batched "
-                             f"roofline allows {tab.roofline_tps[top] / tab.roofline_tps[1]:.1f}x, and batch {top} reaches "
-                             f"{beff.median:.1%} of it." if speed else "Batch 1 not measured.")]
+    out = [
+        Finding(
+            id="batch32_speedup" if top == 32 else "batch_speedup",
+            section="batch",
+            measured=interval(speed).measured("x") if speed else None,
+            statement=f"Batch {top} decodes {as_text(speed, 'x')} the aggregate tok/s of batch 1 with mlx-lm's "
+            f"BatchGenerator ({b[b.batch == 1].value.median():.1f} -> {b[b.batch == top].value.median():.1f} "
+            f"tok/s, {top} sequences of {params['batch_tokens']} tokens, {label}, {where}); the batched "
+            f"roofline allows {tab.roofline_tps[top] / tab.roofline_tps[1]:.1f}x, and batch {top} reaches "
+            f"{beff.median:.1%} of it."
+            if speed
+            else "Batch 1 not measured.",
+        )
+    ]
     if top != 32:
-        out.append(Finding(id="batch32_speedup", section="batch", verdict=verdicts.INCONCLUSIVE,
-                           statement=f"Batch 32 is not in this profile (largest batch: {top}); see batch_speedup."))
+        out.append(
+            Finding(
+                id="batch32_speedup",
+                section="batch",
+                verdict=verdicts.INCONCLUSIVE,
+                statement=f"Batch 32 is not in this profile (largest batch: {top}); see batch_speedup.",
+            )
+        )
     pc = _rows(df, "prompt_cache", "ttft_ms")
-    speed = measure.ratio_interval(pc[pc.variant == "no cache"].value, pc[pc.variant == "cached prefix"].value)
+    speed = measure.ratio_interval(
+        pc[pc.variant == "no cache"].value, pc[pc.variant == "cached prefix"].value
+    )
     med = prompt_cache_table(df).set_index("variant")["median"]
-    out.append(Finding(id="prompt_cache_ttft_speedup", section="prompt-cache", measured=interval(speed).measured("x"),
-                       statement=f"A cached {int(pc.prefix_tokens.iloc[0])}-token prefix cuts time to first token "
-                                 f"{as_text(speed, 'x')} ({med['no cache']:.1f} -> {med['cached prefix']:.1f} ms) for "
-                                 f"{int(pc.suffix_tokens.iloc[0])} new tokens on {label}, {where}; same first token: "
-                                 f"{same_first_token(df)}."))
+    out.append(
+        Finding(
+            id="prompt_cache_ttft_speedup",
+            section="prompt-cache",
+            measured=interval(speed).measured("x"),
+            statement=f"A cached {int(pc.prefix_tokens.iloc[0])}-token prefix cuts time to first token "
+            f"{as_text(speed, 'x')} ({med['no cache']:.1f} -> {med['cached prefix']:.1f} ms) for "
+            f"{int(pc.suffix_tokens.iloc[0])} new tokens on {label}, {where}; same first token: "
+            f"{same_first_token(df)}.",
+        )
+    )
     return out
 
 
 def _prequant(df: pd.DataFrame, where: str) -> Finding:
     """Pre-quantized vs quantized while loading: the same weights, so decode speed should not differ."""
     pq = _rows(df, "prequant", "decode_tps")
-    gain = measure.ratio_interval(pq[pq.variant == "pre-quantized"].value, pq[pq.variant == "quantized at load time"].value)
+    gain = measure.ratio_interval(
+        pq[pq.variant == "pre-quantized"].value, pq[pq.variant == "quantized at load time"].value
+    )
     pct = verdicts.Interval.change_pct(gain)
     tab = prequant_table(df)
     loads = tab[tab.metric == "load_s"].set_index("variant")["median"]
     lo, hi = published.figure_range("prequantized_vs_otf_quant_gain")
-    return _claim("prequantized_vs_otf_quant_gain", verdicts.effect_matches(pct, lo, hi, PREQUANT_TOLERANCE_PTS),
-                  f"Pre-quantized vs quantized at load time ({pq.label.iloc[0]}, both through mlx_lm.load): decode "
-                  f"{verdicts.describe(pct, '%')} (published +{hi:g}%, tolerance {PREQUANT_TOLERANCE_PTS:g} points); "
-                  "identical tokens: "
-                  f"{prequant_same_tokens(df)}; load {loads['pre-quantized']:.2f} s vs {loads['quantized at load time']:.2f} s, "
-                  f"{where}. With the same quantization code both paths end with the same weights, so decode speed "
-                  "cannot differ; load time can.",
-                  pct.measured("%"), "prequant")
+    return _claim(
+        "prequantized_vs_otf_quant_gain",
+        verdicts.effect_matches(pct, lo, hi, PREQUANT_TOLERANCE_PTS),
+        f"Pre-quantized vs quantized at load time ({pq.label.iloc[0]}, both through mlx_lm.load): decode "
+        f"{verdicts.describe(pct, '%')} (published +{hi:g}%, tolerance {PREQUANT_TOLERANCE_PTS:g} points); "
+        "identical tokens: "
+        f"{prequant_same_tokens(df)}; load {loads['pre-quantized']:.2f} s vs {loads['quantized at load time']:.2f} s, "
+        f"{where}. With the same quantization code both paths end with the same weights, so decode speed "
+        "cannot differ; load time can.",
+        pct.measured("%"),
+        "prequant",
+    )

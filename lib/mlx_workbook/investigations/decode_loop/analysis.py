@@ -8,15 +8,20 @@ from dataclasses import dataclass
 import pandas as pd
 from matplotlib.figure import Figure
 
-from mlx_workbook.investigations.decode_loop import stats as loop_stats
-from mlx_workbook.report import plots
 from mlx_workbook.core import published
+from mlx_workbook.investigations.decode_loop import stats as loop_stats
 from mlx_workbook.probes.loops import PHASES, variant
+from mlx_workbook.report import plots
 
 PARTS = list(PHASES) + ["other"]
 # The original's phase names (seed 001, timing_breakdown) -> ours.
-PUBLISHED_PHASES = {"Forward pass": "graph building", "Sampling": "sampling", "Async eval": "device execution",
-                    "Token extract": "token sync", "Other": "other"}
+PUBLISHED_PHASES = {
+    "Forward pass": "graph building",
+    "Sampling": "sampling",
+    "Async eval": "device execution",
+    "Token extract": "token sync",
+    "Other": "other",
+}
 
 
 @dataclass(frozen=True)
@@ -49,8 +54,9 @@ def rows(df: pd.DataFrame, experiment: str, metric: str | None = None) -> pd.Dat
 
 
 def variant_descriptions(names: list[str]) -> pd.DataFrame:
-    return pd.DataFrame([{"variant": n, "family": variant(n).family, "what it does": variant(n).about}
-                         for n in names]).set_index("variant")
+    return pd.DataFrame(
+        [{"variant": n, "family": variant(n).family, "what it does": variant(n).about} for n in names]
+    ).set_index("variant")
 
 
 # --- tokens/s of every variant --------------------------------------------------------------------------------
@@ -63,10 +69,16 @@ def variant_table(df: pd.DataFrame) -> pd.DataFrame:
 
 def speed_chart(summary: pd.DataFrame, where: str) -> Figure:
     table = summary[["label", "variant", "vs_mlx_lm_pct", "vs_low", "vs_high"]].rename(
-        columns={"vs_mlx_lm_pct": "median", "vs_low": "low", "vs_high": "high"})
-    return plots.bars_with_intervals(table[table.variant != "mlx_lm"], category="variant", group="label",
-                                     horizontal=True, title=f"Decode speed against mlx-lm's generate_step, {where}",
-                                     ylabel="% faster than generate_step (median of per-round ratios, 95% interval)")
+        columns={"vs_mlx_lm_pct": "median", "vs_low": "low", "vs_high": "high"}
+    )
+    return plots.bars_with_intervals(
+        table[table.variant != "mlx_lm"],
+        category="variant",
+        group="label",
+        horizontal=True,
+        title=f"Decode speed against mlx-lm's generate_step, {where}",
+        ylabel="% faster than generate_step (median of per-round ratios, 95% interval)",
+    )
 
 
 def first_use_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -82,7 +94,9 @@ def agreement_table(df: pd.DataFrame) -> pd.DataFrame:
 def identity_table(df: pd.DataFrame) -> pd.DataFrame:
     """The identity check: per greedy variant, the share of generate_step's tokens it emitted, and from
     which position on it differs (= the token count when identical)."""
-    return rows(df, "identity").pivot_table(index=["label", "variant"], columns="metric", values="value", sort=False)
+    return rows(df, "identity").pivot_table(
+        index=["label", "variant"], columns="metric", values="value", sort=False
+    )
 
 
 # --- where the time per token goes ------------------------------------------------------------------------------
@@ -91,23 +105,37 @@ def identity_table(df: pd.DataFrame) -> pd.DataFrame:
 def split_shares(df: pd.DataFrame) -> pd.DataFrame:
     """Median % of the time per token per phase, one row per (model, variant); `loop` names the bar."""
     split = rows(df, "split", "phase_share_pct")
-    shares = split.groupby(["label", "variant", "phase"], sort=False).value.median().unstack("phase").reset_index()
-    shares["loop"] = shares.label + " · " + shares.variant.replace({"logprobs_always": "generate_step's steps"})
+    shares = (
+        split.groupby(["label", "variant", "phase"], sort=False).value.median().unstack("phase").reset_index()
+    )
+    shares["loop"] = (
+        shares.label + " · " + shares.variant.replace({"logprobs_always": "generate_step's steps"})
+    )
     return shares.reindex(columns=["label", "variant", "loop"] + PARTS)
 
 
 def published_split_row() -> dict:
     """The original's table (seed 001, mlx-node before its clean-up) in our phase names; '<1%' drawn as 0."""
     pub = published.table("001_logits_eval", "timing_breakdown")
-    row = {PUBLISHED_PHASES[r.phase]: (0.0 if r.share_bound == "<" else r.share_pct) for r in pub.itertuples()}
-    return {**row, "loop": f"published: mlx-node, {published.sources()['001_logits_eval']['hardware']} (before)"}
+    row = {
+        PUBLISHED_PHASES[r.phase]: (0.0 if r.share_bound == "<" else r.share_pct) for r in pub.itertuples()
+    }
+    return {
+        **row,
+        "loop": f"published: mlx-node, {published.sources()['001_logits_eval']['hardware']} (before)",
+    }
 
 
 def split_chart(shares: pd.DataFrame, where: str) -> Figure:
     bars = pd.concat([shares, pd.DataFrame([published_split_row()])], ignore_index=True)
     bars[PARTS] = bars[PARTS].astype(float).fillna(0.0)
-    return plots.stacked_bars(bars, category="loop", parts=PARTS,
-                              title=f"Per-token time by phase, {where}", ylabel="% of time per token (median)")
+    return plots.stacked_bars(
+        bars,
+        category="loop",
+        parts=PARTS,
+        title=f"Per-token time by phase, {where}",
+        ylabel="% of time per token (median)",
+    )
 
 
 def split_ms_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -140,11 +168,17 @@ def published_variation_marks() -> dict[str, float]:
 
 def variability_chart(summary: pd.DataFrame, where: str) -> Figure:
     table = summary[["label", "variant", "cv_pct", "cv_low", "cv_high"]].rename(
-        columns={"cv_pct": "median", "cv_low": "low", "cv_high": "high"})
-    return plots.bars_with_intervals(table, category="variant", group="label", horizontal=True,
-                                     ceilings=published_variation_marks(),
-                                     title=f"Run-to-run variation of decode tokens/s, {where}",
-                                     ylabel="coefficient of variation, % (95% interval)")
+        columns={"cv_pct": "median", "cv_low": "low", "cv_high": "high"}
+    )
+    return plots.bars_with_intervals(
+        table,
+        category="variant",
+        group="label",
+        horizontal=True,
+        ceilings=published_variation_marks(),
+        title=f"Run-to-run variation of decode tokens/s, {where}",
+        ylabel="coefficient of variation, % (95% interval)",
+    )
 
 
 def sampling_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -152,9 +186,14 @@ def sampling_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def sampling_chart(table: pd.DataFrame, where: str) -> Figure:
-    return plots.bars_with_intervals(table, category="sampler", group="label", horizontal=True,
-                                     title=f"One sampling step alone, {where}",
-                                     ylabel="ms per call (median, 95% interval)")
+    return plots.bars_with_intervals(
+        table,
+        category="sampler",
+        group="label",
+        horizontal=True,
+        title=f"One sampling step alone, {where}",
+        ylabel="ms per call (median, 95% interval)",
+    )
 
 
 # --- the claims ----------------------------------------------------------------------------------------------------
@@ -169,17 +208,30 @@ def effects_table(df: pd.DataFrame, setup: Setup) -> pd.DataFrame:
         for label in setup.labels.values():
             m = loop_stats.speedup_pct(df, label, a, b)
             if m is not None:
-                out.append({"claim": claim_id, "label": label, "pair": f"{a} vs {b}", "median": m.value,
-                            "low": m.low, "high": m.high, "judged": label == setup.judged_on(claim_id),
-                            "pub_low": lo, "pub_high": hi})
-    return pd.DataFrame(out, columns=["claim", "label", "pair", "median", "low", "high", "judged", "pub_low",
-                                      "pub_high"])
+                out.append(
+                    {
+                        "claim": claim_id,
+                        "label": label,
+                        "pair": f"{a} vs {b}",
+                        "median": m.value,
+                        "low": m.low,
+                        "high": m.high,
+                        "judged": label == setup.judged_on(claim_id),
+                        "pub_low": lo,
+                        "pub_high": hi,
+                    }
+                )
+    return pd.DataFrame(
+        out, columns=["claim", "label", "pair", "median", "low", "high", "judged", "pub_low", "pub_high"]
+    )
 
 
 def claims_chart(effects: pd.DataFrame, setup: Setup) -> Figure:
     return plots.effects_vs_published(
-        effects[effects.judged], xlabel="% faster (median of per-round tokens/s ratios, 95% interval)",
-        title=f"Claimed speed-ups on {setup.claims_label} (pipelining: {setup.pipelining_label}), {setup.where}")
+        effects[effects.judged],
+        xlabel="% faster (median of per-round tokens/s ratios, 95% interval)",
+        title=f"Claimed speed-ups on {setup.claims_label} (pipelining: {setup.pipelining_label}), {setup.where}",
+    )
 
 
 def fastest_table(df: pd.DataFrame, summary: pd.DataFrame, setup: Setup) -> pd.DataFrame:
@@ -189,9 +241,17 @@ def fastest_table(df: pd.DataFrame, summary: pd.DataFrame, setup: Setup) -> pd.D
         best = loop_stats.fastest_library_loop(summary, label)
         m = loop_stats.speedup_pct(df, label, best, "mlx_lm")
         copy = loop_stats.speedup_pct(df, label, "logprobs_always", "mlx_lm")
-        out.append({"label": label, "fastest": best, "vs_generate_step_pct": m.value, "low": m.low,
-                    "high": m.high, "copy_vs_generate_step_pct": copy.value if copy else float("nan"),
-                    "at_least_as_fast": m.high >= 0})
+        out.append(
+            {
+                "label": label,
+                "fastest": best,
+                "vs_generate_step_pct": m.value,
+                "low": m.low,
+                "high": m.high,
+                "copy_vs_generate_step_pct": copy.value if copy else float("nan"),
+                "at_least_as_fast": m.high >= 0,
+            }
+        )
     return pd.DataFrame(out)
 
 

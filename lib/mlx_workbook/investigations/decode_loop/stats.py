@@ -30,7 +30,9 @@ CLAIM_PAIRS = {
 
 def decode_tps(df: pd.DataFrame, label: str, name: str) -> pd.Series:
     """Decode tokens/s of one variant on one model, one value per round (index: trial = round)."""
-    sel = (df.experiment == "decode") & (df.metric == "decode_tps") & (df.label == label) & (df.variant == name)
+    sel = (
+        (df.experiment == "decode") & (df.metric == "decode_tps") & (df.label == label) & (df.variant == name)
+    )
     return df[sel].set_index("trial").value
 
 
@@ -78,9 +80,23 @@ def variant_summary(df: pd.DataFrame) -> pd.DataFrame:
     for (label, name), g in dec.groupby(["label", "variant"], sort=False):
         s, cv = measure.summarize(g.value), cv_interval(g.value).scaled(100)
         vs = speedup_pct(df, label, name, "mlx_lm")
-        rows.append({"label": label, "variant": name, "family": variant(name).family, "tok_s": s.median,
-                     "low": s.low, "high": s.high, "cv_pct": cv.value, "cv_low": cv.low, "cv_high": cv.high, "vs_mlx_lm_pct": vs.value if vs else np.nan,
-                     "vs_low": vs.low if vs else np.nan, "vs_high": vs.high if vs else np.nan, "n": s.n})
+        rows.append(
+            {
+                "label": label,
+                "variant": name,
+                "family": variant(name).family,
+                "tok_s": s.median,
+                "low": s.low,
+                "high": s.high,
+                "cv_pct": cv.value,
+                "cv_low": cv.low,
+                "cv_high": cv.high,
+                "vs_mlx_lm_pct": vs.value if vs else np.nan,
+                "vs_low": vs.low if vs else np.nan,
+                "vs_high": vs.high if vs else np.nan,
+                "n": s.n,
+            }
+        )
     return pd.DataFrame(rows)
 
 

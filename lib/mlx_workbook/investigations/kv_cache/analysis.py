@@ -13,11 +13,11 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from mlx_workbook.core import measure, published
-from mlx_workbook.report import plots
 from mlx_workbook.core.verdicts import Interval
+from mlx_workbook.investigations.kv_cache.measure import TIME_METRIC
+from mlx_workbook.report import plots
 from mlx_workbook.report import text as labels
 from mlx_workbook.report.text import slug, where  # noqa: F401  (part of this module's interface for the notebook)
-from mlx_workbook.investigations.kv_cache.measure import TIME_METRIC
 
 PUBLISHED_TABLE = ("000_kv_cache_gap", "per_token_ms")  # the original's per-token times over 10..100 tokens
 
@@ -56,19 +56,30 @@ def slopes(df: pd.DataFrame, lengths=None) -> pd.DataFrame:
         sel = sel[sel.length.isin(lengths)]
     for (model, strategy), g in sel.groupby(["model", "strategy"], sort=False):
         f = measure.fit_slope(g.length, g.value)
-        rows.append({"model": model, "strategy": strategy, "ms_per_1k_tokens": 1e3 * f["slope"],
-                     "low": 1e3 * f["low"], "high": 1e3 * f["high"], "intercept_ms": f["intercept"],
-                     "lengths": f"{g.length.min():g}..{g.length.max():g}"})
+        rows.append(
+            {
+                "model": model,
+                "strategy": strategy,
+                "ms_per_1k_tokens": 1e3 * f["slope"],
+                "low": 1e3 * f["low"],
+                "high": 1e3 * f["high"],
+                "intercept_ms": f["intercept"],
+                "lengths": f"{g.length.min():g}..{g.length.max():g}",
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def relative_change(df: pd.DataFrame, model: str, strategy: str, first: int, last: int) -> Interval:
     """Per-token time at `last` against that at `first` as a % change (0 = flat), with its bootstrap interval."""
-    return Interval.change_pct(measure.ratio_interval(times(df, model, strategy, last),
-                                                      times(df, model, strategy, first)))
+    return Interval.change_pct(
+        measure.ratio_interval(times(df, model, strategy, last), times(df, model, strategy, first))
+    )
 
 
-def paired_ratios(df: pd.DataFrame, model: str, numerator: str, denominator: str, lengths=None) -> pd.DataFrame:
+def paired_ratios(
+    df: pd.DataFrame, model: str, numerator: str, denominator: str, lengths=None
+) -> pd.DataFrame:
     """Per-trial ratios of one strategy's time over another's, matched on (length, trial): columns length,
     trial, ratio. Trials of the same round and length ran back to back, so shared drifts cancel."""
     sel = _per_length(df)
@@ -111,14 +122,21 @@ def identity_table(df: pd.DataFrame) -> pd.DataFrame:
     """Per strategy: tokens identical to the pre-allocated cache's, how many agree, at what context they part."""
     sel = df[df.experiment == "identity"].set_index(["strategy", "metric"])
     same = sel.xs("identical_prefix", level="metric")
-    out = pd.DataFrame({"identical": sel.xs("tokens_identical", level="metric").value.astype(bool),
-                        "identical_prefix": same.value.astype(int), "prompt_tokens": same.prompt_tokens.astype(int),
-                        "window": same.window.astype(int)})
+    out = pd.DataFrame(
+        {
+            "identical": sel.xs("tokens_identical", level="metric").value.astype(bool),
+            "identical_prefix": same.value.astype(int),
+            "prompt_tokens": same.prompt_tokens.astype(int),
+            "window": same.window.astype(int),
+        }
+    )
     out["context_at_divergence"] = np.where(out.identical, np.nan, out.identical_prefix + out.prompt_tokens)
     return out.reset_index()
 
 
-def per_token_table(df: pd.DataFrame, model: str, metric: str = TIME_METRIC, scale: float = 1.0) -> pd.DataFrame:
+def per_token_table(
+    df: pd.DataFrame, model: str, metric: str = TIME_METRIC, scale: float = 1.0
+) -> pd.DataFrame:
     """Median and interval of a per-length metric (times `scale`) per strategy and length."""
     sel = _per_length(df, metric)
     sel = sel[sel.model == model].assign(value=lambda t: t.value * scale)
@@ -152,53 +170,101 @@ def slice_update_table(df: pd.DataFrame) -> pd.DataFrame:
 def chart_per_token(df: pd.DataFrame, model: str, window: int) -> Figure:
     """Median time per token vs context per strategy; the published mlx-node series dashed beside it; the
     rotating window dotted."""
-    fig = plots.lines_with_intervals(per_token_table(df, model), x="length", series="strategy", logx=True, logy=True,
-                                     title=f"Time per token vs context, {model_label(df, model)}, {where(df)}",
-                                     xlabel="context length (tokens)", ylabel="ms per token (median, 95% interval)")
+    fig = plots.lines_with_intervals(
+        per_token_table(df, model),
+        x="length",
+        series="strategy",
+        logx=True,
+        logy=True,
+        title=f"Time per token vs context, {model_label(df, model)}, {where(df)}",
+        xlabel="context length (tokens)",
+        ylabel="ms per token (median, 95% interval)",
+    )
     pub = published.table(*PUBLISHED_TABLE)
     fig.axes[0].axvline(window, ls=":", lw=1, color="#999999", label=f"rotating window ({window})")
-    return plots.add_curve(fig, pub.tokens, pub.ms_per_token, "published: mlx-node, hardware unspecified",
-                           marker="s")
+    return plots.add_curve(
+        fig, pub.tokens, pub.ms_per_token, "published: mlx-node, hardware unspecified", marker="s"
+    )
 
 
-def chart_copy_ratio(df: pd.DataFrame, model: str, copy_tolerance: float, numerator: str = "concat",
-                     denominator: str = "preallocated") -> Figure:
+def chart_copy_ratio(
+    df: pd.DataFrame,
+    model: str,
+    copy_tolerance: float,
+    numerator: str = "concat",
+    denominator: str = "preallocated",
+) -> Figure:
     table = strategy_ratios(df, model, numerator, denominator).rename(columns={"ratio": "median"})
     return plots.lines_with_intervals(
-        table, x="length", series=None, logx=True,
+        table,
+        x="length",
+        series=None,
+        logx=True,
         ceilings={"no difference": 1.0, f"1 + tolerance ({copy_tolerance:g})": 1 + copy_tolerance},
         title=f"{numerator} / {denominator} time per token, {model_label(df, model)}, {where(df)}",
-        xlabel="context length (tokens)", ylabel="per-trial ratio (median, 95% interval)")
+        xlabel="context length (tokens)",
+        ylabel="per-trial ratio (median, 95% interval)",
+    )
 
 
 def chart_cache_bytes(df: pd.DataFrame, model: str) -> Figure:
-    return plots.lines_with_intervals(per_token_table(df, model, "cache_bytes", 2**-20), x="length",
-                                      series="strategy", logx=True, logy=True,
-                                      title=f"KV-cache bytes vs context, {model_label(df, model)}, {where(df)}",
-                                      xlabel="context length (tokens)", ylabel="cache MiB (all layers)")
+    return plots.lines_with_intervals(
+        per_token_table(df, model, "cache_bytes", 2**-20),
+        x="length",
+        series="strategy",
+        logx=True,
+        logy=True,
+        title=f"KV-cache bytes vs context, {model_label(df, model)}, {where(df)}",
+        xlabel="context length (tokens)",
+        ylabel="cache MiB (all layers)",
+    )
 
 
 def chart_peak_memory(df: pd.DataFrame, model: str) -> Figure:
-    return plots.lines_with_intervals(per_token_table(df, model, "decode_peak_memory_gb"), x="length",
-                                      series="strategy", logx=True,
-                                      title=f"Peak memory while decoding, {model_label(df, model)}, {where(df)}",
-                                      xlabel="context length (tokens)", ylabel="GB (median, 95% interval)")
+    return plots.lines_with_intervals(
+        per_token_table(df, model, "decode_peak_memory_gb"),
+        x="length",
+        series="strategy",
+        logx=True,
+        title=f"Peak memory while decoding, {model_label(df, model)}, {where(df)}",
+        xlabel="context length (tokens)",
+        ylabel="GB (median, 95% interval)",
+    )
 
 
 def chart_time_split(df: pd.DataFrame, model: str) -> Figure:
     """Stacked medians of the synchronous step's parts; black ticks: the pipelined loop at the same length."""
     parts = time_split_table(df, model)
     parts["config"] = parts.strategy + " @ " + parts.length.astype(str)
-    fig = plots.stacked_bars(parts, category="config", parts=["build_ms", "eval_ms", "item_ms"],
-                             title=f"Time per token, synchronous step, {model_label(df, model)}, {where(df)}",
-                             ylabel="ms per token (median)")
-    fig.axes[0].plot(parts.config, parts.pipelined_ms, ls="none", marker="_", ms=18, mew=2, color="black",
-                     label="pipelined mlx-lm loop")
+    fig = plots.stacked_bars(
+        parts,
+        category="config",
+        parts=["build_ms", "eval_ms", "item_ms"],
+        title=f"Time per token, synchronous step, {model_label(df, model)}, {where(df)}",
+        ylabel="ms per token (median)",
+    )
+    fig.axes[0].plot(
+        parts.config,
+        parts.pipelined_ms,
+        ls="none",
+        marker="_",
+        ms=18,
+        mew=2,
+        color="black",
+        label="pipelined mlx-lm loop",
+    )
     fig.axes[0].legend(fontsize=8)
     return fig
 
 
 def chart_slice_update(df: pd.DataFrame) -> Figure:
-    return plots.lines_with_intervals(slice_update_table(df), x="size_mb", series="variant", logx=True, logy=True,
-                                      title=f"One-token write into a cache buffer, {where(df)}",
-                                      xlabel="buffer size (MB)", ylabel="ms per write (median, 95% interval)")
+    return plots.lines_with_intervals(
+        slice_update_table(df),
+        x="size_mb",
+        series="variant",
+        logx=True,
+        logy=True,
+        title=f"One-token write into a cache buffer, {where(df)}",
+        xlabel="buffer size (MB)",
+        ylabel="ms per write (median, 95% interval)",
+    )

@@ -17,9 +17,9 @@ import mlx.core as mx
 import numpy as np
 import pandas as pd
 
-from mlx_workbook.probes import decode, tokentime
 from mlx_workbook.core import measure
 from mlx_workbook.models import random_prompt
+from mlx_workbook.probes import decode, tokentime
 
 STRATEGIES = ("concat", "preallocated", "rotating")
 DEFAULT_STEP = 256  # mlx-lm's KVCache.step
@@ -31,10 +31,24 @@ TIME_METRIC = "ms_per_token_median"
 WARMUP_DECODE_TOKENS = 2
 
 
-def validate(strategies, lengths, *, decode_tokens: int, step: int, window: int, keep: int = 4,
-             split_lengths=(), split_tokens: int = 0, max_length: int | None = None, original_lengths=None,
-             repeats: int = 1, slice_sizes_mb=(1,), slice_updates: int = 1, identity_tokens: int = 2,
-             identity_window: int = 512) -> None:
+def validate(
+    strategies,
+    lengths,
+    *,
+    decode_tokens: int,
+    step: int,
+    window: int,
+    keep: int = 4,
+    split_lengths=(),
+    split_tokens: int = 0,
+    max_length: int | None = None,
+    original_lengths=None,
+    repeats: int = 1,
+    slice_sizes_mb=(1,),
+    slice_updates: int = 1,
+    identity_tokens: int = 2,
+    identity_window: int = 512,
+) -> None:
     """One clear error for impossible settings, before any model is built."""
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown or not strategies:
@@ -42,24 +56,31 @@ def validate(strategies, lengths, *, decode_tokens: int, step: int, window: int,
     if not lengths or any(int(n) < 2 for n in lengths):
         raise ValueError(f"lengths must be context lengths >= 2 tokens, got {lengths}")
     if decode_tokens < 2:
-        raise ValueError(f"decode_tokens must be >= 2 (a per-token time needs two tokens), got {decode_tokens}")
+        raise ValueError(
+            f"decode_tokens must be >= 2 (a per-token time needs two tokens), got {decode_tokens}"
+        )
     if step < 1 or window < 1:
         raise ValueError(f"step and window must be positive, got step={step} window={window}")
     if not 0 <= keep < window:
         raise ValueError(f"keep must be in [0, window), got keep={keep} window={window}")
     if split_tokens < 0 or any(n not in lengths for n in split_lengths):
         raise ValueError(f"split_lengths {split_lengths} must be among lengths {lengths} (split_tokens >= 0)")
-    if original_lengths is not None and (not set(original_lengths) <= set(lengths) or len(original_lengths) < 2):
+    if original_lengths is not None and (
+        not set(original_lengths) <= set(lengths) or len(original_lengths) < 2
+    ):
         raise ValueError(f"original_lengths {original_lengths} must be at least two of lengths {lengths}")
     if repeats < 1 or slice_updates < 1 or any(s <= 0 for s in slice_sizes_mb):
         raise ValueError("slice_sizes_mb must be positive and slice_updates, repeats at least 1")
     if not 2 <= identity_tokens < 2 * identity_window:
-        raise ValueError(f"identity_tokens must be in [2, {2 * identity_window}): the prompt must fit before the "
-                         f"window")
+        raise ValueError(
+            f"identity_tokens must be in [2, {2 * identity_window}): the prompt must fit before the window"
+        )
     longest = max(lengths) + decode_tokens + split_tokens
     if max_length is not None and longest > max_length:
-        raise ValueError(f"the longest sequence ({longest} tokens) exceeds the model's "
-                         f"max_position_embeddings ({max_length})")
+        raise ValueError(
+            f"the longest sequence ({longest} tokens) exceeds the model's "
+            f"max_position_embeddings ({max_length})"
+        )
 
 
 def make_cache(strategy: str, model, *, step: int = DEFAULT_STEP, window: int = 1024, keep: int = 4) -> list:
@@ -99,9 +120,21 @@ def _peak_split_loop(model, prompt, max_tokens, *, peaks: dict, **kwargs):
     yield from it
 
 
-def measure_length(run, loaded, prompt: mx.array, *, strategy: str, length: int, decode_tokens: int,
-                   trial: int, step: int, window: int, keep: int = 4, split_tokens: int = 0,
-                   record: bool = True) -> decode.Generation:
+def measure_length(
+    run,
+    loaded,
+    prompt: mx.array,
+    *,
+    strategy: str,
+    length: int,
+    decode_tokens: int,
+    trial: int,
+    step: int,
+    window: int,
+    keep: int = 4,
+    split_tokens: int = 0,
+    record: bool = True,
+) -> decode.Generation:
     """Prefill `length` prompt tokens into a fresh cache, then decode `decode_tokens` with mlx-lm's loop.
 
     Records (experiment "per_length") the decode time per token at this context length, the peak memory of
@@ -110,30 +143,62 @@ def measure_length(run, loaded, prompt: mx.array, *, strategy: str, length: int,
     """
     cache = make_cache(strategy, loaded.model, step=step, window=window, keep=keep)
     peaks: dict = {}
-    gen = decode.measure_generation(loaded.model, prompt[:length], decode_tokens, loop=_peak_split_loop,
-                                    peaks=peaks, prompt_cache=cache)
+    gen = decode.measure_generation(
+        loaded.model, prompt[:length], decode_tokens, loop=_peak_split_loop, peaks=peaks, prompt_cache=cache
+    )
     mx.eval([c.state for c in cache])
-    fields = dict(trial=trial, strategy=strategy, length=length, decode_tokens=decode_tokens, step=step,
-                  window=window, **loaded.describe())
+    fields = dict(
+        trial=trial,
+        strategy=strategy,
+        length=length,
+        decode_tokens=decode_tokens,
+        step=step,
+        window=window,
+        **loaded.describe(),
+    )
     if record:
-        run.record_many("per_length", [
-            dict(metric="ms_per_token", value=gen.ms_per_token, unit="ms", **fields),
-            dict(metric=TIME_METRIC, value=1e3 * float(np.median(np.diff(gen.token_times_s))), unit="ms", **fields),
-            dict(metric="decode_peak_memory_gb", value=gen.peak_memory_bytes / 1e9, unit="GB", **fields),
-            dict(metric="prefill_peak_memory_gb", value=peaks["prefill"] / 1e9, unit="GB", **fields),
-            dict(metric="cache_bytes", value=cache_nbytes(cache), unit="bytes", **fields),
-            dict(metric="cache_tokens", value=cache_tokens(cache), unit="tokens", **fields),
-        ])
+        run.record_many(
+            "per_length",
+            [
+                dict(metric="ms_per_token", value=gen.ms_per_token, unit="ms", **fields),
+                dict(
+                    metric=TIME_METRIC,
+                    value=1e3 * float(np.median(np.diff(gen.token_times_s))),
+                    unit="ms",
+                    **fields,
+                ),
+                dict(metric="decode_peak_memory_gb", value=gen.peak_memory_bytes / 1e9, unit="GB", **fields),
+                dict(metric="prefill_peak_memory_gb", value=peaks["prefill"] / 1e9, unit="GB", **fields),
+                dict(metric="cache_bytes", value=cache_nbytes(cache), unit="bytes", **fields),
+                dict(metric="cache_tokens", value=cache_tokens(cache), unit="tokens", **fields),
+            ],
+        )
     if split_tokens and record:
         splits = tokentime.measure_split(loaded.model, cache, gen.tokens[-1], split_tokens)
         parts = {p: float(np.median([getattr(s, p) for s in splits])) for p in tokentime.PARTS}
         parts["total_ms"] = float(np.median([s.total_ms for s in splits]))
-        run.record_many("time_split", [dict(metric=p, value=v, unit="ms", **fields) for p, v in parts.items()])
+        run.record_many(
+            "time_split", [dict(metric=p, value=v, unit="ms", **fields) for p, v in parts.items()]
+        )
     return gen
 
 
-def sweep(run, loaded, *, strategies, lengths, decode_tokens: int, repeats: int, warmup: int, step: int,
-          window: int, keep: int = 4, split_lengths=(), split_tokens: int = 0, seed: int = 0) -> None:
+def sweep(
+    run,
+    loaded,
+    *,
+    strategies,
+    lengths,
+    decode_tokens: int,
+    repeats: int,
+    warmup: int,
+    step: int,
+    window: int,
+    keep: int = 4,
+    split_lengths=(),
+    split_tokens: int = 0,
+    seed: int = 0,
+) -> None:
     """Every strategy at every length, `repeats` rounds. A round visits every length and, at each, every
     strategy back to back (their order rotated from round to round), so that slow drifts of the machine hit
     all lengths and strategies alike and a strategy's trial can be paired with another's of the same round and
@@ -146,19 +211,45 @@ def sweep(run, loaded, *, strategies, lengths, decode_tokens: int, repeats: int,
     common = dict(step=step, window=window, keep=keep)
     for strategy in strategies:
         for _ in range(warmup):
-            measure_length(run, loaded, prompt, strategy=strategy, length=min(lengths), trial=-1, record=False,
-                           decode_tokens=decode_tokens, **common)
+            measure_length(
+                run,
+                loaded,
+                prompt,
+                strategy=strategy,
+                length=min(lengths),
+                trial=-1,
+                record=False,
+                decode_tokens=decode_tokens,
+                **common,
+            )
     for length in sorted(lengths) if warmup else ():
         for strategy in strategies:
-            measure_length(run, loaded, prompt, strategy=strategy, length=length, trial=-1, record=False,
-                           decode_tokens=min(WARMUP_DECODE_TOKENS, decode_tokens), **common)
+            measure_length(
+                run,
+                loaded,
+                prompt,
+                strategy=strategy,
+                length=length,
+                trial=-1,
+                record=False,
+                decode_tokens=min(WARMUP_DECODE_TOKENS, decode_tokens),
+                **common,
+            )
     for trial in range(repeats):
-        order = list(strategies[trial % len(strategies):]) + list(strategies[:trial % len(strategies)])
+        order = list(strategies[trial % len(strategies) :]) + list(strategies[: trial % len(strategies)])
         for length in sorted(lengths):
             for strategy in order:
-                measure_length(run, loaded, prompt, strategy=strategy, length=length, trial=trial,
-                               decode_tokens=decode_tokens,
-                               split_tokens=split_tokens if length in split_lengths else 0, **common)
+                measure_length(
+                    run,
+                    loaded,
+                    prompt,
+                    strategy=strategy,
+                    length=length,
+                    trial=trial,
+                    decode_tokens=decode_tokens,
+                    split_tokens=split_tokens if length in split_lengths else 0,
+                    **common,
+                )
 
 
 # --- token identity -----------------------------------------------------------------------------------------
@@ -182,37 +273,71 @@ def first_divergence(a: list[int], b: list[int]) -> int | None:
     return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None)
 
 
-def compare_tokens(loaded, prompt: mx.array, tokens: int, *, strategies, step: int, window: int,
-                   keep: int = 4) -> pd.DataFrame:
+def compare_tokens(
+    loaded, prompt: mx.array, tokens: int, *, strategies, step: int, window: int, keep: int = 4
+) -> pd.DataFrame:
     """Greedy tokens of each strategy against the pre-allocated cache's, from the same prompt."""
-    out = {s: decode.measure_generation(loaded.model, prompt, tokens,
-                                        prompt_cache=make_cache(s, loaded.model, step=step, window=window,
-                                                                keep=keep)).tokens
-           for s in dict.fromkeys(["preallocated", *strategies])}
+    out = {
+        s: decode.measure_generation(
+            loaded.model,
+            prompt,
+            tokens,
+            prompt_cache=make_cache(s, loaded.model, step=step, window=window, keep=keep),
+        ).tokens
+        for s in dict.fromkeys(["preallocated", *strategies])
+    }
     ref = out["preallocated"]
-    return pd.DataFrame([{"strategy": s, "tokens": len(t), "first_divergence": first_divergence(t, ref),
-                          "identical": t == ref} for s, t in out.items()])
+    return pd.DataFrame(
+        [
+            {
+                "strategy": s,
+                "tokens": len(t),
+                "first_divergence": first_divergence(t, ref),
+                "identical": t == ref,
+            }
+            for s, t in out.items()
+        ]
+    )
 
 
-def record_identity(run, loaded, prompt: mx.array, tokens: int, *, strategies, step: int, window: int,
-                    keep: int = 4) -> pd.DataFrame:
+def record_identity(
+    run, loaded, prompt: mx.array, tokens: int, *, strategies, step: int, window: int, keep: int = 4
+) -> pd.DataFrame:
     """compare_tokens, stored (experiment "identity"): whether each strategy's tokens equal the pre-allocated
     cache's, and how many agree (all of them, or up to the first difference)."""
     table = compare_tokens(loaded, prompt, tokens, strategies=strategies, step=step, window=window, keep=keep)
     for row in table.itertuples():
         same = row.tokens if row.identical else row.first_divergence
-        run.record_many("identity", [
-            dict(metric="tokens_identical", value=float(row.identical), unit="bool", strategy=row.strategy, trial=0),
-            dict(metric="identical_prefix", value=same, unit="tokens", strategy=row.strategy, trial=0,
-                 prompt_tokens=prompt.size, window=window)])
+        run.record_many(
+            "identity",
+            [
+                dict(
+                    metric="tokens_identical",
+                    value=float(row.identical),
+                    unit="bool",
+                    strategy=row.strategy,
+                    trial=0,
+                ),
+                dict(
+                    metric="identical_prefix",
+                    value=same,
+                    unit="tokens",
+                    strategy=row.strategy,
+                    trial=0,
+                    prompt_tokens=prompt.size,
+                    window=window,
+                ),
+            ],
+        )
     return table.assign(context_at_divergence=table.first_divergence + prompt.size)
 
 
 # --- slice_update: in place or a copy? ------------------------------------------------------------------------
 
 
-def slice_update_probe(run, *, sizes_mb, updates: int, repeats: int, warmup: int = 1,
-                       dtype: str = "bfloat16") -> None:
+def slice_update_probe(
+    run, *, sizes_mb, updates: int, repeats: int, warmup: int = 1, dtype: str = "bfloat16"
+) -> None:
     """Time one one-token write into a cache-shaped buffer (1, 8, n, 128) of each size, evaluated per write.
 
     slice_update: `buf[..., i, :] = x`, what mlx-lm's KVCache does (MLX can donate the old buffer and write in
@@ -231,15 +356,24 @@ def slice_update_probe(run, *, sizes_mb, updates: int, repeats: int, warmup: int
                 for _ in range(updates):
                     if variant == "slice_update":
                         i = state["i"] = (state["i"] + 1) % n
-                        state["buf"][..., i: i + 1, :] = x
+                        state["buf"][..., i : i + 1, :] = x
                     else:
                         state["buf"] = mx.concatenate([state["buf"][..., 1:, :], x], axis=2)
                     mx.eval(state["buf"])
                 return state["buf"]
 
             def store(t, variant=variant, size=size, n=n):
-                run.record("slice_update", "ms_per_update", 1e3 * t.seconds / updates, "ms", trial=t.trial,
-                           variant=variant, size_mb=size, buffer_tokens=n, dtype=dtype)
+                run.record(
+                    "slice_update",
+                    "ms_per_update",
+                    1e3 * t.seconds / updates,
+                    "ms",
+                    trial=t.trial,
+                    variant=variant,
+                    size_mb=size,
+                    buffer_tokens=n,
+                    dtype=dtype,
+                )
 
             measure.trials(writes, repeats=repeats, warmup=warmup, on_trial=store)
-            del state
+            state.clear()  # frees the buffer before the next variant (the closure holds the dict)

@@ -10,10 +10,11 @@ from __future__ import annotations
 import pandas as pd
 from matplotlib.figure import Figure
 
-from mlx_workbook.investigations.sdpa_cliff import measure as attention, cliffs
 from mlx_workbook.core import measure, published
-from mlx_workbook.report import plots
+from mlx_workbook.investigations.sdpa_cliff import cliffs
+from mlx_workbook.investigations.sdpa_cliff import measure as attention
 from mlx_workbook.probes.sdpa_probe import CACHE_STEP
+from mlx_workbook.report import plots
 from mlx_workbook.report.text import model_label, where  # noqa: F401  (used by sdpa_cliff_findings too)
 
 SOURCE = "003_sdpa_cliff"  # the published tables: before the fix, after it, per op
@@ -22,7 +23,13 @@ BEFORE = CLIFF_AT - 1  # the length just below it (the write-up's slow case)
 LABELS = ["sweep", "probe_mlx", "kind", "variant", "mode", "dtype", "head_dim"]  # what names a cliff
 SWEEPS = ("prefill", "decode", "versions", "prompt")
 PER_PAIR = "ns per query-key pair and head (median, 95%)"
-OP_NAMES = {"SwiGLU": "swiglu", "RMSNorm": "rmsnorm", "SDPA": "sdpa", "Matmul": "matmul", "MoE Routing": "moe_routing"}
+OP_NAMES = {
+    "SwiGLU": "swiglu",
+    "RMSNorm": "rmsnorm",
+    "SDPA": "sdpa",
+    "Matmul": "matmul",
+    "MoE Routing": "moe_routing",
+}
 
 
 # --- labels and selections ---------------------------------------------------------------------------------
@@ -90,26 +97,44 @@ def prefill_chart(df: pd.DataFrame, p: dict, found: pd.DataFrame) -> Figure:
     main = main.assign(series=main["mode"] + (" (" + main.variant + ")" if len(p["variants"]) > 1 else ""))
     table = plots.summary_table(attention.per_pair(main), ["series", "length"])
     fig = plots.lines_with_intervals(
-        table, x="length", series="series", logx=True, logy=True, ylabel=PER_PAIR,
+        table,
+        x="length",
+        series="series",
+        logx=True,
+        logy=True,
+        ylabel=PER_PAIR,
         title=f"Prefill SDPA by mask mode, {p['main_dtype']}, head dim {p['main_head_dim']}, {heads(p)}\n{where(df)}",
-        xlabel="prompt length (tokens; queries = keys)")
+        xlabel="prompt length (tokens; queries = keys)",
+    )
     if len(found):
-        mark(fig, attention.select(found, dtype=p["main_dtype"], head_dim=p["main_head_dim"]).length, "cliff detected")
+        mark(
+            fig,
+            attention.select(found, dtype=p["main_dtype"], head_dim=p["main_head_dim"]).length,
+            "cliff detected",
+        )
     return fig
 
 
 def variants_chart(df: pd.DataFrame, p: dict, found: pd.DataFrame) -> Figure:
     """The dtype x head-dim sweep for the first of `variant_modes`, cliffs of that mode marked."""
-    mode, lengths = p["variant_modes"][0], attention.sweep_lengths(p["variant_wide"], p["variant_boundaries"],
-                                                                    p["offsets"])
+    mode, lengths = (
+        p["variant_modes"][0],
+        attention.sweep_lengths(p["variant_wide"], p["variant_boundaries"], p["offsets"]),
+    )
     var = attention.select(rows(df, "prefill"), mode=mode, variant="sdpa")
     var = var[var.length.isin(lengths)]
     var = var.assign(config=var.dtype + " d" + var.head_dim.astype(int).astype(str))
     table = plots.summary_table(attention.per_pair(var), ["config", "length"])
     fig = plots.lines_with_intervals(
-        table, x="length", series="config", logx=True, logy=True, ylabel=PER_PAIR,
+        table,
+        x="length",
+        series="config",
+        logx=True,
+        logy=True,
+        ylabel=PER_PAIR,
         title=f"Prefill SDPA, mask {mode!r}, by dtype and head dim, {heads(p)}\n{where(df)}",
-        xlabel="prompt length (tokens)")
+        xlabel="prompt length (tokens)",
+    )
     if len(found):
         marks = attention.select(found, mode=mode).length
         mark(fig, marks[marks.isin(lengths)], "cliff detected")
@@ -122,10 +147,21 @@ def decode_chart(df: pd.DataFrame, p: dict, found: pd.DataFrame) -> Figure:
     dec = dec.assign(config=dec.dtype + " d" + dec.head_dim.astype(int).astype(str))
     table = plots.summary_table(attention.per_pair(dec), ["config", "length"])
     fig = plots.lines_with_intervals(
-        table, x="length", series="config", logx=True, logy=True, ylabel="ns per key and head (median, 95%)",
-        title=f"Decode SDPA (1 query, KV-cache slices), {heads(p)}\n{where(df)}", xlabel="cached positions (keys)")
-    mark(fig, range(CACHE_STEP, int(dec.length.max()) + 1, CACHE_STEP), f"KV-cache step ({CACHE_STEP})",
-         color="#999999")
+        table,
+        x="length",
+        series="config",
+        logx=True,
+        logy=True,
+        ylabel="ns per key and head (median, 95%)",
+        title=f"Decode SDPA (1 query, KV-cache slices), {heads(p)}\n{where(df)}",
+        xlabel="cached positions (keys)",
+    )
+    mark(
+        fig,
+        range(CACHE_STEP, int(dec.length.max()) + 1, CACHE_STEP),
+        f"KV-cache step ({CACHE_STEP})",
+        color="#999999",
+    )
     return mark(fig, found.length if len(found) else [], "cliff detected")
 
 
@@ -135,15 +171,22 @@ def gqa_chart(df: pd.DataFrame, p: dict) -> tuple[Figure, pd.DataFrame]:
     gqa = gqa.assign(case=gqa.kind + " " + gqa.length.astype(int).astype(str))
     table = plots.summary_table(gqa, ["case", "variant"])
     fig = plots.bars_with_intervals(
-        table, category="case", group="variant", ylabel="ms per call (median, 95%)",
-        title=f"GQA: native SDPA vs repeated K/V, {p['main_dtype']}, d{p['main_head_dim']}, {heads(p)}\n{where(df)}")
+        table,
+        category="case",
+        group="variant",
+        ylabel="ms per call (median, 95%)",
+        title=f"GQA: native SDPA vs repeated K/V, {p['main_dtype']}, d{p['main_head_dim']}, {heads(p)}\n{where(df)}",
+    )
     return fig, table
 
 
 def gqa_ratios(df: pd.DataFrame) -> tuple[measure.Stats, dict[str, measure.Stats]]:
     """repeat_kv over sdpa time, pooled over every case, and per kind (prefill, decode)."""
     gqa = rows(df, "gqa")
-    by_kind = {k: attention.pooled_ratio(g, "variant", "repeat_kv", "sdpa", ["length"]) for k, g in gqa.groupby("kind")}
+    by_kind = {
+        k: attention.pooled_ratio(g, "variant", "repeat_kv", "sdpa", ["length"])
+        for k, g in gqa.groupby("kind")
+    }
     return attention.pooled_ratio(gqa, "variant", "repeat_kv", "sdpa", ["kind", "length"]), by_kind
 
 
@@ -152,8 +195,12 @@ def gqa_ratios(df: pd.DataFrame) -> tuple[measure.Stats, dict[str, measure.Stats
 
 def version_status(results) -> pd.DataFrame:
     """One row per MLX version tried (versions.VersionResult): status, seconds, message."""
-    return pd.DataFrame([{"version": r.version, "status": r.status, "seconds": round(r.seconds, 1),
-                          "message": r.message} for r in results])
+    return pd.DataFrame(
+        [
+            {"version": r.version, "status": r.status, "seconds": round(r.seconds, 1), "message": r.message}
+            for r in results
+        ]
+    )
 
 
 def versions_ran(df: pd.DataFrame) -> list[str]:
@@ -171,9 +218,15 @@ def versions_chart(df: pd.DataFrame, p: dict) -> Figure | None:
     table = plots.summary_table(attention.per_pair(causal), ["probe_mlx", "length"])
     row = df.iloc[0]
     fig = plots.lines_with_intervals(
-        table, x="length", series="probe_mlx", logx=True, ylabel=PER_PAIR, xlabel="prompt length (tokens)",
+        table,
+        x="length",
+        series="probe_mlx",
+        logx=True,
+        ylabel=PER_PAIR,
+        xlabel="prompt length (tokens)",
         title=f"Prefill SDPA, mask 'causal', {p['main_dtype']}, d{p['main_head_dim']}, {heads(p)}, by MLX version\n"
-              f"{row.device} ({row.backend})")
+        f"{row.device} ({row.backend})",
+    )
     return mark(fig, [CLIFF_AT], f"{CLIFF_AT} tokens", color="#999999")
 
 
@@ -184,11 +237,17 @@ def steps_127_128(df: pd.DataFrame, p: dict) -> pd.DataFrame:
     if ver.empty or "probe_mlx" not in ver.columns:
         return pd.DataFrame()
     table = attention.at_lengths(ver, [BEFORE, CLIFF_AT], ["probe_mlx", "mode"])
-    steps = [attention.pair(ver, BEFORE, CLIFF_AT, tolerance=p["tolerance"], probe_mlx=v, mode=m)
-             for v, m in zip(table.probe_mlx, table["mode"])]
-    return table.assign(**{f"{CLIFF_AT} / {BEFORE}": [s.ratio if s else float("nan") for s in steps],
-                           "interval": [f"[{s.low:.2f}, {s.high:.2f}]" if s else "" for s in steps],
-                           "step": [s.verdict if s else "not measured" for s in steps]})
+    steps = [
+        attention.pair(ver, BEFORE, CLIFF_AT, tolerance=p["tolerance"], probe_mlx=v, mode=m)
+        for v, m in zip(table.probe_mlx, table["mode"])
+    ]
+    return table.assign(
+        **{
+            f"{CLIFF_AT} / {BEFORE}": [s.ratio if s else float("nan") for s in steps],
+            "interval": [f"[{s.low:.2f}, {s.high:.2f}]" if s else "" for s in steps],
+            "step": [s.verdict if s else "not measured" for s in steps],
+        }
+    )
 
 
 def published_tables() -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -207,17 +266,32 @@ def prompt_chart(df: pd.DataFrame) -> tuple[Figure, pd.DataFrame]:
     ref = table.iloc[(table.length - CLIFF_AT).abs().argmin()]
     rel = table.assign(**{c: table[c] / ref["median"] for c in ("median", "low", "high")})
     fig = plots.lines_with_intervals(
-        rel, x="length", series=None, logx=True, xlabel="prompt length (tokens)",
+        rel,
+        x="length",
+        series=None,
+        logx=True,
+        xlabel="prompt length (tokens)",
         title=f"Prompt latency relative to {ref.length:g} tokens, {model_label(prompt)}\n{where(df)}",
-        ylabel=f"time / time at {ref.length:g} tokens")
+        ylabel=f"time / time at {ref.length:g} tokens",
+    )
     before, after = published_tables()
-    for col, label in (("python_ms", "published: Python, MLX 0.30.0"), ("rust_ms", "published: Rust, MLX 0.30.1")):
+    for col, label in (
+        ("python_ms", "published: Python, MLX 0.30.0"),
+        ("rust_ms", "published: Rust, MLX 0.30.1"),
+    ):
         pub = after.set_index("seq_len")[col]
-        plots.add_curve(fig, pub.index, pub / pub[CLIFF_AT], f"{label} (Apple silicon)", color=None, marker="x")
+        plots.add_curve(
+            fig, pub.index, pub / pub[CLIFF_AT], f"{label} (Apple silicon)", color=None, marker="x"
+        )
     pub = before.set_index("seq_len")["rust_ms"]
-    plots.add_curve(fig, pub.index, pub / pub[CLIFF_AT],
-                    f"published: Rust, MLX 0.29.1, {BEFORE} vs {CLIFF_AT} (Apple silicon)",
-                    color="#b00020", marker="v")
+    plots.add_curve(
+        fig,
+        pub.index,
+        pub / pub[CLIFF_AT],
+        f"published: Rust, MLX 0.29.1, {BEFORE} vs {CLIFF_AT} (Apple silicon)",
+        color="#b00020",
+        marker="v",
+    )
     fig.axes[0].legend(fontsize=7)
     return fig, table
 
@@ -231,17 +305,30 @@ def ops_chart(df: pd.DataFrame, p: dict) -> tuple[Figure, pd.DataFrame]:
     per-op table with the medians measured here beside it."""
     table = op_table(df)
     fig = plots.bars_with_intervals(
-        table, category="op", group="phase", horizontal=True, ylabel="ms per call (median, 95%)",
-        title=f"Per-op time, {p['model']} shapes (MoE: {p['moe_model'] or 'none'}), {p['op_dtype']}\n{where(df)}")
+        table,
+        category="op",
+        group="phase",
+        horizontal=True,
+        ylabel="ms per call (median, 95%)",
+        title=f"Per-op time, {p['model']} shapes (MoE: {p['moe_model'] or 'none'}), {p['op_dtype']}\n{where(df)}",
+    )
     per_op = published.table(SOURCE, "per_op_ms").assign(op_here=lambda t: t.op.map(OP_NAMES))
     ax, position = fig.axes[0], {op: i for i, op in enumerate(dict.fromkeys(table.op))}
     shown = per_op[per_op.op_here.isin(position)]
-    ax.scatter(shown.python_ms, shown.op_here.map(position), marker="x", color="black", zorder=3,
-               label="published: Python, MLX 0.30.0 (Apple silicon, shapes unstated)")
+    ax.scatter(
+        shown.python_ms,
+        shown.op_here.map(position),
+        marker="x",
+        color="black",
+        zorder=3,
+        label="published: Python, MLX 0.30.0 (Apple silicon, shapes unstated)",
+    )
     ax.set_xscale("log")
     ax.legend(fontsize=7, loc="lower right")
     for phase in ("decode", "prefill"):
-        per_op[f"measured {phase} ms"] = per_op.op_here.map(attention.select(table, phase=phase).set_index("op")["median"])
+        per_op[f"measured {phase} ms"] = per_op.op_here.map(
+            attention.select(table, phase=phase).set_index("op")["median"]
+        )
     return fig, per_op
 
 
@@ -255,5 +342,7 @@ def graph_stats(df: pd.DataFrame) -> tuple[measure.Stats, measure.Stats, measure
 def graph_note(df: pd.DataFrame, p: dict) -> str:
     graph = rows(df, "graph")
     build, evaluate, _ = graph_stats(df)
-    return (f"Graph building of one decode step ({model_label(graph)}, {int(graph.layers.iloc[0])} layers, "
-            f"{p['graph_context']} cached positions): {build} ms; evaluating it: {evaluate} ms.")
+    return (
+        f"Graph building of one decode step ({model_label(graph)}, {int(graph.layers.iloc[0])} layers, "
+        f"{p['graph_context']} cached positions): {build} ms; evaluating it: {evaluate} ms."
+    )

@@ -50,8 +50,13 @@ class Step:
         return asdict(self)
 
 
-def judge(before: np.ndarray, after: np.ndarray, work_ratio: float = 1.0, tolerance: float = 0.1,
-          confidence: float = measure.CONFIDENCE) -> tuple:
+def judge(
+    before: np.ndarray,
+    after: np.ndarray,
+    work_ratio: float = 1.0,
+    tolerance: float = 0.1,
+    confidence: float = measure.CONFIDENCE,
+) -> tuple:
     """(ratio Stats, verdict, excess) for two samples of times and the work ratio between them."""
     r = measure.ratio_interval(after, before, confidence=confidence)
     lo_edge, hi_edge = min(1.0, work_ratio), max(1.0, work_ratio)
@@ -68,31 +73,63 @@ def judge(before: np.ndarray, after: np.ndarray, work_ratio: float = 1.0, tolera
     return r, verdict, excess
 
 
-def steps(df: pd.DataFrame, *, x: str = "length", value: str = "value", work: str | None = None,
-          tolerance: float = 0.1) -> list[Step]:
+def steps(
+    df: pd.DataFrame,
+    *,
+    x: str = "length",
+    value: str = "value",
+    work: str | None = None,
+    tolerance: float = 0.1,
+) -> list[Step]:
     """Every neighbouring pair of a sweep (one group: rows of one configuration, several trials per length)."""
     lengths = np.sort(df[x].unique())
     samples = {n: df.loc[df[x] == n, value].to_numpy(dtype=float) for n in lengths}
-    works = ({n: float(df.loc[df[x] == n, work].iloc[0]) for n in lengths} if work else None)
+    works = {n: float(df.loc[df[x] == n, work].iloc[0]) for n in lengths} if work else None
     out = []
     confidence = 1 - (1 - measure.CONFIDENCE) / max(1, len(lengths) - 1)
     for a, b in zip(lengths[:-1], lengths[1:]):
         w = works[b] / works[a] if works else 1.0
         r, verdict, excess = judge(samples[a], samples[b], w, tolerance, confidence)
-        out.append(Step(before_length=float(a), length=float(b), before=float(np.median(samples[a])),
-                        after=float(np.median(samples[b])), ratio=r.median, low=r.low, high=r.high,
-                        expected_low=min(1.0, w), expected_high=max(1.0, w), excess=excess, verdict=verdict))
+        out.append(
+            Step(
+                before_length=float(a),
+                length=float(b),
+                before=float(np.median(samples[a])),
+                after=float(np.median(samples[b])),
+                ratio=r.median,
+                low=r.low,
+                high=r.high,
+                expected_low=min(1.0, w),
+                expected_high=max(1.0, w),
+                excess=excess,
+                verdict=verdict,
+            )
+        )
     return out
 
 
-def find_cliffs(df: pd.DataFrame, *, x: str = "length", value: str = "value", work: str | None = None,
-                tolerance: float = 0.1) -> list[Step]:
+def find_cliffs(
+    df: pd.DataFrame,
+    *,
+    x: str = "length",
+    value: str = "value",
+    work: str | None = None,
+    tolerance: float = 0.1,
+) -> list[Step]:
     """The jumps of one sweep: the steps whose ratio interval lies outside the work envelope."""
     return [s for s in steps(df, x=x, value=value, work=work, tolerance=tolerance) if s.is_jump]
 
 
-def scan(df: pd.DataFrame, by: list[str], *, x: str = "length", value: str = "value", work: str | None = None,
-         tolerance: float = 0.1, jumps_only: bool = True) -> pd.DataFrame:
+def scan(
+    df: pd.DataFrame,
+    by: list[str],
+    *,
+    x: str = "length",
+    value: str = "value",
+    work: str | None = None,
+    tolerance: float = 0.1,
+    jumps_only: bool = True,
+) -> pd.DataFrame:
     """`find_cliffs` (or every step) per group of `by`, as one table with the group's columns in front."""
     rows = []
     # dropna=False: a grouping column that only some sweeps fill (e.g. probe_mlx) must not drop the others' rows
@@ -104,8 +141,16 @@ def scan(df: pd.DataFrame, by: list[str], *, x: str = "length", value: str = "va
     return pd.DataFrame(rows, columns=columns)
 
 
-def pair(df: pd.DataFrame, before_length: float, length: float, *, x: str = "length", value: str = "value",
-         work: str | None = None, tolerance: float = 0.1) -> Step | None:
+def pair(
+    df: pd.DataFrame,
+    before_length: float,
+    length: float,
+    *,
+    x: str = "length",
+    value: str = "value",
+    work: str | None = None,
+    tolerance: float = 0.1,
+) -> Step | None:
     """The step between two given lengths of one sweep (None if either was not measured)."""
     sub = df[df[x].isin([before_length, length])]
     if sub[x].nunique() < 2:
@@ -122,10 +167,12 @@ def describe(table: pd.DataFrame, label_columns: list[str]) -> list[str]:
     lines = []
     for _, s in table.iterrows():
         label = " ".join(_label(s[c]) for c in label_columns if c in s and pd.notna(s[c]))
-        lines.append(f"{label}: {s['before_length']:g} -> {s['length']:g} tokens, {s['before']:.3g} -> "
-                     f"{s['after']:.3g} ms, ratio {s['ratio']:.2f} [{s['low']:.2f}, {s['high']:.2f}] against "
-                     f"{s['expected_low']:.2f}-{s['expected_high']:.2f} from the work ({s['verdict']}; "
-                     f"{s['excess']:.2f}x the envelope's nearest edge)")
+        lines.append(
+            f"{label}: {s['before_length']:g} -> {s['length']:g} tokens, {s['before']:.3g} -> "
+            f"{s['after']:.3g} ms, ratio {s['ratio']:.2f} [{s['low']:.2f}, {s['high']:.2f}] against "
+            f"{s['expected_low']:.2f}-{s['expected_high']:.2f} from the work ({s['verdict']}; "
+            f"{s['excess']:.2f}x the envelope's nearest edge)"
+        )
     return lines
 
 

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from mlx_workbook.investigations.sdpa_cliff import cliffs
 from mlx_workbook.core import measure
-from mlx_workbook.probes import sdpa_probe as probe
 from mlx_workbook.core.results import Run
+from mlx_workbook.investigations.sdpa_cliff import cliffs
+from mlx_workbook.probes import sdpa_probe as probe
 
 MODES, VARIANTS, DTYPES = probe.MODES, probe.VARIANTS, tuple(probe.DTYPES)
 GROUP = list(probe.GROUP_KEYS)  # a sweep's configuration: everything but the length
@@ -32,10 +32,15 @@ def sweep_lengths(wide: list[int], boundaries: list[int], offsets: list[int]) ->
     return sorted(set(int(n) for n in wide) | set(around(boundaries, offsets)))
 
 
-def validate(*, modes=(), dtypes=(), head_dims=(), lengths=(), n_q_heads: int = 1, n_kv_heads: int = 1,
-             variants=()) -> None:
+def validate(
+    *, modes=(), dtypes=(), head_dims=(), lengths=(), n_q_heads: int = 1, n_kv_heads: int = 1, variants=()
+) -> None:
     """One clear error for impossible sweep parameters, before anything is built."""
-    for name, given, known in (("mask mode", modes, MODES), ("dtype", dtypes, DTYPES), ("variant", variants, VARIANTS)):
+    for name, given, known in (
+        ("mask mode", modes, MODES),
+        ("dtype", dtypes, DTYPES),
+        ("variant", variants, VARIANTS),
+    ):
         bad = [g for g in given if g not in known]
         if bad:
             raise ValueError(f"unknown {name} {bad}; use any of {list(known)}")
@@ -45,12 +50,18 @@ def validate(*, modes=(), dtypes=(), head_dims=(), lengths=(), n_q_heads: int = 
         raise ValueError(f"query heads ({n_q_heads}) must be a multiple of key/value heads ({n_kv_heads})")
 
 
-def prefill_cases(lengths, *, modes, dtypes, head_dims, n_q_heads, n_kv_heads, variants=("sdpa",)) -> list[dict]:
-    return probe.cases_from_grid("prefill", lengths, modes, dtypes, head_dims, n_q_heads, n_kv_heads, variants)
+def prefill_cases(
+    lengths, *, modes, dtypes, head_dims, n_q_heads, n_kv_heads, variants=("sdpa",)
+) -> list[dict]:
+    return probe.cases_from_grid(
+        "prefill", lengths, modes, dtypes, head_dims, n_q_heads, n_kv_heads, variants
+    )
 
 
 def decode_cases(lengths, *, dtypes, head_dims, n_q_heads, n_kv_heads, variants=("sdpa",)) -> list[dict]:
-    return probe.cases_from_grid("decode", lengths, ["none"], dtypes, head_dims, n_q_heads, n_kv_heads, variants)
+    return probe.cases_from_grid(
+        "decode", lengths, ["none"], dtypes, head_dims, n_q_heads, n_kv_heads, variants
+    )
 
 
 def gqa_cases(prefill_lengths, decode_lengths, *, dtype, head_dim, n_q_heads, n_kv_heads) -> list[dict]:
@@ -58,10 +69,22 @@ def gqa_cases(prefill_lengths, decode_lengths, *, dtype, head_dim, n_q_heads, n_
     if n_q_heads == n_kv_heads:
         raise ValueError("the GQA comparison needs fewer key/value heads than query heads")
     both = ("sdpa", "repeat_kv")
-    return (prefill_cases(prefill_lengths, modes=["causal"], dtypes=[dtype], head_dims=[head_dim],
-                          n_q_heads=n_q_heads, n_kv_heads=n_kv_heads, variants=both)
-            + decode_cases(decode_lengths, dtypes=[dtype], head_dims=[head_dim], n_q_heads=n_q_heads,
-                           n_kv_heads=n_kv_heads, variants=both))
+    return prefill_cases(
+        prefill_lengths,
+        modes=["causal"],
+        dtypes=[dtype],
+        head_dims=[head_dim],
+        n_q_heads=n_q_heads,
+        n_kv_heads=n_kv_heads,
+        variants=both,
+    ) + decode_cases(
+        decode_lengths,
+        dtypes=[dtype],
+        head_dims=[head_dim],
+        n_q_heads=n_q_heads,
+        n_kv_heads=n_kv_heads,
+        variants=both,
+    )
 
 
 @dataclass(frozen=True)
@@ -84,27 +107,53 @@ def plan(p: dict) -> Plan:
     var = sweep_lengths(p["variant_wide"], p["variant_boundaries"], p["offsets"])
     dec = sweep_lengths(p["decode_lengths"], p["decode_boundaries"], p["decode_offsets"])
     version_lengths = p["version_lengths"] + p["version_causal_lengths"] + p["version_decode_lengths"]
-    validate(modes=p["modes"] + p["variant_modes"], dtypes=[p["main_dtype"]] + p["dtypes"],
-             head_dims=[p["main_head_dim"]] + p["head_dims"], variants=p["variants"],
-             lengths=pre + var + dec + p["gqa_prefill_lengths"] + p["gqa_decode_lengths"] + version_lengths
-             + p.get("prompt_lengths", []), n_q_heads=p["n_q_heads"], n_kv_heads=p["n_kv_heads"])
+    validate(
+        modes=p["modes"] + p["variant_modes"],
+        dtypes=[p["main_dtype"]] + p["dtypes"],
+        head_dims=[p["main_head_dim"]] + p["head_dims"],
+        variants=p["variants"],
+        lengths=pre
+        + var
+        + dec
+        + p["gqa_prefill_lengths"]
+        + p["gqa_decode_lengths"]
+        + version_lengths
+        + p.get("prompt_lengths", []),
+        n_q_heads=p["n_q_heads"],
+        n_kv_heads=p["n_kv_heads"],
+    )
     if p["n_q_heads"] == p["n_kv_heads"]:
         raise ValueError("n_q_heads must exceed n_kv_heads: the GQA comparison needs grouped-query heads")
     if not 0 < p["tolerance"] < 1 or p["repeats"] < 2:
-        raise ValueError(f"tolerance must be in (0, 1) and repeats >= 2, got {p['tolerance']} and {p['repeats']}")
+        raise ValueError(
+            f"tolerance must be in (0, 1) and repeats >= 2, got {p['tolerance']} and {p['repeats']}"
+        )
     heads = dict(n_q_heads=p["n_q_heads"], n_kv_heads=p["n_kv_heads"])
     main = dict(dtypes=[p["main_dtype"]], head_dims=[p["main_head_dim"]], **heads)
     return Plan(
-        prefill_lengths=pre, variant_lengths=var, decode_lengths=dec,
-        prefill=unique(prefill_cases(pre, modes=p["modes"], variants=p["variants"], **main)
-                       + prefill_cases(var, modes=p["variant_modes"], dtypes=p["dtypes"], head_dims=p["head_dims"],
-                                       **heads)),
+        prefill_lengths=pre,
+        variant_lengths=var,
+        decode_lengths=dec,
+        prefill=unique(
+            prefill_cases(pre, modes=p["modes"], variants=p["variants"], **main)
+            + prefill_cases(
+                var, modes=p["variant_modes"], dtypes=p["dtypes"], head_dims=p["head_dims"], **heads
+            )
+        ),
         decode=decode_cases(dec, dtypes=p["dtypes"], head_dims=p["head_dims"], **heads),
-        gqa=gqa_cases(p["gqa_prefill_lengths"], p["gqa_decode_lengths"], dtype=p["main_dtype"],
-                      head_dim=p["main_head_dim"], **heads),
-        versions=unique(prefill_cases(p["version_lengths"], modes=p["modes"], **main)
-                        + prefill_cases(p["version_causal_lengths"], modes=["causal"], **main)
-                        + decode_cases(p["version_decode_lengths"], **main)))
+        gqa=gqa_cases(
+            p["gqa_prefill_lengths"],
+            p["gqa_decode_lengths"],
+            dtype=p["main_dtype"],
+            head_dim=p["main_head_dim"],
+            **heads,
+        ),
+        versions=unique(
+            prefill_cases(p["version_lengths"], modes=p["modes"], **main)
+            + prefill_cases(p["version_causal_lengths"], modes=["causal"], **main)
+            + decode_cases(p["version_decode_lengths"], **main)
+        ),
+    )
 
 
 def unique(cases: list[dict]) -> list[dict]:
@@ -120,18 +169,35 @@ def unique(cases: list[dict]) -> list[dict]:
 
 def to_rows(probe_rows: list[dict], **extra) -> list[dict]:
     """Probe rows as measurement rows: metric "ms" (per call), the case's fields, the trial number."""
-    return [dict(metric="ms", value=r["ms"], unit="ms", trial=r["trial"], **{k: r[k] for k in CASE_FIELDS}, **extra)
-            for r in probe_rows]
+    return [
+        dict(
+            metric="ms", value=r["ms"], unit="ms", trial=r["trial"], **{k: r[k] for k in CASE_FIELDS}, **extra
+        )
+        for r in probe_rows
+    ]
 
 
-def sweep(run: Run, experiment: str, cases: list[dict], *, repeats: int, warmup: int = 1, target_ms: float = 5,
-          max_calls: int = 100) -> list[dict]:
+def sweep(
+    run: Run,
+    experiment: str,
+    cases: list[dict],
+    *,
+    repeats: int,
+    warmup: int = 1,
+    target_ms: float = 5,
+    max_calls: int = 100,
+) -> list[dict]:
     """Time every case (interleaved rounds per configuration), storing each round in the run as it finishes
     (the run appends to its journal, so a long GPU sweep costs nothing extra per round).
 
     Returns the configurations that failed (with the error) so the notebook can show them; the rest still ran."""
-    config = {"cases": unique(cases), "repeats": repeats, "warmup": warmup, "target_ms": target_ms,
-              "max_calls": max_calls}
+    config = {
+        "cases": unique(cases),
+        "repeats": repeats,
+        "warmup": warmup,
+        "target_ms": target_ms,
+        "max_calls": max_calls,
+    }
     out = probe.run(config, on_round=lambda rows: run.record_many(experiment, to_rows(rows)))
     return out["errors"]
 
@@ -139,19 +205,35 @@ def sweep(run: Run, experiment: str, cases: list[dict], *, repeats: int, warmup:
 def record_version(run: Run, result, experiment: str = "versions") -> None:
     """One version's probe results (versions.VersionResult) into the run, tagged with that version."""
     if result.ok and result.data["rows"]:
-        run.record_many(experiment, to_rows(result.data["rows"], probe_mlx=result.data["mlx"],
-                                            probe_backend=result.data["backend"]))
+        run.record_many(
+            experiment,
+            to_rows(result.data["rows"], probe_mlx=result.data["mlx"], probe_backend=result.data["backend"]),
+        )
 
 
-def compare_versions(run: Run, mlx_versions: list[str], cases: list[dict], *, passes: int, repeats: int,
-                     warmup: int = 1, target_ms: float = 5, wheels_dir: str | None = None) -> list:
+def compare_versions(
+    run: Run,
+    mlx_versions: list[str],
+    cases: list[dict],
+    *,
+    passes: int,
+    repeats: int,
+    warmup: int = 1,
+    target_ms: float = 5,
+    wheels_dir: str | None = None,
+) -> list:
     """The probe's `cases` under every MLX version (versions.compare), each pass stored as it finishes as
     experiment "versions" tagged with the version; returns the VersionResults (messages of those that failed)."""
     from mlx_workbook.probes import versions
 
     config = {"cases": unique(cases), "repeats": repeats, "warmup": warmup, "target_ms": target_ms}
-    return versions.compare(mlx_versions, config, passes=passes, wheels_dir=wheels_dir or None,
-                            on_result=lambda result: record_version(run, result))
+    return versions.compare(
+        mlx_versions,
+        config,
+        passes=passes,
+        wheels_dir=wheels_dir or None,
+        on_result=lambda result: record_version(run, result),
+    )
 
 
 # --- reading the stored sweeps ------------------------------------------------------------------------------
@@ -185,7 +267,9 @@ def pair(df: pd.DataFrame, before: int, after: int, *, tolerance: float, **filte
     return cliffs.pair(sub, before, after, work="flops", tolerance=tolerance)
 
 
-def pooled_ratio(df: pd.DataFrame, column: str, numerator, denominator, keys: list[str]) -> measure.Stats | None:
+def pooled_ratio(
+    df: pd.DataFrame, column: str, numerator, denominator, keys: list[str]
+) -> measure.Stats | None:
     """Median ratio numerator/denominator of `column` pooled over matching configurations `keys`.
 
     Each configuration's trials (both sides) are divided by the denominator's median there first, so lengths
