@@ -3,6 +3,7 @@ exception) for a version that cannot be installed. Installs of other versions ar
 wheel folder (MLX_WHEELS_DIR), so the suite needs no network."""
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,12 @@ def test_another_version_from_a_wheel_folder(cache):
     result = versions.run_probe(version, CONFIG)
     assert result.ok and result.data["mlx"] == version, result.message
     assert (cache / versions.env_dir(version).name / versions.READY).exists()
+
+
+def test_a_ready_install_under_mlx_version_sites_runs_with_this_interpreter(tmp_path, monkeypatch):
+    site = tmp_path / "sites" / "0.0.1"
+    (site / "mlx").mkdir(parents=True)
+    monkeypatch.setenv(versions.SITES_ENV, str(tmp_path / "sites"))
+    python, env = versions._installed_site("0.0.1")
+    assert python == sys.executable and env["PYTHONPATH"] == str(site)
+    assert versions._installed_site("0.0.2") is None

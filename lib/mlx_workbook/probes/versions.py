@@ -5,9 +5,11 @@
 Each version gets `.cache/mlx-versions/<version>-<backend>/` (a venv without pip of its own; the running
 interpreter's pip installs into it with `--python`), holding only `mlx` and the backend package of the running
 backend (mlx-cpu, mlx-cuda-13, ...). The probe runs there as a subprocess and prints JSON. The version already
-installed here runs in this process, no env needed. Offline machines can pass a folder of wheels
-(`wheels_dir` or the MLX_WHEELS_DIR environment variable). A version that cannot be installed (no network, no
-wheel for this platform or backend) yields one clear message in `VersionResult.message`, never an exception.
+installed here runs in this process, no env needed. Offline machines can pass a folder of wheels (`wheels_dir`
+or the MLX_WHEELS_DIR environment variable), or ready installs (MLX_VERSION_SITES/<version>/, run with this
+interpreter; how the GPU reference machine, with no index, runs other CUDA builds). A version that cannot be
+installed (no network, no wheel for this platform or backend) yields one clear message in
+`VersionResult.message`, never an exception.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ from mlx_workbook import ROOT
 CACHE_DIR = ROOT / ".cache" / "mlx-versions"
 PROBE = Path(__file__).with_name("sdpa_probe.py")
 WHEELS_ENV = "MLX_WHEELS_DIR"
+# A folder of ready installs, one per version (`pip install --no-deps --target SITES/<version> mlx==V mlx-cuda-13==V`):
+# for machines with no package index whose CUDA libraries come with the system rather than as pip packages.
+SITES_ENV = "MLX_VERSION_SITES"
 READY = ".ready"
 # The backend packages MLX ships, newest naming first; "mlx-cuda" is what versions before 0.31 used for CUDA.
 BACKEND_PACKAGES = ("mlx-cpu", "mlx-cuda-13", "mlx-cuda-12", "mlx-cuda", "mlx-metal")
@@ -205,6 +210,14 @@ def _installed_version(python: Path) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
+def _installed_site(version: str) -> tuple[str, dict] | None:
+    """This interpreter with MLX `version` from a ready install under $MLX_VERSION_SITES, if there is one."""
+    site = Path(os.environ.get(SITES_ENV, "/nonexistent")) / version
+    if not (site / "mlx").is_dir():
+        return None
+    return sys.executable, {**_clean_env(), "PYTHONPATH": str(site)}
+
+
 def _clean_env() -> dict:
     # A venv's own mlx must not be shadowed by this project's PYTHONPATH.
     return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
@@ -223,7 +236,10 @@ def run_probe(
 
         return _result(version, sys.executable, tic, sdpa_probe.run(config))
     try:
-        python, env = ensure_env(version, wheels_dir=wheels_dir, timeout=timeout), _clean_env()
+        python, env = _installed_site(version) or (
+            ensure_env(version, wheels_dir=wheels_dir, timeout=timeout),
+            _clean_env(),
+        )
     except VersionUnavailable as exc:
         return VersionResult(version, "unavailable", str(exc), seconds=time.perf_counter() - tic)
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
