@@ -314,6 +314,85 @@ def render_page(
     return out
 
 
+# --- the findings notebook (05_findings) ---------------------------------------------------------------------
+
+
+def locate(run: results.Run, roots: list, page: str, readme: str) -> tuple[list[Path], Path, Path | None]:
+    """The folders to read, the page to write and the README to refresh, checked before anything is read.
+
+    Relative paths are read from the repository root (papermill runs the kernel inside notebooks/); no roots
+    means the reports folder this run writes into (its runs/ folder's parent).
+    """
+
+    def absolute(path) -> Path:
+        path = Path(path)
+        return path if path.is_absolute() else ROOT / path
+
+    folders = [absolute(r) for r in roots] or [Path(run.run_dir).resolve().parents[1]]
+    missing = [str(p) for p in folders if not p.is_dir()]
+    if missing:
+        raise ValueError(f"roots: no such folder(s): {', '.join(missing)}")
+    readme_path = absolute(readme) if readme else None
+    if readme_path and not readme_path.is_file():
+        raise ValueError(f"readme: no such file: {readme}")
+    return folders, absolute(page) if page else folders[0] / PAGE, readme_path
+
+
+def record_verdicts(run: results.Run, table: pd.DataFrame) -> pd.DataFrame:
+    """Store the verdict counts per device run as the run's measurements; return them as the chart reads them."""
+    counts = verdict_counts(table)
+    for _, row in counts.melt(id_vars="device_run", var_name="verdict", value_name="claims").iterrows():
+        run.record(
+            "verdicts",
+            "claims",
+            row.claims,
+            "claims",
+            trial=0,
+            verdict=row.verdict,
+            device_run=row.device_run,
+        )
+    stored = run.measurements.pivot_table(
+        index="device_run", columns="verdict", values="value", aggfunc="sum"
+    )
+    return stored.reindex(columns=[c for c in counts.columns if c != "device_run"]).reset_index()
+
+
+def _tally(part: pd.DataFrame, *, every: bool = False) -> str:
+    return ", ".join(
+        f"{(part.verdict == v).sum()} {v}" for v in CATEGORIES if every or (part.verdict == v).any()
+    )
+
+
+def notebook_findings(table: pd.DataFrame) -> list[results.Finding]:
+    """05_findings' own findings: how many claim rows have a verdict from data, and the tally per device run."""
+    measured = table[table.verdict != NOT_MEASURED]
+    n_runs = table.device_run.replace("", pd.NA).nunique()
+    out = [
+        results.Finding(
+            id="claims_with_verdict",
+            headline=True,
+            section="table",
+            measured={
+                "value": len(measured),
+                "low": len(measured),
+                "high": len(measured),
+                "unit": "claim rows",
+            },
+            statement=f"{table.claim_id.nunique()} published claims against {n_runs} device run(s): "
+            f"{len(measured)} of {len(table)} rows have a verdict from data ({_tally(table)}).",
+        )
+    ]
+    for device_run, part in table[table.device_run != ""].groupby("device_run"):
+        out.append(
+            results.Finding(
+                id=f"verdicts: {device_run}",
+                section="verdicts",
+                statement=f"{device_run}: {_tally(part, every=True)}",
+            )
+        )
+    return out
+
+
 # --- the README block ---------------------------------------------------------------------------------------
 
 
