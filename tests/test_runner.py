@@ -1,6 +1,9 @@
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -182,3 +185,55 @@ def test_another_runner_timing_on_this_machine_is_warned_about(tmp_path, monkeyp
     finally:
         other.kill()
         other.wait()
+
+
+def test_ctrl_c_on_a_real_run_settles_it(tmp_path):
+    """SIGINT to the runner's process group, as Ctrl-C in a terminal sends it, while trials are being written."""
+    code = (
+        "import sys; from pathlib import Path; from mlx_workbook.report import runner; "
+        f"sys.exit(runner.run_notebooks(['00_machine'], 'test', {{'repeats': 400}}, root=Path({str(tmp_path)!r})))"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        start_new_session=True,  # its own process group, like a terminal's foreground job
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # background jobs ignore SIGINT
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.time() + 180
+    while time.time() < deadline and not list(tmp_path.glob("runs/*/" + results.JOURNAL)):
+        time.sleep(0.2)
+    time.sleep(1)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=180)
+    assert proc.returncode == 130, out
+    assert "interrupted after" in out and "Traceback" not in out.split("[00_machine] interrupted")[1]
+    (summary,) = results.find_runs(tmp_path)
+    assert summary.status == "interrupted" and summary.duration_s > 0
+    assert len(results.read_measurements(summary.path)) > 0 and (summary.path / results.MEASUREMENTS).exists()
+    assert (summary.path / "00_machine.html").exists() and "interrupted" in (
+        tmp_path / "index.html"
+    ).read_text()
+
+
+def test_the_index_shows_an_abandoned_run_and_a_verdict_badge(tmp_path):
+    from mlx_workbook.core.results import Finding
+    from mlx_workbook.report import html
+
+    left = results.start_run("00_machine", {"profile": "quick"}, run_dir=tmp_path / "runs" / "left")
+    summary = results.RunSummary.read(left.run_dir)
+    summary.pid = int(
+        subprocess.run(
+            [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+        ).stdout
+    )
+    summary.write_atomic()  # a "running" run whose process has exited, as a killed runner leaves it
+    done = results.start_run("01_kv_cache", {"profile": "test"}, run_dir=tmp_path / "runs" / "done")
+    done.add_finding(
+        Finding(id="c", statement="the copies cost nothing", verdict="does not hold", headline=True)
+    )
+    done.finish()
+    index = html.build_index(tmp_path).read_text()
+    assert "abandoned" in index and "its process" in index
+    assert '<span class="badge badge-does-not-hold">does not hold</span>the copies cost nothing' in index

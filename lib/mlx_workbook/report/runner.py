@@ -285,7 +285,9 @@ def _warn_if_shared(name: str) -> None:
         )
 
 
-def run_notebooks(names: list[str], profile: str, overrides: dict, root: Path = REPORTS_DIR) -> int:
+def run_notebooks(
+    names: list[str], profile: str, overrides: dict, root: Path = REPORTS_DIR, *, open_index: bool = False
+) -> int:
     profile_params = load_profile(profile)
     environment = envmod.capture()
     # Check every notebook's parameters before executing any, so a typo fails fast.
@@ -319,7 +321,13 @@ def run_notebooks(names: list[str], profile: str, overrides: dict, root: Path = 
     elapsed = time.time() - tic
     html.build_index(root)
     _log_timing(root, names, profile, environment, elapsed, failures + ([interrupted] if interrupted else []))
-    print(f"{finished}/{len(plans)} notebooks ok in {elapsed:.0f} s; index: {_show(root / 'index.html')}")
+    index = (root / "index.html").resolve()
+    print(f"{finished}/{len(plans)} notebooks ok in {elapsed:.0f} s; index: {_show(index)}")
+    print(f"open it: {index.as_uri()}", flush=True)
+    if open_index:
+        import webbrowser
+
+        webbrowser.open(index.as_uri())
     if interrupted:
         return 130
     return 1 if failures else 0
@@ -362,6 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         p.add_argument("-p", "--params", default="", help='overrides: "name=value name2=value2"')
         p.add_argument("--params-file", help="YAML file of overrides")
+        p.add_argument("--open", action="store_true", help="open the index in a browser at the end")
     sub.add_parser("notebooks")
     sub.add_parser("index")
     args = parser.parse_args(argv)
@@ -382,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
             if not match:
                 raise RunnerError(f"unknown notebook {args.notebook!r}; notebooks: {', '.join(names)}")
             names = match
-        return run_notebooks(names, profile, overrides, REPORTS_DIR)
+        return run_notebooks(names, profile, overrides, REPORTS_DIR, open_index=args.open)
     except RunnerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
