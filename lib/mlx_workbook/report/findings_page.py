@@ -169,7 +169,8 @@ def _row(
     if ok is None:
         status = failed.state
         row["statement"] = (
-            f"the newest {nb} run here {status}: {(failed.error or '')[:160]}"
+            f"the newest {nb} run here {'was ' if status == results.INTERRUPTED else ''}{status}: "
+            f"{(failed.error or '')[:160]}"
             if status in (results.FAILED, results.INTERRUPTED)
             else f"the newest {nb} run here has not finished ({status})"
         )
