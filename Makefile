@@ -33,13 +33,13 @@ endif
 
 export PYTHONPATH := $(CURDIR)/lib$(if $(PYTHONPATH),:$(PYTHONPATH))
 RUNNER = $(PYTHON) -m mlx_workbook.report.runner
-RUN_ARGS = --profile $(PROFILE) $(if $(P),-p "$(P)") $(if $(PARAMS),--params-file $(PARAMS))
+RUN_ARGS = --profile $(PROFILE) $(if $(P),-p "$(P)") $(if $(PARAMS),--params-file $(PARAMS)) $(if $(OPEN),--open)
 
 .PHONY: help reports report notebooks index lab test lint format compare findings browser clean clean-all env
 
 help: ## Show the targets
 	@echo "MLX performance workbook. Variables: BACKEND=cpu|metal|cuda13|cuda12 PROFILE=auto|quick|full|test"
-	@echo '  P="name=value ..." PARAMS=overrides.yaml NB=<notebook> PYTHON=<interpreter, skips the venv>'
+	@echo '  P="name=value ..." PARAMS=overrides.yaml NB=<notebook> OPEN=1 (open the index) PYTHON=<interpreter, skips the venv>'
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: requirements.txt requirements/$(BACKEND).txt pyproject.toml

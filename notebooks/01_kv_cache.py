@@ -88,9 +88,7 @@ from IPython.display import Markdown, display
 
 from mlx_workbook import models
 from mlx_workbook.core import results
-from mlx_workbook.investigations.kv_cache import analysis as analysis
-from mlx_workbook.investigations.kv_cache import measure as kvcache
-from mlx_workbook.investigations.kv_cache.findings import findings
+from mlx_workbook.investigations.kv_cache import analysis, findings, measure
 from mlx_workbook.models import roofline
 
 # Parameters are checked before anything heavy runs: unknown preset, dtype or bits, a model too large for this
@@ -103,7 +101,7 @@ for name in presets:
 check_window = min(
     window, 512
 )  # the tiny preset's context is short; the window's behaviour does not depend on size
-kvcache.validate(
+measure.validate(
     strategies,
     lengths,
     decode_tokens=decode_tokens,
@@ -121,39 +119,7 @@ kvcache.validate(
     max_length=min(models.preset_config(p).get("max_position_embeddings", 10**9) for p in presets),
 )
 
-run = results.start_run(
-    "01_kv_cache",
-    {
-        k: v
-        for k, v in dict(globals()).items()
-        if k
-        in (
-            "profile",
-            "presets",
-            "dtype",
-            "bits",
-            "strategies",
-            "lengths",
-            "original_lengths",
-            "decode_tokens",
-            "step",
-            "window",
-            "keep",
-            "repeats",
-            "warmup",
-            "split_lengths",
-            "split_tokens",
-            "flat_tolerance",
-            "copy_tolerance",
-            "slice_sizes_mb",
-            "slice_updates",
-            "identity_tokens",
-            "seed",
-        )
-    },
-    run_dir=run_dir,
-    method_version=3,
-)
+run = results.start("01_kv_cache", globals(), method_version=3)
 display(pd.Series(run.environment.as_dict() | {"run_id": run.run_id}, name="environment").to_frame())
 
 # %% [markdown]
@@ -166,9 +132,9 @@ display(pd.Series(run.environment.as_dict() | {"run_id": run.run_id}, name="envi
 # `tests/test_kvcache.py` asserts the same.
 
 # %%
-varied = kvcache.varied_model("tiny", seed=seed)
+varied = measure.varied_model("tiny", seed=seed)
 check_prompt = models.random_prompt(varied, check_window - identity_tokens // 2, seed=seed)
-kvcache.record_identity(
+measure.record_identity(
     run,
     varied,
     check_prompt,
@@ -202,7 +168,7 @@ for name in presets:
     loaded = models.build_preset(name, dtype=dtype, bits=quant_bits, seed=seed)
     kv_bytes = roofline.kv_bytes_per_position(loaded.config, loaded.dtype)
     display(pd.Series(loaded.describe() | {"kv_bytes_per_token": kv_bytes}, name=loaded.label).to_frame())
-    kvcache.sweep(
+    measure.sweep(
         run,
         loaded,
         strategies=strategies,
@@ -295,7 +261,7 @@ for name in presets:
 # would grow with the buffer like the copy's.
 
 # %%
-kvcache.slice_update_probe(
+measure.slice_update_probe(
     run,
     sizes_mb=slice_sizes_mb,
     updates=slice_updates,
@@ -314,7 +280,7 @@ display(fig, analysis.slice_update_table(df).round(4))
 # change lies within ± the tolerance, do not hold when it lies wholly outside, and are inconclusive otherwise.
 
 # %%
-for finding in findings(
+for finding in findings.findings(
     run.measurements,
     presets=presets,
     strategies=strategies,

@@ -107,12 +107,11 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from mlx_workbook.core import results
-from mlx_workbook.investigations.decode_loop import analysis as analysis
-from mlx_workbook.investigations.decode_loop import measure as loop_bench
-from mlx_workbook.investigations.kv_cache import measure as kvcache
+from mlx_workbook.investigations.decode_loop import analysis, findings, measure
+from mlx_workbook.investigations.kv_cache.measure import varied_model
 
 # Parameters are checked before anything heavy runs: unknown names, models too large, impossible sizes.
-loop_bench.validate(model_specs, variants, side_variants, samplers, pipelining_model, seed=seed)
+measure.validate(model_specs, variants, side_variants, samplers, pipelining_model, seed=seed)
 if (
     min(max_tokens, split_tokens, identity_tokens) < 2
     or repeats < 3
@@ -125,34 +124,7 @@ if (
         "max_tokens, split_tokens and identity_tokens must be >= 2, repeats >= 3 (a CV needs "
         "spread), split_repeats, prompt_tokens, sampler_calls and sampler_repeats >= 1, warmup >= 0"
     )
-params = {
-    k: v
-    for k, v in dict(globals()).items()
-    if k
-    in (
-        "profile",
-        "model_specs",
-        "variants",
-        "side_variants",
-        "pipelining_model",
-        "prompt_tokens",
-        "max_tokens",
-        "repeats",
-        "warmup",
-        "identity_tokens",
-        "split_tokens",
-        "split_repeats",
-        "samplers",
-        "sampler_calls",
-        "sampler_repeats",
-        "minor_tolerance_pct",
-        "no_impact_tolerance_pct",
-        "share_tolerance_pts",
-        "variance_tolerance_pts",
-        "seed",
-    )
-}
-run = results.start_run("02_decode_loop", params, run_dir=run_dir, method_version=2)
+run = results.start("02_decode_loop", globals(), method_version=2)
 env = run.environment
 where = f"{env.device} ({env.backend}, mlx {env.mlx})"
 display(pd.Series(env.as_dict() | {"run_id": run.run_id}, name="environment").to_frame())
@@ -166,8 +138,8 @@ display(analysis.variant_descriptions(variants))
 # another order) can flip an argmax; the agreement measured there is shown further down as information only.
 
 # %%
-varied = kvcache.varied_model("tiny", dtype="float32", seed=seed)
-identity = loop_bench.check_identity(
+varied = varied_model("tiny", dtype="float32", seed=seed)
+identity = measure.check_identity(
     run, varied, variants, prompt_tokens=prompt_tokens, max_tokens=identity_tokens, seed=seed
 )
 display(identity)
@@ -186,7 +158,7 @@ del varied
 # %%
 labels = {}
 for i, spec in enumerate(model_specs):
-    labels[spec] = loop_bench.measure_model(
+    labels[spec] = measure.measure_model(
         run,
         spec,
         variants if i == 0 else side_variants,
@@ -309,7 +281,7 @@ display(analysis.fastest_table(df, summary, setup).round(2))
 # ## Findings <a id="findings"></a>
 
 # %%
-for finding in analysis.findings(df, setup):
+for finding in findings.findings(df, setup):
     run.add_finding(finding)
 run.finish()
 display(

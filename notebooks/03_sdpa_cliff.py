@@ -133,55 +133,12 @@ tolerance: float = 0.25  # a cliff must exceed the work envelope by this fractio
 
 # %%
 from mlx_workbook import models
-from mlx_workbook.investigations.sdpa_cliff import measure as attention
+from mlx_workbook.core import parameters
+from mlx_workbook.investigations.sdpa_cliff import measure
 from mlx_workbook.probes import ops
 
-PARAMS = [
-    "profile",
-    "n_q_heads",
-    "n_kv_heads",
-    "wide_lengths",
-    "boundaries",
-    "offsets",
-    "modes",
-    "variants",
-    "main_dtype",
-    "main_head_dim",
-    "dtypes",
-    "head_dims",
-    "variant_modes",
-    "variant_wide",
-    "variant_boundaries",
-    "decode_lengths",
-    "decode_boundaries",
-    "decode_offsets",
-    "gqa_prefill_lengths",
-    "gqa_decode_lengths",
-    "mlx_versions",
-    "version_passes",
-    "wheels_dir",
-    "version_lengths",
-    "version_causal_lengths",
-    "version_decode_lengths",
-    "model",
-    "model_dtype",
-    "model_bits",
-    "prompt_lengths",
-    "moe_model",
-    "moe_expert_phases",
-    "op_tokens",
-    "op_context",
-    "op_dtype",
-    "op_bits",
-    "group_size",
-    "graph_context",
-    "repeats",
-    "warmup",
-    "target_ms",
-    "tolerance",
-]
-P = {k: globals()[k] for k in PARAMS}
-plan = attention.plan(P)  # every SDPA sweep as cases; one clear error for impossible sweeps, before any work
+P = parameters.collect("03_sdpa_cliff", globals())
+plan = measure.plan(P)  # every SDPA sweep as cases; one clear error for impossible sweeps, before any work
 dense_shapes, moe_shapes = ops.shapes(
     model, moe_model, tokens=op_tokens, context=op_context, bits=op_bits, group_size=group_size
 )
@@ -193,10 +150,9 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from mlx_workbook.core import results
-from mlx_workbook.investigations.sdpa_cliff import analysis as an
-from mlx_workbook.investigations.sdpa_cliff import findings as an_findings
+from mlx_workbook.investigations.sdpa_cliff import analysis, findings
 
-run = results.start_run("03_sdpa_cliff", P, run_dir=run_dir)
+run = results.start("03_sdpa_cliff", globals())
 timing = dict(repeats=repeats, warmup=warmup, target_ms=target_ms)
 found = {}  # each sweep's cliffs
 display(pd.Series(run.environment.as_dict() | {"run_id": run.run_id}, name="environment").to_frame())
@@ -210,12 +166,12 @@ display(pd.Series(run.environment.as_dict() | {"run_id": run.run_id}, name="envi
 # Dotted red lines: detected cliffs.
 
 # %%
-errors = attention.sweep(run, "prefill", plan.prefill, **timing)
+errors = measure.sweep(run, "prefill", plan.prefill, **timing)
 if errors:
     display(Markdown("**Configurations that failed on this backend:**"), pd.DataFrame(errors))
 df = run.measurements
-found["prefill"] = an.scan(df, "prefill", P)
-fig = an.prefill_chart(df, P, found["prefill"])
+found["prefill"] = analysis.scan(df, "prefill", P)
+fig = analysis.prefill_chart(df, P, found["prefill"])
 run.save_figure(fig, "prefill_modes")
 display(fig)
 
@@ -226,7 +182,7 @@ display(fig)
 # shows up as a cliff in one line only. The table lists every prefill cliff of this MLX version.
 
 # %%
-fig = an.variants_chart(df, P, found["prefill"])
+fig = analysis.variants_chart(df, P, found["prefill"])
 run.save_figure(fig, "prefill_dtypes_head_dims")
 display(fig, found["prefill"].round(3))
 
@@ -237,12 +193,12 @@ display(fig, found["prefill"].round(3))
 # passes none for a single token). Grey dotted lines: the cache's 256-position steps.
 
 # %%
-errors = attention.sweep(run, "decode", plan.decode, **timing)
+errors = measure.sweep(run, "decode", plan.decode, **timing)
 if errors:
     display(pd.DataFrame(errors))
 df = run.measurements
-found["decode"] = an.scan(df, "decode", P)
-fig = an.decode_chart(df, P, found["decode"])
+found["decode"] = analysis.scan(df, "decode", P)
+fig = analysis.decode_chart(df, P, found["decode"])
 run.save_figure(fig, "decode")
 display(fig, found["decode"].round(3))
 
@@ -253,8 +209,8 @@ display(fig, found["decode"].round(3))
 # head count (`mx.repeat`) inside the timed call, as the Rust code did every forward pass.
 
 # %%
-attention.sweep(run, "gqa", plan.gqa, **timing)
-fig, table = an.gqa_chart(run.measurements, P)
+measure.sweep(run, "gqa", plan.gqa, **timing)
+fig, table = analysis.gqa_chart(run.measurements, P)
 run.save_figure(fig, "gqa")
 display(fig, table.round(4))
 
@@ -269,24 +225,24 @@ display(fig, table.round(4))
 # platform) gets one message below; the rest of the notebook does not depend on it.
 
 # %%
-version_results = attention.compare_versions(
+version_results = measure.compare_versions(
     run, mlx_versions, plan.versions, passes=version_passes, wheels_dir=wheels_dir, **timing
 )
-display(an.version_status(version_results))
+display(analysis.version_status(version_results))
 
 # %%
 df = run.measurements
-found["versions"] = an.scan(df, "versions", P)
-fig = an.versions_chart(df, P)
+found["versions"] = analysis.scan(df, "versions", P)
+fig = analysis.versions_chart(df, P)
 if fig is not None:
     run.save_figure(fig, "versions")
-    display(fig, an.steps_127_128(df, P).round(3))
+    display(fig, analysis.steps_127_128(df, P).round(3))
 display(
     Markdown(
         "**Published (Apple silicon, chip unspecified; whole runs of a GLM-4.5 MoE model, ms):** before "
         "the fix (Rust on MLX 0.29.1, Python on 0.30.0) and after it (Rust on 0.30.1)."
     ),
-    *an.published_tables(),
+    *analysis.published_tables(),
 )
 
 # %% [markdown]
@@ -301,8 +257,8 @@ display(
 loaded = models.build_preset(model, dtype=model_dtype, bits=model_bits or None, group_size=group_size)
 ops.prompt_latency(run, loaded, prompt_lengths, repeats=repeats, warmup=warmup)
 df = run.measurements
-found["prompt"] = an.scan(df, "prompt", P)
-fig, table = an.prompt_chart(df)
+found["prompt"] = analysis.scan(df, "prompt", P)
+fig, table = analysis.prompt_chart(df)
 run.save_figure(fig, "prompt_latency")
 display(fig, table.round(3), found["prompt"].round(3))
 
@@ -331,9 +287,9 @@ ops.run_ops(
 )
 ops.graph_build(run, loaded, context=graph_context, repeats=max(repeats, 5), warmup=max(warmup, 2))
 df = run.measurements
-fig, per_op = an.ops_chart(df, P)
+fig, per_op = analysis.ops_chart(df, P)
 run.save_figure(fig, "ops")
-display(fig, per_op, Markdown(an.graph_note(df, P)))
+display(fig, per_op, Markdown(analysis.graph_note(df, P)))
 
 # %% [markdown]
 # ## Every cliff found <a id="cliffs"></a>
@@ -343,7 +299,7 @@ display(fig, per_op, Markdown(an.graph_note(df, P)))
 # cliff in a sentence.
 
 # %%
-every_cliff = an.all_cliffs(found, run.environment.mlx)
+every_cliff = analysis.all_cliffs(found, run.environment.mlx)
 display(every_cliff.round(3))
 
 # %% [markdown]
@@ -354,13 +310,13 @@ display(every_cliff.round(3))
 # measures that part.
 
 # %%
-for finding in an_findings.findings(df, P, every_cliff, version_results):
+for finding in findings.findings(df, P, every_cliff, version_results):
     run.add_finding(finding)
 run.finish()
-display(Markdown(an.bullets([f"**{f.id}** ({f.verdict}): {f.statement}" for f in run.findings], "")))
+display(Markdown(analysis.bullets([f"**{f.id}** ({f.verdict}): {f.statement}" for f in run.findings], "")))
 
 # %% [markdown]
 # ## Closing note <a id="closing"></a>
 
 # %%
-display(Markdown(an_findings.closing_note(df, P, every_cliff, version_results)))
+display(Markdown(findings.closing_note(df, P, every_cliff, version_results)))

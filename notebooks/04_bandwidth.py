@@ -77,18 +77,14 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from mlx_workbook.core import results
-from mlx_workbook.investigations.bandwidth import analysis as bw
-from mlx_workbook.investigations.bandwidth import findings as bandwidth_findings
-from mlx_workbook.investigations.bandwidth import measure as serving
-from mlx_workbook.investigations.bandwidth import prequant
-from mlx_workbook.investigations.bandwidth import serving_analysis as bws
-from mlx_workbook.models import roofline as rl
+from mlx_workbook.investigations.bandwidth import analysis, findings, measure, prequant, serving_analysis
+from mlx_workbook.models import roofline
 from mlx_workbook.probes import kernels
 from mlx_workbook.report import text
 
 # Parameters are checked before any model is built: unknown presets, bad widths, impossible sizes.
-plan = serving.sweep_plan(presets, bits, moe_bits, preset_bits)
-serving.validate(
+plan = measure.sweep_plan(presets, bits, moe_bits, preset_bits)
+measure.validate(
     batch_sizes=batch_sizes,
     lengths=lengths,
     prefix_tokens=prefix_tokens,
@@ -105,39 +101,7 @@ serving.validate(
     repeats=[repeats, length_repeats, cache_repeats, prequant_repeats],
 )
 
-PARAMS = [
-    "profile",
-    "presets",
-    "bits",
-    "moe_bits",
-    "preset_bits",
-    "dtype",
-    "group_size",
-    "prompt_tokens",
-    "gen_tokens",
-    "warmup_tokens",
-    "repeats",
-    "serving_preset",
-    "serving_bits",
-    "batch_sizes",
-    "batch_tokens",
-    "prefix_tokens",
-    "suffix_tokens",
-    "cache_repeats",
-    "lengths",
-    "length_repeats",
-    "prequant_preset",
-    "prequant_bits",
-    "prequant_repeats",
-    "projection_presets",
-    "projection_bits",
-    "bandwidth_source",
-    "probe_sizes_mb",
-    "probe_kinds",
-    "bound_threshold",
-]
-params = {k: globals()[k] for k in PARAMS}
-run = results.start_run("04_bandwidth", params, run_dir=run_dir)
+run = results.start("04_bandwidth", globals())
 env = run.environment
 display(pd.Series(env.as_dict() | {"run_id": run.run_id}, name="environment").to_frame())
 
@@ -163,13 +127,13 @@ display(Markdown(f"**Bandwidth used for every roofline:** {ceiling.describe()}."
 # tokens) and writes the new token's K and V.
 
 # %%
-context = rl.mean_context(prompt_tokens, gen_tokens)
-acc = rl.accounting(
+context = roofline.mean_context(prompt_tokens, gen_tokens)
+acc = roofline.accounting(
     plan + [(p, [projection_bits]) for p in projection_presets], context, dtype=dtype, group_size=group_size
 )
-fig = bw.bytes_chart(acc, context)
+fig = analysis.bytes_chart(acc, context)
 run.save_figure(fig, "bytes_per_token")
-display(fig, bw.bytes_table(acc).round(4))
+display(fig, analysis.bytes_table(acc).round(4))
 
 # %% [markdown]
 # ## Decode and prompt speed against model size <a id="sweep"></a>
@@ -180,7 +144,7 @@ display(fig, bw.bytes_table(acc).round(4))
 # like `mlx_lm.stream_generate`. Efficiency uses the steady decode rate (one over the mean time per token).
 
 # %%
-serving.size_sweep(
+measure.size_sweep(
     run,
     plan,
     ceiling,
@@ -193,14 +157,14 @@ serving.size_sweep(
 )
 df = run.measurements
 where = text.where(df)
-display(Markdown(bw.skipped_text(df)))
-table = bw.decode_table(df, bound_threshold, ceiling)
-fig = bw.decode_chart(table, acc, ceiling, where)
+display(Markdown(analysis.skipped_text(df)))
+table = analysis.decode_table(df, bound_threshold, ceiling)
+fig = analysis.decode_chart(table, acc, ceiling, where)
 run.save_figure(fig, "decode_vs_bytes")
 display(fig)
-fig = bw.prompt_chart(table, prompt_tokens, where)
+fig = analysis.prompt_chart(table, prompt_tokens, where)
 run.save_figure(fig, "prompt_vs_size")
-display(fig, bw.sweep_view(table))
+display(fig, analysis.sweep_view(table))
 
 # %% [markdown]
 # ## Efficiency, and where decode stops being bandwidth-bound <a id="efficiency"></a>
@@ -214,9 +178,9 @@ display(fig, bw.sweep_view(table))
 # `efficiency_vs_peak`, the same rate against the vendor's published peak, where the library knows it).
 
 # %%
-fig = bw.efficiency_chart(table, ceiling, bound_threshold, where)
+fig = analysis.efficiency_chart(table, ceiling, bound_threshold, where)
 run.save_figure(fig, "efficiency")
-display(fig, Markdown(bw.efficiency_note(table, ceiling)))
+display(fig, Markdown(analysis.efficiency_note(table, ceiling)))
 
 # %% [markdown]
 # ## Mixture of experts: only the active experts count <a id="moe"></a>
@@ -225,7 +189,9 @@ display(fig, Markdown(bw.efficiency_note(table, ceiling)))
 # expert the MoE would look impossibly fast.
 
 # %%
-display(bw.moe_view(table, ceiling) if table.moe.any() else Markdown("No MoE preset ran in this profile."))
+display(
+    analysis.moe_view(table, ceiling) if table.moe.any() else Markdown("No MoE preset ran in this profile.")
+)
 
 # %% [markdown]
 # ## Batched decoding <a id="batch"></a>
@@ -235,8 +201,8 @@ display(bw.moe_view(table, ceiling) if table.moe.any() else Markdown("No MoE pre
 # `generation_tps` (generated tokens / generation time).
 
 # %%
-served = serving.build(serving_preset, serving_bits, dtype, group_size)
-serving.batch_sweep(
+served = measure.build(serving_preset, serving_bits, dtype, group_size)
+measure.batch_sweep(
     run,
     served,
     ceiling,
@@ -245,9 +211,9 @@ serving.batch_sweep(
     gen_tokens=batch_tokens,
     repeats=repeats,
 )
-fig = bws.batch_chart(run.measurements, ceiling, where)
+fig = serving_analysis.batch_chart(run.measurements, ceiling, where)
 run.save_figure(fig, "batch")
-display(fig, bws.batch_table(run.measurements).round(3))
+display(fig, serving_analysis.batch_table(run.measurements).round(3))
 
 # %% [markdown]
 # ## Prompt caching <a id="prompt-cache"></a>
@@ -256,15 +222,17 @@ display(fig, bws.batch_table(run.measurements).round(3))
 # (prefix + suffix) vs with the cached prefix; the cache is trimmed back to the prefix after every trial.
 
 # %%
-serving.prompt_cache_ttft(
+measure.prompt_cache_ttft(
     run, served, prefix_tokens=prefix_tokens, suffix_tokens=suffix_tokens, repeats=cache_repeats
 )
-fig = bws.prompt_cache_chart(run.measurements, where)
+fig = serving_analysis.prompt_cache_chart(run.measurements, where)
 run.save_figure(fig, "prompt_cache")
 display(
     fig,
-    bws.prompt_cache_table(run.measurements).round(3),
-    Markdown(f"Same first token with and without the cache: {bws.same_first_token(run.measurements)}."),
+    serving_analysis.prompt_cache_table(run.measurements).round(3),
+    Markdown(
+        f"Same first token with and without the cache: {serving_analysis.same_first_token(run.measurements)}."
+    ),
 )
 
 # %% [markdown]
@@ -274,11 +242,11 @@ display(
 # token, `fixed_share`) and how the decode speed holds up as the context grows.
 
 # %%
-serving.generation_lengths(run, served, lengths=lengths, prompt_tokens=prompt_tokens, repeats=length_repeats)
+measure.generation_lengths(run, served, lengths=lengths, prompt_tokens=prompt_tokens, repeats=length_repeats)
 del served
-fig = bws.lengths_chart(run.measurements, where)
+fig = serving_analysis.lengths_chart(run.measurements, where)
 run.save_figure(fig, "lengths")
-display(fig, bws.fixed_share_table(run.measurements).round(4))
+display(fig, serving_analysis.fixed_share_table(run.measurements).round(4))
 
 # %% [markdown]
 # ## Pre-quantized checkpoint vs quantizing at load time <a id="prequant"></a>
@@ -299,12 +267,12 @@ prequant.prequantized_vs_load_time(
     group_size=group_size,
     dtype=dtype,
 )
-fig = bws.prequant_chart(run.measurements, where)
+fig = serving_analysis.prequant_chart(run.measurements, where)
 run.save_figure(fig, "prequant")
 display(
     fig,
-    bws.prequant_table(run.measurements).round(4),
-    Markdown(f"Identical generated tokens: {bws.prequant_same_tokens(run.measurements)}."),
+    serving_analysis.prequant_table(run.measurements).round(4),
+    Markdown(f"Identical generated tokens: {serving_analysis.prequant_same_tokens(run.measurements)}."),
 )
 
 # %% [markdown]
@@ -316,7 +284,9 @@ display(
 # tok/s (measured or estimated, as the write-up labels them) stand beside the prediction, never in it.
 
 # %%
-display(bw.projection_table(table, acc, ceiling, env.device, projection_presets, projection_bits).round(2))
+display(
+    analysis.projection_table(table, acc, ceiling, env.device, projection_presets, projection_bits).round(2)
+)
 
 # %% [markdown]
 # ## Findings <a id="findings"></a>
@@ -325,7 +295,7 @@ display(bw.projection_table(table, acc, ceiling, env.device, projection_presets,
 # a server, Ollama or a Rust binding that this notebook cannot run, with our closest measurement beside it.
 
 # %%
-for finding in bandwidth_findings.findings(run.measurements, acc, ceiling, params):
+for finding in findings.findings(run.measurements, acc, ceiling, run.params):
     run.add_finding(finding)
 run.finish()
 display(pd.DataFrame([{"id": f.id, "verdict": f.verdict, "statement": f.statement} for f in run.findings]))

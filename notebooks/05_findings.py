@@ -15,7 +15,7 @@
 # # 05 · Findings: every published claim, measured
 #
 # The original write-ups make claims with numbers (`data/published/`, transcribed with their hardware and
-# versions). Notebooks 01 to 04 each re-measure some of them and store, for every claim they own, a finding
+# versions). The other notebooks each re-measure some of them and store, for every claim they own, a finding
 # whose verdict is computed from their own data: **holds**, **does not hold**, **inconclusive**, or **does not
 # apply on this backend**. This notebook measures nothing. It reads the stored runs (local runs and the
 # committed reference runs under `reports/reference/`) and puts every claim in one table: the published figure
@@ -35,29 +35,14 @@ page: str = ""  # where to write the findings page; empty: findings.html in the 
 readme: str = ""  # a README whose findings block to refresh from the reference runs; empty: none
 
 # %%
-from pathlib import Path
-
 import pandas as pd
 from IPython.display import Markdown, display
 
-import mlx_workbook as wb
 from mlx_workbook.core import results
-from mlx_workbook.core.results import Finding
-from mlx_workbook.report import findings_page as findings
+from mlx_workbook.report import findings_page
 
-run = results.start_run(
-    "05_findings", {"profile": profile, "roots": roots, "page": page, "readme": readme}, run_dir=run_dir
-)
-# Relative folders are read from the repository root (papermill runs the kernel inside notebooks/).
-here = run.run_dir.parent.parent if run_dir else wb.REPORTS_DIR
-folders = [p if p.is_absolute() else wb.ROOT / p for p in map(Path, roots)] or [here]
-missing = [str(p) for p in folders if not p.is_dir()]
-if missing:
-    raise ValueError(f"roots: no such folder(s): {', '.join(missing)}")
-page_path = Path(page) if page else folders[0] / findings.PAGE
-page_path = page_path if page_path.is_absolute() else wb.ROOT / page_path
-if readme and not (wb.ROOT / readme).is_file():
-    raise ValueError(f"readme: no such file: {readme}")
+run = results.start("05_findings", globals())
+folders, page_path, readme_path = findings_page.locate(run, roots, page, readme)
 
 # %% [markdown]
 # ## The claims table <a id="table"></a>
@@ -65,15 +50,11 @@ if readme and not (wb.ROOT / readme).is_file():
 # the statement beside it is the notebook's own sentence, built from its numbers.
 
 # %%
-table = findings.claims_table(folders, page_path.parent)
-counts = findings.verdict_counts(table)
-for _, row in counts.melt(id_vars="device_run", var_name="verdict", value_name="claims").iterrows():
-    run.record(
-        "verdicts", "claims", row.claims, "claims", trial=0, verdict=row.verdict, device_run=row.device_run
-    )
+table = findings_page.claims_table(folders, page_path.parent)
+counts = findings_page.record_verdicts(run, table)
 columns = ["claim_id", "published", "published_hardware", "device_run", "measured", "verdict"]
 with pd.option_context("display.max_rows", 500, "display.max_colwidth", 80):
-    display(table[table.verdict != findings.NOT_MEASURED][columns])  # every row is on the findings page
+    display(table[table.verdict != findings_page.NOT_MEASURED][columns])  # every row is on the findings page
 
 # %% [markdown]
 # ## Verdicts per device run <a id="verdicts"></a>
@@ -81,13 +62,11 @@ with pd.option_context("display.max_rows", 500, "display.max_colwidth", 80):
 # has not measured yet (from the counts stored above).
 
 # %%
-stored = run.measurements.pivot_table(index="device_run", columns="verdict", values="value", aggfunc="sum")
-stored = stored.reindex(columns=[c for c in counts.columns if c != "device_run"]).reset_index()
-fig = findings.verdict_chart(
-    stored, f"Verdicts of {table.claim_id.nunique()} published claims per device run"
+fig = findings_page.verdict_chart(
+    counts, f"Verdicts of {table.claim_id.nunique()} published claims per device run"
 )
 run.save_figure(fig, "verdicts")
-display(fig, stored)
+display(fig, counts)
 
 # %% [markdown]
 # ## The findings page <a id="page"></a>
@@ -95,32 +74,12 @@ display(fig, stored)
 # the top of the index.
 
 # %%
-written = findings.render_page(table, page_path)
-if readme:
-    findings.update_readme(wb.ROOT / readme, findings.headline_markdown(folders[0]))
-measured = table[table.verdict != findings.NOT_MEASURED]
-n_runs = table.device_run.replace("", pd.NA).nunique()
-tally = ", ".join(
-    f"{(table.verdict == v).sum()} {v}" for v in findings.CATEGORIES if (table.verdict == v).any()
-)
-run.add_finding(
-    Finding(
-        id="claims_with_verdict",
-        headline=True,
-        section="table",
-        measured={"value": len(measured), "low": len(measured), "high": len(measured), "unit": "claim rows"},
-        statement=f"{table.claim_id.nunique()} published claims against {n_runs} device run(s): "
-        f"{len(measured)} of {len(table)} rows have a verdict from data ({tally}).",
-    )
-)
-for device_run, part in table[table.device_run != ""].groupby("device_run"):
-    run.add_finding(
-        Finding(
-            id=f"verdicts: {device_run}",
-            section="verdicts",
-            statement=f"{device_run}: "
-            + ", ".join(f"{(part.verdict == v).sum()} {v}" for v in findings.CATEGORIES),
-        )
-    )
+written = findings_page.render_page(table, page_path)
+if readme_path:
+    findings_page.update_readme(readme_path, findings_page.headline_markdown(folders[0]))
+for finding in findings_page.notebook_findings(table):
+    run.add_finding(finding)
 run.finish()
-display(Markdown(f"Findings page: `{written}`\n\n" + "\n".join(f"- {f.statement}" for f in run.findings)))
+display(
+    Markdown(f"Findings page: `{written.name}`\n\n" + "\n".join(f"- {f.statement}" for f in run.findings))
+)

@@ -63,7 +63,9 @@ def site(tmp_path_factory):
     assert (
         runner.run_notebooks(["00_machine"], "test", {**SMALL, "probes": ["read", "bogus"]}, root=root) == 1
     )
-    failed, ok = sorted(results.find_runs(root), key=lambda d: results.read_summary(d)["status"])
+    failed, ok = sorted(
+        (r.path for r in results.find_runs(root)), key=lambda d: results.read_summary(d)["status"]
+    )
     compare.compare(ok, failed, root=root)
     findings.build(root)  # the findings page, then the index that links it and the comparison
     server = http.server.ThreadingHTTPServer(

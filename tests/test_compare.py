@@ -107,3 +107,15 @@ def test_bad_run_names_are_clear_errors(two_runs, tmp_path):
     with pytest.raises(compare.CompareError, match="share no metric"):
         compare.compare_runs(a, other.run_dir)
     assert compare.main([str(a), "nothing-like-this", "--root", str(root)]) == 2
+
+
+def test_a_corrupt_summary_is_skipped_by_lookup_and_refused_by_path(two_runs, capsys):
+    root, a, b = two_runs
+    torn = root / "runs" / "20260103T000000_99_demo_torn"
+    torn.mkdir()
+    (torn / results.SUMMARY).write_text('{"run_id": "20260103T0000')
+    assert compare.resolve_run("cpu-a", root) == a  # the lookup reads every summary: the torn one is skipped
+    assert "not valid JSON" in capsys.readouterr().err
+    with pytest.raises(compare.CompareError, match="cannot compare .*torn.*not valid JSON"):
+        compare.resolve_run(torn, root)
+    assert compare.main([str(a), str(torn), "--root", str(root)]) == 2

@@ -97,7 +97,8 @@ def test_newest_finished_run_wins_and_failed_or_missing_runs_say_so(reports):
     assert local.loc["kv_copy_no_impact"].run_id == "new01"
     failed = local.loc["mlxlm_decode_tok_s_000"]  # a 02_decode_loop claim: its only run failed
     assert failed.verdict == findings.NOT_MEASURED and "failed" in failed.statement
-    assert failed.report_href.endswith("bad02/02_decode_loop.html#papermill-error-cell")
+    # Its page has no error cell (no runner settled it with one): the link goes to the page, not a dead anchor.
+    assert failed.report_href.endswith("bad02/02_decode_loop.html")
     missing = local.loc["sdpa_cliff_at_128_tokens"]
     assert missing.verdict == findings.NOT_MEASURED and "no 03_sdpa_cliff run" in missing.statement
 
@@ -166,3 +167,17 @@ def test_published_figure_formats_values_ranges_and_bounds():
         == "97 (81 to 109) tok/s"
     )
     assert findings.published_figure({"unit": "x"}) == "(no number)"
+
+
+def test_a_corrupt_summary_is_skipped_and_named_by_findings_and_index(reports, capsys):
+    for name, content in (("torn", '{"run_id": "torn", "notebook": "01_kv'), ("list", "[]")):
+        (reports / "runs" / name).mkdir()
+        (reports / "runs" / name / "summary.json").write_text(content)
+    pages = findings.build(reports)  # findings page and index, reference folder included: no crash
+    assert pages and findings.claims_table([reports]).run_id.isin(["torn", "list"]).sum() == 0
+    err = capsys.readouterr().err
+    assert (
+        err.count("runs/torn/summary.json: not valid JSON") == 1 and err.count("runs/list/summary.json") == 1
+    )
+    index = (reports / "index.html").read_text()
+    assert "2 run(s) skipped" in index and "runs/torn/summary.json" in index

@@ -44,8 +44,8 @@ def executed(tmp_path_factory):
 @pytest.mark.parametrize("name", runner.notebook_names())
 def test_notebook_runs_and_stores_valid_data(executed, name):
     root, code = executed(name)
-    (run_dir,) = results.find_runs(root)
-    summary = results.read_summary(run_dir)
+    (record,) = results.find_runs(root)
+    run_dir, summary = record.path, record.as_dict()
     assert code == 0 and summary["status"] == "ok", summary.get("error")
     assert name in (root / "index.html").read_text()
     df = results.read_measurements(run_dir)
@@ -68,9 +68,9 @@ def test_failure_is_marked_keeps_finished_trials_and_exits_non_zero(tmp_path):
     # The second probe name is bogus: the first probe's trials finish, then the notebook raises.
     code = runner.run_notebooks(["00_machine"], "test", {"probes": ["read", "bogus"]}, root=tmp_path)
     assert code == 1
-    (run_dir,) = results.find_runs(tmp_path)
-    summary = results.read_summary(run_dir)
-    assert summary["status"] == "failed" and "bogus" in summary["error"]
+    (summary,) = results.find_runs(tmp_path)
+    run_dir = summary.path
+    assert summary.status == "failed" and "bogus" in summary.error
     df = results.read_measurements(run_dir)
     assert len(df) > 0 and set(df.variant) == {"read"}
     index = (tmp_path / "index.html").read_text()

@@ -1,8 +1,13 @@
 import json
+import os
+import subprocess
+import sys
 
 import pandas as pd
+import pytest
 
-from mlx_workbook.core import results
+from mlx_workbook import ROOT
+from mlx_workbook.core import parameters, results
 from mlx_workbook.core.results import Finding
 
 
@@ -55,8 +60,8 @@ def test_load_finds_runs_and_latest(tmp_path):
     assert len(results.find_runs(tmp_path)) == 3
     assert len(results.load(tmp_path, "99_test")) == 2  # finished runs only by default
     assert len(results.load(tmp_path, "99_test", status=None)) == 3
-    assert results.latest_run("99_test", root=tmp_path) == tmp_path / "runs" / "b"  # the newest finished run
-    assert [d.name for d in results.find_runs(tmp_path)] == ["c", "b", "a"]  # newest first
+    assert results.latest_run("99_test", root=tmp_path).path == tmp_path / "runs" / "b"  # newest finished run
+    assert [r.run_id for r in results.find_runs(tmp_path)] == ["c", "b", "a"]  # newest first
     assert results.latest_run("00_other", root=tmp_path) is None
     assert results.load(tmp_path, "nothing").empty
 
@@ -84,3 +89,91 @@ def test_journal_keeps_rows_of_a_crashed_run_and_consolidates(tmp_path):
     assert results.consolidate(run.run_dir).name == results.MEASUREMENTS
     assert not (run.run_dir / results.JOURNAL).exists()
     assert results.read_measurements(run.run_dir).value.tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+
+
+def test_run_summary_is_typed_and_round_trips(tmp_path):
+    run = results.start_run("99_test", {"n": 3, "profile": "quick"}, run_dir=tmp_path / "typed")
+    run.add_finding(Finding(id="f1", statement="x is 2", verdict="holds", headline=True))
+    run.finish()
+    summary = results.RunSummary.read(run.run_dir)
+    assert isinstance(summary.findings[0], Finding) and summary.finding("f1").verdict == "holds"
+    assert summary.status == summary.state == "ok" and summary.profile == "quick"
+    assert summary.pid == os.getpid() and summary.host and summary.path == run.run_dir
+    assert summary.finished and summary.duration_s is not None
+    summary.overrides = {"n": 3}
+    summary.write_atomic()
+    again = results.RunSummary.read(run.run_dir / results.SUMMARY)
+    assert again == summary and not list(run.run_dir.glob("*.tmp"))
+
+
+def test_reference_summaries_still_read():
+    """The committed reference runs predate the typed record: every one of them reads, findings included."""
+    runs = results.find_runs(ROOT / "reports" / "reference")
+    assert runs and all(r.findings and r.status == "ok" for r in runs)
+    assert all(r.profile != "?" and r.device != "?" for r in runs)
+
+
+def test_unknown_keys_survive_a_rewrite(tmp_path):
+    folder = tmp_path / "old"
+    folder.mkdir()
+    (folder / results.SUMMARY).write_text(json.dumps({"run_id": "old", "notebook": "99_x", "someday": 1}))
+    summary = results.RunSummary.read(folder)
+    summary.write_atomic()
+    assert json.loads((folder / results.SUMMARY).read_text())["someday"] == 1
+
+
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        ('{"run_id": "x", "notebook": "99_te', "not valid JSON"),
+        ("[]", "JSON list, not an object"),
+        ("", "JSON"),
+    ],
+)
+def test_unreadable_summary_is_skipped_and_named_once(tmp_path, capsys, content, reason):
+    good = results.start_run("99_test", {}, run_dir=tmp_path / "runs" / "good")
+    good.record("exp", "x", 1.0, "s")
+    good.finish()
+    bad = tmp_path / "runs" / "bad"
+    bad.mkdir()
+    (bad / results.SUMMARY).write_text(content)
+    skipped = []
+    assert [r.run_id for r in results.find_runs(tmp_path, skipped=skipped)] == ["good"]
+    assert len(skipped) == 1 and "bad" in skipped[0] and reason in skipped[0]
+    assert len(results.load(tmp_path)) == 1  # results.load skips it too
+    results.find_runs(tmp_path)
+    err = capsys.readouterr().err
+    assert err.count("bad/summary.json") == 1 and reason in err  # named once, however often it is met
+    with pytest.raises(results.SummaryError, match="bad"):
+        results.RunSummary.read(bad)
+
+
+def test_a_running_run_whose_process_is_gone_is_abandoned(tmp_path):
+    run = results.start_run("99_test", {}, run_dir=tmp_path / "left")
+    summary = results.RunSummary.read(run.run_dir)
+    assert summary.state == "running"  # this process is alive
+    proc = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    summary.pid = int(proc.stdout)  # a process that has exited
+    summary.write_atomic()
+    assert results.RunSummary.read(run.run_dir).state == "abandoned"
+
+
+def test_runs_started_in_the_same_second_get_distinct_folders(tmp_path):
+    from mlx_workbook.core import env
+
+    environment = env.capture()
+    folders = {results.new_run_dir(tmp_path, "99_test", environment) for _ in range(3)}
+    assert len(folders) == 3 and all(f.is_dir() for f in folders)
+
+
+def test_start_records_the_declared_parameters(tmp_path):
+    namespace = {"profile": "test", "run_dir": str(tmp_path / "nb"), "repeats": 2, "unrelated": 1}
+    namespace.update(
+        {k: p.default for k, p in parameters.declared("00_machine").items() if k not in namespace}
+    )
+    run = results.start("00_machine", namespace)
+    assert run.run_dir == tmp_path / "nb" and run.params["repeats"] == 2 and run.params["profile"] == "test"
+    assert "run_dir" not in run.params and "unrelated" not in run.params
+    assert set(run.params) == set(parameters.declared("00_machine")) - {"run_dir"}

@@ -4,13 +4,17 @@ Each trial is appended to a journal (`measurements.jsonl`, one JSON row per line
 it finishes, so a notebook that crashes halfway leaves every finished trial on disk; when the run ends (or the
 runner settles a failed run) the journal becomes `measurements.parquet`. `summary.json` is written when the
 run starts (status "running") and again at the end (status "ok", findings, duration); the runner marks a
-run that never reached the end as "failed".
+run that never reached the end as "failed" (or "interrupted" after Ctrl-C). `RunSummary` is that file as a
+typed record: every reader (index, findings page, compare, the bandwidth ceiling) goes through it, and a
+summary that cannot be read is skipped and named once, never a crash.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
+import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -22,6 +26,7 @@ import pandas as pd
 
 from mlx_workbook import REPORTS_DIR
 from mlx_workbook.core import env as envmod
+from mlx_workbook.core import parameters
 
 MEASUREMENTS = "measurements.parquet"
 JOURNAL = "measurements.jsonl"
@@ -29,13 +34,31 @@ SUMMARY = "summary.json"
 FIGURES = "figures"
 
 
+def _stamp(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _stamp(time.time())
 
 
 def new_run_id(notebook: str, environment: envmod.Environment) -> str:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     return f"{stamp}_{notebook}_{environment.device_slug}"
+
+
+def new_run_dir(runs: Path, notebook: str, environment: envmod.Environment) -> Path:
+    """Create runs/<run id>/ and return it; a second run started in the same second gets <run id>-2, -3, ..."""
+    base = new_run_id(notebook, environment)
+    runs.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 1000):
+        candidate = runs / (base if n == 1 else f"{base}-{n}")
+        try:
+            candidate.mkdir()  # atomic: of two processes racing for one name, exactly one gets it
+            return candidate
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free run folder for {base} under {runs}")
 
 
 def _jsonable(value: Any) -> Any:
@@ -64,6 +87,139 @@ class Finding:
 
     def as_dict(self) -> dict:
         return _jsonable(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Finding:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**{"id": "?", "statement": "", **known})
+
+
+class SummaryError(ValueError):
+    """A summary.json that cannot be read as a run record (torn, not JSON, not an object)."""
+
+
+# Statuses a summary.json holds; "abandoned" is never stored: it is a "running" run whose process is gone.
+RUNNING, OK, FAILED, INTERRUPTED, ABANDONED = "running", "ok", "failed", "interrupted", "abandoned"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+@dataclass
+class RunSummary:
+    """summary.json as a typed record: what ran, where, with which parameters, how it ended, what it found."""
+
+    run_id: str
+    notebook: str
+    status: str = RUNNING  # running / ok / failed / interrupted (see `state` for abandoned runs)
+    started: str = ""  # UTC, ISO 8601
+    finished: str | None = None  # UTC, when the run settled
+    duration_s: float | None = None
+    method_version: int = 1  # bumped when a notebook changes what it measures
+    environment: dict = field(default_factory=dict)  # core.env.Environment.as_dict()
+    params: dict = field(default_factory=dict)  # every declared parameter's value, profile included
+    overrides: dict = field(default_factory=dict)  # parameters set on the command line beyond the profile
+    findings: list[Finding] = field(default_factory=list)
+    rows: int = 0  # measurement rows when the summary was written
+    error: str | None = None
+    error_anchor: str | None = None  # the id, in the run's HTML page, of the cell that failed
+    pid: int | None = None  # the process that ran the notebook (its kernel)
+    host: str = ""
+    extra: dict = field(default_factory=dict)  # keys this version does not know, kept as read
+    path: Path | None = field(default=None, compare=False)  # the run folder it was read from (not stored)
+
+    # -- derived ------------------------------------------------------------------------------------------
+
+    @property
+    def profile(self) -> str:
+        return str(self.params.get("profile", "?"))
+
+    @property
+    def device(self) -> str:
+        return str(self.environment.get("device", "?"))
+
+    @property
+    def backend(self) -> str:
+        return str(self.environment.get("backend", "?"))
+
+    @property
+    def ok(self) -> bool:
+        return self.status == OK
+
+    @property
+    def state(self) -> str:
+        """The status, except that a run still "running" whose process is gone on this host is "abandoned"."""
+        if self.status != RUNNING or not self.pid or self.host != socket.gethostname():
+            return self.status
+        return RUNNING if _process_alive(self.pid) else ABANDONED
+
+    @property
+    def headlines(self) -> list[Finding]:
+        """The findings marked as headlines, else the first one."""
+        return [f for f in self.findings if f.headline] or self.findings[:1]
+
+    def finding(self, finding_id: str) -> Finding | None:
+        return next((f for f in self.findings if f.id == finding_id), None)
+
+    # -- reading and writing ------------------------------------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, data, path: Path | None = None) -> RunSummary:
+        if not isinstance(data, dict):
+            raise SummaryError(f"holds a JSON {type(data).__name__}, not an object")
+        missing = [k for k in ("run_id", "notebook") if not data.get(k)]
+        if missing:
+            raise SummaryError(f"has no {' or '.join(missing)}")
+        fields = {k for k in cls.__dataclass_fields__ if k not in ("extra", "path")}
+        known = {k: v for k, v in data.items() if k in fields}
+        known["findings"] = [Finding.from_dict(f) for f in data.get("findings") or [] if isinstance(f, dict)]
+        for key in ("environment", "params", "overrides"):
+            known[key] = known.get(key) if isinstance(known.get(key), dict) else {}
+        extra = {k: v for k, v in data.items() if k not in fields}
+        return cls(**known, extra=extra, path=path)
+
+    def as_dict(self) -> dict:
+        out = {
+            k: getattr(self, k) for k in self.__dataclass_fields__ if k not in ("extra", "path", "findings")
+        }
+        out["findings"] = [f.as_dict() for f in self.findings]
+        return _jsonable({**self.extra, **out})
+
+    @classmethod
+    def read(cls, path: str | Path) -> RunSummary:
+        """Read a run folder's summary.json (or the file itself); SummaryError names the file and the reason."""
+        path = Path(path)
+        folder = path.parent if path.name == SUMMARY else path
+        file = folder / SUMMARY
+        try:
+            data = json.loads(file.read_text())
+        except FileNotFoundError:
+            raise SummaryError(f"{file}: no such file") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise SummaryError(f"{file}: not valid JSON ({exc})") from None
+        try:
+            return cls.from_dict(data, path=folder)
+        except (SummaryError, TypeError) as exc:
+            raise SummaryError(f"{file}: {exc}") from None
+
+    def write_atomic(self, path: str | Path | None = None) -> Path:
+        """Write summary.json into the run folder (default: the one it was read from) in one rename, so a reader
+        never sees half a file."""
+        folder = Path(path or self.path)
+        folder = folder.parent if folder.name == SUMMARY else folder
+        target = folder / SUMMARY
+        tmp = folder / f"{SUMMARY}.{os.getpid()}.tmp"  # per process: the runner and a kernel never share one
+        tmp.write_text(json.dumps(self.as_dict(), indent=2))
+        os.replace(tmp, target)
+        self.path = folder
+        return target
 
 
 @dataclass
@@ -124,23 +280,26 @@ class Run:
         fig.savefig(folder / f"{name}.png", dpi=110, bbox_inches="tight")
         return folder / f"{name}.svg"
 
+    def summary(self, status: str, error: str | None = None) -> RunSummary:
+        return RunSummary(
+            run_id=self.run_id,
+            notebook=self.notebook,
+            status=status,
+            started=_stamp(self.started),
+            finished=None if status == RUNNING else _now(),
+            duration_s=round(time.time() - self.started, 2),
+            method_version=self.method_version,
+            environment=self.environment.as_dict(),
+            params=_jsonable(self.params),
+            findings=list(self.findings),
+            rows=len(self._rows),
+            error=error,
+            pid=os.getpid(),
+            host=socket.gethostname(),
+        )
+
     def write_summary(self, status: str, error: str | None = None) -> None:
-        summary = {
-            "run_id": self.run_id,
-            "notebook": self.notebook,
-            "status": status,
-            "started": datetime.fromtimestamp(self.started, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "duration_s": round(time.time() - self.started, 2),
-            "method_version": self.method_version,
-            "environment": self.environment.as_dict(),
-            "params": _jsonable(self.params),
-            "findings": [f.as_dict() for f in self.findings],
-            "rows": len(self._rows),
-            "error": error,
-        }
-        tmp = self.run_dir / (SUMMARY + ".tmp")
-        tmp.write_text(json.dumps(summary, indent=2))
-        os.replace(tmp, self.run_dir / SUMMARY)
+        self.summary(status, error).write_atomic(self.run_dir)
 
     def finish(self) -> None:
         consolidate(self.run_dir)
@@ -158,28 +317,41 @@ def start_run(
     environment = envmod.capture()
     if run_dir:
         run_dir = Path(run_dir)
-        run_id = run_dir.name
+        run_dir.mkdir(parents=True, exist_ok=True)
     else:
-        run_id = new_run_id(notebook, environment)
-        run_dir = REPORTS_DIR / "runs" / run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
+        run_dir = new_run_dir(REPORTS_DIR / "runs", notebook, environment)
     run = Run(
         notebook=notebook,
         params=dict(params),
         run_dir=run_dir,
-        run_id=run_id,
+        run_id=run_dir.name,
         method_version=method_version,
         environment=environment,
     )
-    run.write_summary("running")
+    run.write_summary(RUNNING)
     return run
+
+
+def start(notebook: str, namespace: dict, *, method_version: int = 1) -> Run:
+    """Start a run from the notebook's declared parameters: `run = results.start("02_decode_loop", globals())`.
+
+    Every parameter its parameters cell declares is recorded with its value in `namespace` (after papermill's
+    injected cell, so the values this run really used); `run_dir` comes from there too.
+    """
+    return start_run(
+        notebook,
+        parameters.collect(notebook, namespace),
+        run_dir=namespace.get("run_dir") or None,
+        method_version=method_version,
+    )
 
 
 # --- reading -----------------------------------------------------------------------------------------------
 
 
 def read_summary(run_dir: str | Path) -> dict:
-    return json.loads((Path(run_dir) / SUMMARY).read_text())
+    """summary.json as a plain dict (RunSummary.read is the typed reader)."""
+    return RunSummary.read(run_dir).as_dict()
 
 
 def _read_journal(path: Path) -> pd.DataFrame:
@@ -219,34 +391,56 @@ def read_measurements(run_dir: str | Path) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def find_runs(root: str | Path = REPORTS_DIR, notebook: str | None = None) -> list[Path]:
-    """Run folders under `root` (any depth), newest first."""
-    dirs = [p.parent for p in Path(root).rglob(SUMMARY)]
-    if notebook:
-        dirs = [d for d in dirs if read_summary(d).get("notebook") == notebook]
-    return sorted(dirs, key=lambda d: read_summary(d).get("started", ""), reverse=True)
+_reported: set[str] = set()  # unreadable summaries already named in this process
+
+
+def _skip(problem: str) -> None:
+    """Name an unreadable summary once per process, however many readers meet it."""
+    if problem not in _reported:
+        _reported.add(problem)
+        print(f"skipping a run: {problem}", file=sys.stderr)
+
+
+def find_runs(
+    root: str | Path = REPORTS_DIR, notebook: str | None = None, *, skipped: list[str] | None = None
+) -> list[RunSummary]:
+    """Every readable run under `root` (any depth), newest first, each summary read once.
+
+    A summary that cannot be read is left out and named once on stderr; `skipped` collects those reasons.
+    """
+    runs = []
+    for file in sorted(Path(root).rglob(SUMMARY)):
+        try:
+            summary = RunSummary.read(file)
+        except SummaryError as exc:
+            _skip(str(exc))
+            if skipped is not None:
+                skipped.append(str(exc))
+            continue
+        if notebook is None or summary.notebook == notebook:
+            runs.append(summary)
+    return sorted(runs, key=lambda s: s.started, reverse=True)
 
 
 def load(
-    root: str | Path = REPORTS_DIR, notebook: str | None = None, status: str | None = "ok"
+    root: str | Path = REPORTS_DIR, notebook: str | None = None, status: str | None = OK
 ) -> pd.DataFrame:
     """Every measurement row of every matching run under `root`, in one table."""
     frames = []
-    for d in find_runs(root, notebook):
-        if status and read_summary(d).get("status") != status:
+    for summary in find_runs(root, notebook):
+        if status and summary.status != status:
             continue
-        frame = read_measurements(d)
+        frame = read_measurements(summary.path)
         if not frame.empty:
             frames.append(frame)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def latest_run(
-    notebook: str, *, device: str | None = None, root: str | Path = REPORTS_DIR, status: str = "ok"
-) -> Path | None:
+    notebook: str, *, device: str | None = None, root: str | Path = REPORTS_DIR, status: str = OK
+) -> RunSummary | None:
     """The newest finished run of a notebook (on a device, if given)."""
-    for d in find_runs(root, notebook):
-        s = read_summary(d)
-        if s.get("status") == status and (device is None or s["environment"]["device"] == device):
-            return d
+    for summary in find_runs(root, notebook):
+        if summary.status == status and (device is None or summary.device == device):
+            return summary
     return None

@@ -200,20 +200,16 @@ def measured_bandwidth(
             if root.exists()
             else None
         )
-        if found:
-            f = next(
-                (f for f in results.read_summary(found)["findings"] if f["id"] == "measured_bandwidth_gbs"),
-                None,
+        f = found.finding("measured_bandwidth_gbs") if found else None
+        if f and f.measured:
+            m = f.measured
+            return Ceiling(
+                m["value"],
+                m["low"],
+                m["high"],
+                f"00_machine run {found.run_id} ({m.get('probe', 'best')} probe)",
+                **extra,
             )
-            if f and f.get("measured"):
-                m = f["measured"]
-                return Ceiling(
-                    m["value"],
-                    m["low"],
-                    m["high"],
-                    f"00_machine run {found.name} ({m.get('probe', 'best')} probe)",
-                    **extra,
-                )
     # gemv is what decoding does to every weight matrix (on a CPU it is compute-bound and slow); the best one counts
     bandwidth_sweep(run, sizes_mb=list(sizes_mb), probes=list(probes), repeats=repeats)
     probe, s = bandwidth_ceiling(run.measurements)

@@ -47,8 +47,12 @@ def resolve_run(spec: str | Path, root: Path = REPORTS_DIR) -> Path:
     path = Path(spec)
     for candidate in (path, ROOT / path):
         if (candidate / results.SUMMARY).exists():
+            try:
+                results.RunSummary.read(candidate)
+            except results.SummaryError as exc:
+                raise CompareError(f"cannot compare {candidate.name}: {exc}") from None
             return candidate
-    runs = results.find_runs(root)
+    runs = [r.path for r in results.find_runs(root)]  # unreadable summaries are skipped and named
     exact = [d for d in runs if d.name == str(spec)]
     partial = exact or [d for d in runs if str(spec) in d.name]
     if len(partial) == 1:
@@ -143,14 +147,12 @@ def compare_runs(run_a: Path, run_b: Path) -> pd.DataFrame:
 
 
 def _describe_run(label: str, run_dir: Path) -> str:
-    s = results.read_summary(run_dir)
-    e = s.get("environment", {})
+    s = results.RunSummary.read(run_dir)
     return (
-        f"<tr><th>{label}</th><td>{html.esc(run_dir.name)}</td><td>{html.esc(s.get('notebook', '?'))}</td>"
-        f"<td>{html.esc(e.get('device', '?'))} ({html.esc(e.get('backend', '?'))})</td>"
-        f"<td>mlx {html.esc(e.get('mlx', '?'))}, mlx-lm {html.esc(e.get('mlx_lm', '?'))}</td>"
-        f"<td>{html.esc((s.get('params') or {}).get('profile', '?'))}</td><td>{html.esc(s.get('started', ''))}</td>"
-        f"<td>{html.esc(s.get('status', '?'))}</td></tr>"
+        f"<tr><th>{label}</th><td>{html.esc(run_dir.name)}</td><td>{html.esc(s.notebook)}</td>"
+        f"<td>{html.esc(s.device)} ({html.esc(s.backend)})</td>"
+        f"<td>mlx {html.esc(s.environment.get('mlx', '?'))}, mlx-lm {html.esc(s.environment.get('mlx_lm', '?'))}"
+        f"</td><td>{html.esc(s.profile)}</td><td>{html.esc(s.started)}</td><td>{html.esc(s.state)}</td></tr>"
     )
 
 

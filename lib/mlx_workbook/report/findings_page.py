@@ -15,7 +15,6 @@ import math
 import os
 import sys
 import textwrap
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -40,36 +39,22 @@ PAGE = "findings.html"
 START, END = "<!-- findings:start -->", "<!-- findings:end -->"
 
 
-@dataclass(frozen=True)
-class RunInfo:
-    path: Path
-    summary: dict
+def is_reference(run: results.RunSummary) -> bool:
+    # Reference runs sit directly in reports/reference/<run id>/ (not just anywhere under a folder so named).
+    return run.path.resolve().parent.name == REFERENCE
 
-    @property
-    def notebook(self) -> str:
-        return self.summary.get("notebook", "?")
 
-    @property
-    def ok(self) -> bool:
-        return self.summary.get("status") == "ok"
-
-    @property
-    def reference(self) -> bool:
-        # Reference runs sit directly in reports/reference/<run id>/ (not just anywhere under a folder so named).
-        return self.path.resolve().parent.name == REFERENCE
-
-    @property
-    def key(self) -> tuple:
-        """What makes two runs the same device run: device, backend, versions, profile, reference or local."""
-        e = self.summary.get("environment", {})
-        return (
-            e.get("device", "?"),
-            e.get("backend", "?"),
-            e.get("mlx", "?"),
-            e.get("mlx_lm", "?"),
-            (self.summary.get("params") or {}).get("profile", "?"),
-            self.reference,
-        )
+def device_key(run: results.RunSummary) -> tuple:
+    """What makes two runs the same device run: device, backend, versions, profile, reference or local."""
+    e = run.environment
+    return (
+        e.get("device", "?"),
+        e.get("backend", "?"),
+        e.get("mlx", "?"),
+        e.get("mlx_lm", "?"),
+        run.profile,
+        is_reference(run),
+    )
 
 
 def device_label(key: tuple) -> str:
@@ -79,15 +64,15 @@ def device_label(key: tuple) -> str:
     )
 
 
-def collect_runs(roots) -> list[RunInfo]:
-    """Every run folder under the roots (any depth, overlapping roots read once), newest first."""
+def collect_runs(roots) -> list[results.RunSummary]:
+    """Every readable run under the roots (any depth, overlapping roots read once), newest first."""
     seen, out = set(), []
     for root in roots:
-        for d in results.find_runs(Path(root)):
-            if d.resolve() not in seen:
-                seen.add(d.resolve())
-                out.append(RunInfo(d, results.read_summary(d)))
-    return sorted(out, key=lambda r: r.summary.get("started", ""), reverse=True)
+        for run in results.find_runs(Path(root)):
+            if run.path.resolve() not in seen:
+                seen.add(run.path.resolve())
+                out.append(run)
+    return sorted(out, key=lambda r: r.started, reverse=True)
 
 
 def _href(target: Path, page_dir: Path) -> str:
@@ -136,7 +121,13 @@ def _software(sw) -> str:
     return f"mlx {mlx}; mlx-lm {mlx_lm}; {other}".rstrip("; ")
 
 
-def _row(claim: dict, key: tuple | None, ok: RunInfo | None, failed: RunInfo | None, page_dir: Path) -> dict:
+def _row(
+    claim: dict,
+    key: tuple | None,
+    ok: results.RunSummary | None,
+    failed: results.RunSummary | None,
+    page_dir: Path,
+) -> dict:
     nb = claim["notebook"]
     row = {
         "claim_id": claim["id"],
@@ -176,32 +167,34 @@ def _row(claim: dict, key: tuple | None, ok: RunInfo | None, failed: RunInfo | N
     if (run.path / results.MEASUREMENTS).exists():
         row["data_href"] = _href(run.path / results.MEASUREMENTS, page_dir)
     if ok is None:
-        status = failed.summary.get("status")
+        status = failed.state
         row["statement"] = (
-            f"the newest {nb} run here failed: {(failed.summary.get('error') or '')[:160]}"
-            if status == "failed"
+            f"the newest {nb} run here {'was ' if status == results.INTERRUPTED else ''}{status}: "
+            f"{(failed.error or '')[:160]}"
+            if status in (results.FAILED, results.INTERRUPTED)
             else f"the newest {nb} run here has not finished ({status})"
         )
+        anchor = f"#{failed.error_anchor}" if failed.error_anchor else ""
         row["report_href"] = (
-            _href(report, page_dir) + "#papermill-error-cell"
+            _href(report, page_dir) + anchor
             if report.exists()
             else _href(run.path / results.SUMMARY, page_dir)
         )
         return row
-    finding = next((f for f in ok.summary.get("findings") or [] if f.get("id") == claim["id"]), None)
+    finding = ok.finding(claim["id"])
     base = _href(report, page_dir) if report.exists() else _href(run.path / results.SUMMARY, page_dir)
     if finding is None:
         row.update(statement=f"the {nb} run states no finding for this claim", report_href=base)
         return row
-    m = finding.get("measured") or {}
+    m = finding.measured or {}
     row.update(
-        verdict=finding.get("verdict") or NOT_MEASURED,
-        statement=finding.get("statement", ""),
+        verdict=finding.verdict or NOT_MEASURED,
+        statement=finding.statement,
         measured_value=_num(m.get("value")),
         measured_low=_num(m.get("low")),
         measured_high=_num(m.get("high")),
         measured_unit=str(m.get("unit") or ""),
-        report_href=base + (f"#{finding['section']}" if finding.get("section") and report.exists() else ""),
+        report_href=base + (f"#{finding.section}" if finding.section and report.exists() else ""),
     )
     if not math.isnan(row["measured_value"]):
         interval = (
@@ -220,10 +213,12 @@ def claims_table(roots, page_dir: Path | None = None) -> pd.DataFrame:
     claims = published.claims()
     owners = {c["notebook"] for c in claims}
     runs = [r for r in collect_runs(roots) if r.notebook in owners]
-    keys = sorted({r.key for r in runs}, key=lambda k: (not k[5], device_label(k)))  # reference runs first
+    keys = sorted(
+        {device_key(r) for r in runs}, key=lambda k: (not k[5], device_label(k))
+    )  # references first
     newest_ok, newest_failed = {}, {}
     for r in runs:  # newest first: the first one seen per (device run, notebook) wins
-        (newest_ok if r.ok else newest_failed).setdefault((r.key, r.notebook), r)
+        (newest_ok if r.ok else newest_failed).setdefault((device_key(r), r.notebook), r)
     rows = []
     for c in claims:
         for key in keys or [None]:
@@ -320,28 +315,107 @@ def render_page(
     return out
 
 
+# --- the findings notebook (05_findings) ---------------------------------------------------------------------
+
+
+def locate(run: results.Run, roots: list, page: str, readme: str) -> tuple[list[Path], Path, Path | None]:
+    """The folders to read, the page to write and the README to refresh, checked before anything is read.
+
+    Relative paths are read from the repository root (papermill runs the kernel inside notebooks/); no roots
+    means the reports folder this run writes into (its runs/ folder's parent).
+    """
+
+    def absolute(path) -> Path:
+        path = Path(path)
+        return path if path.is_absolute() else ROOT / path
+
+    folders = [absolute(r) for r in roots] or [Path(run.run_dir).resolve().parents[1]]
+    missing = [str(p) for p in folders if not p.is_dir()]
+    if missing:
+        raise ValueError(f"roots: no such folder(s): {', '.join(missing)}")
+    readme_path = absolute(readme) if readme else None
+    if readme_path and not readme_path.is_file():
+        raise ValueError(f"readme: no such file: {readme}")
+    return folders, absolute(page) if page else folders[0] / PAGE, readme_path
+
+
+def record_verdicts(run: results.Run, table: pd.DataFrame) -> pd.DataFrame:
+    """Store the verdict counts per device run as the run's measurements; return them as the chart reads them."""
+    counts = verdict_counts(table)
+    for _, row in counts.melt(id_vars="device_run", var_name="verdict", value_name="claims").iterrows():
+        run.record(
+            "verdicts",
+            "claims",
+            row.claims,
+            "claims",
+            trial=0,
+            verdict=row.verdict,
+            device_run=row.device_run,
+        )
+    stored = run.measurements.pivot_table(
+        index="device_run", columns="verdict", values="value", aggfunc="sum"
+    )
+    return stored.reindex(columns=[c for c in counts.columns if c != "device_run"]).reset_index()
+
+
+def _tally(part: pd.DataFrame, *, every: bool = False) -> str:
+    return ", ".join(
+        f"{(part.verdict == v).sum()} {v}" for v in CATEGORIES if every or (part.verdict == v).any()
+    )
+
+
+def notebook_findings(table: pd.DataFrame) -> list[results.Finding]:
+    """05_findings' own findings: how many claim rows have a verdict from data, and the tally per device run."""
+    measured = table[table.verdict != NOT_MEASURED]
+    n_runs = table.device_run.replace("", pd.NA).nunique()
+    out = [
+        results.Finding(
+            id="claims_with_verdict",
+            headline=True,
+            section="table",
+            measured={
+                "value": len(measured),
+                "low": len(measured),
+                "high": len(measured),
+                "unit": "claim rows",
+            },
+            statement=f"{table.claim_id.nunique()} published claims against {n_runs} device run(s): "
+            f"{len(measured)} of {len(table)} rows have a verdict from data ({_tally(table)}).",
+        )
+    ]
+    for device_run, part in table[table.device_run != ""].groupby("device_run"):
+        out.append(
+            results.Finding(
+                id=f"verdicts: {device_run}",
+                section="verdicts",
+                statement=f"{device_run}: {_tally(part, every=True)}",
+            )
+        )
+    return out
+
+
 # --- the README block ---------------------------------------------------------------------------------------
 
 
 def headline_markdown(root: Path = REPORTS_DIR, link_from: Path = ROOT) -> str:
     """The headline findings of the reference runs under root as Markdown, between the README markers."""
     root = Path(root)
-    refs = [r for r in collect_runs([root]) if r.reference and r.ok]
+    refs = [r for r in collect_runs([root]) if is_reference(r) and r.ok]
     if not refs:
         return f"{START}\n_No reference run is committed yet (see reports/reference/)._\n{END}"
     ref_root = next(p for p in refs[0].path.resolve().parents if p.name == REFERENCE)
     table = claims_table([ref_root], ref_root)
     lines = [START]
-    by_key: dict[tuple, dict[str, RunInfo]] = {}
+    by_key: dict[tuple, dict[str, results.RunSummary]] = {}
     for r in refs:
-        by_key.setdefault(r.key, {}).setdefault(r.notebook, r)  # newest per notebook
+        by_key.setdefault(device_key(r), {}).setdefault(r.notebook, r)  # newest per notebook
     # GPU runs lead (their numbers mean something); CPU runs get one line each, after them.
     for key, per_nb in sorted(by_key.items(), key=lambda item: item[0][1] == "cpu"):
         first = next(iter(per_nb.values()))
         part = table[table.device_run == device_label(key)]
         tally = ", ".join(f"{(part.verdict == v).sum()} {v}" for v in CATEGORIES if (part.verdict == v).any())
         header = (
-            f"**Reference run:** {device_label(key)}, {first.summary.get('started', '')[:10]}. "
+            f"**Reference run:** {device_label(key)}, {first.started[:10]}. "
             f"[Every run]({_href(ref_root / 'index.html', link_from)}) · "
             f"[every claim with its verdict]({_href(ref_root / PAGE, link_from)})"
         )
@@ -351,12 +425,10 @@ def headline_markdown(root: Path = REPORTS_DIR, link_from: Path = ROOT) -> str:
         lines += [header, "", "| notebook | headline finding | verdict |", "| --- | --- | --- |"]
         for nb in sorted(per_nb):
             run = per_nb[nb]
-            for f in [f for f in run.summary.get("findings") or [] if f.get("headline")]:
-                target = _href(run.path / f"{nb}.html", link_from) + (
-                    f"#{f['section']}" if f.get("section") else ""
-                )
-                statement = str(f.get("statement", "")).replace("|", "\\|")
-                lines.append(f"| [{nb}]({target}) | {statement} | {f.get('verdict', '')} |")
+            for f in [f for f in run.findings if f.headline]:
+                target = _href(run.path / f"{nb}.html", link_from) + (f"#{f.section}" if f.section else "")
+                statement = str(f.statement).replace("|", "\\|")
+                lines.append(f"| [{nb}]({target}) | {statement} | {f.verdict} |")
         lines += ["", f"Of the {len(part)} published claims: {tally}.", ""]
     return "\n".join(lines + [END])
 

@@ -52,22 +52,66 @@ def page(title: str, body: str) -> str:
     )
 
 
-def _headline(summary: dict) -> str:
-    findings = summary.get("findings") or []
-    chosen = [f for f in findings if f.get("headline")] or findings[:1]
-    return "<br>".join(esc(f["statement"]) for f in chosen)
+# Index-only styles (kept apart from the notebook pages' STYLE): verdict badges and the states a run can end in.
+INDEX_STYLE = """
+.badge{display:inline-block;font-size:11px;font-weight:600;padding:0 6px;border-radius:8px;margin-right:4px;
+color:#fff;background:#888;white-space:nowrap} .badge-holds{background:#16794c}
+.badge-does-not-hold{background:#b00020} .badge-inconclusive{background:#a06000}
+.status-interrupted,.status-abandoned{color:#a06000;font-weight:600}
+tr.interrupted td,tr.abandoned td{background:#fffbe6}
+.params{font-family:monospace;font-size:12px}
+"""
 
 
-def _run_row(run_dir: Path, root: Path) -> str:
-    s = results.read_summary(run_dir)
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def _headline(summary: results.RunSummary) -> str:
+    """Each headline finding with its verdict as a badge in front (none for a plain measurement)."""
+    parts = []
+    for f in summary.headlines:
+        badge = (
+            f'<span class="badge badge-{_slug(f.verdict)}">{esc(f.verdict)}</span>'
+            if f.verdict and f.verdict != "measured"
+            else ""
+        )
+        parts.append(badge + esc(f.statement))
+    return "<br>".join(parts)
+
+
+def _parameters(summary: results.RunSummary) -> str:
+    """The profile, and the parameters set beyond it (a run made with P=... must not look like a default one)."""
+    overrides = ", ".join(f"{k}={v}" for k, v in summary.overrides.items())
+    return f"{esc(summary.profile)}" + (f'<div class="params">{esc(overrides)}</div>' if overrides else "")
+
+
+def _status_cell(summary: results.RunSummary, rel: str, page_exists: bool) -> str:
+    state = summary.state
+    if state in (results.FAILED, results.INTERRUPTED):
+        # Link to the failed cell when the page has one (a kernel that died has none), else to the page.
+        anchor = f"#{summary.error_anchor}" if summary.error_anchor else ""
+        target = f"{rel}/{summary.notebook}.html{anchor}" if page_exists else f"{rel}/{results.SUMMARY}"
+        return (
+            f'<a class="status-{state}" href="{esc(target)}">{state}</a>'
+            f'<div class="small muted">{esc((summary.error or "")[:200])}</div>'
+        )
+    if state == results.ABANDONED:
+        return (
+            f'<span class="status-abandoned">abandoned</span><div class="small muted">still "running", but its '
+            f"process ({esc(summary.pid)}) is gone: stopped without settling</div>"
+        )
+    return f'<span class="status-{esc(state)}">{esc(state)}</span>'
+
+
+def _run_row(summary: results.RunSummary, root: Path) -> str:
+    run_dir = summary.path
     rel = run_dir.relative_to(root).as_posix()
-    nb, status = s.get("notebook", "?"), s.get("status", "?")
-    env = s.get("environment", {})
-    html_file = run_dir / f"{nb}.html"
-    report = f"{rel}/{nb}.html"
+    nb, env = summary.notebook, summary.environment
+    page_exists = (run_dir / f"{nb}.html").exists()
     links = []
-    if html_file.exists():
-        links.append(f'<a href="{esc(report)}">report</a>')
+    if page_exists:
+        links.append(f'<a href="{esc(rel)}/{esc(nb)}.html">report</a>')
     if (run_dir / results.MEASUREMENTS).exists():
         links.append(f'<a href="{esc(rel)}/{results.MEASUREMENTS}">data</a>')
     links.append(f'<a href="{esc(rel)}/{results.SUMMARY}">summary</a>')
@@ -75,53 +119,56 @@ def _run_row(run_dir: Path, root: Path) -> str:
     figure_links = " ".join(
         f'<a href="{esc(rel)}/{results.FIGURES}/{esc(f.name)}">{esc(f.stem)}</a>' for f in figures
     )
-    status_cell = f'<span class="status-{esc(status)}">{esc(status)}</span>'
-    if status == "failed":
-        target = (
-            f"{report}#{s.get('error_anchor', 'papermill-error-cell')}"
-            if html_file.exists()
-            else f"{rel}/{results.SUMMARY}"
-        )
-        status_cell = (
-            f'<a class="status-failed" href="{esc(target)}">failed</a>'
-            f'<div class="small muted">{esc((s.get("error") or "")[:200])}</div>'
-        )
-    duration = s.get("duration_s")
+    duration = summary.duration_s
     return (
-        f'<tr class="{esc(status)}"><td>{esc(nb)}</td><td>{status_cell}</td>'
-        f"<td>{esc(s.get('started', ''))}</td><td>{'' if duration is None else f'{duration:.0f} s'}</td>"
+        f'<tr class="{esc(summary.state)}"><td>{esc(nb)}</td><td>{_status_cell(summary, rel, page_exists)}</td>'
+        f"<td>{esc(summary.started)}</td><td>{'' if duration is None else f'{duration:.0f} s'}</td>"
         f'<td>{esc(env.get("device", "?"))}<div class="small muted">{esc(env.get("backend", ""))}</div></td>'
         f"<td>mlx {esc(env.get('mlx', '?'))}<br>mlx-lm {esc(env.get('mlx_lm', '?'))}</td>"
-        f'<td>{_headline(s)}</td><td>{" · ".join(links)}<div class="small">{figure_links}</div></td></tr>'
+        f"<td>{_parameters(summary)}</td>"
+        f'<td>{_headline(summary)}</td><td>{" · ".join(links)}<div class="small">{figure_links}</div></td></tr>'
     )
 
 
 def build_index(root: Path, title: str = "MLX performance workbook: runs") -> Path:
     """Write root/index.html listing every run under root, grouped by notebook, newest first."""
     root = Path(root)
-    runs = results.find_runs(root)
-    by_notebook: dict[str, list[Path]] = {}
-    for d in runs:
-        by_notebook.setdefault(results.read_summary(d).get("notebook", "?"), []).append(d)
+    skipped: list[str] = []
+    runs = results.find_runs(root, skipped=skipped)
+    by_notebook: dict[str, list[results.RunSummary]] = {}
+    for summary in runs:
+        by_notebook.setdefault(summary.notebook, []).append(summary)
     head = (
         "<tr><th>notebook</th><th>status</th><th>started (UTC)</th><th>duration</th><th>device</th>"
-        "<th>versions</th><th>headline finding</th><th>links</th></tr>"
+        "<th>versions</th><th>profile and overrides</th><th>headline finding</th><th>links</th></tr>"
     )
     sections = []
     for nb in sorted(by_notebook):
-        rows = "".join(_run_row(d, root) for d in by_notebook[nb])
+        rows = "".join(_run_row(s, root) for s in by_notebook[nb])
         sections.append(f'<h2 id="{esc(nb)}">{esc(nb)}</h2><table>{head}{rows}</table>')
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     extra = (root / "index_extra.html").read_text() if (root / "index_extra.html").exists() else ""
     extra = _findings_and_comparisons(root) + extra
+    unreadable = (
+        f'<p class="small"><b>{len(skipped)} run(s) skipped</b>, their summary.json could not be read:</p><ul '
+        f'class="small">{"".join(f"<li>{esc(_relative(problem, root))}</li>" for problem in skipped)}</ul>'
+        if skipped
+        else ""
+    )
     body = (
+        f"<style>{INDEX_STYLE}</style>"
         f'<h1>{esc(title)}</h1><p class="muted">{len(runs)} runs under '
-        f"<code>{esc(root.name)}/</code>; built {stamp}.</p>{extra}"
+        f"<code>{esc(root.name)}/</code>; built {stamp}.</p>{extra}{unreadable}"
         + ("".join(sections) or "<p>No runs yet: <code>make reports</code> makes some.</p>")
     )
     out = root / "index.html"
     out.write_text(page(title, body))
     return out
+
+
+def _relative(problem: str, root: Path) -> str:
+    """A problem message with the machine's absolute path to root shortened to the folder's name."""
+    return problem.replace(str(root.resolve()) + "/", "").replace(str(root) + "/", "")
 
 
 def _findings_and_comparisons(root: Path) -> str:
