@@ -39,6 +39,8 @@ class Model:
 def where(environment) -> Where:
     """A Where from an env.Environment, a mapping, or a measurements frame (every row carries both columns)."""
     if hasattr(environment, "columns"):  # a DataFrame of measurement rows
+        if environment.empty or not {"backend", "device"} <= set(environment.columns):
+            raise ValueError("measurement rows without backend and device columns: no run to judge scope on")
         row = environment.iloc[0]
         return Where(str(row["backend"]), str(row["device"]))
     if isinstance(environment, Mapping):
@@ -56,15 +58,15 @@ def applies(claim, environment, model: Model | None = None) -> tuple[bool, str]:
     scope = c.get("scope") or {}
     about = scope.get("about") or c.get("hardware")
     run = f"this run is on {here.device} ({here.backend})"
-    backends = scope.get("backend")
-    if backends and here.backend not in backends:
-        return False, f"a claim about MLX's {' or '.join(backends)} backend ({about}); {run}"
     if scope.get("hardware") == "apple" and not here.apple:
         return False, f"a figure of Apple silicon ({about}); {run}"
     chip = scope.get("chip")
     # The device name ends with the chip ("Apple M4 Max"), so "M4" does not match an M4 Max.
     if chip and not here.device.lower().endswith(chip.lower()):
         return False, f"a figure of the {chip} ({about}); {run}"
+    backends = scope.get("backend")
+    if backends and here.backend not in backends:
+        return False, f"a claim about MLX's {' or '.join(backends)} backend ({about}); {run}"
     least = scope.get("min_params")
     if least and model is not None and model.params < float(least):
         return False, (

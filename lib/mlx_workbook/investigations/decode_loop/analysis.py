@@ -35,6 +35,9 @@ class Setup:
     no_impact_tolerance_pct: float = 1.0
     share_tolerance_pts: float = 3.0
     variance_tolerance_pts: float = 4.0
+    # The library loop judged against generate_step, named before measuring (the fastest of several would win
+    # by selection alone); the fastest is reported beside it as information.
+    judged_loop: str = "pipelined"
 
     @property
     def claims_label(self) -> str:
