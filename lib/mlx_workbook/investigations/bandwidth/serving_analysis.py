@@ -157,8 +157,8 @@ def findings(df: pd.DataFrame, where: str, params: dict) -> list[Finding]:
             _claim(
                 f"server_overhead_{n}_tokens",
                 verdicts.NOT_MEASURED,
-                f"Not measured: no HTTP server or IPC runs here (published: {p.overhead_pct_low:g}-{p.overhead_pct_high:g}% "
-                f"server overhead at {n} tokens). "
+                f"Not measured: no HTTP server or IPC runs here (published: {p.overhead_pct_low:g}-"
+                f"{p.overhead_pct_high:g}% server overhead at {n} tokens). "
                 + (
                     f"In process, the fixed start of a {n}-token request (prefill + first token) is "
                     f"{verdicts.describe(fixed, '%')} of it on {label}, {where}; any per-request cost shrinks "
