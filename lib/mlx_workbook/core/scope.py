@@ -87,8 +87,10 @@ def settle(findings: Iterable, environment, models: Mapping[str, Model] | Model 
             model = models.get(f.id) if isinstance(models, Mapping) else models
             ok, why = applies(f.id, environment, model)
             if not ok:
-                f = replace(
-                    f, verdict=verdicts.NOT_APPLICABLE, statement=f"Does not apply: {why}. {f.statement}"
-                )
+                # The sentence may end with the verdict the comparison would give; here it judges nothing.
+                text = f.statement
+                if text.endswith(f"{f.verdict}."):
+                    text = text[: -len(f"{f.verdict}.")] + "not judged here."
+                f = replace(f, verdict=verdicts.NOT_APPLICABLE, statement=f"Does not apply: {why}. {text}")
         out.append(f)
     return out
