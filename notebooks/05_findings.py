@@ -16,11 +16,15 @@
 #
 # The original write-ups make claims with numbers (`data/published/`, transcribed with their hardware and
 # versions). Notebooks 01 to 04 each re-measure some of them and store, for every claim they own, a finding
-# whose verdict is computed from their own data: **holds**, **does not hold**, **inconclusive**, or **does not
-# apply on this backend**. This notebook measures nothing. It reads the stored runs (local runs and the
-# committed reference runs under `reports/reference/`) and puts every claim in one table: the published figure
-# beside the figure measured on each device run, with its 95% interval, the verdict, and links to the notebook
-# section and the data behind it. A claim that no run has measured yet says so.
+# whose verdict is computed from their own data: **holds**, **direction holds, size differs** (an effect in the
+# claimed direction, larger or smaller than published), **does not hold** or **inconclusive**; or says why there
+# is none: **not measured** (something the claim needs is missing here: an MLX version, a model, a binding) or
+# **does not apply** (the run is outside the claim's stated scope: its hardware, backend or model size, computed
+# per run by `core.scope`). Two claims judged by one measurement are counted once. This notebook measures
+# nothing. It reads the stored runs (local runs and the committed reference runs under `reports/reference/`) and
+# puts every claim in one table: the published figure beside the figure measured on each device run, with its
+# 95% interval, the verdict, and links to the notebook section and the data behind it. A claim that no run has
+# a verdict for yet says so.
 #
 # A *device run* is the newest finished run of each notebook on one device, MLX version and profile; reference
 # runs are kept apart from local ones.
@@ -41,7 +45,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 import mlx_workbook as wb
-from mlx_workbook.core import results
+from mlx_workbook.core import results, verdicts
 from mlx_workbook.core.results import Finding
 from mlx_workbook.report import findings_page as findings
 
@@ -73,12 +77,13 @@ for _, row in counts.melt(id_vars="device_run", var_name="verdict", value_name="
     )
 columns = ["claim_id", "published", "published_hardware", "device_run", "measured", "verdict"]
 with pd.option_context("display.max_rows", 500, "display.max_colwidth", 80):
-    display(table[table.verdict != findings.NOT_MEASURED][columns])  # every row is on the findings page
+    display(table[table.verdict != findings.NO_VERDICT][columns])  # every row is on the findings page
 
 # %% [markdown]
 # ## Verdicts per device run <a id="verdicts"></a>
-# How many claims each device run confirmed, refuted, could not decide, could not test on its backend, or
-# has not measured yet (from the counts stored above).
+# How many claims each device run confirmed, found in the claimed direction but of another size, refuted, could
+# not decide, could not measure, found out of scope, or has no verdict for yet (from the counts stored above;
+# a measurement two claims share counted once).
 
 # %%
 stored = run.measurements.pivot_table(index="device_run", columns="verdict", values="value", aggfunc="sum")
@@ -98,22 +103,26 @@ display(fig, stored)
 written = findings.render_page(table, page_path)
 if readme:
     findings.update_readme(wb.ROOT / readme, findings.headline_markdown(folders[0]))
-measured = table[table.verdict != findings.NOT_MEASURED]
+rows = findings.counted(table)  # a measurement two claims share counts once
 n_runs = table.device_run.replace("", pd.NA).nunique()
-tally = ", ".join(
-    f"{(table.verdict == v).sum()} {v}" for v in findings.CATEGORIES if (table.verdict == v).any()
-)
+n = {v: int((rows.verdict == v).sum()) for v in findings.CATEGORIES}
+from_data = sum(n[v] for v in verdicts.FROM_DATA)
 run.add_finding(
     Finding(
         id="claims_with_verdict",
         headline=True,
         section="table",
-        measured={"value": len(measured), "low": len(measured), "high": len(measured), "unit": "claim rows"},
-        statement=f"{table.claim_id.nunique()} published claims against {n_runs} device run(s): "
-        f"{len(measured)} of {len(table)} rows have a verdict from data ({tally}).",
+        measured={"value": from_data, "low": from_data, "high": from_data, "unit": "claim rows"},
+        statement=f"{table.claim_id.nunique()} published claims against {n_runs} device run(s), "
+        f"{len(rows)} rows counted ({len(table) - len(rows)} more share another claim's measurement): "
+        f"{from_data} have a verdict from data ("
+        + ", ".join(f"{n[v]} {v}" for v in verdicts.FROM_DATA)
+        + f"); {n[verdicts.NOT_MEASURED]} are not measured (something the claim needs is missing), "
+        f"{n[verdicts.NOT_APPLICABLE]} do not apply (outside the claim's scope), {n[findings.NO_VERDICT]} have no "
+        "verdict yet.",
     )
 )
-for device_run, part in table[table.device_run != ""].groupby("device_run"):
+for device_run, part in rows[rows.device_run != ""].groupby("device_run"):
     run.add_finding(
         Finding(
             id=f"verdicts: {device_run}",
