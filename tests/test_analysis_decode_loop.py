@@ -161,7 +161,8 @@ def test_tables_and_charts_from_rows():
     assert judged.loc["async_pipelining_gain", "median"] == pytest.approx(22.0)
     assert math.isnan(judged.loc["dedicated_stream_minor", "pub_low"])  # no published number: NaN, no error
     fastest = analysis.fastest_table(df, summary, SETUP).set_index("label")
-    assert fastest.loc["A", "fastest"] == "pipelined" and fastest.loc["A", "at_least_as_fast"]
+    assert fastest.loc["A", "fastest"] == "pipelined" and fastest.loc["A", "judged"] == "pipelined"
+    assert fastest.loc["A", "judged_vs_generate_step_pct"] == pytest.approx(1.5)
     shares = analysis.split_shares(df)
     assert shares.loc[0, "device execution"] == pytest.approx(90.0)
     for fig in (

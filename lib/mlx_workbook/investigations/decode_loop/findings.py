@@ -427,8 +427,9 @@ def absolute_findings(df: pd.DataFrame, s: Setup) -> list[Finding]:
     lo, hi = published.figure_range("mlxlm_variance_pct")
     verdict = verdicts.effect_matches(spread, lo, hi, tolerance=s.variance_tolerance_pts)
     cold = (
-        f" The first generation here took {first.iloc[0]:.3g} s (kernel compilation included), so a cold "
-        "run is not comparable and is left out: only the warm part of the published spread is compared."
+        f" The first generation here took {first.iloc[0]:.3g} s (first use: kernels compiled, buffers "
+        "allocated), not a cold run of the write-up's kind, so it is left out: only the warm part of the "
+        "published spread is compared."
         if len(first)
         else " No cold first run is recorded here: only the warm part of the published spread is compared."
     )
