@@ -206,6 +206,14 @@ def copy_cost_onset(df, model, longest, tolerance, headline: bool) -> Finding:
     at = _row_interval(rt.set_index("length").loc[judged])
     at_pct, last_pct = Interval.change_pct(at), Interval.change_pct(_row_interval(rt.iloc[-1]))
     label = kv.model_label(df, model)
+    expected = expected_copy_ratio(df, model, longest)
+    power = (
+        f" From the bytes moved a copy per token should cost {100 * (expected[0] - 1):+.2g}% at {longest} tokens "
+        f"({expected[1]:.4g} MiB at the copy speed this run measured): "
+        + _power_text(_row_interval(rt.iloc[-1]), expected[0])
+        if expected
+        else ""
+    )
     statement = (
         f"{label}: copying the cache every token (concat) costs more than {tolerance:.0%} per token from "
         f"{onset} tokens of context on: {_pct(at_pct)} there, {last_pct.value:+.1f}% at {longest} tokens."
@@ -213,7 +221,7 @@ def copy_cost_onset(df, model, longest, tolerance, headline: bool) -> Finding:
         else f"{label}: at no measured length up to {longest} tokens does copying the cache every token "
         f"(concat) cost more than {tolerance:.0%} per token with confidence; at {longest} tokens the "
         f"per-trial ratio to preallocated is {at.value:.3f} [{at.low:.3f}, {at.high:.3f}]."
-    )
+    ) + power
     # value is a length (no interval of its own); the ratio's interval at that length is stored beside it
     return Finding(
         id=f"copy_cost_onset_{kv.slug(model)}",
