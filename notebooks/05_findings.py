@@ -16,11 +16,15 @@
 #
 # The original write-ups make claims with numbers (`data/published/`, transcribed with their hardware and
 # versions). The other notebooks each re-measure some of them and store, for every claim they own, a finding
-# whose verdict is computed from their own data: **holds**, **does not hold**, **inconclusive**, or **does not
-# apply on this backend**. This notebook measures nothing. It reads the stored runs (local runs and the
-# committed reference runs under `reports/reference/`) and puts every claim in one table: the published figure
-# beside the figure measured on each device run, with its 95% interval, the verdict, and links to the notebook
-# section and the data behind it. A claim that no run has measured yet says so.
+# whose verdict is computed from their own data: **holds**, **direction holds, size differs** (an effect in the
+# claimed direction, larger or smaller than published), **does not hold** or **inconclusive**; or says why there
+# is none: **not measured** (something the claim needs is missing here: an MLX version, a model, a binding) or
+# **does not apply** (the run is outside the claim's stated scope: its hardware, backend or model size, computed
+# per run by `core.scope`). Two claims judged by one measurement are counted once. This notebook measures
+# nothing. It reads the stored runs (local runs and the committed reference runs under `reports/reference/`) and
+# puts every claim in one table: the published figure beside the figure measured on each device run, with its
+# 95% interval, the verdict, and links to the notebook section and the data behind it. A claim that no run has
+# a verdict for yet says so.
 #
 # A *device run* is the newest finished run of each notebook on one device, MLX version and profile; reference
 # runs are kept apart from local ones.
@@ -54,12 +58,13 @@ table = findings_page.claims_table(folders, page_path.parent)
 counts = findings_page.record_verdicts(run, table)
 columns = ["claim_id", "published", "published_hardware", "device_run", "measured", "verdict"]
 with pd.option_context("display.max_rows", 500, "display.max_colwidth", 80):
-    display(table[table.verdict != findings_page.NOT_MEASURED][columns])  # every row is on the findings page
+    display(table[table.verdict != findings_page.NO_VERDICT][columns])  # every row is on the findings page
 
 # %% [markdown]
 # ## Verdicts per device run <a id="verdicts"></a>
-# How many claims each device run confirmed, refuted, could not decide, could not test on its backend, or
-# has not measured yet (from the counts stored above).
+# How many claims each device run confirmed, found in the claimed direction but of another size, refuted, could
+# not decide, could not measure, found out of scope, or has no verdict for yet (from the counts stored above;
+# a measurement two claims share counted once).
 
 # %%
 fig = findings_page.verdict_chart(

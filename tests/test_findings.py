@@ -87,8 +87,8 @@ def test_one_row_per_claim_and_device_run_with_computed_verdicts(reports):
     assert row.report_href == "reference/gpu01/01_kv_cache.html#copies"
     assert row.data_href == "reference/gpu01/measurements.parquet"
     assert ref.set_index("claim_id").loc["per_token_time_flat"].verdict == DOES_NOT_HOLD
-    # A claim of the notebook the run states nothing about is "not measured yet", linked to the run.
-    assert ref.set_index("claim_id").loc["kv_preallocated_buffers_no_impact"].verdict == findings.NOT_MEASURED
+    # A claim of the notebook the run states nothing about has "no verdict yet", linked to the run.
+    assert ref.set_index("claim_id").loc["kv_preallocated_buffers_no_impact"].verdict == findings.NO_VERDICT
 
 
 def test_newest_finished_run_wins_and_failed_or_missing_runs_say_so(reports):
@@ -96,19 +96,19 @@ def test_newest_finished_run_wins_and_failed_or_missing_runs_say_so(reports):
     assert local.loc["kv_copy_no_impact"].verdict == NOT_APPLICABLE  # new01, not old01
     assert local.loc["kv_copy_no_impact"].run_id == "new01"
     failed = local.loc["mlxlm_decode_tok_s_000"]  # a 02_decode_loop claim: its only run failed
-    assert failed.verdict == findings.NOT_MEASURED and "failed" in failed.statement
+    assert failed.verdict == findings.NO_VERDICT and "failed" in failed.statement
     # Its page has no error cell (no runner settled it with one): the link goes to the page, not a dead anchor.
     assert failed.report_href.endswith("bad02/02_decode_loop.html")
     missing = local.loc["sdpa_cliff_at_128_tokens"]
-    assert missing.verdict == findings.NOT_MEASURED and "no 03_sdpa_cliff run" in missing.statement
+    assert missing.verdict == findings.NO_VERDICT and "no 03_sdpa_cliff run" in missing.statement
 
 
-def test_without_runs_every_claim_is_not_measured(tmp_path):
+def test_without_runs_no_claim_has_a_verdict(tmp_path):
     table = findings.claims_table([tmp_path])
-    assert len(table) == len(published.claims()) and (table.verdict == findings.NOT_MEASURED).all()
+    assert len(table) == len(published.claims()) and (table.verdict == findings.NO_VERDICT).all()
     counts = findings.verdict_counts(table)
     assert list(counts.columns) == ["device_run"] + findings.CATEGORIES
-    assert counts[findings.NOT_MEASURED].tolist() == [len(table)]
+    assert counts[findings.NO_VERDICT].tolist() == [len(table)]
 
 
 def test_page_links_resolve_and_counts_match(reports):
@@ -126,6 +126,32 @@ def test_page_links_resolve_and_counts_match(reports):
     assert counts.sum(axis=1).tolist() == [len(published.claims())] * 2
     assert counts.loc[counts.index.str.contains("reference"), HOLDS].item() == 1
     assert pd.read_csv(reports / "findings.csv").shape[0] == len(table)
+
+
+def test_a_shared_measurement_is_counted_once_and_old_names_are_read(tmp_path):
+    """Two claims judged by one measurement (same_as) count once; a verdict stored under an older name is read
+    as today's category."""
+    run = results.start_run("01_kv_cache", {"profile": "quick"}, run_dir=tmp_path / "runs" / "kv")
+    shared = {"value": 1.5, "low": 1.0, "high": 2.0, "unit": "%"}
+    run.add_finding(Finding("kv_copy_no_impact", "copy", HOLDS, shared))
+    run.add_finding(
+        Finding(
+            "kv_preallocated_buffers_no_impact", "same", HOLDS, {**shared, "same_as": "kv_copy_no_impact"}
+        )
+    )
+    run.add_finding(Finding("slice_update_creates_new_arrays", "old run", "does not apply on this backend"))
+    run.finish()
+    table = findings.claims_table([tmp_path])
+    rows = table.set_index("claim_id")
+    assert rows.loc["kv_preallocated_buffers_no_impact"].same_as == "kv_copy_no_impact"
+    assert rows.loc["slice_update_creates_new_arrays"].verdict == NOT_APPLICABLE
+    counts = findings.verdict_counts(table).iloc[0]
+    assert counts[HOLDS] == 1  # two rows, one measurement
+    assert counts.drop("device_run").sum() == len(published.claims()) - 1
+    page = findings.render_page(table, tmp_path / "findings.html").read_text()
+    assert "same measurement as kv_copy_no_impact, counted once" in page
+    cell = findings._verdict_cell("direction holds, size differs")
+    assert 'class="verdict-direction-holds-size-differs"' in cell  # a CSS class without the comma
 
 
 def test_build_links_the_page_from_both_indexes(reports):

@@ -1,5 +1,9 @@
+import os
+from pathlib import Path
+
 import pytest
 
+from mlx_workbook import ROOT
 from mlx_workbook.core import published
 
 NOTEBOOKS = {"01_kv_cache", "02_decode_loop", "03_sdpa_cliff", "04_bandwidth"}
@@ -16,10 +20,18 @@ def test_every_seed_has_claims_with_unique_ids_and_known_notebooks():
         assert c["claim"] and c["quote"] and c.get("kind") in ("measured", "expectation"), c["id"]
 
 
+def seeds_folder() -> Path:
+    """The seed write-ups: ../shared/seeds/ beside the repository, or MLX_WORKBOOK_SEEDS (e.g. for a worktree)."""
+    return Path(os.environ.get("MLX_WORKBOOK_SEEDS") or ROOT.parent / "shared" / "seeds")
+
+
 def test_quotes_are_verbatim_from_the_seeds():
-    seeds = published.DATA_DIR.parent.parent / "shared" / "seeds"
-    if not seeds.exists():
-        pytest.skip("the seed write-ups are not beside this checkout")
+    seeds = seeds_folder()
+    if not seeds.is_dir():
+        message = f"the seed write-ups are not at {seeds} (set MLX_WORKBOOK_SEEDS to their folder)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message + ": on CI the quotes must be checked, not skipped")
+        pytest.skip(message)
     for c in published.claims():
         text = (seeds / c["seed"]).read_text()
         assert c["quote"] in text, c["id"]
@@ -31,3 +43,13 @@ def test_tables_load_as_frames():
     assert df.ms_per_token.between(19, 21).all()
     ref = published.reference("kv_copy_no_impact")
     assert ref["seed"] == "000_8106547a6e1af99a.txt"
+
+
+def test_missing_seeds_fail_on_ci(monkeypatch, tmp_path):
+    monkeypatch.setenv("MLX_WORKBOOK_SEEDS", str(tmp_path / "absent"))
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="on CI"):
+        test_quotes_are_verbatim_from_the_seeds()
+    monkeypatch.setenv("CI", "false")
+    with pytest.raises(pytest.skip.Exception):
+        test_quotes_are_verbatim_from_the_seeds()

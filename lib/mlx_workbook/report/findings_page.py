@@ -3,7 +3,8 @@
 A "device run" is the set of runs made on one device with one MLX version and one profile (local runs and
 committed reference runs under reports/reference/ are kept apart). For each claim in data/published and each
 device run, the newest finished run of the claim's notebook supplies the Finding whose id is the claim id;
-without one the row says "not measured yet". Nothing here measures anything or computes a verdict itself.
+without one the row says "no verdict yet". Nothing here measures anything or computes a verdict itself. A claim
+whose finding is the same measurement as another claim's (`measured.same_as`) is listed but counted once.
 
     python -m mlx_workbook.report.findings_page [--root reports] [--readme README.md]   # pages, indexes, README block
 """
@@ -21,19 +22,31 @@ from pathlib import Path
 import pandas as pd
 
 from mlx_workbook import REPORTS_DIR, ROOT
-from mlx_workbook.core import published, results
-from mlx_workbook.core.verdicts import DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, NOT_APPLICABLE
+from mlx_workbook.core import published, results, verdicts
+from mlx_workbook.core.verdicts import (
+    DOES_NOT_HOLD,
+    HOLDS,
+    INCONCLUSIVE,
+    NOT_APPLICABLE,
+    NOT_MEASURED,
+    SIZE_DIFFERS,
+)
 from mlx_workbook.report import html
 
-NOT_MEASURED = "not measured yet"
-CATEGORIES = [HOLDS, DOES_NOT_HOLD, INCONCLUSIVE, NOT_APPLICABLE, NOT_MEASURED]
+NO_VERDICT = (
+    "no verdict yet"  # no run of the claim's notebook here, a failed one, or one without this finding
+)
+CATEGORIES = verdicts.CATEGORIES + [NO_VERDICT]
 COLORS = {
     HOLDS: "#16794c",
+    SIZE_DIFFERS: "#7fbf7b",
     DOES_NOT_HOLD: "#b00020",
     INCONCLUSIVE: "#d98c00",
+    NOT_MEASURED: "#9ecae1",
     NOT_APPLICABLE: "#7f7f7f",
-    NOT_MEASURED: "#d0d0d0",
+    NO_VERDICT: "#e0e0e0",
 }
+COUNTED = "published claims (two that share one measurement counted once)"
 REFERENCE = "reference"  # committed reference runs live under reports/reference/
 PAGE = "findings.html"
 START, END = "<!-- findings:start -->", "<!-- findings:end -->"
@@ -146,7 +159,8 @@ def _row(
         "device_run": device_label(key) if key else "",
         "reference": bool(key and key[5]),
         "run_id": "",
-        "verdict": NOT_MEASURED,
+        "verdict": NO_VERDICT,
+        "same_as": "",
         "measured": "",
         "measured_value": math.nan,
         "measured_low": math.nan,
@@ -188,7 +202,8 @@ def _row(
         return row
     m = finding.measured or {}
     row.update(
-        verdict=finding.verdict or NOT_MEASURED,
+        verdict=verdicts.normalize(finding.verdict or NO_VERDICT),
+        same_as=str(m.get("same_as") or ""),
         statement=finding.statement,
         measured_value=_num(m.get("value")),
         measured_low=_num(m.get("low")),
@@ -228,8 +243,15 @@ def claims_table(roots, page_dir: Path | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def counted(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows that count: a claim judged by another claim's measurement (same_as) is counted once, there."""
+    return table[table.same_as == ""] if "same_as" in table else table
+
+
 def verdict_counts(table: pd.DataFrame) -> pd.DataFrame:
-    """Device runs x verdicts: how many claims got each verdict (known categories first)."""
+    """Device runs x verdicts: how many measurements got each verdict (known categories first); a measurement
+    two claims share is counted once."""
+    table = counted(table)
     extra = sorted(set(table.verdict) - set(CATEGORIES))
     label = table.device_run.where(table.device_run != "", "no device run yet")
     counts = pd.crosstab(label, table.verdict).reindex(
@@ -249,15 +271,21 @@ def verdict_chart(counts: pd.DataFrame, title: str):
     for verdict in [c for c in counts.columns if c != "device_run"]:
         ax.barh(labels, counts[verdict], left=left, color=COLORS.get(verdict, "#9467bd"), label=verdict)
         left += counts[verdict]
-    ax.set(title=title, xlabel="claims")
+    ax.set(title=title, xlabel="claims (a measurement two claims share counted once)")
     ax.invert_yaxis()
     fig.legend(fontsize=8, ncols=3, loc="outside lower center")
     ax.grid(alpha=0.3, axis="x")
     return fig
 
 
-def _verdict_cell(verdict: str) -> str:
-    return f'<span class="verdict-{html.esc(verdict.replace(" ", "-"))}">{html.esc(verdict)}</span>'
+def _verdict_cell(verdict: str, same_as: str = "") -> str:
+    slug = "-".join("".join(ch if ch.isalpha() else " " for ch in verdict).split())
+    shared = (
+        f'<div class="small muted">same measurement as {html.esc(same_as)}, counted once</div>'
+        if same_as
+        else ""
+    )
+    return f'<span class="verdict-{html.esc(slug)}">{html.esc(verdict)}</span>{shared}'
 
 
 def render_page(
@@ -296,7 +324,7 @@ def render_page(
                 rows.append(
                     f"<tr>{claim_cell if i == 0 else ''}<td>{html.esc(r.device_run or '–')}</td>"
                     f'<td>{html.esc(r.measured)}<div class="small">{html.esc(r.statement)}</div></td>'
-                    f"<td>{_verdict_cell(r.verdict)}</td><td>{links}</td></tr>"
+                    f"<td>{_verdict_cell(r.verdict, r.get('same_as', ''))}</td><td>{links}</td></tr>"
                 )
         sections.append(
             f'<h2 id="{html.esc(nb)}">{html.esc(nb)}</h2><table><tr><th>claim</th>'
@@ -365,25 +393,28 @@ def _tally(part: pd.DataFrame, *, every: bool = False) -> str:
 
 
 def notebook_findings(table: pd.DataFrame) -> list[results.Finding]:
-    """05_findings' own findings: how many claim rows have a verdict from data, and the tally per device run."""
-    measured = table[table.verdict != NOT_MEASURED]
+    """05_findings' own findings: how many claim rows have a verdict from data (a measurement two claims share
+    counted once), how many are not measured or out of scope, and the tally per device run."""
+    rows = counted(table)
     n_runs = table.device_run.replace("", pd.NA).nunique()
+    n = {v: int((rows.verdict == v).sum()) for v in CATEGORIES}
+    from_data = sum(n[v] for v in verdicts.FROM_DATA)
     out = [
         results.Finding(
             id="claims_with_verdict",
             headline=True,
             section="table",
-            measured={
-                "value": len(measured),
-                "low": len(measured),
-                "high": len(measured),
-                "unit": "claim rows",
-            },
-            statement=f"{table.claim_id.nunique()} published claims against {n_runs} device run(s): "
-            f"{len(measured)} of {len(table)} rows have a verdict from data ({_tally(table)}).",
+            measured={"value": from_data, "low": from_data, "high": from_data, "unit": "claim rows"},
+            statement=f"{table.claim_id.nunique()} published claims against {n_runs} device run(s), "
+            f"{len(rows)} rows counted ({len(table) - len(rows)} more share another claim's measurement): "
+            f"{from_data} have a verdict from data ("
+            + ", ".join(f"{n[v]} {v}" for v in verdicts.FROM_DATA)
+            + f"); {n[verdicts.NOT_MEASURED]} are not measured (something the claim needs is missing), "
+            f"{n[verdicts.NOT_APPLICABLE]} do not apply (outside the claim's scope), {n[NO_VERDICT]} have no "
+            "verdict yet.",
         )
     ]
-    for device_run, part in table[table.device_run != ""].groupby("device_run"):
+    for device_run, part in rows[rows.device_run != ""].groupby("device_run"):
         out.append(
             results.Finding(
                 id=f"verdicts: {device_run}",
@@ -412,7 +443,7 @@ def headline_markdown(root: Path = REPORTS_DIR, link_from: Path = ROOT) -> str:
     # GPU runs lead (their numbers mean something); CPU runs get one line each, after them.
     for key, per_nb in sorted(by_key.items(), key=lambda item: item[0][1] == "cpu"):
         first = next(iter(per_nb.values()))
-        part = table[table.device_run == device_label(key)]
+        part = counted(table[table.device_run == device_label(key)])
         tally = ", ".join(f"{(part.verdict == v).sum()} {v}" for v in CATEGORIES if (part.verdict == v).any())
         header = (
             f"**Reference run:** {device_label(key)}, {first.started[:10]}. "
@@ -420,7 +451,7 @@ def headline_markdown(root: Path = REPORTS_DIR, link_from: Path = ROOT) -> str:
             f"[every claim with its verdict]({_href(ref_root / PAGE, link_from)})"
         )
         if key[1] == "cpu":
-            lines += [f"{header}. Of the {len(part)} published claims there: {tally}.", ""]
+            lines += [f"{header}. Of the {len(part)} {COUNTED} there: {tally}.", ""]
             continue
         lines += [header, "", "| notebook | headline finding | verdict |", "| --- | --- | --- |"]
         for nb in sorted(per_nb):
@@ -429,7 +460,7 @@ def headline_markdown(root: Path = REPORTS_DIR, link_from: Path = ROOT) -> str:
                 target = _href(run.path / f"{nb}.html", link_from) + (f"#{f.section}" if f.section else "")
                 statement = str(f.statement).replace("|", "\\|")
                 lines.append(f"| [{nb}]({target}) | {statement} | {f.verdict} |")
-        lines += ["", f"Of the {len(part)} published claims: {tally}.", ""]
+        lines += ["", f"Of the {len(part)} {COUNTED}: {tally}.", ""]
     return "\n".join(lines + [END])
 
 

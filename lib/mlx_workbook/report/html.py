@@ -22,7 +22,8 @@ vertical-align:top;text-align:left} th{background:#f4f4f4} tr.failed td{backgrou
 .status-ok{color:#16794c;font-weight:600} .status-failed{color:#b00020;font-weight:600}
 .status-running{color:#a06000;font-weight:600} .muted{color:#777} .small{font-size:12px}
 .verdict-holds{color:#16794c} .verdict-does-not-hold{color:#b00020} .verdict-inconclusive{color:#a06000}
-.verdict-does-not-apply-on-this-backend{color:#666} .verdict-not-measured-yet{color:#999;font-style:italic}
+.verdict-direction-holds-size-differs{color:#3f7f3b} .verdict-not-measured{color:#31708f}
+.verdict-does-not-apply{color:#666} .verdict-no-verdict-yet{color:#999;font-style:italic}
 td.num{text-align:right;white-space:nowrap} tr.beyond-noise td{background:#fffbe6}
 """
 

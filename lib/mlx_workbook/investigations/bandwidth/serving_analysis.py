@@ -156,9 +156,9 @@ def findings(df: pd.DataFrame, where: str, params: dict) -> list[Finding]:
         out.append(
             _claim(
                 f"server_overhead_{n}_tokens",
-                verdicts.NOT_APPLICABLE,
-                f"No HTTP server or IPC runs here (published: {p.overhead_pct_low:g}-{p.overhead_pct_high:g}% "
-                f"server overhead at {n} tokens). "
+                verdicts.NOT_MEASURED,
+                f"Not measured: no HTTP server or IPC runs here (published: {p.overhead_pct_low:g}-"
+                f"{p.overhead_pct_high:g}% server overhead at {n} tokens). "
                 + (
                     f"In process, the fixed start of a {n}-token request (prefill + first token) is "
                     f"{verdicts.describe(fixed, '%')} of it on {label}, {where}; any per-request cost shrinks "
@@ -179,8 +179,8 @@ def findings(df: pd.DataFrame, where: str, params: dict) -> list[Finding]:
     out.append(
         _claim(
             "server_overhead_ms_per_request",
-            verdicts.NOT_APPLICABLE,
-            f"No server runs here. For scale: the published {lo:g}-{hi:g} ms would be {lo / req_ms:.1%}-"
+            verdicts.NOT_MEASURED,
+            f"Not measured: no server runs here. For scale: the published {lo:g}-{hi:g} ms would be {lo / req_ms:.1%}-"
             f"{hi / req_ms:.1%} of a {mid}-token request ({req_ms:.0f} ms) with {label} on {where}.",
             None,
             "lengths",
@@ -216,7 +216,7 @@ def _batch_and_cache(df: pd.DataFrame, where: str, params: dict, label: str) -> 
             Finding(
                 id="batch32_speedup",
                 section="batch",
-                verdict=verdicts.INCONCLUSIVE,
+                verdict=verdicts.NOT_MEASURED,
                 statement=f"Batch 32 is not in this profile (largest batch: {top}); see batch_speedup.",
             )
         )
@@ -251,7 +251,7 @@ def _prequant(df: pd.DataFrame, where: str) -> Finding:
     lo, hi = published.figure_range("prequantized_vs_otf_quant_gain")
     return _claim(
         "prequantized_vs_otf_quant_gain",
-        verdicts.effect_matches(pct, lo, hi, PREQUANT_TOLERANCE_PTS),
+        verdicts.effect_matches(pct, lo, hi, PREQUANT_TOLERANCE_PTS, no_effect_at=0.0),
         f"Pre-quantized vs quantized at load time ({pq.label.iloc[0]}, both through mlx_lm.load): decode "
         f"{verdicts.describe(pct, '%')} (published +{hi:g}%, tolerance {PREQUANT_TOLERANCE_PTS:g} points); "
         "identical tokens: "

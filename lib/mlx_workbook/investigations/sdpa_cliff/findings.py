@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from mlx_workbook.core import measure, published
+from mlx_workbook.core import measure, published, scope
 from mlx_workbook.core.results import Finding
-from mlx_workbook.core.verdicts import INCONCLUSIVE, NOT_APPLICABLE, Interval, at_least, effect_matches
+from mlx_workbook.core.verdicts import NOT_MEASURED, Interval, at_least, effect_matches
 from mlx_workbook.investigations.sdpa_cliff import cliffs
 from mlx_workbook.investigations.sdpa_cliff import measure as attention
 from mlx_workbook.investigations.sdpa_cliff.analysis import (
@@ -186,7 +186,7 @@ def version_claims(df: pd.DataFrame, p: dict, results, now: cliffs.Step | None) 
             id="sdpa_cliff_at_128_tokens",
             headline=True,
             section="versions",
-            verdict=cliffs.verdict(old, cliffs.DOWN),
+            verdict=cliffs.verdict(old, cliffs.DOWN) if old else NOT_MEASURED,
             measured=step_ratio(old).measured(f"x ({CLIFF_AT} over {BEFORE} tokens)") if old else None,
             published=published.reference("sdpa_cliff_at_128_tokens"),
             statement=(
@@ -212,10 +212,13 @@ def version_claims(df: pd.DataFrame, p: dict, results, now: cliffs.Step | None) 
             id="sdpa_cliff_127_gap_vs_python",
             section="versions",
             verdict=effect_matches(
-                d127, *published.figure_range("sdpa_cliff_127_gap_vs_python"), tolerance=GAP_127_TOLERANCE_PCT
+                d127,
+                *published.figure_range("sdpa_cliff_127_gap_vs_python"),
+                tolerance=GAP_127_TOLERANCE_PCT,
+                no_effect_at=0.0,
             )
             if g127
-            else INCONCLUSIVE,
+            else NOT_MEASURED,
             measured=d127.measured(f"% (0.29.1 over 0.30.0 at {BEFORE})") if g127 else None,
             published=published.reference("sdpa_cliff_127_gap_vs_python"),
             statement=(
@@ -246,7 +249,7 @@ def version_claims(df: pd.DataFrame, p: dict, results, now: cliffs.Step | None) 
         Finding(
             id="sdpa_cliff_cause_causal_lt128",
             section="versions",
-            verdict=at_least(Interval.of(cause_lt), 1 + tol) if cause_lt else INCONCLUSIVE,
+            verdict=at_least(Interval.of(cause_lt), 1 + tol) if cause_lt else NOT_MEASURED,
             measured=(
                 Interval.of(cause_lt).measured(f"x (0.29.1 over 0.30.0, causal, < {CLIFF_AT} tokens)")
                 if cause_lt
@@ -276,7 +279,7 @@ def version_claims(df: pd.DataFrame, p: dict, results, now: cliffs.Step | None) 
             Finding(
                 id=claim_id,
                 section="versions",
-                verdict=cliffs.verdict(s, cliffs.NONE),
+                verdict=cliffs.verdict(s, cliffs.NONE) if s else NOT_MEASURED,
                 measured=step_ratio(s).measured(f"x ({CLIFF_AT} over {BEFORE} tokens)") if s else None,
                 published=published.reference(claim_id),
                 statement=(
@@ -300,9 +303,10 @@ def version_claims(df: pd.DataFrame, p: dict, results, now: cliffs.Step | None) 
                 Interval.of(per_token),
                 *published.figure_range("initial_rust_python_gap_3_24x"),
                 tolerance=PER_TOKEN_TOLERANCE_X,
+                no_effect_at=1.0,
             )
             if per_token
-            else INCONCLUSIVE,
+            else NOT_MEASURED,
             measured=Interval.of(per_token).measured("x (0.29.1 over 0.30.0, decode SDPA)")
             if per_token
             else None,
@@ -334,10 +338,10 @@ def version_claims(df: pd.DataFrame, p: dict, results, now: cliffs.Step | None) 
                 id=claim_id,
                 section="versions",
                 verdict=effect_matches(
-                    iv, *published.figure_range(claim_id), tolerance=POST_FIX_TOLERANCE_PCT
+                    iv, *published.figure_range(claim_id), tolerance=POST_FIX_TOLERANCE_PCT, no_effect_at=0.0
                 )
                 if g
-                else INCONCLUSIVE,
+                else NOT_MEASURED,
                 measured=iv.measured(f"% {word} (0.30.1 vs 0.30.0 at {n})") if g else None,
                 published=published.reference(claim_id),
                 statement=(
@@ -392,10 +396,11 @@ def gqa_and_ops(
         Finding(
             id="per_op_rust_python_parity",
             section="ops",
-            verdict=NOT_APPLICABLE,
+            verdict=NOT_MEASURED,
             measured=Interval.of(sdpa_dec).measured("ms (SDPA op at decode)"),
             published=published.reference("per_op_rust_python_parity"),
-            statement="Rust vs Python parity cannot be measured here (the workbook drives MLX from Python only). "
+            statement="Not measured: Rust vs Python parity needs the Rust binding (the workbook drives MLX from "
+            "Python only). "
             f"Per-op medians at decode / prefill shapes ({p['model']}, MoE {p['moe_model'] or 'none'}, "
             f"{p['op_dtype']}, {where(df)}): {medians}.",
         ),
@@ -421,10 +426,11 @@ def findings(df: pd.DataFrame, p: dict, found: pd.DataFrame, version_results) ->
     """Every finding of the notebook, from its stored rows, parameters, all cliffs (sdpa_cliff.all_cliffs) and
     the version comparison's results (for why a version did not run)."""
     now = step_this_version(df, p)
-    return (
+    return scope.settle(
         where_cliffs_are(df, p, found, now)
         + version_claims(df, p, version_results, now)
-        + gqa_and_ops(df, p, *gqa_ratios(df))
+        + gqa_and_ops(df, p, *gqa_ratios(df)),
+        df,
     )
 
 
