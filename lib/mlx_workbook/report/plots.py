@@ -187,3 +187,31 @@ def add_curve(
     ax.plot(list(x), list(y), ls=style, color=color, marker=marker, lw=1, label=label)
     ax.legend(fontsize=8)
     return fig
+
+
+def host_speed(df: pd.DataFrame, *, title: str = "Host speed per block") -> Figure:
+    """The host-speed probe of every block in run order, one colour per experiment, with the run's median and
+    the stability verdict in the title (core.hoststate): where the host slowed, absolute figures moved with it."""
+    from mlx_workbook.core import hoststate
+
+    rows = hoststate.probe_rows(df)
+    fig, ax = new_figure(7.0, 3.0)
+    if rows.empty:
+        ax.set(title=f"{title}: no host probes recorded")
+        return fig
+    rows = rows.reset_index(drop=True)
+    for i, (name, g) in enumerate(rows.groupby("experiment", sort=False)):
+        ax.plot(
+            g.index, g["value"], marker="o", ms=2, lw=0.8, color=PALETTE[i % len(PALETTE)], label=str(name)
+        )
+    s = hoststate.stability(rows["value"])
+    ax.axhline(s.median_ms, ls="--", lw=1, color="#444444", label=f"median {s.median_ms:.2f} ms")
+    verdict = "UNSTABLE" if s.unstable else "stable"
+    ax.set(
+        title=f"{title}: {verdict} (CV {s.cv:.0%}, max/min {s.max_over_min:.2f}x, n={s.n})",
+        xlabel="block, in run order",
+        ylabel="probe time (ms, lower = faster host)",
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
