@@ -128,7 +128,11 @@ group_size: int = 64  # quantization group size
 graph_context: int = 128  # cached positions before the decode steps whose graph building is timed
 repeats: int = 5  # timed trials per configuration
 warmup: int = 1  # untimed runs before the trials
-target_ms: float = 3  # calls per trial are batched up to about this many ms
+target_ms: float = 3  # device work per sample at a sweep's longest length: fixes its one call count
+min_calls: int = 2  # calls per sample at least (short kernels: the final sync divided over them)
+max_calls: int = 1000  # calls per sample at most
+confirm_pairs: int = 20  # alternated pairs that re-measure each candidate cliff
+max_confirm: int = 30  # candidates re-measured per sweep (the farthest from the work envelope first)
 tolerance: float = 0.25  # a cliff must exceed the work envelope by this fraction (CPU timings are noisy)
 
 # %%
@@ -178,6 +182,10 @@ PARAMS = [
     "repeats",
     "warmup",
     "target_ms",
+    "min_calls",
+    "max_calls",
+    "confirm_pairs",
+    "max_confirm",
     "tolerance",
 ]
 P = {k: globals()[k] for k in PARAMS}
@@ -196,9 +204,11 @@ from mlx_workbook.core import results
 from mlx_workbook.investigations.sdpa_cliff import analysis as an
 from mlx_workbook.investigations.sdpa_cliff import findings as an_findings
 
-run = results.start_run("03_sdpa_cliff", P, run_dir=run_dir)
-timing = dict(repeats=repeats, warmup=warmup, target_ms=target_ms)
-found = {}  # each sweep's cliffs
+run = results.start_run("03_sdpa_cliff", P, run_dir=run_dir, method_version=attention.METHOD_VERSION)
+calls = dict(warmup=warmup, target_ms=target_ms, min_calls=min_calls, max_calls=max_calls)
+timing = dict(repeats=repeats, **calls)
+confirming = dict(pairs=confirm_pairs, max_candidates=max_confirm, wheels_dir=wheels_dir, **calls)
+found, transient = {}, {}  # each sweep's confirmed cliffs, and its candidates that did not repeat
 display(pd.Series(run.environment.as_dict() | {"run_id": run.run_id}, name="environment").to_frame())
 
 # %% [markdown]
@@ -213,8 +223,10 @@ display(pd.Series(run.environment.as_dict() | {"run_id": run.run_id}, name="envi
 errors = attention.sweep(run, "prefill", plan.prefill, **timing)
 if errors:
     display(Markdown("**Configurations that failed on this backend:**"), pd.DataFrame(errors))
+candidates = an.scan(run.measurements, "prefill", P)
+attention.confirm(run, "prefill", candidates, **confirming)
 df = run.measurements
-found["prefill"] = an.scan(df, "prefill", P)
+found["prefill"], transient["prefill"] = an.confirmed(df, "prefill", candidates, P)
 fig = an.prefill_chart(df, P, found["prefill"])
 run.save_figure(fig, "prefill_modes")
 display(fig)
@@ -240,8 +252,10 @@ display(fig, found["prefill"].round(3))
 errors = attention.sweep(run, "decode", plan.decode, **timing)
 if errors:
     display(pd.DataFrame(errors))
+candidates = an.scan(run.measurements, "decode", P)
+attention.confirm(run, "decode", candidates, **confirming)
 df = run.measurements
-found["decode"] = an.scan(df, "decode", P)
+found["decode"], transient["decode"] = an.confirmed(df, "decode", candidates, P)
 fig = an.decode_chart(df, P, found["decode"])
 run.save_figure(fig, "decode")
 display(fig, found["decode"].round(3))
@@ -275,8 +289,10 @@ version_results = attention.compare_versions(
 display(an.version_status(version_results))
 
 # %%
+candidates = an.scan(run.measurements, "versions", P)
+attention.confirm(run, "versions", candidates, **confirming)
 df = run.measurements
-found["versions"] = an.scan(df, "versions", P)
+found["versions"], transient["versions"] = an.confirmed(df, "versions", candidates, P)
 fig = an.versions_chart(df, P)
 if fig is not None:
     run.save_figure(fig, "versions")
@@ -300,8 +316,13 @@ display(
 # %%
 loaded = models.build_preset(model, dtype=model_dtype, bits=model_bits or None, group_size=group_size)
 ops.prompt_latency(run, loaded, prompt_lengths, repeats=repeats, warmup=warmup)
+candidates = an.scan(run.measurements, "prompt", P)
+steps = attention.to_confirm(candidates, max_confirm)
+ops.prompt_confirm(
+    run, loaded, list(zip(steps.before_length, steps.length)), pairs=confirm_pairs, warmup=warmup
+)
 df = run.measurements
-found["prompt"] = an.scan(df, "prompt", P)
+found["prompt"], transient["prompt"] = an.confirmed(df, "prompt", candidates, P)
 fig, table = an.prompt_chart(df)
 run.save_figure(fig, "prompt_latency")
 display(fig, table.round(3), found["prompt"].round(3))
@@ -337,14 +358,19 @@ display(fig, per_op, Markdown(an.graph_note(df, P)))
 
 # %% [markdown]
 # ## Every cliff found <a id="cliffs"></a>
-# All jumps of every sweep in this run (prefill, decode, versions, prompt latency), largest first. `excess` is the
-# ratio beyond the work envelope: 0.6 means the later length took 0.6x the time its extra work allows, i.e. the
-# lengths before it ran in a slow regime; 1.4 means a slowdown 1.4x beyond the work. The closing note says each
-# cliff in a sentence.
+# A sweep only nominates candidates (each step judged alone at 95%); every candidate (up to `max_confirm` per
+# sweep) is re-measured with its two lengths alternated back to back for `confirm_pairs` pairs, and is a cliff
+# only if the paired ratio's interval (t on log-ratios, Bonferroni over the candidates) lies outside the work
+# envelope in the same direction. The rest are listed below as transients.
+# All confirmed jumps of every sweep in this run (prefill, decode, versions, prompt latency), largest first.
+# `excess` is the ratio beyond the work envelope: 0.6 means the later length took 0.6x the time its extra work
+# allows, i.e. the lengths before it ran in a slow regime; 1.4 means a slowdown 1.4x beyond the work. The closing
+# note says each cliff in a sentence.
 
 # %%
 every_cliff = an.all_cliffs(found, run.environment.mlx)
 display(every_cliff.round(3))
+display(Markdown(an.transients_note(transient)), an.all_cliffs(transient, run.environment.mlx).round(3))
 
 # %% [markdown]
 # ## Findings <a id="findings"></a>

@@ -202,3 +202,34 @@ def test_tables_and_charts(df):
     ]
     assert all(isinstance(f, Figure) for f in figures)
     assert an.versions_chart(df[df.experiment != "versions"], P) is None
+
+
+def confirmation(candidate, slow_below, pairs=20, experiment="versions_confirm"):
+    """Rows of a confirmation pass for one candidate: its two lengths alternated, the planted curve, jitter."""
+    a, b = int(candidate["before_length"]), int(candidate["length"])
+    jitter = [1.0, 1.01, 0.99, 1.02, 0.98]
+    out = []
+    for p in range(pairs):
+        for k, n in enumerate((a, b) if p % 2 == 0 else (b, a)):
+            row = sdpa_rows(experiment, [n], slow_below=slow_below, probe_mlx=candidate["probe_mlx"])[0]
+            row.update(
+                pair=p, position=k, before_length=a, after_length=b, value=row["value"] * jitter[(p + k) % 5]
+            )
+            out.append(row)
+    return out
+
+
+def test_only_a_confirmed_candidate_is_a_cliff(df):
+    candidates = an.scan(df, "versions", P)
+    (cand,) = candidates.to_dict("records")
+    repeated = pd.concat([df, pd.DataFrame(confirmation(cand, slow_below=128))], ignore_index=True)
+    real, transient = an.confirmed(repeated, "versions", candidates, P)
+    assert len(real) == 1 and transient.empty and real.iloc[0]["confirm_verdict"] == cliffs.DOWN
+    assert (
+        real.iloc[0]["confirm_ratio"] == pytest.approx(1 / 1.6, rel=0.03) and real.iloc[0]["confirm_n"] == 20
+    )
+    gone = pd.concat([df, pd.DataFrame(confirmation(cand, slow_below=None))], ignore_index=True)
+    real, transient = an.confirmed(gone, "versions", candidates, P)  # the step did not come back: a transient
+    assert real.empty and len(transient) == 1 and transient.iloc[0]["confirm_verdict"] == cliffs.NONE
+    real, transient = an.confirmed(df, "versions", candidates, P)  # never re-measured: not called a cliff
+    assert real.empty and len(transient) == 1

@@ -270,3 +270,38 @@ def test_plan_builds_every_sweep_and_rejects_bad_parameters():
     for bad in (dict(n_kv_heads=4), dict(tolerance=1.5), dict(modes=["sliding"]), dict(variants=["flash"])):
         with pytest.raises(ValueError):
             attention.plan({**p, **bad})
+
+
+def test_sweep_uses_one_call_count_per_configuration_and_random_order(run):
+    cases = [case(length=n) for n in (8, 16, 32, 64)]
+    attention.sweep(run, "prefill", cases, repeats=4, warmup=1, target_ms=2, min_calls=3, max_calls=50)
+    df = run.measurements
+    assert df.calls.nunique() == 1 and df.calls.iloc[0] >= 3  # calibrated once, at the longest length
+    assert np.allclose(df.sample_ms, df.value * df.calls)
+    orders = df.sort_values(["trial", "position"]).groupby("trial").length.apply(tuple)
+    assert orders.nunique() > 1  # lengths visited in a fresh random order per round
+
+
+def test_confirmation_pass_alternates_the_two_lengths(run):
+    candidates = pd.DataFrame(
+        [
+            {
+                **{k: case()[k] for k in attention.GROUP},
+                "before_length": 16,
+                "length": 32,
+                "excess": 1.3,
+                "verdict": cliffs.UP,
+            }
+        ]
+    )
+    errors = attention.confirm(run, "prefill", candidates, pairs=4, target_ms=1, min_calls=2, max_calls=20)
+    assert errors == []
+    rows = run.measurements
+    rows = rows[rows.experiment == "prefill_confirm"]
+    assert len(rows) == 8 and rows.calls.nunique() == 1 and set(rows.pair) == {0, 1, 2, 3}
+    firsts = rows[rows.position == 0].sort_values("pair").length.tolist()
+    assert firsts == [16, 32, 16, 32]  # A B, B A, ...
+    from mlx_workbook.investigations.sdpa_cliff import analysis as an
+
+    real, transient = an.confirmed(rows, "prefill", candidates, {"tolerance": 0.25})
+    assert len(real) + len(transient) == 1 and (transient.confirm_n.tolist() == [4] or len(real) == 1)

@@ -12,6 +12,12 @@ does not explain. Without a work column every length is expected to cost the sam
 
 A sweep tests many pairs at once, so its intervals are family-wise (Bonferroni): with 20 pairs, each interval
 is a 99.75% one, and a sweep without cliffs shows none at the 95% level as a whole.
+
+The sweep only nominates candidates: with a few trials per length its intervals are close to ranges. Each
+candidate is re-measured in a confirmation pass (its two lengths alternated back to back, A B, B A, ...) and
+judged by `confirm` on the paired per-pair log-ratios with a t interval (core.stats; Bonferroni over the
+candidates). Only a candidate whose confirmation interval lies outside the envelope in the same direction is a
+cliff; the others are transients (a burst of load, a call-count artifact of an older method).
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from mlx_workbook.core import measure
+from mlx_workbook.core import measure, stats
 
 UP, DOWN, NONE, UNCLEAR = "up", "down", "none", "unclear"
 
@@ -60,17 +66,81 @@ def judge(
     """(ratio Stats, verdict, excess) for two samples of times and the work ratio between them."""
     r = measure.ratio_interval(after, before, confidence=confidence)
     lo_edge, hi_edge = min(1.0, work_ratio), max(1.0, work_ratio)
-    lo_tol, hi_tol = lo_edge / (1 + tolerance), hi_edge * (1 + tolerance)
-    if r.low > hi_tol:
-        verdict = UP
-    elif r.high < lo_tol:
-        verdict = DOWN
-    elif lo_tol <= r.low and r.high <= hi_tol:
-        verdict = NONE
-    else:
-        verdict = UNCLEAR
+    verdict = _verdict(r.low, r.high, work_ratio, tolerance)
     excess = r.median / hi_edge if r.median > hi_edge else (r.median / lo_edge if r.median < lo_edge else 1.0)
     return r, verdict, excess
+
+
+def _verdict(low: float, high: float, work_ratio: float, tolerance: float) -> str:
+    lo_edge, hi_edge = min(1.0, work_ratio), max(1.0, work_ratio)
+    lo_tol, hi_tol = lo_edge / (1 + tolerance), hi_edge * (1 + tolerance)
+    if low > hi_tol:
+        return UP
+    if high < lo_tol:
+        return DOWN
+    if lo_tol <= low and high <= hi_tol:
+        return NONE
+    return UNCLEAR
+
+
+def judge_paired(
+    log_ratios, work_ratio: float = 1.0, tolerance: float = 0.1, confidence: float = measure.CONFIDENCE
+) -> tuple[stats.Estimate, str]:
+    """(ratio estimate, verdict) from paired log(t_after / t_before), one per alternated pair."""
+    r = stats.log_ratio_interval(log_ratios, confidence)
+    return r, _verdict(r.low, r.high, work_ratio, tolerance)
+
+
+CONFIRM_COLUMNS = [
+    "confirmed",
+    "confirm_ratio",
+    "confirm_low",
+    "confirm_high",
+    "confirm_n",
+    "confirm_verdict",
+]
+
+
+def confirm(
+    candidates: pd.DataFrame,
+    confirmations: pd.DataFrame,
+    by: list[str],
+    *,
+    value: str = "value",
+    work: str | None = None,
+    tolerance: float = 0.1,
+) -> pd.DataFrame:
+    """`candidates` (a scan table) with the confirmation pass's judgement added (CONFIRM_COLUMNS).
+
+    `confirmations` holds rows with the `by` columns, length, before_length / after_length (the candidate step)
+    and pair (the index of an alternated pair); a candidate without confirmation rows stays unconfirmed."""
+    out = candidates.copy()
+    for c in CONFIRM_COLUMNS:
+        out[c] = pd.Series([False] * len(out) if c == "confirmed" else [np.nan] * len(out), dtype=object)
+    if out.empty:
+        return out
+    confidence = 1 - (1 - measure.CONFIDENCE) / len(out)
+    for i, cand in out.iterrows():
+        sel = confirmations
+        if sel.empty:
+            break
+        for c in by:
+            if c in sel.columns and pd.notna(cand[c]):
+                sel = sel[sel[c] == cand[c]]
+        sel = sel[(sel.before_length == cand.before_length) & (sel.after_length == cand.length)]
+        wide = sel.pivot_table(index="pair", columns="length", values=value, aggfunc="first").dropna()
+        if wide.shape[1] != 2 or len(wide) < 3:
+            continue
+        a, b = float(cand.before_length), float(cand.length)
+        w = (
+            float(sel.loc[sel.length == b, work].iloc[0] / sel.loc[sel.length == a, work].iloc[0])
+            if work
+            else 1.0
+        )
+        r, verdict = judge_paired(np.log(wide[b] / wide[a]), w, tolerance, confidence)
+        out.loc[i, CONFIRM_COLUMNS] = [verdict == cand.verdict, r.value, r.low, r.high, r.n, verdict]
+    out["confirmed"] = out["confirmed"].astype(bool)
+    return out
 
 
 def steps(
@@ -80,13 +150,16 @@ def steps(
     value: str = "value",
     work: str | None = None,
     tolerance: float = 0.1,
+    family_wise: bool = True,
 ) -> list[Step]:
-    """Every neighbouring pair of a sweep (one group: rows of one configuration, several trials per length)."""
+    """Every neighbouring pair of a sweep (one group: rows of one configuration, several trials per length);
+    family_wise=False judges each pair at 95% alone: a liberal screen for candidates that a confirmation pass
+    then settles."""
     lengths = np.sort(df[x].unique())
     samples = {n: df.loc[df[x] == n, value].to_numpy(dtype=float) for n in lengths}
     works = {n: float(df.loc[df[x] == n, work].iloc[0]) for n in lengths} if work else None
     out = []
-    confidence = 1 - (1 - measure.CONFIDENCE) / max(1, len(lengths) - 1)
+    confidence = 1 - (1 - measure.CONFIDENCE) / (max(1, len(lengths) - 1) if family_wise else 1)
     for a, b in zip(lengths[:-1], lengths[1:]):
         w = works[b] / works[a] if works else 1.0
         r, verdict, excess = judge(samples[a], samples[b], w, tolerance, confidence)
@@ -129,13 +202,14 @@ def scan(
     work: str | None = None,
     tolerance: float = 0.1,
     jumps_only: bool = True,
+    family_wise: bool = True,
 ) -> pd.DataFrame:
     """`find_cliffs` (or every step) per group of `by`, as one table with the group's columns in front."""
     rows = []
     # dropna=False: a grouping column that only some sweeps fill (e.g. probe_mlx) must not drop the others' rows
     for key, group in df.groupby(by, sort=False, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
-        found = steps(group, x=x, value=value, work=work, tolerance=tolerance)
+        found = steps(group, x=x, value=value, work=work, tolerance=tolerance, family_wise=family_wise)
         rows += [{**dict(zip(by, key)), **s.as_dict()} for s in found if s.is_jump or not jumps_only]
     columns = by + list(Step.__dataclass_fields__)
     return pd.DataFrame(rows, columns=columns)
