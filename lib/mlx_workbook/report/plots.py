@@ -17,7 +17,8 @@ def new_figure(width: float = 7.0, height: float = 4.0) -> tuple[Figure, matplot
 
 
 def summary_table(df: pd.DataFrame, by: list[str], value: str = "value") -> pd.DataFrame:
-    """Median and 95% bootstrap interval of `value` per group (the shape every chart below draws)."""
+    """Median and its interval of `value` per group (measure.summarize: order statistics; `method` says which
+    and its coverage where n is too small for 95%), the shape every chart below draws."""
     from mlx_workbook.core.measure import summarize
 
     rows = []
@@ -25,7 +26,15 @@ def summary_table(df: pd.DataFrame, by: list[str], value: str = "value") -> pd.D
         s = summarize(group[value])
         key = key if isinstance(key, tuple) else (key,)
         rows.append(
-            {**dict(zip(by, key)), "median": s.median, "low": s.low, "high": s.high, "cv": s.cv, "n": s.n}
+            {
+                **dict(zip(by, key)),
+                "median": s.median,
+                "low": s.low,
+                "high": s.high,
+                "cv": s.cv,
+                "n": s.n,
+                "method": s.method,
+            }
         )
     return pd.DataFrame(rows)
 

@@ -139,7 +139,7 @@ def where_cliffs_are(
             if len(cur)
             else Interval(0.0, 0.0, 0.0).measured("cliffs"),
             statement=(
-                f"MLX {row.mlx} on {row.device} ({row.backend}): {len(cur)} cliff(s) beyond a {tol:.0%} "
+                f"MLX {row.mlx} on {row.device} ({row.backend}): {len(cur)} confirmed cliff(s) beyond a {tol:.0%} "
                 f"tolerance across the prefill ({n_prefill} lengths x {len(p['modes'])} mask modes, plus "
                 f"dtypes x head dims), decode ({n_decode} cache lengths) and prompt sweeps"
                 + (
