@@ -233,3 +233,18 @@ def test_only_a_confirmed_candidate_is_a_cliff(df):
     assert real.empty and len(transient) == 1 and transient.iloc[0]["confirm_verdict"] == cliffs.NONE
     real, transient = an.confirmed(df, "versions", candidates, P)  # never re-measured: not called a cliff
     assert real.empty and len(transient) == 1
+
+
+def test_claim_steps_are_judged_on_their_confirmation_pairs(df):
+    claims = an.claim_steps(df, "versions", P)
+    assert sorted(claims.probe_mlx) == ["0.29.1", "0.30.0"] and set(claims.length) == {128}
+    assert len(an.claim_steps(df, "prefill", P)) == 1
+    before = fnd._Versions(df, P, []).step("0.29.1")
+    assert before.method.startswith("sweep") and before.n == 5
+    old = claims[claims.probe_mlx == "0.29.1"].iloc[0]
+    repeated = pd.concat([df, pd.DataFrame(confirmation(old, slow_below=128))], ignore_index=True)
+    step = fnd._Versions(repeated, P, []).step("0.29.1")
+    assert step.verdict == cliffs.DOWN and step.n == 20 and "alternated pairs" in step.method
+    assert step.ratio == pytest.approx(1 / 1.6, rel=0.03) and step.high < 0.7
+    table = an.steps_127_128(repeated, P).set_index(["probe_mlx", "mode"])
+    assert "alternated pairs" in table.loc[("0.29.1", "causal"), "judged on"]

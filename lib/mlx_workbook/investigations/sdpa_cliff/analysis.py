@@ -270,8 +270,11 @@ def steps_127_128(df: pd.DataFrame, p: dict) -> pd.DataFrame:
     if ver.empty or "probe_mlx" not in ver.columns:
         return pd.DataFrame()
     table = attention.at_lengths(ver, [BEFORE, CLIFF_AT], ["probe_mlx", "mode"])
+    confirmations = rows(df, "versions" + attention.CONFIRM)
     steps = [
-        attention.pair(ver, BEFORE, CLIFF_AT, tolerance=p["tolerance"], probe_mlx=v, mode=m)
+        attention.pair(
+            ver, BEFORE, CLIFF_AT, tolerance=p["tolerance"], confirmations=confirmations, probe_mlx=v, mode=m
+        )
         for v, m in zip(table.probe_mlx, table["mode"])
     ]
     return table.assign(
@@ -279,8 +282,37 @@ def steps_127_128(df: pd.DataFrame, p: dict) -> pd.DataFrame:
             f"{CLIFF_AT} / {BEFORE}": [s.ratio if s else float("nan") for s in steps],
             "interval": [f"[{s.low:.2f}, {s.high:.2f}]" if s else "" for s in steps],
             "step": [s.verdict if s else "not measured" for s in steps],
+            "judged on": [s.method if s else "" for s in steps],
         }
     )
+
+
+def claim_steps(df: pd.DataFrame, sweep: str, p: dict) -> pd.DataFrame:
+    """The steps published claims are about, as candidate rows for a confirmation pass: BEFORE -> CLIFF_AT in
+    causal prefill SDPA of the main dtype and head dim (per MLX version in the version sweep)."""
+    sub = attention.select(
+        rows(df, sweep),
+        kind="prefill",
+        variant="sdpa",
+        mode="causal",
+        dtype=p["main_dtype"],
+        head_dim=p["main_head_dim"],
+    )
+    by = ["probe_mlx"] if sweep == "versions" and "probe_mlx" in sub.columns else []
+    out = []
+    for _, g in sub.groupby(by) if by else [(None, sub)]:
+        if {BEFORE, CLIFF_AT} <= set(g.length.astype(int)):
+            first = g.iloc[0]
+            out.append(
+                {
+                    **{c: first[c] for c in attention.GROUP + by},
+                    "before_length": BEFORE,
+                    "length": CLIFF_AT,
+                    "excess": float("nan"),
+                    "verdict": "claim",
+                }
+            )
+    return pd.DataFrame(out)
 
 
 def published_tables() -> tuple[pd.DataFrame, pd.DataFrame]:

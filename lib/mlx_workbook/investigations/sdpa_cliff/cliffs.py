@@ -47,6 +47,8 @@ class Step:
     expected_high: float  # ... to the work ratio
     excess: float  # ratio over the envelope's nearest edge (1.0 when inside it)
     verdict: str  # "up" / "down" (a jump), "none" (inside the envelope), "unclear" (straddles its edge)
+    n: int = 0  # samples per length (sweep) or alternated pairs (confirmation pass)
+    method: str = ""
 
     @property
     def is_jump(self) -> bool:
@@ -127,20 +129,67 @@ def confirm(
         for c in by:
             if c in sel.columns and pd.notna(cand[c]):
                 sel = sel[sel[c] == cand[c]]
-        sel = sel[(sel.before_length == cand.before_length) & (sel.after_length == cand.length)]
-        wide = sel.pivot_table(index="pair", columns="length", values=value, aggfunc="first").dropna()
-        if wide.shape[1] != 2 or len(wide) < 3:
-            continue
-        a, b = float(cand.before_length), float(cand.length)
-        w = (
-            float(sel.loc[sel.length == b, work].iloc[0] / sel.loc[sel.length == a, work].iloc[0])
-            if work
-            else 1.0
+        step = paired_step(
+            sel,
+            cand.before_length,
+            cand.length,
+            value=value,
+            work=work,
+            tolerance=tolerance,
+            confidence=confidence,
         )
-        r, verdict = judge_paired(np.log(wide[b] / wide[a]), w, tolerance, confidence)
-        out.loc[i, CONFIRM_COLUMNS] = [verdict == cand.verdict, r.value, r.low, r.high, r.n, verdict]
+        if step is not None:
+            out.loc[i, CONFIRM_COLUMNS] = [
+                step.verdict == cand.verdict,
+                step.ratio,
+                step.low,
+                step.high,
+                step.n,
+                step.verdict,
+            ]
     out["confirmed"] = out["confirmed"].astype(bool)
     return out
+
+
+def paired_step(
+    df: pd.DataFrame,
+    before_length: float,
+    length: float,
+    *,
+    x: str = "length",
+    value: str = "value",
+    work: str | None = None,
+    tolerance: float = 0.1,
+    confidence: float = measure.CONFIDENCE,
+) -> Step | None:
+    """The step between two lengths from a confirmation pass (rows of one configuration with before_length,
+    after_length and pair): geometric mean of the per-pair ratios with a t interval. None without >= 3 pairs."""
+    if df.empty or "pair" not in df.columns:
+        return None
+    sub = df[(df.before_length == before_length) & (df.after_length == length)]
+    wide = sub.pivot_table(index="pair", columns=x, values=value, aggfunc="first").dropna()
+    if wide.shape[1] != 2 or len(wide) < 3:
+        return None
+    a, b = before_length, length
+    w = float(sub.loc[sub[x] == b, work].iloc[0] / sub.loc[sub[x] == a, work].iloc[0]) if work else 1.0
+    r, verdict = judge_paired(np.log(wide[b] / wide[a]), w, tolerance, confidence)
+    lo_edge, hi_edge = min(1.0, w), max(1.0, w)
+    excess = r.value / hi_edge if r.value > hi_edge else (r.value / lo_edge if r.value < lo_edge else 1.0)
+    return Step(
+        before_length=float(a),
+        length=float(b),
+        before=float(np.median(wide[a])),
+        after=float(np.median(wide[b])),
+        ratio=r.value,
+        low=r.low,
+        high=r.high,
+        expected_low=lo_edge,
+        expected_high=hi_edge,
+        excess=excess,
+        verdict=verdict,
+        n=r.n,
+        method=f"{r.method}, {r.n} alternated pairs",
+    )
 
 
 def steps(
@@ -176,6 +225,8 @@ def steps(
                 expected_high=max(1.0, w),
                 excess=excess,
                 verdict=verdict,
+                n=int(min(samples[a].size, samples[b].size)),
+                method=f"sweep: bootstrap of unpaired medians at {confidence:.2%}",
             )
         )
     return out

@@ -255,13 +255,18 @@ def confirm(
     min_calls: int = 1,
     max_calls: int = 1000,
     wheels_dir: str | None = None,
+    claims: pd.DataFrame | None = None,
 ) -> list[dict]:
     """Re-measure candidate cliffs of a probe sweep (scan table): each step's two lengths alternated back to back
     for `pairs` pairs, stored as experiment "<experiment>_confirm"; candidates of another MLX version (column
-    probe_mlx) run under that version. Returns the configurations that failed."""
+    probe_mlx) run under that version. `claims` (same columns) are steps a published claim is about: always
+    re-measured, whatever the sweep said. Returns the configurations that failed."""
     from mlx_workbook.probes import versions
 
     chosen = to_confirm(candidates, max_candidates)
+    if claims is not None and len(claims):
+        keys = [c for c in GROUP + ["probe_mlx", "before_length", "length"] if c in claims.columns]
+        chosen = pd.concat([claims, chosen], ignore_index=True).drop_duplicates(subset=keys)
     if chosen.empty:
         return []
     timing = dict(pairs=pairs, warmup=warmup, target_ms=target_ms, min_calls=min_calls, max_calls=max_calls)
@@ -353,8 +358,23 @@ def select(df: pd.DataFrame, **filters) -> pd.DataFrame:
     return df
 
 
-def pair(df: pd.DataFrame, before: int, after: int, *, tolerance: float, **filters) -> cliffs.Step | None:
-    """The step between two lengths of one configuration (filters pick it, e.g. mode="causal")."""
+def pair(
+    df: pd.DataFrame,
+    before: int,
+    after: int,
+    *,
+    tolerance: float,
+    confirmations: pd.DataFrame | None = None,
+    **filters,
+) -> cliffs.Step | None:
+    """The step between two lengths of one configuration (filters pick it, e.g. mode="causal"): from its
+    confirmation pass (alternated pairs, paired t interval) where `confirmations` hold one, else from the sweep."""
+    if confirmations is not None and len(confirmations):
+        step = cliffs.paired_step(
+            select(confirmations, **filters), before, after, work="flops", tolerance=tolerance
+        )
+        if step is not None:
+            return step
     sub = select(df, **filters)
     if sub.empty:
         return None
