@@ -33,11 +33,20 @@
 # - a model's **prompt latency** over the original table's lengths, **per-op** timings at decode and prefill
 #   shapes, and the **graph-building** time of one decode step.
 #
+# **How a sample is timed** (`probes/sdpa_probe.py`, method 2): every length of a configuration uses one call
+# count, calibrated once at its longest length (about `target_ms` of device work per sample there, at least
+# `min_calls`), the calls queued without host syncs between them; each round visits the lengths in a fresh random
+# order. (Method 1 chose the count per length; the sync divided differently at neighbouring lengths made steps
+# of its own.)
+#
 # **How a cliff is found** (`cliffs.py`): neighbouring lengths a < b are compared by the ratio of their median
-# times, with a bootstrap interval (family-wise over the sweep). If time is an overhead plus a part proportional
-# to the attention work, that ratio lies between 1 and the work ratio w_b / w_a; a *jump* is a pair whose whole
-# interval lies outside that envelope widened by `tolerance`: **up** (b slower than its extra work explains) or
-# **down** (b faster although it does more: the lengths up to a were slow, the shape of the published cliff).
+# times. If time is an overhead plus a part proportional to the attention work, that ratio lies between 1 and
+# the work ratio w_b / w_a; a *candidate* is a pair whose interval (95%, each pair alone) lies outside that
+# envelope widened by `tolerance`: **up** (b slower than its extra work explains) or **down** (b faster although it
+# does more: the lengths up to a were slow, the shape of the published cliff). Each candidate is then re-measured
+# with its two lengths alternated back to back for `confirm_pairs` pairs and judged on the paired ratios (t interval
+# on the log-ratios, Bonferroni over the candidates): only a step that repeats is called a **cliff**; the others
+# are listed as transients. The published 127 -> 128 step is always re-measured this way.
 
 # %% tags=["parameters"]
 profile: str = "quick"  # parameter profile this run came from (set by the runner)

@@ -305,3 +305,12 @@ def test_confirmation_pass_alternates_the_two_lengths(run):
 
     real, transient = an.confirmed(rows, "prefill", candidates, {"tolerance": 0.25})
     assert len(real) + len(transient) == 1 and (transient.confirm_n.tolist() == [4] or len(real) == 1)
+
+
+def test_prompt_confirm_alternates_two_prompt_lengths(run, tiny):
+    ops.prompt_confirm(run, tiny, [(8, 16)], pairs=3)
+    rows = run.measurements
+    rows = rows[rows.experiment == "prompt_confirm"]
+    assert len(rows) == 6 and set(rows.pair) == {0, 1, 2} and (rows.model == "tiny").all()
+    assert rows[rows.position == 0].sort_values("pair").length.tolist() == [8, 16, 8]
+    assert (rows.before_length == 8).all() and (rows.after_length == 16).all() and (rows.value > 0).all()
