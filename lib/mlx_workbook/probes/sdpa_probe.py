@@ -177,9 +177,14 @@ def seconds_per_call(fn, calls: int) -> float:
 
 
 def calls_for(fn, target_s: float, min_calls: int, max_calls: int) -> int:
-    """Calls per sample for about target_s of work of `fn` (the longest length of a sweep), fixed thereafter."""
-    fn_time = seconds_per_call(fn, 3)
-    return max(min_calls, min(max_calls, int(math.ceil(target_s / max(fn_time, 1e-7)))))
+    """Calls per sample for about target_s of work of `fn` (the longest length of a sweep), fixed thereafter.
+
+    Estimated twice: 3 calls first (their time still holds a sync), then the count that estimate gives."""
+    calls = 3
+    for _ in range(2):
+        per_call = seconds_per_call(fn, calls)
+        calls = max(min_calls, min(max_calls, int(math.ceil(target_s / max(per_call, 1e-7)))))
+    return calls
 
 
 def case_row(case: dict) -> dict:
