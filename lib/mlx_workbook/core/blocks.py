@@ -3,8 +3,8 @@
 A comparison is many short blocks; each block runs every variant once, back to back, in a fresh random order
 (Google Benchmark's random interleaving, asv's A B C A' B' C'), so a drift of the host's speed hits all variants
 of a block alike and cancels in the per-block log-ratio log(variant / reference). The effect is the geometric
-mean ratio with a t interval on the log-ratios (core.stats; its coverage is checked by simulation in
-tests/test_stats.py).
+mean ratio with a t interval on the log-ratios (core.intervals; its coverage is checked by simulation in
+tests/test_intervals.py).
 
 Blocks are added until every claim's interval decides (wholly inside or wholly outside its Band), the time budget
 is spent, or max_blocks is reached. The interval is looked at only at a few block counts (`looks`: min_blocks,
@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlx_workbook.core import hoststate, measure, stats
+from mlx_workbook.core import hoststate, intervals, measure
 
 DECIDED, BUDGET, MAX_BLOCKS = "decided", "budget", "max_blocks"
 CHANGE_METRIC = "change_pct"
@@ -71,15 +71,15 @@ def looks(min_blocks: int, max_blocks: int, growth: float = 1.5) -> list[int]:
     return out + [max_blocks]
 
 
-def look_confidence(n_looks: int, confidence: float = stats.CONFIDENCE) -> float:
+def look_confidence(n_looks: int, confidence: float = intervals.CONFIDENCE) -> float:
     """Per-look confidence so that all looks together keep `confidence` (Bonferroni)."""
     return 1 - (1 - confidence) / max(1, n_looks)
 
 
-def change_pct(log_ratios, confidence: float) -> stats.Estimate:
+def change_pct(log_ratios, confidence: float) -> intervals.Estimate:
     """Per-block log-ratios -> % change with its t interval (made on the log scale)."""
-    r = stats.log_ratio_interval(log_ratios, confidence)
-    return stats.Estimate(
+    r = intervals.log_ratio_interval(log_ratios, confidence)
+    return intervals.Estimate(
         100 * (r.value - 1), 100 * (r.low - 1), 100 * (r.high - 1), r.n, r.method, confidence
     )
 
@@ -91,7 +91,7 @@ def sequential(
     confidence: float,
     *,
     stop_at: int | None = None,
-) -> tuple[int, str, stats.Estimate]:
+) -> tuple[int, str, intervals.Estimate]:
     """The stopping rule on given per-block log-ratios (used by `compare`, and by the simulation test):
     (blocks used, why it stopped, the estimate at that point)."""
     per_look = look_confidence(len(schedule), confidence)
@@ -114,7 +114,7 @@ class Comparison:
     reference: str
     blocks: int
     stop_reason: str
-    estimates: dict[str, stats.Estimate] = field(
+    estimates: dict[str, intervals.Estimate] = field(
         default_factory=dict
     )  # % change of each variant vs reference
     values: pd.DataFrame = field(default_factory=pd.DataFrame)  # block x variant table of the measured values
@@ -149,7 +149,7 @@ def compare(
     min_blocks: int = 8,
     max_blocks: int = 64,
     warmup: int = 1,
-    confidence: float = stats.CONFIDENCE,
+    confidence: float = intervals.CONFIDENCE,
     seed: int = 0,
     **fields: Any,
 ) -> Comparison:
@@ -178,7 +178,7 @@ def compare(
     table: dict[str, list[float]] = {n: [] for n in names}
     start = time.perf_counter()
     reason = MAX_BLOCKS
-    estimates: dict[str, stats.Estimate] = {}
+    estimates: dict[str, intervals.Estimate] = {}
     for block in range(max_blocks):
         order = names[:]
         rng.shuffle(order)

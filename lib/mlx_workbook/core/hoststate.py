@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from mlx_workbook.core import stats
+from mlx_workbook.core import intervals
 
 PROBE_ITERATIONS = 20_000  # fixed, never calibrated: ~1-2 ms of pure Python on a current x86 or Apple core
 PROBE_METRIC = "host_probe_ms"
@@ -103,7 +103,7 @@ def report(run) -> Stability:
     probes = probe_rows(run.measurements).value
     s = stability(probes)
     if s.n >= 2:
-        cv = stats.cv_interval(probes[probes > 0])
+        cv = intervals.cv_interval(probes[probes > 0])
         run.add_finding(
             Finding(
                 id="host_stability",

@@ -14,7 +14,7 @@ from typing import Any
 import mlx.core as mx
 import numpy as np
 
-from mlx_workbook.core import stats
+from mlx_workbook.core import intervals
 
 CONFIDENCE = 0.95
 N_BOOTSTRAP = 2000
@@ -54,30 +54,30 @@ def bootstrap_interval(
     n_boot: int = N_BOOTSTRAP,
     seed: int = 0,
 ) -> tuple[float, float]:
-    """Interval of `statistic` (the median by default): a percentile bootstrap from stats.MIN_BOOTSTRAP_N values.
+    """Interval of `statistic` (the median by default): a percentile bootstrap from intervals.MIN_BOOTSTRAP_N values.
 
     Below that a percentile bootstrap under-covers (at n=5 it is exactly [min, max]): the median then gets the
-    order-statistic interval (stats.median_interval, exact coverage, [min, max] only below n=6 and labelled so
+    order-statistic interval (intervals.median_interval, exact coverage, [min, max] only below n=6 and labelled so
     by summarize), and any other statistic is refused with a pointer to a method that holds at small n."""
     arr = _clean(values)
     if arr.size == 1:
         return float(arr[0]), float(arr[0])
-    if arr.size < stats.MIN_BOOTSTRAP_N:
+    if arr.size < intervals.MIN_BOOTSTRAP_N:
         if statistic is np.median:
-            e = stats.median_interval(arr, confidence)
+            e = intervals.median_interval(arr, confidence)
             return e.low, e.high
         raise ValueError(
             f"{arr.size} values are too few for a bootstrap interval of {getattr(statistic, '__name__', statistic)}"
-            f" (needs {stats.MIN_BOOTSTRAP_N}); use core.stats (t_interval, cv_interval, median_interval)"
+            f" (needs {intervals.MIN_BOOTSTRAP_N}); use core.intervals (t_interval, cv_interval, median_interval)"
         )
-    e = stats.percentile_bootstrap(arr, statistic, confidence, n_boot, seed)
+    e = intervals.percentile_bootstrap(arr, statistic, confidence, n_boot, seed)
     return e.low, e.high
 
 
 def summarize(values: Iterable[float]) -> Stats:
     """Median with its order-statistic interval (method and true coverage stated), mean, std and CV."""
     arr = _clean(values)
-    med = stats.median_interval(arr)
+    med = intervals.median_interval(arr)
     mean = float(arr.mean())
     std = float(arr.std(ddof=1)) if arr.size > 1 else 0.0
     return Stats(

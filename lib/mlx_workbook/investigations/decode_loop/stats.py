@@ -10,8 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mlx_workbook.core import measure, verdicts
-from mlx_workbook.core import stats as core_stats
+from mlx_workbook.core import intervals, measure, verdicts
 from mlx_workbook.probes.loops import variant
 
 # Published claim -> (variant, variant it is set against): the one-factor pair whose tokens/s ratio measures it.
@@ -64,8 +63,8 @@ def claim_tolerance(low: float, high: float) -> float:
 
 
 def cv_interval(values) -> verdicts.Interval:
-    """Coefficient of variation (std / mean) with its chi-square 95% interval (core.stats.cv_interval)."""
-    e = core_stats.cv_interval(values)
+    """Coefficient of variation (std / mean) with its chi-square 95% interval (core.intervals.cv_interval)."""
+    e = intervals.cv_interval(values)
     return verdicts.Interval(e.value, e.low, e.high)
 
 

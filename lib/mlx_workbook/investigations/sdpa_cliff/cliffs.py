@@ -15,7 +15,7 @@ is a 99.75% one, and a sweep without cliffs shows none at the 95% level as a who
 
 The sweep only nominates candidates: with a few trials per length its intervals are close to ranges. Each
 candidate is re-measured in a confirmation pass (its two lengths alternated back to back, A B, B A, ...) and
-judged by `confirm` on the paired per-pair log-ratios with a t interval (core.stats; Bonferroni over the
+judged by `confirm` on the paired per-pair log-ratios with a t interval (core.intervals; Bonferroni over the
 candidates). Only a candidate whose confirmation interval lies outside the envelope in the same direction is a
 cliff; the others are transients (a burst of load, a call-count artifact of an older method).
 """
@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from mlx_workbook.core import measure, stats
+from mlx_workbook.core import intervals, measure
 
 UP, DOWN, NONE, UNCLEAR = "up", "down", "none", "unclear"
 
@@ -87,9 +87,9 @@ def _verdict(low: float, high: float, work_ratio: float, tolerance: float) -> st
 
 def judge_paired(
     log_ratios, work_ratio: float = 1.0, tolerance: float = 0.1, confidence: float = measure.CONFIDENCE
-) -> tuple[stats.Estimate, str]:
+) -> tuple[intervals.Estimate, str]:
     """(ratio estimate, verdict) from paired log(t_after / t_before), one per alternated pair."""
-    r = stats.log_ratio_interval(log_ratios, confidence)
+    r = intervals.log_ratio_interval(log_ratios, confidence)
     return r, _verdict(r.low, r.high, work_ratio, tolerance)
 
 

@@ -1,4 +1,4 @@
-"""core.stats: quantiles against known tables, and interval coverage checked by simulation with host-like noise.
+"""core.intervals: quantiles against known tables, and interval coverage checked by simulation with host-like noise.
 
 Noise models of the GPU host (review 2026-11-30): a slow mode where 30% of samples are 1.3-1.7x slower, persistent
 in stretches (a Markov chain: ~4 samples per slow stretch), on top of 3% lognormal jitter; and Student-t(3)
@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 
-from mlx_workbook.core import blocks, measure, stats
+from mlx_workbook.core import blocks, intervals, measure
 
 REPS = 3000
 TRUE_RATIO = 1.04  # the variant is 4% slower than the reference
@@ -51,17 +51,17 @@ def paired_blocks(rng, noise, n_blocks):
 def t_coverage(log_ratios, truth, confidence=0.95):
     n = log_ratios.shape[1]
     mean, sd = log_ratios.mean(axis=1), log_ratios.std(axis=1, ddof=1)
-    half = stats.t_quantile(1 - (1 - confidence) / 2, n - 1) * sd / math.sqrt(n)
+    half = intervals.t_quantile(1 - (1 - confidence) / 2, n - 1) * sd / math.sqrt(n)
     return float(np.mean(np.abs(mean - truth) <= half))
 
 
 def test_quantiles_match_tables():
-    assert stats.t_quantile(0.975, 4) == pytest.approx(2.7764, abs=1e-4)
-    assert stats.t_quantile(0.975, 9) == pytest.approx(2.2622, abs=1e-4)
-    assert stats.t_quantile(0.025, 30) == pytest.approx(-2.0423, abs=1e-4)
-    assert stats.chi2_quantile(0.025, 4) == pytest.approx(0.4844, abs=1e-4)
-    assert stats.chi2_quantile(0.975, 4) == pytest.approx(11.1433, abs=1e-4)
-    assert stats.chi2_quantile(0.975, 50) == pytest.approx(71.4202, abs=1e-3)
+    assert intervals.t_quantile(0.975, 4) == pytest.approx(2.7764, abs=1e-4)
+    assert intervals.t_quantile(0.975, 9) == pytest.approx(2.2622, abs=1e-4)
+    assert intervals.t_quantile(0.025, 30) == pytest.approx(-2.0423, abs=1e-4)
+    assert intervals.chi2_quantile(0.025, 4) == pytest.approx(0.4844, abs=1e-4)
+    assert intervals.chi2_quantile(0.975, 4) == pytest.approx(11.1433, abs=1e-4)
+    assert intervals.chi2_quantile(0.975, 50) == pytest.approx(71.4202, abs=1e-3)
 
 
 @pytest.mark.parametrize("noise", NOISES)
@@ -99,19 +99,19 @@ def test_median_order_statistic_interval_covers(noise):
             truth = float(np.median(big))
         else:
             x, truth = student_t3(rng, (REPS, n)), 1.0
-        lo, hi, _ = stats.order_statistic_ranks(n)
+        lo, hi, _ = intervals.order_statistic_ranks(n)
         xs = np.sort(x, axis=1)
         coverage = float(np.mean((xs[:, lo] <= truth) & (truth <= xs[:, hi])))
         assert coverage >= MIN_COVERAGE, (n, coverage)
-        one = stats.median_interval(x[0])
+        one = intervals.median_interval(x[0])
         assert one.n == n and (one.low, one.high) == (xs[0, lo], xs[0, hi])
 
 
 def test_cv_interval_chi_square_covers_for_normal_values_and_matches_the_review():
-    e = stats.cv_interval([97.5, 100, 102.5, 100, 100])  # review: CV 2.5% at n=5 -> chi-square [1.5, 7.2]
+    e = intervals.cv_interval([97.5, 100, 102.5, 100, 100])  # review: CV 2.5% at n=5 -> chi-square [1.5, 7.2]
     assert e.low < e.value < e.high and e.n == 5 and "chi-square" in e.method
     values = np.array([100 - 2.5 * 1.118, 100 + 2.5 * 1.118, 100, 100 - 1, 100 + 1])
-    ref = stats.cv_interval(values)
+    ref = intervals.cv_interval(values)
     assert ref.high / ref.value == pytest.approx(2.87, rel=0.01) and ref.low / ref.value == pytest.approx(
         0.599, rel=0.01
     )
@@ -119,8 +119,8 @@ def test_cv_interval_chi_square_covers_for_normal_values_and_matches_the_review(
     for n in (5, 10, 30):
         x = rng.normal(100, 5, (REPS, n))
         sd = x.std(axis=1, ddof=1)
-        lo = sd * math.sqrt((n - 1) / stats.chi2_quantile(0.975, n - 1))
-        hi = sd * math.sqrt((n - 1) / stats.chi2_quantile(0.025, n - 1))
+        lo = sd * math.sqrt((n - 1) / intervals.chi2_quantile(0.975, n - 1))
+        hi = sd * math.sqrt((n - 1) / intervals.chi2_quantile(0.025, n - 1))
         assert np.mean((lo <= 5) & (5 <= hi)) >= MIN_COVERAGE
 
 
@@ -128,7 +128,7 @@ def test_small_n_bootstrap_of_other_statistics_is_refused():
     with pytest.raises(ValueError, match="too few"):
         measure.bootstrap_interval([1.0, 2.0, 3.0, 4.0], statistic=np.mean)
     with pytest.raises(ValueError, match="at least 30"):
-        stats.percentile_bootstrap(np.arange(10.0))
+        intervals.percentile_bootstrap(np.arange(10.0))
     lo, hi = measure.bootstrap_interval(np.arange(100.0), statistic=np.mean)
     assert lo < 49.5 < hi
 

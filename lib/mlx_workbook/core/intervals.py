@@ -2,7 +2,7 @@
 
 - Paired comparisons: per-block log-ratios, Student t interval on their mean, reported back as a ratio
   (geometric mean). The t interval is robust to symmetric heavy tails (host noise hits both variants alike, so
-  the log-ratio's noise is symmetric); tests/test_stats.py checks its coverage by simulation with bimodal,
+  the log-ratio's noise is symmetric); tests/test_intervals.py checks its coverage by simulation with bimodal,
   persistent and Student-t(3) noise.
 - Medians: the distribution-free order-statistic interval (binomial), exact for any continuous distribution;
   below n = 6 no pair of order statistics reaches 95%, so [min, max] is returned with its true coverage
