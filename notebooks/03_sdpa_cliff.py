@@ -209,9 +209,10 @@ models.check_backend_support(models.preset_config(model), model_dtype, model_bit
 import pandas as pd
 from IPython.display import Markdown, display
 
-from mlx_workbook.core import results
+from mlx_workbook.core import hoststate, results
 from mlx_workbook.investigations.sdpa_cliff import analysis as an
 from mlx_workbook.investigations.sdpa_cliff import findings as an_findings
+from mlx_workbook.report import plots
 
 run = results.start_run("03_sdpa_cliff", P, run_dir=run_dir, method_version=attention.METHOD_VERSION)
 calls = dict(warmup=warmup, target_ms=target_ms, min_calls=min_calls, max_calls=max_calls)
@@ -382,6 +383,18 @@ display(fig, per_op, Markdown(an.graph_note(df, P)))
 every_cliff = an.all_cliffs(found, run.environment.mlx)
 display(every_cliff.round(3))
 display(Markdown(an.transients_note(transient)), an.all_cliffs(transient, run.environment.mlx).round(3))
+
+# %% [markdown]
+# ## Host speed during the run <a id="host"></a>
+# A fixed pure-Python loop timed after every round of every sweep (`core/hoststate.py`): where it slowed, the
+# host did, and host-bound timings with it. The run is flagged unstable (as pyperf does) when the probe's CV
+# exceeds 10% or its max/min 1.5x.
+
+# %%
+host = hoststate.report(run)
+fig = plots.host_speed(run.measurements)
+run.save_figure(fig, "host_speed")
+display(fig, Markdown(hoststate.describe(host)))
 
 # %% [markdown]
 # ## Findings <a id="findings"></a>

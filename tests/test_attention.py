@@ -115,7 +115,10 @@ def test_sweep_stores_one_row_per_trial_and_reports_broken_configurations(run):
     cases = [case(length=n) for n in (16, 32)] + [case(dtype="float32", head_dim=16, mode="bogus", length=16)]
     errors = attention.sweep(run, "prefill", cases, repeats=2, warmup=1, target_ms=0.5)
     assert len(errors) == 1 and "bogus" in errors[0]["error"]
-    df = results.read_measurements(run.run_dir)
+    everything = results.read_measurements(run.run_dir)
+    df = everything[everything.experiment == "prefill"]
+    host = everything[everything.experiment == attention.HOST]
+    assert len(host) == 2 and (host.metric == "host_probe_ms").all() and (host.sweep == "prefill").all()
     assert len(df) == 4 and set(df.trial) == {0, 1} and set(df.length) == {16, 32}
     assert (df.metric == "ms").all() and (df.value > 0).all() and (df.calls >= 1).all()
     assert set(attention.CASE_FIELDS) <= set(df.columns)
@@ -276,6 +279,7 @@ def test_sweep_uses_one_call_count_per_configuration_and_random_order(run):
     cases = [case(length=n) for n in (8, 16, 32, 64)]
     attention.sweep(run, "prefill", cases, repeats=4, warmup=1, target_ms=2, min_calls=3, max_calls=50)
     df = run.measurements
+    df = df[df.experiment == "prefill"]
     assert df.calls.nunique() == 1 and df.calls.iloc[0] >= 3  # calibrated once, at the longest length
     assert np.allclose(df.sample_ms, df.value * df.calls)
     orders = df.sort_values(["trial", "position"]).groupby("trial").length.apply(tuple)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from mlx_workbook.core import measure
+from mlx_workbook.core import hoststate, measure
 from mlx_workbook.core.results import Run
 from mlx_workbook.investigations.sdpa_cliff import cliffs
 from mlx_workbook.probes import sdpa_probe as probe
@@ -219,8 +219,19 @@ def sweep(
         "min_calls": min_calls,
         "max_calls": max_calls,
     }
-    out = probe.run(config, on_round=lambda rows: run.record_many(experiment, to_rows(rows)))
+    out = probe.run(config, on_round=lambda rows: store_round(run, experiment, rows))
     return out["errors"]
+
+
+HOST = "host"  # experiment of the host-speed probes taken after every round (core.hoststate)
+
+
+def store_round(run: Run, experiment: str, rows: list[dict], **extra) -> None:
+    """One round of probe rows into the run, then a host-speed probe (experiment "host", the sweep named): the
+    host's speed over the run, so a slow stretch shows beside the timings it touched."""
+    run.record_many(experiment, to_rows(rows, **extra))
+    trial = rows[0]["trial"] if rows else 0
+    run.record(HOST, hoststate.PROBE_METRIC, hoststate.probe_ms(), "ms", trial=trial, sweep=experiment)
 
 
 CONFIRM = "_confirm"  # suffix of a sweep's confirmation experiment ("prefill" -> "prefill_confirm")
@@ -276,9 +287,7 @@ def confirm(
     for version, part in chosen.groupby(column.fillna(here)):
         config = {"confirm": candidate_cases(part), **timing}
         if version == here and "probe_mlx" not in chosen.columns:
-            out = probe.run(
-                config, on_round=lambda rows: run.record_many(experiment + CONFIRM, to_rows(rows))
-            )
+            out = probe.run(config, on_round=lambda rows: store_round(run, experiment + CONFIRM, rows))
             errors += out["errors"]
             continue
         result = versions.run_probe(version, config, wheels_dir=wheels_dir or None)
@@ -407,4 +416,4 @@ def at_lengths(df: pd.DataFrame, lengths: list[int], by: list[str]) -> pd.DataFr
     """Median ms per configuration at some lengths, one column per length (e.g. the 127 / 128 table)."""
     sub = df[df["length"].isin(lengths)]
     table = sub.groupby(by + ["length"])["value"].median().unstack("length")
-    return table.rename(columns=lambda n: f"{n} tokens (ms)").reset_index()
+    return table.rename(columns=lambda n: f"{n:g} tokens (ms)").reset_index()
