@@ -33,11 +33,20 @@
 # - a model's **prompt latency** over the original table's lengths, **per-op** timings at decode and prefill
 #   shapes, and the **graph-building** time of one decode step.
 #
+# **How a sample is timed** (`probes/sdpa_probe.py`, method 2): every length of a configuration uses one call
+# count, calibrated once at its longest length (about `target_ms` of device work per sample there, at least
+# `min_calls`), the calls queued without host syncs between them; each round visits the lengths in a fresh random
+# order. (Method 1 chose the count per length; the sync divided differently at neighbouring lengths made steps
+# of its own.)
+#
 # **How a cliff is found** (`cliffs.py`): neighbouring lengths a < b are compared by the ratio of their median
-# times, with a bootstrap interval (family-wise over the sweep). If time is an overhead plus a part proportional
-# to the attention work, that ratio lies between 1 and the work ratio w_b / w_a; a *jump* is a pair whose whole
-# interval lies outside that envelope widened by `tolerance`: **up** (b slower than its extra work explains) or
-# **down** (b faster although it does more: the lengths up to a were slow, the shape of the published cliff).
+# times. If time is an overhead plus a part proportional to the attention work, that ratio lies between 1 and
+# the work ratio w_b / w_a; a *candidate* is a pair whose interval (95%, each pair alone) lies outside that
+# envelope widened by `tolerance`: **up** (b slower than its extra work explains) or **down** (b faster although it
+# does more: the lengths up to a were slow, the shape of the published cliff). Each candidate is then re-measured
+# with its two lengths alternated back to back for `confirm_pairs` pairs and judged on the paired ratios (t interval
+# on the log-ratios, Bonferroni over the candidates): only a step that repeats is called a **cliff**; the others
+# are listed as transients. The published 127 -> 128 step is always re-measured this way.
 
 # %% tags=["parameters"]
 profile: str = "quick"  # parameter profile this run came from (set by the runner)
@@ -128,7 +137,11 @@ group_size: int = 64  # quantization group size
 graph_context: int = 128  # cached positions before the decode steps whose graph building is timed
 repeats: int = 5  # timed trials per configuration
 warmup: int = 1  # untimed runs before the trials
-target_ms: float = 3  # calls per trial are batched up to about this many ms
+target_ms: float = 3  # device work per sample at a sweep's longest length: fixes its one call count
+min_calls: int = 2  # calls per sample at least (short kernels: the final sync divided over them)
+max_calls: int = 1000  # calls per sample at most
+confirm_pairs: int = 20  # alternated pairs that re-measure each candidate cliff
+max_confirm: int = 30  # candidates re-measured per sweep (the farthest from the work envelope first)
 tolerance: float = 0.25  # a cliff must exceed the work envelope by this fraction (CPU timings are noisy)
 
 # %%
@@ -149,12 +162,15 @@ models.check_backend_support(models.preset_config(model), model_dtype, model_bit
 import pandas as pd
 from IPython.display import Markdown, display
 
-from mlx_workbook.core import results
+from mlx_workbook.core import hoststate, results
 from mlx_workbook.investigations.sdpa_cliff import analysis, findings
+from mlx_workbook.report import plots
 
-run = results.start("03_sdpa_cliff", globals())
-timing = dict(repeats=repeats, warmup=warmup, target_ms=target_ms)
-found = {}  # each sweep's cliffs
+run = results.start("03_sdpa_cliff", globals(), method_version=measure.METHOD_VERSION)
+calls = dict(warmup=warmup, target_ms=target_ms, min_calls=min_calls, max_calls=max_calls)
+timing = dict(repeats=repeats, **calls)
+confirming = dict(pairs=confirm_pairs, max_candidates=max_confirm, wheels_dir=wheels_dir, **calls)
+found, transient = {}, {}  # each sweep's confirmed cliffs, and its candidates that did not repeat
 display(pd.Series(run.environment.as_dict() | {"run_id": run.run_id}, name="environment").to_frame())
 
 # %% [markdown]
@@ -169,8 +185,13 @@ display(pd.Series(run.environment.as_dict() | {"run_id": run.run_id}, name="envi
 errors = measure.sweep(run, "prefill", plan.prefill, **timing)
 if errors:
     display(Markdown("**Configurations that failed on this backend:**"), pd.DataFrame(errors))
+candidates = analysis.scan(run.measurements, "prefill", P)
+claims = analysis.claim_steps(
+    run.measurements, "prefill", P
+)  # the published 127 -> 128 step: always re-measured
+measure.confirm(run, "prefill", candidates, claims=claims, **confirming)
 df = run.measurements
-found["prefill"] = analysis.scan(df, "prefill", P)
+found["prefill"], transient["prefill"] = analysis.confirmed(df, "prefill", candidates, P)
 fig = analysis.prefill_chart(df, P, found["prefill"])
 run.save_figure(fig, "prefill_modes")
 display(fig)
@@ -196,8 +217,10 @@ display(fig, found["prefill"].round(3))
 errors = measure.sweep(run, "decode", plan.decode, **timing)
 if errors:
     display(pd.DataFrame(errors))
+candidates = analysis.scan(run.measurements, "decode", P)
+measure.confirm(run, "decode", candidates, **confirming)
 df = run.measurements
-found["decode"] = analysis.scan(df, "decode", P)
+found["decode"], transient["decode"] = analysis.confirmed(df, "decode", candidates, P)
 fig = analysis.decode_chart(df, P, found["decode"])
 run.save_figure(fig, "decode")
 display(fig, found["decode"].round(3))
@@ -231,8 +254,11 @@ version_results = measure.compare_versions(
 display(analysis.version_status(version_results))
 
 # %%
+candidates = analysis.scan(run.measurements, "versions", P)
+claims = analysis.claim_steps(run.measurements, "versions", P)
+measure.confirm(run, "versions", candidates, claims=claims, **confirming)
 df = run.measurements
-found["versions"] = analysis.scan(df, "versions", P)
+found["versions"], transient["versions"] = analysis.confirmed(df, "versions", candidates, P)
 fig = analysis.versions_chart(df, P)
 if fig is not None:
     run.save_figure(fig, "versions")
@@ -256,8 +282,13 @@ display(
 # %%
 loaded = models.build_preset(model, dtype=model_dtype, bits=model_bits or None, group_size=group_size)
 ops.prompt_latency(run, loaded, prompt_lengths, repeats=repeats, warmup=warmup)
+candidates = analysis.scan(run.measurements, "prompt", P)
+steps = measure.to_confirm(candidates, max_confirm)
+ops.prompt_confirm(
+    run, loaded, list(zip(steps.before_length, steps.length)), pairs=confirm_pairs, warmup=warmup
+)
 df = run.measurements
-found["prompt"] = analysis.scan(df, "prompt", P)
+found["prompt"], transient["prompt"] = analysis.confirmed(df, "prompt", candidates, P)
 fig, table = analysis.prompt_chart(df)
 run.save_figure(fig, "prompt_latency")
 display(fig, table.round(3), found["prompt"].round(3))
@@ -293,14 +324,34 @@ display(fig, per_op, Markdown(analysis.graph_note(df, P)))
 
 # %% [markdown]
 # ## Every cliff found <a id="cliffs"></a>
-# All jumps of every sweep in this run (prefill, decode, versions, prompt latency), largest first. `excess` is the
-# ratio beyond the work envelope: 0.6 means the later length took 0.6x the time its extra work allows, i.e. the
-# lengths before it ran in a slow regime; 1.4 means a slowdown 1.4x beyond the work. The closing note says each
-# cliff in a sentence.
+# A sweep only nominates candidates (each step judged alone at 95%); every candidate (up to `max_confirm` per
+# sweep) is re-measured with its two lengths alternated back to back for `confirm_pairs` pairs, and is a cliff
+# only if the paired ratio's interval (t on log-ratios, Bonferroni over the candidates) lies outside the work
+# envelope in the same direction. The rest are listed below as transients.
+# All confirmed jumps of every sweep in this run (prefill, decode, versions, prompt latency), largest first.
+# `excess` is the ratio beyond the work envelope: 0.6 means the later length took 0.6x the time its extra work
+# allows, i.e. the lengths before it ran in a slow regime; 1.4 means a slowdown 1.4x beyond the work. The closing
+# note says each cliff in a sentence.
 
 # %%
 every_cliff = analysis.all_cliffs(found, run.environment.mlx)
 display(every_cliff.round(3))
+display(
+    Markdown(analysis.transients_note(transient)),
+    analysis.all_cliffs(transient, run.environment.mlx).round(3),
+)
+
+# %% [markdown]
+# ## Host speed during the run <a id="host"></a>
+# A fixed pure-Python loop timed after every round of every sweep (`core/hoststate.py`): where it slowed, the
+# host did, and host-bound timings with it. The run is flagged unstable (as pyperf does) when the probe's CV
+# exceeds 10% or its max/min 1.5x.
+
+# %%
+host = hoststate.report(run)
+fig = plots.host_speed(run.measurements)
+run.save_figure(fig, "host_speed")
+display(fig, Markdown(hoststate.describe(host)))
 
 # %% [markdown]
 # ## Findings <a id="findings"></a>

@@ -220,3 +220,49 @@ def test_metal_claims_are_judged_on_metal_only(df, backend, device):
     expected = HOLDS if backend == "metal" else NOT_APPLICABLE
     for cid in ("sdpa_cliff_at_128_tokens", "sdpa_cliff_127_gap_vs_python", "python_0300_no_cliff"):
         assert by_id[cid].verdict == expected, cid
+
+
+def confirmation(candidate, slow_below, pairs=20, experiment="versions_confirm"):
+    """Rows of a confirmation pass for one candidate: its two lengths alternated, the planted curve, jitter."""
+    a, b = int(candidate["before_length"]), int(candidate["length"])
+    jitter = [1.0, 1.01, 0.99, 1.02, 0.98]
+    out = []
+    for p in range(pairs):
+        for k, n in enumerate((a, b) if p % 2 == 0 else (b, a)):
+            row = sdpa_rows(experiment, [n], slow_below=slow_below, probe_mlx=candidate["probe_mlx"])[0]
+            row.update(
+                pair=p, position=k, before_length=a, after_length=b, value=row["value"] * jitter[(p + k) % 5]
+            )
+            out.append(row)
+    return out
+
+
+def test_only_a_confirmed_candidate_is_a_cliff(df):
+    candidates = an.scan(df, "versions", P)
+    (cand,) = candidates.to_dict("records")
+    repeated = pd.concat([df, pd.DataFrame(confirmation(cand, slow_below=128))], ignore_index=True)
+    real, transient = an.confirmed(repeated, "versions", candidates, P)
+    assert len(real) == 1 and transient.empty and real.iloc[0]["confirm_verdict"] == cliffs.DOWN
+    assert (
+        real.iloc[0]["confirm_ratio"] == pytest.approx(1 / 1.6, rel=0.03) and real.iloc[0]["confirm_n"] == 20
+    )
+    gone = pd.concat([df, pd.DataFrame(confirmation(cand, slow_below=None))], ignore_index=True)
+    real, transient = an.confirmed(gone, "versions", candidates, P)  # the step did not come back: a transient
+    assert real.empty and len(transient) == 1 and transient.iloc[0]["confirm_verdict"] == cliffs.NONE
+    real, transient = an.confirmed(df, "versions", candidates, P)  # never re-measured: not called a cliff
+    assert real.empty and len(transient) == 1
+
+
+def test_claim_steps_are_judged_on_their_confirmation_pairs(df):
+    claims = an.claim_steps(df, "versions", P)
+    assert sorted(claims.probe_mlx) == ["0.29.1", "0.30.0"] and set(claims.length) == {128}
+    assert len(an.claim_steps(df, "prefill", P)) == 1
+    before = fnd._Versions(df, P, []).step("0.29.1")
+    assert before.method.startswith("sweep") and before.n == 5
+    old = claims[claims.probe_mlx == "0.29.1"].iloc[0]
+    repeated = pd.concat([df, pd.DataFrame(confirmation(old, slow_below=128))], ignore_index=True)
+    step = fnd._Versions(repeated, P, []).step("0.29.1")
+    assert step.verdict == cliffs.DOWN and step.n == 20 and "alternated pairs" in step.method
+    assert step.ratio == pytest.approx(1 / 1.6, rel=0.03) and step.high < 0.7
+    table = an.steps_127_128(repeated, P).set_index(["probe_mlx", "mode"])
+    assert "alternated pairs" in table.loc[("0.29.1", "causal"), "judged on"]

@@ -115,7 +115,10 @@ def test_sweep_stores_one_row_per_trial_and_reports_broken_configurations(run):
     cases = [case(length=n) for n in (16, 32)] + [case(dtype="float32", head_dim=16, mode="bogus", length=16)]
     errors = attention.sweep(run, "prefill", cases, repeats=2, warmup=1, target_ms=0.5)
     assert len(errors) == 1 and "bogus" in errors[0]["error"]
-    df = results.read_measurements(run.run_dir)
+    everything = results.read_measurements(run.run_dir)
+    df = everything[everything.experiment == "prefill"]
+    host = everything[everything.experiment == attention.HOST]
+    assert len(host) == 2 and (host.metric == "host_probe_ms").all() and (host.sweep == "prefill").all()
     assert len(df) == 4 and set(df.trial) == {0, 1} and set(df.length) == {16, 32}
     assert (df.metric == "ms").all() and (df.value > 0).all() and (df.calls >= 1).all()
     assert set(attention.CASE_FIELDS) <= set(df.columns)
@@ -270,3 +273,48 @@ def test_plan_builds_every_sweep_and_rejects_bad_parameters():
     for bad in (dict(n_kv_heads=4), dict(tolerance=1.5), dict(modes=["sliding"]), dict(variants=["flash"])):
         with pytest.raises(ValueError):
             attention.plan({**p, **bad})
+
+
+def test_sweep_uses_one_call_count_per_configuration_and_random_order(run):
+    cases = [case(length=n) for n in (8, 16, 32, 64)]
+    attention.sweep(run, "prefill", cases, repeats=4, warmup=1, target_ms=2, min_calls=3, max_calls=50)
+    df = run.measurements
+    df = df[df.experiment == "prefill"]
+    assert df.calls.nunique() == 1 and df.calls.iloc[0] >= 3  # calibrated once, at the longest length
+    assert np.allclose(df.sample_ms, df.value * df.calls)
+    orders = df.sort_values(["trial", "position"]).groupby("trial").length.apply(tuple)
+    assert orders.nunique() > 1  # lengths visited in a fresh random order per round
+
+
+def test_confirmation_pass_alternates_the_two_lengths(run):
+    candidates = pd.DataFrame(
+        [
+            {
+                **{k: case()[k] for k in attention.GROUP},
+                "before_length": 16,
+                "length": 32,
+                "excess": 1.3,
+                "verdict": cliffs.UP,
+            }
+        ]
+    )
+    errors = attention.confirm(run, "prefill", candidates, pairs=4, target_ms=1, min_calls=2, max_calls=20)
+    assert errors == []
+    rows = run.measurements
+    rows = rows[rows.experiment == "prefill_confirm"]
+    assert len(rows) == 8 and rows.calls.nunique() == 1 and set(rows.pair) == {0, 1, 2, 3}
+    firsts = rows[rows.position == 0].sort_values("pair").length.tolist()
+    assert firsts == [16, 32, 16, 32]  # A B, B A, ...
+    from mlx_workbook.investigations.sdpa_cliff import analysis as an
+
+    real, transient = an.confirmed(rows, "prefill", candidates, {"tolerance": 0.25})
+    assert len(real) + len(transient) == 1 and (transient.confirm_n.tolist() == [4] or len(real) == 1)
+
+
+def test_prompt_confirm_alternates_two_prompt_lengths(run, tiny):
+    ops.prompt_confirm(run, tiny, [(8, 16)], pairs=3)
+    rows = run.measurements
+    rows = rows[rows.experiment == "prompt_confirm"]
+    assert len(rows) == 6 and set(rows.pair) == {0, 1, 2} and (rows.model == "tiny").all()
+    assert rows[rows.position == 0].sort_values("pair").length.tolist() == [8, 16, 8]
+    assert (rows.before_length == 8).all() and (rows.after_length == 16).all() and (rows.value > 0).all()

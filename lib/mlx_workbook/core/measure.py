@@ -14,6 +14,8 @@ from typing import Any
 import mlx.core as mx
 import numpy as np
 
+from mlx_workbook.core import intervals
+
 CONFIDENCE = 0.95
 N_BOOTSTRAP = 2000
 
@@ -22,17 +24,19 @@ N_BOOTSTRAP = 2000
 class Stats:
     n: int
     median: float
-    low: float  # 95% bootstrap interval of the median
+    low: float  # interval of the median (see `method`; order statistics, exact for any continuous values)
     high: float
     mean: float
     std: float
     cv: float  # coefficient of variation, std / mean
+    method: str = ""  # how the interval was made, e.g. "order statistics" or "range (93.8% coverage at n=5)"
+    confidence: float = CONFIDENCE  # the interval's coverage at this n (below nominal where the method says)
 
     def as_dict(self) -> dict:
         return asdict(self)
 
     def __str__(self) -> str:
-        return f"{self.median:.4g} [{self.low:.4g}, {self.high:.4g}] (n={self.n}, cv={self.cv:.1%})"
+        return f"{self.median:.4g} [{self.low:.4g}, {self.high:.4g}] (n={self.n}, {self.method}, cv={self.cv:.1%})"
 
 
 def _clean(values: Iterable[float]) -> np.ndarray:
@@ -50,30 +54,42 @@ def bootstrap_interval(
     n_boot: int = N_BOOTSTRAP,
     seed: int = 0,
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of `statistic` (the median by default)."""
+    """Interval of `statistic` (the median by default): a percentile bootstrap from intervals.MIN_BOOTSTRAP_N values.
+
+    Below that a percentile bootstrap under-covers (at n=5 it is exactly [min, max]): the median then gets the
+    order-statistic interval (intervals.median_interval, exact coverage, [min, max] only below n=6 and labelled so
+    by summarize), and any other statistic is refused with a pointer to a method that holds at small n."""
     arr = _clean(values)
     if arr.size == 1:
         return float(arr[0]), float(arr[0])
-    rng = np.random.default_rng(seed)
-    samples = rng.choice(arr, size=(n_boot, arr.size), replace=True)
-    stats = statistic(samples, axis=1)
-    alpha = (1 - confidence) / 2
-    return float(np.quantile(stats, alpha)), float(np.quantile(stats, 1 - alpha))
+    if arr.size < intervals.MIN_BOOTSTRAP_N:
+        if statistic is np.median:
+            e = intervals.median_interval(arr, confidence)
+            return e.low, e.high
+        raise ValueError(
+            f"{arr.size} values are too few for a bootstrap interval of {getattr(statistic, '__name__', statistic)}"
+            f" (needs {intervals.MIN_BOOTSTRAP_N}); use core.intervals (t_interval, cv_interval, median_interval)"
+        )
+    e = intervals.percentile_bootstrap(arr, statistic, confidence, n_boot, seed)
+    return e.low, e.high
 
 
 def summarize(values: Iterable[float]) -> Stats:
+    """Median with its order-statistic interval (method and true coverage stated), mean, std and CV."""
     arr = _clean(values)
-    low, high = bootstrap_interval(arr)
+    med = intervals.median_interval(arr)
     mean = float(arr.mean())
     std = float(arr.std(ddof=1)) if arr.size > 1 else 0.0
     return Stats(
         n=int(arr.size),
         median=float(np.median(arr)),
-        low=low,
-        high=high,
+        low=med.low,
+        high=med.high,
         mean=mean,
         std=std,
         cv=std / mean if mean else float("nan"),
+        method=med.method,
+        confidence=med.confidence,
     )
 
 

@@ -9,6 +9,7 @@ decode" means exactly the RMSNorm a decode step of that model runs. Ops use MLX'
 from __future__ import annotations
 
 import math
+import random
 import time
 from collections.abc import Callable
 
@@ -143,28 +144,27 @@ def interleaved(
     warmup: int = 1,
     target_ms: float = 5,
     max_calls: int = 200,
+    seed: int = 0,
 ) -> None:
-    """Time each (fields, fn) in rounds (round r times every item once), storing each round as it finishes."""
+    """Time each (fields, fn) in rounds (round r times every item once, in a fresh random order), storing each
+    round as it finishes; one call count per item, fixed after a calibration (max_calls=1: one call each)."""
     calls = []
     for _, fn in items:
         for _ in range(warmup):
             mx.eval(fn())
-        calls.append(probe.calls_for(fn, target_ms / 1e3, max_calls))
+        calls.append(probe.calls_for(fn, target_ms / 1e3, 1, max_calls) if max_calls > 1 else 1)
+    order = random.Random(seed)
     for trial in range(repeats):
-        run.record_many(
-            experiment,
-            [
-                dict(
-                    metric="ms",
-                    value=1e3 * probe.seconds_per_call(fn, n),
-                    unit="ms",
-                    trial=trial,
-                    calls=n,
-                    **fields,
-                )
-                for (fields, fn), n in zip(items, calls)
-            ],
-        )
+        positions = list(range(len(items)))
+        order.shuffle(positions)
+        rows = []
+        for position, i in enumerate(positions):
+            (fields, fn), n = items[i], calls[i]
+            ms = 1e3 * probe.seconds_per_call(fn, n)
+            rows.append(
+                dict(metric="ms", value=ms, unit="ms", trial=trial, position=position, calls=n, **fields)
+            )
+        run.record_many(experiment, rows)
 
 
 def run_ops(
@@ -243,22 +243,66 @@ def prompt_latency(
 ) -> None:
     """The model's forward pass over a prompt of each length (fresh KV cache, last position's logits
     evaluated, as mlx-lm's prefill does), stored as experiment "prompt" (ms per prompt, with its flops)."""
-    from mlx_lm.models.cache import make_prompt_cache
-
     tokens = models.random_prompt(loaded, max(lengths), seed)
     model = loaded.model
-
-    def forward(n):
-        return lambda: model(tokens[None, :n], cache=make_prompt_cache(model))[:, -1, :]
 
     items = [
         (
             {"length": int(n), "flops": prompt_flops(loaded.config, int(n)), **loaded.describe()},
-            forward(int(n)),
+            _forward(model, tokens, int(n)),
         )
         for n in sorted(set(lengths))
     ]
-    interleaved(run, "prompt", items, repeats=repeats, warmup=warmup, target_ms=0, max_calls=1)
+    interleaved(run, "prompt", items, repeats=repeats, warmup=warmup, target_ms=0, max_calls=1, seed=seed)
+
+
+def _forward(model, tokens, n: int):
+    from mlx_lm.models.cache import make_prompt_cache
+
+    return lambda: model(tokens[None, :n], cache=make_prompt_cache(model))[:, -1, :]
+
+
+def prompt_confirm(
+    run: Run,
+    loaded: models.LoadedModel,
+    steps: list[tuple[int, int]],
+    *,
+    pairs: int,
+    warmup: int = 1,
+    seed: int = 0,
+    experiment: str = "prompt_confirm",
+) -> None:
+    """Re-measure candidate steps of the prompt sweep: each step's two prompt lengths alternated back to back
+    (A B, B A, ...) for `pairs` pairs, stored with the pair index (see sdpa_cliff.measure.judge_confirmations)."""
+    tokens = models.random_prompt(loaded, max(max(s) for s in steps), seed) if steps else None
+    for before, after in steps:
+        fns = [_forward(loaded.model, tokens, int(before)), _forward(loaded.model, tokens, int(after))]
+        for fn in fns:
+            for _ in range(warmup):
+                mx.eval(fn())
+        rows = []
+        for pair in range(pairs):
+            for position, (n, fn) in enumerate(
+                ((before, fns[0]), (after, fns[1])) if pair % 2 == 0 else ((after, fns[1]), (before, fns[0]))
+            ):
+                ms = 1e3 * probe.seconds_per_call(fn, 1)
+                rows.append(
+                    dict(
+                        metric="ms",
+                        value=ms,
+                        unit="ms",
+                        trial=pair,
+                        pair=pair,
+                        position=position,
+                        calls=1,
+                        length=int(n),
+                        flops=prompt_flops(loaded.config, int(n)),
+                        before_length=int(before),
+                        after_length=int(after),
+                        **loaded.describe(),
+                    )
+                )
+        run.record_many(experiment, rows)
 
 
 def graph_build(

@@ -6,9 +6,16 @@ workbook imports the same functions in-process. One measuring code path for ever
 
     python sdpa_probe.py config.json      # prints {"mlx": ..., "backend": ..., "rows": [...], "errors": [...]}
 
-Cases sharing everything but the length form a group; a group's lengths are timed in interleaved rounds
-(round r times every length once), so a burst of load on a shared machine hits all lengths alike instead of
-faking a jump at one of them.
+Cases sharing everything but the length form a group (one sweep). A sweep uses ONE number of calls per sample
+for all its lengths, chosen once from a calibration at its longest length (about `target_ms` of device work per
+sample there, at least `min_calls`), so that the synchronization at the end of a sample is divided alike at
+every length: a call count chosen per length made steps of its own (review 2026-11-30: 67 of 82 "cliffs" sat
+where the count changed). Calls are queued without host syncs between them. Each round times every length
+once, in a fresh random order, so load bursts and drift hit all lengths alike.
+
+A candidate cliff is then re-measured by `confirm`: its two lengths alternated back to back (A B, B A, ...) for
+`pairs` pairs at one fixed call count; the workbook judges the paired ratios and calls only confirmed steps
+cliffs.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import random
 import sys
 import time
 
@@ -168,10 +176,15 @@ def seconds_per_call(fn, calls: int) -> float:
     return (time.perf_counter() - tic) / calls
 
 
-def calls_for(fn, target_s: float, max_calls: int) -> int:
-    """Enough calls per trial for a readable clock: about target_s of work (measured after a first call)."""
-    fn_time = seconds_per_call(fn, 1)
-    return max(1, min(max_calls, int(round(target_s / max(fn_time, 1e-7)))))
+def calls_for(fn, target_s: float, min_calls: int, max_calls: int) -> int:
+    """Calls per sample for about target_s of work of `fn` (the longest length of a sweep), fixed thereafter.
+
+    Estimated twice: 3 calls first (their time still holds a sync), then the count that estimate gives."""
+    calls = 3
+    for _ in range(2):
+        per_call = seconds_per_call(fn, calls)
+        calls = max(min_calls, min(max_calls, int(math.ceil(target_s / max(per_call, 1e-7)))))
+    return calls
 
 
 def case_row(case: dict) -> dict:
@@ -192,48 +205,112 @@ def run_group(
     repeats: int,
     warmup: int,
     target_s: float,
+    min_calls: int = 1,
     max_calls: int,
     seed: int = 0,
     on_round=None,
 ) -> list[dict]:
-    """Time one group's lengths in interleaved rounds; `on_round(rows)` sees each round as it finishes."""
+    """Time one group's lengths in rounds (random order per round), one call count for the whole group;
+    `on_round(rows)` sees each round as it finishes."""
     fns = [make_call(c, seed) for c in group]
-    calls = []
     for fn in fns:
         for _ in range(warmup):
             mx.eval(fn())
-        calls.append(calls_for(fn, target_s, max_calls))
+    calls = calls_for(fns[-1], target_s, min_calls, max_calls)  # the group is sorted: the last is the longest
+    order = random.Random(seed)
     rows = []
     for trial in range(repeats):
         done = []
-        for case, fn, n in zip(group, fns, calls):
-            ms = 1e3 * seconds_per_call(fn, n)
-            done.append({**case_row(case), "calls": n, "trial": trial, "ms": ms})
+        positions = list(range(len(group)))
+        order.shuffle(positions)
+        for position, i in enumerate(positions):
+            ms = 1e3 * seconds_per_call(fns[i], calls)
+            done.append(
+                {
+                    **case_row(group[i]),
+                    "calls": calls,
+                    "trial": trial,
+                    "position": position,
+                    "ms": ms,
+                    "sample_ms": ms * calls,
+                }
+            )
         rows += done
         if on_round is not None:
             on_round(done)
     return rows
 
 
+def confirm_pair(
+    before: dict,
+    after: dict,
+    *,
+    pairs: int,
+    warmup: int,
+    target_s: float,
+    min_calls: int,
+    max_calls: int,
+    seed: int = 0,
+) -> list[dict]:
+    """Two lengths of one configuration alternated back to back (A B, B A, A B, ...) for `pairs` pairs, one
+    call count for both (calibrated at the longer); rows carry the pair index."""
+    fns = [make_call(before, seed), make_call(after, seed)]
+    for fn in fns:
+        for _ in range(warmup):
+            mx.eval(fn())
+    longer = max((0, 1), key=lambda i: (before, after)[i]["length"])
+    calls = calls_for(fns[longer], target_s, min_calls, max_calls)
+    rows = []
+    for pair in range(pairs):
+        for position, i in enumerate((0, 1) if pair % 2 == 0 else (1, 0)):
+            ms = 1e3 * seconds_per_call(fns[i], calls)
+            rows.append(
+                {
+                    **case_row((before, after)[i]),
+                    "calls": calls,
+                    "trial": pair,
+                    "pair": pair,
+                    "position": position,
+                    "ms": ms,
+                    "sample_ms": ms * calls,
+                    "before_length": before["length"],
+                    "after_length": after["length"],
+                }
+            )
+    return rows
+
+
+def _timing(config: dict) -> dict:
+    return dict(
+        warmup=int(config.get("warmup", 1)),
+        target_s=float(config.get("target_ms", 10)) / 1e3,
+        min_calls=int(config.get("min_calls", 1)),
+        max_calls=int(config.get("max_calls", 1000)),
+        seed=int(config.get("seed", 0)),
+    )
+
+
 def run(config: dict, on_round=None) -> dict:
-    """Run every case of `config` ({"cases": [...], "repeats", "warmup", "target_ms", "max_calls"}).
+    """Run every case of `config`: {"cases": [...], "repeats", "warmup", "target_ms", "min_calls", "max_calls"}
+    sweeps each group; {"confirm": [[before_case, after_case], ...], "pairs": 20, ...} re-measures candidate steps.
 
     A group that fails (a dtype or mask an old version lacks) is reported in "errors"; the others still run."""
     rows, errors = [], []
-    for group in groups(config["cases"]):
+    timing = _timing(config)
+    for group in groups(config.get("cases", [])):
         try:
-            rows += run_group(
-                group,
-                repeats=int(config.get("repeats", 5)),
-                warmup=int(config.get("warmup", 1)),
-                target_s=float(config.get("target_ms", 10)) / 1e3,
-                max_calls=int(config.get("max_calls", 100)),
-                seed=int(config.get("seed", 0)),
-                on_round=on_round,
-            )
+            rows += run_group(group, repeats=int(config.get("repeats", 5)), on_round=on_round, **timing)
         except Exception as exc:  # noqa: BLE001 - one broken group must not lose the others' data
             errors.append({**{k: group[0][k] for k in GROUP_KEYS}, "error": f"{type(exc).__name__}: {exc}"})
         mx.clear_cache() if hasattr(mx, "clear_cache") else None
+    for before, after in config.get("confirm", []):
+        try:
+            done = confirm_pair(before, after, pairs=int(config.get("pairs", 20)), **timing)
+            rows += done
+            if on_round is not None:
+                on_round(done)
+        except Exception as exc:  # noqa: BLE001
+            errors.append({**{k: before[k] for k in GROUP_KEYS}, "error": f"{type(exc).__name__}: {exc}"})
     return {"mlx": mx.__version__, "backend": backend(), "rows": rows, "errors": errors}
 
 

@@ -17,7 +17,8 @@ def new_figure(width: float = 7.0, height: float = 4.0) -> tuple[Figure, matplot
 
 
 def summary_table(df: pd.DataFrame, by: list[str], value: str = "value") -> pd.DataFrame:
-    """Median and 95% bootstrap interval of `value` per group (the shape every chart below draws)."""
+    """Median and its interval of `value` per group (measure.summarize: order statistics; `method` says which
+    and its coverage where n is too small for 95%), the shape every chart below draws."""
     from mlx_workbook.core.measure import summarize
 
     rows = []
@@ -25,7 +26,15 @@ def summary_table(df: pd.DataFrame, by: list[str], value: str = "value") -> pd.D
         s = summarize(group[value])
         key = key if isinstance(key, tuple) else (key,)
         rows.append(
-            {**dict(zip(by, key)), "median": s.median, "low": s.low, "high": s.high, "cv": s.cv, "n": s.n}
+            {
+                **dict(zip(by, key)),
+                "median": s.median,
+                "low": s.low,
+                "high": s.high,
+                "cv": s.cv,
+                "n": s.n,
+                "method": s.method,
+            }
         )
     return pd.DataFrame(rows)
 
@@ -185,5 +194,33 @@ def add_curve(
     """Add a reference curve (a roofline, published points) to the first axes of a figure; returns the figure."""
     ax = fig.axes[0]
     ax.plot(list(x), list(y), ls=style, color=color, marker=marker, lw=1, label=label)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def host_speed(df: pd.DataFrame, *, title: str = "Host speed per block") -> Figure:
+    """The host-speed probe of every block in run order, one colour per experiment, with the run's median and
+    the stability verdict in the title (core.hoststate): where the host slowed, absolute figures moved with it."""
+    from mlx_workbook.core import hoststate
+
+    rows = hoststate.probe_rows(df)
+    fig, ax = new_figure(7.0, 3.0)
+    if rows.empty:
+        ax.set(title=f"{title}: no host probes recorded")
+        return fig
+    rows = rows.reset_index(drop=True)
+    for i, (name, g) in enumerate(rows.groupby("experiment", sort=False)):
+        ax.plot(
+            g.index, g["value"], marker="o", ms=2, lw=0.8, color=PALETTE[i % len(PALETTE)], label=str(name)
+        )
+    s = hoststate.stability(rows["value"])
+    ax.axhline(s.median_ms, ls="--", lw=1, color="#444444", label=f"median {s.median_ms:.2f} ms")
+    verdict = "UNSTABLE" if s.unstable else "stable"
+    ax.set(
+        title=f"{title}: {verdict} (CV {s.cv:.0%}, max/min {s.max_over_min:.2f}x, n={s.n})",
+        xlabel="block, in run order",
+        ylabel="probe time (ms, lower = faster host)",
+    )
+    ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return fig

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mlx_workbook.core import measure, verdicts
+from mlx_workbook.core import intervals, measure, verdicts
 from mlx_workbook.probes.loops import variant
 
 # Published claim -> (variant, variant it is set against): the one-factor pair whose tokens/s ratio measures it.
@@ -62,15 +62,10 @@ def claim_tolerance(low: float, high: float) -> float:
     return max(SPEEDUP_TOLERANCE_MIN_PCT, SPEEDUP_TOLERANCE_SHARE * max(abs(low), abs(high)))
 
 
-def _cv(x, axis=None):
-    return np.std(x, axis=axis, ddof=1) / np.mean(x, axis=axis)
-
-
 def cv_interval(values) -> verdicts.Interval:
-    """Coefficient of variation (std / mean) with a 95% bootstrap interval."""
-    arr = np.asarray(values, dtype=float)
-    low, high = measure.bootstrap_interval(arr, statistic=_cv)
-    return verdicts.Interval(float(_cv(arr)), low, high)
+    """Coefficient of variation (std / mean) with its chi-square 95% interval (core.intervals.cv_interval)."""
+    e = intervals.cv_interval(values)
+    return verdicts.Interval(e.value, e.low, e.high)
 
 
 def _half_range(x, axis=None):

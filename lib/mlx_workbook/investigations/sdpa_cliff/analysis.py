@@ -58,13 +58,46 @@ def mark(fig: Figure, xs, label: str, color: str = "#b00020") -> Figure:
 
 
 def scan(df: pd.DataFrame, sweep: str, p: dict) -> pd.DataFrame:
-    """The cliffs of one sweep ("prefill", "decode", "versions", "prompt"), judged against the work."""
+    """The candidate cliffs of one sweep ("prefill", "decode", "versions", "prompt"), judged against the work
+    pair by pair at 95% (a liberal screen): `confirmed` keeps those its confirmation pass repeats."""
     sub = rows(df, sweep)
     if sweep == "prompt":
-        return cliffs.scan(sub, ["model"], work="flops", tolerance=p["tolerance"])
+        return cliffs.scan(sub, ["model"], work="flops", tolerance=p["tolerance"], family_wise=False)
     if sub.empty or (sweep == "versions" and "probe_mlx" not in sub.columns):
         return pd.DataFrame()
-    return attention.scan(sub, tolerance=p["tolerance"])
+    return attention.scan(sub, tolerance=p["tolerance"], family_wise=False)
+
+
+def confirmed(
+    df: pd.DataFrame, sweep: str, candidates: pd.DataFrame, p: dict
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(cliffs, transients) of one sweep: the candidates its confirmation pass ("<sweep>_confirm") repeated in
+    the same direction, and the rest (not repeated, or not re-measured), each with the confirmation's ratio."""
+    if candidates.empty:
+        return candidates, candidates
+    by = (
+        ["model"]
+        if sweep == "prompt"
+        else [c for c in attention.GROUP + ["probe_mlx"] if c in candidates.columns]
+    )
+    judged = cliffs.confirm(
+        candidates, rows(df, sweep + attention.CONFIRM), by, work="flops", tolerance=p["tolerance"]
+    )
+    return judged[judged.confirmed].reset_index(drop=True), judged[~judged.confirmed].reset_index(drop=True)
+
+
+def transients_note(transient: dict[str, pd.DataFrame]) -> str:
+    """How many candidates per sweep did not repeat in their confirmation pass (or were not re-measured)."""
+    counts = {name: len(t) for name, t in transient.items() if len(t)}
+    if not counts:
+        return "**Transients:** none; every candidate step repeated in its confirmation pass."
+    unmeasured = sum(int(t["confirm_n"].isna().sum()) for t in transient.values() if len(t))
+    listed = ", ".join(f"{name} {n}" for name, n in counts.items())
+    return (
+        f"**Transients** (candidates whose step did not repeat when their two lengths were alternated, so not "
+        f"called cliffs): {listed}"
+        + (f"; {unmeasured} of them not re-measured (beyond max_confirm)." if unmeasured else ".")
+    )
 
 
 def all_cliffs(found: dict[str, pd.DataFrame], mlx: str) -> pd.DataFrame:
@@ -237,8 +270,11 @@ def steps_127_128(df: pd.DataFrame, p: dict) -> pd.DataFrame:
     if ver.empty or "probe_mlx" not in ver.columns:
         return pd.DataFrame()
     table = attention.at_lengths(ver, [BEFORE, CLIFF_AT], ["probe_mlx", "mode"])
+    confirmations = rows(df, "versions" + attention.CONFIRM)
     steps = [
-        attention.pair(ver, BEFORE, CLIFF_AT, tolerance=p["tolerance"], probe_mlx=v, mode=m)
+        attention.pair(
+            ver, BEFORE, CLIFF_AT, tolerance=p["tolerance"], confirmations=confirmations, probe_mlx=v, mode=m
+        )
         for v, m in zip(table.probe_mlx, table["mode"])
     ]
     return table.assign(
@@ -246,8 +282,37 @@ def steps_127_128(df: pd.DataFrame, p: dict) -> pd.DataFrame:
             f"{CLIFF_AT} / {BEFORE}": [s.ratio if s else float("nan") for s in steps],
             "interval": [f"[{s.low:.2f}, {s.high:.2f}]" if s else "" for s in steps],
             "step": [s.verdict if s else "not measured" for s in steps],
+            "judged on": [s.method if s else "" for s in steps],
         }
     )
+
+
+def claim_steps(df: pd.DataFrame, sweep: str, p: dict) -> pd.DataFrame:
+    """The steps published claims are about, as candidate rows for a confirmation pass: BEFORE -> CLIFF_AT in
+    causal prefill SDPA of the main dtype and head dim (per MLX version in the version sweep)."""
+    sub = attention.select(
+        rows(df, sweep),
+        kind="prefill",
+        variant="sdpa",
+        mode="causal",
+        dtype=p["main_dtype"],
+        head_dim=p["main_head_dim"],
+    )
+    by = ["probe_mlx"] if sweep == "versions" and "probe_mlx" in sub.columns else []
+    out = []
+    for _, g in sub.groupby(by) if by else [(None, sub)]:
+        if {BEFORE, CLIFF_AT} <= set(g.length.astype(int)):
+            first = g.iloc[0]
+            out.append(
+                {
+                    **{c: first[c] for c in attention.GROUP + by},
+                    "before_length": BEFORE,
+                    "length": CLIFF_AT,
+                    "excess": float("nan"),
+                    "verdict": "claim",
+                }
+            )
+    return pd.DataFrame(out)
 
 
 def published_tables() -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -12,6 +12,12 @@ does not explain. Without a work column every length is expected to cost the sam
 
 A sweep tests many pairs at once, so its intervals are family-wise (Bonferroni): with 20 pairs, each interval
 is a 99.75% one, and a sweep without cliffs shows none at the 95% level as a whole.
+
+The sweep only nominates candidates: with a few trials per length its intervals are close to ranges. Each
+candidate is re-measured in a confirmation pass (its two lengths alternated back to back, A B, B A, ...) and
+judged by `confirm` on the paired per-pair log-ratios with a t interval (core.intervals; Bonferroni over the
+candidates). Only a candidate whose confirmation interval lies outside the envelope in the same direction is a
+cliff; the others are transients (a burst of load, a call-count artifact of an older method).
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from mlx_workbook.core import measure
+from mlx_workbook.core import intervals, measure
 
 UP, DOWN, NONE, UNCLEAR = "up", "down", "none", "unclear"
 
@@ -41,6 +47,8 @@ class Step:
     expected_high: float  # ... to the work ratio
     excess: float  # ratio over the envelope's nearest edge (1.0 when inside it)
     verdict: str  # "up" / "down" (a jump), "none" (inside the envelope), "unclear" (straddles its edge)
+    n: int = 0  # samples per length (sweep) or alternated pairs (confirmation pass)
+    method: str = ""
 
     @property
     def is_jump(self) -> bool:
@@ -60,17 +68,128 @@ def judge(
     """(ratio Stats, verdict, excess) for two samples of times and the work ratio between them."""
     r = measure.ratio_interval(after, before, confidence=confidence)
     lo_edge, hi_edge = min(1.0, work_ratio), max(1.0, work_ratio)
-    lo_tol, hi_tol = lo_edge / (1 + tolerance), hi_edge * (1 + tolerance)
-    if r.low > hi_tol:
-        verdict = UP
-    elif r.high < lo_tol:
-        verdict = DOWN
-    elif lo_tol <= r.low and r.high <= hi_tol:
-        verdict = NONE
-    else:
-        verdict = UNCLEAR
+    verdict = _verdict(r.low, r.high, work_ratio, tolerance)
     excess = r.median / hi_edge if r.median > hi_edge else (r.median / lo_edge if r.median < lo_edge else 1.0)
     return r, verdict, excess
+
+
+def _verdict(low: float, high: float, work_ratio: float, tolerance: float) -> str:
+    lo_edge, hi_edge = min(1.0, work_ratio), max(1.0, work_ratio)
+    lo_tol, hi_tol = lo_edge / (1 + tolerance), hi_edge * (1 + tolerance)
+    if low > hi_tol:
+        return UP
+    if high < lo_tol:
+        return DOWN
+    if lo_tol <= low and high <= hi_tol:
+        return NONE
+    return UNCLEAR
+
+
+def judge_paired(
+    log_ratios, work_ratio: float = 1.0, tolerance: float = 0.1, confidence: float = measure.CONFIDENCE
+) -> tuple[intervals.Estimate, str]:
+    """(ratio estimate, verdict) from paired log(t_after / t_before), one per alternated pair."""
+    r = intervals.log_ratio_interval(log_ratios, confidence)
+    return r, _verdict(r.low, r.high, work_ratio, tolerance)
+
+
+CONFIRM_COLUMNS = [
+    "confirmed",
+    "confirm_ratio",
+    "confirm_low",
+    "confirm_high",
+    "confirm_n",
+    "confirm_verdict",
+]
+
+
+def confirm(
+    candidates: pd.DataFrame,
+    confirmations: pd.DataFrame,
+    by: list[str],
+    *,
+    value: str = "value",
+    work: str | None = None,
+    tolerance: float = 0.1,
+) -> pd.DataFrame:
+    """`candidates` (a scan table) with the confirmation pass's judgement added (CONFIRM_COLUMNS).
+
+    `confirmations` holds rows with the `by` columns, length, before_length / after_length (the candidate step)
+    and pair (the index of an alternated pair); a candidate without confirmation rows stays unconfirmed."""
+    out = candidates.copy()
+    for c in CONFIRM_COLUMNS:
+        out[c] = pd.Series([False] * len(out) if c == "confirmed" else [np.nan] * len(out), dtype=object)
+    if out.empty:
+        return out
+    confidence = 1 - (1 - measure.CONFIDENCE) / len(out)
+    for i, cand in out.iterrows():
+        sel = confirmations
+        if sel.empty:
+            break
+        for c in by:
+            if c in sel.columns and pd.notna(cand[c]):
+                sel = sel[sel[c] == cand[c]]
+        step = paired_step(
+            sel,
+            cand.before_length,
+            cand.length,
+            value=value,
+            work=work,
+            tolerance=tolerance,
+            confidence=confidence,
+        )
+        if step is not None:
+            out.loc[i, CONFIRM_COLUMNS] = [
+                step.verdict == cand.verdict,
+                step.ratio,
+                step.low,
+                step.high,
+                step.n,
+                step.verdict,
+            ]
+    out["confirmed"] = out["confirmed"].astype(bool)
+    return out
+
+
+def paired_step(
+    df: pd.DataFrame,
+    before_length: float,
+    length: float,
+    *,
+    x: str = "length",
+    value: str = "value",
+    work: str | None = None,
+    tolerance: float = 0.1,
+    confidence: float = measure.CONFIDENCE,
+) -> Step | None:
+    """The step between two lengths from a confirmation pass (rows of one configuration with before_length,
+    after_length and pair): geometric mean of the per-pair ratios with a t interval. None without >= 3 pairs."""
+    if df.empty or "pair" not in df.columns:
+        return None
+    sub = df[(df.before_length == before_length) & (df.after_length == length)]
+    wide = sub.pivot_table(index="pair", columns=x, values=value, aggfunc="first").dropna()
+    if wide.shape[1] != 2 or len(wide) < 3:
+        return None
+    a, b = before_length, length
+    w = float(sub.loc[sub[x] == b, work].iloc[0] / sub.loc[sub[x] == a, work].iloc[0]) if work else 1.0
+    r, verdict = judge_paired(np.log(wide[b] / wide[a]), w, tolerance, confidence)
+    lo_edge, hi_edge = min(1.0, w), max(1.0, w)
+    excess = r.value / hi_edge if r.value > hi_edge else (r.value / lo_edge if r.value < lo_edge else 1.0)
+    return Step(
+        before_length=float(a),
+        length=float(b),
+        before=float(np.median(wide[a])),
+        after=float(np.median(wide[b])),
+        ratio=r.value,
+        low=r.low,
+        high=r.high,
+        expected_low=lo_edge,
+        expected_high=hi_edge,
+        excess=excess,
+        verdict=verdict,
+        n=r.n,
+        method=f"{r.method}, {r.n} alternated pairs",
+    )
 
 
 def steps(
@@ -80,13 +199,16 @@ def steps(
     value: str = "value",
     work: str | None = None,
     tolerance: float = 0.1,
+    family_wise: bool = True,
 ) -> list[Step]:
-    """Every neighbouring pair of a sweep (one group: rows of one configuration, several trials per length)."""
+    """Every neighbouring pair of a sweep (one group: rows of one configuration, several trials per length);
+    family_wise=False judges each pair at 95% alone: a liberal screen for candidates that a confirmation pass
+    then settles."""
     lengths = np.sort(df[x].unique())
     samples = {n: df.loc[df[x] == n, value].to_numpy(dtype=float) for n in lengths}
     works = {n: float(df.loc[df[x] == n, work].iloc[0]) for n in lengths} if work else None
     out = []
-    confidence = 1 - (1 - measure.CONFIDENCE) / max(1, len(lengths) - 1)
+    confidence = 1 - (1 - measure.CONFIDENCE) / (max(1, len(lengths) - 1) if family_wise else 1)
     for a, b in zip(lengths[:-1], lengths[1:]):
         w = works[b] / works[a] if works else 1.0
         r, verdict, excess = judge(samples[a], samples[b], w, tolerance, confidence)
@@ -103,6 +225,8 @@ def steps(
                 expected_high=max(1.0, w),
                 excess=excess,
                 verdict=verdict,
+                n=int(min(samples[a].size, samples[b].size)),
+                method=f"sweep: bootstrap of unpaired medians at {confidence:.2%}",
             )
         )
     return out
@@ -129,13 +253,14 @@ def scan(
     work: str | None = None,
     tolerance: float = 0.1,
     jumps_only: bool = True,
+    family_wise: bool = True,
 ) -> pd.DataFrame:
     """`find_cliffs` (or every step) per group of `by`, as one table with the group's columns in front."""
     rows = []
     # dropna=False: a grouping column that only some sweeps fill (e.g. probe_mlx) must not drop the others' rows
     for key, group in df.groupby(by, sort=False, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
-        found = steps(group, x=x, value=value, work=work, tolerance=tolerance)
+        found = steps(group, x=x, value=value, work=work, tolerance=tolerance, family_wise=family_wise)
         rows += [{**dict(zip(by, key)), **s.as_dict()} for s in found if s.is_jump or not jumps_only]
     columns = by + list(Step.__dataclass_fields__)
     return pd.DataFrame(rows, columns=columns)

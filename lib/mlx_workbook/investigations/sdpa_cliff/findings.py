@@ -51,6 +51,7 @@ class _Versions:
 
     def __init__(self, df: pd.DataFrame, p: dict, results):
         self.rows, self.ran, self.p, self.results = rows(df, "versions"), versions_ran(df), p, list(results)
+        self.confirmations = rows(df, "versions" + attention.CONFIRM)  # alternated pairs: the claims' steps
 
     def step(self, version: str, mode: str = "causal") -> cliffs.Step | None:
         return (
@@ -59,6 +60,7 @@ class _Versions:
                 BEFORE,
                 CLIFF_AT,
                 tolerance=self.p["tolerance"],
+                confirmations=self.confirmations,
                 kind="prefill",
                 probe_mlx=version,
                 mode=mode,
@@ -106,6 +108,7 @@ def step_this_version(df: pd.DataFrame, p: dict) -> cliffs.Step | None:
         BEFORE,
         CLIFF_AT,
         tolerance=p["tolerance"],
+        confirmations=rows(df, "prefill" + attention.CONFIRM),
         mode="causal",
         variant="sdpa",
         dtype=p["main_dtype"],
@@ -139,7 +142,7 @@ def where_cliffs_are(
             if len(cur)
             else Interval(0.0, 0.0, 0.0).measured("cliffs"),
             statement=(
-                f"MLX {row.mlx} on {row.device} ({row.backend}): {len(cur)} cliff(s) beyond a {tol:.0%} "
+                f"MLX {row.mlx} on {row.device} ({row.backend}): {len(cur)} confirmed cliff(s) beyond a {tol:.0%} "
                 f"tolerance across the prefill ({n_prefill} lengths x {len(p['modes'])} mask modes, plus "
                 f"dtypes x head dims), decode ({n_decode} cache lengths) and prompt sweeps"
                 + (

@@ -12,10 +12,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from mlx_workbook.core import measure
+from mlx_workbook.core import hoststate, measure
 from mlx_workbook.core.results import Run
 from mlx_workbook.investigations.sdpa_cliff import cliffs
 from mlx_workbook.probes import sdpa_probe as probe
+
+# 2: one call count per sweep (calibrated at its longest length), lengths in random order per round, and a
+# confirmation pass (alternated pairs) before a candidate is called a cliff; 1 chose the count per length.
+METHOD_VERSION = 2
 
 MODES, VARIANTS, DTYPES = probe.MODES, probe.VARIANTS, tuple(probe.DTYPES)
 GROUP = list(probe.GROUP_KEYS)  # a sweep's configuration: everything but the length
@@ -167,11 +171,26 @@ def unique(cases: list[dict]) -> list[dict]:
     return out
 
 
+EXTRA_FIELDS = [
+    "position",
+    "sample_ms",
+    "pair",
+    "before_length",
+    "after_length",
+]  # where the probe gives them
+
+
 def to_rows(probe_rows: list[dict], **extra) -> list[dict]:
     """Probe rows as measurement rows: metric "ms" (per call), the case's fields, the trial number."""
     return [
         dict(
-            metric="ms", value=r["ms"], unit="ms", trial=r["trial"], **{k: r[k] for k in CASE_FIELDS}, **extra
+            metric="ms",
+            value=r["ms"],
+            unit="ms",
+            trial=r["trial"],
+            **{k: r[k] for k in CASE_FIELDS},
+            **{k: r[k] for k in EXTRA_FIELDS if k in r},
+            **extra,
         )
         for r in probe_rows
     ]
@@ -184,11 +203,12 @@ def sweep(
     *,
     repeats: int,
     warmup: int = 1,
-    target_ms: float = 5,
-    max_calls: int = 100,
+    target_ms: float = 10,
+    min_calls: int = 1,
+    max_calls: int = 1000,
 ) -> list[dict]:
-    """Time every case (interleaved rounds per configuration), storing each round in the run as it finishes
-    (the run appends to its journal, so a long GPU sweep costs nothing extra per round).
+    """Time every case (rounds per configuration, lengths in random order, one call count per configuration
+    calibrated at its longest length), storing each round in the run as it finishes.
 
     Returns the configurations that failed (with the error) so the notebook can show them; the rest still ran."""
     config = {
@@ -196,10 +216,88 @@ def sweep(
         "repeats": repeats,
         "warmup": warmup,
         "target_ms": target_ms,
+        "min_calls": min_calls,
         "max_calls": max_calls,
     }
-    out = probe.run(config, on_round=lambda rows: run.record_many(experiment, to_rows(rows)))
+    out = probe.run(config, on_round=lambda rows: store_round(run, experiment, rows))
     return out["errors"]
+
+
+HOST = "host"  # experiment of the host-speed probes taken after every round (core.hoststate)
+
+
+def store_round(run: Run, experiment: str, rows: list[dict], **extra) -> None:
+    """One round of probe rows into the run, then a host-speed probe (experiment "host", the sweep named): the
+    host's speed over the run, so a slow stretch shows beside the timings it touched."""
+    run.record_many(experiment, to_rows(rows, **extra))
+    trial = rows[0]["trial"] if rows else 0
+    run.record(HOST, hoststate.PROBE_METRIC, hoststate.probe_ms(), "ms", trial=trial, sweep=experiment)
+
+
+CONFIRM = "_confirm"  # suffix of a sweep's confirmation experiment ("prefill" -> "prefill_confirm")
+
+
+def to_confirm(candidates: pd.DataFrame, max_candidates: int) -> pd.DataFrame:
+    """The candidates a confirmation pass re-measures: the `max_candidates` farthest from the work envelope."""
+    if candidates.empty:
+        return candidates
+    away = candidates["excess"].astype(float).apply(lambda x: max(x, 1 / x))
+    return candidates.loc[away.sort_values(ascending=False).index[:max_candidates]]
+
+
+def candidate_cases(candidates: pd.DataFrame) -> list[list[dict]]:
+    """[before case, after case] per candidate step of a probe sweep (the probe's `confirm` config)."""
+    out = []
+    for _, c in candidates.iterrows():
+        base = {k: (int(c[k]) if k in ("head_dim", "n_q_heads", "n_kv_heads") else str(c[k])) for k in GROUP}
+        out.append([{**base, "length": int(c["before_length"])}, {**base, "length": int(c["length"])}])
+    return out
+
+
+def confirm(
+    run: Run,
+    experiment: str,
+    candidates: pd.DataFrame,
+    *,
+    pairs: int = 20,
+    max_candidates: int = 40,
+    warmup: int = 1,
+    target_ms: float = 10,
+    min_calls: int = 1,
+    max_calls: int = 1000,
+    wheels_dir: str | None = None,
+    claims: pd.DataFrame | None = None,
+) -> list[dict]:
+    """Re-measure candidate cliffs of a probe sweep (scan table): each step's two lengths alternated back to back
+    for `pairs` pairs, stored as experiment "<experiment>_confirm"; candidates of another MLX version (column
+    probe_mlx) run under that version. `claims` (same columns) are steps a published claim is about: always
+    re-measured, whatever the sweep said. Returns the configurations that failed."""
+    from mlx_workbook.probes import versions
+
+    chosen = to_confirm(candidates, max_candidates)
+    if claims is not None and len(claims):
+        keys = [c for c in GROUP + ["probe_mlx", "before_length", "length"] if c in claims.columns]
+        chosen = pd.concat([claims, chosen], ignore_index=True).drop_duplicates(subset=keys)
+    if chosen.empty:
+        return []
+    timing = dict(pairs=pairs, warmup=warmup, target_ms=target_ms, min_calls=min_calls, max_calls=max_calls)
+    here = versions.current_version()
+    column = chosen["probe_mlx"] if "probe_mlx" in chosen.columns else pd.Series(here, index=chosen.index)
+    errors = []
+    for version, part in chosen.groupby(column.fillna(here)):
+        config = {"confirm": candidate_cases(part), **timing}
+        if version == here and "probe_mlx" not in chosen.columns:
+            out = probe.run(config, on_round=lambda rows: store_round(run, experiment + CONFIRM, rows))
+            errors += out["errors"]
+            continue
+        result = versions.run_probe(version, config, wheels_dir=wheels_dir or None)
+        if result.ok:
+            extra = dict(probe_mlx=result.data["mlx"], probe_backend=result.data["backend"])
+            run.record_many(experiment + CONFIRM, to_rows(result.data["rows"], **extra))
+            errors += result.data["errors"]
+        else:
+            errors.append({"probe_mlx": version, "error": result.message})
+    return errors
 
 
 def record_version(run: Run, result, experiment: str = "versions") -> None:
@@ -219,14 +317,23 @@ def compare_versions(
     passes: int,
     repeats: int,
     warmup: int = 1,
-    target_ms: float = 5,
+    target_ms: float = 10,
+    min_calls: int = 1,
+    max_calls: int = 1000,
     wheels_dir: str | None = None,
 ) -> list:
     """The probe's `cases` under every MLX version (versions.compare), each pass stored as it finishes as
     experiment "versions" tagged with the version; returns the VersionResults (messages of those that failed)."""
     from mlx_workbook.probes import versions
 
-    config = {"cases": unique(cases), "repeats": repeats, "warmup": warmup, "target_ms": target_ms}
+    config = {
+        "cases": unique(cases),
+        "repeats": repeats,
+        "warmup": warmup,
+        "target_ms": target_ms,
+        "min_calls": min_calls,
+        "max_calls": max_calls,
+    }
     return versions.compare(
         mlx_versions,
         config,
@@ -245,10 +352,13 @@ def per_pair(df: pd.DataFrame) -> pd.DataFrame:
     return df.assign(value=df["value"] * 1e6 / (df["q_len"] * df["k_len"] * df["n_q_heads"]), unit="ns/pair")
 
 
-def scan(df: pd.DataFrame, *, tolerance: float, by: list[str] | None = None) -> pd.DataFrame:
-    """Every cliff of every configuration in `df` (work = the attention flops of each length)."""
+def scan(
+    df: pd.DataFrame, *, tolerance: float, by: list[str] | None = None, family_wise: bool = True
+) -> pd.DataFrame:
+    """Every cliff of every configuration in `df` (work = the attention flops of each length); with
+    family_wise=False the liberal screen for candidates that a confirmation pass settles."""
     by = by or [c for c in GROUP + ["probe_mlx"] if c in df.columns]
-    return cliffs.scan(df, by, work="flops", tolerance=tolerance)
+    return cliffs.scan(df, by, work="flops", tolerance=tolerance, family_wise=family_wise)
 
 
 def select(df: pd.DataFrame, **filters) -> pd.DataFrame:
@@ -257,8 +367,23 @@ def select(df: pd.DataFrame, **filters) -> pd.DataFrame:
     return df
 
 
-def pair(df: pd.DataFrame, before: int, after: int, *, tolerance: float, **filters) -> cliffs.Step | None:
-    """The step between two lengths of one configuration (filters pick it, e.g. mode="causal")."""
+def pair(
+    df: pd.DataFrame,
+    before: int,
+    after: int,
+    *,
+    tolerance: float,
+    confirmations: pd.DataFrame | None = None,
+    **filters,
+) -> cliffs.Step | None:
+    """The step between two lengths of one configuration (filters pick it, e.g. mode="causal"): from its
+    confirmation pass (alternated pairs, paired t interval) where `confirmations` hold one, else from the sweep."""
+    if confirmations is not None and len(confirmations):
+        step = cliffs.paired_step(
+            select(confirmations, **filters), before, after, work="flops", tolerance=tolerance
+        )
+        if step is not None:
+            return step
     sub = select(df, **filters)
     if sub.empty:
         return None
@@ -291,4 +416,4 @@ def at_lengths(df: pd.DataFrame, lengths: list[int], by: list[str]) -> pd.DataFr
     """Median ms per configuration at some lengths, one column per length (e.g. the 127 / 128 table)."""
     sub = df[df["length"].isin(lengths)]
     table = sub.groupby(by + ["length"])["value"].median().unstack("length")
-    return table.rename(columns=lambda n: f"{n} tokens (ms)").reset_index()
+    return table.rename(columns=lambda n: f"{n:g} tokens (ms)").reset_index()

@@ -1,0 +1,264 @@
+"""Paired, interleaved blocks with adaptive stopping: how two or more variants are compared on a noisy host.
+
+A comparison is many short blocks; each block runs every variant once, back to back, in a fresh random order
+(Google Benchmark's random interleaving, asv's A B C A' B' C'), so a drift of the host's speed hits all variants
+of a block alike and cancels in the per-block log-ratio log(variant / reference). The effect is the geometric
+mean ratio with a t interval on the log-ratios (core.intervals; its coverage is checked by simulation in
+tests/test_intervals.py).
+
+Blocks are added until every claim's interval decides (wholly inside or wholly outside its Band), the time budget
+is spent, or max_blocks is reached. The interval is looked at only at a few block counts (`looks`: min_blocks,
+then x1.5 each time) and each look uses a Bonferroni share of the error rate, so stopping at the first decisive
+look does not inflate the error. Every row goes through run.record: values with block, position and variant,
+host state per block (hoststate), and one "change_pct" row per variant saying why it stopped and, if undecided,
+the smallest effect the data could have resolved (the interval's half-width).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlx_workbook.core import hoststate, intervals, measure
+
+DECIDED, BUDGET, MAX_BLOCKS = "decided", "budget", "max_blocks"
+CHANGE_METRIC = "change_pct"
+
+
+@dataclass(frozen=True)
+class Band:
+    """The % change (variant over reference) a claim is judged against, already widened by its tolerance;
+    one side may be infinite ("at least +5%": Band(5, inf); "no effect": Band(-tol, +tol))."""
+
+    low: float
+    high: float
+
+    @classmethod
+    def widened(cls, low: float, high: float, tolerance: float) -> Band:
+        lo, hi = sorted((low, high))
+        return cls(lo - tolerance, hi + tolerance)
+
+    @classmethod
+    def no_effect(cls, tolerance: float) -> Band:
+        return cls(-abs(tolerance), abs(tolerance))
+
+    @classmethod
+    def at_least(cls, threshold: float) -> Band:
+        return cls(threshold, math.inf)
+
+    def decides(self, low: float, high: float) -> bool:
+        """Does an interval [low, high] (in %) lie wholly inside or wholly outside the band?"""
+        inside = self.low <= low and high <= self.high
+        outside = high < self.low or low > self.high
+        return inside or outside
+
+
+def looks(min_blocks: int, max_blocks: int, growth: float = 1.5) -> list[int]:
+    """Block counts at which the interval is looked at: min_blocks, x growth each time, max_blocks last."""
+    if min_blocks < 3 or max_blocks < min_blocks:
+        raise ValueError(f"need 3 <= min_blocks <= max_blocks, got {min_blocks} and {max_blocks}")
+    out, n = [], min_blocks
+    while n < max_blocks:
+        out.append(n)
+        n = max(n + 1, int(math.ceil(n * growth)))
+    return out + [max_blocks]
+
+
+def look_confidence(n_looks: int, confidence: float = intervals.CONFIDENCE) -> float:
+    """Per-look confidence so that all looks together keep `confidence` (Bonferroni)."""
+    return 1 - (1 - confidence) / max(1, n_looks)
+
+
+def change_pct(log_ratios, confidence: float) -> intervals.Estimate:
+    """Per-block log-ratios -> % change with its t interval (made on the log scale)."""
+    r = intervals.log_ratio_interval(log_ratios, confidence)
+    return intervals.Estimate(
+        100 * (r.value - 1), 100 * (r.low - 1), 100 * (r.high - 1), r.n, r.method, confidence
+    )
+
+
+def sequential(
+    log_ratios: np.ndarray,
+    band: Band | None,
+    schedule: list[int],
+    confidence: float,
+    *,
+    stop_at: int | None = None,
+) -> tuple[int, str, intervals.Estimate]:
+    """The stopping rule on given per-block log-ratios (used by `compare`, and by the simulation test):
+    (blocks used, why it stopped, the estimate at that point)."""
+    per_look = look_confidence(len(schedule), confidence)
+    available = len(log_ratios) if stop_at is None else min(stop_at, len(log_ratios))
+    for n in schedule:
+        if n > available:
+            break
+        e = change_pct(log_ratios[:n], per_look)
+        if band is not None and band.decides(e.low, e.high):
+            return n, DECIDED, e
+    n = available
+    reason = MAX_BLOCKS if n >= schedule[-1] else BUDGET
+    return n, reason, change_pct(log_ratios[:n], per_look)
+
+
+@dataclass
+class Comparison:
+    """What `compare` found: per-variant estimates against the reference, and why it stopped."""
+
+    reference: str
+    blocks: int
+    stop_reason: str
+    estimates: dict[str, intervals.Estimate] = field(
+        default_factory=dict
+    )  # % change of each variant vs reference
+    values: pd.DataFrame = field(default_factory=pd.DataFrame)  # block x variant table of the measured values
+
+    def resolvable_pct(self, variant: str) -> float:
+        """The smallest effect (in %) these blocks could have resolved: the interval's half-width."""
+        return self.estimates[variant].half_width
+
+
+def timed(fn: Callable[[], Any]) -> Callable[[], float]:
+    """A workload as a variant: its value is the seconds one call takes, forced to completion (MLX is lazy)."""
+
+    def run_once() -> float:
+        measure.force(None)
+        tic = time.perf_counter()
+        measure.force(fn())
+        return time.perf_counter() - tic
+
+    return run_once
+
+
+def compare(
+    run,
+    experiment: str,
+    variants: dict[str, Callable[[], float]],
+    *,
+    reference: str,
+    bands: dict[str, Band] | None = None,
+    metric: str = "seconds",
+    unit: str = "s",
+    budget_s: float = 60.0,
+    min_blocks: int = 8,
+    max_blocks: int = 64,
+    warmup: int = 1,
+    confidence: float = intervals.CONFIDENCE,
+    seed: int = 0,
+    **fields: Any,
+) -> Comparison:
+    """Run `variants` (callables returning one positive value each: seconds, ms/token, tokens/s) in blocks.
+
+    Each variant's effect is its per-block ratio to `reference`; blocks are added until every variant with a
+    band is decided, `budget_s` of wall time is spent, or `max_blocks` ran (never fewer than min_blocks, unless
+    the budget runs out first). `fields` go into every row (e.g. model=..., dtype=...)."""
+    if reference not in variants or len(variants) < 2:
+        raise ValueError(
+            f"need the reference {reference!r} and at least one other variant, got {list(variants)}"
+        )
+    bands = bands or {}
+    unknown = set(bands) - set(variants) | ({reference} & set(bands))
+    if unknown:
+        raise ValueError(f"bands for variants that are not compared against {reference!r}: {sorted(unknown)}")
+    schedule = looks(min_blocks, max_blocks)
+    per_look = look_confidence(len(schedule), confidence)
+    names = list(variants)
+    others = [n for n in names if n != reference]
+    rng = random.Random(seed)
+    for _ in range(warmup):
+        for name in names:
+            variants[name]()
+
+    table: dict[str, list[float]] = {n: [] for n in names}
+    start = time.perf_counter()
+    reason = MAX_BLOCKS
+    estimates: dict[str, intervals.Estimate] = {}
+    for block in range(max_blocks):
+        order = names[:]
+        rng.shuffle(order)
+        probe = hoststate.probe_ms()
+        cpu0, wall0 = hoststate.cpu_seconds(), time.perf_counter()
+        for position, name in enumerate(order):
+            value = float(variants[name]())
+            table[name].append(value)
+            run.record(
+                experiment,
+                metric,
+                value,
+                unit,
+                trial=block,
+                block=block,
+                position=position,
+                variant=name,
+                **fields,
+            )
+        wall = time.perf_counter() - wall0
+        for host_metric, value, host_unit in (
+            (hoststate.PROBE_METRIC, probe, "ms"),
+            (hoststate.CPU_METRIC, hoststate.cpu_seconds() - cpu0, "s"),
+            (hoststate.WALL_METRIC, wall, "s"),
+        ):
+            run.record(experiment, host_metric, value, host_unit, trial=block, block=block, **fields)
+        n = block + 1
+        if n in schedule:
+            estimates = {v: change_pct(_log_ratios(table, v, reference), per_look) for v in others}
+            if bands and all(bands[v].decides(estimates[v].low, estimates[v].high) for v in bands):
+                reason = DECIDED
+                break
+        if time.perf_counter() - start >= budget_s and n < max_blocks:
+            reason = BUDGET
+            break
+    n = len(table[reference])
+    if n >= 2:
+        estimates = {v: change_pct(_log_ratios(table, v, reference), per_look) for v in others}
+    for v, e in estimates.items():
+        band = bands.get(v)
+        run.record(
+            experiment,
+            CHANGE_METRIC,
+            e.value,
+            "%",
+            trial=0,
+            variant=v,
+            reference=reference,
+            low=e.low,
+            high=e.high,
+            n_blocks=n,
+            method=e.method,
+            confidence=e.confidence,
+            stop_reason=reason,
+            decided=bool(band and band.decides(e.low, e.high)),
+            band_low=band.low if band else float("nan"),
+            band_high=band.high if band else float("nan"),
+            resolvable_pct=e.half_width,
+            **fields,
+        )
+    return Comparison(reference, n, reason, estimates, pd.DataFrame(table))
+
+
+def _log_ratios(table: dict[str, list[float]], variant: str, reference: str) -> np.ndarray:
+    return np.log(np.asarray(table[variant], float) / np.asarray(table[reference], float))
+
+
+# --- reading stored blocks back --------------------------------------------------------------------------
+
+
+def paired_log_ratios(
+    df: pd.DataFrame, experiment: str, variant: str, reference: str, metric: str
+) -> pd.Series:
+    """Per-block log(variant / reference) from stored rows (blocks where both ran), indexed by block."""
+    sel = df[(df.experiment == experiment) & (df.metric == metric)]
+    wide = sel.pivot_table(index="block", columns="variant", values="value", aggfunc="first")
+    both = wide[[variant, reference]].dropna()
+    return np.log(both[variant] / both[reference])
+
+
+def stop_rows(df: pd.DataFrame, experiment: str) -> pd.DataFrame:
+    """The stored outcome rows of a comparison: % change, interval, n, method, why it stopped."""
+    return df[(df.experiment == experiment) & (df.metric == CHANGE_METRIC)]
