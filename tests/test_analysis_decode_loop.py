@@ -29,7 +29,7 @@ FACTORS = {
     "rep_penalty": 1.0,
     "rep_penalty_loop": 1.0,
 }
-SHARES = {"graph building": 3.0, "sampling": 1.5, "device execution": 90.0, "token sync": 5.0, "other": 0.5}
+SHARES = {"graph build": 3.0, "sampling": 1.5, "encode/launch": 90.0, "wait for device": 5.0, "other": 0.5}
 
 
 def synthetic(identity_equal: float = 1.0) -> pd.DataFrame:
@@ -158,7 +158,7 @@ def test_tables_and_charts_from_rows():
     fastest = analysis.fastest_table(df, summary, SETUP).set_index("label")
     assert fastest.loc["A", "fastest"] == "pipelined" and fastest.loc["A", "at_least_as_fast"]
     shares = analysis.split_shares(df)
-    assert shares.loc[0, "device execution"] == pytest.approx(90.0)
+    assert shares.loc[0, "encode/launch"] == pytest.approx(90.0)
     for fig in (
         analysis.speed_chart(summary, "x"),
         analysis.split_chart(shares, "x"),

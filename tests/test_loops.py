@@ -124,6 +124,38 @@ def test_compiled_chain_samples_like_uncompiled():
     assert sampling.top_k_filter(logits, 5).__ge__(-1e30).sum().item() == 5
 
 
+@pytest.mark.parametrize("schedule", ["sync", "pipelined", "batched"])
+def test_clocks_split_host_time_without_changing_the_tokens(lm, prompt, schedule):
+    plain = list(loops.library_loop(lm.model, prompt, 8, schedule=schedule, eval_every=3))
+    phase, per_token = loops.PhaseClock(), loops.PerTokenClock()
+    for clock in (phase, per_token):
+        timed = list(loops.library_loop(lm.model, prompt, 8, schedule=schedule, eval_every=3, clock=clock))
+        assert timed == plain
+        assert clock.tokens == 8 and clock.wall_s > 0 and set(clock.totals) == set(loops.PHASES)
+        assert clock.other_s >= -1e-9  # the phases lie inside the first-to-last-token interval
+    assert len(per_token.splits) == 7  # one per interval between consecutive tokens
+    for s in per_token.splits:
+        assert s["total"] == pytest.approx(sum(s[p] for p in loops.PHASES) + s["other"])
+    assert sum(s["total"] for s in per_token.splits) == pytest.approx(per_token.wall_s)
+    assert per_token.totals == pytest.approx({p: sum(s[p] for s in per_token.splits) for p in loops.PHASES})
+    assert per_token.totals["graph build"] > 0 and per_token.totals["encode/launch"] > 0
+    if schedule != "batched":  # batched: most intervals only hand over an already computed token
+        assert all(s["wait for device"] > 0 for s in per_token.splits)
+
+
+def test_prefill_in_chunks_fills_the_cache_like_one_pass(lm, prompt):
+    from mlx_lm.models.cache import make_prompt_cache
+
+    one, chunked = make_prompt_cache(lm.model), make_prompt_cache(lm.model)
+    loops.prefill(lm.model, prompt, one)
+    loops.prefill(lm.model, prompt, chunked, step=5)  # 12 tokens: 5 + 5 + 2
+    assert one[0].offset == chunked[0].offset == prompt.size
+    k1, k2 = one[0].state[0][..., : prompt.size, :], chunked[0].state[0][..., : prompt.size, :]
+    assert np.allclose(np.array(k1), np.array(k2), atol=1e-5)
+    short = list(loops.library_loop(lm.model, prompt, 6, prefill_step_size=4))
+    assert short == list(loops.library_loop(lm.model, prompt, 6))  # chunking does not change the tokens
+
+
 def test_compare_split_and_sampling_record_per_trial(tmp_path, lm):
     run_ = results.start_run("99_test", {}, run_dir=tmp_path / "r")
     toks = loop_bench.compare(

@@ -207,8 +207,9 @@ def time_split(
     repeats: int,
     seed: int = 0,
 ) -> None:
-    """Per-token host time by phase (graph building, sampling, device execution, token sync, other) for
-    library variants, recorded per trial as ms per token and % of the time between first and last token."""
+    """Per-token host time by phase (loops.PHASES: graph build, sampling, encode/launch, wait for device; and
+    the loop's own rest, 'other') for library variants, recorded per trial as ms per token and % of the time
+    between first and last token. All host time: no phase is the device's execution time."""
     prompt = models.random_prompt(loaded, prompt_tokens, seed=seed)
     if any(variant(n).options is None for n in names):
         raise ValueError("mlx-lm's generate_step cannot be split; time its copy 'logprobs_always'")
@@ -225,7 +226,7 @@ def _split_trials(run, loaded, names, prompt, max_tokens, repeats, seed) -> None
             if trial < 0:
                 continue
             intervals = clock.tokens - 1
-            parts = dict(clock.totals, other=clock.wall_s - sum(clock.totals.values()))
+            parts = dict(clock.totals, other=clock.other_s)
             rows = []
             for phase, seconds in parts.items():
                 if seconds <= 0:  # only 'other' can be: the phases already cover the whole interval

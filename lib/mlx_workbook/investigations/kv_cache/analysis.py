@@ -15,12 +15,13 @@ from matplotlib.figure import Figure
 from mlx_workbook.core import measure, published
 from mlx_workbook.core.verdicts import Interval
 from mlx_workbook.investigations.kv_cache.measure import TIME_METRIC
+from mlx_workbook.probes.loops import PHASES
 from mlx_workbook.report import plots
 from mlx_workbook.report import text as labels
 from mlx_workbook.report.text import slug, where  # noqa: F401  (part of this module's interface for the notebook)
 
 PUBLISHED_TABLE = ("000_kv_cache_gap", "per_token_ms")  # the original's per-token times over 10..100 tokens
-
+SPLIT_PARTS = [*PHASES, "other"]  # the synchronous step's host phases (probes.loops) and the loop's own rest
 
 # --- labels ------------------------------------------------------------------------------------------------------
 
@@ -149,12 +150,12 @@ def wide(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
 
 
 def time_split_table(df: pd.DataFrame, model: str) -> pd.DataFrame:
-    """Median build / eval / item / total ms of the synchronous step per strategy and length, with the
-    pipelined loop's median time per token at the same length beside it."""
+    """Median ms of each host phase (SPLIT_PARTS) and of the whole synchronous step ("total") per strategy
+    and length, with the pipelined loop's median time per token at the same length beside it."""
     sel = df[(df.experiment == "time_split") & (df.model == model)]
     if sel.empty:
         return pd.DataFrame()
-    parts = sel.groupby(["strategy", "length", "metric"]).value.median().unstack("metric").reset_index()
+    parts = sel.groupby(["strategy", "length", "phase"]).value.median().unstack("phase").reset_index()
     parts["length"] = parts.length.astype(int)  # a float column: rows of other experiments have no length
     parts["pipelined_ms"] = [median_time(df, model, s, n) for s, n in zip(parts.strategy, parts.length)]
     return parts
@@ -239,7 +240,7 @@ def chart_time_split(df: pd.DataFrame, model: str) -> Figure:
     fig = plots.stacked_bars(
         parts,
         category="config",
-        parts=["build_ms", "eval_ms", "item_ms"],
+        parts=SPLIT_PARTS,
         title=f"Time per token, synchronous step, {model_label(df, model)}, {where(df)}",
         ylabel="ms per token (median)",
     )
