@@ -13,6 +13,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from mlx_workbook.core import measure, published, verdicts
+from mlx_workbook.core.frames import rows
 from mlx_workbook.probes.kernels import Ceiling
 from mlx_workbook.report import plots
 
@@ -62,8 +63,8 @@ def bytes_chart(acc: pd.DataFrame, context: float) -> Figure:
 
 def config_table(df: pd.DataFrame, experiment: str = "decode") -> pd.DataFrame:
     """One row per configuration: medians and 95% intervals of decode/prompt tok/s and efficiency."""
-    rows = []
-    d = df[df.experiment == experiment]
+    out = []
+    d = rows(df, experiment)
     for _, g in d.groupby("label", sort=False):
         first = g.iloc[0]
         row = {
@@ -93,8 +94,8 @@ def config_table(df: pd.DataFrame, experiment: str = "decode") -> pd.DataFrame:
         ):
             s = measure.summarize(g[g.metric == metric].value)
             row.update({metric: s.median, f"{metric}_low": s.low, f"{metric}_high": s.high})
-        rows.append(row)
-    return pd.DataFrame(rows)
+        out.append(row)
+    return pd.DataFrame(out)
 
 
 def classify(table: pd.DataFrame, threshold: float = 0.5) -> pd.DataFrame:
@@ -337,7 +338,7 @@ _CHIP_OF = {"M4 Air 32GB": "M4 (Air/Mini)", "M4 Pro 48GB": "M4 Pro", "M4 Max 128
 def published_decode() -> pd.DataFrame:
     """Every published 4-bit decode tok/s (measured or estimated) by chip and model size."""
     quick = published.table("004_bandwidth", "quick_reference")
-    rows = [
+    out = [
         {
             "machine": _CHIP_OF[r.hardware],
             "size": r.model,
@@ -347,7 +348,7 @@ def published_decode() -> pd.DataFrame:
         }
         for r in quick.itertuples()
     ]
-    rows += [
+    out += [
         {
             "machine": "M4 Max",
             "size": r.model,
@@ -358,7 +359,7 @@ def published_decode() -> pd.DataFrame:
         for r in published.table("004_bandwidth", "model_size_scaling").itertuples()
     ]
     for r in published.table("004_bandwidth", "bandwidth_estimates").itertuples():
-        rows += [
+        out += [
             {
                 "machine": r.chip,
                 "size": "7B",
@@ -367,7 +368,7 @@ def published_decode() -> pd.DataFrame:
                 "basis": "estimate",
             }
         ]
-    return pd.DataFrame(rows)
+    return pd.DataFrame(out)
 
 
 def _published_text(pub: pd.DataFrame) -> str:
@@ -386,7 +387,7 @@ def projection(configs: pd.DataFrame, machines: pd.DataFrame, pub: pd.DataFrame)
     here, shown on this machine's rows); `machines`: machine, bandwidth_low, bandwidth_high, here;
     `pub`: published_decode() (reference only, never an input of the prediction).
     """
-    rows = []
+    out = []
     for m in machines.itertuples():
         for c in configs.itertuples():
             low, high = m.bandwidth_low * GB / c.bytes_per_token, m.bandwidth_high * GB / c.bytes_per_token
@@ -396,7 +397,7 @@ def projection(configs: pd.DataFrame, machines: pd.DataFrame, pub: pd.DataFrame)
                 if m.bandwidth_low == m.bandwidth_high
                 else f"{m.bandwidth_low:.0f}-{m.bandwidth_high:.0f}"
             )
-            rows.append(
+            out.append(
                 {
                     "machine": m.machine,
                     "bandwidth_gbs": band,
@@ -410,20 +411,20 @@ def projection(configs: pd.DataFrame, machines: pd.DataFrame, pub: pd.DataFrame)
                     "published_tps": _published_text(same),
                 }
             )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(out)
 
 
 def projection_configs(table: pd.DataFrame, acc: pd.DataFrame, presets: list[str], bits: int) -> pd.DataFrame:
     """Per projected preset: its bytes, and the efficiency to apply: its own where it ran, else that of the
     largest dense configuration of the same width that ran (else the largest dense one), named in efficiency_from."""
     dense = table[~table.moe].sort_values("bytes_per_token")
-    rows = []
+    out = []
     for name in presets:
         row = acc[(acc.model == name) & (acc.bits == bits)].iloc[0]
         ran = dense[(dense.model == name) & (dense.bits == bits)]
         same_width = dense[dense.bits == bits]
         source = ran if not ran.empty else (same_width.tail(1) if not same_width.empty else dense.tail(1))
-        rows.append(
+        out.append(
             {
                 "label": row.label,
                 "model": name,
@@ -433,7 +434,7 @@ def projection_configs(table: pd.DataFrame, acc: pd.DataFrame, presets: list[str
                 "decode_tps": float(ran.decode_tps.iloc[0]) if not ran.empty else np.nan,
             }
         )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(out)
 
 
 def projection_table(

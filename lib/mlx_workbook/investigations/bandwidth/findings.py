@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from mlx_workbook.core import measure, published, verdicts
+from mlx_workbook.core.frames import rows
 from mlx_workbook.core.results import Finding
 from mlx_workbook.investigations.bandwidth import analysis as bw
 from mlx_workbook.investigations.bandwidth import serving_analysis as sv
@@ -41,14 +42,14 @@ class Ctx:
     params: dict
 
     def __post_init__(self):
-        self.dec = self.df[self.df.experiment == "decode"]
+        self.dec = rows(self.df, "decode")
         self.table = bw.decode_table(self.df, self.params["bound_threshold"], self.ceiling)
         self.dense = self.table[~self.table.moe]
         self.where = text.where(self.df)
         self.out: list[Finding] = []
 
     def stats(self, label, metric):
-        values = self.dec[(self.dec.label == label) & (self.dec.metric == metric)].value
+        values = rows(self.dec, metric=metric, label=label).value
         return measure.summarize(values) if label and len(values) else None
 
     def add(

@@ -7,6 +7,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from mlx_workbook.core import measure, published, verdicts
+from mlx_workbook.core.frames import rows
 from mlx_workbook.core.results import Finding
 from mlx_workbook.investigations.bandwidth.analysis import as_text, interval
 from mlx_workbook.probes.kernels import Ceiling
@@ -14,11 +15,6 @@ from mlx_workbook.report import plots
 
 SRC = "004_bandwidth"  # the write-up whose server-overhead table these findings quote
 PREQUANT_TOLERANCE_PTS = 10  # percentage points around the published gain: run-to-run decode noise is a few %
-
-
-def _rows(df: pd.DataFrame, experiment: str, metric: str | None = None) -> pd.DataFrame:
-    d = df[df.experiment == experiment]
-    return d if metric is None else d[d.metric == metric]
 
 
 def served_label(df: pd.DataFrame) -> str:
@@ -32,7 +28,7 @@ def served_label(df: pd.DataFrame) -> str:
 def batch_table(df: pd.DataFrame) -> pd.DataFrame:
     """Aggregate tok/s per batch size with the batched roofline, the speedup over batch 1 and the weight bytes
     each generated token costs."""
-    b = _rows(df, "batch")
+    b = rows(df, "batch")
     tab = plots.summary_table(b[b.metric == "aggregate_tps"], ["batch"]).sort_values("batch")
     per_batch = b.groupby("batch")
     tab = tab.merge(per_batch.roofline_tps.first().rename("roofline_tps"), left_on="batch", right_index=True)
@@ -62,11 +58,11 @@ def batch_chart(df: pd.DataFrame, ceiling: Ceiling, where: str) -> Figure:
 
 
 def prompt_cache_table(df: pd.DataFrame) -> pd.DataFrame:
-    return plots.summary_table(_rows(df, "prompt_cache", "ttft_ms"), ["variant"])
+    return plots.summary_table(rows(df, "prompt_cache", "ttft_ms"), ["variant"])
 
 
 def prompt_cache_chart(df: pd.DataFrame, where: str) -> Figure:
-    r = _rows(df, "prompt_cache", "ttft_ms").iloc[0]
+    r = rows(df, "prompt_cache", "ttft_ms").iloc[0]
     return plots.bars_with_intervals(
         prompt_cache_table(df),
         category="variant",
@@ -78,14 +74,14 @@ def prompt_cache_chart(df: pd.DataFrame, where: str) -> Figure:
 
 def same_first_token(df: pd.DataFrame) -> bool:
     """With and without the cached prefix, every trial produced the same first token."""
-    return _rows(df, "prompt_cache", "ttft_ms").first_token.nunique() == 1
+    return rows(df, "prompt_cache", "ttft_ms").first_token.nunique() == 1
 
 
 # --- generation lengths --------------------------------------------------------------------------------------
 
 
 def lengths_chart(df: pd.DataFrame, where: str) -> Figure:
-    d = _rows(df, "lengths")
+    d = rows(df, "lengths")
     tab = plots.summary_table(d[d.metric.isin(["decode_tps", "request_tps"])], ["metric", "length"])
     return plots.lines_with_intervals(
         tab,
@@ -99,18 +95,18 @@ def lengths_chart(df: pd.DataFrame, where: str) -> Figure:
 
 def fixed_share_table(df: pd.DataFrame) -> pd.DataFrame:
     """Share of a request spent before its first token (prefill + first token), per generation length."""
-    return plots.summary_table(_rows(df, "lengths", "fixed_share"), ["length"])
+    return plots.summary_table(rows(df, "lengths", "fixed_share"), ["length"])
 
 
 def request_tps(df: pd.DataFrame) -> pd.Series:
-    return plots.summary_table(_rows(df, "lengths", "request_tps"), ["length"]).set_index("length")["median"]
+    return plots.summary_table(rows(df, "lengths", "request_tps"), ["length"]).set_index("length")["median"]
 
 
 # --- pre-quantized vs quantized at load time -------------------------------------------------------------------
 
 
 def prequant_table(df: pd.DataFrame) -> pd.DataFrame:
-    pq = _rows(df, "prequant")
+    pq = rows(df, "prequant")
     return plots.summary_table(pq[pq.metric.isin(["decode_tps", "load_s"])], ["metric", "variant"])
 
 
@@ -120,13 +116,13 @@ def prequant_chart(df: pd.DataFrame, where: str) -> Figure:
         tab[tab.metric == "decode_tps"],
         category="variant",
         ylabel="decode tok/s",
-        title=f"{_rows(df, 'prequant').label.iloc[0]}: pre-quantized vs at load time, {where}",
+        title=f"{rows(df, 'prequant').label.iloc[0]}: pre-quantized vs at load time, {where}",
     )
 
 
 def prequant_same_tokens(df: pd.DataFrame) -> bool:
     """Both checkpoints generated the same tokens in every trial (the stored fingerprints agree)."""
-    return _rows(df, "prequant", "decode_tps").tokens_digest.nunique() == 1
+    return rows(df, "prequant", "decode_tps").tokens_digest.nunique() == 1
 
 
 # --- findings ------------------------------------------------------------------------------------------------
@@ -190,12 +186,12 @@ def findings(df: pd.DataFrame, where: str, params: dict) -> list[Finding]:
 
 
 def _batch_and_cache(df: pd.DataFrame, where: str, params: dict, label: str) -> list[Finding]:
-    b, tab = _rows(df, "batch", "aggregate_tps"), batch_table(df).set_index("batch")
+    b, tab = rows(df, "batch", "aggregate_tps"), batch_table(df).set_index("batch")
     top = int(b.batch.max())
     speed = (
         measure.ratio_interval(b[b.batch == top].value, b[b.batch == 1].value) if 1 in set(b.batch) else None
     )
-    eff = _rows(df, "batch", "efficiency")
+    eff = rows(df, "batch", "efficiency")
     beff = measure.summarize(eff[eff.batch == top].value)
     out = [
         Finding(
@@ -220,7 +216,7 @@ def _batch_and_cache(df: pd.DataFrame, where: str, params: dict, label: str) -> 
                 statement=f"Batch 32 is not in this profile (largest batch: {top}); see batch_speedup.",
             )
         )
-    pc = _rows(df, "prompt_cache", "ttft_ms")
+    pc = rows(df, "prompt_cache", "ttft_ms")
     speed = measure.ratio_interval(
         pc[pc.variant == "no cache"].value, pc[pc.variant == "cached prefix"].value
     )
@@ -241,7 +237,7 @@ def _batch_and_cache(df: pd.DataFrame, where: str, params: dict, label: str) -> 
 
 def _prequant(df: pd.DataFrame, where: str) -> Finding:
     """Pre-quantized vs quantized while loading: the same weights, so decode speed should not differ."""
-    pq = _rows(df, "prequant", "decode_tps")
+    pq = rows(df, "prequant", "decode_tps")
     gain = measure.ratio_interval(
         pq[pq.variant == "pre-quantized"].value, pq[pq.variant == "quantized at load time"].value
     )

@@ -8,13 +8,13 @@ import math
 import pandas as pd
 
 from mlx_workbook.core import measure, published, verdicts
+from mlx_workbook.core.frames import rows
 from mlx_workbook.core.results import Finding
 from mlx_workbook.core.verdicts import Interval
 from mlx_workbook.investigations.decode_loop import stats as loop_stats
 from mlx_workbook.investigations.decode_loop.analysis import (
     Setup,
     fastest_table,
-    rows,
     split_ms_table,
     split_share,
     variant_table,

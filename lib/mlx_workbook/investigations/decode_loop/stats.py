@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from mlx_workbook.core import measure, verdicts
+from mlx_workbook.core.frames import rows
 from mlx_workbook.probes.loops import variant
 
 # Published claim -> (variant, variant it is set against): the one-factor pair whose tokens/s ratio measures it.
@@ -30,10 +31,7 @@ CLAIM_PAIRS = {
 
 def decode_tps(df: pd.DataFrame, label: str, name: str) -> pd.Series:
     """Decode tokens/s of one variant on one model, one value per round (index: trial = round)."""
-    sel = (
-        (df.experiment == "decode") & (df.metric == "decode_tps") & (df.label == label) & (df.variant == name)
-    )
-    return df[sel].set_index("trial").value
+    return rows(df, "decode", "decode_tps", label=label, variant=name).set_index("trial").value
 
 
 def paired_ratios(df: pd.DataFrame, label: str, a: str, b: str) -> pd.Series:
@@ -75,12 +73,12 @@ def cv_interval(values) -> verdicts.Interval:
 
 def variant_summary(df: pd.DataFrame) -> pd.DataFrame:
     """Per model and variant: median tokens/s with interval, CV with interval, % against mlx-lm (paired)."""
-    rows = []
-    dec = df[(df.experiment == "decode") & (df.metric == "decode_tps")]
+    out = []
+    dec = rows(df, "decode", "decode_tps")
     for (label, name), g in dec.groupby(["label", "variant"], sort=False):
         s, cv = measure.summarize(g.value), cv_interval(g.value).scaled(100)
         vs = speedup_pct(df, label, name, "mlx_lm")
-        rows.append(
+        out.append(
             {
                 "label": label,
                 "variant": name,
@@ -97,7 +95,7 @@ def variant_summary(df: pd.DataFrame) -> pd.DataFrame:
                 "n": s.n,
             }
         )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(out)
 
 
 def fastest_library_loop(summary: pd.DataFrame, label: str) -> str:
@@ -108,7 +106,7 @@ def fastest_library_loop(summary: pd.DataFrame, label: str) -> str:
 
 def fastest_measured(df: pd.DataFrame, label: str) -> str:
     """The same choice from the raw rows (median tokens/s only, no bootstrap): cheap enough mid-measurement."""
-    dec = df[(df.experiment == "decode") & (df.metric == "decode_tps") & (df.label == label)]
+    dec = rows(df, "decode", "decode_tps", label=label)
     medians = dec.groupby("variant").value.median()
     greedy = [n for n in medians.index if variant(n).family == "greedy" and n != "mlx_lm"]
     return str(medians.loc[greedy].idxmax())

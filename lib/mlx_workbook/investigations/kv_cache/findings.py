@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from mlx_workbook.core import measure, published, verdicts
+from mlx_workbook.core.frames import rows
 from mlx_workbook.core.results import Finding
 from mlx_workbook.core.verdicts import Interval
 from mlx_workbook.investigations.kv_cache import analysis as kv
@@ -179,7 +180,7 @@ def copy_cost_onset(df, model, longest, tolerance, headline: bool) -> Finding:
 def slice_update_claim(df) -> Finding:
     """slice_update_creates_new_arrays: at the largest buffer, a one-token write against a copy of the buffer;
     a write that copied would take at least COPY_LIKE_RATIO of a copy's time."""
-    su = df[df.experiment == "slice_update"]
+    su = rows(df, "slice_update")
     big = su.size_mb.max()
     sel = su[su.size_mb == big]
     ratio = measure.ratio_interval(

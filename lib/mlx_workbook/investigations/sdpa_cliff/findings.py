@@ -10,6 +10,7 @@ from __future__ import annotations
 import pandas as pd
 
 from mlx_workbook.core import measure, published
+from mlx_workbook.core.frames import rows
 from mlx_workbook.core.results import Finding
 from mlx_workbook.core.verdicts import INCONCLUSIVE, NOT_APPLICABLE, Interval, at_least, effect_matches
 from mlx_workbook.investigations.sdpa_cliff import cliffs
@@ -25,7 +26,6 @@ from mlx_workbook.investigations.sdpa_cliff.analysis import (
     heads,
     model_label,
     op_table,
-    rows,
     versions_ran,
     where,
 )
@@ -71,13 +71,13 @@ class _Versions:
         """new over old, pooled over the rows the filters (and `lengths`, if given) pick."""
         if new not in self.ran or old not in self.ran:
             return None
-        sub = attention.select(self.rows, **filters)
+        sub = rows(self.rows, **filters)
         sub = sub if lengths is None else sub[sub.length.isin(lengths)]
         return attention.pooled_ratio(sub, "probe_mlx", new, old, ["kind", "mode", "length"])
 
     def paired_lengths(self, new: str, old: str, **filters) -> list[int]:
         """The lengths measured under both versions (those a pooled ratio pools over)."""
-        sub = attention.select(self.rows, **filters)
+        sub = rows(self.rows, **filters)
         new_lengths, old_lengths = (set(sub.length[sub.probe_mlx == ver].astype(int)) for ver in (new, old))
         return sorted(new_lengths & old_lengths)
 
@@ -359,7 +359,7 @@ def gqa_and_ops(
     """gqa_let_sdpa_handle (seed 002), per_op_rust_python_parity and graph_build_parity (seed 003)."""
     gqa_pct = Interval.change_pct(gqa_ratio)
     table = op_table(df)
-    sdpa_dec = measure.summarize(attention.select(rows(df, "ops"), op="sdpa", phase="decode").value)
+    sdpa_dec = measure.summarize(rows(rows(df, "ops"), op="sdpa", phase="decode").value)
     graph = rows(df, "graph")
     label, layers = model_label(graph), int(graph.layers.iloc[0])
     build, evaluate, hidden = graph_stats(df)
@@ -368,7 +368,7 @@ def gqa_and_ops(
         f"{op} "
         + " / ".join(
             f"{m.iloc[0]:.3g}" if len(m) else "n/a"
-            for m in (attention.select(table, op=op, phase=ph)["median"] for ph in ("decode", "prefill"))
+            for m in (rows(table, op=op, phase=ph)["median"] for ph in ("decode", "prefill"))
         )
         + " ms"
         for op in table.op.unique()

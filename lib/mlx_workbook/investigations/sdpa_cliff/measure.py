@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from mlx_workbook.core import measure
+from mlx_workbook.core.frames import rows
 from mlx_workbook.core.results import Run
 from mlx_workbook.investigations.sdpa_cliff import cliffs
 from mlx_workbook.probes import sdpa_probe as probe
@@ -251,15 +252,9 @@ def scan(df: pd.DataFrame, *, tolerance: float, by: list[str] | None = None) -> 
     return cliffs.scan(df, by, work="flops", tolerance=tolerance)
 
 
-def select(df: pd.DataFrame, **filters) -> pd.DataFrame:
-    for column, value in filters.items():
-        df = df[df[column] == value]
-    return df
-
-
 def pair(df: pd.DataFrame, before: int, after: int, *, tolerance: float, **filters) -> cliffs.Step | None:
     """The step between two lengths of one configuration (filters pick it, e.g. mode="causal")."""
-    sub = select(df, **filters)
+    sub = rows(df, **filters)
     if sub.empty:
         return None
     if sub.groupby([c for c in GROUP if c in sub.columns]).ngroups > 1:
