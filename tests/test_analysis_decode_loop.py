@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlx_workbook.core import measure, published, verdicts
+from mlx_workbook.core import measure, published, stats, verdicts
 from mlx_workbook.investigations.decode_loop import analysis as analysis
 from mlx_workbook.investigations.decode_loop import stats as loop_stats
 from mlx_workbook.probes.loops import variant
@@ -136,7 +136,8 @@ def test_paired_ratios_cancel_drift_between_rounds():
     df = synthetic()
     m = loop_stats.speedup_pct(df, "A", "logprobs_always", "eval_logits")
     assert m.value == pytest.approx(4.5) and m.low == pytest.approx(4.5) and m.high == pytest.approx(4.5)
-    assert len(loop_stats.paired_ratios(df, "A", "pipelined", "batched_10")) == len(DRIFT)
+    decoded = df[(df.experiment == "decode") & (df.metric == "decode_tps") & (df.label == "A")]
+    assert len(stats.paired_ratios(decoded, "variant", "pipelined", "batched_10", ["trial"])) == len(DRIFT)
     # unpaired (ratio of medians), the same rows spread the ratio over the drift
     a, b = loop_stats.decode_tps(df, "A", "logprobs_always"), loop_stats.decode_tps(df, "A", "eval_logits")
     unpaired = measure.ratio_interval(a, b)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlx_workbook.core import verdicts
+from mlx_workbook.core import stats, verdicts
 from mlx_workbook.investigations.kv_cache import analysis as kv
 from mlx_workbook.investigations.kv_cache.findings import findings
 from mlx_workbook.investigations.kv_cache.measure import TIME_METRIC
@@ -143,7 +143,8 @@ def test_statistics_find_a_known_slope_and_where_copying_starts_to_cost():
     # 2.4/2.0 at 4000 and 2.1/2.0 at 1000: beyond a 3% tolerance from 1000 tokens on, not at 100
     assert kv.first_costly_length(ratios, 0.03) == 1000
     assert kv.first_costly_length(ratios, 0.5) is None
-    pooled = kv.pooled_ratio(df, "m", "concat", "preallocated", [10, 100])
+    times = kv.per_token_times(df, "m", [10, 100])
+    pooled = stats.pooled_ratio(times, "strategy", "concat", "preallocated", ["length"], paired_on="trial")
     assert pooled.median == pytest.approx(1.0, abs=0.01) and pooled.n == 12
 
 

@@ -8,7 +8,7 @@ from mlx_lm.generate import generate_step
 from mlx_lm.sample_utils import make_logits_processors, make_sampler
 
 from mlx_workbook import models
-from mlx_workbook.core import results
+from mlx_workbook.core import results, stats
 from mlx_workbook.investigations.decode_loop import measure as loop_bench
 from mlx_workbook.investigations.decode_loop import stats as loop_stats
 from mlx_workbook.investigations.kv_cache import measure as kvcache
@@ -180,7 +180,10 @@ def test_compare_split_and_sampling_record_per_trial(tmp_path, lm):
     samp = df[df.experiment == "sampling"]
     assert set(samp.sampler) == {"greedy", "chain", "chain_compiled", "transfer"} and (samp.value > 0).all()
     assert loop_stats.fastest_measured(df, lm.label) in {"pipelined", "sync"}
-    assert len(loop_stats.paired_ratios(df, lm.label, "pipelined", "sync")) == 3  # one ratio per round
+    assert loop_stats.speedup_pct(df, lm.label, "pipelined", "sync") is not None
+    assert (
+        stats.pooled_ratio(dec, "variant", "pipelined", "sync", [], paired_on="trial").n == 3
+    )  # one per round
 
 
 def test_identity_check_on_a_model_with_clear_margins(tmp_path):

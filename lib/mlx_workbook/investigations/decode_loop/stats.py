@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mlx_workbook.core import measure, verdicts
+from mlx_workbook.core import measure, stats, verdicts
 from mlx_workbook.core.frames import rows
 from mlx_workbook.probes.loops import variant
 
@@ -34,19 +34,12 @@ def decode_tps(df: pd.DataFrame, label: str, name: str) -> pd.Series:
     return rows(df, "decode", "decode_tps", label=label, variant=name).set_index("trial").value
 
 
-def paired_ratios(df: pd.DataFrame, label: str, a: str, b: str) -> pd.Series:
-    """tokens/s of `a` over `b`, round by round (rounds where both ran)."""
-    ta, tb = decode_tps(df, label, a), decode_tps(df, label, b)
-    both = ta.index.intersection(tb.index)
-    return (ta.loc[both] / tb.loc[both]).astype(float)
-
-
 def speedup_pct(df: pd.DataFrame, label: str, a: str, b: str) -> verdicts.Interval | None:
     """How much faster `a` decodes than `b`, in %: median of the per-round ratios - 1, bootstrap interval."""
-    r = paired_ratios(df, label, a, b)
-    if r.empty:
-        return None
-    return verdicts.Interval.change_pct(measure.summarize(r))
+    r = stats.pooled_ratio(
+        rows(df, "decode", "decode_tps", label=label), "variant", a, b, [], paired_on="trial"
+    )
+    return verdicts.Interval.change_pct(r) if r else None
 
 
 # A published speed-up ("4-5%") is approximate ('~' in the write-ups) and of other hardware: it is widened by a

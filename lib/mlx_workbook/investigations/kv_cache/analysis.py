@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from mlx_workbook.core import measure, published
+from mlx_workbook.core import measure, published, stats
 from mlx_workbook.core.frames import rows
 from mlx_workbook.core.verdicts import Interval
 from mlx_workbook.investigations.kv_cache.measure import TIME_METRIC
@@ -75,32 +75,23 @@ def relative_change(df: pd.DataFrame, model: str, strategy: str, first: int, las
     )
 
 
-def paired_ratios(
-    df: pd.DataFrame, model: str, numerator: str, denominator: str, lengths=None
-) -> pd.DataFrame:
-    """Per-trial ratios of one strategy's time over another's, matched on (length, trial): columns length,
-    trial, ratio. Trials of the same round and length ran back to back, so shared drifts cancel."""
+def per_token_times(df: pd.DataFrame, model: str, lengths=None) -> pd.DataFrame:
+    """The stored per-token time rows of one model (at `lengths` only, when given)."""
     sel = rows(df, "per_length", TIME_METRIC, model=model)
-    if lengths is not None:
-        sel = sel[sel.length.isin(lengths)]
-    a = sel[sel.strategy == numerator].groupby(["length", "trial"]).value.median()
-    b = sel[sel.strategy == denominator].groupby(["length", "trial"]).value.median()
-    pairs = pd.concat({"a": a, "b": b}, axis=1).dropna()
-    return (pairs.a / pairs.b).rename("ratio").reset_index()
+    return sel if lengths is None else sel[sel.length.isin(lengths)]
 
 
 def strategy_ratios(df: pd.DataFrame, model: str, numerator: str, denominator: str) -> pd.DataFrame:
-    """Median per-trial ratio of two strategies' times at each length, with its bootstrap interval."""
+    """Median per-trial ratio of two strategies' times at each length, with its bootstrap interval (trials of
+    the same round and length ran back to back, so shared drifts cancel)."""
     out = []
-    for n, g in paired_ratios(df, model, numerator, denominator).groupby("length"):
+    pairs = stats.paired_ratios(
+        per_token_times(df, model), "strategy", numerator, denominator, ["length", "trial"]
+    )
+    for n, g in pairs.groupby("length"):
         s = measure.summarize(g.ratio)
         out.append({"length": int(n), "ratio": s.median, "low": s.low, "high": s.high, "pairs": s.n})
     return pd.DataFrame(out, columns=["length", "ratio", "low", "high", "pairs"])
-
-
-def pooled_ratio(df: pd.DataFrame, model: str, numerator: str, denominator: str, lengths) -> measure.Stats:
-    """One ratio over several lengths: the median of every per-trial ratio at those lengths."""
-    return measure.summarize(paired_ratios(df, model, numerator, denominator, lengths).ratio)
 
 
 def first_costly_length(ratios: pd.DataFrame, tolerance: float) -> int | None:

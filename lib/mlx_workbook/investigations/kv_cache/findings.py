@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mlx_workbook.core import measure, published, verdicts
+from mlx_workbook.core import measure, published, stats, verdicts
 from mlx_workbook.core.frames import rows
 from mlx_workbook.core.results import Finding
 from mlx_workbook.core.verdicts import Interval
@@ -106,7 +106,8 @@ def copy_claims(df, model, original_lengths, longest, tolerance) -> list[Finding
     """kv_copy_no_impact and kv_preallocated_buffers_no_impact: concat over preallocated, paired per trial and
     pooled over the original's lengths (both claims are measured by the same comparison)."""
     first, last = min(original_lengths), max(original_lengths)
-    orig = kv.pooled_ratio(df, model, "concat", "preallocated", original_lengths)
+    times = kv.per_token_times(df, model, original_lengths)
+    orig = stats.pooled_ratio(times, "strategy", "concat", "preallocated", ["length"], paired_on="trial")
     effect = Interval.change_pct(orig)
     at_longest = _row_interval(
         kv.strategy_ratios(df, model, "concat", "preallocated").set_index("length").loc[longest]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 from matplotlib.figure import Figure
 
-from mlx_workbook.core import measure, published
+from mlx_workbook.core import measure, published, stats
 from mlx_workbook.core.frames import rows
 from mlx_workbook.investigations.sdpa_cliff import cliffs
 from mlx_workbook.investigations.sdpa_cliff import measure as attention
@@ -181,10 +181,9 @@ def gqa_ratios(df: pd.DataFrame) -> tuple[measure.Stats, dict[str, measure.Stats
     """repeat_kv over sdpa time, pooled over every case, and per kind (prefill, decode)."""
     gqa = rows(df, "gqa")
     by_kind = {
-        k: attention.pooled_ratio(g, "variant", "repeat_kv", "sdpa", ["length"])
-        for k, g in gqa.groupby("kind")
+        k: stats.pooled_ratio(g, "variant", "repeat_kv", "sdpa", ["length"]) for k, g in gqa.groupby("kind")
     }
-    return attention.pooled_ratio(gqa, "variant", "repeat_kv", "sdpa", ["kind", "length"]), by_kind
+    return stats.pooled_ratio(gqa, "variant", "repeat_kv", "sdpa", ["kind", "length"]), by_kind
 
 
 # --- versions ----------------------------------------------------------------------------------------------

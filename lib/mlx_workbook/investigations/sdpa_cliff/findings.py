@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from mlx_workbook.core import measure, published
+from mlx_workbook.core import measure, published, stats
 from mlx_workbook.core.frames import rows
 from mlx_workbook.core.results import Finding
 from mlx_workbook.core.verdicts import INCONCLUSIVE, NOT_APPLICABLE, Interval, at_least, effect_matches
@@ -73,7 +73,7 @@ class _Versions:
             return None
         sub = rows(self.rows, **filters)
         sub = sub if lengths is None else sub[sub.length.isin(lengths)]
-        return attention.pooled_ratio(sub, "probe_mlx", new, old, ["kind", "mode", "length"])
+        return stats.pooled_ratio(sub, "probe_mlx", new, old, ["kind", "mode", "length"])
 
     def paired_lengths(self, new: str, old: str, **filters) -> list[int]:
         """The lengths measured under both versions (those a pooled ratio pools over)."""

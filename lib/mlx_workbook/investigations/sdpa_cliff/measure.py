@@ -9,10 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
-from mlx_workbook.core import measure
 from mlx_workbook.core.frames import rows
 from mlx_workbook.core.results import Run
 from mlx_workbook.investigations.sdpa_cliff import cliffs
@@ -260,26 +258,6 @@ def pair(df: pd.DataFrame, before: int, after: int, *, tolerance: float, **filte
     if sub.groupby([c for c in GROUP if c in sub.columns]).ngroups > 1:
         raise ValueError(f"filters {filters} leave more than one configuration; add filters")
     return cliffs.pair(sub, before, after, work="flops", tolerance=tolerance)
-
-
-def pooled_ratio(
-    df: pd.DataFrame, column: str, numerator, denominator, keys: list[str]
-) -> measure.Stats | None:
-    """Median ratio numerator/denominator of `column` pooled over matching configurations `keys`.
-
-    Each configuration's trials (both sides) are divided by the denominator's median there first, so lengths
-    with very different times weigh alike; the interval is ratio_interval's bootstrap of the pooled samples."""
-    num, den = [], []
-    for _, g in df.groupby(keys):
-        a = g.loc[g[column] == numerator, "value"].to_numpy(float)
-        b = g.loc[g[column] == denominator, "value"].to_numpy(float)
-        if a.size and b.size:
-            scale = np.median(b)
-            num.append(a / scale)
-            den.append(b / scale)
-    if not num:
-        return None
-    return measure.ratio_interval(np.concatenate(num), np.concatenate(den))
 
 
 def at_lengths(df: pd.DataFrame, lengths: list[int], by: list[str]) -> pd.DataFrame:
