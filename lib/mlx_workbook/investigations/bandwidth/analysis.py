@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from mlx_workbook.core import measure, published, verdicts
 from mlx_workbook.core.frames import rows
 from mlx_workbook.probes.kernels import Ceiling
-from mlx_workbook.report import plots
+from mlx_workbook.report import plots, text
 
 GB = 1e9
 PARTS = ["embedding_rows", "lm_head", "dense_layers", "experts_active", "kv_read", "kv_written"]
@@ -24,11 +24,6 @@ PARTS = ["embedding_rows", "lm_head", "dense_layers", "experts_active", "kv_read
 def interval(s: measure.Stats | None, scale: float = 1.0) -> verdicts.Interval | None:
     """A Stats' median and interval, scaled (e.g. 100 for a ratio in %); None when nothing was measured."""
     return verdicts.Interval.of(s).scaled(scale) if s else None
-
-
-def as_text(s: measure.Stats | None, unit: str = "", scale: float = 1.0, digits: int = 3) -> str:
-    """'12.3 tok/s [11.9, 12.6]' (or 'n/a')."""
-    return verdicts.describe(interval(s, scale), unit, digits) if s else "n/a"
 
 
 # --- bytes per token -----------------------------------------------------------------------------------------
@@ -373,8 +368,7 @@ def published_decode() -> pd.DataFrame:
 
 def _published_text(pub: pd.DataFrame) -> str:
     return "; ".join(
-        (f"{r.tok_s_low:g}" if r.tok_s_low == r.tok_s_high else f"{r.tok_s_low:g}-{r.tok_s_high:g}")
-        + f" ({r.basis})"
+        f"{text.span(r.tok_s_low, r.tok_s_high)} ({r.basis})"
         for r in pub.itertuples()
         if pd.notna(r.tok_s_low)
     )

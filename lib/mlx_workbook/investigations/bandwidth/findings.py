@@ -86,7 +86,7 @@ class Ctx:
         )
 
 
-iv, txt = bw.interval, bw.as_text
+iv, txt = bw.interval, text.interval_text
 
 
 def findings(df: pd.DataFrame, acc: pd.DataFrame, ceiling: Ceiling, params: dict) -> list[Finding]:
@@ -276,7 +276,7 @@ def _python_overhead(c: Ctx, ref4, s) -> None:
     c.add(
         "python_overhead_lt_1pct",
         verdicts.HOLDS if below else verdicts.INCONCLUSIVE,
-        f"Everything that is not the roofline's memory time is {verdicts.describe(py, '%')} of a {ref4} step on "
+        f"Everything that is not the roofline's memory time is {text.interval_text(py, '%')} of a {ref4} step on "
         f"{c.where}: an upper bound on the Python share, "
         + (
             f"below {limit:g}%, so the claim holds."

@@ -9,9 +9,10 @@ from matplotlib.figure import Figure
 from mlx_workbook.core import measure, published, verdicts
 from mlx_workbook.core.frames import rows
 from mlx_workbook.core.results import Finding
-from mlx_workbook.investigations.bandwidth.analysis import as_text, interval
+from mlx_workbook.investigations.bandwidth.analysis import interval
 from mlx_workbook.probes.kernels import Ceiling
 from mlx_workbook.report import plots
+from mlx_workbook.report.text import interval_text
 
 SRC = "004_bandwidth"  # the write-up whose server-overhead table these findings quote
 PREQUANT_TOLERANCE_PTS = 10  # percentage points around the published gain: run-to-run decode noise is a few %
@@ -157,7 +158,7 @@ def findings(df: pd.DataFrame, where: str, params: dict) -> list[Finding]:
                 f"server overhead at {n} tokens). "
                 + (
                     f"In process, the fixed start of a {n}-token request (prefill + first token) is "
-                    f"{verdicts.describe(fixed, '%')} of it on {label}, {where}; any per-request cost shrinks "
+                    f"{interval_text(fixed, '%')} of it on {label}, {where}; any per-request cost shrinks "
                     "with the length the same way."
                     if fixed
                     else f"{n} tokens is not in lengths."
@@ -198,7 +199,7 @@ def _batch_and_cache(df: pd.DataFrame, where: str, params: dict, label: str) -> 
             id="batch32_speedup" if top == 32 else "batch_speedup",
             section="batch",
             measured=interval(speed).measured("x") if speed else None,
-            statement=f"Batch {top} decodes {as_text(speed, 'x')} the aggregate tok/s of batch 1 with mlx-lm's "
+            statement=f"Batch {top} decodes {interval_text(speed, 'x')} the aggregate tok/s of batch 1 with mlx-lm's "
             f"BatchGenerator ({b[b.batch == 1].value.median():.1f} -> {b[b.batch == top].value.median():.1f} "
             f"tok/s, {top} sequences of {params['batch_tokens']} tokens, {label}, {where}); the batched "
             f"roofline allows {tab.roofline_tps[top] / tab.roofline_tps[1]:.1f}x, and batch {top} reaches "
@@ -227,7 +228,7 @@ def _batch_and_cache(df: pd.DataFrame, where: str, params: dict, label: str) -> 
             section="prompt-cache",
             measured=interval(speed).measured("x"),
             statement=f"A cached {int(pc.prefix_tokens.iloc[0])}-token prefix cuts time to first token "
-            f"{as_text(speed, 'x')} ({med['no cache']:.1f} -> {med['cached prefix']:.1f} ms) for "
+            f"{interval_text(speed, 'x')} ({med['no cache']:.1f} -> {med['cached prefix']:.1f} ms) for "
             f"{int(pc.suffix_tokens.iloc[0])} new tokens on {label}, {where}; same first token: "
             f"{same_first_token(df)}.",
         )
@@ -249,7 +250,7 @@ def _prequant(df: pd.DataFrame, where: str) -> Finding:
         "prequantized_vs_otf_quant_gain",
         verdicts.effect_matches(pct, lo, hi, PREQUANT_TOLERANCE_PTS),
         f"Pre-quantized vs quantized at load time ({pq.label.iloc[0]}, both through mlx_lm.load): decode "
-        f"{verdicts.describe(pct, '%')} (published +{hi:g}%, tolerance {PREQUANT_TOLERANCE_PTS:g} points); "
+        f"{interval_text(pct, '%')} (published +{hi:g}%, tolerance {PREQUANT_TOLERANCE_PTS:g} points); "
         "identical tokens: "
         f"{prequant_same_tokens(df)}; load {loads['pre-quantized']:.2f} s vs {loads['quantized at load time']:.2f} s, "
         f"{where}. With the same quantization code both paths end with the same weights, so decode speed "

@@ -19,6 +19,7 @@ from mlx_workbook.investigations.decode_loop.analysis import (
     split_share,
     variant_table,
 )
+from mlx_workbook.report.text import change_text, interval_text, share_text, span, span_pct
 
 # claim -> (what its one-factor pair isolates, notebook section, headline)
 SPEEDUPS = {
@@ -71,19 +72,8 @@ TOKEN_TIME_CLAIM = "per_token_time_flat"
 
 
 def pct(i: Interval) -> str:
-    return f"{i.value:+.2f}% [{i.low:+.2f}, {i.high:+.2f}]"
-
-
-def span(lo: float, hi: float) -> str:
-    return f"{lo:g}" if lo == hi else f"{lo:g}-{hi:g}"
-
-
-def span_pct(lo: float, hi: float) -> str:
-    return f"{lo:.0%} on every one" if lo == hi else f"{lo:.0%} to {hi:.0%}"
-
-
-def share_text(i: Interval) -> str:
-    return f"{i.value:.1f}% [{i.low:.1f}, {i.high:.1f}]"
+    """A speed-up in % at two decimals: sub-1% claims are judged here."""
+    return change_text(i, "+.2f")
 
 
 def _not_measured(claim_id: str, section: str, what: str) -> Finding:
@@ -274,8 +264,8 @@ def sampling_findings(df: pd.DataFrame, s: Setup) -> list[Finding]:
             section="sampling",
             measured=m.measured("x"),
             published=published.reference("compiled_sampling_speedup_expected"),
-            statement=f"Compiling the sampling chain into one mx.compile speeds sampling alone by {m.value:.2f}x "
-            f"[{m.low:.2f}, {m.high:.2f}] ({label} vocabulary, {s.where}); expected {span(lo, hi)}x (seed 000, "
+            statement=f"Compiling the sampling chain into one mx.compile speeds sampling alone by "
+            f"{interval_text(m, 'x', fmt='.2f')} ({label} vocabulary, {s.where}); expected {span(lo, hi)}x (seed 000, "
             f"not implemented there); verdict (published range widened by {COMPILED_SAMPLING_TOLERANCE_X:g}x): "
             f"{verdict}.",
         )
@@ -326,7 +316,7 @@ def absolute_findings(df: pd.DataFrame, s: Setup) -> list[Finding]:
     label, na, summary = s.claims_label, verdicts.NOT_APPLICABLE, variant_table(df)
     ref, best = loop_stats.decode_tps(df, label, "mlx_lm"), loop_stats.fastest_library_loop(summary, label)
     ref_tps, best_tps = measure.summarize(ref), measure.summarize(loop_stats.decode_tps(df, label, best))
-    tps_text = f"{ref_tps.median:.1f} tok/s [{ref_tps.low:.1f}, {ref_tps.high:.1f}]"
+    tps_text = interval_text(ref_tps, " tok/s", fmt=".1f")
     out = []
     for claim_id, value, text in (
         (
@@ -342,8 +332,8 @@ def absolute_findings(df: pd.DataFrame, s: Setup) -> list[Finding]:
         (
             "mlxnode_decode_tok_s_001",
             Interval.of(best_tps),
-            f"mlx-node cannot run here; our fastest loop ({best}) decodes {label} at {best_tps.median:.1f} tok/s "
-            f"[{best_tps.low:.1f}, {best_tps.high:.1f}] on {s.where}",
+            f"mlx-node cannot run here; our fastest loop ({best}) decodes {label} at "
+            f"{interval_text(best_tps, ' tok/s', fmt='.1f')} on {s.where}",
         ),
     ):
         c = published.claim(claim_id)
@@ -444,8 +434,8 @@ def absolute_findings(df: pd.DataFrame, s: Setup) -> list[Finding]:
             section="variants",
             measured=Interval.of(fwd).measured("ms"),
             published=published.reference("mlxlm_forward_pass_ms"),
-            statement=f"mlx-lm's whole greedy step (forward pass included) takes {fwd.median:.3g} ms per token "
-            f"[{fwd.low:.3g}, {fwd.high:.3g}] for {label} on {s.where}; published ~{fwd_pub['published']:g} "
+            statement=f"mlx-lm's whole greedy step (forward pass included) takes "
+            f"{interval_text(fwd, ' ms per token')} for {label} on {s.where}; published ~{fwd_pub['published']:g} "
             f"{fwd_pub['unit']} forward pass (hardware: {fwd_pub['hardware']}): an absolute time of other "
             f"hardware.",
         )

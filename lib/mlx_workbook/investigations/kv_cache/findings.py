@@ -14,14 +14,11 @@ from mlx_workbook.core.frames import rows
 from mlx_workbook.core.results import Finding
 from mlx_workbook.core.verdicts import Interval
 from mlx_workbook.investigations.kv_cache import analysis as kv
+from mlx_workbook.report.text import change_text, interval_text, span
 
 # A one-token write that copied its buffer would take at least about this share of a full copy's time (ours:
 # the copy's own time at the same size, halved for the noise of one small write).
 COPY_LIKE_RATIO = 0.5
-
-
-def _pct(change: Interval) -> str:
-    return f"{change.value:+.1f}% [{change.low:+.1f}, {change.high:+.1f}]"
 
 
 def _row_interval(row) -> Interval:
@@ -37,8 +34,7 @@ def _published_figure(claim_id: str) -> str:
     """A claim's published figure as the write-up gives it: '20 ms', '18-19 ms', '0%'."""
     low, high = published.figure_range(claim_id)
     unit = published.claim(claim_id).get("unit") or ""
-    figure = f"{low:g}" if low == high else f"{low:g}-{high:g}"
-    return f"{figure}{'' if unit in ('', '%') else ' '}{unit}"
+    return f"{span(low, high)}{'' if unit in ('', '%') else ' '}{unit}"
 
 
 def every_part_holds(parts) -> str:
@@ -75,7 +71,8 @@ def flat_in_original_range(df, model, strategies, original_lengths, tolerance) -
         statement=f"{kv.model_label(df, model)} on {kv.where(df)}: time per token from {first} to {last} tokens of "
         f"context changes "
         + "; ".join(
-            f"{s} {_pct(change[s])} ({ms[s][0]:.3g} -> {ms[s][1]:.3g} ms, {each[s]})" for s in strategies
+            f"{s} {change_text(change[s])} ({ms[s][0]:.3g} -> {ms[s][1]:.3g} ms, {each[s]})"
+            for s in strategies
         )
         + f". Flat within ±{tolerance:.0%}: {overall} (published: {pub}).",
     )
@@ -94,7 +91,7 @@ def full_range(df, model, strategies, lengths, tolerance) -> Finding:
         statement=f"{kv.model_label(df, model)}: from {shortest} to {longest} tokens of context the time per token "
         f"changes "
         + "; ".join(
-            f"{s} {_pct(change[s])}, slope {sl.loc[s, 'ms_per_1k_tokens']:.3g} "
+            f"{s} {change_text(change[s])}, slope {sl.loc[s, 'ms_per_1k_tokens']:.3g} "
             f"[{sl.loc[s, 'low']:.3g}, {sl.loc[s, 'high']:.3g}] ms per 1000 tokens"
             for s in strategies
         )
@@ -136,7 +133,7 @@ def copy_claims(df, model, original_lengths, longest, tolerance) -> list[Finding
                 ),
                 statement=f"{kv.model_label(df, model)} on {kv.where(df)}, contexts {first}..{last} tokens: "
                 f"{what} changes "
-                f"the time per token by {verdicts.describe(effect, '%')} against preallocated (median of "
+                f"the time per token by {interval_text(effect, '%')} against preallocated (median of "
                 f"{orig.n} paired trials; no impact (published: {_published_figure(cid)}) within "
                 f"±{tolerance:.0%}: {v}); "
                 f"at {longest} tokens the ratio is {at_longest.value:.3f} [{at_longest.low:.3f}, "
@@ -155,11 +152,11 @@ def copy_cost_onset(df, model, longest, tolerance, headline: bool) -> Finding:
     label = kv.model_label(df, model)
     statement = (
         f"{label}: copying the cache every token (concat) costs more than {tolerance:.0%} per token from "
-        f"{onset} tokens of context on: {_pct(at_pct)} there, {last_pct.value:+.1f}% at {longest} tokens."
+        f"{onset} tokens of context on: {change_text(at_pct)} there, {last_pct.value:+.1f}% at {longest} tokens."
         if onset is not None
         else f"{label}: at no measured length up to {longest} tokens does copying the cache every token "
         f"(concat) cost more than {tolerance:.0%} per token with confidence; at {longest} tokens the "
-        f"per-trial ratio to preallocated is {at.value:.3f} [{at.low:.3f}, {at.high:.3f}]."
+        f"per-trial ratio to preallocated is {interval_text(at, fmt='.3f')}."
     )
     # value is a length (no interval of its own); the ratio's interval at that length is stored beside it
     return Finding(
@@ -205,8 +202,8 @@ def slice_update_claim(df) -> Finding:
             size_mb=float(big),
             slice_update_ms_per_mb=slope["slope"],
         ),
-        statement=f"On {kv.where(df)}, a one-token slice_update into a {big:g} MB buffer takes {ratio.median:.3g}x "
-        f"[{ratio.low:.3g}, {ratio.high:.3g}] the time of copying the buffer, and its time grows "
+        statement=f"On {kv.where(df)}, a one-token slice_update into a {big:g} MB buffer takes "
+        f"{interval_text(ratio, 'x')} the time of copying the buffer, and its time grows "
         f"{1e3 * slope['slope']:.3g} µs per MB [{1e3 * slope['low']:.3g}, {1e3 * slope['high']:.3g}]: "
         f"{meaning}, so 'slice_update creates new arrays' as an explanation of a copy per token: {v}.",
     )
