@@ -108,6 +108,7 @@ from IPython.display import Markdown, display
 
 from mlx_workbook.core import results
 from mlx_workbook.investigations.decode_loop import analysis as analysis
+from mlx_workbook.investigations.decode_loop import findings
 from mlx_workbook.investigations.decode_loop import measure as loop_bench
 from mlx_workbook.investigations.kv_cache import measure as kvcache
 
@@ -312,7 +313,7 @@ display(analysis.fastest_table(df, summary, setup).round(2))
 # ## Findings <a id="findings"></a>
 
 # %%
-for finding in analysis.findings(df, setup):
+for finding in findings.findings(df, setup):
     run.add_finding(finding)
 run.finish()
 display(

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from mlx_workbook.core import measure, published, stats, verdicts
-from mlx_workbook.investigations.decode_loop import analysis as analysis
+from mlx_workbook.investigations.decode_loop import analysis, findings
 from mlx_workbook.investigations.decode_loop import stats as loop_stats
 from mlx_workbook.probes.loops import variant
 
@@ -172,7 +172,7 @@ def test_tables_and_charts_from_rows():
 
 
 def test_findings_cover_every_claim_with_planted_verdicts():
-    found = by_id(analysis.findings(synthetic(), SETUP))
+    found = by_id(findings.findings(synthetic(), SETUP))
     assert {c["id"] for c in published.claims("02_decode_loop")} <= set(found)
     assert found["unused_logits_eval_cost"].verdict == verdicts.HOLDS
     assert found["unused_logits_eval_cost"].measured["value"] == pytest.approx(4.5)
@@ -198,10 +198,10 @@ def test_findings_cover_every_claim_with_planted_verdicts():
 
 
 def test_identity_verdict_comes_from_the_identity_check_not_the_presets():
-    ok = by_id(analysis.findings(synthetic(1.0), SETUP))["greedy_tokens_identical"]
+    ok = by_id(findings.findings(synthetic(1.0), SETUP))["greedy_tokens_identical"]
     assert ok.verdict == verdicts.HOLDS and "exactly generate_step's 32 tokens" in ok.statement
     assert "50% on every one" in ok.statement and "information" in ok.statement  # presets quoted apart
-    bad = by_id(analysis.findings(synthetic(0.5), SETUP))["greedy_tokens_identical"]
+    bad = by_id(findings.findings(synthetic(0.5), SETUP))["greedy_tokens_identical"]
     assert bad.verdict == verdicts.DOES_NOT_HOLD and "pipelined from token 16" in bad.statement
     assert "NOT exactly" not in bad.statement
 
@@ -209,7 +209,7 @@ def test_identity_verdict_comes_from_the_identity_check_not_the_presets():
 def test_missing_pairs_and_samplers_are_said_not_guessed():
     df = synthetic()
     df = df[~df.variant.isin(["eval_logits"]) & ~df.sampler.isin(["chain_compiled"])]
-    found = by_id(analysis.findings(df, SETUP))
+    found = by_id(findings.findings(df, SETUP))
     assert found["unused_logits_eval_cost"].verdict == verdicts.INCONCLUSIVE
     assert "Not measured" in found["unused_logits_eval_cost"].statement
     assert found["compiled_sampling_speedup_expected"].verdict == verdicts.INCONCLUSIVE
@@ -234,16 +234,16 @@ def test_speedup_verdicts_follow_the_one_rule():
     # published 4-5%, widened by loop_stats.claim_tolerance: an interval straddling an edge cannot tell
     lo, hi = published.figure_range("unused_logits_eval_cost")
     tol = loop_stats.claim_tolerance(lo, hi)
-    straddle = by_id(analysis.findings(_with_noisy_pair(synthetic(), [4.5, 12.0, 0.5, 9.0, 4.5]), SETUP))
+    straddle = by_id(findings.findings(_with_noisy_pair(synthetic(), [4.5, 12.0, 0.5, 9.0, 4.5]), SETUP))
     m = straddle["unused_logits_eval_cost"].measured
     assert m["low"] < lo - tol or m["high"] > hi + tol
     assert straddle["unused_logits_eval_cost"].verdict == verdicts.INCONCLUSIVE
-    above = by_id(analysis.findings(_with_noisy_pair(synthetic(), [15.0, 16.0, 15.5, 15.0, 16.0]), SETUP))
+    above = by_id(findings.findings(_with_noisy_pair(synthetic(), [15.0, 16.0, 15.5, 15.0, 16.0]), SETUP))
     assert above["unused_logits_eval_cost"].verdict == verdicts.DOES_NOT_HOLD
 
 
 def test_statements_quote_the_published_figures():
-    found = by_id(analysis.findings(synthetic(), SETUP))
+    found = by_id(findings.findings(synthetic(), SETUP))
     lm, node = published.claim("mlxlm_variance_pct"), published.claim("mlxnode_variance_pct")
     assert f"published {lm['published']:g}%" in found["mlxlm_variance_pct"].statement
     assert f"{node['published']:g}% vs {lm['published']:g}%" in found["mlxnode_variance_pct"].statement

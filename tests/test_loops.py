@@ -179,7 +179,7 @@ def test_compare_split_and_sampling_record_per_trial(tmp_path, lm):
     assert set(split.phase) == set(loops.PHASES) | {"other"}
     samp = df[df.experiment == "sampling"]
     assert set(samp.sampler) == {"greedy", "chain", "chain_compiled", "transfer"} and (samp.value > 0).all()
-    assert loop_stats.fastest_measured(df, lm.label) in {"pipelined", "sync"}
+    assert loop_bench.fastest_measured(df, lm.label) in {"pipelined", "sync"}
     assert loop_stats.speedup_pct(df, lm.label, "pipelined", "sync") is not None
     assert (
         stats.pooled_ratio(dec, "variant", "pipelined", "sync", [], paired_on="trial").n == 3

@@ -1,5 +1,5 @@
 """02_decode_loop: the stored measurements (loop_bench) turned into its tables and charts; its findings are in
-decode_loop_findings (re-exported here as `findings`). Every function reads run.measurements only."""
+findings.py (which reads these tables). Every function reads run.measurements only."""
 
 from __future__ import annotations
 
@@ -250,9 +250,3 @@ def fastest_table(df: pd.DataFrame, summary: pd.DataFrame, setup: Setup) -> pd.D
             }
         )
     return pd.DataFrame(out)
-
-
-def findings(df: pd.DataFrame, setup: Setup) -> list:
-    from mlx_workbook.investigations.decode_loop.findings import findings as build
-
-    return build(df, setup)

@@ -8,7 +8,7 @@ Method, and why (a GPU decode step of a 0.6B model is mostly host work, so host 
 - Python's cyclic garbage collector is off while a round runs (as `timeit` does) and collected between
   rounds: a collection pass over a notebook's heap takes tens of ms, the size of a whole short trial;
 - rounds: each runs every variant once, in an order rotated by one per round, so a change of machine state
-  hits all variants alike, and loop_stats pairs the variants round by round.
+  hits all variants alike, and stats.py pairs the variants round by round.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import mlx.core as mx
 import pandas as pd
 
 from mlx_workbook import models
-from mlx_workbook.investigations.decode_loop import stats as loop_stats
+from mlx_workbook.core.frames import rows
 from mlx_workbook.probes import decode, sampling
 from mlx_workbook.probes.loops import PhaseClock, parse_model, steps, variant
 
@@ -246,6 +246,15 @@ def _split_trials(run, loaded, names, prompt, max_tokens, repeats, seed) -> None
             )
 
 
+def fastest_measured(df: pd.DataFrame, label: str) -> str:
+    """The greedy library loop with the highest median decode tokens/s so far on one model (generate_step
+    excluded), from the raw rows: cheap enough mid-measurement to pick the loop whose time is split next.
+    (The analysis names the fastest from its bootstrap summary: stats.fastest_library_loop.)"""
+    medians = rows(df, "decode", "decode_tps", label=label).groupby("variant").value.median()
+    greedy = [n for n in medians.index if variant(n).family == "greedy" and n != "mlx_lm"]
+    return str(medians.loc[greedy].idxmax())
+
+
 def measure_model(
     run,
     spec_text: str,
@@ -278,7 +287,7 @@ def measure_model(
         seed=seed,
     )
     record_agreement(run, loaded, tokens)
-    fastest = loop_stats.fastest_measured(run.measurements, loaded.label)
+    fastest = fastest_measured(run.measurements, loaded.label)
     time_split(
         run,
         loaded,

@@ -1,4 +1,4 @@
-"""Reading the decode-loop comparison (experiment 'decode' of loop_bench.compare) back from stored rows.
+"""Reading the decode-loop comparison (experiment 'decode' of measure.compare) back from stored rows.
 
 Effects are paired by round: compare() runs every variant once per round, so the ratio of two variants'
 tokens/s within one round cancels whatever drifted between rounds (clocks, other load); the effect is the
@@ -95,11 +95,3 @@ def fastest_library_loop(summary: pd.DataFrame, label: str) -> str:
     """The library's greedy variant with the highest median tokens/s on a model (generate_step excluded)."""
     g = summary[(summary.label == label) & (summary.family == "greedy") & (summary.variant != "mlx_lm")]
     return str(g.sort_values("tok_s").variant.iloc[-1])
-
-
-def fastest_measured(df: pd.DataFrame, label: str) -> str:
-    """The same choice from the raw rows (median tokens/s only, no bootstrap): cheap enough mid-measurement."""
-    dec = rows(df, "decode", "decode_tps", label=label)
-    medians = dec.groupby("variant").value.median()
-    greedy = [n for n in medians.index if variant(n).family == "greedy" and n != "mlx_lm"]
-    return str(medians.loc[greedy].idxmax())
