@@ -3,7 +3,6 @@
 import mlx.core as mx
 import numpy as np
 import pytest
-from mlx.utils import tree_map
 from mlx_lm.generate import generate_step
 from mlx_lm.sample_utils import make_logits_processors, make_sampler
 
@@ -18,12 +17,9 @@ N = 24
 
 
 def lively(dtype: str):
-    """The tiny preset with weights scaled up: at the usual 0.02 init greedy decoding repeats one token,
-    which would make 'identical tokens' a weak test; scaled, it emits varied tokens with some repeats."""
-    lm = models.build_preset("tiny", dtype=dtype)
-    lm.model.update(tree_map(lambda v: v * 10 if v.ndim >= 2 else v, lm.model.parameters()))
-    mx.eval(lm.model.parameters())
-    return lm
+    """The tiny preset with weights scaled up (kv_cache's varied_model): at the usual 0.02 init greedy decoding
+    repeats one token, which would make 'identical tokens' a weak test; scaled, it emits varied tokens."""
+    return kvcache.varied_model("tiny", scale=10.0, dtype=dtype)
 
 
 @pytest.fixture(scope="module")

@@ -157,7 +157,7 @@ def check_identity(
     run, loaded: models.LoadedModel, names: list[str], *, prompt_tokens: int, max_tokens: int, seed: int = 0
 ) -> pd.DataFrame:
     """Greedy tokens of every greedy variant against generate_step's on a model with clear logit margins
-    (kvcache.varied_model: weights scaled up), so equal tokens test the loop logic, not rounding luck.
+    (kv_cache.measure.varied_model: weights scaled up), so equal tokens test the loop logic, not rounding luck.
     Recorded as experiment 'identity' (equal share and first differing position per variant)."""
     prompt = models.random_prompt(loaded, prompt_tokens, seed=seed)
     ref = decode.measure_generation(loaded.model, prompt, max_tokens, loop=variant("mlx_lm").loop()).tokens
@@ -166,7 +166,8 @@ def check_identity(
         toks = decode.measure_generation(
             loaded.model, prompt, max_tokens, loop=variant(name).loop(), seed=seed
         ).tokens
-        diverge = next((i for i, (a, b) in enumerate(zip(toks, ref)) if a != b), len(ref))
+        diverge = decode.first_divergence(toks, ref)
+        diverge = len(ref) if diverge is None else diverge
         rows.append(
             {
                 "variant": name,

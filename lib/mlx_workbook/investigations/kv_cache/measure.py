@@ -283,11 +283,6 @@ def varied_model(preset: str = "tiny", scale: float = 10.0, dtype: str = "float3
     return loaded
 
 
-def first_divergence(a: list[int], b: list[int]) -> int | None:
-    """Index of the first differing token (None when equal over the shorter length)."""
-    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None)
-
-
 def compare_tokens(
     loaded, prompt: mx.array, tokens: int, *, strategies, step: int, window: int, keep: int = 4
 ) -> pd.DataFrame:
@@ -307,7 +302,7 @@ def compare_tokens(
             {
                 "strategy": s,
                 "tokens": len(t),
-                "first_divergence": first_divergence(t, ref),
+                "first_divergence": decode.first_divergence(t, ref),
                 "identical": t == ref,
             }
             for s, t in out.items()
