@@ -119,7 +119,7 @@ measure.validate(
     max_length=min(models.preset_config(p).get("max_position_embeddings", 10**9) for p in presets),
 )
 
-run = results.start("01_kv_cache", globals(), method_version=3)
+run = results.start("01_kv_cache", globals(), method_version=4)
 display(pd.Series(run.environment.as_dict() | {"run_id": run.run_id}, name="environment").to_frame())
 
 # %% [markdown]
@@ -239,11 +239,14 @@ for name in presets:
 # ## Where the time of a token goes <a id="time_split"></a>
 # mlx-lm's loop pipelines: it builds and submits the next token's graph (`mx.async_eval`) before it waits for
 # the current token, so a host clock cannot tell graph building from the device's work. At the lengths in
-# `split_lengths`, after the pipelined decode, the same cache is decoded `split_tokens` more tokens by a
-# synchronous copy of mlx-lm's step (`tokentime.instrumented_loop`): build the lazy graph of the forward pass
-# and the greedy sample (Python), `mx.eval` it (dispatch, the device's execution, waiting for it), then
-# `item()` (copy the token id to the host). Bars: medians per step; black ticks: the pipelined loop's time
-# per token at the same length, for comparison.
+# `split_lengths`, after the pipelined decode, the same cache is decoded `split_tokens` more tokens by the
+# workbook's one decode loop (`loops.steps`) run synchronously with mlx-lm's step (logprobs, greedy) and a
+# per-token clock. Each step's host time splits into *graph build* (the forward pass's lazy graph), *sampling*
+# (the logprobs and sampler graph), *encode/launch* (inside `async_eval`: the graph handed to the device),
+# *wait for device* (blocked until the token is computed, then `item()`), *other* (the loop's own Python).
+# All are host time; on a synchronous step the device's work shows as the wait. Bars: medians per step; black
+# ticks: the pipelined loop's time per token at the same length, for comparison. Method version 4: the split
+# was build / eval / item before (eval counted launch and wait together, and build included sampling).
 
 # %%
 for name in presets:

@@ -124,7 +124,7 @@ if (
         "max_tokens, split_tokens and identity_tokens must be >= 2, repeats >= 3 (a CV needs "
         "spread), split_repeats, prompt_tokens, sampler_calls and sampler_repeats >= 1, warmup >= 0"
     )
-run = results.start("02_decode_loop", globals(), method_version=2)
+run = results.start("02_decode_loop", globals(), method_version=3)
 env = run.environment
 where = f"{env.device} ({env.backend}, mlx {env.mlx})"
 display(pd.Series(env.as_dict() | {"run_id": run.run_id}, name="environment").to_frame())
@@ -216,11 +216,14 @@ display(
 # %% [markdown]
 # ## Where the time per token goes <a id="split"></a>
 # Host time of each decode step, by phase, as a share of the time from the first token to the last:
-# *graph building* (the model call: MLX only records the graph), *sampling* (logprobs and sampler graph),
-# *device execution* (`eval`, or the `async_eval` that hands the graph to the device), *token sync*
-# (`item()`: waiting for the token), *other* (the loop's own Python). The original's table (seed 001, mlx-node
-# before its clean-up, Apple Silicon) is the last bar: its "forward pass" is graph building, its "async eval"
-# device execution, its "token extract" token sync.
+# *graph build* (the model call: MLX only records the graph), *sampling* (logprobs and sampler graph),
+# *encode/launch* (inside `async_eval`: the graph handed to the device), *wait for device* (blocked until the
+# token is computed: `eval` of it, then `item()`), *other* (the loop's own Python). Every phase is host time:
+# while the host is in any of them the device may be working, so none is the device's execution time. The
+# original's table (seed 001, mlx-node before its clean-up, Apple Silicon) is the last bar: its "forward pass"
+# is graph build, its "async eval" encode/launch, its "token extract" wait for device. Method version 3: the
+# phases were named "graph building", "device execution", "token sync" before, and a synchronous step's
+# `eval` counted whole as "device execution"; it is now split into encode/launch and wait for device.
 
 # %%
 shares = analysis.split_shares(df)

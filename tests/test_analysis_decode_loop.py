@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlx_workbook.core import measure, published, verdicts
+from mlx_workbook.core import measure, published, stats, verdicts
 from mlx_workbook.investigations.decode_loop import analysis, findings
 from mlx_workbook.investigations.decode_loop import stats as loop_stats
 from mlx_workbook.probes.loops import variant
@@ -29,7 +29,7 @@ FACTORS = {
     "rep_penalty": 1.0,
     "rep_penalty_loop": 1.0,
 }
-SHARES = {"graph building": 3.0, "sampling": 1.5, "device execution": 90.0, "token sync": 5.0, "other": 0.5}
+SHARES = {"graph build": 3.0, "sampling": 1.5, "encode/launch": 90.0, "wait for device": 5.0, "other": 0.5}
 
 
 H200 = {"backend": "cuda", "device": "NVIDIA H200"}
@@ -141,7 +141,8 @@ def test_paired_ratios_cancel_drift_between_rounds():
     df = synthetic()
     m = loop_stats.speedup_pct(df, "A", "logprobs_always", "eval_logits")
     assert m.value == pytest.approx(4.5) and m.low == pytest.approx(4.5) and m.high == pytest.approx(4.5)
-    assert len(loop_stats.paired_ratios(df, "A", "pipelined", "batched_10")) == len(DRIFT)
+    decoded = df[(df.experiment == "decode") & (df.metric == "decode_tps") & (df.label == "A")]
+    assert len(stats.paired_ratios(decoded, "variant", "pipelined", "batched_10", ["trial"])) == len(DRIFT)
     # unpaired (ratio of medians), the same rows spread the ratio over the drift
     a, b = loop_stats.decode_tps(df, "A", "logprobs_always"), loop_stats.decode_tps(df, "A", "eval_logits")
     unpaired = measure.ratio_interval(a, b)
@@ -164,7 +165,7 @@ def test_tables_and_charts_from_rows():
     assert fastest.loc["A", "fastest"] == "pipelined" and fastest.loc["A", "judged"] == "pipelined"
     assert fastest.loc["A", "judged_vs_generate_step_pct"] == pytest.approx(1.5)
     shares = analysis.split_shares(df)
-    assert shares.loc[0, "device execution"] == pytest.approx(90.0)
+    assert shares.loc[0, "encode/launch"] == pytest.approx(90.0)
     for fig in (
         analysis.speed_chart(summary, "x"),
         analysis.split_chart(shares, "x"),

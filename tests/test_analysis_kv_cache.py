@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlx_workbook.core import verdicts
+from mlx_workbook.core import stats, verdicts
 from mlx_workbook.investigations.kv_cache import analysis as kv
 from mlx_workbook.investigations.kv_cache import findings as kv_findings
 from mlx_workbook.investigations.kv_cache.findings import findings
@@ -69,12 +69,21 @@ def _full(slope_ms_per_token: dict, drift=0.0, slice_copies=False) -> pd.DataFra
                 )
                 for t in range(3)
             ]
+        phases = [("graph build", 0.8), ("sampling", 0.2), ("encode/launch", 0.5), ("wait for device", 2.5)]
         rows += [
             dict(
-                BASE, experiment="time_split", metric=p, model="m", strategy=s, length=4000, trial=t, value=v
+                BASE,
+                experiment="time_split",
+                metric="phase_ms",
+                phase=p,
+                model="m",
+                strategy=s,
+                length=4000,
+                trial=t,
+                value=v,
             )
             for t in range(3)
-            for p, v in [("build_ms", 1.0), ("eval_ms", 3.0), ("item_ms", 0.0), ("total_ms", 4.0)]
+            for p, v in [*phases, ("other", 0.0), ("total", 4.0)]
         ]
     for size in (1, 16, 64):  # slice_update constant (in place) or like the copy; concatenate grows with size
         for t in range(5):
@@ -135,7 +144,8 @@ def test_statistics_find_a_known_slope_and_where_copying_starts_to_cost():
     # 2.4/2.0 at 4000 and 2.1/2.0 at 1000: beyond a 3% tolerance from 1000 tokens on, not at 100
     assert kv.first_costly_length(ratios, 0.03) == 1000
     assert kv.first_costly_length(ratios, 0.5) is None
-    pooled = kv.pooled_ratio(df, "m", "concat", "preallocated", [10, 100])
+    times = kv.per_token_times(df, "m", [10, 100])
+    pooled = stats.pooled_ratio(times, "strategy", "concat", "preallocated", ["length"], paired_on="trial")
     assert pooled.median == pytest.approx(1.0, abs=0.01) and pooled.n == 12
 
 
@@ -195,7 +205,9 @@ def test_findings_judge_planted_effects():
     assert out["slice_update_creates_new_arrays"].measured["value"] == pytest.approx(0.0, abs=0.05)
     assert out["cache_bytes_m"].measured["value"] == pytest.approx(4000 * KV_BYTES / 2**20)
     assert "rotating 0.477 MiB" in out["cache_bytes_m"].statement
-    assert out["time_split"].measured["value"] == 4.0 and "4000 tokens" in out["time_split"].statement
+    split = out["time_split"]
+    assert split.measured["value"] == 4.0 and "4000 tokens" in split.statement
+    assert split.measured["wait for device_ms"] == 2.5 and "wait for device 2.5 ms (62%)" in split.statement
     # rotating differs at token 20: the window (200) holds 188 + 13 tokens, so the first 13 must agree
     assert out["strategies_identical_tokens"].verdict == verdicts.HOLDS
     assert "rotating first differs at token 20 (context 208)" in out["strategies_identical_tokens"].statement

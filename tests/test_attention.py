@@ -10,7 +10,7 @@ import pytest
 from mlx.utils import tree_flatten as mlx_flatten
 
 from mlx_workbook import models
-from mlx_workbook.core import results
+from mlx_workbook.core import results, stats
 from mlx_workbook.investigations.sdpa_cliff import cliffs
 from mlx_workbook.investigations.sdpa_cliff import measure as attention
 from mlx_workbook.probes import ops
@@ -157,9 +157,9 @@ def test_pair_needs_one_configuration_and_pooled_ratio():
     with pytest.raises(ValueError, match="more than one"):
         attention.pair(df, 16, 32, tolerance=0.1, mode="causal")
     assert attention.pair(df, 16, 32, tolerance=0.1, mode="causal", variant="fast").verdict == cliffs.NONE
-    r = attention.pooled_ratio(df, "variant", "slow", "fast", ["mode", "length"])
+    r = stats.pooled_ratio(df, "variant", "slow", "fast", ["mode", "length"])
     assert r.median == pytest.approx(2.0) and r.low > 1.9
-    assert attention.pooled_ratio(df, "variant", "missing", "fast", ["mode"]) is None
+    assert stats.pooled_ratio(df, "variant", "missing", "fast", ["mode"]) is None
 
 
 def test_ops_run_at_decode_and_prefill_shapes(run):

@@ -52,3 +52,8 @@ def test_record_generation_writes_one_row_per_metric(tmp_path, tiny):
 def test_too_few_tokens_is_an_error(tiny):
     with pytest.raises(ValueError):
         decode.measure_generation(tiny.model, mx.array([1, 2], dtype=mx.uint32), 1)
+
+
+def test_first_divergence_names_the_first_differing_token():
+    assert decode.first_divergence([1, 2, 3], [1, 2, 4]) == 2
+    assert decode.first_divergence([1, 2, 3], [1, 2, 3, 4]) is None  # equal over the shorter length

@@ -8,7 +8,7 @@ from mlx_workbook import models
 from mlx_workbook.core import results
 from mlx_workbook.investigations.kv_cache import measure as kvcache
 from mlx_workbook.models import roofline
-from mlx_workbook.probes import decode, tokentime
+from mlx_workbook.probes import decode, loops
 
 
 @pytest.fixture(scope="module")
@@ -62,14 +62,18 @@ def test_cache_bytes_follow_the_strategy(varied, step):
     assert kvcache.cache_tokens(pre) == total and pre[0].step == step
 
 
-def test_instrumented_loop_emits_the_reference_tokens_and_times_every_part(varied):
+def test_split_per_token_continues_the_cache_with_the_reference_tokens(varied):
     prompt = models.random_prompt(varied, 20, seed=3)
-    splits = []
-    ours = list(tokentime.instrumented_loop(varied.model, prompt, 16, splits=splits))
-    assert ours == decode.measure_generation(varied.model, prompt, 16).tokens
-    assert len(splits) == 16
-    assert all(s.build_ms > 0 and s.eval_ms > 0 and s.item_ms >= 0 for s in splits)
-    assert all(s.total_ms == pytest.approx(s.build_ms + s.eval_ms + s.item_ms) for s in splits)
+    ref = decode.measure_generation(varied.model, prompt, 17).tokens
+    cache = kvcache.make_cache("preallocated", varied.model)
+    first = decode.measure_generation(varied.model, prompt, 2, prompt_cache=cache).tokens
+    filled = cache[0].offset
+    parts = kvcache.split_per_token(varied.model, cache, first[-1], 8)
+    assert cache[0].offset == filled + 9  # 8 timed steps and the untimed first one, no second prefill
+    assert set(parts) == {*loops.PHASES, "other", "total"} and parts["total"] > 0
+    assert all(parts[p] > 0 for p in ("graph build", "encode/launch", "wait for device"))
+    cont = list(loops.library_loop(varied.model, prompt, 17, schedule="sync", logprobs="always"))
+    assert cont == ref  # the synchronous loop split per token emits the reference's tokens
 
 
 def test_measure_length_records_time_memory_bytes_and_split(tmp_path, tiny):
@@ -102,8 +106,9 @@ def test_measure_length_records_time_memory_bytes_and_split(tmp_path, tiny):
     )
     assert per.ms_per_token > 0 and per[kvcache.TIME_METRIC] > 0
     assert per.decode_peak_memory_gb * 1e9 >= tiny.weight_bytes()
-    split = df[df.experiment == "time_split"].set_index("metric").value
-    assert set(split.index) == {"build_ms", "eval_ms", "item_ms", "total_ms"} and (split > 0).all()
+    split = df[df.experiment == "time_split"].set_index("phase").value
+    assert set(df[df.experiment == "time_split"].metric) == {"phase_ms"}
+    assert set(split.index) == {*loops.PHASES, "other", "total"} and split.total > 0
     assert (df.model == "tiny").all() and (df.strategy == "concat").all() and (df.length == 50).all()
 
 

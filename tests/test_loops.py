@@ -3,12 +3,11 @@
 import mlx.core as mx
 import numpy as np
 import pytest
-from mlx.utils import tree_map
 from mlx_lm.generate import generate_step
 from mlx_lm.sample_utils import make_logits_processors, make_sampler
 
 from mlx_workbook import models
-from mlx_workbook.core import results
+from mlx_workbook.core import results, stats
 from mlx_workbook.investigations.decode_loop import measure as loop_bench
 from mlx_workbook.investigations.decode_loop import stats as loop_stats
 from mlx_workbook.investigations.kv_cache import measure as kvcache
@@ -18,12 +17,9 @@ N = 24
 
 
 def lively(dtype: str):
-    """The tiny preset with weights scaled up: at the usual 0.02 init greedy decoding repeats one token,
-    which would make 'identical tokens' a weak test; scaled, it emits varied tokens with some repeats."""
-    lm = models.build_preset("tiny", dtype=dtype)
-    lm.model.update(tree_map(lambda v: v * 10 if v.ndim >= 2 else v, lm.model.parameters()))
-    mx.eval(lm.model.parameters())
-    return lm
+    """The tiny preset with weights scaled up (kv_cache's varied_model): at the usual 0.02 init greedy decoding
+    repeats one token, which would make 'identical tokens' a weak test; scaled, it emits varied tokens."""
+    return kvcache.varied_model("tiny", scale=10.0, dtype=dtype)
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +120,38 @@ def test_compiled_chain_samples_like_uncompiled():
     assert sampling.top_k_filter(logits, 5).__ge__(-1e30).sum().item() == 5
 
 
+@pytest.mark.parametrize("schedule", ["sync", "pipelined", "batched"])
+def test_clocks_split_host_time_without_changing_the_tokens(lm, prompt, schedule):
+    plain = list(loops.library_loop(lm.model, prompt, 8, schedule=schedule, eval_every=3))
+    phase, per_token = loops.PhaseClock(), loops.PerTokenClock()
+    for clock in (phase, per_token):
+        timed = list(loops.library_loop(lm.model, prompt, 8, schedule=schedule, eval_every=3, clock=clock))
+        assert timed == plain
+        assert clock.tokens == 8 and clock.wall_s > 0 and set(clock.totals) == set(loops.PHASES)
+        assert clock.other_s >= -1e-9  # the phases lie inside the first-to-last-token interval
+    assert len(per_token.splits) == 7  # one per interval between consecutive tokens
+    for s in per_token.splits:
+        assert s["total"] == pytest.approx(sum(s[p] for p in loops.PHASES) + s["other"])
+    assert sum(s["total"] for s in per_token.splits) == pytest.approx(per_token.wall_s)
+    assert per_token.totals == pytest.approx({p: sum(s[p] for s in per_token.splits) for p in loops.PHASES})
+    assert per_token.totals["graph build"] > 0 and per_token.totals["encode/launch"] > 0
+    if schedule != "batched":  # batched: most intervals only hand over an already computed token
+        assert all(s["wait for device"] > 0 for s in per_token.splits)
+
+
+def test_prefill_in_chunks_fills_the_cache_like_one_pass(lm, prompt):
+    from mlx_lm.models.cache import make_prompt_cache
+
+    one, chunked = make_prompt_cache(lm.model), make_prompt_cache(lm.model)
+    loops.prefill(lm.model, prompt, one)
+    loops.prefill(lm.model, prompt, chunked, step=5)  # 12 tokens: 5 + 5 + 2
+    assert one[0].offset == chunked[0].offset == prompt.size
+    k1, k2 = one[0].state[0][..., : prompt.size, :], chunked[0].state[0][..., : prompt.size, :]
+    assert np.allclose(np.array(k1), np.array(k2), atol=1e-5)
+    short = list(loops.library_loop(lm.model, prompt, 6, prefill_step_size=4))
+    assert short == list(loops.library_loop(lm.model, prompt, 6))  # chunking does not change the tokens
+
+
 def test_compare_split_and_sampling_record_per_trial(tmp_path, lm):
     run_ = results.start_run("99_test", {}, run_dir=tmp_path / "r")
     toks = loop_bench.compare(
@@ -147,8 +175,11 @@ def test_compare_split_and_sampling_record_per_trial(tmp_path, lm):
     assert set(split.phase) == set(loops.PHASES) | {"other"}
     samp = df[df.experiment == "sampling"]
     assert set(samp.sampler) == {"greedy", "chain", "chain_compiled", "transfer"} and (samp.value > 0).all()
-    assert loop_stats.fastest_measured(df, lm.label) in {"pipelined", "sync"}
-    assert len(loop_stats.paired_ratios(df, lm.label, "pipelined", "sync")) == 3  # one ratio per round
+    assert loop_bench.fastest_measured(df, lm.label) in {"pipelined", "sync"}
+    assert loop_stats.speedup_pct(df, lm.label, "pipelined", "sync") is not None
+    assert (
+        stats.pooled_ratio(dec, "variant", "pipelined", "sync", [], paired_on="trial").n == 3
+    )  # one per round
 
 
 def test_identity_check_on_a_model_with_clear_margins(tmp_path):

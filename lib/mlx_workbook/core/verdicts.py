@@ -95,8 +95,3 @@ def at_least(measured: Interval, threshold: float) -> str:
     if measured.high < threshold:
         return DOES_NOT_HOLD
     return INCONCLUSIVE
-
-
-def describe(measured: Interval, unit: str = "", digits: int = 3) -> str:
-    fmt = f"{{:.{digits}g}}"
-    return f"{fmt.format(measured.value)}{unit} [{fmt.format(measured.low)}, {fmt.format(measured.high)}]"

@@ -104,3 +104,8 @@ def record_generation(run, experiment: str, gen: Generation, *, trial: int, **fi
             for m, (v, u) in gen.metrics().items()
         ],
     )
+
+
+def first_divergence(a: list[int], b: list[int]) -> int | None:
+    """Index of the first differing token of two generations (None when equal over the shorter length)."""
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None)

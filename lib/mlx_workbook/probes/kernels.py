@@ -15,6 +15,7 @@ import mlx.core as mx
 from mlx_workbook import REPORTS_DIR
 from mlx_workbook.core import env as envmod
 from mlx_workbook.core import measure, results
+from mlx_workbook.core.frames import rows
 from mlx_workbook.core.results import Run
 
 MB = 1 << 20
@@ -38,8 +39,8 @@ def bandwidth_probe(kind: str, size_mb: float, dtype=mx.float32) -> Probe:
 
     Buffers are (rows, 4096) matrices: a flat buffer of 4 GB in bf16 would pass MLX's int32 dimension limit.
     """
-    rows = max(1, int(size_mb * MB) // (dtype.size * GEMV_COLS))
-    x = mx.random.uniform(shape=(rows, GEMV_COLS)).astype(dtype)
+    n_rows = max(1, int(size_mb * MB) // (dtype.size * GEMV_COLS))
+    x = mx.random.uniform(shape=(n_rows, GEMV_COLS)).astype(dtype)
     mx.eval(x)
     nbytes = x.nbytes
     if kind == "read":
@@ -129,10 +130,10 @@ def matmul_sweep(
 
 def bandwidth_at_largest(df, probe: str) -> measure.Stats:
     """One probe's bandwidth at the largest buffer (smaller buffers may sit in a cache)."""
-    rows = df[(df.experiment == "bandwidth") & (df.variant == probe)]
-    if rows.empty:
+    sel = rows(df, "bandwidth", variant=probe)
+    if sel.empty:
         raise ValueError(f"no {probe} bandwidth measurements")
-    return measure.summarize(rows[rows.size_mb == rows.size_mb.max()].value)
+    return measure.summarize(sel[sel.size_mb == sel.size_mb.max()].value)
 
 
 def bandwidth_ceiling(df) -> tuple[str, measure.Stats]:
@@ -141,7 +142,7 @@ def bandwidth_ceiling(df) -> tuple[str, measure.Stats]:
     Read is what decoding does, but on some backends the read probe (a reduction) is compute-bound and a copy
     moves bytes faster, so the ceiling is the best sustained rate seen, not one probe's.
     """
-    probes = df[df.experiment == "bandwidth"].variant.unique()
+    probes = rows(df, "bandwidth").variant.unique()
     stats = {p: bandwidth_at_largest(df, p) for p in probes}
     best = max(stats, key=lambda p: stats[p].median)
     return best, stats[best]
@@ -149,9 +150,9 @@ def bandwidth_ceiling(df) -> tuple[str, measure.Stats]:
 
 def matmul_ceiling(df) -> tuple[int, measure.Stats]:
     """The best matmul throughput over sizes (median per size, then the size with the highest median)."""
-    rows = df[df.experiment == "matmul"]
-    best = rows.groupby("size").value.median().idxmax()
-    return int(best), measure.summarize(rows[rows["size"] == best].value)
+    sel = rows(df, "matmul")
+    best = sel.groupby("size").value.median().idxmax()
+    return int(best), measure.summarize(sel[sel["size"] == best].value)
 
 
 # --- the bandwidth ceiling -----------------------------------------------------------------------------------

@@ -6,7 +6,9 @@ every N tokens), what it evaluates (the token only, plus the logprobs, plus the 
 (sampling.py), where it runs (a dedicated stream or the default one). `VARIANTS` names each configuration;
 `loop(name)` gives a function with decode.Loop's signature, so decode.measure_generation clocks every variant
 exactly like the reference decode.mlx_lm_loop. Under greedy sampling all of them emit generate_step's tokens
-(tests/test_loops.py). Measuring them: loop_bench.py; reading the measurements back: loop_stats.py.
+(tests/test_loops.py). A clock (`NoClock`, `PhaseClock`, `PerTokenClock`) splits the host's time per step into
+PHASES; `prefill` is the one chunked prefill every investigation uses. Measuring the variants:
+investigations/decode_loop/measure.py; reading the measurements back: investigations/decode_loop/stats.py.
 """
 
 from __future__ import annotations
@@ -22,10 +24,35 @@ import mlx.nn as nn
 from mlx_workbook import models
 from mlx_workbook.probes import decode, sampling
 
-PHASES = ("graph building", "sampling", "device execution", "token sync")
+PREFILL_STEP = 2048  # prompt tokens per forward pass of the prefill, as mlx-lm's generate_step
+
+# What the host does in one decode step, each timed on the host clock (no phase is device time: under async
+# evaluation the device works while the host is in any of them).
+PHASES = (
+    "graph build",  # the model call: MLX only records the lazy graph
+    "sampling",  # building the logprobs / sampler graph (and the repetition penalty's)
+    "encode/launch",  # inside mx.async_eval: the graph handed to the device (encoded, kernels launched)
+    "wait for device",  # blocked until the token is computed (eval / item() of the token), and its copy
+)
 
 
-class PhaseClock:
+class Clock:
+    """What `steps` reports to: `add(phase, seconds)` for each timed part of a step, `token()` when a token id
+    reaches the host. The base clock keeps nothing (`NoClock`); subclasses keep phase totals or a split per
+    token, as mlx-lm's caches share one base interface."""
+
+    def add(self, phase: str, seconds: float) -> None:
+        pass
+
+    def token(self) -> None:
+        pass
+
+
+class NoClock(Clock):
+    """No timing: the loop as it runs untimed."""
+
+
+class PhaseClock(Clock):
     """Host time per phase of the decode steps between the first token and the last (prefill excluded)."""
 
     def __init__(self):
@@ -48,13 +75,44 @@ class PhaseClock:
     def wall_s(self) -> float:
         return (self.ended or 0.0) - (self.started or 0.0)
 
+    @property
+    def other_s(self) -> float:
+        """Time between the first and last token outside every phase: the loop's own Python."""
+        return self.wall_s - sum(self.totals.values())
 
-class _NoClock(PhaseClock):
+
+class PerTokenClock(PhaseClock):
+    """PhaseClock's totals, and `splits`: one dict per interval between consecutive tokens (the first token's
+    prefill excluded), seconds per phase plus "other" (the rest of the interval) and "total"."""
+
+    def __init__(self):
+        super().__init__()
+        self.splits: list[dict[str, float]] = []
+        self._open = dict.fromkeys(PHASES, 0.0)
+
     def add(self, phase: str, seconds: float) -> None:
-        pass
+        super().add(phase, seconds)
+        if self.started is not None:
+            self._open[phase] += seconds
 
     def token(self) -> None:
-        pass
+        last = self.ended
+        super().token()
+        if last is not None:
+            total = self.ended - last
+            self.splits.append({**self._open, "other": total - sum(self._open.values()), "total": total})
+        self._open = dict.fromkeys(PHASES, 0.0)
+
+
+def prefill(model: nn.Module, tokens: mx.array, cache: list, step: int = PREFILL_STEP) -> None:
+    """Run `tokens` through the model into `cache` (mlx-lm caches update in place) as generate_step prefills:
+    `step` tokens per forward pass, the cache evaluated after each, freed buffers returned between them."""
+    while tokens.size > 0:
+        chunk = tokens[:step]
+        model(chunk[None], cache=cache)
+        mx.eval([c.state for c in cache])
+        tokens = tokens[chunk.size :]
+        mx.clear_cache()
 
 
 _STREAMS: dict = {}
@@ -91,8 +149,8 @@ def steps(
     rep_context: int = 20,
     seed: int | None = None,
     prompt_cache=None,
-    prefill_step_size: int = 2048,
-    clock: PhaseClock | None = None,
+    prefill_step_size: int = PREFILL_STEP,
+    clock: Clock | None = None,
 ) -> Iterator[tuple[int, mx.array | None]]:
     """Yield (token id, logprobs or None) for `max_tokens` tokens.
 
@@ -102,12 +160,13 @@ def steps(
     'asked' computes them only when `return_logprobs` (the sampler then reads the logits: same distribution).
     eval_logits: also evaluate the last-position logits every step although nothing reads them (seed 001).
     extract: 'slice' (logits[:, -1, :]) or 'take' (take + squeeze).
+    clock: NoClock (default), PhaseClock (host time per phase, totals) or PerTokenClock (and per token).
     """
     if schedule not in ("sync", "pipelined", "batched") or logprobs not in ("always", "asked"):
         raise ValueError(f"unknown schedule {schedule!r} or logprobs mode {logprobs!r}")
     if max_tokens < 1 or eval_every < 1:
         raise ValueError("max_tokens and eval_every must be >= 1")
-    clock = clock or _NoClock()
+    clock = clock or NoClock()
     tick = time.perf_counter
     with_logprobs = logprobs == "always" or return_logprobs
     sample = sampling.make(sampler, **(sampler_options or {}))
@@ -133,34 +192,34 @@ def steps(
                 logits = penalty(context, logits)
             lp = logits - mx.logsumexp(logits, axis=-1, keepdims=True) if with_logprobs else None
             y = sample(lp if lp is not None else logits)
-        clock.add("graph building", t1 - t0)
+        clock.add("graph build", t1 - t0)
         clock.add("sampling", tick() - t1)
         targets = [y] + ([lp] if lp is not None else []) + ([logits] if eval_logits else [])
         return y, (lp.squeeze(0) if lp is not None else None), targets
 
     def evaluate(targets, wait: bool):
+        # async_eval returns once the graph is handed over; a blocking eval is that, then a wait (mx.eval of
+        # arrays already scheduled only waits), so the two are timed apart
         t0 = tick()
-        (mx.eval if wait else mx.async_eval)(*targets)
-        clock.add("device execution", tick() - t0)
+        mx.async_eval(*targets)
+        t1 = tick()
+        clock.add("encode/launch", t1 - t0)
+        if wait:
+            mx.eval(*targets)
+            clock.add("wait for device", tick() - t1)
 
     def item(y) -> int:
         t0 = tick()
         token = y.item()
-        clock.add("token sync", tick() - t0)
+        clock.add("wait for device", tick() - t0)
         clock.token()
         return token
 
-    with mx.stream(s):  # prefill all but the last prompt token, in chunks, as generate_step does
-        while prompt.size > 1:
-            chunk = prompt[: min(prefill_step_size, prompt.size - 1)]
-            model(chunk[None], cache=cache)
-            mx.eval([c.state for c in cache])
-            context = chunk if context is None else mx.concatenate([context, chunk])
-            prompt = prompt[chunk.size :]
-            mx.clear_cache()
-    if penalty is None:
-        context = None
-    y, lp, targets = step(prompt)
+    with mx.stream(s):  # every prompt token but the last, as generate_step does
+        prefill(model, prompt[:-1], cache, prefill_step_size)
+    if penalty is not None and prompt.size > 1:
+        context = prompt[:-1]
+    y, lp, targets = step(prompt[-1:])
     pending = []
     for n in range(max_tokens):
         last = n + 1 == max_tokens

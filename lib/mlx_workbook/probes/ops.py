@@ -18,6 +18,7 @@ import mlx.nn as nn
 
 from mlx_workbook import models
 from mlx_workbook.core.results import Run
+from mlx_workbook.probes import loops
 from mlx_workbook.probes import sdpa_probe as probe
 
 OPS = ("rmsnorm", "swiglu", "matmul", "quantized_matmul", "sdpa", "moe_routing", "moe_experts")
@@ -316,7 +317,7 @@ def graph_build(
     model = loaded.model
     cache = make_prompt_cache(model)
     prompt = models.random_prompt(loaded, context, seed)
-    mx.eval(model(prompt[None], cache=cache)[:, -1, :], [c.state for c in cache])
+    loops.prefill(model, prompt, cache)
     token = prompt[-1:][None]
     for i in range(warmup + repeats):
         mx.synchronize()

@@ -1,8 +1,11 @@
-"""Labels every investigation's charts and findings share, read from the stored rows themselves."""
+"""Labels and number formats every investigation's charts and findings share: labels read from the stored rows
+themselves, and one way to write a measured value with its interval."""
 
 from __future__ import annotations
 
 import pandas as pd
+
+from mlx_workbook.core.verdicts import Interval
 
 SHORT_DTYPE = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
 
@@ -25,3 +28,35 @@ def model_label(rows: pd.DataFrame) -> str:
 def slug(name: str) -> str:
     """A preset name usable in finding ids and file names."""
     return "".join(c if c.isalnum() else "_" for c in name)
+
+
+# --- numbers with their intervals ----------------------------------------------------------------------------
+
+
+def interval_text(x, unit: str = "", scale: float = 1.0, fmt: str = ".3g") -> str:
+    """'12.3 tok/s [11.9, 12.6]': a value and its interval (an Interval, or a Stats' median), times `scale`,
+    the unit right after the value; 'n/a' when nothing was measured (None)."""
+    if x is None:
+        return "n/a"
+    i = (x if isinstance(x, Interval) else Interval.of(x)).scaled(scale)
+    return f"{i.value:{fmt}}{unit} [{i.low:{fmt}}, {i.high:{fmt}}]"
+
+
+def change_text(x, fmt: str = "+.1f") -> str:
+    """A signed % change with its interval (Interval.change_pct of a ratio): '+4.0% [+1.0, +7.0]'."""
+    return interval_text(x, "%", fmt=fmt)
+
+
+def share_text(x, fmt: str = ".1f") -> str:
+    """A share or a variation in % with its interval: '12.5% [11.0, 14.0]'."""
+    return interval_text(x, "%", fmt=fmt)
+
+
+def span(low: float, high: float, sep: str = "-") -> str:
+    """A published figure or range as the write-ups give it: '4' or '4-5' (or '4 to 5' with sep=' to ')."""
+    return f"{low:g}" if low == high else f"{low:g}{sep}{high:g}"
+
+
+def span_pct(low: float, high: float) -> str:
+    """The least and most of several fractions, in %: '95% on every one' or '90% to 100%'."""
+    return f"{low:.0%} on every one" if low == high else f"{low:.0%} to {high:.0%}"

@@ -13,8 +13,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from mlx_workbook.core import measure, published, verdicts
+from mlx_workbook.core.frames import rows
 from mlx_workbook.probes.kernels import Ceiling
-from mlx_workbook.report import plots
+from mlx_workbook.report import plots, text
 
 GB = 1e9
 PARTS = ["embedding_rows", "lm_head", "dense_layers", "experts_active", "kv_read", "kv_written"]
@@ -23,11 +24,6 @@ PARTS = ["embedding_rows", "lm_head", "dense_layers", "experts_active", "kv_read
 def interval(s: measure.Stats | None, scale: float = 1.0) -> verdicts.Interval | None:
     """A Stats' median and interval, scaled (e.g. 100 for a ratio in %); None when nothing was measured."""
     return verdicts.Interval.of(s).scaled(scale) if s else None
-
-
-def as_text(s: measure.Stats | None, unit: str = "", scale: float = 1.0, digits: int = 3) -> str:
-    """'12.3 tok/s [11.9, 12.6]' (or 'n/a')."""
-    return verdicts.describe(interval(s, scale), unit, digits) if s else "n/a"
 
 
 # --- bytes per token -----------------------------------------------------------------------------------------
@@ -62,8 +58,8 @@ def bytes_chart(acc: pd.DataFrame, context: float) -> Figure:
 
 def config_table(df: pd.DataFrame, experiment: str = "decode") -> pd.DataFrame:
     """One row per configuration: medians and 95% intervals of decode/prompt tok/s and efficiency."""
-    rows = []
-    d = df[df.experiment == experiment]
+    out = []
+    d = rows(df, experiment)
     for _, g in d.groupby("label", sort=False):
         first = g.iloc[0]
         row = {
@@ -93,8 +89,8 @@ def config_table(df: pd.DataFrame, experiment: str = "decode") -> pd.DataFrame:
         ):
             s = measure.summarize(g[g.metric == metric].value)
             row.update({metric: s.median, f"{metric}_low": s.low, f"{metric}_high": s.high})
-        rows.append(row)
-    return pd.DataFrame(rows)
+        out.append(row)
+    return pd.DataFrame(out)
 
 
 def classify(table: pd.DataFrame, threshold: float = 0.5) -> pd.DataFrame:
@@ -337,7 +333,7 @@ _CHIP_OF = {"M4 Air 32GB": "M4 (Air/Mini)", "M4 Pro 48GB": "M4 Pro", "M4 Max 128
 def published_decode() -> pd.DataFrame:
     """Every published 4-bit decode tok/s (measured or estimated) by chip and model size."""
     quick = published.table("004_bandwidth", "quick_reference")
-    rows = [
+    out = [
         {
             "machine": _CHIP_OF[r.hardware],
             "size": r.model,
@@ -347,7 +343,7 @@ def published_decode() -> pd.DataFrame:
         }
         for r in quick.itertuples()
     ]
-    rows += [
+    out += [
         {
             "machine": "M4 Max",
             "size": r.model,
@@ -358,7 +354,7 @@ def published_decode() -> pd.DataFrame:
         for r in published.table("004_bandwidth", "model_size_scaling").itertuples()
     ]
     for r in published.table("004_bandwidth", "bandwidth_estimates").itertuples():
-        rows += [
+        out += [
             {
                 "machine": r.chip,
                 "size": "7B",
@@ -367,13 +363,12 @@ def published_decode() -> pd.DataFrame:
                 "basis": "estimate",
             }
         ]
-    return pd.DataFrame(rows)
+    return pd.DataFrame(out)
 
 
 def _published_text(pub: pd.DataFrame) -> str:
     return "; ".join(
-        (f"{r.tok_s_low:g}" if r.tok_s_low == r.tok_s_high else f"{r.tok_s_low:g}-{r.tok_s_high:g}")
-        + f" ({r.basis})"
+        f"{text.span(r.tok_s_low, r.tok_s_high)} ({r.basis})"
         for r in pub.itertuples()
         if pd.notna(r.tok_s_low)
     )
@@ -386,7 +381,7 @@ def projection(configs: pd.DataFrame, machines: pd.DataFrame, pub: pd.DataFrame)
     here, shown on this machine's rows); `machines`: machine, bandwidth_low, bandwidth_high, here;
     `pub`: published_decode() (reference only, never an input of the prediction).
     """
-    rows = []
+    out = []
     for m in machines.itertuples():
         for c in configs.itertuples():
             low, high = m.bandwidth_low * GB / c.bytes_per_token, m.bandwidth_high * GB / c.bytes_per_token
@@ -396,7 +391,7 @@ def projection(configs: pd.DataFrame, machines: pd.DataFrame, pub: pd.DataFrame)
                 if m.bandwidth_low == m.bandwidth_high
                 else f"{m.bandwidth_low:.0f}-{m.bandwidth_high:.0f}"
             )
-            rows.append(
+            out.append(
                 {
                     "machine": m.machine,
                     "bandwidth_gbs": band,
@@ -410,20 +405,20 @@ def projection(configs: pd.DataFrame, machines: pd.DataFrame, pub: pd.DataFrame)
                     "published_tps": _published_text(same),
                 }
             )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(out)
 
 
 def projection_configs(table: pd.DataFrame, acc: pd.DataFrame, presets: list[str], bits: int) -> pd.DataFrame:
     """Per projected preset: its bytes, and the efficiency to apply: its own where it ran, else that of the
     largest dense configuration of the same width that ran (else the largest dense one), named in efficiency_from."""
     dense = table[~table.moe].sort_values("bytes_per_token")
-    rows = []
+    out = []
     for name in presets:
         row = acc[(acc.model == name) & (acc.bits == bits)].iloc[0]
         ran = dense[(dense.model == name) & (dense.bits == bits)]
         same_width = dense[dense.bits == bits]
         source = ran if not ran.empty else (same_width.tail(1) if not same_width.empty else dense.tail(1))
-        rows.append(
+        out.append(
             {
                 "label": row.label,
                 "model": name,
@@ -433,7 +428,7 @@ def projection_configs(table: pd.DataFrame, acc: pd.DataFrame, presets: list[str
                 "decode_tps": float(ran.decode_tps.iloc[0]) if not ran.empty else np.nan,
             }
         )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(out)
 
 
 def projection_table(

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from mlx_workbook.core import measure, published, scope, verdicts
+from mlx_workbook.core.frames import rows
 from mlx_workbook.core.results import Finding
 from mlx_workbook.investigations.bandwidth import analysis as bw
 from mlx_workbook.investigations.bandwidth import serving_analysis as sv
@@ -47,7 +48,7 @@ class Ctx:
     params: dict
 
     def __post_init__(self):
-        self.dec = self.df[self.df.experiment == "decode"]
+        self.dec = rows(self.df, "decode")
         self.table = bw.decode_table(self.df, self.params["bound_threshold"], self.ceiling)
         self.dense = self.table[~self.table.moe]
         self.where = text.where(self.df)
@@ -55,7 +56,7 @@ class Ctx:
         self.judged_on: dict[str, scope.Model] = {}  # claim -> the model it was judged on (for its scope)
 
     def stats(self, label, metric):
-        values = self.dec[(self.dec.label == label) & (self.dec.metric == metric)].value
+        values = rows(self.dec, metric=metric, label=label).value
         return measure.summarize(values) if label and len(values) else None
 
     def add(
@@ -99,7 +100,7 @@ class Ctx:
         )
 
 
-iv, txt = bw.interval, bw.as_text
+iv, txt = bw.interval, text.interval_text
 
 
 def findings(df: pd.DataFrame, acc: pd.DataFrame, ceiling: Ceiling, params: dict) -> list[Finding]:
@@ -271,7 +272,7 @@ def _python_overhead(c: Ctx, ref4, s) -> None:
     c.not_measured(
         "python_overhead_lt_1pct",
         f"the Python share of a step is not timed here. Everything that is not the roofline's memory time is "
-        f"{verdicts.describe(py, '%')} of a {ref4} step on {c.where}: an upper bound, which could confirm "
+        f"{text.interval_text(py, '%')} of a {ref4} step on {c.where}: an upper bound, which could confirm "
         f"<{limit:g}% but never refute it, so it is no test"
         + (" (and below zero: the probe underestimates the ceiling)" if s.high > 1 else "")
         + "; the host-side share of a decode step is in 02_decode_loop's split.",
@@ -328,7 +329,7 @@ def _sublinear(c: Ctx) -> None:
     c.add(
         "tok_s_sublinear_in_params",
         verdict,
-        f"{large} is {verdicts.describe(slow, 'x')} slower than {small} for "
+        f"{large} is {text.interval_text(slow, 'x')} slower than {small} for "
         f"{row.params[large] / row.params[small]:.1f}x the parameters and "
         f"{row.bytes_per_token[large] / row.bytes_per_token[small]:.1f}x the bytes per token on {c.where}; "
         f"published: {pub.model} {pub.slowdown_x:g}x slower than {base.model} for {pub.params_x:g}x the "

@@ -13,7 +13,7 @@ import mlx.core as mx
 from mlx_workbook import models
 from mlx_workbook.core import results
 from mlx_workbook.models import roofline as rl
-from mlx_workbook.probes import decode, kernels
+from mlx_workbook.probes import decode, kernels, loops
 
 
 def validate(
@@ -276,12 +276,6 @@ def batch_sweep(
 # --- prompt caching ------------------------------------------------------------------------------------------
 
 
-def prefill(loaded: models.LoadedModel, tokens: mx.array, cache: list) -> None:
-    """Run `tokens` through the model into `cache` (mlx-lm caches update in place)."""
-    loaded.model(tokens[None], cache=cache)
-    mx.eval([c.state for c in cache])
-
-
 def prompt_cache_ttft(
     run: results.Run, loaded: models.LoadedModel, *, prefix_tokens: int, suffix_tokens: int, repeats: int
 ) -> dict:
@@ -304,7 +298,7 @@ def prompt_cache_ttft(
         "suffix_tokens": suffix_tokens,
     }
     cache = make_prompt_cache(loaded.model)
-    prefill(loaded, prefix, cache)
+    loops.prefill(loaded.model, prefix, cache)  # in generate_step's chunks, as the uncached request
     trimmable = can_trim_prompt_cache(cache)
 
     def cached_first_tokens():

@@ -7,18 +7,15 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from mlx_workbook.core import measure, published, verdicts
+from mlx_workbook.core.frames import rows
 from mlx_workbook.core.results import Finding
-from mlx_workbook.investigations.bandwidth.analysis import as_text, interval
+from mlx_workbook.investigations.bandwidth.analysis import interval
 from mlx_workbook.probes.kernels import Ceiling
 from mlx_workbook.report import plots
+from mlx_workbook.report.text import interval_text
 
 SRC = "004_bandwidth"  # the write-up whose server-overhead table these findings quote
 PREQUANT_TOLERANCE_PTS = 10  # percentage points around the published gain: run-to-run decode noise is a few %
-
-
-def _rows(df: pd.DataFrame, experiment: str, metric: str | None = None) -> pd.DataFrame:
-    d = df[df.experiment == experiment]
-    return d if metric is None else d[d.metric == metric]
 
 
 def served_label(df: pd.DataFrame) -> str:
@@ -32,7 +29,7 @@ def served_label(df: pd.DataFrame) -> str:
 def batch_table(df: pd.DataFrame) -> pd.DataFrame:
     """Aggregate tok/s per batch size with the batched roofline, the speedup over batch 1 and the weight bytes
     each generated token costs."""
-    b = _rows(df, "batch")
+    b = rows(df, "batch")
     tab = plots.summary_table(b[b.metric == "aggregate_tps"], ["batch"]).sort_values("batch")
     per_batch = b.groupby("batch")
     tab = tab.merge(per_batch.roofline_tps.first().rename("roofline_tps"), left_on="batch", right_index=True)
@@ -62,11 +59,11 @@ def batch_chart(df: pd.DataFrame, ceiling: Ceiling, where: str) -> Figure:
 
 
 def prompt_cache_table(df: pd.DataFrame) -> pd.DataFrame:
-    return plots.summary_table(_rows(df, "prompt_cache", "ttft_ms"), ["variant"])
+    return plots.summary_table(rows(df, "prompt_cache", "ttft_ms"), ["variant"])
 
 
 def prompt_cache_chart(df: pd.DataFrame, where: str) -> Figure:
-    r = _rows(df, "prompt_cache", "ttft_ms").iloc[0]
+    r = rows(df, "prompt_cache", "ttft_ms").iloc[0]
     return plots.bars_with_intervals(
         prompt_cache_table(df),
         category="variant",
@@ -78,14 +75,14 @@ def prompt_cache_chart(df: pd.DataFrame, where: str) -> Figure:
 
 def same_first_token(df: pd.DataFrame) -> bool:
     """With and without the cached prefix, every trial produced the same first token."""
-    return _rows(df, "prompt_cache", "ttft_ms").first_token.nunique() == 1
+    return rows(df, "prompt_cache", "ttft_ms").first_token.nunique() == 1
 
 
 # --- generation lengths --------------------------------------------------------------------------------------
 
 
 def lengths_chart(df: pd.DataFrame, where: str) -> Figure:
-    d = _rows(df, "lengths")
+    d = rows(df, "lengths")
     tab = plots.summary_table(d[d.metric.isin(["decode_tps", "request_tps"])], ["metric", "length"])
     return plots.lines_with_intervals(
         tab,
@@ -99,18 +96,18 @@ def lengths_chart(df: pd.DataFrame, where: str) -> Figure:
 
 def fixed_share_table(df: pd.DataFrame) -> pd.DataFrame:
     """Share of a request spent before its first token (prefill + first token), per generation length."""
-    return plots.summary_table(_rows(df, "lengths", "fixed_share"), ["length"])
+    return plots.summary_table(rows(df, "lengths", "fixed_share"), ["length"])
 
 
 def request_tps(df: pd.DataFrame) -> pd.Series:
-    return plots.summary_table(_rows(df, "lengths", "request_tps"), ["length"]).set_index("length")["median"]
+    return plots.summary_table(rows(df, "lengths", "request_tps"), ["length"]).set_index("length")["median"]
 
 
 # --- pre-quantized vs quantized at load time -------------------------------------------------------------------
 
 
 def prequant_table(df: pd.DataFrame) -> pd.DataFrame:
-    pq = _rows(df, "prequant")
+    pq = rows(df, "prequant")
     return plots.summary_table(pq[pq.metric.isin(["decode_tps", "load_s"])], ["metric", "variant"])
 
 
@@ -120,13 +117,13 @@ def prequant_chart(df: pd.DataFrame, where: str) -> Figure:
         tab[tab.metric == "decode_tps"],
         category="variant",
         ylabel="decode tok/s",
-        title=f"{_rows(df, 'prequant').label.iloc[0]}: pre-quantized vs at load time, {where}",
+        title=f"{rows(df, 'prequant').label.iloc[0]}: pre-quantized vs at load time, {where}",
     )
 
 
 def prequant_same_tokens(df: pd.DataFrame) -> bool:
     """Both checkpoints generated the same tokens in every trial (the stored fingerprints agree)."""
-    return _rows(df, "prequant", "decode_tps").tokens_digest.nunique() == 1
+    return rows(df, "prequant", "decode_tps").tokens_digest.nunique() == 1
 
 
 # --- findings ------------------------------------------------------------------------------------------------
@@ -161,7 +158,7 @@ def findings(df: pd.DataFrame, where: str, params: dict) -> list[Finding]:
                 f"{p.overhead_pct_high:g}% server overhead at {n} tokens). "
                 + (
                     f"In process, the fixed start of a {n}-token request (prefill + first token) is "
-                    f"{verdicts.describe(fixed, '%')} of it on {label}, {where}; any per-request cost shrinks "
+                    f"{interval_text(fixed, '%')} of it on {label}, {where}; any per-request cost shrinks "
                     "with the length the same way."
                     if fixed
                     else f"{n} tokens is not in lengths."
@@ -190,19 +187,19 @@ def findings(df: pd.DataFrame, where: str, params: dict) -> list[Finding]:
 
 
 def _batch_and_cache(df: pd.DataFrame, where: str, params: dict, label: str) -> list[Finding]:
-    b, tab = _rows(df, "batch", "aggregate_tps"), batch_table(df).set_index("batch")
+    b, tab = rows(df, "batch", "aggregate_tps"), batch_table(df).set_index("batch")
     top = int(b.batch.max())
     speed = (
         measure.ratio_interval(b[b.batch == top].value, b[b.batch == 1].value) if 1 in set(b.batch) else None
     )
-    eff = _rows(df, "batch", "efficiency")
+    eff = rows(df, "batch", "efficiency")
     beff = measure.summarize(eff[eff.batch == top].value)
     out = [
         Finding(
             id="batch32_speedup" if top == 32 else "batch_speedup",
             section="batch",
             measured=interval(speed).measured("x") if speed else None,
-            statement=f"Batch {top} decodes {as_text(speed, 'x')} the aggregate tok/s of batch 1 with mlx-lm's "
+            statement=f"Batch {top} decodes {interval_text(speed, 'x')} the aggregate tok/s of batch 1 with mlx-lm's "
             f"BatchGenerator ({b[b.batch == 1].value.median():.1f} -> {b[b.batch == top].value.median():.1f} "
             f"tok/s, {top} sequences of {params['batch_tokens']} tokens, {label}, {where}); the batched "
             f"roofline allows {tab.roofline_tps[top] / tab.roofline_tps[1]:.1f}x, and batch {top} reaches "
@@ -220,7 +217,7 @@ def _batch_and_cache(df: pd.DataFrame, where: str, params: dict, label: str) -> 
                 statement=f"Batch 32 is not in this profile (largest batch: {top}); see batch_speedup.",
             )
         )
-    pc = _rows(df, "prompt_cache", "ttft_ms")
+    pc = rows(df, "prompt_cache", "ttft_ms")
     speed = measure.ratio_interval(
         pc[pc.variant == "no cache"].value, pc[pc.variant == "cached prefix"].value
     )
@@ -231,7 +228,7 @@ def _batch_and_cache(df: pd.DataFrame, where: str, params: dict, label: str) -> 
             section="prompt-cache",
             measured=interval(speed).measured("x"),
             statement=f"A cached {int(pc.prefix_tokens.iloc[0])}-token prefix cuts time to first token "
-            f"{as_text(speed, 'x')} ({med['no cache']:.1f} -> {med['cached prefix']:.1f} ms) for "
+            f"{interval_text(speed, 'x')} ({med['no cache']:.1f} -> {med['cached prefix']:.1f} ms) for "
             f"{int(pc.suffix_tokens.iloc[0])} new tokens on {label}, {where}; same first token: "
             f"{same_first_token(df)}.",
         )
@@ -241,7 +238,7 @@ def _batch_and_cache(df: pd.DataFrame, where: str, params: dict, label: str) -> 
 
 def _prequant(df: pd.DataFrame, where: str) -> Finding:
     """Pre-quantized vs quantized while loading: the same weights, so decode speed should not differ."""
-    pq = _rows(df, "prequant", "decode_tps")
+    pq = rows(df, "prequant", "decode_tps")
     gain = measure.ratio_interval(
         pq[pq.variant == "pre-quantized"].value, pq[pq.variant == "quantized at load time"].value
     )
@@ -253,7 +250,7 @@ def _prequant(df: pd.DataFrame, where: str) -> Finding:
         "prequantized_vs_otf_quant_gain",
         verdicts.effect_matches(pct, lo, hi, PREQUANT_TOLERANCE_PTS, no_effect_at=0.0),
         f"Pre-quantized vs quantized at load time ({pq.label.iloc[0]}, both through mlx_lm.load): decode "
-        f"{verdicts.describe(pct, '%')} (published +{hi:g}%, tolerance {PREQUANT_TOLERANCE_PTS:g} points); "
+        f"{interval_text(pct, '%')} (published +{hi:g}%, tolerance {PREQUANT_TOLERANCE_PTS:g} points); "
         "identical tokens: "
         f"{prequant_same_tokens(df)}; load {loads['pre-quantized']:.2f} s vs {loads['quantized at load time']:.2f} s, "
         f"{where}. With the same quantization code both paths end with the same weights, so decode speed "

@@ -9,17 +9,19 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from mlx_workbook.core import published
+from mlx_workbook.core.frames import rows
 from mlx_workbook.investigations.decode_loop import stats as loop_stats
 from mlx_workbook.probes.loops import PHASES, variant
 from mlx_workbook.report import plots
 
 PARTS = list(PHASES) + ["other"]
-# The original's phase names (seed 001, timing_breakdown) -> ours.
+# The original's phase names (seed 001, timing_breakdown) -> ours (host time, as theirs: its "Async eval" is
+# the host's time in the async_eval call, its "Token extract" the wait for the token).
 PUBLISHED_PHASES = {
-    "Forward pass": "graph building",
+    "Forward pass": "graph build",
     "Sampling": "sampling",
-    "Async eval": "device execution",
-    "Token extract": "token sync",
+    "Async eval": "encode/launch",
+    "Token extract": "wait for device",
     "Other": "other",
 }
 
@@ -49,11 +51,6 @@ class Setup:
 
     def judged_on(self, claim_id: str) -> str:
         return self.pipelining_label if claim_id == "async_pipelining_gain" else self.claims_label
-
-
-def rows(df: pd.DataFrame, experiment: str, metric: str | None = None) -> pd.DataFrame:
-    sel = df.experiment == experiment
-    return df[sel if metric is None else sel & (df.metric == metric)]
 
 
 def variant_descriptions(names: list[str]) -> pd.DataFrame:

@@ -8,7 +8,7 @@ Method, and why (a GPU decode step of a 0.6B model is mostly host work, so host 
 - Python's cyclic garbage collector is off while a round runs (as `timeit` does) and collected between
   rounds: a collection pass over a notebook's heap takes tens of ms, the size of a whole short trial;
 - rounds: each runs every variant once, in an order rotated by one per round, so a change of machine state
-  hits all variants alike, and loop_stats pairs the variants round by round.
+  hits all variants alike, and stats.py pairs the variants round by round.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import mlx.core as mx
 import pandas as pd
 
 from mlx_workbook import models
-from mlx_workbook.investigations.decode_loop import stats as loop_stats
+from mlx_workbook.core.frames import rows
 from mlx_workbook.probes import decode, sampling
 from mlx_workbook.probes.loops import PhaseClock, parse_model, steps, variant
 
@@ -157,7 +157,7 @@ def check_identity(
     run, loaded: models.LoadedModel, names: list[str], *, prompt_tokens: int, max_tokens: int, seed: int = 0
 ) -> pd.DataFrame:
     """Greedy tokens of every greedy variant against generate_step's on a model with clear logit margins
-    (kvcache.varied_model: weights scaled up), so equal tokens test the loop logic, not rounding luck.
+    (kv_cache.measure.varied_model: weights scaled up), so equal tokens test the loop logic, not rounding luck.
     Recorded as experiment 'identity' (equal share and first differing position per variant)."""
     prompt = models.random_prompt(loaded, prompt_tokens, seed=seed)
     ref = decode.measure_generation(loaded.model, prompt, max_tokens, loop=variant("mlx_lm").loop()).tokens
@@ -166,7 +166,8 @@ def check_identity(
         toks = decode.measure_generation(
             loaded.model, prompt, max_tokens, loop=variant(name).loop(), seed=seed
         ).tokens
-        diverge = next((i for i, (a, b) in enumerate(zip(toks, ref)) if a != b), len(ref))
+        diverge = decode.first_divergence(toks, ref)
+        diverge = len(ref) if diverge is None else diverge
         rows.append(
             {
                 "variant": name,
@@ -207,8 +208,9 @@ def time_split(
     repeats: int,
     seed: int = 0,
 ) -> None:
-    """Per-token host time by phase (graph building, sampling, device execution, token sync, other) for
-    library variants, recorded per trial as ms per token and % of the time between first and last token."""
+    """Per-token host time by phase (loops.PHASES: graph build, sampling, encode/launch, wait for device; and
+    the loop's own rest, 'other') for library variants, recorded per trial as ms per token and % of the time
+    between first and last token. All host time: no phase is the device's execution time."""
     prompt = models.random_prompt(loaded, prompt_tokens, seed=seed)
     if any(variant(n).options is None for n in names):
         raise ValueError("mlx-lm's generate_step cannot be split; time its copy 'logprobs_always'")
@@ -225,7 +227,7 @@ def _split_trials(run, loaded, names, prompt, max_tokens, repeats, seed) -> None
             if trial < 0:
                 continue
             intervals = clock.tokens - 1
-            parts = dict(clock.totals, other=clock.wall_s - sum(clock.totals.values()))
+            parts = dict(clock.totals, other=clock.other_s)
             rows = []
             for phase, seconds in parts.items():
                 if seconds <= 0:  # only 'other' can be: the phases already cover the whole interval
@@ -243,6 +245,15 @@ def _split_trials(run, loaded, names, prompt, max_tokens, repeats, seed) -> None
                 "split",
                 [dict(r, trial=trial, variant=name, label=loaded.label, **loaded.describe()) for r in rows],
             )
+
+
+def fastest_measured(df: pd.DataFrame, label: str) -> str:
+    """The greedy library loop with the highest median decode tokens/s so far on one model (generate_step
+    excluded), from the raw rows: cheap enough mid-measurement to pick the loop whose time is split next.
+    (The analysis names the fastest from its bootstrap summary: stats.fastest_library_loop.)"""
+    medians = rows(df, "decode", "decode_tps", label=label).groupby("variant").value.median()
+    greedy = [n for n in medians.index if variant(n).family == "greedy" and n != "mlx_lm"]
+    return str(medians.loc[greedy].idxmax())
 
 
 def measure_model(
@@ -277,7 +288,7 @@ def measure_model(
         seed=seed,
     )
     record_agreement(run, loaded, tokens)
-    fastest = loop_stats.fastest_measured(run.measurements, loaded.label)
+    fastest = fastest_measured(run.measurements, loaded.label)
     time_split(
         run,
         loaded,

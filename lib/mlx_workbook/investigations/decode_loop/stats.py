@@ -1,4 +1,4 @@
-"""Reading the decode-loop comparison (experiment 'decode' of loop_bench.compare) back from stored rows.
+"""Reading the decode-loop comparison (experiment 'decode' of measure.compare) back from stored rows.
 
 Effects are paired by round: compare() runs every variant once per round, so the ratio of two variants'
 tokens/s within one round cancels whatever drifted between rounds (clocks, other load); the effect is the
@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mlx_workbook.core import intervals, measure, verdicts
+from mlx_workbook.core import intervals, measure, stats, verdicts
+from mlx_workbook.core.frames import rows
 from mlx_workbook.probes.loops import variant
 
 # Published claim -> (variant, variant it is set against): the one-factor pair whose tokens/s ratio measures it.
@@ -30,25 +31,15 @@ CLAIM_PAIRS = {
 
 def decode_tps(df: pd.DataFrame, label: str, name: str) -> pd.Series:
     """Decode tokens/s of one variant on one model, one value per round (index: trial = round)."""
-    sel = (
-        (df.experiment == "decode") & (df.metric == "decode_tps") & (df.label == label) & (df.variant == name)
-    )
-    return df[sel].set_index("trial").value
-
-
-def paired_ratios(df: pd.DataFrame, label: str, a: str, b: str) -> pd.Series:
-    """tokens/s of `a` over `b`, round by round (rounds where both ran)."""
-    ta, tb = decode_tps(df, label, a), decode_tps(df, label, b)
-    both = ta.index.intersection(tb.index)
-    return (ta.loc[both] / tb.loc[both]).astype(float)
+    return rows(df, "decode", "decode_tps", label=label, variant=name).set_index("trial").value
 
 
 def speedup_pct(df: pd.DataFrame, label: str, a: str, b: str) -> verdicts.Interval | None:
     """How much faster `a` decodes than `b`, in %: median of the per-round ratios - 1, bootstrap interval."""
-    r = paired_ratios(df, label, a, b)
-    if r.empty:
-        return None
-    return verdicts.Interval.change_pct(measure.summarize(r))
+    r = stats.pooled_ratio(
+        rows(df, "decode", "decode_tps", label=label), "variant", a, b, [], paired_on="trial"
+    )
+    return verdicts.Interval.change_pct(r) if r else None
 
 
 # A published speed-up ("4-5%") is approximate ('~' in the write-ups) and of other hardware: it is widened by a
@@ -72,22 +63,31 @@ def _half_range(x, axis=None):
     return (np.max(x, axis=axis) - np.min(x, axis=axis)) / 2 / np.mean(x, axis=axis)
 
 
+def _expected_range(n: int) -> float:
+    """E[max - min] of n standard normal values (the control-chart constant d2), from a fixed simulation."""
+    draws = np.random.default_rng(0).standard_normal((200_000, n))
+    return float(np.mean(draws.max(axis=1) - draws.min(axis=1)))
+
+
 def spread_interval(values) -> verdicts.Interval:
-    """Half the range over the mean ("81-109 tok/s" -> 14%), the way the write-ups state run-to-run variation,
-    with a 95% bootstrap interval (a range resampled cannot grow, so the interval leans low)."""
+    """Half the range over the mean ("81-109 tok/s" -> 14%), the way the write-ups state run-to-run variation.
+
+    Its interval is the chi-square CV interval scaled by d2(n)/2 (half the expected range of n normal values in
+    standard deviations): a resampled range cannot grow, so a bootstrap would lean low, and at small n it would
+    only return the sample's own extremes."""
     arr = np.asarray(values, dtype=float)
-    low, high = measure.bootstrap_interval(arr, statistic=_half_range)
-    return verdicts.Interval(float(_half_range(arr)), low, high)
+    cv, half_d2 = intervals.cv_interval(arr), _expected_range(len(arr)) / 2
+    return verdicts.Interval(float(_half_range(arr)), cv.low * half_d2, cv.high * half_d2)
 
 
 def variant_summary(df: pd.DataFrame) -> pd.DataFrame:
     """Per model and variant: median tokens/s with interval, CV with interval, % against mlx-lm (paired)."""
-    rows = []
-    dec = df[(df.experiment == "decode") & (df.metric == "decode_tps")]
+    out = []
+    dec = rows(df, "decode", "decode_tps")
     for (label, name), g in dec.groupby(["label", "variant"], sort=False):
         s, cv = measure.summarize(g.value), cv_interval(g.value).scaled(100)
         vs = speedup_pct(df, label, name, "mlx_lm")
-        rows.append(
+        out.append(
             {
                 "label": label,
                 "variant": name,
@@ -104,18 +104,10 @@ def variant_summary(df: pd.DataFrame) -> pd.DataFrame:
                 "n": s.n,
             }
         )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(out)
 
 
 def fastest_library_loop(summary: pd.DataFrame, label: str) -> str:
     """The library's greedy variant with the highest median tokens/s on a model (generate_step excluded)."""
     g = summary[(summary.label == label) & (summary.family == "greedy") & (summary.variant != "mlx_lm")]
     return str(g.sort_values("tok_s").variant.iloc[-1])
-
-
-def fastest_measured(df: pd.DataFrame, label: str) -> str:
-    """The same choice from the raw rows (median tokens/s only, no bootstrap): cheap enough mid-measurement."""
-    dec = df[(df.experiment == "decode") & (df.metric == "decode_tps") & (df.label == label)]
-    medians = dec.groupby("variant").value.median()
-    greedy = [n for n in medians.index if variant(n).family == "greedy" and n != "mlx_lm"]
-    return str(medians.loc[greedy].idxmax())

@@ -12,14 +12,17 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from mlx_workbook.core import measure, published
+from mlx_workbook.core import measure, published, stats
+from mlx_workbook.core.frames import rows
 from mlx_workbook.core.verdicts import Interval
 from mlx_workbook.investigations.kv_cache.measure import TIME_METRIC
+from mlx_workbook.probes.loops import PHASES
 from mlx_workbook.report import plots
 from mlx_workbook.report import text as labels
 from mlx_workbook.report.text import slug, where  # noqa: F401  (part of this module's interface for the notebook)
 
 PUBLISHED_TABLE = ("000_kv_cache_gap", "per_token_ms")  # the original's per-token times over 10..100 tokens
+SPLIT_PARTS = [*PHASES, "other"]  # the synchronous step's host phases (probes.loops) and the loop's own rest
 
 
 # --- labels ------------------------------------------------------------------------------------------------------
@@ -32,14 +35,9 @@ def model_label(df: pd.DataFrame, model: str) -> str:
 # --- statistics ----------------------------------------------------------------------------------------------------
 
 
-def _per_length(df: pd.DataFrame, metric: str = TIME_METRIC) -> pd.DataFrame:
-    return df[(df.experiment == "per_length") & (df.metric == metric)]
-
-
 def times(df: pd.DataFrame, model: str, strategy: str, length: int) -> np.ndarray:
     """Stored per-token times (ms) of one model, strategy and length."""
-    sel = _per_length(df)
-    sel = sel[(sel.model == model) & (sel.strategy == strategy) & (sel.length == length)]
+    sel = rows(df, "per_length", TIME_METRIC, model=model, strategy=strategy, length=length)
     return sel.value.to_numpy(float)
 
 
@@ -50,13 +48,13 @@ def median_time(df: pd.DataFrame, model: str, strategy: str, length: int) -> flo
 def slopes(df: pd.DataFrame, lengths=None) -> pd.DataFrame:
     """Least-squares slope of ms/token on context length per (model, strategy), with its bootstrap interval,
     as ms per 1000 tokens of context (numerically µs per token)."""
-    rows = []
-    sel = _per_length(df)
+    out = []
+    sel = rows(df, "per_length", TIME_METRIC)
     if lengths is not None:
         sel = sel[sel.length.isin(lengths)]
     for (model, strategy), g in sel.groupby(["model", "strategy"], sort=False):
         f = measure.fit_slope(g.length, g.value)
-        rows.append(
+        out.append(
             {
                 "model": model,
                 "strategy": strategy,
@@ -67,7 +65,7 @@ def slopes(df: pd.DataFrame, lengths=None) -> pd.DataFrame:
                 "lengths": f"{g.length.min():g}..{g.length.max():g}",
             }
         )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(out)
 
 
 def relative_change(df: pd.DataFrame, model: str, strategy: str, first: int, last: int) -> Interval:
@@ -77,33 +75,23 @@ def relative_change(df: pd.DataFrame, model: str, strategy: str, first: int, las
     )
 
 
-def paired_ratios(
-    df: pd.DataFrame, model: str, numerator: str, denominator: str, lengths=None
-) -> pd.DataFrame:
-    """Per-trial ratios of one strategy's time over another's, matched on (length, trial): columns length,
-    trial, ratio. Trials of the same round and length ran back to back, so shared drifts cancel."""
-    sel = _per_length(df)
-    sel = sel[sel.model == model]
-    if lengths is not None:
-        sel = sel[sel.length.isin(lengths)]
-    a = sel[sel.strategy == numerator].groupby(["length", "trial"]).value.median()
-    b = sel[sel.strategy == denominator].groupby(["length", "trial"]).value.median()
-    pairs = pd.concat({"a": a, "b": b}, axis=1).dropna()
-    return (pairs.a / pairs.b).rename("ratio").reset_index()
+def per_token_times(df: pd.DataFrame, model: str, lengths=None) -> pd.DataFrame:
+    """The stored per-token time rows of one model (at `lengths` only, when given)."""
+    sel = rows(df, "per_length", TIME_METRIC, model=model)
+    return sel if lengths is None else sel[sel.length.isin(lengths)]
 
 
 def strategy_ratios(df: pd.DataFrame, model: str, numerator: str, denominator: str) -> pd.DataFrame:
-    """Median per-trial ratio of two strategies' times at each length, with its bootstrap interval."""
-    rows = []
-    for n, g in paired_ratios(df, model, numerator, denominator).groupby("length"):
+    """Median per-trial ratio of two strategies' times at each length, with its bootstrap interval (trials of
+    the same round and length ran back to back, so shared drifts cancel)."""
+    out = []
+    pairs = stats.paired_ratios(
+        per_token_times(df, model), "strategy", numerator, denominator, ["length", "trial"]
+    )
+    for n, g in pairs.groupby("length"):
         s = measure.summarize(g.ratio)
-        rows.append({"length": int(n), "ratio": s.median, "low": s.low, "high": s.high, "pairs": s.n})
-    return pd.DataFrame(rows, columns=["length", "ratio", "low", "high", "pairs"])
-
-
-def pooled_ratio(df: pd.DataFrame, model: str, numerator: str, denominator: str, lengths) -> measure.Stats:
-    """One ratio over several lengths: the median of every per-trial ratio at those lengths."""
-    return measure.summarize(paired_ratios(df, model, numerator, denominator, lengths).ratio)
+        out.append({"length": int(n), "ratio": s.median, "low": s.low, "high": s.high, "pairs": s.n})
+    return pd.DataFrame(out, columns=["length", "ratio", "low", "high", "pairs"])
 
 
 def first_costly_length(ratios: pd.DataFrame, tolerance: float) -> int | None:
@@ -120,7 +108,7 @@ def first_costly_length(ratios: pd.DataFrame, tolerance: float) -> int | None:
 
 def identity_table(df: pd.DataFrame) -> pd.DataFrame:
     """Per strategy: tokens identical to the pre-allocated cache's, how many agree, at what context they part."""
-    sel = df[df.experiment == "identity"].set_index(["strategy", "metric"])
+    sel = rows(df, "identity").set_index(["strategy", "metric"])
     same = sel.xs("identical_prefix", level="metric")
     out = pd.DataFrame(
         {
@@ -138,7 +126,7 @@ def per_token_table(
     df: pd.DataFrame, model: str, metric: str = TIME_METRIC, scale: float = 1.0
 ) -> pd.DataFrame:
     """Median and interval of a per-length metric (times `scale`) per strategy and length."""
-    sel = _per_length(df, metric)
+    sel = rows(df, "per_length", metric)
     sel = sel[sel.model == model].assign(value=lambda t: t.value * scale)
     return plots.summary_table(sel, ["strategy", "length"])
 
@@ -149,19 +137,19 @@ def wide(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
 
 
 def time_split_table(df: pd.DataFrame, model: str) -> pd.DataFrame:
-    """Median build / eval / item / total ms of the synchronous step per strategy and length, with the
-    pipelined loop's median time per token at the same length beside it."""
-    sel = df[(df.experiment == "time_split") & (df.model == model)]
+    """Median ms of each host phase (SPLIT_PARTS) and of the whole synchronous step ("total") per strategy
+    and length, with the pipelined loop's median time per token at the same length beside it."""
+    sel = rows(df, "time_split", model=model)
     if sel.empty:
         return pd.DataFrame()
-    parts = sel.groupby(["strategy", "length", "metric"]).value.median().unstack("metric").reset_index()
+    parts = sel.groupby(["strategy", "length", "phase"]).value.median().unstack("phase").reset_index()
     parts["length"] = parts.length.astype(int)  # a float column: rows of other experiments have no length
     parts["pipelined_ms"] = [median_time(df, model, s, n) for s, n in zip(parts.strategy, parts.length)]
     return parts
 
 
 def slice_update_table(df: pd.DataFrame) -> pd.DataFrame:
-    return plots.summary_table(df[df.experiment == "slice_update"], ["variant", "size_mb"])
+    return plots.summary_table(rows(df, "slice_update"), ["variant", "size_mb"])
 
 
 # --- charts --------------------------------------------------------------------------------------------------------
@@ -239,7 +227,7 @@ def chart_time_split(df: pd.DataFrame, model: str) -> Figure:
     fig = plots.stacked_bars(
         parts,
         category="config",
-        parts=["build_ms", "eval_ms", "item_ms"],
+        parts=SPLIT_PARTS,
         title=f"Time per token, synchronous step, {model_label(df, model)}, {where(df)}",
         ylabel="ms per token (median)",
     )

@@ -9,18 +9,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mlx_workbook.core import published, scope, verdicts
+from mlx_workbook.core import published, scope, stats, verdicts
 from mlx_workbook.core.results import Finding
 from mlx_workbook.core.verdicts import Interval
 from mlx_workbook.investigations.kv_cache import analysis as kv
+from mlx_workbook.report.text import change_text, interval_text, span
 
 # How fast a one-token write's time grows with the buffer, as a share of a copy's growth: a write in place grows
 # not at all (0), one that copied the buffer like a copy (1); the claim is judged against the midpoint.
 COPY_LIKE_SHARE = 0.5
-
-
-def _pct(change: Interval) -> str:
-    return f"{change.value:+.1f}% [{change.low:+.1f}, {change.high:+.1f}]"
 
 
 def _row_interval(row) -> Interval:
@@ -36,8 +33,7 @@ def _published_figure(claim_id: str) -> str:
     """A claim's published figure as the write-up gives it: '20 ms', '18-19 ms', '0%'."""
     low, high = published.figure_range(claim_id)
     unit = published.claim(claim_id).get("unit") or ""
-    figure = f"{low:g}" if low == high else f"{low:g}-{high:g}"
-    return f"{figure}{'' if unit in ('', '%') else ' '}{unit}"
+    return f"{span(low, high)}{'' if unit in ('', '%') else ' '}{unit}"
 
 
 def every_part_holds(parts) -> str:
@@ -74,7 +70,8 @@ def flat_in_original_range(df, model, strategies, original_lengths, tolerance) -
         statement=f"{kv.model_label(df, model)} on {kv.where(df)}: time per token from {first} to {last} tokens of "
         f"context changes "
         + "; ".join(
-            f"{s} {_pct(change[s])} ({ms[s][0]:.3g} -> {ms[s][1]:.3g} ms, {each[s]})" for s in strategies
+            f"{s} {change_text(change[s])} ({ms[s][0]:.3g} -> {ms[s][1]:.3g} ms, {each[s]})"
+            for s in strategies
         )
         + f". Flat within ±{tolerance:.0%}: {overall} (published: {pub}).",
     )
@@ -93,7 +90,7 @@ def full_range(df, model, strategies, lengths, tolerance) -> Finding:
         statement=f"{kv.model_label(df, model)}: from {shortest} to {longest} tokens of context the time per token "
         f"changes "
         + "; ".join(
-            f"{s} {_pct(change[s])}, slope {sl.loc[s, 'ms_per_1k_tokens']:.3g} "
+            f"{s} {change_text(change[s])}, slope {sl.loc[s, 'ms_per_1k_tokens']:.3g} "
             f"[{sl.loc[s, 'low']:.3g}, {sl.loc[s, 'high']:.3g}] ms per 1000 tokens"
             for s in strategies
         )
@@ -143,7 +140,8 @@ def copy_claims(df, model, original_lengths, longest, tolerance) -> list[Finding
     pooled over the original's lengths. Both claims are this one measurement, so it gets one verdict: the
     first claim holds it, the second refers to it (`same_as`) and the findings page counts it once."""
     first, last = min(original_lengths), max(original_lengths)
-    orig = kv.pooled_ratio(df, model, "concat", "preallocated", original_lengths)
+    times = kv.per_token_times(df, model, original_lengths)
+    orig = stats.pooled_ratio(times, "strategy", "concat", "preallocated", ["length"], paired_on="trial")
     effect = Interval.change_pct(orig)
     at_longest = _row_interval(
         kv.strategy_ratios(df, model, "concat", "preallocated").set_index("length").loc[longest]
@@ -175,7 +173,7 @@ def copy_claims(df, model, original_lengths, longest, tolerance) -> list[Finding
     statement = (
         f"{kv.model_label(df, model)} on {kv.where(df)}, contexts {first}..{last} tokens: copying the whole "
         f"cache every token (concat) instead of writing in place into pre-allocated buffers changes the time "
-        f"per token by {verdicts.describe(effect, '%')} against preallocated (median of {orig.n} paired trials; "
+        f"per token by {interval_text(effect, '%')} against preallocated (median of {orig.n} paired trials; "
         f"no impact (published: {_published_figure(cid)}) within ±{tolerance:.0%}: {v}); at {longest} tokens the "
         f"ratio is {at_longest.value:.3f} [{at_longest.low:.3f}, {at_longest.high:.3f}].{power}"
     )
@@ -216,7 +214,7 @@ def copy_cost_onset(df, model, longest, tolerance, headline: bool) -> Finding:
     )
     statement = (
         f"{label}: copying the cache every token (concat) costs more than {tolerance:.0%} per token from "
-        f"{onset} tokens of context on: {_pct(at_pct)} there, {last_pct.value:+.1f}% at {longest} tokens."
+        f"{onset} tokens of context on: {change_text(at_pct)} there, {last_pct.value:+.1f}% at {longest} tokens."
         if onset is not None
         else f"{label}: at no measured length up to {longest} tokens does copying the cache every token "
         f"(concat) cost more than {tolerance:.0%} per token with confidence; at {longest} tokens the "
@@ -334,21 +332,20 @@ def time_split(df, model, strategies) -> Finding | None:
     if table.empty or ref not in set(table.strategy):
         return None
     p = table[table.strategy == ref].sort_values("length").iloc[-1]
+    total = float(p["total"])
     return Finding(
         id="time_split",
         section="time_split",
         measured={
-            "value": float(p.total_ms),
+            "value": total,
             "unit": "ms",
-            "build_ms": float(p.build_ms),
-            "eval_ms": float(p.eval_ms),
-            "item_ms": float(p.item_ms),
+            **{f"{part}_ms": float(p[part]) for part in kv.SPLIT_PARTS},
             "length": int(p.length),
         },
         statement=f"{kv.model_label(df, model)}, {ref} cache, {int(p.length)} tokens: a synchronous step takes "
-        f"{p.total_ms:.3g} ms: graph building {p.build_ms:.3g} ms ({p.build_ms / p.total_ms:.0%}), "
-        f"mx.eval {p.eval_ms:.3g} ms ({p.eval_ms / p.total_ms:.0%}), item() {p.item_ms:.3g} ms; "
-        f"mlx-lm's pipelined loop: {p.pipelined_ms:.3g} ms per token.",
+        f"{total:.3g} ms of host time: "
+        + ", ".join(f"{part} {p[part]:.3g} ms ({p[part] / total:.0%})" for part in kv.SPLIT_PARTS)
+        + f"; mlx-lm's pipelined loop: {p.pipelined_ms:.3g} ms per token.",
     )
 
 

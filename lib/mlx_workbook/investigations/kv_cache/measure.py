@@ -19,7 +19,7 @@ import pandas as pd
 
 from mlx_workbook.core import measure
 from mlx_workbook.models import random_prompt
-from mlx_workbook.probes import decode, tokentime
+from mlx_workbook.probes import decode, loops
 
 STRATEGIES = ("concat", "preallocated", "rotating")
 DEFAULT_STEP = 256  # mlx-lm's KVCache.step
@@ -139,7 +139,7 @@ def measure_length(
 
     Records (experiment "per_length") the decode time per token at this context length, the peak memory of
     the prefill and of the decode steps, and the cache's bytes. With `split_tokens`, continues with the
-    synchronous instrumented loop on the same cache (experiment "time_split").
+    synchronous loop on the same cache, timed per token (experiment "time_split", `split_per_token`).
     """
     cache = make_cache(strategy, loaded.model, step=step, window=window, keep=keep)
     peaks: dict = {}
@@ -174,13 +174,28 @@ def measure_length(
             ],
         )
     if split_tokens and record:
-        splits = tokentime.measure_split(loaded.model, cache, gen.tokens[-1], split_tokens)
-        parts = {p: float(np.median([getattr(s, p) for s in splits])) for p in tokentime.PARTS}
-        parts["total_ms"] = float(np.median([s.total_ms for s in splits]))
+        parts = split_per_token(loaded.model, cache, gen.tokens[-1], split_tokens)
         run.record_many(
-            "time_split", [dict(metric=p, value=v, unit="ms", **fields) for p, v in parts.items()]
+            "time_split",
+            [dict(metric="phase_ms", value=v, unit="ms", phase=p, **fields) for p, v in parts.items()],
         )
     return gen
+
+
+def split_per_token(model, cache: list, last_token: int, tokens: int) -> dict[str, float]:
+    """Continue decoding `tokens` steps from a filled cache with the synchronous loop (eval, then item(), every
+    step: nothing overlaps), timed per token (loops.PerTokenClock): the median ms of each host phase, of the
+    rest ("other") and of the whole step ("total"). Greedy on logprobs, as generate_step's step. Intervals run
+    from token to token, so the first step (its graph may be new to the allocator) is in none of them."""
+    mx.eval([c.state for c in cache])
+    mx.synchronize()
+    clock = loops.PerTokenClock()
+    prompt = mx.array([last_token], dtype=mx.uint32)
+    for _ in loops.steps(
+        model, prompt, tokens + 1, schedule="sync", logprobs="always", prompt_cache=cache, clock=clock
+    ):
+        pass
+    return {p: 1e3 * float(np.median([s[p] for s in clock.splits])) for p in clock.splits[0]}
 
 
 def sweep(
@@ -268,11 +283,6 @@ def varied_model(preset: str = "tiny", scale: float = 10.0, dtype: str = "float3
     return loaded
 
 
-def first_divergence(a: list[int], b: list[int]) -> int | None:
-    """Index of the first differing token (None when equal over the shorter length)."""
-    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None)
-
-
 def compare_tokens(
     loaded, prompt: mx.array, tokens: int, *, strategies, step: int, window: int, keep: int = 4
 ) -> pd.DataFrame:
@@ -292,7 +302,7 @@ def compare_tokens(
             {
                 "strategy": s,
                 "tokens": len(t),
-                "first_divergence": first_divergence(t, ref),
+                "first_divergence": decode.first_divergence(t, ref),
                 "identical": t == ref,
             }
             for s, t in out.items()

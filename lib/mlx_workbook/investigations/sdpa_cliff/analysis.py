@@ -10,7 +10,8 @@ from __future__ import annotations
 import pandas as pd
 from matplotlib.figure import Figure
 
-from mlx_workbook.core import measure, published
+from mlx_workbook.core import measure, published, stats
+from mlx_workbook.core.frames import rows
 from mlx_workbook.investigations.sdpa_cliff import cliffs
 from mlx_workbook.investigations.sdpa_cliff import measure as attention
 from mlx_workbook.probes.sdpa_probe import CACHE_STEP
@@ -37,10 +38,6 @@ OP_NAMES = {
 
 def heads(p: dict) -> str:
     return f"{p['n_q_heads']}/{p['n_kv_heads']} heads"
-
-
-def rows(df: pd.DataFrame, experiment: str) -> pd.DataFrame:
-    return df[df.experiment == experiment] if "experiment" in df.columns else df.iloc[0:0]
 
 
 def mark(fig: Figure, xs, label: str, color: str = "#b00020") -> Figure:
@@ -126,7 +123,7 @@ def bullets(lines: list[str], empty: str) -> str:
 
 def prefill_chart(df: pd.DataFrame, p: dict, found: pd.DataFrame) -> Figure:
     """Time per unit of work of the mask-mode sweep (one line per mode, and kernel if several), cliffs marked."""
-    main = attention.select(rows(df, "prefill"), dtype=p["main_dtype"], head_dim=p["main_head_dim"])
+    main = rows(rows(df, "prefill"), dtype=p["main_dtype"], head_dim=p["main_head_dim"])
     main = main.assign(series=main["mode"] + (" (" + main.variant + ")" if len(p["variants"]) > 1 else ""))
     table = plots.summary_table(attention.per_pair(main), ["series", "length"])
     fig = plots.lines_with_intervals(
@@ -142,7 +139,7 @@ def prefill_chart(df: pd.DataFrame, p: dict, found: pd.DataFrame) -> Figure:
     if len(found):
         mark(
             fig,
-            attention.select(found, dtype=p["main_dtype"], head_dim=p["main_head_dim"]).length,
+            rows(found, dtype=p["main_dtype"], head_dim=p["main_head_dim"]).length,
             "cliff detected",
         )
     return fig
@@ -154,7 +151,7 @@ def variants_chart(df: pd.DataFrame, p: dict, found: pd.DataFrame) -> Figure:
         p["variant_modes"][0],
         attention.sweep_lengths(p["variant_wide"], p["variant_boundaries"], p["offsets"]),
     )
-    var = attention.select(rows(df, "prefill"), mode=mode, variant="sdpa")
+    var = rows(rows(df, "prefill"), mode=mode, variant="sdpa")
     var = var[var.length.isin(lengths)]
     var = var.assign(config=var.dtype + " d" + var.head_dim.astype(int).astype(str))
     table = plots.summary_table(attention.per_pair(var), ["config", "length"])
@@ -169,7 +166,7 @@ def variants_chart(df: pd.DataFrame, p: dict, found: pd.DataFrame) -> Figure:
         xlabel="prompt length (tokens)",
     )
     if len(found):
-        marks = attention.select(found, mode=mode).length
+        marks = rows(found, mode=mode).length
         mark(fig, marks[marks.isin(lengths)], "cliff detected")
     return fig
 
@@ -217,10 +214,9 @@ def gqa_ratios(df: pd.DataFrame) -> tuple[measure.Stats, dict[str, measure.Stats
     """repeat_kv over sdpa time, pooled over every case, and per kind (prefill, decode)."""
     gqa = rows(df, "gqa")
     by_kind = {
-        k: attention.pooled_ratio(g, "variant", "repeat_kv", "sdpa", ["length"])
-        for k, g in gqa.groupby("kind")
+        k: stats.pooled_ratio(g, "variant", "repeat_kv", "sdpa", ["length"]) for k, g in gqa.groupby("kind")
     }
-    return attention.pooled_ratio(gqa, "variant", "repeat_kv", "sdpa", ["kind", "length"]), by_kind
+    return stats.pooled_ratio(gqa, "variant", "repeat_kv", "sdpa", ["kind", "length"]), by_kind
 
 
 # --- versions ----------------------------------------------------------------------------------------------
@@ -247,7 +243,7 @@ def versions_chart(df: pd.DataFrame, p: dict) -> Figure | None:
     ver = rows(df, "versions")
     if not versions_ran(df):
         return None
-    causal = attention.select(ver, kind="prefill", mode="causal")
+    causal = rows(ver, kind="prefill", mode="causal")
     table = plots.summary_table(attention.per_pair(causal), ["probe_mlx", "length"])
     row = df.iloc[0]
     fig = plots.lines_with_intervals(
@@ -266,7 +262,7 @@ def versions_chart(df: pd.DataFrame, p: dict) -> Figure | None:
 def steps_127_128(df: pd.DataFrame, p: dict) -> pd.DataFrame:
     """Per MLX version and mask mode: median ms just below and at the published threshold (127 and 128 tokens),
     their ratio, interval and step."""
-    ver = attention.select(rows(df, "versions"), kind="prefill")
+    ver = rows(rows(df, "versions"), kind="prefill")
     if ver.empty or "probe_mlx" not in ver.columns:
         return pd.DataFrame()
     table = attention.at_lengths(ver, [BEFORE, CLIFF_AT], ["probe_mlx", "mode"])
@@ -290,8 +286,9 @@ def steps_127_128(df: pd.DataFrame, p: dict) -> pd.DataFrame:
 def claim_steps(df: pd.DataFrame, sweep: str, p: dict) -> pd.DataFrame:
     """The steps published claims are about, as candidate rows for a confirmation pass: BEFORE -> CLIFF_AT in
     causal prefill SDPA of the main dtype and head dim (per MLX version in the version sweep)."""
-    sub = attention.select(
-        rows(df, sweep),
+    sub = rows(
+        df,
+        sweep,
         kind="prefill",
         variant="sdpa",
         mode="causal",
@@ -392,7 +389,7 @@ def ops_chart(df: pd.DataFrame, p: dict) -> tuple[Figure, pd.DataFrame]:
     ax.legend(fontsize=7, loc="lower right")
     for phase in ("decode", "prefill"):
         per_op[f"measured {phase} ms"] = per_op.op_here.map(
-            attention.select(table, phase=phase).set_index("op")["median"]
+            rows(table, phase=phase).set_index("op")["median"]
         )
     return fig, per_op
 

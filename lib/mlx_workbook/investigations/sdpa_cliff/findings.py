@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from mlx_workbook.core import measure, published, scope
+from mlx_workbook.core import measure, published, scope, stats
+from mlx_workbook.core.frames import rows
 from mlx_workbook.core.results import Finding
 from mlx_workbook.core.verdicts import NOT_MEASURED, Interval, at_least, effect_matches
 from mlx_workbook.investigations.sdpa_cliff import cliffs
@@ -25,10 +26,10 @@ from mlx_workbook.investigations.sdpa_cliff.analysis import (
     heads,
     model_label,
     op_table,
-    rows,
     versions_ran,
     where,
 )
+from mlx_workbook.report.text import change_text, interval_text, share_text, span
 
 # Our tolerances around the published figures (method parameters, not published numbers):
 GAP_127_TOLERANCE_PCT = (
@@ -41,7 +42,8 @@ POST_FIX_TOLERANCE_PCT = 3.0  # points either side of the published post-fix % d
 def step_text(step: cliffs.Step) -> str:
     return (
         f"{step.length:g} vs {step.before_length:g} tokens: {step.after:.3g} vs {step.before:.3g} ms, "
-        f"ratio {step.ratio:.3f} [{step.low:.3f}, {step.high:.3f}] against {step.expected_high:.3f} from the "
+        f"ratio {interval_text(step_ratio(step), fmt='.3f')} against "
+        f"{step.expected_high:.3f} from the "
         f"extra work ({step.verdict})"
     )
 
@@ -73,13 +75,13 @@ class _Versions:
         """new over old, pooled over the rows the filters (and `lengths`, if given) pick."""
         if new not in self.ran or old not in self.ran:
             return None
-        sub = attention.select(self.rows, **filters)
+        sub = rows(self.rows, **filters)
         sub = sub if lengths is None else sub[sub.length.isin(lengths)]
-        return attention.pooled_ratio(sub, "probe_mlx", new, old, ["kind", "mode", "length"])
+        return stats.pooled_ratio(sub, "probe_mlx", new, old, ["kind", "mode", "length"])
 
     def paired_lengths(self, new: str, old: str, **filters) -> list[int]:
         """The lengths measured under both versions (those a pooled ratio pools over)."""
-        sub = attention.select(self.rows, **filters)
+        sub = rows(self.rows, **filters)
         new_lengths, old_lengths = (set(sub.length[sub.probe_mlx == ver].astype(int)) for ver in (new, old))
         return sorted(new_lengths & old_lengths)
 
@@ -98,7 +100,7 @@ def step_ratio(step: cliffs.Step) -> Interval:
 def figure_text(claim_id: str) -> str:
     """A claim's published figure as written: one number, or 'low to high'."""
     lo, hi = published.figure_range(claim_id)
-    return f"{lo:g}" if lo == hi else f"{lo:g} to {hi:g}"
+    return span(lo, hi, " to ")
 
 
 def step_this_version(df: pd.DataFrame, p: dict) -> cliffs.Step | None:
@@ -260,10 +262,10 @@ def version_claims(df: pd.DataFrame, p: dict, results, now: cliffs.Step | None) 
             ),
             published=published.reference("sdpa_cliff_cause_causal_lt128"),
             statement=(
-                f"Causal prefill SDPA below {CLIFF_AT} tokens ({lt}) takes {cause_lt.median:.3f}x "
-                f"[{cause_lt.low:.3f}, {cause_lt.high:.3f}] under MLX 0.29.1 vs 0.30.0 here; by mask mode over "
+                f"Causal prefill SDPA below {CLIFF_AT} tokens ({lt}) takes "
+                f"{interval_text(cause_lt, 'x', fmt='.3f')} under MLX 0.29.1 vs 0.30.0 here; by mask mode over "
                 f"the lengths every mode ran ({common}): "
-                + ", ".join(f"{m} {s.median:.3f}x [{s.low:.3f}, {s.high:.3f}]" for m, s in cause.items() if s)
+                + ", ".join(f"{m} {interval_text(s, 'x', fmt='.3f')}" for m, s in cause.items() if s)
                 + f" (a bug of 0.29.1 in causal SDPA below {CLIFF_AT} would show as > {1 + tol:.2f}x in causal "
                 f"only)."
                 if cause_lt
@@ -348,7 +350,7 @@ def version_claims(df: pd.DataFrame, p: dict, results, now: cliffs.Step | None) 
                 measured=iv.measured(f"% {word} (0.30.1 vs 0.30.0 at {n})") if g else None,
                 published=published.reference(claim_id),
                 statement=(
-                    f"Causal prefill SDPA at {n} tokens is {iv.value:.1f}% [{iv.low:.1f}, {iv.high:.1f}] {word} "
+                    f"Causal prefill SDPA at {n} tokens is {share_text(iv)} {word} "
                     f"under MLX 0.30.1 than 0.30.0 here (published: Rust on 0.30.1 {figure_text(claim_id)}% {word} "
                     f"than Python on 0.30.0, {after.rust_ms[n]:g} vs {after.python_ms[n]:g} ms, whole runs; the "
                     f"version part of that difference is what is measured here)."
@@ -366,7 +368,7 @@ def gqa_and_ops(
     """gqa_let_sdpa_handle (seed 002), per_op_rust_python_parity and graph_build_parity (seed 003)."""
     gqa_pct = Interval.change_pct(gqa_ratio)
     table = op_table(df)
-    sdpa_dec = measure.summarize(attention.select(rows(df, "ops"), op="sdpa", phase="decode").value)
+    sdpa_dec = measure.summarize(rows(rows(df, "ops"), op="sdpa", phase="decode").value)
     graph = rows(df, "graph")
     label, layers = model_label(graph), int(graph.layers.iloc[0])
     build, evaluate, hidden = graph_stats(df)
@@ -375,14 +377,13 @@ def gqa_and_ops(
         f"{op} "
         + " / ".join(
             f"{m.iloc[0]:.3g}" if len(m) else "n/a"
-            for m in (attention.select(table, op=op, phase=ph)["median"] for ph in ("decode", "prefill"))
+            for m in (rows(table, op=op, phase=ph)["median"] for ph in ("decode", "prefill"))
         )
         + " ms"
         for op in table.op.unique()
     )
     by_kind = ", ".join(
-        f"{k} {d.value:+.1f}% [{d.low:+.1f}, {d.high:+.1f}]"
-        for k, d in ((k, Interval.change_pct(s)) for k, s in gqa_by_kind.items())
+        f"{k} {change_text(d)}" for k, d in ((k, Interval.change_pct(s)) for k, s in gqa_by_kind.items())
     )
     return [
         Finding(
@@ -393,7 +394,7 @@ def gqa_and_ops(
             measured=gqa_pct.measured("% slower with repeated K/V"),
             published=published.reference("gqa_let_sdpa_handle"),
             statement=f"Repeating K/V heads by hand before SDPA ({heads(p)}, {p['main_dtype']}, d{p['main_head_dim']}) "
-            f"takes {gqa_pct.value:+.1f}% [{gqa_pct.low:+.1f}, {gqa_pct.high:+.1f}] vs native GQA over all "
+            f"takes {change_text(gqa_pct)} vs native GQA over all "
             f"cases; {by_kind} ({where(df)}).",
         ),
         Finding(
@@ -414,8 +415,8 @@ def gqa_and_ops(
             verdict=at_least(Interval.of(hidden), 1.0),
             measured=Interval.of(build).measured("ms (graph build, one decode step)"),
             published=published.reference("graph_build_parity"),
-            statement=f"Building one decode step's graph ({label}, {layers} layers) takes {build.median:.3g} ms "
-            f"[{build.low:.3g}, {build.high:.3g}] ({1e3 * build.median / layers:.0f} us per layer); "
+            statement=f"Building one decode step's graph ({label}, {layers} layers) takes "
+            f"{interval_text(build, ' ms')} ({1e3 * build.median / layers:.0f} us per layer); "
             f"evaluating it {evaluate.median:.3g} ms, {hidden.median:.2f}x [{hidden.low:.2f}, "
             f"{hidden.high:.2f}] the build, so a pipelined loop "
             f"{'hides' if hidden.low > 1 else 'may not hide'} graph building ({where(df)}; published: "

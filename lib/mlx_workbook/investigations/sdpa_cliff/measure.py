@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
-from mlx_workbook.core import hoststate, measure
+from mlx_workbook.core import hoststate
+from mlx_workbook.core.frames import rows
 from mlx_workbook.core.results import Run
 from mlx_workbook.investigations.sdpa_cliff import cliffs
 from mlx_workbook.probes import sdpa_probe as probe
@@ -361,12 +361,6 @@ def scan(
     return cliffs.scan(df, by, work="flops", tolerance=tolerance, family_wise=family_wise)
 
 
-def select(df: pd.DataFrame, **filters) -> pd.DataFrame:
-    for column, value in filters.items():
-        df = df[df[column] == value]
-    return df
-
-
 def pair(
     df: pd.DataFrame,
     before: int,
@@ -380,36 +374,16 @@ def pair(
     confirmation pass (alternated pairs, paired t interval) where `confirmations` hold one, else from the sweep."""
     if confirmations is not None and len(confirmations):
         step = cliffs.paired_step(
-            select(confirmations, **filters), before, after, work="flops", tolerance=tolerance
+            rows(confirmations, **filters), before, after, work="flops", tolerance=tolerance
         )
         if step is not None:
             return step
-    sub = select(df, **filters)
+    sub = rows(df, **filters)
     if sub.empty:
         return None
     if sub.groupby([c for c in GROUP if c in sub.columns]).ngroups > 1:
         raise ValueError(f"filters {filters} leave more than one configuration; add filters")
     return cliffs.pair(sub, before, after, work="flops", tolerance=tolerance)
-
-
-def pooled_ratio(
-    df: pd.DataFrame, column: str, numerator, denominator, keys: list[str]
-) -> measure.Stats | None:
-    """Median ratio numerator/denominator of `column` pooled over matching configurations `keys`.
-
-    Each configuration's trials (both sides) are divided by the denominator's median there first, so lengths
-    with very different times weigh alike; the interval is ratio_interval's bootstrap of the pooled samples."""
-    num, den = [], []
-    for _, g in df.groupby(keys):
-        a = g.loc[g[column] == numerator, "value"].to_numpy(float)
-        b = g.loc[g[column] == denominator, "value"].to_numpy(float)
-        if a.size and b.size:
-            scale = np.median(b)
-            num.append(a / scale)
-            den.append(b / scale)
-    if not num:
-        return None
-    return measure.ratio_interval(np.concatenate(num), np.concatenate(den))
 
 
 def at_lengths(df: pd.DataFrame, lengths: list[int], by: list[str]) -> pd.DataFrame:
