@@ -1,0 +1,263 @@
+"""07_serving's findings: seed 004's server claims (overhead, batching, prompt caching) with verdicts computed
+from the stored rows, and what the load sweeps, the latency target and the fault cases showed."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from mlx_workbook.core import measure, published, verdicts
+from mlx_workbook.core.results import Finding
+from mlx_workbook.investigations.serving import analysis as an
+from mlx_workbook.investigations.serving.measure import OVERHEAD_VARIANTS
+from mlx_workbook.report import text
+
+SRC = "004_bandwidth"  # the write-up whose server claims these findings test
+GENERATE, BATCHGEN, HTTP = OVERHEAD_VARIANTS
+SEQUENTIAL_TOGETHER = (
+    1.2  # requests decoding together (while any decodes) below which it served one at a time
+)
+
+
+def _iv(row) -> verdicts.Interval:
+    return verdicts.Interval(float(row["median"]), float(row["low"]), float(row["high"]))
+
+
+def _claim(cid: str, verdict: str, statement: str, measured: dict | None, section: str, **kw) -> Finding:
+    return Finding(
+        id=cid,
+        statement=statement,
+        verdict=verdict,
+        measured=measured,
+        published=published.reference(cid),
+        section=section,
+        **kw,
+    )
+
+
+def overhead_findings(df: pd.DataFrame, where: str) -> list[Finding]:
+    """Seed 004's server overhead at 50/100/200 tokens and per request, against mlx_lm.server here."""
+    summ = an.overhead_summary(df, GENERATE, HTTP)
+    label = df[df.experiment == "overhead"].label.iloc[0]
+    pct = summ[summ.metric == "extra_pct"].set_index("length")
+    out = []
+    for p in published.table(SRC, "server_overhead").itertuples():
+        n = int(p.gen_tokens)
+        cid = f"server_overhead_{n}_tokens"
+        lo, hi = published.figure_range(cid)
+        if n in pct.index:
+            iv = _iv(pct.loc[n])
+            out.append(
+                _claim(
+                    cid,
+                    verdicts.effect_matches(iv, lo, hi),
+                    f"mlx_lm.server over HTTP (one user, streaming) takes {verdicts.describe(iv, '%')} longer than "
+                    f"mlx-lm's generate_step in process for a {n}-token request (E2EL, paired per block, "
+                    f"n={int(pct.loc[n].n)}; {label}, {where}); published {lo:g}-{hi:g}% for the write-up's own "
+                    "server on Apple silicon.",
+                    iv.measured("%", length=n),
+                    "overhead",
+                )
+            )
+        else:
+            near = int(min(pct.index, key=lambda m: abs(m - n)))
+            out.append(
+                _claim(
+                    cid,
+                    verdicts.INCONCLUSIVE,
+                    f"{n} tokens is not among this profile's overhead lengths; nearest: {near} tokens, "
+                    f"{verdicts.describe(_iv(pct.loc[near]), '%')} ({label}, {where}; published {lo:g}-{hi:g}%).",
+                    None,
+                    "overhead",
+                )
+            )
+    fit = an.per_request_and_token(df, GENERATE, HTTP)
+    lo, hi = published.figure_range("server_overhead_ms_per_request")
+    if fit:
+        iv = verdicts.Interval(fit["per_request_ms"], fit["per_request_low"], fit["per_request_high"])
+        how = (
+            f"the intercept of the paired extra E2EL against the request length (n={fit['n']} pairs), beside "
+            f"{fit['per_token_ms']:.3g} ms [{fit['per_token_low']:.3g}, {fit['per_token_high']:.3g}] per token"
+        )
+    else:
+        row = summ[summ.metric == "extra_ms_per_request"].iloc[0]
+        iv = _iv(row)
+        how = f"the paired extra E2EL at {int(row.length)} tokens (one length: fixed and per-token costs not split)"
+    out.append(
+        _claim(
+            "server_overhead_ms_per_request",
+            verdicts.effect_matches(iv, lo, hi),
+            f"Fixed cost of a request over HTTP: {verdicts.describe(iv, ' ms')}, {how} ({label}, {where}); "
+            f"published ~{lo:g}-{hi:g} ms per request.",
+            iv.measured("ms"),
+            "overhead",
+        )
+    )
+    tp = summ[summ.metric == "extra_ms_per_token"]
+    split = an.overhead_table(df)
+    tpot = split[split.metric == "tpot_ms"].pivot_table(index="length", columns="variant", values="median")
+    longest = int(tpot.index.max())
+    out.append(
+        Finding(
+            id="http_overhead_split",
+            section="overhead",
+            statement=f"Where the time goes at {longest} tokens (median TPOT): generate_step "
+            f"{tpot.loc[longest, GENERATE]:.3g} ms, BatchGenerator at batch 1 (the server's engine) "
+            f"{tpot.loc[longest, BATCHGEN]:.3g} ms, HTTP {tpot.loc[longest, HTTP]:.3g} ms per token; the HTTP "
+            f"path adds {verdicts.describe(_iv(tp[tp.length == longest].iloc[0]), ' ms')} per token over "
+            f"generate_step. Same tokens on all three paths: {an.same_tokens(df)}. {label}, {where}.",
+            measured=_iv(tp[tp.length == longest].iloc[0]).measured("ms per token", length=longest),
+        )
+    )
+    return out
+
+
+def load_findings(df: pd.DataFrame, where: str, params: dict) -> list[Finding]:
+    """Batching, throughput against concurrency and the in-process curve, and where the latency target breaks."""
+    ttft_t, tpot_t, p = params["slo_ttft_ms"], params["slo_tpot_ms"], params["slo_percentile"]
+    table = an.load_table(df, "closed_loop", "concurrency", ttft_t, tpot_t)
+    summ = an.load_summary(table, "concurrency")
+    label = df[df.experiment == "closed_loop"].label.iloc[0]
+    levels = sorted(int(c) for c in table.concurrency.unique())
+    top, one = levels[-1], levels[0]
+    out = []
+    tps = table.pivot_table(index="round", columns="concurrency", values="output_tps")
+    speed = measure.ratio_interval(tps[top], tps[one])
+    together = an.level_stat(summ, "concurrency", top, "decoding_together")
+    overlapped = an.level_stat(summ, "concurrency", top, "overlapped_share")
+    mode = (
+        "serves one request at a time"
+        if together["median"] < SEQUENTIAL_TOGETHER
+        else "decodes concurrent requests in one batch"
+    )
+    n_rounds = int(tps.shape[0])
+    out.append(
+        _claim(
+            "batching_better_utilization",
+            verdicts.at_least(verdicts.Interval.of(speed), 1.0),
+            f"At {top} concurrent users mlx_lm.server delivers {verdicts.describe(verdicts.Interval.of(speed), 'x')} "
+            f"the output tokens/s of {one} user ({tps[one].median():.4g} -> {tps[top].median():.4g} tok/s, "
+            f"median of {n_rounds} rounds; {label}, {where}). It {mode}: while any request was decoding, "
+            f"{together['median']:.3g} were on average, and {overlapped['median']:.0%} of requests decoded while "
+            "another did. mlx-lm 0.32's server does this out of the box (BatchGenerator, --decode-concurrency), so "
+            "the write-up's 'requires architecture changes' does not apply to it.",
+            verdicts.Interval.of(speed).measured("x", concurrency=int(top)),
+            "concurrency",
+        )
+    )
+    out.append(
+        Finding(
+            id="server_batching_mode",
+            section="concurrency",
+            statement=f"mlx_lm.server {mode} ({label}, {where}): requests decoding together (while any decodes) per "
+            "concurrency "
+            + ", ".join(
+                f"{int(c)}: {an.level_stat(summ, 'concurrency', c, 'decoding_together')['median']:.2g}"
+                for c in levels
+            )
+            + ".",
+            measured=_iv(together).measured("requests decoding together", concurrency=int(top)),
+        )
+    )
+    inp = an.inproc_table(df)
+    agg = inp[inp.metric == "aggregate_tps"].set_index("batch")["median"]
+    common = [c for c in levels if c in agg.index]
+    if common:
+        c = int(max(common))
+        http = an.level_stat(summ, "concurrency", c, "output_tps")["median"]
+        source = df[df.experiment == "inproc_batch"].source.iloc[0]
+        out.append(
+            Finding(
+                id="http_vs_inprocess_batch",
+                section="frontier",
+                statement=f"At {c} users the server reaches {http / agg[c]:.0%} of the in-process BatchGenerator's "
+                f"aggregate tok/s at batch {c} ({http:.4g} vs {agg[c]:.4g} tok/s; in-process curve: {source}); "
+                "the rest is prefill interleaving, HTTP, detokenizing and streaming.",
+                measured={"value": http / agg[c], "unit": "ratio", "concurrency": int(c)},
+            )
+        )
+    pct = an.percentiles(df, "closed_loop", ["concurrency"])
+    brk = an.break_concurrency(pct, ttft_t, tpot_t, p)
+    good = summ[summ.metric == "goodput_rps"].set_index("concurrency")["median"]
+    best = int(good.idxmax())
+    where_breaks = (
+        f"breaks at {brk['point']} users (p{p} above target)"
+        + (
+            f", clearly (whole interval above) at {brk['clear']}"
+            if brk["clear"]
+            else ", no level is clearly above it"
+        )
+        if brk["point"]
+        else f"holds at every concurrency up to {top}"
+    )
+    out.append(
+        Finding(
+            id="latency_target_break",
+            section="concurrency",
+            headline=True,
+            statement=f"The latency target (p{p} TTFT <= {ttft_t:g} ms and p{p} TPOT <= {tpot_t:g} ms) "
+            f"{where_breaks}; goodput peaks at {best} users with {good[best]:.3g} req/s ({label}, {where}).",
+            measured={"value": brk["point"] or 0, "unit": "users (0: never breaks)", "clear": brk["clear"]},
+        )
+    )
+    return out
+
+
+def reuse_finding(df: pd.DataFrame, where: str) -> Finding:
+    d = df[df.experiment == "prompt_reuse"]
+    speed = measure.ratio_interval(
+        d[d.variant == "no shared prefix"].value, d[d.variant == "shared prefix"].value
+    )
+    tab = an.reuse_table(df).set_index("variant")
+    iv = verdicts.Interval.of(speed)
+    return _claim(
+        "prompt_caching_reduces_ttft",
+        verdicts.at_least(iv, 1.0),
+        f"With a {int(d.prefix_tokens.iloc[0])}-token prefix shared with the previous request, mlx_lm.server's "
+        f"prompt cache cuts TTFT {verdicts.describe(iv, 'x')} ({tab.loc['no shared prefix', 'median']:.3g} -> "
+        f"{tab.loc['shared prefix', 'median']:.3g} ms, n={speed.n}; the server reported "
+        f"{int(tab.loc['shared prefix', 'cached_tokens'])} cached tokens) with no client-side work; "
+        f"{d.label.iloc[0]}, {where}.",
+        iv.measured("x"),
+        "prompt-reuse",
+    )
+
+
+def faults_finding(df: pd.DataFrame, where: str) -> Finding:
+    t = an.faults_table(df)
+    parts = [
+        f"{r.case}: {int(r['HTTP status (0: none)']) or 'no response'} in {r.elapsed_ms:.0f} ms"
+        for _, r in t.iterrows()
+    ]
+    alive = t[t.case != "request after the server died"]
+    return Finding(
+        id="faults",
+        section="faults",
+        statement="; ".join(parts)
+        + f". The server kept answering after every bad request: {bool(alive.next_request_ok.all())}; "
+        f"longest case {t.elapsed_ms.max():.0f} ms, so nothing hung ({where}).",
+        measured={"value": float(t.elapsed_ms.max()), "unit": "ms (longest case)"},
+    )
+
+
+def findings(df: pd.DataFrame, params: dict) -> list[Finding]:
+    where = text.where(df)
+    return [
+        *overhead_findings(df, where),
+        *load_findings(df, where, params),
+        reuse_finding(df, where),
+        faults_finding(df, where),
+    ]
+
+
+def closing_note(found: list[Finding]) -> str:
+    """The overhead, the throughput curve and the concurrency at which the latency target breaks, quoted."""
+    by_id = {f.id: f for f in found}
+    keys = [
+        "server_overhead_ms_per_request",
+        "http_overhead_split",
+        "batching_better_utilization",
+        "http_vs_inprocess_batch",
+        "latency_target_break",
+        "prompt_caching_reduces_ttft",
+    ]
+    return "\n".join(f"- **{k}** ({by_id[k].verdict}): {by_id[k].statement}" for k in keys if k in by_id)
