@@ -149,7 +149,7 @@ display(pd.Series(env.as_dict() | {"run_id": run.run_id}, name="environment").to
 # %%
 folder = Path(checkpoint_dir) if checkpoint_dir else Path(tempfile.mkdtemp(prefix="07_serving-")) / "model"
 loaded = measure.prepare(preset, bits, dtype, group_size, folder)
-srv = Server(folder, startup_timeout_s=startup_timeout_s).start()
+srv = Server(folder, startup_timeout_s=startup_timeout_s, probe_prompt=measure.probe_prompt(loaded)).start()
 measure.record_server(run, srv, loaded)
 prompts = measure.Prompts(loaded.vocab_size)
 display(

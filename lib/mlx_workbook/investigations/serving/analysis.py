@@ -250,29 +250,13 @@ def overhead_summary(df: pd.DataFrame, baseline: str, variant: str) -> pd.DataFr
     return pd.DataFrame(rows)
 
 
-def per_request_and_token(df: pd.DataFrame, baseline: str, variant: str) -> dict | None:
-    """Extra E2EL against length: intercept = fixed cost per request, slope = cost per token (pairs bootstrap);
-    None with a single length."""
-    p = paired_overhead(df, baseline, variant)
-    if p.length.nunique() < 2:
-        return None
-    fit = measure.fit_slope(p.length, p.extra_ms)
-    rng = np.random.default_rng(0)
-    xs, ys = p.length.to_numpy(float), p.extra_ms.to_numpy(float)
-    icpt = []
-    for _ in range(measure.N_BOOTSTRAP):
-        i = rng.integers(0, xs.size, xs.size)
-        if np.ptp(xs[i]) > 0:
-            icpt.append(np.polyfit(xs[i], ys[i], 1)[1])
-    return {
-        "per_token_ms": fit["slope"],
-        "per_token_low": fit["low"],
-        "per_token_high": fit["high"],
-        "per_request_ms": fit["intercept"],
-        "per_request_low": float(np.quantile(icpt, 0.025)),
-        "per_request_high": float(np.quantile(icpt, 0.975)),
-        "n": int(xs.size),
-    }
+def fixed_and_per_token(df: pd.DataFrame, baseline: str, variant: str) -> dict:
+    """The overhead split the robust way, every length's blocks pooled: the extra TTFT is what a request pays
+    once (connection, JSON, tokenizing, queue hand-off), the extra TPOT what it pays per token (streaming,
+    detokenizing, thread hand-offs). Medians of the paired differences with bootstrap intervals."""
+    ttft = paired_overhead(df, baseline, variant, "ttft_ms").extra_ms
+    tpot = paired_overhead(df, baseline, variant, "tpot_ms").extra_ms
+    return {"per_request": measure.summarize(ttft), "per_token": measure.summarize(tpot)}
 
 
 def same_tokens(df: pd.DataFrame) -> bool:

@@ -3,6 +3,8 @@ from the stored rows, and what the load sweeps, the latency target and the fault
 
 from __future__ import annotations
 
+from http.server import ThreadingHTTPServer
+
 import pandas as pd
 
 from mlx_workbook.core import measure, published, verdicts
@@ -70,18 +72,13 @@ def overhead_findings(df: pd.DataFrame, where: str) -> list[Finding]:
                     "overhead",
                 )
             )
-    fit = an.per_request_and_token(df, GENERATE, HTTP)
+    split = an.fixed_and_per_token(df, GENERATE, HTTP)
     lo, hi = published.figure_range("server_overhead_ms_per_request")
-    if fit:
-        iv = verdicts.Interval(fit["per_request_ms"], fit["per_request_low"], fit["per_request_high"])
-        how = (
-            f"the intercept of the paired extra E2EL against the request length (n={fit['n']} pairs), beside "
-            f"{fit['per_token_ms']:.3g} ms [{fit['per_token_low']:.3g}, {fit['per_token_high']:.3g}] per token"
-        )
-    else:
-        row = summ[summ.metric == "extra_ms_per_request"].iloc[0]
-        iv = _iv(row)
-        how = f"the paired extra E2EL at {int(row.length)} tokens (one length: fixed and per-token costs not split)"
+    iv, per_token = verdicts.Interval.of(split["per_request"]), verdicts.Interval.of(split["per_token"])
+    how = (
+        f"the paired extra TTFT over generate_step (n={split['per_request'].n} blocks, all lengths), beside "
+        f"{verdicts.describe(per_token, ' ms')} per token (paired extra TPOT)"
+    )
     out.append(
         _claim(
             "server_overhead_ms_per_request",
@@ -202,6 +199,38 @@ def load_findings(df: pd.DataFrame, where: str, params: dict) -> list[Finding]:
     return out
 
 
+def failures_finding(df: pd.DataFrame, where: str) -> Finding:
+    """Requests of the load sweeps that did not complete, with their errors and when they were sent."""
+    d = df[df.experiment.isin(["closed_loop", "open_loop"]) & (df.metric == "failed")]
+    total = int((df.experiment.isin(["closed_loop", "open_loop"]) & (df.metric == "e2el_ms")).sum()) + len(d)
+    if d.empty:
+        statement = f"All {total} requests of the closed- and open-loop sweeps completed ({where})."
+    else:
+        parts = []
+        for (exp, err), g in d.groupby(["experiment", d.error.str.split(":").str[0]]):
+            levels = ", ".join(
+                f"{'concurrency' if exp == 'closed_loop' else 'rate x'} {lv:g}"
+                for lv in sorted(
+                    g.concurrency.dropna().unique() if exp == "closed_loop" else g.rate_fraction.unique()
+                )
+            )
+            parts.append(
+                f"{len(g)} x {err} in the {exp.replace('_', ' ')} ({levels}), sent {1e3 * g.sent_s.min():.0f}-"
+                f"{1e3 * g.sent_s.max():.0f} ms after the level started"
+            )
+        statement = (
+            f"{len(d)} of {total} requests failed: " + "; ".join(parts) + ". mlx_lm.server runs Python's "
+            f"ThreadingHTTPServer (listen backlog {ThreadingHTTPServer.request_queue_size}, one accepting thread); "
+            f"failed requests count in no throughput or goodput here ({where})."
+        )
+    return Finding(
+        id="failed_requests",
+        section="concurrency",
+        statement=statement,
+        measured={"value": float(len(d)), "unit": f"failed requests of {total}"},
+    )
+
+
 def reuse_finding(df: pd.DataFrame, where: str) -> Finding:
     d = df[df.experiment == "prompt_reuse"]
     speed = measure.ratio_interval(
@@ -244,6 +273,7 @@ def findings(df: pd.DataFrame, params: dict) -> list[Finding]:
     return [
         *overhead_findings(df, where),
         *load_findings(df, where, params),
+        failures_finding(df, where),
         reuse_finding(df, where),
         faults_finding(df, where),
     ]

@@ -91,7 +91,8 @@ class Prompts:
     row share a prefix (the server's prompt cache holds only its last few sequences)."""
 
     def __init__(self, vocab_size: int, seed: int = 0):
-        self.usable = vocab_size - 2  # the offline tokenizer's last two ids are <unk> and </s>
+        # The offline tokenizer's last two ids are <unk> and </s>; the one below them is the server's readiness probe.
+        self.usable = vocab_size - 3
         self.rng = np.random.default_rng(seed)
         self.count = 0
 
@@ -113,6 +114,11 @@ def ids_of(text: str) -> list[int]:
 
 def digest(ids: list[int]) -> str:
     return hashlib.sha1(",".join(map(str, ids)).encode()).hexdigest()[:12]
+
+
+def probe_prompt(loaded: models.LoadedModel) -> str:
+    """The server's readiness request: a token no measured prompt starts with (see Prompts)."""
+    return text_of([loaded.vocab_size - 3])
 
 
 def eos_id(loaded: models.LoadedModel) -> int:

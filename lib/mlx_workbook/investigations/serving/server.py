@@ -56,7 +56,12 @@ class Server:
     """`with Server(folder) as srv:` starts mlx_lm.server on a free port and stops it on the way out."""
 
     def __init__(
-        self, model_dir: str | Path, *, startup_timeout_s: float = 120.0, extra_args: list | None = None
+        self,
+        model_dir: str | Path,
+        *,
+        startup_timeout_s: float = 120.0,
+        extra_args: list | None = None,
+        probe_prompt: str = "hello",
     ):
         model_dir = Path(model_dir)
         if not (model_dir / "config.json").is_file():
@@ -64,6 +69,7 @@ class Server:
         self.model_dir = model_dir
         self.startup_timeout_s = startup_timeout_s
         self.extra_args = [str(a) for a in (extra_args or [])]
+        self.probe_prompt = probe_prompt  # the one-token request that proves the model is loaded
         self.port = 0
         self.proc: subprocess.Popen | None = None
         self.startup_s = float("nan")
@@ -96,7 +102,8 @@ class Server:
     def _drain(self) -> None:
         # The server logs every request; reading its pipe keeps it from blocking on a full buffer.
         for line in self.proc.stdout:
-            self._tail.append(line.rstrip())
+            if '"GET /health' not in line:  # the readiness polls would crowd out the load error
+                self._tail.append(line.rstrip())
 
     def start(self) -> Server:
         self.port = free_port()
@@ -121,25 +128,42 @@ class Server:
             raise
         return self
 
+    def _fail(self, why: str) -> ServerError:
+        return ServerError(f"mlx_lm.server {why}; last output:\n{self.last_output()}")
+
     def _wait_ready(self, tic: float) -> None:
+        """/health answers as soon as HTTP is up, while the model still loads in the generation thread (503 once
+        that thread died); a one-token completion then proves the model is loaded."""
         deadline = tic + self.startup_timeout_s
-        while time.perf_counter() < deadline:
+        while True:
             if not self.alive():
-                raise ServerError(
-                    f"mlx_lm.server exited with code {self.proc.returncode} before answering; last output:\n"
-                    f"{self.last_output()}"
-                )
+                raise self._fail(f"exited with code {self.proc.returncode} before answering")
+            if time.perf_counter() > deadline:
+                raise self._fail(f"did not answer /health within {self.startup_timeout_s:.0f} s")
             try:
-                if httpx.get(f"{self.url}/health", timeout=1.0).status_code == 200:
-                    self.startup_s = time.perf_counter() - tic
-                    return
+                status = httpx.get(f"{self.url}/health", timeout=1.0).status_code
             except httpx.HTTPError:
-                pass
+                status = 0
+            if status == 503:
+                raise self._fail(
+                    "answers /health with 503: its generation thread died (the model did not load)"
+                )
+            if status == 200:
+                break
             time.sleep(0.1)
-        raise ServerError(
-            f"mlx_lm.server did not answer /health within {self.startup_timeout_s:.0f} s; last output:\n"
-            f"{self.last_output()}"
-        )
+        try:
+            r = httpx.post(
+                f"{self.url}/v1/completions",
+                json={"prompt": self.probe_prompt, "max_tokens": 1},
+                timeout=max(1.0, deadline - time.perf_counter()),
+            )
+        except httpx.HTTPError as exc:
+            raise self._fail(
+                f"did not complete a first request within {self.startup_timeout_s:.0f} s ({exc})"
+            ) from exc
+        if r.status_code != 200:
+            raise self._fail(f"answered a first request with HTTP {r.status_code}: {r.text[:200]}")
+        self.startup_s = time.perf_counter() - tic
 
     def kill(self) -> None:
         """Die at once (SIGKILL), as a crashed server would; stop() still cleans up after it."""
