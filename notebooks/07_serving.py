@@ -142,14 +142,21 @@ display(pd.Series(env.as_dict() | {"run_id": run.run_id}, name="environment").to
 # The preset is built at random weights and saved as a real checkpoint folder (safetensors, config.json and an
 # offline word-level tokenizer whose token `t<i>` is id `i`, so a prompt of n words is exactly n tokens). The
 # notebook loads that folder back for its in-process baseline (the same weights on both sides) and starts
-# `python -m mlx_lm server --model <folder> --port <free port>`, waiting for `/health`. The server is stopped at
+# `python -m mlx_lm server --model <folder> --port <free port>`, waiting for `/health` and a first one-token
+# completion (the server answers `/health` before its model has loaded). Its whole output goes to `server.log`
+# in the run folder. The server is stopped at
 # the end of the notebook; if a cell fails first, the kernel's exit stops it (atexit, and on Linux the server
 # also dies with its parent).
 
 # %%
 folder = Path(checkpoint_dir) if checkpoint_dir else Path(tempfile.mkdtemp(prefix="07_serving-")) / "model"
 loaded = measure.prepare(preset, bits, dtype, group_size, folder)
-srv = Server(folder, startup_timeout_s=startup_timeout_s, probe_prompt=measure.probe_prompt(loaded)).start()
+srv = Server(
+    folder,
+    startup_timeout_s=startup_timeout_s,
+    probe_prompt=measure.probe_prompt(loaded),
+    log_path=run.run_dir / "server.log",
+).start()
 measure.record_server(run, srv, loaded)
 prompts = measure.Prompts(loaded.vocab_size)
 display(
@@ -319,12 +326,21 @@ display(fig, an.reuse_table(run.measurements).round(2))
 # %% [markdown]
 # ## Bad input and faults <a id="faults"></a>
 # Malformed JSON, an invalid parameter, a prompt longer than the model's context window, a client that hangs up
-# after two streamed tokens of a long request, and last a request after the server was killed (SIGKILL). Each
-# case has the request deadline; after each one a normal request checks that the server still serves.
+# after two streamed tokens of a long request, a burst of as many new connections as the largest concurrency at
+# once (mlx_lm.server runs Python's `ThreadingHTTPServer`, whose listen backlog is 5), and last a request after
+# the server was killed (SIGKILL). Each case has the request deadline; after each one a normal request checks
+# that the server still serves.
 
 # %%
 measure.faults(
-    run, srv, loaded, prompts, prompt_tokens=prompt_tokens, gen_tokens=gen_tokens, timeout_s=request_timeout_s
+    run,
+    srv,
+    loaded,
+    prompts,
+    prompt_tokens=prompt_tokens,
+    gen_tokens=gen_tokens,
+    timeout_s=request_timeout_s,
+    burst=max(concurrencies),
 )
 srv.stop()
 if not checkpoint_dir:

@@ -78,13 +78,15 @@ def test_07_serving_prompt_reuse_hits_the_servers_cache(run_07_serving):
 def test_07_serving_fault_table_records_every_case(run_07_serving):
     _, _, df, summary = run_07_serving
     faults = df[df.experiment == "faults"].set_index("case")
-    assert len(faults) == 5
+    assert len(faults) == 6
     assert faults.loc["malformed JSON", "status"] == 400
     assert faults.loc["invalid parameter (max_tokens = 0)", "status"] == 400
     died = faults.loc["request after the server died"]
     assert died.status == 0 and not died.server_alive and "Connect" in died.outcome
     alive = faults.drop("request after the server died")
     assert alive.next_request_ok.all() and alive.server_alive.all()
+    burst = faults.loc[f"burst of {max(summary['params']['concurrencies'])} new connections at once"]
+    assert " served" in burst.outcome
     assert (
         faults.value < 1e3 * summary["params"]["request_timeout_s"]
     ).all()  # nothing waited out a deadline

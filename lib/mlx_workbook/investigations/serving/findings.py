@@ -52,10 +52,10 @@ def overhead_findings(df: pd.DataFrame, where: str) -> list[Finding]:
                 _claim(
                     cid,
                     verdicts.effect_matches(iv, lo, hi),
-                    f"mlx_lm.server over HTTP (one user, streaming) takes {verdicts.describe(iv, '%')} longer than "
-                    f"mlx-lm's generate_step in process for a {n}-token request (E2EL, paired per block, "
-                    f"n={int(pct.loc[n].n)}; {label}, {where}); published {lo:g}-{hi:g}% for the write-up's own "
-                    "server on Apple silicon.",
+                    f"A {n}-token request over HTTP (mlx_lm.server, one streaming user) against mlx-lm's "
+                    f"generate_step in process: E2EL change {verdicts.describe(iv, '%')} (positive: the server is "
+                    f"slower; paired per block, n={int(pct.loc[n].n)}; {label}, {where}). Published: {lo:g}-{hi:g}% "
+                    "slower for the write-up's own server on Apple silicon.",
                     iv.measured("%", length=n),
                     "overhead",
                 )

@@ -483,10 +483,12 @@ def faults(
     prompt_tokens: int,
     gen_tokens: int,
     timeout_s: float,
+    burst: int = 32,
 ) -> None:
     """Malformed JSON, an invalid parameter, a prompt longer than the model's context, a client that hangs up
-    mid-stream, and (last: it kills the server) a request after the server died. One row per case: what came
-    back, how long it took, and whether the server still answered a normal request afterwards."""
+    mid-stream, `burst` new connections at once, and (last: it kills the server) a request after the server
+    died. One row per case: what came back, how long it took, and whether the server still answered a normal
+    request afterwards."""
     import json
 
     context = int(loaded.config.get("max_position_embeddings") or 0)
@@ -496,6 +498,16 @@ def faults(
         return loadgen.closed_loop(
             srv.url, [body(prompts.ids(prompt_tokens), gen_tokens, loaded)], 1, timeout_s=timeout_s
         )[0]
+
+    def burst_of(n: int) -> tuple[int, str]:
+        res = loadgen.closed_loop(
+            srv.url, [body(prompts.ids(prompt_tokens), 2, loaded) for _ in range(n)], n, timeout_s=timeout_s
+        )
+        failed = [r.error.split(":")[0] for r in res if not r.ok]
+        kinds = ", ".join(sorted(set(failed)))
+        return (200 if not failed else 0), f"{n - len(failed)} of {n} served" + (
+            f"; failed: {kinds}" if failed else ""
+        )
 
     def disconnect() -> tuple[int, str]:
         long = body(prompts.ids(prompt_tokens), 100 * gen_tokens, loaded)
@@ -524,6 +536,7 @@ def faults(
             ),
         ),
         ("client disconnects mid-stream", "server goes on serving", disconnect),
+        (f"burst of {burst} new connections at once", "all served", lambda: burst_of(burst)),
     ]
     for case, expected, fn in cases:
         tic = time.perf_counter()

@@ -62,6 +62,7 @@ class Server:
         startup_timeout_s: float = 120.0,
         extra_args: list | None = None,
         probe_prompt: str = "hello",
+        log_path: str | Path | None = None,
     ):
         model_dir = Path(model_dir)
         if not (model_dir / "config.json").is_file():
@@ -70,6 +71,7 @@ class Server:
         self.startup_timeout_s = startup_timeout_s
         self.extra_args = [str(a) for a in (extra_args or [])]
         self.probe_prompt = probe_prompt  # the one-token request that proves the model is loaded
+        self.log_path = Path(log_path) if log_path else None  # the server's whole output, kept for diagnosis
         self.port = 0
         self.proc: subprocess.Popen | None = None
         self.startup_s = float("nan")
@@ -101,9 +103,17 @@ class Server:
 
     def _drain(self) -> None:
         # The server logs every request; reading its pipe keeps it from blocking on a full buffer.
-        for line in self.proc.stdout:
-            if '"GET /health' not in line:  # the readiness polls would crowd out the load error
-                self._tail.append(line.rstrip())
+        log = open(self.log_path, "a") if self.log_path else None
+        try:
+            for line in self.proc.stdout:
+                if log:
+                    log.write(line)
+                    log.flush()
+                if '"GET /health' not in line:  # the readiness polls would crowd out the load error
+                    self._tail.append(line.rstrip())
+        finally:
+            if log:
+                log.close()
 
     def start(self) -> Server:
         self.port = free_port()
