@@ -65,8 +65,6 @@ startup_timeout_s: float = 300.0  # deadline for the server to answer /health
 
 # %%
 import shutil
-import tempfile
-from pathlib import Path
 
 import pandas as pd
 from IPython.display import Markdown, display
@@ -149,7 +147,7 @@ display(pd.Series(env.as_dict() | {"run_id": run.run_id}, name="environment").to
 # also dies with its parent).
 
 # %%
-folder = Path(checkpoint_dir) if checkpoint_dir else Path(tempfile.mkdtemp(prefix="07_serving-")) / "model"
+folder = measure.checkpoint_folder(checkpoint_dir)
 loaded = measure.prepare(preset, bits, dtype, group_size, folder)
 srv = Server(
     folder,
@@ -344,7 +342,7 @@ measure.faults(
 )
 srv.stop()
 if not checkpoint_dir:
-    shutil.rmtree(folder.parent, ignore_errors=True)
+    shutil.rmtree(folder.parent, ignore_errors=True)  # now rather than at exit
 display(an.faults_table(run.measurements))
 
 # %% [markdown]

@@ -243,3 +243,13 @@ def test_break_concurrency_reads_the_percentile_against_the_target():
     )
     assert an.break_concurrency(pct, 1000, 20, 90) == {"point": 4, "clear": 8}
     assert an.break_concurrency(pct, 1000, 100, 90) == {"point": None, "clear": None}
+
+
+def test_the_served_checkpoint_is_the_in_process_model(tmp_path):
+    assert sm.checkpoint_folder(str(tmp_path / "kept")) == tmp_path / "kept"
+    folder = sm.checkpoint_folder()
+    assert folder.name == "model" and folder.parent.is_dir() and folder.parent.name.startswith("07_serving-")
+    loaded = sm.prepare("tiny", 0, "float32", 64, folder)
+    assert (folder / "config.json").is_file() and list(folder.glob("*.safetensors"))
+    assert loaded.name == "tiny" and loaded.source == "checkpoint" and loaded.tokenizer is not None
+    assert loaded.tokenizer.encode(sm.text_of([5, 7, 9])) == [5, 7, 9]  # one word, one token

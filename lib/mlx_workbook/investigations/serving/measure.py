@@ -8,9 +8,13 @@ except in the prompt-reuse experiment, where that is the point (`cached_tokens` 
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import re
+import shutil
+import tempfile
 import time
+from pathlib import Path
 
 import httpx
 import mlx.core as mx
@@ -70,6 +74,16 @@ def validate(
 
 
 # --- the model, on disk for the server and in memory for the in-process baseline -----------------------------
+
+
+def checkpoint_folder(checkpoint_dir: str = "") -> Path:
+    """Where the served checkpoint goes: the given folder (kept), or a temporary one removed when the process
+    exits, also after a failed cell (a 7B checkpoint is 15 GB of disk)."""
+    if checkpoint_dir:
+        return Path(checkpoint_dir)
+    tmp = Path(tempfile.mkdtemp(prefix="07_serving-"))
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+    return tmp / "model"
 
 
 def prepare(preset: str, bits: int, dtype: str, group_size: int, folder) -> models.LoadedModel:
