@@ -142,9 +142,8 @@ display(pd.Series(env.as_dict() | {"run_id": run.run_id}, name="environment").to
 # notebook loads that folder back for its in-process baseline (the same weights on both sides) and starts
 # `python -m mlx_lm server --model <folder> --port <free port>`, waiting for `/health` and a first one-token
 # completion (the server answers `/health` before its model has loaded). Its whole output goes to `server.log`
-# in the run folder. The server is stopped at
-# the end of the notebook; if a cell fails first, the kernel's exit stops it (atexit, and on Linux the server
-# also dies with its parent).
+# in the run folder. The server is stopped at the end of the notebook; if a cell fails first, the kernel's exit
+# stops it (atexit, and on Linux the server also dies with its parent).
 
 # %%
 folder = measure.checkpoint_folder(checkpoint_dir)

@@ -30,8 +30,9 @@ def _running(pid: int) -> bool:
 
 
 def test_07_serving_leaves_no_server_process_behind(run_07_serving):
-    code, _, df, summary = run_07_serving
+    code, run_dir, df, summary = run_07_serving
     assert code == 0 and summary["status"] == "ok", summary.get("error")
+    assert "Starting httpd" in (run_dir / "server.log").read_text()
     (pid,) = df[df.experiment == "server"].pid.astype(int)
     assert not _running(pid)
     if os.path.isdir("/proc"):  # no mlx_lm server of this run's port anywhere

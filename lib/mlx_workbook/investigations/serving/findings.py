@@ -279,6 +279,7 @@ def faults_finding(df: pd.DataFrame, where: str) -> Finding:
     t = an.faults_table(df)
     parts = [
         f"{r.case}: {int(r['HTTP status (0: none)']) or 'no response'} in {r.elapsed_ms:.0f} ms"
+        + (f" ({r.outcome.split(':')[0]})" if r.case.startswith(("burst", "request after")) else "")
         for _, r in t.iterrows()
     ]
     alive = t[t.case != "request after the server died"]
