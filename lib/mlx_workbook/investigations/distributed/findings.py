@@ -445,6 +445,28 @@ def mac_projection(df: pd.DataFrame) -> list[Finding]:
     return out
 
 
+def point_to_point(df: pd.DataFrame) -> Finding | None:
+    """Whether send/recv (hence the send_recv collective and mlx-lm's pipeline) ran on this backend."""
+    cap = df[df.experiment == "capability"] if "experiment" in df else pd.DataFrame()
+    if cap.empty:
+        return None
+    works = bool((cap.value == 1).all())
+    errors = sorted({str(e) for e in cap.get("error", pd.Series(dtype=str)).dropna() if str(e)})
+    return Finding(
+        id="send_recv_available",
+        verdict=verdicts.HOLDS if works else verdicts.DOES_NOT_HOLD,
+        section="collectives",
+        measured={"value": float(works), "unit": "works on every rank"},
+        statement=f"On {an.where(df)}, mx.distributed.send/recv "
+        + (
+            "work, so the send_recv collective and mlx-lm's pipeline layout were measured."
+            if works
+            else f"do not run ({'; '.join(errors)[:200]}): the send_recv collective and mlx-lm's pipeline "
+            "layout (which sends activations between stages) were skipped."
+        ),
+    )
+
+
 def scaling(df: pd.DataFrame) -> Finding | None:
     sc = an.scaling_table(df)
     if sc.empty:
@@ -471,5 +493,5 @@ def findings(df: pd.DataFrame) -> list[Finding]:
     out += throughput(df)
     out += prefill(df)
     out += mac_projection(df)
-    out += [f for f in (scaling(df),) if f is not None]
+    out += [f for f in (point_to_point(df), scaling(df)) if f is not None]
     return out
