@@ -133,66 +133,44 @@ if not_here:
     display(Markdown(f"**Skipped: {not_here}.** Nothing is launched; the findings say so."))
 
 # %% [markdown]
-# ## Collectives <a id="collectives"></a>
-# Each trial aligns the ranks with a barrier, then queues `calls` calls of one collective back to back (as many
-# as move about 64 MB, at most 16) and waits for them: seconds per call, from each rank's clock; a trial's
-# time is its slowest rank's. Every block visits every size, and at each size every op and dtype in a
-# shuffled order (the same on every rank). `send_recv` pairs ranks (0 sends to 1, 2 to 3, ...). The decode
-# sizes (hidden size x batch x dtype bytes: the message a tensor-parallel decode step all-sums) are measured
-# on their own beside the sweep. Bus bandwidth follows NCCL's convention (bytes each rank moves over its link:
-# all_sum 2(N-1)/N x message, all_gather (N-1) x message, send 1 x message), so it compares with the link.
+# ## The ranks' work <a id="launch"></a>
+# One launch (`mlx.launch`, one process per rank) runs every measurement below, in this order, so that the
+# ranks import MLX and mlx-lm once; its journals are merged into the run when it ends (also when it fails).
+#
+# **Collectives.** Each trial aligns the ranks with a barrier, then queues `calls` calls of one collective back
+# to back (as many as move about 64 MB, at most 16) and waits for them: seconds per call, from each rank's
+# clock; a trial's time is its slowest rank's. Every block visits every size, and at each size every op and
+# dtype in a shuffled order (the same on every rank). `send_recv` pairs ranks (0 sends to 1, 2 to 3, ...);
+# it is probed first and skipped, with the reason, where send/recv have no kernel (then mlx-lm's pipeline,
+# which sends activations, is skipped too). The decode sizes (hidden size x batch x dtype bytes: the message a
+# tensor-parallel decode step all-sums) are measured on their own beside the sweep.
+#
+# **Correctness.** The same weights (one seed) on one device and split over the ranks: the last position's
+# logits after a prompt, and greedy tokens, on small models whose weights are scaled up (x
+# `correctness_scale`) so that the top-1 margins are clear. Split models sum partial products in another
+# order, so logits may differ by the dtype's rounding, not more.
+#
+# **Decode and prefill.** Per model, every layout that fits is built (mlx-lm's `shard` / `pipeline` on lazily
+# built random weights, then materialized, so a rank only ever holds its part). Then blocks: each block runs
+# the layouts in a shuffled order, each at every batch (prefill `context_tokens`, then `decode_tokens` greedy
+# steps pipelined as mlx-lm does; time per token from rank 0's clock) and every prompt length (a prefill).
+# `single` runs on rank 0 while the others wait. Block -1 warms up and is not recorded. The collectives of one
+# decode step are counted while its graph is built (`mx.distributed`'s functions wrapped).
 
 # %%
-coll = dist.run_ranks(
+decode_sizes = dist.decode_message_bytes(plans, batches, coll_dtypes)
+launched = dist.run_ranks(
     run,
-    "collectives",
+    "all",
     [
         dict(
             kind="collectives",
-            sizes_bytes=sorted(
-                set(sizes_bytes) | set(dist.decode_message_bytes(plans, batches, coll_dtypes))
-            ),
-            decode_sizes_bytes=dist.decode_message_bytes(plans, batches, coll_dtypes),
+            sizes_bytes=sorted(set(sizes_bytes) | set(decode_sizes)),
+            decode_sizes_bytes=decode_sizes,
             ops=coll_ops,
             dtypes=coll_dtypes,
             repeats=coll_repeats,
-        )
-    ],
-    ranks=ranks,
-    backend=backend,
-    hosts=hosts,
-    timeout_s=timeout_s,
-    seed=seed,
-)
-df = run.measurements
-ctable = analysis.collective_table(df) if coll["ran"] else pd.DataFrame()
-if not ctable.empty:
-    on_nvlink = "H200" in environment.device and backend == "nccl"
-    ceiling = published.figure_range(findings.NVLINK_CLAIM)[1] if on_nvlink else None
-    fig = analysis.chart_collectives(ctable, ceiling, "NVLink 4, H200: 450 GB/s per direction (published)")
-    run.save_figure(fig, "collectives")
-    display(fig, analysis.alpha_beta(df).round(3), ctable.round(3))
-
-# %% [markdown]
-# ## Correctness <a id="correctness"></a>
-# The same weights (one seed) on one device and split over the ranks: the last position's logits after a
-# prompt, and greedy tokens, on small models whose weights are scaled up (x `correctness_scale`) so that the
-# top-1 margins are clear. Split models sum partial products in another order, so logits may differ by the
-# dtype's rounding, not more. `tests/test_distributed.py` asserts the same on the stored data.
-#
-# ## Decode, prefill and the collectives of a step <a id="decode"></a>
-# Per model: every layout that fits is built (mlx-lm's `shard` / `pipeline` on lazily built random weights,
-# then materialized, so a rank only ever holds its part). Then blocks: each block runs the layouts in a
-# shuffled order, each at every batch (prefill `context_tokens`, then `decode_tokens` greedy steps pipelined
-# as mlx-lm does, time per token from rank 0's clock) and every prompt length (a prefill). `single` runs on
-# rank 0 while the others wait. Block -1 warms up and is not recorded. The collectives of one decode step
-# are counted while its graph is built (`mx.distributed`'s functions wrapped).
-
-# %%
-work = dist.run_ranks(
-    run,
-    "models",
-    [
+        ),
         dict(
             kind="correctness",
             models=[p.spec(seed) for p in checks],
@@ -217,17 +195,39 @@ work = dist.run_ranks(
     seed=seed,
 )
 df = run.measurements
-display(pd.DataFrame([coll | {"launch": "collectives"}, work | {"launch": "models"}]).set_index("launch"))
-if work["ran"]:
+measured = launched["ran"]
+display(pd.Series(launched, name="launch").to_frame())
+
+# %% [markdown]
+# ## Collectives <a id="collectives"></a>
+# Time per call and bus bandwidth per message size (geometric means, 95% t-intervals over the blocks), and the
+# alpha-beta fit. Bus bandwidth follows NCCL's convention (bytes each rank moves over its link: all_sum
+# 2(N-1)/N x message, all_gather (N-1) x message, send 1 x message), so it compares with the link's figure.
+
+# %%
+if measured:
+    ctable = analysis.collective_table(df)
+    on_nvlink = "H200" in environment.device and backend == "nccl"
+    ceiling = published.figure_range(findings.NVLINK_CLAIM)[1] if on_nvlink else None
+    fig = analysis.chart_collectives(ctable, ceiling, "NVLink 4, H200: 450 GB/s per direction (published)")
+    run.save_figure(fig, "collectives")
+    display(fig, analysis.alpha_beta(df).round(3), ctable.round(3))
+
+# %% [markdown]
+# ## Correctness <a id="correctness"></a>
+# `tests/test_distributed.py` asserts the same on the stored data.
+
+# %%
+if measured:
     display(analysis.correctness_table(df))
 
 # %% [markdown]
-# ### Decode: one device against the parallel layouts
+# ## Decode <a id="decode"></a>
 # Left: ms per token per model, layout and batch (geometric means, 95% t-intervals over the blocks). Right:
 # the speed-up over one device, single / parallel time per token paired within each block (> 1: faster).
 
 # %%
-if work["ran"]:
+if measured:
     dec, speed = analysis.decode_table(df), analysis.paired_speedup(df, "decode", "batch")
     fig = analysis.chart_decode(dec, speed)
     run.save_figure(fig, "decode")
@@ -240,7 +240,7 @@ if work["ran"]:
 # device's time / devices) and how far above it the layout measured. Communication share = estimate / time.
 
 # %%
-if work["ran"]:
+if measured:
     display(analysis.step_collectives(df), analysis.communication_table(df).round(4))
 
 # %% [markdown]
@@ -250,7 +250,7 @@ if work["ran"]:
 # on where a service has to sit.
 
 # %%
-if work["ran"]:
+if measured:
     fig = analysis.chart_throughput(dec)
     run.save_figure(fig, "throughput")
     display(fig)
@@ -260,7 +260,7 @@ if work["ran"]:
 # Prompt processing at batch 1: compute-bound at long prompts, where splitting the matmuls helps most.
 
 # %%
-if work["ran"]:
+if measured:
     pre = analysis.prefill_table(df)
     fig = analysis.chart_prefill(pre)
     run.save_figure(fig, "prefill")
@@ -273,8 +273,8 @@ if work["ran"]:
 # against ranks.
 
 # %%
-if work["ran"]:
-    fig = analysis.chart_scaling(analysis.scaling_table(df), ctable)
+if measured:
+    fig = analysis.chart_scaling(analysis.scaling_table(df), analysis.collective_table(df))
     run.save_figure(fig, "scaling")
     display(fig, analysis.scaling_table(df).round(3))
 
@@ -291,3 +291,11 @@ for finding in findings.not_run(not_here) if not_here else findings.findings(run
     run.add_finding(finding)
 run.finish()
 display(Markdown("\n".join(f"- **{f.id}** ({f.verdict}): {f.statement}" for f in run.findings)))
+
+# %% [markdown]
+# ## Closing note <a id="closing"></a>
+# The crossover, the communication share per token, the collectives against the link's ceiling, and the
+# model that only fits when split, quoted from the findings above.
+
+# %%
+display(Markdown(findings.closing_note(run.findings)))

@@ -165,7 +165,7 @@ def test_stored_run_schema_and_both_ranks(stored):
     assert (
         df[(df.experiment == "decode") & (df["rank"] == 1)].layout != "single"
     ).all()  # single runs on rank 0
-    assert (run_dir / "ranks" / "models" / "rank1.log").exists()
+    assert (run_dir / "ranks" / "all" / "rank1.log").exists()
 
 
 @pytest.mark.notebook

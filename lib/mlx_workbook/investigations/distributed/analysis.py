@@ -206,6 +206,8 @@ def chart_collectives(table: pd.DataFrame, ceiling_gbs: float | None = None, cei
         ax.set_yscale("log")
         ax.set_xlabel("message bytes per rank")
         ax.grid(alpha=0.3, which="both")
+    if not table.empty:  # keep the axis on the data: a t-interval at n=2 can span decades
+        ax1.set_ylim(table.us.min() / 10, table.us.max() * 10)
     ax1.set_ylabel("µs per call (slowest rank)")
     ax2.set_ylabel("bus bandwidth, GB/s")
     ax1.legend(fontsize=7)
@@ -450,7 +452,11 @@ def chart_decode(dec: pd.DataFrame, speed: pd.DataFrame):
         )
         ax2.set_yticks(y, names, fontsize=6)
         ax2.axvline(1, color="grey", ls="--")
-        ax2.set_xlabel("speed-up over one device (single / parallel time per token)")
+        ax2.set_xscale("log")
+        ax2.set_xlim(
+            max(speed.low.min(), speed.speedup.min() / 10), min(speed.high.max(), speed.speedup.max() * 10)
+        )
+        ax2.set_xlabel("speed-up over one device (single / parallel time per token), log scale")
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3, which="both")
     fig.tight_layout()

@@ -495,3 +495,21 @@ def findings(df: pd.DataFrame) -> list[Finding]:
     out += mac_projection(df)
     out += [f for f in (point_to_point(df), scaling(df)) if f is not None]
     return out
+
+
+def closing_note(found: list[Finding]) -> str:
+    """The closing paragraph: the crossover, the communication share, the collectives against the link's
+    ceiling, and what forced distribution, quoted from the findings (nothing computed here)."""
+    by_id = {f.id: f for f in found}
+    if "distributed_not_run" in by_id:
+        return by_id["distributed_not_run"].statement
+    picks = [by_id.get("collectives_alpha_beta"), by_id.get(NVLINK_CLAIM)]
+    picks += [f for f in found if f.id.startswith("tp_crossover_")]
+    picks += [f for f in found if f.id.startswith("comm_share_")]
+    picks += [f for f in found if f.measured and f.measured.get("only_fits")][:1]
+    picks += [
+        by_id.get("sharded_logits_match"),
+        by_id.get("send_recv_available"),
+        by_id.get("scaling_rank_counts"),
+    ]
+    return "\n".join(f"- {f.statement}" for f in picks if f is not None)
