@@ -14,6 +14,7 @@ Tasks (the "tasks" list of the config):
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sys
@@ -157,6 +158,7 @@ def collectives(rank: Rank, task: dict) -> None:
                         ],
                     )
         rank.log(f"collectives block {block} done")
+    mx.clear_cache()  # the 1 GB messages' buffers go back before any model is built
 
 
 # --- models -----------------------------------------------------------------------------------------------
@@ -293,13 +295,13 @@ def run_models(rank: Rank, task: dict) -> None:
             rank.log(f"{label}: built {layout} ({built[layout].weight_bytes() / 1e9:.2f} GB on this rank)")
         vocab = models.preset_config(spec["preset"])["vocab_size"]
         fields = dict(model=spec["preset"], label=label, dtype=spec["dtype"], bits=spec["bits"])
-        for layout, loaded in built.items():
+        for layout in built:
             rank.record(
                 "layout",
                 [
                     dict(
                         metric="rank_weight_bytes",
-                        value=loaded.weight_bytes(),
+                        value=built[layout].weight_bytes(),
                         unit="bytes",
                         layout=layout,
                         **fields,
@@ -363,7 +365,8 @@ def run_models(rank: Rank, task: dict) -> None:
                             ],
                         )
             rank.log(f"{label}: block {block} done")
-        del built
+        built.clear()  # every reference to this model's weights goes before the next model is built
+        gc.collect()
         mx.clear_cache()
 
 
