@@ -193,3 +193,51 @@ def test_the_notebook_skips_cleanly_without_the_devices(tmp_path):
     assert [f["id"] for f in summary["findings"]] == ["distributed_not_run"]
     statement = summary["findings"][0]["statement"]
     assert "GPU" in statement or "not available" in statement
+
+
+def test_pipeline_is_dropped_where_send_recv_do_not_run():
+    from mlx_workbook.investigations.distributed import rank as rankmod
+
+    class NoSendRecv:  # what the probe leaves behind on MLX's CUDA backend
+        size, p2p = 2, "RuntimeError: Send has no CUDA implementation."
+
+        def log(self, text):
+            pass
+
+    spec = {"label": "m", "layouts": ["single", "tensor", "pipeline"]}
+    assert rankmod._without_unsupported(NoSendRecv(), spec)["layouts"] == ["single", "tensor"]
+    cap = pd.DataFrame(
+        [
+            dict(experiment="capability", metric="send_recv_works", value=0.0, error=NoSendRecv.p2p, rank=r)
+            for r in (0, 1)
+        ]
+    )
+    f = findings.point_to_point(cap)
+    assert f.verdict == "does not hold" and "no CUDA implementation" in f.statement
+
+
+def test_a_model_that_only_fits_split_is_said_so_and_quoted_in_the_closing_note():
+    plan = [
+        dict(experiment="plan", label="big bf16", model="llama-3-70b", layout=lay, value=v, runs=runs, why_not=why,
+             budget_bytes=128e9, world_size=2)
+        for lay, v, runs, why in (("single", 141e9, False, "needs 141.1 GB of weights on one rank"),
+                                  ("tensor", 72e9, True, ""))
+    ]  # fmt: skip
+    dec = [
+        dict(
+            experiment="decode",
+            rank=0,
+            world_size=2,
+            label="big bf16",
+            batch=1,
+            layout="tensor",
+            trial=t,
+            value=20.0 + t,
+        )
+        for t in range(5)
+    ]
+    df = pd.DataFrame(plan + dec).assign(device="NVIDIA H200", dist_backend="nccl")
+    (f,) = findings.decode_speed(df)
+    assert f.id == "tensor_decode_big_bf16_b1" and f.measured["only_fits"] and f.verdict == "holds"
+    assert "only fits when split" in f.statement and "141.1 GB" in f.statement
+    assert f.statement in findings.closing_note([f])
