@@ -360,6 +360,8 @@ def communication_table(df: pd.DataFrame) -> pd.DataFrame:
                 single_ms=single.iloc[0].ms_per_token if not single.empty else math.nan,
                 ideal_ms=ideal,
                 above_ideal_ms=p.ms_per_token - ideal,
+                minus_single_ms=p.ms_per_token
+                - (single.iloc[0].ms_per_token if not single.empty else math.nan),
             )
         )
     return pd.DataFrame(rows)

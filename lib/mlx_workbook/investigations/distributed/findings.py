@@ -301,7 +301,8 @@ def communication(df: pd.DataFrame) -> list[Finding]:
                 f"token of {int(r.message_bytes)} bytes cost {r.comm_ms:.3g} ms [{r.comm_low:.3g}, "
                 f"{r.comm_high:.3g}] at their measured latency: {share.value:.0%} [{share.low:.0%}, "
                 f"{share.high:.0%}] of the {r.ms_per_token:.3g} ms per token (one device: {r.single_ms:.3g} ms, "
-                f"an ideal split {r.ideal_ms:.3g} ms, measured {r.above_ideal_ms:+.3g} ms above it); "
+                f"an ideal split {r.ideal_ms:.3g} ms, measured {r.above_ideal_ms:+.3g} ms above it and "
+                f"{r.minus_single_ms:+.3g} ms against one device); "
                 f"at batch {int(big.batch)}: {big.comm_share:.0%} of {big.ms_per_token:.3g} ms.",
             )
         )
