@@ -70,9 +70,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from mlx_workbook.core import results
-from mlx_workbook.investigations.serving import analysis as an
-from mlx_workbook.investigations.serving import findings as serving_findings
-from mlx_workbook.investigations.serving import measure
+from mlx_workbook.investigations.serving import analysis, findings, measure
 from mlx_workbook.investigations.serving.server import Server
 from mlx_workbook.report import text
 
@@ -103,35 +101,7 @@ measure.validate(
 if batch_curve_source not in ("auto", "measure"):
     raise ValueError(f"batch_curve_source must be 'auto' or 'measure', got {batch_curve_source!r}")
 
-PARAMS = [
-    "profile",
-    "preset",
-    "bits",
-    "dtype",
-    "group_size",
-    "prompt_tokens",
-    "gen_tokens",
-    "overhead_lengths",
-    "overhead_blocks",
-    "concurrencies",
-    "requests_per_user",
-    "rounds",
-    "rate_fractions",
-    "open_loop_requests",
-    "batch_curve_source",
-    "inproc_repeats",
-    "prefix_tokens",
-    "suffix_tokens",
-    "reuse_gen_tokens",
-    "reuse_repeats",
-    "slo_ttft_ms",
-    "slo_tpot_ms",
-    "slo_percentile",
-    "request_timeout_s",
-    "startup_timeout_s",
-]
-params = {k: globals()[k] for k in PARAMS}
-run = results.start_run("07_serving", params, run_dir=run_dir)
+run = results.start("07_serving", globals())
 env = run.environment
 display(pd.Series(env.as_dict() | {"run_id": run.run_id}, name="environment").to_frame())
 
@@ -161,7 +131,7 @@ display(
         f"**{loaded.label}** served at `{srv.url}` (pid {srv.proc.pid}), up in {srv.startup_s:.1f} s: "
         f"`{' '.join(srv.command[1:])}`."
     ),
-    an.definitions()[["metric", "unit", "definition"]],
+    analysis.definitions()[["metric", "unit", "definition"]],
 )
 
 # %% [markdown]
@@ -186,12 +156,12 @@ measure.overhead(
 )
 df = run.measurements
 where = text.where(df)
-fig = an.overhead_chart(df, where)
+fig = analysis.overhead_chart(df, where)
 run.save_figure(fig, "overhead")
 display(
     fig,
-    an.overhead_table(df).round(3),
-    an.overhead_summary(df, measure.OVERHEAD_VARIANTS[0], measure.OVERHEAD_VARIANTS[2]).round(3),
+    analysis.overhead_table(df).round(3),
+    analysis.overhead_summary(df, measure.OVERHEAD_VARIANTS[0], measure.OVERHEAD_VARIANTS[2]).round(3),
 )
 
 # %% [markdown]
@@ -220,11 +190,11 @@ measure.closed_loop_sweep(
     timeout_s=request_timeout_s,
 )
 df = run.measurements
-load = an.load_table(df, "closed_loop", "concurrency", slo_ttft_ms, slo_tpot_ms)
-summary = an.load_summary(load, "concurrency")
-pct = an.percentiles(df, "closed_loop", ["concurrency"])
+load = analysis.load_table(df, "closed_loop", "concurrency", slo_ttft_ms, slo_tpot_ms)
+summary = analysis.load_summary(load, "concurrency")
+pct = analysis.percentiles(df, "closed_loop", ["concurrency"])
 for metric, target in [("ttft_ms", slo_ttft_ms), ("tpot_ms", slo_tpot_ms)]:
-    fig = an.latency_chart(pct, metric, target, where, loaded.label)
+    fig = analysis.latency_chart(pct, metric, target, where, loaded.label)
     run.save_figure(fig, f"closed_loop_{metric}")
     display(fig)
 display(
@@ -253,9 +223,9 @@ if batch_curve_source == "measure" or not measure.batch_curve_from_04(run, loade
 df = run.measurements
 display(
     Markdown(f"In-process curve: {df[df.experiment == 'inproc_batch'].source.iloc[0]}."),
-    an.inproc_table(df).round(2),
+    analysis.inproc_table(df).round(2),
 )
-fig = an.throughput_chart(summary, df, where, loaded.label)
+fig = analysis.throughput_chart(summary, df, where, loaded.label)
 run.save_figure(fig, "throughput")
 display(fig)
 
@@ -266,8 +236,8 @@ display(fig)
 # the right is better; each extra user buys device throughput at the price of every user's speed.
 
 # %%
-points = an.frontier_points(summary, df)
-fig = an.frontier_chart(points, where, loaded.label)
+points = analysis.frontier_points(summary, df)
+fig = analysis.frontier_chart(points, where, loaded.label)
 run.save_figure(fig, "frontier")
 display(fig, points.round(2))
 
@@ -278,7 +248,7 @@ display(fig, points.round(2))
 # capacity the queue grows and TTFT with it.
 
 # %%
-capacity = an.capacity_rps(run.measurements, slo_ttft_ms, slo_tpot_ms)
+capacity = analysis.capacity_rps(run.measurements, slo_ttft_ms, slo_tpot_ms)
 measure.open_loop_sweep(
     run,
     srv,
@@ -292,9 +262,9 @@ measure.open_loop_sweep(
     timeout_s=request_timeout_s,
 )
 df = run.measurements
-open_table = an.load_table(df, "open_loop", "rate_fraction", slo_ttft_ms, slo_tpot_ms)
-open_pct = an.percentiles(df, "open_loop", ["rate_fraction"])
-fig = an.open_loop_chart(open_pct, open_table, where, loaded.label)
+open_table = analysis.load_table(df, "open_loop", "rate_fraction", slo_ttft_ms, slo_tpot_ms)
+open_pct = analysis.percentiles(df, "open_loop", ["rate_fraction"])
+fig = analysis.open_loop_chart(open_pct, open_table, where, loaded.label)
 run.save_figure(fig, "open_loop")
 display(Markdown(f"Closed-loop capacity: {capacity:.3g} req/s."), fig, open_table.round(3))
 
@@ -316,9 +286,9 @@ measure.prompt_reuse(
     repeats=reuse_repeats,
     timeout_s=request_timeout_s,
 )
-fig = an.reuse_chart(run.measurements, where)
+fig = analysis.reuse_chart(run.measurements, where)
 run.save_figure(fig, "prompt_reuse")
-display(fig, an.reuse_table(run.measurements).round(2))
+display(fig, analysis.reuse_table(run.measurements).round(2))
 
 # %% [markdown]
 # ## Bad input and faults <a id="faults"></a>
@@ -342,7 +312,7 @@ measure.faults(
 srv.stop()
 if not checkpoint_dir:
     shutil.rmtree(folder.parent, ignore_errors=True)  # now rather than at exit
-display(an.faults_table(run.measurements))
+display(analysis.faults_table(run.measurements))
 
 # %% [markdown]
 # ## Findings <a id="findings"></a>
@@ -351,11 +321,11 @@ display(an.faults_table(run.measurements))
 # throughput curve and the concurrency at which the latency target breaks.
 
 # %%
-found = serving_findings.findings(run.measurements, params)
+found = findings.findings(run.measurements, run.params)
 for finding in found:
     run.add_finding(finding)
 run.finish()
 display(
     pd.DataFrame([{"id": f.id, "verdict": f.verdict, "statement": f.statement} for f in run.findings]),
-    Markdown(serving_findings.closing_note(found)),
+    Markdown(findings.closing_note(found)),
 )

@@ -141,49 +141,9 @@ def _claim(cid, verdict, statement, measured, section) -> Finding:
 
 
 def findings(df: pd.DataFrame, where: str, params: dict) -> list[Finding]:
-    """Server-overhead claims (no server here: the in-process fixed share instead), batching, prompt caching
-    and pre-quantized checkpoints."""
-    out, label = [], served_label(df)
-    share = fixed_share_table(df).set_index("length")
-    pub = published.table(SRC, "server_overhead")
-    for p in pub.itertuples():
-        n = int(p.gen_tokens)
-        r = share.loc[n] if n in share.index else None
-        fixed = verdicts.Interval(r["median"], r.low, r.high).scaled(100) if r is not None else None
-        out.append(
-            _claim(
-                f"server_overhead_{n}_tokens",
-                verdicts.NOT_MEASURED,
-                f"Not measured: no HTTP server or IPC runs here (published: {p.overhead_pct_low:g}-"
-                f"{p.overhead_pct_high:g}% server overhead at {n} tokens). "
-                + (
-                    f"In process, the fixed start of a {n}-token request (prefill + first token) is "
-                    f"{interval_text(fixed, '%')} of it on {label}, {where}; any per-request cost shrinks "
-                    "with the length the same way."
-                    if fixed
-                    else f"{n} tokens is not in lengths."
-                ),
-                fixed.measured("% fixed share") if fixed else None,
-                "lengths",
-            )
-        )
-    req = request_tps(df)
-    mid = int(
-        min(req.index, key=lambda n: abs(n - pub.gen_tokens.median()))
-    )  # nearest the write-up's medium request
-    req_ms = mid / req[mid] * 1e3
-    lo, hi = published.figure_range("server_overhead_ms_per_request")
-    out.append(
-        _claim(
-            "server_overhead_ms_per_request",
-            verdicts.NOT_MEASURED,
-            f"Not measured: no server runs here. For scale: the published {lo:g}-{hi:g} ms would be {lo / req_ms:.1%}-"
-            f"{hi / req_ms:.1%} of a {mid}-token request ({req_ms:.0f} ms) with {label} on {where}.",
-            None,
-            "lengths",
-        )
-    )
-    return out + _batch_and_cache(df, where, params, label) + [_prequant(df, where)]
+    """Batching, prompt caching and pre-quantized checkpoints, in process. The server-overhead claims are
+    measured over HTTP by 07_serving."""
+    return _batch_and_cache(df, where, params, served_label(df)) + [_prequant(df, where)]
 
 
 def _batch_and_cache(df: pd.DataFrame, where: str, params: dict, label: str) -> list[Finding]:

@@ -12,6 +12,7 @@ from mlx_workbook.core.results import Finding
 from mlx_workbook.investigations.serving import analysis as an
 from mlx_workbook.investigations.serving.measure import OVERHEAD_VARIANTS
 from mlx_workbook.report import text
+from mlx_workbook.report.text import interval_text
 
 SRC = "004_bandwidth"  # the write-up whose server claims these findings test
 GENERATE, BATCHGEN, HTTP = OVERHEAD_VARIANTS
@@ -53,7 +54,7 @@ def overhead_findings(df: pd.DataFrame, where: str) -> list[Finding]:
                     cid,
                     verdicts.effect_matches(iv, lo, hi),
                     f"A {n}-token request over HTTP (mlx_lm.server, one streaming user) against mlx-lm's "
-                    f"generate_step in process: E2EL change {verdicts.describe(iv, '%')} (positive: the server is "
+                    f"generate_step in process: E2EL change {interval_text(iv, '%')} (positive: the server is "
                     f"slower; paired per block, n={int(pct.loc[n].n)}; {label}, {where}). Published: {lo:g}-{hi:g}% "
                     "slower for the write-up's own server on Apple silicon.",
                     iv.measured("%", length=n),
@@ -67,7 +68,7 @@ def overhead_findings(df: pd.DataFrame, where: str) -> list[Finding]:
                     cid,
                     verdicts.INCONCLUSIVE,
                     f"{n} tokens is not among this profile's overhead lengths; nearest: {near} tokens, "
-                    f"{verdicts.describe(_iv(pct.loc[near]), '%')} ({label}, {where}; published {lo:g}-{hi:g}%).",
+                    f"{interval_text(_iv(pct.loc[near]), '%')} ({label}, {where}; published {lo:g}-{hi:g}%).",
                     None,
                     "overhead",
                 )
@@ -77,13 +78,13 @@ def overhead_findings(df: pd.DataFrame, where: str) -> list[Finding]:
     iv, per_token = verdicts.Interval.of(split["per_request"]), verdicts.Interval.of(split["per_token"])
     how = (
         f"the paired extra TTFT over generate_step (n={split['per_request'].n} blocks, all lengths), beside "
-        f"{verdicts.describe(per_token, ' ms')} per token (paired extra TPOT)"
+        f"{interval_text(per_token, ' ms')} per token (paired extra TPOT)"
     )
     out.append(
         _claim(
             "server_overhead_ms_per_request",
             verdicts.effect_matches(iv, lo, hi),
-            f"Fixed cost of a request over HTTP: {verdicts.describe(iv, ' ms')}, {how} ({label}, {where}); "
+            f"Fixed cost of a request over HTTP: {interval_text(iv, ' ms')}, {how} ({label}, {where}); "
             f"published ~{lo:g}-{hi:g} ms per request.",
             iv.measured("ms"),
             "overhead",
@@ -100,7 +101,7 @@ def overhead_findings(df: pd.DataFrame, where: str) -> list[Finding]:
             statement=f"Where the time goes at {longest} tokens (median TPOT): generate_step "
             f"{tpot.loc[longest, GENERATE]:.3g} ms, BatchGenerator at batch 1 (the server's engine) "
             f"{tpot.loc[longest, BATCHGEN]:.3g} ms, HTTP {tpot.loc[longest, HTTP]:.3g} ms per token; the HTTP "
-            f"path adds {verdicts.describe(_iv(tp[tp.length == longest].iloc[0]), ' ms')} per token over "
+            f"path adds {interval_text(_iv(tp[tp.length == longest].iloc[0]), ' ms')} per token over "
             f"generate_step. Same tokens on all three paths: {an.same_tokens(df)}. {label}, {where}.",
             measured=_iv(tp[tp.length == longest].iloc[0]).measured("ms per token", length=longest),
         )
@@ -131,7 +132,7 @@ def load_findings(df: pd.DataFrame, where: str, params: dict) -> list[Finding]:
         _claim(
             "batching_better_utilization",
             verdicts.at_least(verdicts.Interval.of(speed), 1.0),
-            f"At {top} concurrent users mlx_lm.server delivers {verdicts.describe(verdicts.Interval.of(speed), 'x')} "
+            f"At {top} concurrent users mlx_lm.server delivers {interval_text(verdicts.Interval.of(speed), 'x')} "
             f"the output tokens/s of {one} user ({tps[one].median():.4g} -> {tps[top].median():.4g} tok/s, "
             f"median of {n_rounds} rounds; {label}, {where}). It {mode}: while any request was decoding, "
             f"{together['median']:.3g} were on average, and {overlapped['median']:.0%} of requests decoded while "
@@ -266,7 +267,7 @@ def reuse_finding(df: pd.DataFrame, where: str) -> Finding:
         "prompt_caching_reduces_ttft",
         verdicts.at_least(iv, 1.0),
         f"With a {int(d.prefix_tokens.iloc[0])}-token prefix shared with the previous request, mlx_lm.server's "
-        f"prompt cache cuts TTFT {verdicts.describe(iv, 'x')} ({tab.loc['no shared prefix', 'median']:.3g} -> "
+        f"prompt cache cuts TTFT {interval_text(iv, 'x')} ({tab.loc['no shared prefix', 'median']:.3g} -> "
         f"{tab.loc['shared prefix', 'median']:.3g} ms, n={speed.n}; the server reported "
         f"{int(tab.loc['shared prefix', 'cached_tokens'])} cached tokens) with no client-side work; "
         f"{d.label.iloc[0]}, {where}.",

@@ -402,9 +402,10 @@ def batch_curve(
 def batch_curve_from_04(run: results.Run, loaded: models.LoadedModel, device: str) -> bool:
     """Copy 04_bandwidth's in-process batch rows for this model and device into this run (with their run id);
     False when its latest finished run on this device served a different model."""
-    folder = results.latest_run("04_bandwidth", device=device)
-    if folder is None:
+    found = results.latest_run("04_bandwidth", device=device)
+    if found is None:
         return False
+    folder = found.path
     df = results.read_measurements(folder)
     d = loaded.describe()
     if df.empty or "batch" not in set(df.experiment):
