@@ -73,7 +73,25 @@ def _norm(value) -> str:
 
 def configuration_columns(df: pd.DataFrame) -> list[str]:
     """Columns that name a configuration: each trial repeats the same set of values (a per-trial measurement
-    like `seconds` takes new values every trial). Judged per experiment and metric."""
+    like `seconds` takes new values every trial), and one configuration keeps its value from trial to trial
+    (a variant's `position` in a rotated round order does not: bookkeeping, not what was measured).
+    Judged per experiment and metric."""
+    candidates = _repeated_columns(df)
+    return [c for c in candidates if not _moves_between_trials(df, c, [o for o in candidates if o != c])]
+
+
+def _moves_between_trials(df: pd.DataFrame, column: str, others: list[str]) -> bool:
+    """True when, with every other configuration column fixed, each trial has one value of `column` but the
+    trials do not agree on it: the column records when or where in a round something ran."""
+    keyed = df.assign(**{c: df[c].map(_norm) for c in [column, *others]})
+    for _, group in keyed.groupby(KEYS + others, sort=False):
+        per_trial = group.groupby("trial")[column].agg(lambda v: frozenset(v))
+        if per_trial.map(len).max() == 1 and per_trial.nunique() > 1:
+            return True
+    return False
+
+
+def _repeated_columns(df: pd.DataFrame) -> list[str]:
     out = []
     for col in [c for c in df.columns if c not in RUN_COLUMNS and c not in KEYS]:
         values = df[col].map(_norm)
@@ -189,7 +207,8 @@ def render_page(table: pd.DataFrame, run_a: Path, run_b: Path, out: Path, index:
         f'<a href="{html.esc(out.with_suffix(".parquet").name)}">parquet</a> · '
         f'<a href="{html.esc(index_href)}">all runs</a></p>' + "".join(sections)
     )
-    out.write_text(html.page(title, body))
+    nav = html.nav_bar(out.parent, (index or out.parent.parent / "index.html").parent)
+    html.write_if_changed(out, html.page(title, body, nav=nav))
     return out
 
 
@@ -221,26 +240,33 @@ def main(argv: list[str] | None = None) -> int:
     except CompareError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    table = pd.read_csv(page.with_suffix(".csv"))
-    print(
-        table[
-            [
-                "experiment",
-                "metric",
-                "configuration",
-                "a_median",
-                "b_median",
-                "ratio",
-                "ratio_low",
-                "ratio_high",
-                "call",
-            ]
-        ].to_string(index=False, float_format=lambda v: f"{v:.4g}")
-    )
+    print(terminal_summary(pd.read_csv(page.with_suffix(".csv"), dtype={"configuration": str})))
     if (Path(args.root) / "index.html").exists() or Path(args.root) == REPORTS_DIR:
         html.build_index(Path(args.root))  # so the index links the new comparison
-    print(page)
+    shown = page.relative_to(ROOT) if page.is_relative_to(ROOT) else page
+    print(f"every metric, with intervals: {shown}")
     return 0
+
+
+def terminal_summary(table: pd.DataFrame, largest: int = 10, width: int = 100) -> str:
+    """A few lines for the terminal: how many metrics moved, and the largest differences beyond the noise
+    (the page has every row)."""
+    calls = table.call.value_counts()
+    counts = ", ".join(f"{n} {call}" for call, n in calls.items())
+    lines = [f"{len(table)} shared metrics: {counts}."]
+    moved = table[table.beyond_noise.astype(bool)].copy()
+    if not moved.empty:
+        moved["size"] = (moved.ratio.map(math.log)).abs()
+        lines.append(
+            f"Largest differences beyond the noise (B / A, 95% interval), {min(largest, len(moved))} shown:"
+        )
+        for r in moved.sort_values("size", ascending=False).head(largest).itertuples():
+            what = f"{r.experiment} {r.metric}" + (
+                f" ({r.configuration})" if isinstance(r.configuration, str) else ""
+            )
+            what = what if len(what) <= width - 28 else what[: width - 31] + "..."
+            lines.append(f"  {r.ratio:6.3g}x [{r.ratio_low:.3g}, {r.ratio_high:.3g}]  {what}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -132,6 +132,17 @@ def stacked_bars(table: pd.DataFrame, *, category: str, parts: list[str], title:
     return fig
 
 
+def svg_text(fig: Figure) -> str:
+    """The figure as SVG text that depends only on what is drawn: fixed element ids, no date, so a page
+    rebuilt from the same data is byte-identical (and a committed file stays untouched)."""
+    import io
+
+    buffer = io.StringIO()
+    with matplotlib.rc_context({"svg.hashsalt": "mlx-workbook"}):
+        fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
+    return buffer.getvalue()
+
+
 def show_figures_inline(*formats: str) -> None:
     """Let IPython display Figure objects made without pyplot (every chart here): without a formatter for the
     Figure type, display(fig) shows only '<Figure size ...>' and the HTML report has no chart in it."""

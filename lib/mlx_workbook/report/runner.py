@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import shutil
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +25,7 @@ import yaml
 
 from mlx_workbook import REPORTS_DIR, ROOT
 from mlx_workbook.core import env as envmod
-from mlx_workbook.core import results
+from mlx_workbook.core import progress, results
 from mlx_workbook.report import html
 
 NOTEBOOKS_DIR = ROOT / "notebooks"
@@ -98,6 +101,7 @@ def execute(name: str, params: dict, run_dir: Path) -> tuple[str, str | None]:
     source = to_ipynb(name, run_dir / ".input.ipynb")
     output = run_dir / f"{name}.ipynb"
     error = None
+    sockets = tempfile.mkdtemp(prefix="wb-kernel-")
     try:
         papermill.execute_notebook(
             str(source),
@@ -106,6 +110,8 @@ def execute(name: str, params: dict, run_dir: Path) -> tuple[str, str | None]:
             kernel_name=KERNEL,
             cwd=str(NOTEBOOKS_DIR),
             progress_bar=False,
+            stderr_file=ProgressEcho(name),  # the notebook's progress lines, echoed to the terminal
+            config=_local_kernel(sockets),
         )
         status = "ok"
     except papermill.PapermillExecutionError as exc:
@@ -114,10 +120,35 @@ def execute(name: str, params: dict, run_dir: Path) -> tuple[str, str | None]:
         status, error = "failed", f"{type(exc).__name__}: {exc}"
     finally:
         source.unlink(missing_ok=True)
+        shutil.rmtree(sockets, ignore_errors=True)
     if output.exists():
         html.render_notebook(output, run_dir / f"{name}.html")
     _settle_summary(name, run_dir, params, status, error, time.time() - started)
     return status, error
+
+
+class ProgressEcho:
+    """A stream for papermill's stderr_file: prints the kernel's progress lines (core.progress) to the
+    terminal as "[notebook] what n/total", one per line, and drops everything else (the page keeps that)."""
+
+    def __init__(self, name: str, out=None):
+        self.name, self.out = name, out or sys.stderr
+
+    def write(self, text: str) -> None:
+        for line in re.split(r"[\r\n]+", text):
+            if line.startswith(progress.MARK):
+                print(f"[{self.name}] {line[len(progress.MARK) :]}", file=self.out, flush=True)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+
+def _local_kernel(folder: str):
+    """Kernel sockets as files in a private folder (IPC) instead of TCP on localhost: nothing listens on a
+    port, and the kernel has no reason to warn about unencrypted TCP."""
+    from traitlets.config import Config
+
+    return Config({"KernelManager": {"transport": "ipc", "ip": str(Path(folder) / "kernel")}})
 
 
 def _settle_summary(

@@ -7,12 +7,13 @@ reads the stored sweeps back: cliffs, pairs of lengths, ratios between variants 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from mlx_workbook.core import measure
+from mlx_workbook.core import measure, progress
 from mlx_workbook.core.results import Run
 from mlx_workbook.investigations.sdpa_cliff import cliffs
 from mlx_workbook.probes import sdpa_probe as probe
@@ -198,7 +199,15 @@ def sweep(
         "target_ms": target_ms,
         "max_calls": max_calls,
     }
-    out = probe.run(config, on_round=lambda rows: run.record_many(experiment, to_rows(rows)))
+    total = len(probe.groups(config["cases"])) * repeats
+    finished = iter(range(1, total + 1))
+    started = time.perf_counter()
+
+    def on_round(rows):
+        run.record_many(experiment, to_rows(rows))
+        progress.step(f"{experiment}: rounds done", next(finished, total), total, started)
+
+    out = probe.run(config, on_round=on_round)
     return out["errors"]
 
 
