@@ -75,9 +75,13 @@ def configuration_columns(df: pd.DataFrame) -> list[str]:
     """Columns that name a configuration: each trial repeats the same set of values (a per-trial measurement
     like `seconds` takes new values every trial), and one configuration keeps its value from trial to trial
     (a variant's `position` in a rotated round order does not: bookkeeping, not what was measured).
-    Judged per experiment and metric."""
-    candidates = _repeated_columns(df)
-    return [c for c in candidates if not _moves_between_trials(df, c, [o for o in candidates if o != c])]
+    Judged per experiment and metric. A column is judged with the columns recorded before it fixed: of two
+    columns that determine each other within a trial (variant and position), the first one recorded stays."""
+    kept: list[str] = []
+    for column in _repeated_columns(df):
+        if not _moves_between_trials(df, column, kept):
+            kept.append(column)
+    return kept
 
 
 def _moves_between_trials(df: pd.DataFrame, column: str, others: list[str]) -> bool:
@@ -248,6 +252,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _varying(table: pd.DataFrame, row) -> str:
+    """The row's configuration without the values every row of its experiment shares (model=tiny, ...)."""
+    same = table[table.experiment == row.experiment].configuration.fillna("").str.split(", ")
+    common = set.intersection(*(set(parts) for parts in same))
+    parts = str(row.configuration if isinstance(row.configuration, str) else "").split(", ")
+    return ", ".join(p for p in parts if p and p not in common)
+
+
 def terminal_summary(table: pd.DataFrame, largest: int = 10, width: int = 100) -> str:
     """A few lines for the terminal: how many metrics moved, and the largest differences beyond the noise
     (the page has every row)."""
@@ -261,9 +273,8 @@ def terminal_summary(table: pd.DataFrame, largest: int = 10, width: int = 100) -
             f"Largest differences beyond the noise (B / A, 95% interval), {min(largest, len(moved))} shown:"
         )
         for r in moved.sort_values("size", ascending=False).head(largest).itertuples():
-            what = f"{r.experiment} {r.metric}" + (
-                f" ({r.configuration})" if isinstance(r.configuration, str) else ""
-            )
+            config = _varying(table, r)
+            what = f"{r.experiment} {r.metric}" + (f" ({config})" if config else "")
             what = what if len(what) <= width - 28 else what[: width - 31] + "..."
             lines.append(f"  {r.ratio:6.3g}x [{r.ratio_low:.3g}, {r.ratio_high:.3g}]  {what}")
     return "\n".join(lines)
