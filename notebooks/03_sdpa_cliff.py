@@ -344,7 +344,7 @@ display(fig, per_op, Markdown(an.graph_note(df, P)))
 
 # %%
 every_cliff = an.all_cliffs(found, run.environment.mlx)
-display(every_cliff.round(3))
+display(an.cliff_view(every_cliff))
 
 # %% [markdown]
 # ## Findings <a id="findings"></a>

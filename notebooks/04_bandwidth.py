@@ -328,4 +328,4 @@ display(bw.projection_table(table, acc, ceiling, env.device, projection_presets,
 for finding in bandwidth_findings.findings(run.measurements, acc, ceiling, params):
     run.add_finding(finding)
 run.finish()
-display(pd.DataFrame([{"id": f.id, "verdict": f.verdict, "statement": f.statement} for f in run.findings]))
+display(Markdown("\n".join(f"- **{f.id}** ({f.verdict}): {f.statement}" for f in run.findings)))

@@ -129,15 +129,27 @@ def execute(name: str, params: dict, run_dir: Path) -> tuple[str, str | None]:
 
 class ProgressEcho:
     """A stream for papermill's stderr_file: prints the kernel's progress lines (core.progress) to the
-    terminal as "[notebook] what n/total", one per line, and drops everything else (the page keeps that)."""
+    terminal as "[notebook] what n/total", and drops everything else (the page keeps that). A series of steps
+    prints its first and last step and at most one line every `every` seconds between them."""
 
-    def __init__(self, name: str, out=None):
-        self.name, self.out = name, out or sys.stderr
+    STEP = re.compile(r"^(?P<what>.*) (?P<done>\d+)/(?P<total>\d+)(?: \(\d+ s\))?$")
+
+    def __init__(self, name: str, out=None, every: float = 5.0):
+        self.name, self.out, self.every = name, out or sys.stderr, every
+        self.last_what, self.last_time = None, 0.0
 
     def write(self, text: str) -> None:
         for line in re.split(r"[\r\n]+", text):
             if line.startswith(progress.MARK):
-                print(f"[{self.name}] {line[len(progress.MARK) :]}", file=self.out, flush=True)
+                self._show(line[len(progress.MARK) :])
+
+    def _show(self, line: str) -> None:
+        step, now = self.STEP.match(line), time.monotonic()
+        what = step["what"] if step else line
+        last = bool(step) and step["done"] == step["total"]
+        if what != self.last_what or last or now - self.last_time >= self.every:
+            print(f"[{self.name}] {line}", file=self.out, flush=True)
+            self.last_what, self.last_time = what, now
 
     def flush(self) -> None:
         self.out.flush()
