@@ -110,13 +110,17 @@ def table_of_contents(page_html: str, minimum: int = 3) -> str:
     return f'<nav class="wb-toc"><b>Contents</b><ol>{items}</ol></nav>'
 
 
-def _machine_roots(nb) -> list[str]:
-    """Checkout folders whose absolute paths may appear in the page: this one, and the one that ran it."""
-    roots = {str(ROOT)}
+def _machine_roots(nb) -> list[tuple[str, str]]:
+    """(absolute folder, what to show instead) for folders whose paths may appear in the page: this checkout,
+    the checkout that ran the notebook, and the reports folder it wrote to (shown as reports/)."""
+    roots = {str(ROOT): ""}
     output = (nb.metadata.get("papermill") or {}).get("output_path") or ""
     if "/reports/" in output:
-        roots.add(output.split("/reports/")[0])
-    return sorted(roots, key=len, reverse=True)
+        roots[output.split("/reports/")[0]] = ""
+    run_dir = Path(output).parent
+    if output and run_dir.parent.name == "runs":
+        roots[str(run_dir.parent.parent)] = "reports"
+    return sorted(roots.items(), key=lambda item: len(item[0]), reverse=True)
 
 
 _SITE = re.compile(r"(?:[A-Za-z]:)?[/\\][^\s\"'<>()]*?[/\\](site-packages|dist-packages)[/\\]")
@@ -124,11 +128,12 @@ _STDLIB = re.compile(r"/(?:usr|opt|Library)/[^\s\"'<>()]*?/(python3\.\d+)/")
 _HOME = re.compile(r"/(?:home|Users)/[^/\s\"'<>]+/|/root/|/tmp/[^\s\"'<>]*?/")
 
 
-def scrub_paths(text: str, roots: list[str]) -> str:
+def scrub_paths(text: str, roots: list[tuple[str, str]]) -> str:
     """Absolute paths of the machine that ran a notebook, made relative: the checkout's to the repository,
     installed packages' to site-packages/, anything under a home or temporary folder to ~/ or tmp/."""
-    for root in roots:
-        text = text.replace(root.rstrip("/") + "/", "")
+    for root, instead in roots:
+        text = text.replace(root.rstrip("/") + "/", instead + "/" if instead else "")
+        text = re.sub(re.escape(root.rstrip("/")) + r"\b", instead or ".", text)
     text = _SITE.sub(lambda m: m.group(1) + "/", text)
     text = _STDLIB.sub(lambda m: m.group(1) + "/", text)
     return _HOME.sub(lambda m: "tmp/" if m.group(0).startswith("/tmp/") else "~/", text)
