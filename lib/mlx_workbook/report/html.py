@@ -104,9 +104,12 @@ def table_of_contents(page_html: str, minimum: int = 3) -> str:
     heads = re.findall(r'<h2 id="([^"]+)"[^>]*>(.*?)</h2>', page_html, re.S)
     if len(heads) < minimum:
         return ""
-    items = "".join(
-        f'<li><a href="#{anchor}">{re.sub(r"<[^>]+>|¶", "", text).strip()}</a></li>' for anchor, text in heads
-    )
+    items = []
+    for anchor, text in heads:
+        named = re.search(r"""<a id=["']([^"']+)["']""", text)  # a notebook's own anchor (#claims) is stable
+        title = re.sub(r"<[^>]+>|¶", "", text).strip()
+        items.append(f'<li><a href="#{named.group(1) if named else anchor}">{title}</a></li>')
+    items = "".join(items)
     return f'<nav class="wb-toc"><b>Contents</b><ol>{items}</ol></nav>'
 
 
@@ -165,7 +168,10 @@ def _parameters_as_table(nb) -> None:
         f'<table class="wb-params"><tr><th>parameter</th><th>value</th><th>meaning</th></tr>{"".join(rows)}'
         "</table></details>"
     )
+    replaced = nb.cells[where[0]]
     nb.cells[where[0]] = nbformat.v4.new_markdown_cell(table)
+    if "id" in replaced:  # the page's cell ids stay those of the notebook: same notebook, same bytes
+        nb.cells[where[0]].id = replaced.id
     for i in reversed(where[1:]):
         del nb.cells[i]
 
