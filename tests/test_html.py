@@ -72,6 +72,8 @@ def test_scrub_paths_makes_machine_paths_relative():
         roots,
     )
     assert text == "reports/runs/x lib/a.py python3.11/json/x.py site-packages/y.py ~/z tmp/q"
+    image = '<img src="data:image/png;base64,iVBOR/tmp/Ab/root/Cd=">'
+    assert html.scrub_paths(image, roots) == image  # base64 that happens to spell a path stays intact
 
 
 def test_a_rerender_with_nothing_new_leaves_the_page_alone(tmp_path):

@@ -131,9 +131,18 @@ _STDLIB = re.compile(r"/(?:usr|opt|Library)/[^\s\"'<>()]*?/(python3\.\d+)/")
 _HOME = re.compile(r"/(?:home|Users)/[^/\s\"'<>]+/|/root/|/tmp/[^\s\"'<>]*?/")
 
 
+_DATA_URI = re.compile(r"(data:[\w/+.-]+;base64,[A-Za-z0-9+/=]+)")
+
+
 def scrub_paths(text: str, roots: list[tuple[str, str]]) -> str:
     """Absolute paths of the machine that ran a notebook, made relative: the checkout's to the repository,
-    installed packages' to site-packages/, anything under a home or temporary folder to ~/ or tmp/."""
+    installed packages' to site-packages/, anything under a home or temporary folder to ~/ or tmp/.
+    Embedded images are left alone (base64 text can spell /tmp/ by chance)."""
+    parts = _DATA_URI.split(text)
+    return "".join(p if i % 2 else _scrub(p, roots) for i, p in enumerate(parts))
+
+
+def _scrub(text: str, roots: list[tuple[str, str]]) -> str:
     for root, instead in roots:
         text = text.replace(root.rstrip("/") + "/", instead + "/" if instead else "")
         text = re.sub(re.escape(root.rstrip("/")) + r"\b", instead or ".", text)
