@@ -170,7 +170,8 @@ def sweep_view(table: pd.DataFrame) -> pd.DataFrame:
         "peak_memory_gb",
     ]
     table = table.assign(GB_per_token=table.bytes_per_token / GB)  # GB, not 9.9e+08 bytes
-    return table.reindex(columns=[c for c in cols if c in table]).round(3)
+    view = table.reindex(columns=[c for c in cols if c in table]).round(3)
+    return view.assign(GB_per_token=table.GB_per_token.round(4))  # tiny presets move well under 1 MB
 
 
 def decode_chart(table: pd.DataFrame, acc: pd.DataFrame, ceiling: Ceiling, where: str) -> Figure:
