@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib
 import numpy as np
 import pandas as pd
@@ -123,9 +125,11 @@ def stacked_bars(
 ) -> Figure:
     """Stacked bars: one bar per `category`, one segment per column in `parts`. Horizontal bars keep long
     category names readable (one per line, none rotated); the legend sits below the axes, off the bars."""
-    size = (7.5, max(3.0, 0.32 * len(table) + 1.6)) if horizontal else (7.0, 4.0)
+    size = (7.5, max(3.0, 0.42 * len(table) + 1.6)) if horizontal else (7.0, 4.0)
     fig, ax = new_figure(*size)
     names = table[category].astype(str)
+    if horizontal:  # long names on two lines rather than a plot squeezed to the right
+        names = names.map(lambda n: textwrap.fill(n, 34))
     bottom = np.zeros(len(table))
     for i, part in enumerate(parts):
         values = table[part].to_numpy(dtype=float)
