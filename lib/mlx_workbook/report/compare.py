@@ -186,15 +186,18 @@ def render_page(table: pd.DataFrame, run_a: Path, run_b: Path, out: Path, index:
     title = f"Run comparison: {run_a.name} vs {run_b.name}"
     sections = []
     for experiment, part in table.groupby("experiment", sort=False):
+        shared = _shared(part)
         rows = "".join(
             f'<tr class="{"beyond-noise" if r.beyond_noise else ""}"><td>{html.esc(r.metric)}</td>'
-            f"<td>{html.esc(r.configuration)}</td><td>{html.esc(r.unit)}</td>"
+            f"<td>{html.esc(_varying(table, r))}</td><td>{html.esc(r.unit)}</td>"
             f"{_cell(r.a_median, r.a_low, r.a_high)}{_cell(r.b_median, r.b_low, r.b_high)}"
             f"{_cell(r.ratio, r.ratio_low, r.ratio_high)}<td>{html.esc(r.call)}</td></tr>"
             for r in part.itertuples()
         )
         sections.append(
-            f'<h2 id="{html.esc(experiment)}">{html.esc(experiment)}</h2><table><tr><th>metric</th>'
+            f'<h2 id="{html.esc(experiment)}">{html.esc(experiment)}</h2>'
+            + (f'<p class="small muted">Every row: {html.esc(", ".join(shared))}</p>' if shared else "")
+            + "<table><tr><th>metric</th>"
             "<th>configuration</th><th>unit</th><th>A median [95%]</th><th>B median [95%]</th>"
             f"<th>B / A [95%]</th><th>difference</th></tr>{rows}</table>"
         )
@@ -252,10 +255,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _shared(part: pd.DataFrame) -> list[str]:
+    """The configuration values every row of one experiment has (model=tiny, ...), in their order."""
+    rows = [str(c).split(", ") if isinstance(c, str) and c else [] for c in part.configuration]
+    common = set.intersection(*(set(r) for r in rows)) if rows else set()
+    return [p for p in rows[0] if p in common] if rows else []
+
+
 def _varying(table: pd.DataFrame, row) -> str:
-    """The row's configuration without the values every row of its experiment shares (model=tiny, ...)."""
-    same = table[table.experiment == row.experiment].configuration.fillna("").str.split(", ")
-    common = set.intersection(*(set(parts) for parts in same))
+    """The row's configuration without the values every row of its experiment shares."""
+    common = set(_shared(table[table.experiment == row.experiment]))
     parts = str(row.configuration if isinstance(row.configuration, str) else "").split(", ")
     return ", ".join(p for p in parts if p and p not in common)
 
