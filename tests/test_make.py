@@ -11,10 +11,17 @@ from mlx_workbook import ROOT
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 
+# Under `make test`, make passes its own command line (PYTHON=...) down through MAKEFLAGS: start clean.
+CLEAN_ENV = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "PYTHON")}
+
 
 def dry_run(*args: str) -> str:
     out = subprocess.run(
-        ["make", "-n", "lab", f"PYTHON={sys.executable}", *args], cwd=ROOT, capture_output=True, text=True
+        ["make", "-n", "lab", f"PYTHON={sys.executable}", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=CLEAN_ENV,
     )
     assert out.returncode == 0, out.stderr
     return out.stdout
@@ -35,7 +42,9 @@ def test_make_lab_installs_jupyterlab_once(tmp_path):
     (venv / ".installed").touch()  # an env already made (newer than every requirements file)
 
     def lab_installs() -> bool:
-        out = subprocess.run(["make", "-n", "lab", f"VENV={venv}"], cwd=ROOT, capture_output=True, text=True)
+        out = subprocess.run(
+            ["make", "-n", "lab", f"VENV={venv}"], cwd=ROOT, capture_output=True, text=True, env=CLEAN_ENV
+        )
         assert out.returncode == 0, out.stderr
         return "requirements/lab.txt" in out.stdout
 
