@@ -71,9 +71,20 @@ notebooks: $(ENV_READY) ## Write the paired .ipynb of every notebook (for Jupyte
 index: $(ENV_READY) ## Rebuild reports/index.html from the runs on disk
 	$(RUNNER) index
 
-lab: $(ENV_READY) notebooks ## Open JupyterLab on the notebooks
-	$(if $(ENV_READY),$(PYTHON) -m pip install -q -r requirements/lab.txt)
-	$(PYTHON) -m jupyter lab notebooks/
+# JupyterLab is installed once (the stamp below), not on every `make lab`. The file browser shows each notebook
+# once, as its .ipynb: the paired jupytext .py (the source under version control) is hidden there, and
+# jupytext keeps the two in sync on save (notebooks/jupytext.toml). As root, JupyterLab needs --allow-root.
+LAB_READY := $(if $(ENV_READY),$(VENV)/.installed-lab)
+LAB_HIDE := ["__pycache__", "*.pyc", "*.pyo", ".DS_Store", "*~", ".ipynb_checkpoints", "jupytext.toml", "[0-9][0-9]_*.py"]
+LAB_ARGS ?=
+
+$(VENV)/.installed-lab: $(VENV)/.installed requirements/lab.txt
+	$(VENV)/bin/python -m pip install -q -r requirements/lab.txt
+	@touch $@
+
+lab: $(LAB_READY) notebooks ## Open JupyterLab on the notebooks, ready to run (LAB_ARGS="--no-browser --port=8899")
+	$(PYTHON) -m jupyter lab --ServerApp.root_dir=notebooks --ContentsManager.hide_globs='$(LAB_HIDE)' \
+	  $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 compare: $(ENV_READY) ## Compare two runs side by side: make compare A=<run dir or id> B=<run dir or id>
 	@test -n "$(A)" -a -n "$(B)" || { echo 'usage: make compare A=<run dir or id> B=<run dir or id>' >&2; exit 2; }

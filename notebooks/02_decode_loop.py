@@ -287,9 +287,4 @@ display(analysis.fastest_table(df, summary, setup).round(2))
 for finding in findings.findings(df, setup):
     run.add_finding(finding)
 run.finish()
-display(
-    pd.DataFrame(
-        [{"id": f.id, "verdict": f.verdict, "statement": f.statement} for f in run.findings]
-    ).set_index("id")
-)
-display(Markdown("\n".join(f"- **{f.verdict}** · {f.statement}" for f in run.findings)))
+display(Markdown("\n".join(f"- **{f.id}** ({f.verdict}): {f.statement}" for f in run.findings)))

@@ -335,7 +335,7 @@ display(fig, per_op, Markdown(analysis.graph_note(df, P)))
 
 # %%
 every_cliff = analysis.all_cliffs(found, run.environment.mlx)
-display(every_cliff.round(3))
+display(analysis.cliff_view(every_cliff))
 display(
     Markdown(analysis.transients_note(transient)),
     analysis.all_cliffs(transient, run.environment.mlx).round(3),

@@ -298,4 +298,4 @@ display(
 for finding in findings.findings(run.measurements, acc, ceiling, run.params):
     run.add_finding(finding)
 run.finish()
-display(pd.DataFrame([{"id": f.id, "verdict": f.verdict, "statement": f.statement} for f in run.findings]))
+display(Markdown("\n".join(f"- **{f.id}** ({f.verdict}): {f.statement}" for f in run.findings)))

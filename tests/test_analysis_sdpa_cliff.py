@@ -148,6 +148,11 @@ def test_scan_finds_only_the_planted_cliff(df):
     table = an.all_cliffs(found, "0.32.4")
     assert list(table.sweep) == ["versions"] and table.iloc[0]["excess"] == pytest.approx(1 / 1.6, rel=0.02)
     assert "127 -> 128 tokens" in an.cliff_lines(table)[0]
+    many = pd.concat([table] * 83, ignore_index=True)  # as many cliffs as the H200 reference found
+    shown = an.cliff_view(many).to_html()
+    assert shown.count("127 -> 128") == 83  # every row, not pandas' first and last five
+    columns = an.cliff_view(many).data.columns
+    assert len(columns) <= 12 and {"lengths", "ms", "ratio [95%]", "direction"} <= set(columns)
 
 
 def test_version_claims_follow_the_planted_effect(df):

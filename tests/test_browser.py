@@ -13,6 +13,7 @@ from urllib.parse import urldefrag, urlparse
 
 import pytest
 
+from mlx_workbook import ROOT
 from mlx_workbook.core import results
 from mlx_workbook.report import compare, html, runner
 from mlx_workbook.report import findings_page as findings
@@ -127,7 +128,7 @@ def test_index_loads_and_links_findings_and_comparison(site, browser):
     page = context.new_page()
     assert page.goto(base + "index.html").status == 200
     assert page.title().startswith("MLX performance workbook")
-    assert page.locator("a[href='findings.html']").count() == 1
+    assert page.locator("p a[href='findings.html']").count() == 1  # and one in the nav bar
     assert page.locator("a[href^='compare/']").count() == 1
     assert page.locator("h2[id='00_machine']").is_visible()
     page.close()
@@ -215,6 +216,76 @@ def test_pages_are_offline_safe_as_written(site):
         text = page.read_text()
         assert not re.search(r"""<(script|link)[^>]+(src|href)=["']https?://""", text, re.I), page
     assert html.make_offline('<script src="https://x/y.js"></script>') == ""
+
+
+def _links(page, selector: str = "a[href]") -> set[str]:
+    return {urldefrag(h).url for h in page.eval_on_selector_all(selector, "els => els.map(e => e.href)")}
+
+
+def test_navigation_between_index_findings_and_notebook_pages(site, browser):
+    base, root = site
+    context, _, _ = browser
+    page = context.new_page()
+    run_pages = sorted(base + p.relative_to(root).as_posix() for p in root.glob("runs/*/*.html"))
+    assert len(run_pages) == 2
+    page.goto(base + "index.html")
+    assert _links(page, "nav.wb-nav a") == {base + "findings.html"}  # the nav bar: the other pages
+    assert set(run_pages) <= _links(page)
+    page.goto(base + "findings.html")
+    assert _links(page, "nav.wb-nav a") == {base + "index.html"}
+    for url in run_pages:
+        page.goto(url)
+        assert base + "index.html" in _links(page, "nav.wb-nav a"), url
+    # Pages rendered before the findings page existed link the index only; once it exists, both.
+    ok = next(r.path for r in results.find_runs(root) if r.status == "ok")
+    html.render_notebook(ok / "00_machine.ipynb", ok / "00_machine.html")
+    page.goto(base + (ok / "00_machine.html").relative_to(root).as_posix())
+    assert _links(page, "nav.wb-nav a") == {base + "index.html", base + "findings.html"}
+    toc = page.locator("nav.wb-toc a")
+    assert toc.count() >= 3  # a notebook page with several sections gets a table of contents
+    toc.nth(1).click()
+    assert page.url.endswith(toc.nth(1).get_attribute("href"))
+    page.close()
+
+
+def test_no_page_shows_a_machine_path(site):
+    _, root = site
+    pages = [
+        root / "index.html",
+        root / "findings.html",
+        *root.glob("compare/*.html"),
+        *root.glob("runs/*/*.html"),
+    ]
+    assert len(pages) >= 5
+    for page in pages:
+        text = page.read_text()
+        for folder in {str(root), str(ROOT), str(root.parent), "/home/", "/Users/", "/root/"}:
+            assert folder not in text, f"{page.name} shows {folder}"
+        assert not re.search(r"/[\w.+-]+/(?:lib/python3\.\d+/)?(?:site|dist)-packages", text), page.name
+    assert "run_dir" in (pages[-1].read_text())  # the parameters table is there, with the run id only
+
+
+def test_no_page_shows_a_warning_box(site, browser, tmp_path):
+    import nbformat
+
+    base, root = site
+    context, _, _ = browser
+    page = context.new_page()
+    for path in root.glob("runs/*/*.html"):
+        page.goto(base + path.relative_to(root).as_posix())
+        assert page.locator(".wb-stderr").count() == 0, (
+            f"{path.name}: {page.locator('.wb-stderr').all_inner_texts()}"
+        )
+        assert "TqdmWarning" not in page.content() and "without encryption" not in page.content()
+    # The same check on a page with a warning written to stderr: it must see the box.
+    cell = nbformat.v4.new_code_cell("import warnings")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stderr", text="UserWarning: something real\n")]
+    nbformat.write(nbformat.v4.new_notebook(cells=[cell]), tmp_path / "w.ipynb")
+    html.render_notebook(tmp_path / "w.ipynb", root / "warning.html")
+    page.goto(base + "warning.html")
+    assert page.locator(".wb-stderr").count() == 1 and page.locator(".wb-stderr").is_visible()
+    page.close()
+    (root / "warning.html").unlink()
 
 
 def test_the_checks_catch_a_broken_page(site, browser):

@@ -119,3 +119,40 @@ def test_a_corrupt_summary_is_skipped_by_lookup_and_refused_by_path(two_runs, ca
     with pytest.raises(compare.CompareError, match="cannot compare .*torn.*not valid JSON"):
         compare.resolve_run(torn, root)
     assert compare.main([str(a), str(torn), "--root", str(root)]) == 2
+
+
+def make_rotated_run(root, name, *, repeats=5, seed=0):
+    """Variants timed in rounds whose order rotates by one each round: `position` (the variant's place in the
+    round) changes from trial to trial, while `family` belongs to the variant."""
+    rng = np.random.default_rng(seed)
+    run = results.start_run("99_demo", {"profile": "test"}, run_dir=root / "runs" / name)
+    variants = ["mlx_lm", "pipelined", "sync"]
+    for trial in range(repeats):
+        order = variants[trial % 3 :] + variants[: trial % 3]
+        for position, variant in enumerate(order):
+            tps = 100.0 * (1 + 0.01 * rng.standard_normal())
+            run.record(
+                "decode", "decode_tps", tps, "tokens/s", trial=trial, variant=variant, position=position,
+                family="greedy" if variant != "sync" else "blocking",
+            )  # fmt: skip
+    run.finish()
+    return run.run_dir
+
+
+def test_round_order_columns_do_not_split_a_configuration(tmp_path):
+    a = make_rotated_run(tmp_path, "a", seed=1)
+    b = make_rotated_run(tmp_path, "b", seed=2)
+    assert compare.configuration_columns(results.read_measurements(a)) == ["variant", "family"]
+    table = compare.compare_runs(a, b)
+    assert sorted(table.variant) == ["mlx_lm", "pipelined", "sync"]
+    assert (table.a_n == 5).all() and (table.b_n == 5).all()
+    assert not table.call.str.startswith("too few").any()
+
+
+def test_terminal_summary_is_short_and_names_what_differs(two_runs):
+    _, a, b = two_runs
+    text = compare.terminal_summary(compare.compare_runs(a, b))
+    lines = text.splitlines()
+    assert lines[0].startswith("4 shared metrics:") and "1 B higher" in lines[0]
+    assert len(lines) == 3 and "decode decode_tps (prompt_tokens=512)" in lines[2]
+    assert all(len(line) <= 100 for line in lines)

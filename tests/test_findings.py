@@ -161,6 +161,18 @@ def test_build_links_the_page_from_both_indexes(reports):
     assert 'href="findings.html"' in (reports / "reference" / "index.html").read_text()
 
 
+def test_a_rebuild_with_nothing_new_leaves_every_file_untouched(reports):
+    findings.build(reports)
+    written = sorted(p for p in reports.rglob("*") if p.suffix in (".html", ".svg", ".csv") and p.parent in
+                     (reports, reports / "reference"))  # fmt: skip
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in written}
+    assert len(before) >= 6  # the findings page, its chart and CSV, and the index, in both folders
+    findings.build(reports)
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in written} == before  # same bytes, not rewritten
+    svg = (reports / "findings_verdicts.svg").read_text()
+    assert "<dc:date>" not in svg and 'id="p' in svg  # no timestamp; element ids from a fixed salt
+
+
 def test_readme_block_shows_reference_headlines_between_markers(reports, tmp_path):
     block = findings.headline_markdown(reports, link_from=reports)
     assert block.startswith(findings.START) and block.endswith(findings.END)

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.notebook
 def run_07_serving(tmp_path_factory):
     root = tmp_path_factory.mktemp("reports-07_serving")
     code = runner.run_notebooks(["07_serving"], "test", {}, root=root)
-    (run_dir,) = results.find_runs(root)
+    run_dir = results.find_runs(root)[0].path
     return code, run_dir, results.read_measurements(run_dir), results.read_summary(run_dir)
 
 

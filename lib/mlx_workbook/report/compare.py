@@ -77,7 +77,29 @@ def _norm(value) -> str:
 
 def configuration_columns(df: pd.DataFrame) -> list[str]:
     """Columns that name a configuration: each trial repeats the same set of values (a per-trial measurement
-    like `seconds` takes new values every trial). Judged per experiment and metric."""
+    like `seconds` takes new values every trial), and one configuration keeps its value from trial to trial
+    (a variant's `position` in a rotated round order does not: bookkeeping, not what was measured).
+    Judged per experiment and metric. A column is judged with the columns recorded before it fixed: of two
+    columns that determine each other within a trial (variant and position), the first one recorded stays."""
+    kept: list[str] = []
+    for column in _repeated_columns(df):
+        if not _moves_between_trials(df, column, kept):
+            kept.append(column)
+    return kept
+
+
+def _moves_between_trials(df: pd.DataFrame, column: str, others: list[str]) -> bool:
+    """True when, with every other configuration column fixed, each trial has one value of `column` but the
+    trials do not agree on it: the column records when or where in a round something ran."""
+    keyed = df.assign(**{c: df[c].map(_norm) for c in [column, *others]})
+    for _, group in keyed.groupby(KEYS + others, sort=False):
+        per_trial = group.groupby("trial")[column].agg(lambda v: frozenset(v))
+        if per_trial.map(len).max() == 1 and per_trial.nunique() > 1:
+            return True
+    return False
+
+
+def _repeated_columns(df: pd.DataFrame) -> list[str]:
     out = []
     for col in [c for c in df.columns if c not in RUN_COLUMNS and c not in KEYS]:
         values = df[col].map(_norm)
@@ -166,15 +188,18 @@ def render_page(table: pd.DataFrame, run_a: Path, run_b: Path, out: Path, index:
     title = f"Run comparison: {run_a.name} vs {run_b.name}"
     sections = []
     for experiment, part in table.groupby("experiment", sort=False):
+        shared = _shared(part)
         rows = "".join(
             f'<tr class="{"beyond-noise" if r.beyond_noise else ""}"><td>{html.esc(r.metric)}</td>'
-            f"<td>{html.esc(r.configuration)}</td><td>{html.esc(r.unit)}</td>"
+            f"<td>{html.esc(_varying(table, r))}</td><td>{html.esc(r.unit)}</td>"
             f"{_cell(r.a_median, r.a_low, r.a_high)}{_cell(r.b_median, r.b_low, r.b_high)}"
             f"{_cell(r.ratio, r.ratio_low, r.ratio_high)}<td>{html.esc(r.call)}</td></tr>"
             for r in part.itertuples()
         )
         sections.append(
-            f'<h2 id="{html.esc(experiment)}">{html.esc(experiment)}</h2><table><tr><th>metric</th>'
+            f'<h2 id="{html.esc(experiment)}">{html.esc(experiment)}</h2>'
+            + (f'<p class="small muted">Every row: {html.esc(", ".join(shared))}</p>' if shared else "")
+            + "<table><tr><th>metric</th>"
             "<th>configuration</th><th>unit</th><th>A median [95%]</th><th>B median [95%]</th>"
             f"<th>B / A [95%]</th><th>difference</th></tr>{rows}</table>"
         )
@@ -191,7 +216,8 @@ def render_page(table: pd.DataFrame, run_a: Path, run_b: Path, out: Path, index:
         f'<a href="{html.esc(out.with_suffix(".parquet").name)}">parquet</a> · '
         f'<a href="{html.esc(index_href)}">all runs</a></p>' + "".join(sections)
     )
-    out.write_text(html.page(title, body))
+    nav = html.nav_bar(out.parent, (index or out.parent.parent / "index.html").parent)
+    html.write_if_changed(out, html.page(title, body, nav=nav))
     return out
 
 
@@ -223,26 +249,46 @@ def main(argv: list[str] | None = None) -> int:
     except CompareError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    table = pd.read_csv(page.with_suffix(".csv"))
-    print(
-        table[
-            [
-                "experiment",
-                "metric",
-                "configuration",
-                "a_median",
-                "b_median",
-                "ratio",
-                "ratio_low",
-                "ratio_high",
-                "call",
-            ]
-        ].to_string(index=False, float_format=lambda v: f"{v:.4g}")
-    )
+    print(terminal_summary(pd.read_csv(page.with_suffix(".csv"), dtype={"configuration": str})))
     if (Path(args.root) / "index.html").exists() or Path(args.root) == REPORTS_DIR:
         html.build_index(Path(args.root))  # so the index links the new comparison
-    print(page)
+    shown = page.relative_to(ROOT) if page.is_relative_to(ROOT) else page
+    print(f"every metric, with intervals: {shown}")
     return 0
+
+
+def _shared(part: pd.DataFrame) -> list[str]:
+    """The configuration values every row of one experiment has (model=tiny, ...), in their order."""
+    rows = [str(c).split(", ") if isinstance(c, str) and c else [] for c in part.configuration]
+    common = set.intersection(*(set(r) for r in rows)) if rows else set()
+    return [p for p in rows[0] if p in common] if rows else []
+
+
+def _varying(table: pd.DataFrame, row) -> str:
+    """The row's configuration without the values every row of its experiment shares."""
+    common = set(_shared(table[table.experiment == row.experiment]))
+    parts = str(row.configuration if isinstance(row.configuration, str) else "").split(", ")
+    return ", ".join(p for p in parts if p and p not in common)
+
+
+def terminal_summary(table: pd.DataFrame, largest: int = 10, width: int = 100) -> str:
+    """A few lines for the terminal: how many metrics moved, and the largest differences beyond the noise
+    (the page has every row)."""
+    calls = table.call.value_counts()
+    counts = ", ".join(f"{n} {call}" for call, n in calls.items())
+    lines = [f"{len(table)} shared metrics: {counts}."]
+    moved = table[table.beyond_noise.astype(bool)].copy()
+    if not moved.empty:
+        moved["size"] = (moved.ratio.map(math.log)).abs()
+        lines.append(
+            f"Largest differences beyond the noise (B / A, 95% interval), {min(largest, len(moved))} shown:"
+        )
+        for r in moved.sort_values("size", ascending=False).head(largest).itertuples():
+            config = _varying(table, r)
+            what = f"{r.experiment} {r.metric}" + (f" ({config})" if config else "")
+            what = what if len(what) <= width - 28 else what[: width - 31] + "..."
+            lines.append(f"  {r.ratio:6.3g}x [{r.ratio_low:.3g}, {r.ratio_high:.3g}]  {what}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ import math
 import os
 import sys
 import textwrap
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -31,7 +30,7 @@ from mlx_workbook.core.verdicts import (
     NOT_MEASURED,
     SIZE_DIFFERS,
 )
-from mlx_workbook.report import html
+from mlx_workbook.report import html, plots
 
 NO_VERDICT = (
     "no verdict yet"  # no run of the claim's notebook here, a failed one, or one without this finding
@@ -295,9 +294,9 @@ def render_page(
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     csv, svg = out.with_suffix(".csv"), out.with_name(out.stem + "_verdicts.svg")
-    table.to_csv(csv, index=False)
+    html.write_if_changed(csv, table.to_csv(index=False))
     counts = verdict_counts(table)
-    verdict_chart(counts, "Verdicts per device run").savefig(svg, bbox_inches="tight")
+    html.write_if_changed(svg, plots.svg_text(verdict_chart(counts, "Verdicts per device run")))
     head = "".join(f"<th>{html.esc(c)}</th>" for c in counts.columns)
     count_rows = "".join(
         "<tr>" + "".join(f"<td>{html.esc(v)}</td>" for v in r) + "</tr>"
@@ -331,15 +330,16 @@ def render_page(
             f"<th>published (hardware, versions)</th><th>device run</th><th>measured [95% interval]"
             f"</th><th>verdict</th><th>behind it</th></tr>{''.join(rows)}</table>"
         )
-    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     body = (
         f'<h1>{html.esc(title)}</h1><p class="muted">{table.claim_id.nunique()} published claims '
-        f"(data/published/) against {len(counts)} device run(s); built {stamp} from stored results only. "
+        f"(data/published/) against {len(counts)} device run(s), from stored results only. "
         f'<a href="index.html">All runs</a> · <a href="{html.esc(csv.name)}">table as CSV</a></p>'
         f'<table><tr>{head}</tr>{count_rows}</table><p><img src="{html.esc(svg.name)}" '
         f'alt="verdict counts per device run"></p>' + "".join(sections)
     )
-    out.write_text(html.page(title, body))
+    html.write_if_changed(
+        out, html.page(title, body, nav=html.nav_bar(out.parent, out.parent, here="Findings"))
+    )
     return out
 
 

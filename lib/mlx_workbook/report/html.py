@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import ast
 import html as _html
+import io
+import os
 import re
-from datetime import UTC, datetime
+import tokenize
 from pathlib import Path
 
+from mlx_workbook import ROOT
 from mlx_workbook.core import results
+from mlx_workbook.core.progress import MARK as PROGRESS_MARK  # the page shows results, not progress
+
+TEMPLATES = Path(__file__).parent / "templates"
 
 # Anything fetched from the network would break offline reading (and leak a page view): drop it.
 _REMOTE_SCRIPT = re.compile(r"<script[^>]*\bsrc=\"https?://[^\"]*\"[^>]*>\s*</script>", re.I)
@@ -25,17 +32,208 @@ vertical-align:top;text-align:left} th{background:#f4f4f4} tr.failed td{backgrou
 .verdict-direction-holds-size-differs{color:#3f7f3b} .verdict-not-measured{color:#31708f}
 .verdict-does-not-apply{color:#666} .verdict-no-verdict-yet{color:#999;font-style:italic}
 td.num{text-align:right;white-space:nowrap} tr.beyond-noise td{background:#fffbe6}
+nav.wb-nav{font-size:13px;padding:.4em 0;border-bottom:1px solid #ddd;margin-bottom:1em}
+nav.wb-nav a{margin-right:1.2em} nav.wb-toc{font-size:13px;background:#f8f8f8;border:1px solid #e4e4e4;
+padding:.3em 1em;margin:1em 0;display:inline-block} nav.wb-toc ol{margin:.3em 0;padding-left:1.4em}
 """
+
+# Notebook pages: code folded away, long lines wrapped, wide tables scroll inside their own box.
+NOTEBOOK_STYLE = (
+    STYLE.replace("body{", "body.wb-page{", 1)
+    + """
+details.wb-code>summary{cursor:pointer;color:#777;font-size:12px;margin:.2em 0}
+details.wb-code pre{white-space:pre-wrap;overflow-wrap:anywhere}
+.jp-RenderedHTMLCommon table{width:auto} .jp-RenderedHTML{overflow-x:auto;max-height:none}
+.jp-OutputArea-output pre{white-space:pre-wrap} .jp-Cell{padding:0}
+table.wb-params td:first-child{font-family:monospace;white-space:nowrap}
+"""
+)
+
+# Stderr lines that are noise, not findings: from pages stored before their sources were silenced.
+_NOISE = re.compile(
+    r"TqdmWarning: IProgress not found|from \.autonotebook import tqdm|\[transformers\] The tokenizer"
+)
 
 
 def render_notebook(ipynb: Path, out_html: Path) -> Path:
+    """An executed notebook as a page for readers: narrative, tables and charts, each cell's code one click
+    away, the parameters as one table, a navigation bar and a table of contents, no machine paths."""
     import nbformat
     from nbconvert import HTMLExporter
 
-    exporter = HTMLExporter(template_name="lab", embed_images=True)
-    body, _ = exporter.from_notebook_node(nbformat.read(str(ipynb), as_version=4))
-    out_html.write_text(make_offline(body))
+    nb = nbformat.read(str(ipynb), as_version=4)
+    roots = _machine_roots(nb)
+    _parameters_as_table(nb)
+    _drop_noise(nb)
+    exporter = HTMLExporter(
+        template_name="reader",
+        extra_template_basedirs=[str(TEMPLATES)],
+        embed_images=True,
+        exclude_input_prompt=True,
+        exclude_output_prompt=True,
+    )
+    body, _ = exporter.from_notebook_node(nb)
+    body = scrub_paths(make_offline(body), roots)
+    body = body.replace("</head>", f"<style>{NOTEBOOK_STYLE}</style></head>", 1)
+    body = body.replace('<body class="jp-Notebook"', '<body class="jp-Notebook wb-page"', 1)
+    toc = table_of_contents(body)
+    body = body.replace("<main>", "<main>" + nav_bar(out_html.parent, _reports_root(out_html)), 1)
+    body = re.sub(r"(</h1>)", lambda m: m.group(1) + toc, body, count=1) if "</h1>" in body else body
+    write_if_changed(out_html, body)
     return out_html
+
+
+def _reports_root(page_file: Path) -> Path:
+    """The folder holding index.html for a run page: <root>/runs/<id>/x.html or <root>/<id>/x.html."""
+    run_dir = Path(page_file).parent
+    return run_dir.parent.parent if run_dir.parent.name == "runs" else run_dir.parent
+
+
+def nav_bar(page_dir: Path, root: Path, here: str = "") -> str:
+    """Links between the runs index, the findings page and the page itself (relative: works offline)."""
+    links = []
+    for name, target in (("All runs", "index.html"), ("Findings", "findings.html")):
+        path = Path(root) / target
+        if name == here or not (path.exists() or target == "index.html"):
+            continue
+        links.append(f'<a href="{esc(Path(os.path.relpath(path, page_dir)).as_posix())}">{name}</a>')
+    return f'<nav class="wb-nav">MLX performance workbook: {" ".join(links)}</nav>' if links else ""
+
+
+def table_of_contents(page_html: str, minimum: int = 3) -> str:
+    """A list of links to the page's second-level headings, when there are at least `minimum` of them."""
+    heads = re.findall(r'<h2 id="([^"]+)"[^>]*>(.*?)</h2>', page_html, re.S)
+    if len(heads) < minimum:
+        return ""
+    items = []
+    for anchor, text in heads:
+        named = re.search(r"""<a id=["']([^"']+)["']""", text)  # a notebook's own anchor (#claims) is stable
+        title = re.sub(r"<[^>]+>|¶", "", text).strip()
+        items.append(f'<li><a href="#{named.group(1) if named else anchor}">{title}</a></li>')
+    items = "".join(items)
+    return f'<nav class="wb-toc"><b>Contents</b><ol>{items}</ol></nav>'
+
+
+def _machine_roots(nb) -> list[tuple[str, str]]:
+    """(absolute folder, what to show instead) for folders whose paths may appear in the page: this checkout,
+    the checkout that ran the notebook, and the reports folder it wrote to (shown as reports/)."""
+    roots = {str(ROOT): ""}
+    output = (nb.metadata.get("papermill") or {}).get("output_path") or ""
+    if "/reports/" in output:
+        roots[output.split("/reports/")[0]] = ""
+    run_dir = Path(output).parent
+    if output and run_dir.parent.name == "runs":
+        roots[str(run_dir.parent.parent)] = "reports"
+    return sorted(roots.items(), key=lambda item: len(item[0]), reverse=True)
+
+
+_SITE = re.compile(r"(?:[A-Za-z]:)?[/\\][^\s\"'<>()]*?[/\\](site-packages|dist-packages)[/\\]")
+_STDLIB = re.compile(r"/(?:usr|opt|Library)/[^\s\"'<>()]*?/(python3\.\d+)/")
+_HOME = re.compile(r"/(?:home|Users)/[^/\s\"'<>]+/|/root/|/tmp/[^\s\"'<>]*?/")
+
+
+_DATA_URI = re.compile(r"(data:[\w/+.-]+;base64,[A-Za-z0-9+/=]+)")
+
+
+def scrub_paths(text: str, roots: list[tuple[str, str]]) -> str:
+    """Absolute paths of the machine that ran a notebook, made relative: the checkout's to the repository,
+    installed packages' to site-packages/, anything under a home or temporary folder to ~/ or tmp/.
+    Embedded images are left alone (base64 text can spell /tmp/ by chance)."""
+    parts = _DATA_URI.split(text)
+    return "".join(p if i % 2 else _scrub(p, roots) for i, p in enumerate(parts))
+
+
+def _scrub(text: str, roots: list[tuple[str, str]]) -> str:
+    for root, instead in roots:
+        text = text.replace(root.rstrip("/") + "/", instead + "/" if instead else "")
+        text = re.sub(re.escape(root.rstrip("/")) + r"\b", instead or ".", text)
+    text = _SITE.sub(lambda m: m.group(1) + "/", text)
+    text = _STDLIB.sub(lambda m: m.group(1) + "/", text)
+    return _HOME.sub(lambda m: "tmp/" if m.group(0).startswith("/tmp/") else "~/", text)
+
+
+def _parameters_as_table(nb) -> None:
+    """Replace the default parameters cell and papermill's injected one with one table of the values used."""
+    import nbformat
+
+    tags = [set(c.metadata.get("tags") or []) for c in nb.cells]
+    where = [i for i, t in enumerate(tags) if t & {"parameters", "injected-parameters"}]
+    if not where:
+        return
+    defaults = _declared(nb.cells[where[0]].source) if "parameters" in tags[where[0]] else {}
+    used = (nb.metadata.get("papermill") or {}).get("parameters") or {}
+    rows = []
+    for name in list(defaults) + [n for n in used if n not in defaults]:
+        default, comment = defaults.get(name, ("", ""))
+        value = _short_value(name, used[name]) if name in used else default
+        changed = name in used and value != default and name not in ("profile", "run_dir")
+        note = f' <span class="small muted">(default {esc(default)})</span>' if changed and default else ""
+        rows.append(
+            f"<tr><td>{esc(name)}</td><td>{'<b>' if changed else ''}{esc(value)}{'</b>' if changed else ''}"
+            f"{note}</td><td>{esc(comment)}</td></tr>"
+        )
+    table = (
+        '<details open><summary><b>Parameters</b> <span class="small muted">(values this run used; '
+        "bold: set by the profile or the command line)</span></summary>"
+        f'<table class="wb-params"><tr><th>parameter</th><th>value</th><th>meaning</th></tr>{"".join(rows)}'
+        "</table></details>"
+    )
+    replaced = nb.cells[where[0]]
+    nb.cells[where[0]] = nbformat.v4.new_markdown_cell(table)
+    if "id" in replaced:  # the page's cell ids stay those of the notebook: same notebook, same bytes
+        nb.cells[where[0]].id = replaced.id
+    for i in reversed(where[1:]):
+        del nb.cells[i]
+
+
+def _short_value(name: str, value) -> str:
+    if name == "run_dir":  # the machine's folder: only the run id means anything to a reader
+        return Path(str(value)).name
+    return ast.unparse(ast.Constant(value)) if not isinstance(value, list | dict) else repr(value)
+
+
+def _declared(source: str) -> dict[str, tuple[str, str]]:
+    """name -> (default as written, its comment) for each assignment in a parameters cell."""
+    comments = {}
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type == tokenize.COMMENT:
+            comments[tok.start[0]] = tok.string.lstrip("# ")
+    out = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.AnnAssign | ast.Assign) and node.value is not None:
+            target = node.target if isinstance(node, ast.AnnAssign) else node.targets[0]
+            if isinstance(target, ast.Name):
+                lines = range(node.lineno, node.end_lineno + 1)
+                comment = " ".join(comments[n] for n in lines if n in comments)
+                out[target.id] = (_short_value(target.id, ast.literal_eval(node.value)), comment)
+    return out
+
+
+def _drop_noise(nb) -> None:
+    """Drop progress lines and known library noise from stderr outputs (a stderr box left empty goes)."""
+    for cell in nb.cells:
+        kept = []
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream" and out.get("name") == "stderr":
+                lines = re.split(r"(?<=\n)|\r", out.text)
+                text = "".join(
+                    ln for ln in lines if not ln.startswith(PROGRESS_MARK) and not _NOISE.search(ln)
+                )
+                if not text.strip():
+                    continue
+                out.text = text
+            kept.append(out)
+        if "outputs" in cell:
+            cell.outputs = kept
+
+
+def write_if_changed(path: Path, text: str) -> bool:
+    """Write text unless the file already holds exactly it (a rebuild with nothing new leaves files alone)."""
+    path = Path(path)
+    if path.exists() and path.read_text() == text:
+        return False
+    path.write_text(text)
+    return True
 
 
 def make_offline(page: str) -> str:
@@ -46,10 +244,17 @@ def esc(value) -> str:
     return _html.escape(str(value))
 
 
-def page(title: str, body: str) -> str:
+def page(title: str, body: str, nav: str = "") -> str:
+    """A plain page: the navigation bar, then the body with a table of contents after its first heading."""
+    toc = table_of_contents(body)
+    if toc and "</h1>" in body:
+        head, rest = body.split("</h1>", 1)
+        first_p = rest.find("</p>")
+        cut = first_p + 4 if 0 <= first_p < 2000 else 0  # after the first paragraph under the title
+        body = head + "</h1>" + rest[:cut] + toc + rest[cut:]
     return (
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
-        f"<style>{STYLE}</style></head><body>{body}</body></html>"
+        f"<style>{STYLE}</style></head><body>{nav}{body}</body></html>"
     )
 
 
@@ -147,7 +352,7 @@ def build_index(root: Path, title: str = "MLX performance workbook: runs") -> Pa
     for nb in sorted(by_notebook):
         rows = "".join(_run_row(s, root) for s in by_notebook[nb])
         sections.append(f'<h2 id="{esc(nb)}">{esc(nb)}</h2><table>{head}{rows}</table>')
-    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = newest_start(runs)  # not the clock: a rebuild with no new run writes the same bytes
     extra = (root / "index_extra.html").read_text() if (root / "index_extra.html").exists() else ""
     extra = _findings_and_comparisons(root) + extra
     unreadable = (
@@ -159,17 +364,22 @@ def build_index(root: Path, title: str = "MLX performance workbook: runs") -> Pa
     body = (
         f"<style>{INDEX_STYLE}</style>"
         f'<h1>{esc(title)}</h1><p class="muted">{len(runs)} runs under '
-        f"<code>{esc(root.name)}/</code>; built {stamp}.</p>{extra}{unreadable}"
+        f"<code>{esc(root.name)}/</code>; newest started {stamp}.</p>{extra}{unreadable}"
         + ("".join(sections) or "<p>No runs yet: <code>make reports</code> makes some.</p>")
     )
     out = root / "index.html"
-    out.write_text(page(title, body))
+    write_if_changed(out, page(title, body, nav=nav_bar(root, root, here="All runs")))
     return out
 
 
 def _relative(problem: str, root: Path) -> str:
     """A problem message with the machine's absolute path to root shortened to the folder's name."""
     return problem.replace(str(root.resolve()) + "/", "").replace(str(root) + "/", "")
+
+
+def newest_start(runs: list[results.RunSummary]) -> str:
+    """When the newest of these runs started (from its record), for a page's "as of" line."""
+    return max((str(r.started or "") for r in runs), default="") or "never"
 
 
 def _findings_and_comparisons(root: Path) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib
 import numpy as np
 import pandas as pd
@@ -121,24 +123,65 @@ def bars_with_intervals(
     return fig
 
 
-def stacked_bars(table: pd.DataFrame, *, category: str, parts: list[str], title: str, ylabel: str) -> Figure:
-    """Stacked bars: one bar per `category`, one segment per column in `parts`."""
-    fig, ax = new_figure()
+def stacked_bars(
+    table: pd.DataFrame,
+    *,
+    category: str,
+    parts: list[str],
+    title: str,
+    ylabel: str,
+    horizontal: bool = False,
+) -> Figure:
+    """Stacked bars: one bar per `category`, one segment per column in `parts`. Horizontal bars keep long
+    category names readable (one per line, none rotated); the legend sits below the axes, off the bars."""
+    size = (7.5, max(3.0, 0.42 * len(table) + 1.6)) if horizontal else (7.0, 4.0)
+    fig, ax = new_figure(*size)
+    names = table[category].astype(str)
+    if horizontal:  # long names on two lines rather than a plot squeezed to the right
+        names = names.map(lambda n: textwrap.fill(n, 34))
     bottom = np.zeros(len(table))
     for i, part in enumerate(parts):
-        ax.bar(
-            table[category].astype(str),
-            table[part],
-            bottom=bottom,
-            color=PALETTE[i % len(PALETTE)],
-            label=part,
-        )
-        bottom += table[part].to_numpy(dtype=float)
-    ax.set(title=title, ylabel=ylabel)
-    ax.tick_params(axis="x", rotation=30)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3, axis="y")
+        values = table[part].to_numpy(dtype=float)
+        color = PALETTE[i % len(PALETTE)]
+        if horizontal:
+            ax.barh(names, values, left=bottom, color=color, label=part)
+        else:
+            ax.bar(names, values, bottom=bottom, color=color, label=part)
+        bottom += values
+    if horizontal:
+        ax.invert_yaxis()  # first row on top, as in the table beside it
+        ax.set_xlim(0, max(float(np.nanmax(bottom)), 0) * 1.08 or 1)  # room past the longest bar
+        ax.set(title=title, xlabel=ylabel)
+        ax.grid(alpha=0.3, axis="x")
+        fig.legend(fontsize=8, ncols=min(len(parts), 3), loc="outside lower center")
+    else:
+        ax.set(title=title, ylabel=ylabel)
+        ax.tick_params(axis="x", rotation=30)
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3, axis="y")
     return fig
+
+
+def legend_below(fig: Figure, ncols: int = 2) -> Figure:
+    """Move the first axes' legend below the axes, where it cannot cover a bar; returns the figure."""
+    ax = fig.axes[0]
+    handles, labels = ax.get_legend_handles_labels()
+    if ax.get_legend() is not None:
+        ax.get_legend().remove()
+    if handles:
+        fig.legend(handles, labels, fontsize=8, ncols=ncols, loc="outside lower center")
+    return fig
+
+
+def svg_text(fig: Figure) -> str:
+    """The figure as SVG text that depends only on what is drawn: fixed element ids, no date, so a page
+    rebuilt from the same data is byte-identical (and a committed file stays untouched)."""
+    import io
+
+    buffer = io.StringIO()
+    with matplotlib.rc_context({"svg.hashsalt": "mlx-workbook"}):
+        fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
+    return buffer.getvalue()
 
 
 def show_figures_inline(*formats: str) -> None:
@@ -154,6 +197,21 @@ def show_figures_inline(*formats: str) -> None:
 
 
 show_figures_inline()
+
+
+def show_tables_whole() -> None:
+    """In a notebook, tables show every row up to a few hundred and every cell's full text: a page for
+    readers must not cut a statement short with '...' or hide 73 of 83 rows."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    if get_ipython() is not None:
+        pd.set_option("display.max_colwidth", None)
+        pd.set_option("display.max_rows", 300)
+
+
+show_tables_whole()
 
 
 def effects_vs_published(table: pd.DataFrame, *, title: str, xlabel: str) -> Figure:

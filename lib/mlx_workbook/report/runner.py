@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import sys
@@ -30,7 +31,7 @@ import yaml
 
 from mlx_workbook import REPORTS_DIR, ROOT, models
 from mlx_workbook.core import env as envmod
-from mlx_workbook.core import parameters, results
+from mlx_workbook.core import parameters, progress, results
 from mlx_workbook.report import html
 
 NOTEBOOKS_DIR = parameters.NOTEBOOKS_DIR
@@ -174,6 +175,7 @@ def execute(name: str, params: dict, run_dir: Path, overrides: dict | None = Non
     source = to_ipynb(name, run_dir / ".input.ipynb")
     output = run_dir / f"{name}.ipynb"
     error = None
+    sockets = tempfile.mkdtemp(prefix="wb-kernel-")
     try:
         papermill.execute_notebook(
             str(source),
@@ -182,6 +184,8 @@ def execute(name: str, params: dict, run_dir: Path, overrides: dict | None = Non
             kernel_name=KERNEL,
             cwd=str(NOTEBOOKS_DIR),
             progress_bar=False,
+            stderr_file=ProgressEcho(name),  # the notebook's progress lines, echoed to the terminal
+            config=_local_kernel(sockets),
         )
         status = results.OK
     except KeyboardInterrupt:
@@ -196,6 +200,7 @@ def execute(name: str, params: dict, run_dir: Path, overrides: dict | None = Non
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         source.unlink(missing_ok=True)
+        shutil.rmtree(sockets, ignore_errors=True)
         if output.exists():
             html.render_notebook(output, run_dir / f"{name}.html")
         _settle_summary(name, run_dir, params, overrides or {}, status, error, started)
@@ -204,6 +209,42 @@ def execute(name: str, params: dict, run_dir: Path, overrides: dict | None = Non
     if status == results.INTERRUPTED:
         raise Interrupted(name)
     return status, error
+
+
+class ProgressEcho:
+    """A stream for papermill's stderr_file: prints the kernel's progress lines (core.progress) to the
+    terminal as "[notebook] what n/total", and drops everything else (the page keeps that). A series of steps
+    prints its first and last step and at most one line every `every` seconds between them."""
+
+    STEP = re.compile(r"^(?P<what>.*) (?P<done>\d+)/(?P<total>\d+)(?: \(\d+ s\))?$")
+
+    def __init__(self, name: str, out=None, every: float = 5.0):
+        self.name, self.out, self.every = name, out or sys.stderr, every
+        self.last_what, self.last_time = None, 0.0
+
+    def write(self, text: str) -> None:
+        for line in re.split(r"[\r\n]+", text):
+            if line.startswith(progress.MARK):
+                self._show(line[len(progress.MARK) :])
+
+    def _show(self, line: str) -> None:
+        step, now = self.STEP.match(line), time.monotonic()
+        what = step["what"] if step else line
+        last = bool(step) and step["done"] == step["total"]
+        if what != self.last_what or last or now - self.last_time >= self.every:
+            print(f"[{self.name}] {line}", file=self.out, flush=True)
+            self.last_what, self.last_time = what, now
+
+    def flush(self) -> None:
+        self.out.flush()
+
+
+def _local_kernel(folder: str):
+    """Kernel sockets as files in a private folder (IPC) instead of TCP on localhost: nothing listens on a
+    port, and the kernel has no reason to warn about unencrypted TCP."""
+    from traitlets.config import Config
+
+    return Config({"KernelManager": {"transport": "ipc", "ip": str(Path(folder) / "kernel")}})
 
 
 def _settle_summary(

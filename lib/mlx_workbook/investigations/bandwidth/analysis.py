@@ -50,6 +50,7 @@ def bytes_chart(acc: pd.DataFrame, context: float) -> Figure:
         parts=PARTS,
         ylabel="GB moved per decoded token",
         title=f"Bytes per token at context {context:g} (library accounting)",
+        horizontal=True,
     )
 
 
@@ -153,7 +154,7 @@ def skipped_text(df: pd.DataFrame) -> str:
 def sweep_view(table: pd.DataFrame) -> pd.DataFrame:
     cols = [
         "label",
-        "bytes_per_token",
+        "GB_per_token",
         "decode_tps",
         "decode_tps_low",
         "decode_tps_high",
@@ -164,7 +165,9 @@ def sweep_view(table: pd.DataFrame) -> pd.DataFrame:
         "regime",
         "peak_memory_gb",
     ]
-    return table.reindex(columns=[c for c in cols if c in table]).round(3)
+    table = table.assign(GB_per_token=table.bytes_per_token / GB)  # GB, not 9.9e+08 bytes
+    view = table.reindex(columns=[c for c in cols if c in table]).round(3)
+    return view.assign(GB_per_token=table.GB_per_token.round(4))  # tiny presets move well under 1 MB
 
 
 def decode_chart(table: pd.DataFrame, acc: pd.DataFrame, ceiling: Ceiling, where: str) -> Figure:
@@ -289,11 +292,12 @@ def moe_view(table: pd.DataFrame, ceiling: Ceiling) -> pd.DataFrame:
         all_weights_roofline_tps=ceiling.gbs * GB / moe.weight_bytes,
         active_share=moe.weights_read_bytes / moe.weight_bytes,
     )
+    view = view.assign(weights_GB=moe.weight_bytes / GB, weights_read_GB=moe.weights_read_bytes / GB)
     return view[
         [
             "label",
-            "weight_bytes",
-            "weights_read_bytes",
+            "weights_GB",
+            "weights_read_GB",
             "active_share",
             "decode_tps",
             "roofline_tps",

@@ -11,7 +11,7 @@ import time
 import mlx.core as mx
 
 from mlx_workbook import models
-from mlx_workbook.core import results
+from mlx_workbook.core import progress, results
 from mlx_workbook.models import roofline as rl
 from mlx_workbook.probes import decode, kernels, loops
 
@@ -174,10 +174,13 @@ def size_sweep(
 ) -> list[dict]:
     """Every (preset, bits) of the plan; a configuration that cannot run is recorded as skipped, with why."""
     skipped = []
+    total, done, started = sum(len(widths) for _, widths in plan), 0, time.perf_counter()
     for name, widths in plan:
         tic = time.perf_counter()
         for bits, loaded in variants(name, widths, dtype, group_size):
             label = f"{name} {rl.quant_label(bits, rl.base_dtype(models.preset_config(name), dtype))}"
+            done += 1
+            progress.step(f"{label} decode, config", done, total, started)
             if isinstance(loaded, Exception):
                 skipped.append({"model": name, "bits": bits, "label": label, "reason": str(loaded)})
                 run.record(

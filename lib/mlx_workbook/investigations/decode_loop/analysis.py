@@ -135,6 +135,7 @@ def split_chart(shares: pd.DataFrame, where: str) -> Figure:
         parts=PARTS,
         title=f"Per-token time by phase, {where}",
         ylabel="% of time per token (median)",
+        horizontal=True,
     )
 
 
@@ -170,7 +171,7 @@ def variability_chart(summary: pd.DataFrame, where: str) -> Figure:
     table = summary[["label", "variant", "cv_pct", "cv_low", "cv_high"]].rename(
         columns={"cv_pct": "median", "cv_low": "low", "cv_high": "high"}
     )
-    return plots.bars_with_intervals(
+    fig = plots.bars_with_intervals(
         table,
         category="variant",
         group="label",
@@ -179,6 +180,7 @@ def variability_chart(summary: pd.DataFrame, where: str) -> Figure:
         title=f"Run-to-run variation of decode tokens/s, {where}",
         ylabel="coefficient of variation, % (95% interval)",
     )
+    return plots.legend_below(fig)
 
 
 def sampling_table(df: pd.DataFrame) -> pd.DataFrame:

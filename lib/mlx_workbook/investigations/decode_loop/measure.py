@@ -21,6 +21,7 @@ import mlx.core as mx
 import pandas as pd
 
 from mlx_workbook import models
+from mlx_workbook.core import progress
 from mlx_workbook.core.frames import rows
 from mlx_workbook.probes import decode, sampling
 from mlx_workbook.probes.loops import PhaseClock, parse_model, steps, variant
@@ -111,7 +112,7 @@ def compare(
                     **loaded.describe(),
                 )
     tokens: dict[str, list[int]] = {}
-    for trial in range(repeats):
+    for trial in progress.steps(range(repeats), f"{loaded.label}: round"):
         k = trial % len(variants)
         with collector_paused():
             for position, v in enumerate(variants[k:] + variants[:k]):

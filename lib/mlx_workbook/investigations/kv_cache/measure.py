@@ -17,7 +17,7 @@ import mlx.core as mx
 import numpy as np
 import pandas as pd
 
-from mlx_workbook.core import measure
+from mlx_workbook.core import measure, progress
 from mlx_workbook.models import random_prompt
 from mlx_workbook.probes import decode, loops
 
@@ -250,7 +250,7 @@ def sweep(
                 decode_tokens=min(WARMUP_DECODE_TOKENS, decode_tokens),
                 **common,
             )
-    for trial in range(repeats):
+    for trial in progress.steps(range(repeats), f"{loaded.label}: round"):
         order = list(strategies[trial % len(strategies) :]) + list(strategies[: trial % len(strategies)])
         for length in sorted(lengths):
             for strategy in order:

@@ -109,6 +109,23 @@ def all_cliffs(found: dict[str, pd.DataFrame], mlx: str) -> pd.DataFrame:
     return table.loc[away.sort_values(ascending=False).index].reset_index(drop=True)
 
 
+def cliff_view(table: pd.DataFrame):
+    """Every cliff, all rows, in the columns a reader needs (the full table stays in `table`): where it is,
+    the step in time, its ratio against the work envelope, and which way it goes."""
+    if table.empty:
+        return table
+    where = [c for c in ["sweep", "probe_mlx", "variant", "mode", "dtype", "head_dim"] if c in table]
+    view = table[where].copy()
+    view["lengths"] = [f"{a:g} -> {b:g}" for a, b in zip(table.before_length, table.length)]
+    view["ms"] = [f"{a:.3g} -> {b:.3g}" for a, b in zip(table.before, table.after)]
+    view["ratio [95%]"] = [
+        f"{r:.3g} [{lo:.3g}, {hi:.3g}]" for r, lo, hi in zip(table.ratio, table.low, table.high)
+    ]
+    view["from the work"] = [f"{lo:.3g}-{hi:.3g}" for lo, hi in zip(table.expected_low, table.expected_high)]
+    view["direction"] = table.verdict
+    return view.style.hide(axis="index")  # a Styler shows every row, not pandas' first and last five
+
+
 def cliff_lines(table: pd.DataFrame) -> list[str]:
     """One sentence per cliff (see cliffs.describe)."""
     return cliffs.describe(table, LABELS) if len(table) else []

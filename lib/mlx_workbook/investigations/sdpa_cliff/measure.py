@@ -7,11 +7,12 @@ reads the stored sweeps back: cliffs, pairs of lengths, ratios between variants 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import pandas as pd
 
-from mlx_workbook.core import hoststate
+from mlx_workbook.core import hoststate, progress
 from mlx_workbook.core.frames import rows
 from mlx_workbook.core.results import Run
 from mlx_workbook.investigations.sdpa_cliff import cliffs
@@ -219,7 +220,15 @@ def sweep(
         "min_calls": min_calls,
         "max_calls": max_calls,
     }
-    out = probe.run(config, on_round=lambda rows: store_round(run, experiment, rows))
+    total = len(probe.groups(config["cases"])) * repeats
+    finished = iter(range(1, total + 1))
+    started = time.perf_counter()
+
+    def on_round(rows):
+        store_round(run, experiment, rows)
+        progress.step(f"{experiment}: rounds done", next(finished, total), total, started)
+
+    out = probe.run(config, on_round=on_round)
     return out["errors"]
 
 
