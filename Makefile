@@ -56,7 +56,7 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements/dev.txt
 	@touch $@
 
 env: $(ENV_READY) ## Create the backend's virtual env and install the pinned requirements
-	@$(PYTHON) -c "from mlx_workbook import env; e = env.capture(); print(e.backend, e.device, 'mlx', e.mlx, 'mlx-lm', e.mlx_lm)"
+	@$(PYTHON) -c "from mlx_workbook.core import env; e = env.capture(); print(e.backend, e.device, 'mlx', e.mlx, 'mlx-lm', e.mlx_lm)"
 
 reports: $(ENV_READY) ## Run every notebook (profile for this device), render HTML, rebuild reports/index.html
 	$(RUNNER) reports $(RUN_ARGS)
