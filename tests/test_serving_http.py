@@ -253,3 +253,12 @@ def test_the_served_checkpoint_is_the_in_process_model(tmp_path):
     assert (folder / "config.json").is_file() and list(folder.glob("*.safetensors"))
     assert loaded.name == "tiny" and loaded.source == "checkpoint" and loaded.tokenizer is not None
     assert loaded.tokenizer.encode(sm.text_of([5, 7, 9])) == [5, 7, 9]  # one word, one token
+
+
+def test_a_preset_whose_tokenizer_the_server_would_misread_is_refused_before_its_weights(tmp_path):
+    """transformers maps model_type qwen2 to Qwen2Tokenizer, which encodes the offline tokenizer's words as
+    nothing: one clear error, and no weights written."""
+    lm = models.build_preset("tiny-qwen2", dtype="float32")
+    with pytest.raises(models.ModelError, match="does not read back"):
+        server.save_served_checkpoint(lm, tmp_path / "ckpt")
+    assert not list((tmp_path / "ckpt").glob("*.safetensors"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import json
 import os
 import signal
 import socket
@@ -47,9 +48,32 @@ def free_port() -> int:
 def save_served_checkpoint(loaded: models.LoadedModel, folder: str | Path) -> Path:
     """The model as a folder mlx_lm.server can load: safetensors, config.json and the offline tokenizer (its
     token 't<i>' is id i, so a prompt text of n such words is exactly n tokens)."""
+    from mlx_lm.utils import save_config
+
     folder = Path(folder)
-    models.save_checkpoint(loaded, folder, tokenizer=models.offline_tokenizer(loaded.vocab_size))
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer = models.offline_tokenizer(loaded.vocab_size)
+    save_config(dict(loaded.config), config_path=folder / "config.json")
+    tokenizer.save_pretrained(str(folder))
+    check_tokenizer(folder)  # before the weights: a checkpoint the server would misread is not written at all
+    models.save_checkpoint(loaded, folder, tokenizer=tokenizer)
     return folder
+
+
+def check_tokenizer(folder: Path) -> None:
+    """The server must read back the same word-per-token tokenizer; one clear error, before any server starts,
+    where transformers swaps in a model family's own tokenizer class (it maps model_type qwen2 to
+    Qwen2Tokenizer, which rebuilds a byte-level BPE from the vocabulary and encodes 't1 t2' as nothing)."""
+    from mlx_lm.utils import load_tokenizer
+
+    got = list(load_tokenizer(folder).encode("t1 t2"))
+    if got != [1, 2]:
+        config = json.loads((folder / "config.json").read_text())
+        raise models.ModelError(
+            f"the served checkpoint's tokenizer does not read back ('t1 t2' -> {got}, expected [1, 2]): "
+            f"transformers loads another tokenizer class for model_type {config.get('model_type')!r}; "
+            "serve a preset of another family (e.g. llama-3-8b, qwen3-0.6b)"
+        )
 
 
 class Server:
