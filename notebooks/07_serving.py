@@ -287,8 +287,11 @@ measure.prompt_reuse(
     timeout_s=request_timeout_s,
 )
 fig = analysis.reuse_chart(run.measurements, where)
-run.save_figure(fig, "prompt_reuse")
-display(fig, analysis.reuse_table(run.measurements).round(2))
+if fig is None:  # the server broke during the experiment: what it said, then the server was started again
+    display(run.measurements.query("experiment == 'server_failures'")[["section", "error", "server_error"]])
+else:
+    run.save_figure(fig, "prompt_reuse")
+    display(fig, analysis.reuse_table(run.measurements).round(2))
 
 # %% [markdown]
 # ## Bad input and faults <a id="faults"></a>

@@ -262,3 +262,45 @@ def test_a_preset_whose_tokenizer_the_server_would_misread_is_refused_before_its
     with pytest.raises(models.ModelError, match="does not read back"):
         server.save_served_checkpoint(lm, tmp_path / "ckpt")
     assert not list((tmp_path / "ckpt").glob("*.safetensors"))
+
+
+class _FakeServer:
+    """Stands in for a server whose generation thread dies on the first prompt-reuse request."""
+
+    url = "http://127.0.0.1:1"
+
+    def __init__(self):
+        self.restarts = 0
+
+    def last_output(self):
+        return "INFO - Prompt processing\nERROR - mlx_lm.server generation thread died: cudaMemcpy failed"
+
+    def alive(self):
+        return True
+
+    def stop(self):
+        pass
+
+    def start(self):
+        self.restarts += 1
+        return self
+
+
+def test_a_server_that_breaks_during_prompt_reuse_is_a_finding_and_is_started_again(monkeypatch, tmp_path):
+    from mlx_workbook.core import results, verdicts
+    from mlx_workbook.investigations.serving import findings as sf
+
+    failed = loadgen.RequestResult(index=0, sent_s=0.0, status=200, error="stream ended without a token")
+    monkeypatch.setattr(loadgen, "closed_loop", lambda *a, **k: [failed])
+    lm = models.build_preset("tiny", dtype="float32")
+    run = results.start_run("07_serving", {"profile": "test"}, run_dir=tmp_path / "run")
+    fake = _FakeServer()
+    sm.prompt_reuse(
+        run, fake, lm, sm.Prompts(lm.vocab_size), prefix_tokens=8, suffix_tokens=2, gen_tokens=1, repeats=2,
+        timeout_s=5,
+    )  # fmt: skip
+    df = run.measurements
+    assert fake.restarts == 1 and "prompt_reuse" not in set(df.experiment)
+    assert an.reuse_chart(df, "here") is None
+    f = sf.reuse_finding(df, "here")
+    assert f.verdict == verdicts.NOT_MEASURED and "generation thread died" in f.statement

@@ -396,11 +396,16 @@ def open_loop_chart(pct: pd.DataFrame, table: pd.DataFrame, where: str, label: s
 
 def reuse_table(df: pd.DataFrame) -> pd.DataFrame:
     d = df[df.experiment == "prompt_reuse"]
+    if d.empty:
+        return pd.DataFrame(columns=["variant", "median", "low", "high", "n", "cached_tokens"])
     tab = plots.summary_table(d, ["variant"])
     return tab.merge(d.groupby("variant").cached_tokens.median().rename("cached_tokens"), on="variant")
 
 
-def reuse_chart(df: pd.DataFrame, where: str) -> Figure:
+def reuse_chart(df: pd.DataFrame, where: str) -> Figure | None:
+    """None when no pair was measured (the server broke: see server_failures)."""
+    if "prompt_reuse" not in set(df.experiment):
+        return None
     r = df[df.experiment == "prompt_reuse"].iloc[0]
     return plots.bars_with_intervals(
         reuse_table(df),

@@ -258,6 +258,22 @@ def failures_finding(df: pd.DataFrame, where: str) -> Finding:
 
 def reuse_finding(df: pd.DataFrame, where: str) -> Finding:
     d = df[df.experiment == "prompt_reuse"]
+    crash = df[df.experiment == "server_failures"]
+    crash = crash[crash.section == "prompt_reuse"] if "section" in crash else crash
+    if d.empty or not crash.empty:
+        why = (
+            f"mlx_lm.server failed a prompt-reuse request ({crash.error.iloc[0]}); its log says: "
+            f"{crash.server_error.iloc[0]}. The server was started again for the sections after this one"
+            if not crash.empty
+            else "no prompt-reuse pair was measured"
+        )
+        return _claim(
+            "prompt_caching_reduces_ttft",
+            verdicts.NOT_MEASURED,
+            f"Not measured: {why} ({where}).",
+            None,
+            "prompt-reuse",
+        )
     speed = measure.ratio_interval(
         d[d.variant == "no shared prefix"].value, d[d.variant == "shared prefix"].value
     )

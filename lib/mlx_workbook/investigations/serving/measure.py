@@ -454,7 +454,12 @@ def prompt_reuse(
             ids = prefix + prompts.rng.integers(0, prompts.usable, suffix_tokens).tolist()
             (res,) = loadgen.closed_loop(srv.url, [body(ids, gen_tokens, loaded)], 1, timeout_s=timeout_s)
             if not res.ok:
-                raise RuntimeError(f"a prompt-reuse request failed: {res.error}; server: {srv.last_output()}")
+                # A server that broke is a finding, not a reason to lose the rest of the run: record it, start
+                # the server again for the sections that follow, and stop this experiment.
+                record_server_failure(run, srv, "prompt_reuse", res.error, trial=trial, variant=variant)
+                srv.stop()
+                srv.start()
+                return
             if trial:
                 run.record(
                     "prompt_reuse",
@@ -467,6 +472,27 @@ def prompt_reuse(
                     prompt_tokens=res.prompt_tokens,
                     **cols,
                 )
+
+
+def server_error(srv: Server) -> str:
+    """The server's own last error line (e.g. 'mlx_lm.server generation thread died: ...'), else its last line."""
+    lines = [line.strip() for line in srv.last_output().splitlines() if line.strip()]
+    errors = [line for line in lines if "ERROR" in line or line.startswith(("RuntimeError", "ValueError"))]
+    return (errors or lines or ["no output"])[0 if errors else -1][:300]
+
+
+def record_server_failure(run: results.Run, srv: Server, section: str, error: str, **fields) -> None:
+    run.record(
+        "server_failures",
+        "failed_request",
+        1.0,
+        "count",
+        section=section,
+        error=str(error)[:200],
+        server_error=server_error(srv),
+        server_alive=srv.alive(),
+        **fields,
+    )
 
 
 # --- bad input and faults ------------------------------------------------------------------------------------
