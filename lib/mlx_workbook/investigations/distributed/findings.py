@@ -201,7 +201,7 @@ def decode_speed(df: pd.DataFrame) -> list[Finding]:
                             id=fid,
                             verdict=verdicts.HOLDS,
                             section="decode",
-                            headline=True,
+                            headline=not any(f.measured and f.measured.get("only_fits") for f in out),
                             measured=_iv(par.ms_per_token, par.ms_low, par.ms_high).measured(
                                 "ms per token", batch=int(batch), only_fits=True, model_gb=gb
                             ),
@@ -283,15 +283,25 @@ def communication(df: pd.DataFrame) -> list[Finding]:
     out = []
     if comm.empty:
         return out
-    for label, g in comm[comm.layout == an.TENSOR].groupby("label", sort=False):
+    tensor = comm[comm.layout == an.TENSOR]
+    # The headline: the largest model that also ran on one device (its one-device time makes the split whole).
+    on_one = tensor[tensor.single_ms.notna()]
+    headline = on_one.sort_values("ms_per_token").label.iloc[-1] if len(on_one) else None
+    for label, g in tensor.groupby("label", sort=False):
         r = g.sort_values("batch").iloc[0]
         share = _iv(r.comm_share, r.comm_share_low, r.comm_share_high)
         big = g.sort_values("batch").iloc[-1]
+        against_one = (
+            f"one device: {r.single_ms:.3g} ms, an ideal split {r.ideal_ms:.3g} ms, measured "
+            f"{r.above_ideal_ms:+.3g} ms above it and {r.minus_single_ms:+.3g} ms against one device"
+            if pd.notna(r.single_ms)
+            else "one device cannot hold it, so there is no one-device time to set it against"
+        )
         out.append(
             Finding(
                 id=f"comm_share_{_slug(label)}",
                 section="communication",
-                headline=True,
+                headline=label == headline,
                 measured=share.scaled(100).measured(
                     "% of the time per token",
                     batch=int(r.batch),
@@ -301,9 +311,7 @@ def communication(df: pd.DataFrame) -> list[Finding]:
                 statement=f"{label}, tensor parallel, batch {int(r.batch)}: {int(r.collectives_per_step)} all_sums per "
                 f"token of {int(r.message_bytes)} bytes cost {r.comm_ms:.3g} ms [{r.comm_low:.3g}, "
                 f"{r.comm_high:.3g}] at their measured latency: {share.value:.0%} [{share.low:.0%}, "
-                f"{share.high:.0%}] of the {r.ms_per_token:.3g} ms per token (one device: {r.single_ms:.3g} ms, "
-                f"an ideal split {r.ideal_ms:.3g} ms, measured {r.above_ideal_ms:+.3g} ms above it and "
-                f"{r.minus_single_ms:+.3g} ms against one device); "
+                f"{share.high:.0%}] of the {r.ms_per_token:.3g} ms per token ({against_one}); "
                 f"at batch {int(big.batch)}: {big.comm_share:.0%} of {big.ms_per_token:.3g} ms.",
             )
         )
