@@ -26,7 +26,7 @@ import pandas as pd
 
 from mlx_workbook import REPORTS_DIR
 from mlx_workbook.core import env as envmod
-from mlx_workbook.core import parameters
+from mlx_workbook.core import parameters, published
 
 MEASUREMENTS = "measurements.parquet"
 JOURNAL = "measurements.jsonl"
@@ -92,6 +92,27 @@ class Finding:
     def from_dict(cls, data: dict) -> Finding:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**{"id": "?", "statement": "", **known})
+
+    @classmethod
+    def for_claim(
+        cls,
+        claim_id: str,
+        verdict: str,
+        statement: str,
+        measured: dict | None = None,
+        section: str = "",
+        **kw,
+    ) -> Finding:
+        """The finding on a published claim: the claim's id, and its published figure from data/published."""
+        return cls(
+            id=claim_id,
+            statement=statement,
+            verdict=verdict,
+            measured=measured,
+            published=published.reference(claim_id),
+            section=section,
+            **kw,
+        )
 
 
 class SummaryError(ValueError):

@@ -129,17 +129,6 @@ def prequant_same_tokens(df: pd.DataFrame) -> bool:
 # --- findings ------------------------------------------------------------------------------------------------
 
 
-def _claim(cid, verdict, statement, measured, section) -> Finding:
-    return Finding(
-        id=cid,
-        statement=statement,
-        verdict=verdict,
-        measured=measured,
-        published=published.reference(cid),
-        section=section,
-    )
-
-
 def findings(df: pd.DataFrame, where: str, params: dict) -> list[Finding]:
     """Batching, prompt caching and pre-quantized checkpoints, in process. The server-overhead claims are
     measured over HTTP by 07_serving."""
@@ -206,7 +195,7 @@ def _prequant(df: pd.DataFrame, where: str) -> Finding:
     tab = prequant_table(df)
     loads = tab[tab.metric == "load_s"].set_index("variant")["median"]
     lo, hi = published.figure_range("prequantized_vs_otf_quant_gain")
-    return _claim(
+    return Finding.for_claim(
         "prequantized_vs_otf_quant_gain",
         verdicts.effect_matches(pct, lo, hi, PREQUANT_TOLERANCE_PTS, no_effect_at=0.0),
         f"Pre-quantized vs quantized at load time ({pq.label.iloc[0]}, both through mlx_lm.load): decode "

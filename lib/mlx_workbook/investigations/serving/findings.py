@@ -25,18 +25,6 @@ def _iv(row) -> verdicts.Interval:
     return verdicts.Interval(float(row["median"]), float(row["low"]), float(row["high"]))
 
 
-def _claim(cid: str, verdict: str, statement: str, measured: dict | None, section: str, **kw) -> Finding:
-    return Finding(
-        id=cid,
-        statement=statement,
-        verdict=verdict,
-        measured=measured,
-        published=published.reference(cid),
-        section=section,
-        **kw,
-    )
-
-
 def overhead_findings(df: pd.DataFrame, where: str) -> list[Finding]:
     """Seed 004's server overhead at 50/100/200 tokens and per request, against mlx_lm.server here."""
     summ = an.overhead_summary(df, GENERATE, HTTP)
@@ -50,7 +38,7 @@ def overhead_findings(df: pd.DataFrame, where: str) -> list[Finding]:
         if n in pct.index:
             iv = _iv(pct.loc[n])
             out.append(
-                _claim(
+                Finding.for_claim(
                     cid,
                     verdicts.effect_matches(iv, lo, hi),
                     f"A {n}-token request over HTTP (mlx_lm.server, one streaming user) against mlx-lm's "
@@ -64,7 +52,7 @@ def overhead_findings(df: pd.DataFrame, where: str) -> list[Finding]:
         else:
             near = int(min(pct.index, key=lambda m: abs(m - n)))
             out.append(
-                _claim(
+                Finding.for_claim(
                     cid,
                     verdicts.INCONCLUSIVE,
                     f"{n} tokens is not among this profile's overhead lengths; nearest: {near} tokens, "
@@ -81,7 +69,7 @@ def overhead_findings(df: pd.DataFrame, where: str) -> list[Finding]:
         f"{interval_text(per_token, ' ms')} per token (paired extra TPOT)"
     )
     out.append(
-        _claim(
+        Finding.for_claim(
             "server_overhead_ms_per_request",
             verdicts.effect_matches(iv, lo, hi),
             f"Fixed cost of a request over HTTP: {interval_text(iv, ' ms')}, {how} ({label}, {where}); "
@@ -129,7 +117,7 @@ def load_findings(df: pd.DataFrame, where: str, params: dict) -> list[Finding]:
     )
     n_rounds = int(tps.shape[0])
     out.append(
-        _claim(
+        Finding.for_claim(
             "batching_better_utilization",
             verdicts.at_least(verdicts.Interval.of(speed), 1.0),
             f"At {top} concurrent users mlx_lm.server delivers {interval_text(verdicts.Interval.of(speed), 'x')} "
@@ -267,7 +255,7 @@ def reuse_finding(df: pd.DataFrame, where: str) -> Finding:
             if not crash.empty
             else "no prompt-reuse pair was measured"
         )
-        return _claim(
+        return Finding.for_claim(
             "prompt_caching_reduces_ttft",
             verdicts.NOT_MEASURED,
             f"Not measured: {why} ({where}).",
@@ -279,7 +267,7 @@ def reuse_finding(df: pd.DataFrame, where: str) -> Finding:
     )
     tab = an.reuse_table(df).set_index("variant")
     iv = verdicts.Interval.of(speed)
-    return _claim(
+    return Finding.for_claim(
         "prompt_caching_reduces_ttft",
         verdicts.at_least(iv, 1.0),
         f"With a {int(d.prefix_tokens.iloc[0])}-token prefix shared with the previous request, mlx_lm.server's "
