@@ -197,6 +197,20 @@ def to_rows(probe_rows: list[dict], **extra) -> list[dict]:
     ]
 
 
+def probe_config(
+    cases, *, repeats: int, warmup: int, target_ms: float, min_calls: int, max_calls: int
+) -> dict:
+    """The SDPA probe's input (sdpa_probe.run), the same in this process and under another MLX version."""
+    return {
+        "cases": unique(cases),
+        "repeats": repeats,
+        "warmup": warmup,
+        "target_ms": target_ms,
+        "min_calls": min_calls,
+        "max_calls": max_calls,
+    }
+
+
 def sweep(
     run: Run,
     experiment: str,
@@ -212,14 +226,9 @@ def sweep(
     calibrated at its longest length), storing each round in the run as it finishes.
 
     Returns the configurations that failed (with the error) so the notebook can show them; the rest still ran."""
-    config = {
-        "cases": unique(cases),
-        "repeats": repeats,
-        "warmup": warmup,
-        "target_ms": target_ms,
-        "min_calls": min_calls,
-        "max_calls": max_calls,
-    }
+    config = probe_config(
+        cases, repeats=repeats, warmup=warmup, target_ms=target_ms, min_calls=min_calls, max_calls=max_calls
+    )
     total = len(probe.groups(config["cases"])) * repeats
     finished = iter(range(1, total + 1))
     started = time.perf_counter()
@@ -335,14 +344,9 @@ def compare_versions(
     experiment "versions" tagged with the version; returns the VersionResults (messages of those that failed)."""
     from mlx_workbook.probes import versions
 
-    config = {
-        "cases": unique(cases),
-        "repeats": repeats,
-        "warmup": warmup,
-        "target_ms": target_ms,
-        "min_calls": min_calls,
-        "max_calls": max_calls,
-    }
+    config = probe_config(
+        cases, repeats=repeats, warmup=warmup, target_ms=target_ms, min_calls=min_calls, max_calls=max_calls
+    )
     return versions.compare(
         mlx_versions,
         config,
