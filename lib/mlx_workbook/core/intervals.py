@@ -192,7 +192,14 @@ def paired_ratio(a: Iterable[float], b: Iterable[float], confidence: float = CON
 
 
 def binomial_cdf(k: int, n: int, p: float = 0.5) -> float:
-    return sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k + 1))
+    return float(_binomial_cdfs(n, p)[k])
+
+
+def _binomial_cdfs(n: int, p: float = 0.5) -> np.ndarray:
+    """P(Bin(n, p) <= k) for k = 0..n, from log-pmfs (exact integer binomials overflow a float past n ~ 1000)."""
+    k = np.arange(n + 1)
+    log_comb = np.array([math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) for i in k])
+    return np.cumsum(np.exp(log_comb + k * math.log(p) + (n - k) * math.log1p(-p)))
 
 
 def order_statistic_ranks(n: int, confidence: float = CONFIDENCE) -> tuple[int, int, float]:
@@ -201,8 +208,9 @@ def order_statistic_ranks(n: int, confidence: float = CONFIDENCE) -> tuple[int, 
     The narrowest symmetric pair whose coverage 1 - 2 * P(Bin(n, 1/2) <= lo) reaches `confidence`; below
     MIN_ORDER_N none does, and (0, n - 1), [min, max], comes back with the coverage it really has."""
     best = (0, n - 1, 1 - 2 * 0.5**n)
+    cdfs = _binomial_cdfs(n)
     for lo in range(n // 2):
-        coverage = 1 - 2 * binomial_cdf(lo, n)
+        coverage = 1 - 2 * float(cdfs[lo])
         if coverage < confidence:
             break
         best = (lo, n - 1 - lo, coverage)
