@@ -32,6 +32,7 @@ MEASUREMENTS = "measurements.parquet"
 JOURNAL = "measurements.jsonl"
 SUMMARY = "summary.json"
 FIGURES = "figures"
+TABLES = "tables"  # lists a run concludes (e.g. 03's confirmed cliffs), as CSV, for compare to set side by side
 
 
 def _stamp(seconds: float) -> str:
@@ -300,6 +301,14 @@ class Run:
         fig.savefig(folder / f"{name}.svg", bbox_inches="tight")
         fig.savefig(folder / f"{name}.png", dpi=110, bbox_inches="tight")
         return folder / f"{name}.svg"
+
+    def save_table(self, table: pd.DataFrame, name: str) -> Path:
+        """Save a concluded list (03's confirmed cliffs) as tables/<name>.csv, so that `make compare` can
+        set two runs' lists side by side."""
+        folder = self.run_dir / TABLES
+        folder.mkdir(exist_ok=True)
+        table.to_csv(folder / f"{name}.csv", index=False)
+        return folder / f"{name}.csv"
 
     def summary(self, status: str, error: str | None = None) -> RunSummary:
         return RunSummary(

@@ -1,11 +1,14 @@
 """Run comparison: two run folders -> every shared metric side by side, with the ratio B/A and whether the
-difference exceeds the noise of both runs.
+difference exceeds the noise of both runs, and whether the two reach the same verdicts (agreement.py).
 
     python -m mlx_workbook.report.compare <run A> <run B> [--root reports] [--out reports/compare]
+    python -m mlx_workbook.report.compare reports/reference reports/reference/repeat   # two sets of runs
 
-A run is a folder path or a run id (a folder name under the reports root, or a unique part of one). Metrics
-match on experiment, metric, unit and every configuration column (variant, size, model, dtype, ...); columns
-that describe the run (device, versions, run id) or change from trial to trial (seconds, timestamp) do not.
+A run is a folder path or a run id (a folder name under the reports root, or a unique part of one). A folder
+that holds runs is a set: its newest finished run per notebook, paired with the other set's by notebook, one
+metrics page per pair and one page of verdict agreement over all of them. Metrics match on experiment, metric,
+unit and every configuration column (variant, size, model, dtype, ...); columns that describe the run (device,
+versions, run id) or change from trial to trial (seconds, timestamp) do not.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import pandas as pd
 
 from mlx_workbook import REPORTS_DIR, ROOT
 from mlx_workbook.core import measure, results
-from mlx_workbook.report import html
+from mlx_workbook.report import agreement, html
 
 RUN_COLUMNS = {
     "run_id",
@@ -182,7 +185,42 @@ def _cell(median: float, low: float, high: float) -> str:
     return f'<td class="num">{median:.4g} <span class="small muted">[{low:.4g}, {high:.4g}]</span></td>'
 
 
-def render_page(table: pd.DataFrame, run_a: Path, run_b: Path, out: Path, index: Path | None = None) -> Path:
+def verdicts_section(found: agreement.Agreement) -> str:
+    """The verdict agreement in words, the claims that differ first, then the saved lists."""
+    rows = "".join(
+        f'<tr class="{"" if r.agree else "beyond-noise"}"><td>{html.esc(r.notebook)}</td><td>{html.esc(r.id)}</td>'
+        f"<td>{html.esc(r.verdict_a or '-')}</td><td>{html.esc(r.verdict_b or '-')}</td>"
+        f"<td>{'yes' if r.agree else 'no'}</td></tr>"
+        for r in found.verdicts.sort_values(["agree", "notebook", "id"]).itertuples()
+    )
+    lists = "".join(
+        f"<h3>Saved list: {html.esc(d['name'])}</h3><p>{d['n_a']} in A, {d['n_b']} in B, identified by "
+        f"{html.esc(', '.join(d['columns']))}: {'identical' if d['identical'] else 'they differ'}.</p>"
+        + "".join(
+            f"<p class='small'>only in {side}: {html.esc('; '.join(' '.join(k) for k in only))}</p>"
+            for side, only in (("A", d["only_a"]), ("B", d["only_b"]))
+            if only
+        )
+        for d in found.lists
+    )
+    return (
+        '<h2 id="verdicts">Verdicts</h2>'
+        + "".join(f"<p>{html.esc(line)}</p>" for line in found.summary_lines() if not line.startswith("  "))
+        + "<table><tr><th>notebook</th><th>claim</th><th>A</th><th>B</th><th>agree</th></tr>"
+        + rows
+        + "</table>"
+        + lists
+    )
+
+
+def render_page(
+    table: pd.DataFrame,
+    run_a: Path,
+    run_b: Path,
+    out: Path,
+    index: Path | None = None,
+    found: agreement.Agreement | None = None,
+) -> Path:
     """The comparison page; `index` is the runs index it links back to (default: the one above out's folder)."""
     index_href = Path(os.path.relpath(index or out.parent.parent / "index.html", out.parent)).as_posix()
     title = f"Run comparison: {run_a.name} vs {run_b.name}"
@@ -214,23 +252,70 @@ def render_page(table: pd.DataFrame, run_a: Path, run_b: Path, out: Path, index:
         f"B/A excludes 1, with at least {MIN_TRIALS} trials on each side. "
         f'<a href="{html.esc(out.with_suffix(".csv").name)}">CSV</a> · '
         f'<a href="{html.esc(out.with_suffix(".parquet").name)}">parquet</a> · '
-        f'<a href="{html.esc(index_href)}">all runs</a></p>' + "".join(sections)
+        f'<a href="{html.esc(index_href)}">all runs</a></p>'
+        + (verdicts_section(found) if found is not None else "")
+        + "".join(sections)
     )
     nav = html.nav_bar(out.parent, (index or out.parent.parent / "index.html").parent)
     html.write_if_changed(out, html.page(title, body, nav=nav))
     return out
 
 
-def compare(a: str | Path, b: str | Path, root: Path = REPORTS_DIR, out_dir: Path | None = None) -> Path:
-    """Resolve two runs, compare them, write <out_dir>/<A>__<B>.html, .csv and .parquet; return the page."""
-    run_a, run_b = resolve_run(a, root), resolve_run(b, root)
+def resolve(spec: str | Path, root: Path = REPORTS_DIR) -> Path:
+    """A run (see resolve_run), or a folder that holds runs (a set)."""
+    path = Path(spec)
+    for candidate in (path, ROOT / path):
+        if candidate.is_dir() and not (candidate / results.SUMMARY).exists():
+            if any((child / results.SUMMARY).exists() for child in candidate.iterdir()):
+                return candidate
+    return resolve_run(spec, root)
+
+
+def compare_pair(run_a: Path, run_b: Path, out_dir: Path, index: Path) -> Path:
+    """Compare two runs of one notebook: <out_dir>/<A>__<B>.html, .csv and .parquet; return the page."""
     table = compare_runs(run_a, run_b)
-    out_dir = Path(out_dir or Path(root) / "compare")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    found = agreement.of_paths(run_a, run_b)
     out = out_dir / f"{run_a.name}__{run_b.name}.html"
     table.to_csv(out.with_suffix(".csv"), index=False)
     table.to_parquet(out.with_suffix(".parquet"), index=False)
-    return render_page(table, run_a, run_b, out, index=root / "index.html")
+    return render_page(table, run_a, run_b, out, index=index, found=found)
+
+
+def compare_sets(path_a: Path, path_b: Path, out_dir: Path, index: Path) -> Path:
+    """Two sets of runs: a metrics page per notebook in both, and one page of verdict agreement over all."""
+    found = agreement.of_paths(path_a, path_b)
+    links = []
+    for notebook, (run_a, run_b) in found.pairs.items():
+        try:
+            page = compare_pair(run_a, run_b, out_dir, index)
+            links.append(f'<li><a href="{html.esc(page.name)}">{html.esc(notebook)}</a></li>')
+        except CompareError as exc:
+            links.append(f"<li>{html.esc(notebook)}: {html.esc(str(exc))}</li>")
+    out = out_dir / f"{path_a.name}__{path_b.name}.html"
+    found.verdicts.to_csv(out.with_suffix(".csv"), index=False)
+    title = f"Set comparison: {path_a.name} vs {path_b.name}"
+    body = (
+        f"<h1>{html.esc(title)}</h1><p>A: {html.esc(str(path_a))}; B: {html.esc(str(path_b))}. Each notebook's "
+        f"newest finished run in each folder.</p><ul>{''.join(links)}</ul>" + verdicts_section(found)
+    )
+    nav = html.nav_bar(out.parent, index.parent)
+    html.write_if_changed(out, html.page(title, body, nav=nav))
+    return out
+
+
+def compare(a: str | Path, b: str | Path, root: Path = REPORTS_DIR, out_dir: Path | None = None) -> Path:
+    """Resolve two runs (or sets), compare them, write the page(s) into out_dir; return the main page."""
+    path_a, path_b = resolve(a, root), resolve(b, root)
+    out_dir = Path(out_dir or Path(root) / "compare")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    index = Path(root) / "index.html"
+    is_set = [not (p / results.SUMMARY).exists() for p in (path_a, path_b)]
+    if any(is_set):
+        try:
+            return compare_sets(path_a, path_b, out_dir, index)
+        except ValueError as exc:
+            raise CompareError(str(exc)) from None
+    return compare_pair(path_a, path_b, out_dir, index)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -249,7 +334,11 @@ def main(argv: list[str] | None = None) -> int:
     except CompareError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(terminal_summary(pd.read_csv(page.with_suffix(".csv"), dtype={"configuration": str})))
+    table = pd.read_csv(page.with_suffix(".csv"), dtype={"configuration": str})
+    if "configuration" in table:  # a pair's metrics (a set's CSV is its verdict table)
+        print(terminal_summary(table))
+    path_a, path_b = resolve(args.a, Path(args.root)), resolve(args.b, Path(args.root))
+    print("\n".join(agreement.of_paths(path_a, path_b).summary_lines()))
     if (Path(args.root) / "index.html").exists() or Path(args.root) == REPORTS_DIR:
         html.build_index(Path(args.root))  # so the index links the new comparison
     shown = page.relative_to(ROOT) if page.is_relative_to(ROOT) else page

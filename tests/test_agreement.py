@@ -1,0 +1,85 @@
+"""Verdict agreement between two runs and between two sets of runs (report/agreement.py, make compare)."""
+
+import pandas as pd
+import pytest
+
+from mlx_workbook.core import results, verdicts
+from mlx_workbook.report import agreement, compare
+
+
+def make_run(folder, notebook, found: dict[str, str], cliffs: list[tuple] | None = None):
+    """A finished run of `notebook` with one claim finding per {id: verdict}, a 'measured' finding (not a
+    claim, never counted) and, if given, a saved cliff list of (sweep, before, length, excess)."""
+    run = results.start_run(notebook, {"profile": "test"}, run_dir=folder)
+    for trial in range(3):
+        run.record("x", "seconds", 1.0 + 0.01 * trial, "s", trial=trial)
+    for claim_id, verdict in found.items():
+        run.add_finding(results.Finding(claim_id, f"{claim_id} {verdict}", verdict))
+    run.add_finding(results.Finding("a_number", "just a measurement", "measured"))
+    if cliffs is not None:
+        table = pd.DataFrame(cliffs, columns=["sweep", "before_length", "length", "excess"])
+        run.save_table(table, "cliffs")
+    run.finish()
+    return run.run_dir
+
+
+@pytest.fixture()
+def two_sets(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    make_run(
+        a / "20260101T000000_01_x_cpu",
+        "01_x",
+        {"c1": verdicts.HOLDS, "c2": verdicts.INCONCLUSIVE, "c3": verdicts.NOT_APPLICABLE},
+    )
+    make_run(
+        b / "20260102T000000_01_x_cpu",
+        "01_x",
+        {"c1": verdicts.HOLDS, "c2": verdicts.DOES_NOT_HOLD, "c3": verdicts.NOT_APPLICABLE},
+    )
+    make_run(a / "20260101T000100_03_y_cpu", "03_y", {"c4": verdicts.HOLDS}, [("prefill", 128, 129, 2.0)])
+    make_run(
+        b / "20260102T000100_03_y_cpu",
+        "03_y",
+        {"c4": verdicts.HOLDS},
+        [("prefill", 128, 129, 2.1), ("decode", 255, 256, 1.5)],
+    )
+    make_run(a / "20260101T000200_04_z_cpu", "04_z", {"c5": verdicts.HOLDS})  # in A only
+    return a, b
+
+
+def test_sets_pair_by_notebook_and_count_agreement_over_claims_judged_from_data(two_sets):
+    found = agreement.of_paths(*two_sets)
+    assert list(found.pairs) == ["01_x", "03_y"] and found.only_a == ["04_z"]
+    # c3 is out of scope in both: listed, but not in the share judged from data; 'measured' is no claim
+    assert set(found.verdicts.id) == {"c1", "c2", "c3", "c4"}
+    assert len(found.judged) == 3 and found.agree_share == pytest.approx(2 / 3)
+    assert found.inconclusive_share("a") == (1, 3) and found.inconclusive_share("b") == (0, 3)
+    (cliffs,) = found.lists
+    assert not cliffs["identical"] and cliffs["only_b"] == [("decode", "255", "256")]
+    assert cliffs["columns"] == ["sweep", "before_length", "length"]  # the float excess is no identity
+    assert any("c2: A inconclusive, B does not hold" in line for line in found.summary_lines())
+
+
+def test_identical_lists_and_the_newest_run_per_notebook(tmp_path, two_sets):
+    a, _ = two_sets
+    newer = make_run(a / "20260105T000000_01_x_cpu", "01_x", {"c1": verdicts.DOES_NOT_HOLD})
+    assert agreement.run_set(a)["01_x"] == newer
+    same = agreement.of_paths(a / "20260101T000100_03_y_cpu", a / "20260101T000100_03_y_cpu")
+    assert same.agree_share == 1.0 and same.lists[0]["identical"]
+
+
+def test_make_compare_on_two_sets_writes_one_page_per_notebook_and_the_agreement(two_sets, tmp_path, capsys):
+    a, b = two_sets
+    assert compare.main([str(a), str(b), "--root", str(tmp_path), "--out", str(tmp_path / "cmp")]) == 0
+    out = capsys.readouterr().out
+    assert "2 of 3 agree (67%)" in out and "Inconclusive in A: 1 of 3" in out
+    page = (tmp_path / "cmp" / "a__b.html").read_text()
+    assert "01_x" in page and "Saved list: cliffs" in page
+    assert len(list((tmp_path / "cmp").glob("2026*__2026*.html"))) == 2
+
+
+def test_a_folder_without_runs_is_a_clear_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "sub").mkdir()
+    with pytest.raises(compare.CompareError):
+        compare.compare(tmp_path / "empty", tmp_path / "empty", tmp_path)
