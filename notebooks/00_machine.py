@@ -38,6 +38,7 @@ traffic_mb: float = (
 )
 matmul_sizes: list = [256, 512, 1024]  # square matrix sizes for the throughput probe
 matmul_dtype: str = "bfloat16"  # matmul element type (bfloat16 is what LLM weights use)
+matmul_flops: float = 8.6e9  # least flops per matmul trial, ~2^33 (small sizes repeat calls, at most 256 calls)
 repeats: int = 10  # timed trials per configuration
 warmup: int = 2  # untimed runs before the trials
 
@@ -80,7 +81,9 @@ display(fig, table.round(2))
 # ## Matrix-multiply throughput <a id="matmul"></a>
 
 # %%
-kernels.matmul_sweep(run, sizes=matmul_sizes, repeats=repeats, warmup=warmup, dtype=matmul_dtype)
+kernels.matmul_sweep(
+    run, sizes=matmul_sizes, repeats=repeats, warmup=warmup, dtype=matmul_dtype, flops_per_trial=matmul_flops
+)
 table = analysis.matmul_table(run.measurements)
 fig = analysis.matmul_chart(table, run.environment, peaks, matmul_dtype)
 run.save_figure(fig, "matmul")

@@ -118,12 +118,21 @@ def bandwidth_sweep(
 
 
 def matmul_sweep(
-    run: Run, *, sizes: list[int], repeats: int, warmup: int = 2, dtype: str = "bfloat16"
+    run: Run,
+    *,
+    sizes: list[int],
+    repeats: int,
+    warmup: int = 2,
+    dtype: str = "bfloat16",
+    flops_per_trial: float = 2**33,
 ) -> None:
+    """Matmul throughput per size. Small products finish in microseconds, so a trial batches enough calls for
+    `flops_per_trial` (at most 256 calls): ~2^33 dwarfs a GPU's sync; a slow CPU needs far less."""
+    if flops_per_trial <= 0:
+        raise ValueError(f"flops_per_trial must be positive, got {flops_per_trial}")
     for n in sizes:
         probe = matmul_probe(int(n), getattr(mx, dtype))
-        # Small products finish in microseconds: batch enough calls for ~2^33 flops per trial (at most 256).
-        calls = min(256, max(1, int(2**33 // probe.work)))
+        calls = min(256, max(1, int(flops_per_trial // probe.work)))
         run_probe(run, "matmul", probe, repeats=repeats, warmup=warmup, calls=calls, size=int(n), dtype=dtype)
         mx.clear_cache()
 
