@@ -35,7 +35,7 @@ export PYTHONPATH := $(CURDIR)/lib$(if $(PYTHONPATH),:$(PYTHONPATH))
 RUNNER = $(PYTHON) -m mlx_workbook.report.runner
 RUN_ARGS = --profile $(PROFILE) $(if $(P),-p "$(P)") $(if $(PARAMS),--params-file $(PARAMS)) $(if $(OPEN),--open)
 
-.PHONY: help reports report notebooks index lab test lint format compare findings browser clean clean-all env
+.PHONY: help reports report notebooks index lab test lint format compare findings fidelity browser clean clean-all env
 
 help: ## Show the targets
 	@echo "MLX performance workbook. Variables: BACKEND=cpu|metal|cuda13|cuda12 PROFILE=auto|quick|full|test"
@@ -94,6 +94,13 @@ findings: $(ENV_READY) ## Rebuild the findings page(s), the indexes and the READ
 	$(PYTHON) -m mlx_workbook.report.findings_page
 
 # The browser tests drive Debian's Chromium; without it (and without root to install it) they skip, saying why.
+# Both presets run; the target fails when either verdict is not "holds".
+fidelity: $(ENV_READY) ## Library vs mlx_lm.benchmark decode tok/s in paired blocks, qwen3-0.6b and llama-3-8b bf16 (a GPU, ~70 s each)
+	@rc=0; \
+	$(PYTHON) bench/fidelity.py --preset qwen3-0.6b --gen-tokens 256 --prompt-tokens 128 --budget-s 60 || rc=1; \
+	$(PYTHON) bench/fidelity.py --preset llama-3-8b --gen-tokens 256 --prompt-tokens 128 --budget-s 55 || rc=1; \
+	exit $$rc
+
 browser: ## Make sure headless Chromium is installed for the browser tests (apt-get, when run as root)
 	@command -v chromium >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \

@@ -10,22 +10,6 @@ import pytest
 from mlx_workbook.core import blocks, hoststate
 
 
-class Recorder:
-    """The part of results.Run that blocks uses: record(experiment, metric, value, unit, trial=, **fields)."""
-
-    def __init__(self):
-        self.rows = []
-
-    def record(self, experiment, metric, value, unit, *, trial=0, **fields):
-        self.rows.append(
-            dict(experiment=experiment, metric=metric, value=value, unit=unit, trial=trial, **fields)
-        )
-
-    @property
-    def measurements(self):
-        return pd.DataFrame(self.rows)
-
-
 def drifting_variants(effects: dict[str, float], seed=0, noise=0.01):
     """Variants whose values follow a shared host speed that jumps by up to 2x between blocks (cancelled by
     pairing) with independent jitter; `effects` is each variant's true ratio to the reference."""
@@ -64,7 +48,7 @@ def test_looks_and_their_confidence():
 
 
 def test_compare_stops_when_decided_and_records_every_block():
-    run = Recorder()
+    run = blocks.Rows()
     variants, calls = drifting_variants({"ref": 1.0, "fast": 0.8, "same": 1.0})
     bands = {"fast": blocks.Band(-25, -15), "same": blocks.Band.no_effect(3)}
     out = blocks.compare(
@@ -90,7 +74,7 @@ def test_compare_stops_when_decided_and_records_every_block():
 
 
 def test_compare_undecided_says_why_and_what_it_could_resolve():
-    run = Recorder()
+    run = blocks.Rows()
     variants, _ = drifting_variants({"ref": 1.0, "b": 1.02}, noise=0.05)
     # a band edge right at the true effect: never decided within 12 blocks
     out = blocks.compare(run, "c", variants, reference="ref", bands={"b": blocks.Band(2, 10)}, max_blocks=12)
@@ -105,7 +89,7 @@ def test_compare_undecided_says_why_and_what_it_could_resolve():
 
 
 def test_compare_stops_on_budget():
-    run = Recorder()
+    run = blocks.Rows()
     variants, _ = drifting_variants({"ref": 1.0, "b": 1.02}, noise=0.05)
     out = blocks.compare(run, "c", variants, reference="ref", bands={"b": blocks.Band(2, 10)}, budget_s=0.0)
     assert out.stop_reason == blocks.BUDGET and out.blocks == 1
@@ -114,9 +98,9 @@ def test_compare_stops_on_budget():
 def test_compare_rejects_bad_input_before_running():
     variants, calls = drifting_variants({"ref": 1.0, "b": 1.0})
     with pytest.raises(ValueError, match="reference"):
-        blocks.compare(Recorder(), "c", variants, reference="nope")
+        blocks.compare(blocks.Rows(), "c", variants, reference="nope")
     with pytest.raises(ValueError, match="bands"):
-        blocks.compare(Recorder(), "c", variants, reference="ref", bands={"x": blocks.Band(0, 1)})
+        blocks.compare(blocks.Rows(), "c", variants, reference="ref", bands={"x": blocks.Band(0, 1)})
     assert calls == []
 
 
@@ -138,7 +122,7 @@ def test_host_stability_warns_like_pyperf():
 def test_host_speed_chart_draws_the_probes():
     from mlx_workbook.report import plots
 
-    run = Recorder()
+    run = blocks.Rows()
     variants, _ = drifting_variants({"ref": 1.0, "b": 1.1})
     blocks.compare(run, "c", variants, reference="ref", max_blocks=8)
     fig = plots.host_speed(run.measurements)

@@ -124,6 +124,25 @@ class Comparison:
         return self.estimates[variant].half_width
 
 
+class Rows:
+    """An in-memory stand-in for results.Run with the one method `compare` calls (record), for a script or a
+    test that compares variants outside a notebook run; `measurements` gives the rows as a table."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+
+    def record(
+        self, experiment: str, metric: str, value: float, unit: str, *, trial: int = 0, **fields
+    ) -> None:
+        self.rows.append(
+            dict(experiment=experiment, metric=metric, value=value, unit=unit, trial=trial, **fields)
+        )
+
+    @property
+    def measurements(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows)
+
+
 def timed(fn: Callable[[], Any]) -> Callable[[], float]:
     """A workload as a variant: its value is the seconds one call takes, forced to completion (MLX is lazy)."""
 
