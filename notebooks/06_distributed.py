@@ -33,7 +33,8 @@
 # appends its trials to its own journal in the run folder (`ranks/<launch>/rank<r>.jsonl`), merged here into
 # the run's measurements. A rank that fails or hangs ends the launch (timeout), every rank process is ended,
 # the finished trials are kept, and the error names the rank and quotes its last output. Models are
-# shape-faithful presets at random weights: the same bytes and kernels as the real checkpoints.
+# shape-faithful presets at random weights: the same bytes and kernels as the real checkpoints. A checkpoint
+# folder (`checkpoint`, or a preset the notebook saves as one) is loaded split with mlx-lm's `sharded_load`.
 
 # %% tags=["parameters"]
 profile: str = "quick"  # parameter profile this run came from (set by the runner)
@@ -61,6 +62,11 @@ repeats: int = 5  # blocks of the layout comparison (every layout, batch and len
 correctness_presets: list = ["tiny", "tiny-qwen2"]  # small models whose sharded logits are checked
 correctness_tokens: int = 16  # greedy tokens compared
 correctness_scale: float = 10.0  # weights scaled up so that greedy decoding has clear logit margins
+checkpoint: str = ""  # a model folder (config.json + safetensors) loaded split by mlx-lm's sharded_load
+checkpoint_preset: dict = {
+    "preset": "tiny-qwen2",
+    "dtype": "float32",
+}  # with no checkpoint: this preset is saved as one (weights x correctness_scale), then loaded
 seed: int = 0  # seed of the random weights, prompts and block orders
 
 # %%
@@ -88,6 +94,7 @@ measure.validate(
     layouts=layouts,
     timeout_s=timeout_s,
 )
+measure.check_checkpoint(checkpoint, checkpoint_preset)  # a missing model folder: one error, nothing launched
 environment = envmod.capture()
 budget = measure.device_budget(environment, ranks_per_device=ranks if backend == "ring" and not hosts else 1)
 plans = measure.plan_models(model_configs, ranks=ranks, layouts=layouts, budget=budget)
@@ -99,7 +106,7 @@ checks = measure.plan_models(
 )
 not_here = measure.launcher.local_ranks(backend, ranks, hosts)  # why the ranks cannot run here, or None
 
-run = results.start("06_distributed", globals())
+run = results.start("06_distributed", globals(), method_version=measure.METHOD_VERSION)
 measure.record_plan(run, plans, budget=budget, ranks=ranks)
 display(pd.Series(run.environment.as_dict() | {"run_id": run.run_id}, name="environment").to_frame())
 
@@ -140,45 +147,64 @@ if not_here:
 # the layouts in a shuffled order, each at every batch (prefill `context_tokens`, then `decode_tokens` greedy
 # steps pipelined as mlx-lm does; time per token from rank 0's clock) and every prompt length (a prefill).
 # `single` runs on rank 0 while the others wait. Block -1 warms up and is not recorded. The collectives of one
-# decode step are counted while its graph is built (`mx.distributed`'s functions wrapped).
+# decode step are counted while its graph is built (`mx.distributed`'s functions wrapped). A model may name its
+# own `batches` and `repeats` (fewer where the default's intervals were already decisive).
+#
+# **Checkpoint.** The folder is loaded whole on rank 0 (`mlx_lm.load`), then split over every rank by
+# mlx-lm's `sharded_load(path, tensor_group=group)`: it builds the model lazily, shards it, and materializes
+# only this rank's part. Per rank: load seconds and MLX's memory after the load and at its peak. The split
+# model's logits and greedy tokens are checked against the whole one's (rows of the correctness table,
+# `loaded_by` sharded_load). Without a `checkpoint` folder, `checkpoint_preset` is saved as one first (config,
+# safetensors, an offline tokenizer; removed after the launch), so this path always runs.
 
 # %%
 decode_sizes = measure.decode_message_bytes(plans, batches, coll_dtypes)
-launched = measure.run_ranks(
+with measure.checkpoint_task(
     run,
-    "all",
-    [
-        dict(
-            kind="collectives",
-            sizes_bytes=sorted(set(sizes_bytes) | set(decode_sizes)),
-            decode_sizes_bytes=decode_sizes,
-            ops=coll_ops,
-            dtypes=coll_dtypes,
-            repeats=coll_repeats,
-        ),
-        dict(
-            kind="correctness",
-            models=[p.spec(seed) for p in checks],
-            prompt_tokens=16,
-            tokens=correctness_tokens,
-            scale=correctness_scale,
-        ),
-        dict(
-            kind="models",
-            models=[p.spec(seed) for p in plans],
-            batches=batches,
-            context_tokens=context_tokens,
-            decode_tokens=decode_tokens,
-            prefill_lengths=prefill_lengths,
-            repeats=repeats,
-        ),
-    ],
-    ranks=ranks,
-    backend=backend,
-    hosts=hosts,
-    timeout_s=timeout_s,
+    checkpoint,
+    checkpoint_preset,
+    scale=correctness_scale,
     seed=seed,
-)
+    prompt_tokens=16,
+    tokens=correctness_tokens,
+    save=not not_here,
+) as load_task:
+    launched = measure.run_ranks(
+        run,
+        "all",
+        [
+            dict(
+                kind="collectives",
+                sizes_bytes=sorted(set(sizes_bytes) | set(decode_sizes)),
+                decode_sizes_bytes=decode_sizes,
+                ops=coll_ops,
+                dtypes=coll_dtypes,
+                repeats=coll_repeats,
+            ),
+            dict(
+                kind="correctness",
+                models=[p.spec(seed) for p in checks],
+                prompt_tokens=16,
+                tokens=correctness_tokens,
+                scale=correctness_scale,
+            ),
+            dict(
+                kind="models",
+                models=[p.spec(seed) for p in plans],
+                batches=batches,
+                context_tokens=context_tokens,
+                decode_tokens=decode_tokens,
+                prefill_lengths=prefill_lengths,
+                repeats=repeats,
+            ),
+            load_task,
+        ],
+        ranks=ranks,
+        backend=backend,
+        hosts=hosts,
+        timeout_s=timeout_s,
+        seed=seed,
+    )
 df = run.measurements
 measured = launched["ran"]
 display(pd.Series(launched, name="launch").to_frame())
@@ -205,6 +231,17 @@ if measured:
 # %%
 if measured:
     display(analysis.correctness_table(df))
+
+# %% [markdown]
+# ## Loading a checkpoint split: sharded_load <a id="checkpoint"></a>
+# Seconds to load the checkpoint folder and MLX's memory per rank: `single` is `mlx_lm.load` on rank 0 (the
+# whole model), `tensor` is `sharded_load` on every rank. A rank keeps only its shard (memory after the load);
+# the peak shows what it held on the way (sharded_load builds the model lazily and shards it before any weight
+# is read). Its logits and tokens are in the correctness table above (`loaded_by` sharded_load).
+
+# %%
+if measured:
+    display(analysis.checkpoint_table(df).round(3))
 
 # %% [markdown]
 # ## Decode <a id="decode"></a>

@@ -3,13 +3,16 @@
 import json
 import math
 import sys
+import tempfile
 import textwrap
+from pathlib import Path
 
 import mlx.core as mx
 import numpy as np
 import pandas as pd
 import pytest
 
+from mlx_workbook import models
 from mlx_workbook.core import results, verdicts
 from mlx_workbook.investigations.distributed import analysis, findings
 from mlx_workbook.investigations.distributed import measure as dist
@@ -153,7 +156,14 @@ def stored(tmp_path_factory):
 def test_stored_run_schema_and_both_ranks(stored):
     code, run_dir, df, summary = stored
     assert code == 0 and summary["status"] == "ok", summary.get("error")
-    for experiment in ("collectives", "decode", "prefill", "step_collectives", "correctness"):
+    for experiment in (
+        "collectives",
+        "decode",
+        "prefill",
+        "step_collectives",
+        "correctness",
+        "checkpoint_load",
+    ):
         sel = df[df.experiment == experiment]
         assert set(sel["rank"]) == {0, 1}, experiment
         assert (sel.world_size == 2).all() and (sel.dist_backend == "ring").all()
@@ -181,6 +191,43 @@ def test_stored_run_sharded_model_matches_one_device(stored):
     assert by_id["sharded_logits_match"]["verdict"] == "holds"
     assert by_id["megatron_two_allreduce_per_layer"]["verdict"] == "holds"
     assert by_id["nvlink_h200_per_direction"]["verdict"] == verdicts.NOT_APPLICABLE
+
+
+@pytest.mark.notebook
+def test_stored_run_loads_the_saved_checkpoint_with_sharded_load(stored):
+    _, run_dir, df, summary = stored
+    t = analysis.checkpoint_table(df)
+    assert sorted(zip(t.layout, t["rank"])) == [("single", 0), ("tensor", 0), ("tensor", 1)]
+    assert (t.load_s > 0).all() and (t.active_memory_gb > 0).all()
+    whole, split = t[t.layout == "single"].iloc[0], t[t.layout == "tensor"]
+    assert (split.weight_gb < whole.weight_gb).all()  # each rank keeps only its shard
+    c = analysis.correctness_table(df)
+    loaded = c[c.loaded_by == "sharded_load"]
+    assert list(loaded.layout) == ["tensor"]
+    assert (
+        loaded.relative_diff <= findings.LOGIT_TOLERANCE["float32"]
+    ).all() and loaded.identical_tokens.all()
+    save = df[df.experiment == "checkpoint_save"]
+    assert len(save) == 1 and save.value.iloc[0] > 0
+    by_id = {f["id"]: f for f in summary["findings"]}
+    assert "sharded_load over 2 ranks" in by_id["sharded_load_checkpoint"]["statement"]
+    assert not list(Path(tempfile.gettempdir()).glob("mlx-workbook-06-checkpoint-*"))  # the folder is removed
+
+
+def test_a_missing_checkpoint_folder_is_one_error_before_any_rank_starts(tmp_path):
+    with pytest.raises(models.ModelError, match="checkpoint folder not found"):
+        dist.check_checkpoint(str(tmp_path / "missing"), {})
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(models.ModelError, match="no config.json"):
+        dist.check_checkpoint(str(tmp_path / "empty"), {})
+    with pytest.raises(ValueError, match="no-such-preset"):
+        dist.check_checkpoint("", {"preset": "no-such-preset", "dtype": "float32"})
+    root = tmp_path / "reports"
+    code = runner.run_notebooks(
+        ["06_distributed"], "test", {"checkpoint": str(tmp_path / "missing")}, root=root
+    )
+    assert code != 0
+    assert not list(root.rglob("ranks"))  # nothing was launched
 
 
 def test_the_notebook_skips_cleanly_without_the_devices(tmp_path):

@@ -232,6 +232,19 @@ def build_preset(
     return loaded
 
 
+def check_folder(path: Path, what: str = "model folder") -> int:
+    """A local model folder as mlx-lm reads it (config.json and .safetensors weights): its weight bytes, or
+    one clear ModelError naming what is missing."""
+    if not path.is_dir():
+        raise ModelError(f"{what} not found: {path} is not a folder")
+    if not (path / "config.json").is_file():
+        raise ModelError(f"{path} has no config.json: not an MLX / Hugging Face model folder")
+    files = list(path.glob("*.safetensors"))
+    if not files:
+        raise ModelError(f"{path} has no .safetensors weights")
+    return sum(f.stat().st_size for f in files)
+
+
 def load_checkpoint(
     path_or_repo: str, *, lazy: bool = False, quantize_bits: int | None = None, group_size: int = 64
 ) -> LoadedModel:
@@ -247,12 +260,7 @@ def load_checkpoint(
 
     path = Path(path_or_repo).expanduser()
     if path.exists():
-        if not (path / "config.json").is_file():
-            raise ModelError(f"{path} has no config.json: not an MLX / Hugging Face model folder")
-        files = list(path.glob("*.safetensors"))
-        if not files:
-            raise ModelError(f"{path} has no .safetensors weights")
-        check_fits(sum(f.stat().st_size for f in files), str(path))
+        check_fits(check_folder(path), str(path))
         source = str(path)
     elif path_or_repo.count("/") == 1 and not path_or_repo.startswith((".", "/", "~")):
         source = path_or_repo  # a hub id: mlx_lm.load downloads it (fails clearly without a network)

@@ -395,9 +395,12 @@ def correctness_table(df: pd.DataFrame) -> pd.DataFrame:
         return c
     c = c[c["rank"] == 0].copy()
     c["relative_diff"] = c.value / c.max_abs_logit
+    # Runs before sharded_load was measured have no such column: their models were all built on the ranks.
+    c["loaded_by"] = c["loaded_by"].fillna("build") if "loaded_by" in c else "build"
     cols = [
         "label",
         "layout",
+        "loaded_by",
         "dtype",
         "value",
         "max_abs_logit",
@@ -408,6 +411,18 @@ def correctness_table(df: pd.DataFrame) -> pd.DataFrame:
         "first_difference",
     ]
     return c[cols].rename(columns={"value": "max_abs_logit_diff"}).reset_index(drop=True)
+
+
+def checkpoint_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Per rank and layout: seconds to load the checkpoint folder (mlx_lm.load whole on rank 0, sharded_load
+    on every rank) and MLX's memory after the load and at its peak, in GB, beside the weights it holds."""
+    c = _exp(df, "checkpoint_load")
+    if c.empty:
+        return c
+    out = c[["label", "layout", "rank", "value"]].rename(columns={"value": "load_s"})
+    for col in ("weight_bytes", "active_memory_bytes", "peak_memory_bytes"):
+        out[col.replace("_bytes", "_gb")] = c[col] / 1e9
+    return out.sort_values(["layout", "rank"]).reset_index(drop=True)
 
 
 def scaling_table(df: pd.DataFrame) -> pd.DataFrame:

@@ -374,7 +374,8 @@ def correctness(df: pd.DataFrame) -> list[Finding]:
     within = bool((c.relative_diff <= tol).all())
     same = bool(c.identical_tokens.all())
     rows = "; ".join(
-        f"{r.label} {r.layout}: max |Δlogit| {r.max_abs_logit_diff:.2g} ({r.relative_diff:.1e} of the largest logit), "
+        f"{r.label} {r.layout}{' (sharded_load)' if r.loaded_by == 'sharded_load' else ''}: "
+        f"max |Δlogit| {r.max_abs_logit_diff:.2g} ({r.relative_diff:.1e} of the largest logit), "
         f"tokens {'identical' if r.identical_tokens else f'first differ at {r.first_difference}'}"
         for r in c.itertuples()
     )
@@ -400,6 +401,40 @@ def correctness(df: pd.DataFrame) -> list[Finding]:
             f"{c.top1_margin.min():.2g} logits) of every parallel layout equal one device's: {same}.",
         ),
     ]
+
+
+def checkpoint_load(df: pd.DataFrame) -> Finding | None:
+    """What loading a checkpoint split costs each rank: sharded_load's seconds and memory against one device's
+    whole load (its correctness rows are judged with the other sharded models above)."""
+    t = an.checkpoint_table(df)
+    if t.empty:
+        return None
+    whole, split = t[t.layout == an.SINGLE], t[t.layout == an.TENSOR]
+    save = df[df.experiment == "checkpoint_save"] if "experiment" in df else pd.DataFrame()
+    saved = f" (saved from the preset in {save.value.iloc[0]:.3g} s)" if not save.empty else ""
+    ranks = "; ".join(
+        f"rank {int(r.rank)} {r.load_s:.3g} s, {r.active_memory_gb:.3g} GB after the load "
+        f"(peak {r.peak_memory_gb:.3g} GB)"
+        for r in split.itertuples()
+    )
+    one = (
+        f"; mlx_lm.load on one device: {whole.load_s.iloc[0]:.3g} s, {whole.active_memory_gb.iloc[0]:.3g} GB"
+        if not whole.empty
+        else ""
+    )
+    share = split.active_memory_gb.max() / whole.active_memory_gb.iloc[0] if not whole.empty else math.nan
+    return Finding(
+        id="sharded_load_checkpoint",
+        section="checkpoint",
+        measured={
+            "value": float(split.load_s.max()),
+            "unit": "s (slowest rank)",
+            "memory_share_of_whole": float(share),
+        },
+        statement=f"{split.label.iloc[0]} from a checkpoint folder{saved}, on {an.where(df)}: mlx-lm's "
+        f"sharded_load over {len(split)} ranks: {ranks}{one}; the busiest rank keeps {share:.0%} of the whole "
+        "model's memory.",
+    )
 
 
 def mac_projection(df: pd.DataFrame) -> list[Finding]:
@@ -497,6 +532,7 @@ def findings(df: pd.DataFrame) -> list[Finding]:
     out += collectives(df)
     out += [f for f in (link_ceiling(df), allreduce_count(df)) if f is not None]
     out += correctness(df)
+    out += [f for f in (checkpoint_load(df),) if f is not None]
     out += decode_speed(df)
     out += crossover(df)
     out += communication(df)

@@ -6,11 +6,17 @@ through `probes.launch`); this module decides what each launch does and brings i
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import os
+import shutil
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import mlx.core as mx
 import pandas as pd
 
 from mlx_workbook import ROOT, models
@@ -20,6 +26,8 @@ from mlx_workbook.probes import launch as launcher
 
 RANK_SCRIPT = Path(rankmod.__file__)
 RANKS_FOLDER = "ranks"  # the rank files of every launch live in <run>/ranks/<launch name>/
+# 2: checkpoints loaded with mlx-lm's sharded_load (load time, memory, correctness); per-model batches/blocks.
+METHOD_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -32,6 +40,8 @@ class ModelPlan:
     layouts: tuple[str, ...]
     skipped: dict  # layout -> reason
     rank_bytes: dict  # layout -> weight bytes on the busiest rank
+    batches: tuple[int, ...] = ()  # this model's decode batches (empty: the notebook's)
+    repeats: int = 0  # this model's blocks (0: the notebook's)
 
     @property
     def label(self) -> str:
@@ -49,6 +59,8 @@ class ModelPlan:
             label=self.label,
             layouts=list(self.layouts),
             seed=seed,
+            batches=list(self.batches),
+            repeats=self.repeats,
         )
 
 
@@ -93,6 +105,9 @@ def plan_models(
     for c in configs:
         preset, dtype, bits = c["preset"], c.get("dtype", "bfloat16"), int(c.get("bits") or 0)
         models.validate(dtype, bits or None, 64)
+        batches, repeats = tuple(int(b) for b in c.get("batches") or ()), int(c.get("repeats") or 0)
+        if any(b < 1 for b in batches) or 0 < repeats < 2:
+            raise ValueError(f"{preset}: its own batches must be positive and its repeats >= 2, got {c}")
         have = supported_layouts(preset)
         sizes = {lay: rank_bytes(preset, dtype, bits, lay, ranks) for lay in layouts}
         skipped = {lay: "mlx-lm's class has no such sharding" for lay in layouts if lay not in have}
@@ -115,7 +130,7 @@ def plan_models(
                 chosen.append(lay)
                 held += sizes[lay]
         ordered = tuple(lay for lay in layouts if lay in chosen)
-        out.append(ModelPlan(preset, dtype, bits, ordered, skipped, sizes))
+        out.append(ModelPlan(preset, dtype, bits, ordered, skipped, sizes, batches, repeats))
     return out
 
 
@@ -197,12 +212,63 @@ def validate(
         )
 
 
+def check_checkpoint(path: str, preset: dict) -> None:
+    """A named model folder must exist and hold a model (config.json and safetensors); without one, the preset
+    saved in its place must exist and have mlx-lm's tensor sharding. One clear error before any rank starts."""
+    if path:
+        models.loading.check_folder(Path(path).expanduser(), what="checkpoint folder")
+        return
+    models.validate(preset.get("dtype", "bfloat16"), None, 64)
+    if rankmod.TENSOR not in supported_layouts(preset["preset"]):  # unknown presets raise here too
+        raise ValueError(f"checkpoint_preset {preset['preset']}: mlx-lm's class has no shard(group)")
+
+
+@contextlib.contextmanager
+def checkpoint_task(
+    run, path: str, preset: dict, *, scale: float, seed: int, prompt_tokens: int, tokens: int, save: bool
+):
+    """The rank task that loads a checkpoint folder with mlx-lm's sharded_load. `path` names a real one;
+    empty: `preset` (its weights x `scale`, for clear greedy margins) is saved as config.json + safetensors
+    + the offline tokenizer into a temporary folder, removed when the launch is over. The save's seconds
+    and bytes are recorded (experiment "checkpoint_save"). Nothing is written when `save` is False (the
+    ranks cannot run here)."""
+    task = dict(kind="checkpoint", prompt_tokens=prompt_tokens, tokens=tokens)
+    if path:
+        folder = str(Path(path).expanduser())
+        config = json.loads((Path(folder) / "config.json").read_text())
+        dtype = str(config.get("torch_dtype") or config.get("dtype") or "")
+        yield task | dict(path=folder, model=folder, label=Path(folder).name, dtype=dtype)
+        return
+    if not save:
+        yield None
+        return
+    folder = Path(tempfile.mkdtemp(prefix="mlx-workbook-06-checkpoint-"))
+    try:
+        dtype = preset.get("dtype", "bfloat16")
+        tic = time.perf_counter()
+        loaded = models.build_preset(preset["preset"], dtype=dtype, seed=seed)
+        rankmod.scale_weights(loaded.model, scale)
+        models.save_checkpoint(loaded, folder, tokenizer=models.offline_tokenizer(loaded.vocab_size))
+        nbytes = loaded.weight_bytes()
+        del loaded  # the notebook's process lets its copy go before the ranks load theirs
+        gc.collect()
+        mx.clear_cache()
+        seconds = time.perf_counter() - tic
+        run.record(
+            "checkpoint_save", "save_seconds", seconds, "s", weight_bytes=nbytes, model=preset["preset"]
+        )
+        label = f"{preset['preset']} {models.loading._short_dtype(dtype)}"
+        yield task | dict(path=str(folder), model=preset["preset"], label=label, dtype=dtype)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def decode_message_bytes(plans: list[ModelPlan], batches: list, dtypes: list) -> list[int]:
     """The message a decode step's all_sum carries: hidden size x batch x dtype bytes (one token per row)."""
     out = set()
     for p in plans:
         hidden = models.preset_config(p.preset)["hidden_size"]
-        for b in batches:
+        for b in p.batches or batches:
             for dt in dtypes:
                 out.add(int(hidden * b * models.DTYPES[dt].size))
     return sorted(out)

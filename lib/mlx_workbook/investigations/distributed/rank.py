@@ -9,7 +9,9 @@ Tasks (the "tasks" list of the config):
 - collectives: all_sum / all_gather / send-recv over message sizes and dtypes, in paired blocks;
 - correctness: the tensor-parallel (and pipeline) model's logits and greedy tokens against one device's;
 - models: for each model, single device / tensor parallel / pipeline in paired blocks: decode time per token
-  at each batch size, prefill at each prompt length, and the collectives counted in one decode step.
+  at each batch size, prefill at each prompt length, and the collectives counted in one decode step;
+- checkpoint: a model folder loaded whole on rank 0 (`mlx_lm.load`) and split over the ranks with mlx-lm's
+  `sharded_load` (each rank keeps only its shard): load time and memory per rank, logits and greedy tokens.
 """
 
 from __future__ import annotations
@@ -164,12 +166,19 @@ def collectives(rank: Rank, task: dict) -> None:
 # --- models -----------------------------------------------------------------------------------------------
 
 
+def scale_weights(model, scale: float) -> None:
+    """Matrices x scale (lazily): larger weights give clear logit margins (random presets' greedy tokens
+    repeat one token); norms and biases stay as they are."""
+    from mlx.utils import tree_map
+
+    if scale != 1.0:
+        model.update(tree_map(lambda v: v * scale if v.ndim >= 2 else v, model.parameters()))
+
+
 def build(rank: Rank, spec: dict, layout: str, *, scale: float = 1.0):
     """A preset on this rank in a layout: the whole model (single), `model.shard(group)` (mlx-lm's tensor
     parallelism) or `model.model.pipeline(group)` (mlx-lm's pipeline); weights materialized after sharding,
     so a rank only ever holds its own part (random weights are the same on every rank: one seed)."""
-    from mlx.utils import tree_map
-
     loaded = models.build_preset(
         spec["preset"],
         dtype=spec["dtype"],
@@ -178,8 +187,7 @@ def build(rank: Rank, spec: dict, layout: str, *, scale: float = 1.0):
         materialize=False,
     )
     model = loaded.model
-    if scale != 1.0:  # larger weights give clear logit margins (random presets' greedy tokens repeat)
-        model.update(tree_map(lambda v: v * scale if v.ndim >= 2 else v, model.parameters()))
+    scale_weights(model, scale)
     if layout == TENSOR:
         model.shard(rank.group)
     elif layout == PIPELINE:
@@ -287,6 +295,8 @@ def run_models(rank: Rank, task: dict) -> None:
     for spec in task["models"]:
         spec = _without_unsupported(rank, spec)
         label = spec["label"]
+        # A model may name its own batches and blocks (fewer where the default's intervals were decisive).
+        batches, repeats = spec.get("batches") or task["batches"], spec.get("repeats") or task["repeats"]
         built = {}
         for layout in spec["layouts"]:
             if layout == SINGLE and rank.rank != 0:
@@ -310,7 +320,7 @@ def run_models(rank: Rank, task: dict) -> None:
             )
         # The collectives one decode step calls (at every batch), counted on the parallel layouts.
         for layout in [lay for lay in spec["layouts"] if lay != SINGLE]:
-            for batch in task["batches"]:
+            for batch in batches:
                 prompt = _tokens(vocab, batch, task["context_tokens"], spec.get("seed", 0))
                 rows = count_collectives(built[layout].model, prompt, batch)
                 rank.record(
@@ -320,10 +330,10 @@ def run_models(rank: Rank, task: dict) -> None:
                         for r in rows
                     ],
                 )
-        for block in range(-1, task["repeats"]):
+        for block in range(-1, repeats):
             for layout in rank.order(list(spec["layouts"]), block):
                 runs_here = layout != SINGLE or rank.rank == 0
-                for batch in task["batches"]:
+                for batch in batches:
                     prompt = _tokens(vocab, batch, task["context_tokens"], block + 7)
                     steps = task["decode_tokens"] if block >= 0 else 2
                     ms = decode_ms(built[layout].model, prompt, steps) if runs_here else None
@@ -370,6 +380,30 @@ def run_models(rank: Rank, task: dict) -> None:
         mx.clear_cache()
 
 
+def top1_margin(logits: mx.array) -> float:
+    top2 = mx.sort(logits, axis=-1)[:, -2:]
+    return float((top2[:, 1] - top2[:, 0]).min())
+
+
+def comparison(reference: tuple, parallel: tuple, margin: float, **fields) -> dict:
+    """The correctness row of one parallel model against one device's: (tokens, logits) each."""
+    (ref_tokens, ref_logits), (tokens, logits) = reference, parallel
+    first = next((i for i, (a, b) in enumerate(zip(tokens[0], ref_tokens[0])) if a != b), None)
+    return dict(
+        metric="max_abs_logit_diff",
+        value=float(mx.abs(logits - ref_logits).max()),
+        unit="logit",
+        max_abs_logit=float(mx.abs(ref_logits).max()),
+        top1_margin=margin,
+        tokens=len(tokens[0]),
+        identical_tokens=first is None,
+        first_difference=-1 if first is None else first,
+        tokens_parallel=json.dumps(tokens[0]),
+        tokens_single=json.dumps(ref_tokens[0]),
+        **fields,
+    )
+
+
 def correctness(rank: Rank, task: dict) -> None:
     """Logits and greedy tokens of each parallel layout against one device's (the same weights, one seed),
     on a small model with scaled-up weights so that greedy decoding has clear margins."""
@@ -378,43 +412,92 @@ def correctness(rank: Rank, task: dict) -> None:
         single = build(rank, spec, SINGLE, scale=task["scale"])
         vocab = models.preset_config(spec["preset"])["vocab_size"]
         prompt = _tokens(vocab, 1, task["prompt_tokens"], spec.get("seed", 0))
-        ref_tokens, ref_logits = greedy(single.model, prompt, task["tokens"])
-        top2 = mx.sort(ref_logits, axis=-1)[:, -2:]
-        margin = float((top2[:, 1] - top2[:, 0]).min())
+        reference = greedy(single.model, prompt, task["tokens"])
+        margin = top1_margin(reference[1])
         del single
+        fields = dict(model=spec["preset"], label=spec["label"], dtype=spec["dtype"], bits=spec["bits"])
         for layout in [lay for lay in spec["layouts"] if lay != SINGLE]:
             par = build(rank, spec, layout, scale=task["scale"])
-            tokens, logits = greedy(par.model, prompt, task["tokens"])
-            diff = float(mx.abs(logits - ref_logits).max())
-            scale = float(mx.abs(ref_logits).max())
-            first = next((i for i, (a, b) in enumerate(zip(tokens[0], ref_tokens[0])) if a != b), None)
-            rank.record(
-                "correctness",
-                [
-                    dict(
-                        metric="max_abs_logit_diff",
-                        value=diff,
-                        unit="logit",
-                        layout=layout,
-                        model=spec["preset"],
-                        label=spec["label"],
-                        dtype=spec["dtype"],
-                        bits=spec["bits"],
-                        max_abs_logit=scale,
-                        top1_margin=margin,
-                        tokens=len(tokens[0]),
-                        identical_tokens=first is None,
-                        first_difference=-1 if first is None else first,
-                        tokens_parallel=json.dumps(tokens[0]),
-                        tokens_single=json.dumps(ref_tokens[0]),
-                    )
-                ],
-            )
+            row = comparison(reference, greedy(par.model, prompt, task["tokens"]), margin, layout=layout)
+            rank.record("correctness", [row | fields | {"loaded_by": "build"}])
             del par
         rank.log(f"correctness {spec['label']} done")
 
 
-TASKS = {"collectives": collectives, "correctness": correctness, "models": run_models}
+def _timed_load(load) -> tuple:
+    """(model, row fields): seconds to load and materialize, and the memory the load added on this rank (MLX's
+    active memory: what the rank keeps) and at its peak during the load (a rank that read the whole model
+    before keeping its shard would show it there), both above what the rank held before."""
+    gc.collect()
+    mx.clear_cache()
+    mx.reset_peak_memory()
+    before = mx.get_active_memory()
+    tic = time.perf_counter()
+    model = load()
+    mx.eval(model.parameters())
+    mx.synchronize()
+    seconds = time.perf_counter() - tic
+    return model, dict(
+        value=seconds,
+        active_memory_bytes=mx.get_active_memory() - before,
+        peak_memory_bytes=mx.get_peak_memory() - before,
+        weight_bytes=models.weight_bytes(model),
+    )
+
+
+def _sharded_load(rank: Rank, path: str):
+    """mlx-lm's sharded_load with this rank's group as the tensor group. Its closing barrier is an all_sum on
+    the CPU stream; MLX's NCCL backend runs collectives on CUDA streams only, so there it runs on the default
+    stream (the weights and the sharding are mlx-lm's own either way)."""
+    from mlx_lm.utils import sharded_load
+
+    if rank.config["backend"] != "nccl":
+        return sharded_load(path, tensor_group=rank.group)[0]
+    original = mx.distributed.all_sum
+    mx.distributed.all_sum = lambda x, *a, stream=None, **k: original(x, *a, **k)
+    try:
+        return sharded_load(path, tensor_group=rank.group)[0]
+    finally:
+        mx.distributed.all_sum = original
+
+
+def checkpoint(rank: Rank, task: dict) -> None:
+    """A checkpoint folder: `mlx_lm.load` on rank 0 (the one-device reference), then mlx-lm's `sharded_load`
+    on every rank (tensor parallel: each rank materializes only its shard); load time and memory per rank,
+    and the split model's logits and greedy tokens against the whole one's."""
+    import mlx_lm
+
+    path, fields = task["path"], dict(model=task["model"], label=task["label"], dtype=task["dtype"], bits=0)
+    config = json.loads((Path(path) / "config.json").read_text())
+    vocab = int(config.get("vocab_size") or config["text_config"]["vocab_size"])
+    prompt = _tokens(vocab, 1, task["prompt_tokens"], rank.config.get("seed", 0))
+    reference = None
+    if rank.rank == 0:
+        whole, row = _timed_load(lambda: mlx_lm.load(path)[0])
+        rank.record(
+            "checkpoint_load", [dict(metric="load_seconds", unit="s", layout=SINGLE, **row, **fields)]
+        )
+        reference = greedy(whole, prompt, task["tokens"])
+        del whole
+    rank.barrier()
+    split, row = _timed_load(lambda: _sharded_load(rank, path))
+    rank.record("checkpoint_load", [dict(metric="load_seconds", unit="s", layout=TENSOR, **row, **fields)])
+    rank.log(f"checkpoint {task['label']}: sharded_load in {row['value']:.2f} s")
+    tokens = greedy(split, prompt, task["tokens"])
+    if reference is not None:
+        row = comparison(reference, tokens, top1_margin(reference[1]), layout=TENSOR)
+        rank.record("correctness", [row | fields | {"loaded_by": "sharded_load"}])
+    del split
+    gc.collect()
+    mx.clear_cache()
+
+
+TASKS = {
+    "collectives": collectives,
+    "correctness": correctness,
+    "models": run_models,
+    "checkpoint": checkpoint,
+}
 
 
 def main(config_path: str) -> int:
