@@ -530,8 +530,7 @@ def _cold_start(c: Ctx) -> None:
         f"{lo:.3f}-{hi:.3f}x, within ±{COLD_RATIO_TOLERANCE:g}: {verdict}. The cold run took {r.cold_wall_s:.2f} s "
         f"against {r.warm_wall_s:.2f} s warm, {r.extra_before_first_s:+.2f} s of it before the first token "
         f"(TTFT {r.cold_ttft_ms:.0f} vs {r.warm_ttft_ms:.0f} ms); building the model ({r.build_s:.2f} s) is not "
-        "in it. Kernels it shares with presets run before it in this process were already compiled."
-        + _first_use_text(r, backend),
+        "in it." + _first_use_text(r, backend),
         m,
         "x (cold / warm decode tok/s)",
         "cold",
@@ -543,11 +542,13 @@ def _first_use_text(r, backend: str) -> str:
     (JIT) at their first call; that is named as dominating when the cold run took over twice a warm one."""
     if backend != "cuda":
         return ""
+    shared = " Kernels it shares with presets run before it in this process were already compiled."
     if r.extra_s > r.warm_wall_s:
         return (
             f" On MLX's CUDA backend a first run compiles its kernels at their first call (JIT): that one-off work "
             f"dominates here ({r.extra_s:.1f} of the cold run's {r.cold_wall_s:.1f} s are extra, "
             f"{r.extra_before_first_s:.1f} s of them before the first token, outside the decode clock)."
+            + shared
         )
     return (
         f" On MLX's CUDA backend a first run also compiles its kernels (JIT); here it adds {r.extra_s:.2f} s."
