@@ -6,7 +6,7 @@ import pytest
 from mlx.utils import tree_flatten
 
 from mlx_workbook import models
-from mlx_workbook.core import results
+from mlx_workbook.core import blocks, results
 from mlx_workbook.investigations.bandwidth import measure as serving
 from mlx_workbook.investigations.bandwidth import prequant
 from mlx_workbook.probes import decode, kernels
@@ -102,6 +102,11 @@ def test_a_configuration_that_does_not_fit_is_skipped_with_its_reason(run, monke
     assert len(eff) == 2 and (eff.value.values == steady.value.values / eff.roofline_tps.values).all()
     assert df[df.experiment == "skipped"].reason.iloc[0] == skipped[0]["reason"]
     assert df[df.experiment == "skipped"].label.iloc[0] == "tiny fp32"
+    # the first configuration that ran stores its first generation as the preset's cold start, apart
+    cold = df[df.experiment == serving.COLD].set_index("metric")
+    assert set(cold.label) == {"tiny 4-bit"} and cold.index.is_unique
+    assert {"ttft_ms", "decode_tps", "wall_s"} <= set(cold.index)
+    assert cold.value["wall_s"] >= cold.value["ttft_ms"] / 1e3 and cold.generated_tokens["wall_s"] == 4
 
 
 def test_batch_generator_batch_of_one_emits_generate_step_tokens():
@@ -124,14 +129,20 @@ def test_batch_sweep_records_every_trial_against_the_batched_roofline(run):
     assert 2.0 < roof[3] / roof[1] <= 3.0  # one weight read serves three sequences
 
 
-def test_prompt_cache_gives_the_same_first_token_and_trims_back(run):
+def test_prompt_cache_gives_the_same_first_token_and_trims_back_in_paired_blocks(run):
     lm = models.build_preset("tiny", dtype="float32")
-    info = serving.prompt_cache_ttft(run, lm, prefix_tokens=64, suffix_tokens=4, repeats=3)
-    assert info["trimmed"] and len(set(info["first_tokens"].values())) == 1
-    ttft = run.measurements[run.measurements.metric == "ttft_ms"]
+    info = serving.prompt_cache_ttft(
+        run, lm, prefix_tokens=64, suffix_tokens=4, budget_s=30, min_blocks=3, max_blocks=3
+    )
+    assert info["trimmed"] and len(info["first_tokens"]) == 1
+    df = run.measurements
+    ttft = df[df.metric == "ttft_ms"]
+    out = info["comparison"]  # one look, at 3 blocks: decided there, or stopped at the block limit
+    assert out.blocks == 3 and out.stop_reason in (blocks.DECIDED, blocks.MAX_BLOCKS)
     assert sorted(ttft.variant.value_counts().to_dict().items()) == [("cached prefix", 3), ("no cache", 3)]
-    assert set(ttft[ttft.variant == "cached prefix"].processed_tokens) == {4}
-    assert set(ttft.first_token) == set(info["first_tokens"].values())
+    stop = blocks.stop_rows(df, "prompt_cache").iloc[0]
+    assert stop.variant == "cached prefix" and stop.reference == "no cache" and stop.n_blocks == 3
+    assert df[df.metric == "same_first_token"].value.tolist() == [1.0]
 
 
 def test_generation_lengths_store_fixed_share(run):
@@ -150,19 +161,26 @@ def test_load_time_quantization_matches_the_saved_quantized_checkpoint(tmp_path)
     assert a.keys() == b.keys() and all(mx.array_equal(a[k], b[k]).item() for k in a)
 
 
-def test_prequantized_comparison_records_both_variants_and_cleans_up(run, tmp_path):
-    tokens = prequant.prequantized_vs_load_time(run, "tiny", 4, prompt_tokens=8, gen_tokens=6, repeats=2)
+def test_prequantized_comparison_records_both_variants_in_blocks_and_cleans_up(run, tmp_path):
+    band = blocks.Band.widened(41, 41, 10)
+    tokens = prequant.prequantized_vs_load_time(
+        run, "tiny", 4, prompt_tokens=8, gen_tokens=6, budget_s=30, min_blocks=3, max_blocks=3, band=band
+    )
     assert tokens["pre-quantized"] == tokens["quantized at load time"]
     df = run.measurements
     loads = df[df.metric == "load_s"]
     assert sorted(loads.variant.value_counts().to_dict().items()) == [
-        ("pre-quantized", 2),
-        ("quantized at load time", 2),
+        ("pre-quantized", 3),
+        ("quantized at load time", 3),
     ]
-    assert (loads.value > 0).all()
-    digests = df[df.metric == "decode_tps"].tokens_digest
-    assert digests.nunique() == 1 and digests.iloc[0] == prequant.tokens_digest(tokens["pre-quantized"])
+    assert (loads.value > 0).all() and sorted(loads.block.unique()) == [0, 1, 2]
+    assert loads.tokens_digest.nunique() == 1
+    assert loads.tokens_digest.iloc[0] == prequant.tokens_digest(tokens["pre-quantized"])
+    speed = df[df.metric == "decode_tps"]
+    assert len(speed) == 6 and speed.groupby("block").variant.nunique().eq(2).all()
+    stop = blocks.stop_rows(df, "prequant").iloc[0]
+    assert stop.variant == "pre-quantized" and (stop.band_low, stop.band_high) == (31, 51)
     assert (
-        df[df.variant == "quantized at load time"].checkpoint_bytes.iloc[0]
-        > df[df.variant == "pre-quantized"].checkpoint_bytes.iloc[0]
+        loads[loads.variant == "quantized at load time"].checkpoint_bytes.iloc[0]
+        > loads[loads.variant == "pre-quantized"].checkpoint_bytes.iloc[0]
     )

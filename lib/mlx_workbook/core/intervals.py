@@ -270,3 +270,18 @@ def cv_interval(values: Iterable[float], confidence: float = CONFIDENCE) -> Esti
     low = sd * math.sqrt((n - 1) / chi2_quantile(1 - alpha, n - 1)) / mean
     high = sd * math.sqrt((n - 1) / chi2_quantile(alpha, n - 1)) / mean
     return Estimate(sd / mean, low, high, n, "chi-square (normal values)", confidence)
+
+
+def one_vs_sample(single: float, sample: Iterable[float], confidence: float = CONFIDENCE) -> Estimate:
+    """One observation over a sample's geometric mean (a lone first run against warm repeats), with a Student t
+    prediction interval on the log scale: the single value's own noise is taken to be the sample's, so the
+    half-width is t * sd * sqrt(1 + 1/n). n is the sample's size (n >= 2)."""
+    logs = np.log(clean(sample))
+    n = logs.size
+    if n < 2 or not single > 0:
+        raise ValueError(f"one positive value against at least 2 others, got {single} and {n} values")
+    d = math.log(single) - float(logs.mean())
+    half = t_quantile(1 - (1 - confidence) / 2, n - 1) * float(logs.std(ddof=1)) * math.sqrt(1 + 1 / n)
+    return Estimate(
+        math.exp(d), math.exp(d - half), math.exp(d + half), n, "t prediction interval, one vs n", confidence
+    )

@@ -60,3 +60,20 @@ def span(low: float, high: float, sep: str = "-") -> str:
 def span_pct(low: float, high: float) -> str:
     """The least and most of several fractions, in %: '95% on every one' or '90% to 100%'."""
     return f"{low:.0%} on every one" if low == high else f"{low:.0%} to {high:.0%}"
+
+
+# --- paired-block comparisons (core.blocks) ------------------------------------------------------------------
+
+STOP_REASONS = {"decided": "decided", "budget": "time budget spent", "max_blocks": "block limit reached"}
+
+
+def blocks_text(row) -> str:
+    """How a stored comparison outcome (a core.blocks.stop_rows row) was reached: its n, method and stop reason,
+    and where it stopped undecided, the smallest effect its blocks could have resolved (the half-width)."""
+    out = (
+        f"n={int(row.n_blocks)} paired blocks, {row.method} at {row.confidence:.1%}, stopped: "
+        + STOP_REASONS.get(row.stop_reason, row.stop_reason)
+    )
+    if not bool(row.decided):
+        out += f"; the smallest effect these blocks could resolve is ±{row.resolvable_pct:.2g}%"
+    return out

@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from mlx_workbook.core import measure, published, verdicts
+from mlx_workbook.core import intervals, measure, published, verdicts
 from mlx_workbook.core.frames import rows
+from mlx_workbook.investigations.bandwidth.measure import COLD
 from mlx_workbook.probes.kernels import Ceiling
 from mlx_workbook.report import plots, text
 
@@ -90,6 +91,7 @@ def config_table(df: pd.DataFrame, experiment: str = "decode") -> pd.DataFrame:
         ):
             s = measure.summarize(g[g.metric == metric].value)
             row.update({metric: s.median, f"{metric}_low": s.low, f"{metric}_high": s.high})
+        row.update(n=s.n, interval=s.method)  # every metric comes from the same trials
         out.append(row)
     return pd.DataFrame(out)
 
@@ -136,6 +138,49 @@ def loglog_slope(table: pd.DataFrame) -> dict:
     return measure.fit_slope(np.log(table.bytes_per_token), np.log(table.ms_per_token))
 
 
+def _wall_s(gen: pd.DataFrame) -> pd.Series:
+    """Per trial, the time of a whole generation: TTFT + the decode time (generated tokens / mlx-lm's tok/s)."""
+    wide = gen.pivot_table(index="trial", columns="metric", values="value")
+    tokens = gen.groupby("trial").generated_tokens.first()
+    return wide.ttft_ms / 1e3 + tokens / wide.decode_tps
+
+
+def cold_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Per preset, its first generation after the build (cold) beside its warm trials: decode tok/s, TTFT and wall
+    time; cold/warm decode tok/s with a t prediction interval (one cold run against n warm ones); the build time
+    apart. `extra_s` is how much longer the cold run took, `extra_before_first_s` the part of it before the
+    first token (prefill and the first step's first-use work)."""
+    cold, warm, build = rows(df, COLD), rows(df, "decode"), rows(df, "build", "build_s")
+    out = []
+    for label, g in cold.groupby("label", sort=False):
+        v, w = g.set_index("metric").value, warm[warm.label == label]
+        w_tps, w_ttft = w[w.metric == "decode_tps"].value, w[w.metric == "ttft_ms"].value
+        ratio = intervals.one_vs_sample(v.decode_tps, w_tps) if len(w_tps) >= 2 else None
+        warm_wall = float(np.median(_wall_s(w))) if len(w_tps) else float("nan")
+        out.append(
+            dict(
+                label=label,
+                moe=bool(g.moe.iloc[0]),
+                build_s=float(build[build.label == label].value.iloc[0])
+                if (build.label == label).any()
+                else np.nan,
+                cold_ttft_ms=v.ttft_ms,
+                warm_ttft_ms=float(w_ttft.median()),
+                cold_decode_tps=v.decode_tps,
+                warm_decode_tps=float(w_tps.median()),
+                n_warm=len(w_tps),
+                ratio=ratio.value if ratio else np.nan,
+                ratio_low=ratio.low if ratio else np.nan,
+                ratio_high=ratio.high if ratio else np.nan,
+                cold_wall_s=v.wall_s,
+                warm_wall_s=warm_wall,
+                extra_s=v.wall_s - warm_wall,
+                extra_before_first_s=(v.ttft_ms - float(w_ttft.median())) / 1e3,
+            )
+        )
+    return pd.DataFrame(out)
+
+
 def skipped(df: pd.DataFrame) -> pd.DataFrame:
     """Configurations the sweep could not run (label, reason), as recorded."""
     s = df[df.experiment == "skipped"] if "reason" in df else df.iloc[:0]
@@ -158,6 +203,8 @@ def sweep_view(table: pd.DataFrame) -> pd.DataFrame:
         "decode_tps",
         "decode_tps_low",
         "decode_tps_high",
+        "n",
+        "interval",
         "prompt_tps",
         "roofline_tps",
         "efficiency",

@@ -1,7 +1,9 @@
 """Serving measurements with mlx-lm's own machinery: decode speed against model size, batched decoding
 (BatchGenerator), prompt caching (make_prompt_cache) and generation lengths.
 
-Every function takes a Run and stores each trial as soon as it finishes; warm-ups are never stored.
+Every function takes a Run and stores each trial as soon as it finishes; warm-ups are never stored, except the
+first generation of each preset, which is stored as its own cold-start rows. The prompt-cache comparison runs in
+paired interleaved blocks (core.blocks).
 """
 
 from __future__ import annotations
@@ -9,11 +11,16 @@ from __future__ import annotations
 import time
 
 import mlx.core as mx
+import numpy as np
 
 from mlx_workbook import models
-from mlx_workbook.core import progress, results
+from mlx_workbook.core import blocks, progress, results
 from mlx_workbook.models import roofline as rl
 from mlx_workbook.probes import decode, kernels, loops
+
+METHOD_VERSION = 2  # 2: cold-start rows, prompt cache and pre-quantized in paired blocks, batch trials paired
+COLD = "cold_start"  # experiment of the first generation of each preset
+CACHE_NO_EFFECT_PCT = 5.0  # the prompt-cache comparison stops once it can tell a TTFT change from +-5%
 
 
 def validate(
@@ -32,6 +39,8 @@ def validate(
     gen_tokens: int = 2,
     batch_tokens: int = 2,
     repeats: list[int] = (1,),
+    budgets_s: list[float] = (1.0,),
+    min_blocks: list[int] = (3,),
 ) -> None:
     """One clear error for impossible parameters, before any model is built."""
     for name in presets:
@@ -50,6 +59,11 @@ def validate(
         raise ValueError(
             f"gen_tokens and batch_tokens must be >= 2 (got {gen_tokens}, {batch_tokens}) and every "
             f"repeat count >= 1 (got {list(repeats)})"
+        )
+    if min(budgets_s) <= 0 or min(min_blocks) < 3:
+        raise ValueError(
+            f"every comparison's budget must be > 0 s (got {list(budgets_s)}) and its min_blocks >= 3 (a t interval "
+            f"on fewer paired blocks decides nothing; got {list(min_blocks)})"
         )
     for bits in (serving_bits, prequant_bits):
         models.check_bits(bits)
@@ -130,10 +144,13 @@ def measure_decode(
     gen_tokens: int,
     repeats: int,
     warmup_tokens: int = 8,
+    cold: bool = False,
     experiment: str = "decode",
     **fields,
 ) -> None:
-    """Warm up once, then `repeats` generations; each trial stored with its bytes, roofline and efficiency."""
+    """Warm up once, then `repeats` generations; each trial stored with its bytes, roofline and efficiency.
+
+    With `cold` the warm-up is a full `gen_tokens` generation stored as the model's cold start (`cold_run`)."""
     prompt = models.random_prompt(loaded, prompt_tokens, seed=1)
     step = rl.bytes_per_step(loaded, rl.mean_context(prompt_tokens, gen_tokens))
     roof = rl.roofline_tps(step["total"], ceiling.gbs)
@@ -149,7 +166,10 @@ def measure_decode(
         "bandwidth_gbs": ceiling.gbs,
         **fields,
     }
-    decode.measure_generation(loaded.model, prompt, max(2, warmup_tokens))
+    if cold:
+        cold_run(run, loaded, prompt, gen_tokens, **cols)
+    else:
+        decode.measure_generation(loaded.model, prompt, max(2, warmup_tokens))
     for trial in range(repeats):
         gen = decode.measure_generation(loaded.model, prompt, gen_tokens)
         steady_tps = 1e3 / gen.ms_per_token  # per decode interval (mlx-lm's decode_tps counts one token more)
@@ -163,6 +183,16 @@ def measure_decode(
         )
 
 
+def cold_run(run: results.Run, loaded: models.LoadedModel, prompt: mx.array, gen_tokens: int, **cols) -> None:
+    """The first generation of a model just built, like a warm trial but stored under COLD, with its wall time:
+    it pays whatever is done once per process and shape (on MLX CUDA, compiling the kernels at first use)."""
+    tic = time.perf_counter()
+    gen = decode.measure_generation(loaded.model, prompt, gen_tokens)
+    wall = time.perf_counter() - tic
+    decode.record_generation(run, COLD, gen, trial=0, **cols)
+    run.record(COLD, "wall_s", wall, "s", trial=0, generated_tokens=len(gen.tokens), **cols)
+
+
 def size_sweep(
     run: results.Run,
     plan: list[tuple],
@@ -172,11 +202,12 @@ def size_sweep(
     group_size: int = 64,
     **decode_kwargs,
 ) -> list[dict]:
-    """Every (preset, bits) of the plan; a configuration that cannot run is recorded as skipped, with why."""
+    """Every (preset, bits) of the plan; a configuration that cannot run is recorded as skipped, with why. The
+    first configuration of each preset that runs stores its first generation as the preset's cold start."""
     skipped = []
     total, done, started = sum(len(widths) for _, widths in plan), 0, time.perf_counter()
     for name, widths in plan:
-        tic = time.perf_counter()
+        tic, cold = time.perf_counter(), True
         for bits, loaded in variants(name, widths, dtype, group_size):
             label = f"{name} {rl.quant_label(bits, rl.base_dtype(models.preset_config(name), dtype))}"
             done += 1
@@ -189,7 +220,8 @@ def size_sweep(
                 continue
             run.record("build", "build_s", time.perf_counter() - tic, "s", model=name, bits=bits, label=label)
             try:
-                measure_decode(run, loaded, ceiling, label=label, **decode_kwargs)
+                measure_decode(run, loaded, ceiling, label=label, cold=cold, **decode_kwargs)
+                cold = False
             except (
                 RuntimeError,
                 ValueError,
@@ -232,10 +264,15 @@ def batch_sweep(
     prompt_tokens: int,
     gen_tokens: int,
     repeats: int,
+    seed: int = 0,
 ) -> None:
     """Aggregate decode tok/s per batch size against the batched roofline: B x bandwidth / bytes per step,
-    where a step reads the weights once for all B sequences (plus each sequence's own KV cache)."""
+    where a step reads the weights once for all B sequences (plus each sequence's own KV cache).
+
+    Each trial runs every batch size once, in a fresh random order, so a speedup over batch 1 is paired by
+    trial (a drift of the host's speed hits both alike)."""
     cols = {**loaded.describe(), "label": loaded.label, "bandwidth_gbs": ceiling.gbs}
+    setups = {}
     for b in batch_sizes:
         prompts = [models.random_prompt(loaded, prompt_tokens, seed=100 + i).tolist() for i in range(b)]
         step = rl.bytes_per_step(loaded, rl.mean_context(prompt_tokens, gen_tokens), batch=b)
@@ -247,31 +284,28 @@ def batch_sweep(
             "roofline_tps": roof,
             "weights_per_token_bytes": step["weights"] / b,
         }
+        setups[b] = (prompts, roof, fields)
         batch_generate_tokens(loaded, prompts, min(gen_tokens, 4))  # warm-up
-        for trial in range(repeats):
+    order = list(batch_sizes)
+    rng = np.random.default_rng(seed)
+    for trial in range(repeats):
+        for b in rng.permutation(order):
+            prompts, roof, fields = setups[int(b)]
             mx.reset_peak_memory()
             _, s = batch_generate_tokens(loaded, prompts, gen_tokens)
-            agg = s.generation_tps
+            agg, b = s.generation_tps, int(b)
+            step_ms = 1e3 * s.generation_time / max(1, s.generation_steps)
             run.record_many(
                 "batch",
                 [
-                    dict(metric="aggregate_tps", value=agg, unit="tokens/s", trial=trial, **fields),
-                    dict(metric="per_sequence_tps", value=agg / b, unit="tokens/s", trial=trial, **fields),
-                    dict(
-                        metric="step_ms",
-                        value=1e3 * s.generation_time / max(1, s.generation_steps),
-                        unit="ms",
-                        trial=trial,
-                        **fields,
-                    ),
-                    dict(metric="efficiency", value=agg / roof, unit="ratio", trial=trial, **fields),
-                    dict(
-                        metric="peak_memory_gb",
-                        value=mx.get_peak_memory() / 1e9,
-                        unit="GB",
-                        trial=trial,
-                        **fields,
-                    ),
+                    dict(metric=m, value=v, unit=u, trial=trial, **fields)
+                    for m, v, u in (
+                        ("aggregate_tps", agg, "tokens/s"),
+                        ("per_sequence_tps", agg / b, "tokens/s"),
+                        ("step_ms", step_ms, "ms"),
+                        ("efficiency", agg / roof, "ratio"),
+                        ("peak_memory_gb", mx.get_peak_memory() / 1e9, "GB"),
+                    )
                 ],
             )
 
@@ -280,13 +314,22 @@ def batch_sweep(
 
 
 def prompt_cache_ttft(
-    run: results.Run, loaded: models.LoadedModel, *, prefix_tokens: int, suffix_tokens: int, repeats: int
+    run: results.Run,
+    loaded: models.LoadedModel,
+    *,
+    prefix_tokens: int,
+    suffix_tokens: int,
+    budget_s: float,
+    min_blocks: int = 5,
+    max_blocks: int = 32,
 ) -> dict:
-    """Time to first token for prefix + suffix, from scratch vs with the prefix's KV cache already computed.
+    """Time to first token for prefix + suffix, from scratch vs with the prefix's KV cache already computed, in
+    paired interleaved blocks (core.blocks) until the change is told apart from +-CACHE_NO_EFFECT_PCT or the
+    budget is spent.
 
     The cached prefix is computed once (untimed: a single cold prefill says nothing); after each trial the cache
-    is trimmed back to the prefix (or a deep copy is used where a cache cannot be trimmed), so every trial starts equal.
-    """
+    is trimmed back to the prefix (or a deep copy is used where a cache cannot be trimmed), so every trial starts
+    equal. One row says whether every trial's first token was the same with and without the cache."""
     import copy
 
     from mlx_lm.models.cache import can_trim_prompt_cache, make_prompt_cache, trim_prompt_cache
@@ -303,37 +346,37 @@ def prompt_cache_ttft(
     cache = make_prompt_cache(loaded.model)
     loops.prefill(loaded.model, prefix, cache)  # in generate_step's chunks, as the uncached request
     trimmable = can_trim_prompt_cache(cache)
+    firsts: set[int] = set()
 
-    def cached_first_tokens():
+    def ttft_ms(gen: decode.Generation) -> float:
+        firsts.add(gen.tokens[0])
+        return 1e3 * gen.ttft_s
+
+    def cached():
         work = cache if trimmable else copy.deepcopy(cache)
         gen = decode.measure_generation(loaded.model, suffix, 2, prompt_cache=work)
         if trimmable:  # generate_step may have run one step ahead: trim back to exactly the prefix
             trim_prompt_cache(cache, cache[0].offset - prefix_tokens)
-        return gen
+        return ttft_ms(gen)
 
-    firsts = {}
-    variants = {
-        "no cache": lambda: decode.measure_generation(loaded.model, full, 2),
-        "cached prefix": cached_first_tokens,
-    }
-    for fn in variants.values():  # warm-up
-        fn()
-    for trial in range(repeats):
-        for variant, fn in variants.items():  # interleaved, so drift hits both alike
-            gen = fn()
-            firsts[variant] = gen.tokens[0]
-            run.record(
-                "prompt_cache",
-                "ttft_ms",
-                1e3 * gen.ttft_s,
-                "ms",
-                trial=trial,
-                variant=variant,
-                processed_tokens=gen.prompt_tokens,
-                first_token=gen.tokens[0],
-                **cols,
-            )
-    return {"first_tokens": firsts, "trimmed": trimmable}
+    out = blocks.compare(
+        run,
+        "prompt_cache",
+        {
+            "no cache": lambda: ttft_ms(decode.measure_generation(loaded.model, full, 2)),
+            "cached prefix": cached,
+        },
+        reference="no cache",
+        bands={"cached prefix": blocks.Band.no_effect(CACHE_NO_EFFECT_PCT)},
+        metric="ttft_ms",
+        unit="ms",
+        budget_s=budget_s,
+        min_blocks=min_blocks,
+        max_blocks=max(min_blocks, max_blocks),
+        **cols,
+    )
+    run.record("prompt_cache", "same_first_token", float(len(firsts) == 1), "bool", trial=0, **cols)
+    return {"first_tokens": firsts, "trimmed": trimmable, "comparison": out}
 
 
 # --- generation lengths --------------------------------------------------------------------------------------

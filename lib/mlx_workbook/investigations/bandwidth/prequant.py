@@ -1,5 +1,5 @@
 """Pre-quantized checkpoints vs quantizing at load time: one preset saved twice (unquantized and quantized from
-the same weights), each loaded through mlx_lm.load and decoded; every trial stored as it finishes."""
+the same weights), each loaded through mlx_lm.load and decoded, in paired interleaved blocks (core.blocks)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import mlx.core as mx
 
 from mlx_workbook import models
-from mlx_workbook.core import results
+from mlx_workbook.core import blocks, results
 from mlx_workbook.models import roofline as rl
 from mlx_workbook.probes import decode
 
@@ -33,6 +33,9 @@ def save_pair(preset: str, bits: int, folder: Path, *, group_size: int = 64, dty
     return paths
 
 
+REFERENCE = "quantized at load time"  # the comparison's reference; the effect is pre-quantized over it
+
+
 def prequantized_vs_load_time(
     run: results.Run,
     preset: str,
@@ -40,50 +43,77 @@ def prequantized_vs_load_time(
     *,
     prompt_tokens: int,
     gen_tokens: int,
-    repeats: int,
+    budget_s: float,
+    min_blocks: int = 5,
+    max_blocks: int = 16,
+    band: blocks.Band | None = None,
     group_size: int = 64,
     dtype: str = "bfloat16",
 ) -> dict:
-    """Load time and decode speed of a checkpoint saved quantized vs the same weights saved unquantized and
-    quantized while loading, both through models.load_checkpoint (mlx_lm.load). Returns the generated tokens."""
+    """Decode speed of a checkpoint saved quantized vs the same weights saved unquantized and quantized while
+    loading, both through models.load_checkpoint (mlx_lm.load), in paired interleaved blocks (core.blocks) until
+    `band` is decided or `budget_s` is spent. Each call loads, warms up and decodes; its load time and a
+    fingerprint of its tokens are stored beside the block's decode tok/s. Returns the generated tokens."""
     folder = Path(tempfile.mkdtemp(prefix="prequant-"))
     try:
         paths = save_pair(preset, bits, folder, group_size=group_size, dtype=dtype)
+        sources = {REFERENCE: paths["unquantized"], "pre-quantized": paths["quantized"]}
         loaders = {
-            "quantized at load time": lambda: models.load_checkpoint(
+            REFERENCE: lambda: models.load_checkpoint(
                 str(paths["unquantized"]), quantize_bits=bits, group_size=group_size
             ),
             "pre-quantized": lambda: models.load_checkpoint(str(paths["quantized"])),
         }
-        tokens = {}
-        for trial in range(repeats):
-            for variant, load in loaders.items():  # interleaved, so drift hits both alike
+        label = f"{preset} {bits}-bit"
+        tokens: dict[str, list[int]] = {}
+
+        def variant(name: str):
+            def once() -> float:
                 mx.clear_cache()
                 tic = time.perf_counter()
-                loaded = load()
+                loaded = loaders[name]()
                 mx.eval(loaded.model.parameters())
                 load_s = time.perf_counter() - tic
-                cols = {
-                    **loaded.describe(),
-                    "model": preset,
-                    "label": f"{preset} {bits}-bit",
-                    "variant": variant,
-                    "checkpoint_bytes": sum(
-                        p.stat().st_size
-                        for p in paths["unquantized" if "load" in variant else "quantized"].glob(
-                            "*.safetensors"
-                        )
-                    ),
-                }
                 prompt = models.random_prompt(loaded, prompt_tokens, seed=5)
                 decode.measure_generation(loaded.model, prompt, 4)  # warm-up of this load
                 gen = decode.measure_generation(loaded.model, prompt, gen_tokens)
-                tokens[variant] = gen.tokens
-                run.record("prequant", "load_s", load_s, "s", trial=trial, **cols)
-                decode.record_generation(
-                    run, "prequant", gen, trial=trial, tokens_digest=tokens_digest(gen.tokens), **cols
+                block = calls[name]  # no warm-up calls: a variant's n-th call is block n
+                calls[name] += 1
+                tokens[name] = gen.tokens
+                run.record(
+                    "prequant",
+                    "load_s",
+                    load_s,
+                    "s",
+                    trial=block,
+                    block=block,
+                    variant=name,
+                    model=preset,
+                    label=label,
+                    tokens_digest=tokens_digest(gen.tokens),
+                    checkpoint_bytes=sum(f.stat().st_size for f in sources[name].glob("*.safetensors")),
                 )
-                loaded = None
+                return gen.decode_tps
+
+            return once
+
+        calls = dict.fromkeys(loaders, 0)
+        blocks.compare(
+            run,
+            "prequant",
+            {name: variant(name) for name in loaders},
+            reference=REFERENCE,
+            bands={"pre-quantized": band} if band else None,
+            metric="decode_tps",
+            unit="tokens/s",
+            budget_s=budget_s,
+            min_blocks=min_blocks,
+            max_blocks=max(min_blocks, max_blocks),
+            warmup=0,  # every call loads afresh and warms its own model up
+            model=preset,
+            label=label,
+            bits=bits,
+        )
         return tokens
     finally:
         shutil.rmtree(folder, ignore_errors=True)

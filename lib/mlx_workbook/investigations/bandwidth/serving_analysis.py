@@ -6,16 +6,23 @@ from __future__ import annotations
 import pandas as pd
 from matplotlib.figure import Figure
 
-from mlx_workbook.core import measure, published, verdicts
+from mlx_workbook.core import blocks, intervals, measure, published, verdicts
 from mlx_workbook.core.frames import rows
 from mlx_workbook.core.results import Finding
 from mlx_workbook.investigations.bandwidth.analysis import interval
 from mlx_workbook.probes.kernels import Ceiling
 from mlx_workbook.report import plots
-from mlx_workbook.report.text import interval_text
+from mlx_workbook.report.text import blocks_text, change_text, interval_text
 
 SRC = "004_bandwidth"  # the write-up whose server-overhead table these findings quote
 PREQUANT_TOLERANCE_PTS = 10  # percentage points around the published gain: run-to-run decode noise is a few %
+PREQUANT = "pre-quantized"  # the variant whose change over quantizing at load time the claim is about
+
+
+def prequant_band() -> blocks.Band:
+    """The published pre-quantized gain widened by our tolerance: the comparison runs until it decides this."""
+    lo, hi = published.figure_range("prequantized_vs_otf_quant_gain")
+    return blocks.Band.widened(lo, hi, PREQUANT_TOLERANCE_PTS)
 
 
 def served_label(df: pd.DataFrame) -> str:
@@ -74,8 +81,8 @@ def prompt_cache_chart(df: pd.DataFrame, where: str) -> Figure:
 
 
 def same_first_token(df: pd.DataFrame) -> bool:
-    """With and without the cached prefix, every trial produced the same first token."""
-    return rows(df, "prompt_cache", "ttft_ms").first_token.nunique() == 1
+    """With and without the cached prefix, every trial produced the same first token (one stored row says so)."""
+    return bool(rows(df, "prompt_cache", "same_first_token").value.all())
 
 
 # --- generation lengths --------------------------------------------------------------------------------------
@@ -122,8 +129,43 @@ def prequant_chart(df: pd.DataFrame, where: str) -> Figure:
 
 
 def prequant_same_tokens(df: pd.DataFrame) -> bool:
-    """Both checkpoints generated the same tokens in every trial (the stored fingerprints agree)."""
-    return rows(df, "prequant", "decode_tps").tokens_digest.nunique() == 1
+    """Both checkpoints generated the same tokens in every trial (the fingerprints stored with each load agree)."""
+    return rows(df, "prequant", "load_s").tokens_digest.nunique() == 1
+
+
+def batch_speedup(df: pd.DataFrame, top: int) -> intervals.Estimate | None:
+    """Aggregate tok/s of batch `top` over batch 1, paired by trial (every trial ran every batch size): geometric
+    mean ratio with a t interval on the per-trial log-ratios; None without batch 1 or with fewer than 2 trials."""
+    b = rows(df, "batch", "aggregate_tps").pivot_table(index="trial", columns="batch", values="value")
+    if 1 not in b.columns or top == 1 or len(b) < 2:
+        return None
+    both = b[[top, 1]].dropna()
+    return intervals.paired_ratio(both[top], both[1])
+
+
+STOP_COLUMNS = [
+    "variant", "reference", "value", "low", "high", "n_blocks", "method", "confidence", "stop_reason",
+    "decided", "band_low", "band_high", "resolvable_pct",
+]  # fmt: skip
+
+
+def stop_view(df: pd.DataFrame, experiment: str) -> pd.DataFrame:
+    """A paired-block comparison's stored outcome, for display: % change, interval, n, why it stopped."""
+    return (
+        blocks.stop_rows(df, experiment).reindex(columns=STOP_COLUMNS).rename(columns={"value": "change_pct"})
+    )
+
+
+def comparison(df: pd.DataFrame, experiment: str, variant: str) -> pd.Series | None:
+    """The stored outcome row (core.blocks.stop_rows) of one variant of a paired-block comparison; None when
+    the budget ended before two blocks (no interval, so no row)."""
+    stop = blocks.stop_rows(df, experiment)
+    stop = stop[stop.variant == variant]
+    return stop.iloc[0] if len(stop) else None
+
+
+def _too_short(experiment: str) -> str:
+    return f"the {experiment} comparison's time budget ended before two paired blocks: raise its budget_s."
 
 
 # --- findings ------------------------------------------------------------------------------------------------
@@ -138,9 +180,7 @@ def findings(df: pd.DataFrame, where: str, params: dict) -> list[Finding]:
 def _batch_and_cache(df: pd.DataFrame, where: str, params: dict, label: str) -> list[Finding]:
     b, tab = rows(df, "batch", "aggregate_tps"), batch_table(df).set_index("batch")
     top = int(b.batch.max())
-    speed = (
-        measure.ratio_interval(b[b.batch == top].value, b[b.batch == 1].value) if 1 in set(b.batch) else None
-    )
+    speed = batch_speedup(df, top)
     eff = rows(df, "batch", "efficiency")
     beff = measure.summarize(eff[eff.batch == top].value)
     out = [
@@ -148,7 +188,8 @@ def _batch_and_cache(df: pd.DataFrame, where: str, params: dict, label: str) -> 
             id="batch32_speedup" if top == 32 else "batch_speedup",
             section="batch",
             measured=interval(speed).measured("x") if speed else None,
-            statement=f"Batch {top} decodes {interval_text(speed, 'x')} the aggregate tok/s of batch 1 with mlx-lm's "
+            statement=f"Batch {top} decodes {interval_text(speed, 'x')} the aggregate tok/s of batch 1 (paired by "
+            f"trial, n={speed.n}, {speed.method}) with mlx-lm's "
             f"BatchGenerator ({b[b.batch == 1].value.median():.1f} -> {b[b.batch == top].value.median():.1f} "
             f"tok/s, {top} sequences of {params['batch_tokens']} tokens, {label}, {where}); the batched "
             f"roofline allows {tab.roofline_tps[top] / tab.roofline_tps[1]:.1f}x, and batch {top} reaches "
@@ -166,18 +207,24 @@ def _batch_and_cache(df: pd.DataFrame, where: str, params: dict, label: str) -> 
                 statement=f"Batch 32 is not in this profile (largest batch: {top}); see batch_speedup.",
             )
         )
-    pc = rows(df, "prompt_cache", "ttft_ms")
-    speed = measure.ratio_interval(
-        pc[pc.variant == "no cache"].value, pc[pc.variant == "cached prefix"].value
-    )
+    pc, r = rows(df, "prompt_cache", "ttft_ms"), comparison(df, "prompt_cache", "cached prefix")
+    if r is None:
+        return out + [
+            Finding(
+                id="prompt_cache_ttft_speedup", section="prompt-cache", statement=_too_short("prompt-cache")
+            )
+        ]
+    # The comparison stores the cached TTFT's % change; a speedup is its inverse ratio (the interval flips).
+    speed = verdicts.Interval(*(100 / (100 + x) for x in (r.value, r.high, r.low)))
     med = prompt_cache_table(df).set_index("variant")["median"]
     out.append(
         Finding(
             id="prompt_cache_ttft_speedup",
             section="prompt-cache",
-            measured=interval(speed).measured("x"),
+            measured=speed.measured("x", n=int(r.n_blocks), stop_reason=r.stop_reason),
             statement=f"A cached {int(pc.prefix_tokens.iloc[0])}-token prefix cuts time to first token "
-            f"{interval_text(speed, 'x')} ({med['no cache']:.1f} -> {med['cached prefix']:.1f} ms) for "
+            f"{interval_text(speed, 'x')} ({med['no cache']:.1f} -> {med['cached prefix']:.1f} ms; "
+            f"{blocks_text(r)}) for "
             f"{int(pc.suffix_tokens.iloc[0])} new tokens on {label}, {where}; same first token: "
             f"{same_first_token(df)}.",
         )
@@ -186,24 +233,28 @@ def _batch_and_cache(df: pd.DataFrame, where: str, params: dict, label: str) -> 
 
 
 def _prequant(df: pd.DataFrame, where: str) -> Finding:
-    """Pre-quantized vs quantized while loading: the same weights, so decode speed should not differ."""
-    pq = rows(df, "prequant", "decode_tps")
-    gain = measure.ratio_interval(
-        pq[pq.variant == "pre-quantized"].value, pq[pq.variant == "quantized at load time"].value
-    )
-    pct = verdicts.Interval.change_pct(gain)
+    """Pre-quantized vs quantized while loading: the same weights, so decode speed should not differ. Judged on
+    the paired-block comparison's stored outcome against the widened published gain (prequant_band)."""
+    r = comparison(df, "prequant", PREQUANT)
+    if r is None:
+        cid = "prequantized_vs_otf_quant_gain"
+        return Finding.for_claim(
+            cid, verdicts.NOT_MEASURED, f"Not measured: {_too_short('pre-quantized')}", None, "prequant"
+        )
+    pct = verdicts.Interval(r.value, r.low, r.high)
     tab = prequant_table(df)
     loads = tab[tab.metric == "load_s"].set_index("variant")["median"]
     lo, hi = published.figure_range("prequantized_vs_otf_quant_gain")
     return Finding.for_claim(
         "prequantized_vs_otf_quant_gain",
         verdicts.effect_matches(pct, lo, hi, PREQUANT_TOLERANCE_PTS, no_effect_at=0.0),
-        f"Pre-quantized vs quantized at load time ({pq.label.iloc[0]}, both through mlx_lm.load): decode "
-        f"{interval_text(pct, '%')} (published +{hi:g}%, tolerance {PREQUANT_TOLERANCE_PTS:g} points); "
-        "identical tokens: "
-        f"{prequant_same_tokens(df)}; load {loads['pre-quantized']:.2f} s vs {loads['quantized at load time']:.2f} s, "
-        f"{where}. With the same quantization code both paths end with the same weights, so decode speed "
-        "cannot differ; load time can.",
-        pct.measured("%"),
+        f"Pre-quantized vs quantized at load time ({rows(df, 'prequant').label.iloc[0]}, both through "
+        f"mlx_lm.load): decode {change_text(pct)} ({blocks_text(r)}; published +{hi:g}%, tolerance "
+        f"{PREQUANT_TOLERANCE_PTS:g} points); identical tokens: {prequant_same_tokens(df)}; load "
+        f"{loads[PREQUANT]:.2f} s vs {loads['quantized at load time']:.2f} s (medians), {where}. With the same "
+        "quantization code both paths end with the same weights, so decode speed cannot differ; load time can.",
+        pct.measured(
+            "%", n=int(r.n_blocks), stop_reason=r.stop_reason, resolvable_pct=float(r.resolvable_pct)
+        ),
         "prequant",
     )
