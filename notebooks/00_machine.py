@@ -38,7 +38,7 @@ traffic_mb: float = (
 )
 matmul_sizes: list = [256, 512, 1024]  # square matrix sizes for the throughput probe
 matmul_dtype: str = "bfloat16"  # matmul element type (bfloat16 is what LLM weights use)
-matmul_flops: float = 8.6e9  # least flops per matmul trial, ~2^33 (small sizes repeat calls, at most 256 calls)
+matmul_flops: float = 8.6e9  # least flops per matmul trial, ~2^33 (small sizes repeat calls)
 repeats: int = 10  # timed trials per configuration
 warmup: int = 2  # untimed runs before the trials
 

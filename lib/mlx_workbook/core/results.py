@@ -32,7 +32,7 @@ MEASUREMENTS = "measurements.parquet"
 JOURNAL = "measurements.jsonl"
 SUMMARY = "summary.json"
 FIGURES = "figures"
-TABLES = "tables"  # lists a run concludes (e.g. 03's confirmed cliffs), as CSV, for compare to set side by side
+TABLES = "tables"  # lists a run concludes (03: confirmed cliffs) as CSV, for make compare
 
 
 def _stamp(seconds: float) -> str:
