@@ -65,7 +65,9 @@ comparisons: list = [
     "sampling_in_loop",
     "pipelining",
 ]  # comparisons on the first model (decode_loop.stats.PLANS)
-side_comparisons: list = ["loop_overhead"]  # comparisons on the other models (the pipelining model: and "pipelining")
+side_comparisons: list = [
+    "loop_overhead"
+]  # comparisons on the other models (the pipelining model: and "pipelining")
 pipelining_model: str = (
     ""  # model the pipelining claim is judged on (seed: a 3-bit MoE); empty: last model_spec
 )

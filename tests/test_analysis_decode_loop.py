@@ -42,7 +42,9 @@ class Recorder:
         self.rows = []
 
     def record(self, experiment, metric, value, unit, *, trial=0, **fields):
-        self.rows.append(dict(experiment=experiment, metric=metric, value=value, unit=unit, trial=trial, **fields))
+        self.rows.append(
+            dict(experiment=experiment, metric=metric, value=value, unit=unit, trial=trial, **fields)
+        )
 
 
 def block_values(factors: dict[str, float], effects_pct: dict[str, list[float]] | None = None):

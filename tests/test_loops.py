@@ -171,7 +171,11 @@ def test_compare_runs_each_plan_in_blocks_and_records_why_it_stopped(tmp_path, l
     df = run_.measurements
     trials = df[df.metric == loop_stats.TIME_METRIC]
     # each plan only its own variants, every variant once per block, in a random order
-    assert set(trials[trials.experiment == "loop_overhead"].variant) == {"pipelined", "mlx_lm", "logprobs_always"}
+    assert set(trials[trials.experiment == "loop_overhead"].variant) == {
+        "pipelined",
+        "mlx_lm",
+        "logprobs_always",
+    }
     assert set(trials[trials.experiment == "pipelining"].variant) == {"pipelined", "batched_10"}
     assert len(trials) == 3 * 3 + 3 * 2 and (trials.value > 0).all() and (trials.tokens_per_trial == 21).all()
     assert set(trials[trials.experiment == "pipelining"].window_tokens) == {10}  # one batched eval per window

@@ -73,11 +73,15 @@ def _not_measured(claim_id: str, section: str, what: str) -> Finding:
 
 def _missing(claim_id: str, label: str) -> str:
     plan_name, name = loop_stats.CLAIMS[claim_id]
-    return f"comparison {plan_name!r} ({loop_stats.PLANS[plan_name].reference} vs {name}) did not run on {label}"
+    return (
+        f"comparison {plan_name!r} ({loop_stats.PLANS[plan_name].reference} vs {name}) did not run on {label}"
+    )
 
 
 def _measured(e: loop_stats.Effect, unit: str, **extra) -> dict:
-    return e.interval.measured(unit, n=e.n, stop_reason=e.stop_reason, resolvable_pct=e.resolvable_pct, **extra)
+    return e.interval.measured(
+        unit, n=e.n, stop_reason=e.stop_reason, resolvable_pct=e.resolvable_pct, **extra
+    )
 
 
 def speedup_findings(df: pd.DataFrame, s: Setup) -> list[Finding]:
@@ -222,7 +226,9 @@ def sampling_findings(df: pd.DataFrame, s: Setup) -> list[Finding]:
     loop = loop_stats.in_loop_sampling(df, label)
     sampling_share = loop["share"] if loop else None
     if loop is None:
-        out.append(_not_measured(loop_stats.SAMPLING_SHARE, "sampling", _missing(loop_stats.SAMPLING_SHARE, label)))
+        out.append(
+            _not_measured(loop_stats.SAMPLING_SHARE, "sampling", _missing(loop_stats.SAMPLING_SHARE, label))
+        )
     else:
         out.append(_in_loop_sampling_finding(df, s, loop))
     transfer_share = None
@@ -361,7 +367,8 @@ def fastest_findings(df: pd.DataFrame, s: Setup) -> list[Finding]:
                 host.reindex(["graph build", "sampling", "other"]).sum() if host is not None else math.nan
             )
             gap_ms = (
-                loop_stats.times(df, label, s.judged_loop).median() - loop_stats.times(df, label, "mlx_lm").median()
+                loop_stats.times(df, label, s.judged_loop).median()
+                - loop_stats.times(df, label, "mlx_lm").median()
             )
             why = (
                 f" It is {gap_ms:.3g} ms per token slower, against {host_ms:.3g} ms per token of host-side "

@@ -83,7 +83,11 @@ def validate(
 
 
 def plans_for(
-    spec: str, model_specs: list[str], comparisons: list[str], side_comparisons: list[str], pipelining_model: str
+    spec: str,
+    model_specs: list[str],
+    comparisons: list[str],
+    side_comparisons: list[str],
+    pipelining_model: str,
 ) -> list[str]:
     """The comparisons one model runs: the first model `comparisons`, the others `side_comparisons`; the model
     the pipelining claim is judged on (pipelining_model, else the last) also runs 'pipelining'."""
@@ -126,7 +130,11 @@ def warm_up(
         v = variant(name)
         tic = time.perf_counter()
         gen = decode.measure_generation(
-            loaded.model, prompt, max_tokens, loop=v.loop(), **({"seed": seed} if v.options is not None else {})
+            loaded.model,
+            prompt,
+            max_tokens,
+            loop=v.loop(),
+            **({"seed": seed} if v.options is not None else {}),
         )
         tokens[name] = gen.tokens
         run.record(
@@ -167,23 +175,23 @@ def compare(
         per = window(plan.names)
         with collector_paused():
             blocks.compare(
-            run,
-            plan_name,
-            {n: trial(loaded, prompt, n, max_tokens, per, seed) for n in plan.names},
-            reference=plan.reference,
-            bands=loop_stats.bands(plan_name, tolerances),
-            metric=loop_stats.TIME_METRIC,
-            unit="ms",
-            budget_s=budget_s,
-            min_blocks=min_blocks,
-            max_blocks=max_blocks,
-            warmup=0,  # warm_up above ran every variant once already
-            seed=seed + i,
-            label=loaded.label,
-            tokens_per_trial=max_tokens,
-            window_tokens=per,
-            **loaded.describe(),
-        )
+                run,
+                plan_name,
+                {n: trial(loaded, prompt, n, max_tokens, per, seed) for n in plan.names},
+                reference=plan.reference,
+                bands=loop_stats.bands(plan_name, tolerances),
+                metric=loop_stats.TIME_METRIC,
+                unit="ms",
+                budget_s=budget_s,
+                min_blocks=min_blocks,
+                max_blocks=max_blocks,
+                warmup=0,  # warm_up above ran every variant once already
+                seed=seed + i,
+                label=loaded.label,
+                tokens_per_trial=max_tokens,
+                window_tokens=per,
+                **loaded.describe(),
+            )
     return tokens
 
 

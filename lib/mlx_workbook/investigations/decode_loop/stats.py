@@ -19,7 +19,9 @@ import pandas as pd
 from mlx_workbook.core import blocks, intervals, published, verdicts
 from mlx_workbook.core.frames import rows
 
-TIME_METRIC = "ms_per_token_median"  # a trial's steady-state median ms per token (the value every block holds)
+TIME_METRIC = (
+    "ms_per_token_median"  # a trial's steady-state median ms per token (the value every block holds)
+)
 STEADY_TOKENS = 256  # tokens a trial needs before its median describes steady-state decode (issue 11)
 
 
