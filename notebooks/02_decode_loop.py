@@ -35,7 +35,7 @@
 # **How it is measured** (`mlx_workbook.investigations.decode_loop.measure`, method version 4). Each model gets
 # the same random prompt. Every variant is first warmed up once on exactly the timed shapes, so first-use kernel
 # compilation stays out of the trials (its seconds are shown below). Then each claim is its own comparison
-# (`stats.PLANS`, `core.blocks`): only the two or three loops it needs run back to back in a random order per
+# (`plans.PLANS`, `core.blocks`): only the two or three loops it needs run back to back in a random order per
 # block, one trial each of `max_tokens` tokens, whose value is the trial's steady-state median ms per token
 # (median over windows of token intervals, so a host stall moves one window, not the trial). The effect is the
 # geometric mean of the per-block ratios with a t interval, so a change of the host's speed between blocks
@@ -64,7 +64,7 @@ comparisons: list = [
     "stream",
     "sampling_in_loop",
     "pipelining",
-]  # comparisons on the first model (decode_loop.stats.PLANS)
+]  # comparisons on the first model (decode_loop.plans.PLANS)
 side_comparisons: list = [
     "loop_overhead"
 ]  # comparisons on the other models (the pipelining model: and "pipelining")
@@ -105,7 +105,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from mlx_workbook.core import hoststate, results
-from mlx_workbook.investigations.decode_loop import analysis, findings, measure, stats
+from mlx_workbook.investigations.decode_loop import analysis, findings, measure, plans
 from mlx_workbook.investigations.kv_cache.measure import varied_model
 from mlx_workbook.probes import loops
 from mlx_workbook.report import plots
@@ -125,7 +125,7 @@ if (
         "split_tokens and identity_tokens must be >= 2, max_tokens >= 21, 3 <= min_blocks <= max_blocks, "
         "budget_s > 0, split_repeats, prompt_tokens, sampler_calls and sampler_repeats >= 1"
     )
-tolerances = stats.Tolerances(minor_tolerance_pct, no_impact_tolerance_pct, share_tolerance_pts)
+tolerances = plans.Tolerances(minor_tolerance_pct, no_impact_tolerance_pct, share_tolerance_pts)
 run = results.start("02_decode_loop", globals(), method_version=4)
 env = run.environment
 where = f"{env.device} ({env.backend}, mlx {env.mlx})"

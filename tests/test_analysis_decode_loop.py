@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from mlx_workbook.core import blocks, measure, published, verdicts
-from mlx_workbook.investigations.decode_loop import analysis, findings
+from mlx_workbook.investigations.decode_loop import analysis, findings, plans
 from mlx_workbook.investigations.decode_loop import stats as loop_stats
 
 DRIFT = [1.0, 1.4, 0.8, 1.2, 0.9]  # the host's speed per block, the same for every variant of a block
@@ -70,14 +70,14 @@ def block_values(factors: dict[str, float], effects_pct: dict[str, list[float]] 
 
 def comparisons(run, label: str, plan_names, effects_pct=None) -> None:
     for plan_name in plan_names:
-        plan = loop_stats.PLANS[plan_name]
+        plan = plans.PLANS[plan_name]
         fields = dict(label=label, tokens_per_trial=256, window_tokens=1)
         blocks.compare(
             run,
             plan_name,
             block_values({n: FACTORS[n] for n in plan.names}, (effects_pct or {}).get(plan_name)),
             reference=plan.reference,
-            metric=loop_stats.TIME_METRIC,
+            metric=plans.TIME_METRIC,
             unit="ms",
             min_blocks=len(DRIFT),
             max_blocks=len(DRIFT),
@@ -94,10 +94,10 @@ def synthetic(identity_equal: float = 1.0, where: dict = H200, effects_pct=None,
         base = {"unit": "", "family": None, "reference": None, "phase": None, "sampler": None}
         out.append(base | kw)
 
-    claims_plans = [p for p in loop_stats.PLANS if p != "pipelining"]
-    for label, plans in (("A", claims_plans), ("B", ["loop_overhead", "pipelining"])):
-        comparisons(run, label, [p for p in plans if p not in drop], effects_pct if label == "A" else None)
-        for name in dict.fromkeys(n for p in plans for n in loop_stats.PLANS[p].names):
+    claims_plans = [p for p in plans.PLANS if p != "pipelining"]
+    for label, names in (("A", claims_plans), ("B", ["loop_overhead", "pipelining"])):
+        comparisons(run, label, [p for p in names if p not in drop], effects_pct if label == "A" else None)
+        for name in dict.fromkeys(n for p in names for n in plans.PLANS[p].names):
             row(experiment="first_use", metric="warmup_s", value=0.5, label=label, variant=name, trial=0)
             row(
                 experiment="agreement",
@@ -186,22 +186,22 @@ def test_blocks_cancel_the_host_drift_and_store_why_they_stopped():
     unpaired = measure.ratio_interval(a, b)
     assert unpaired.high - unpaired.low > 0.1
     # the judged loop's own comparison, and our copy of generate_step against it in the same blocks
-    assert loop_stats.effect(df, "B", *loop_stats.FASTEST).value == pytest.approx(1.5)
-    assert loop_stats.paired_change(df, "A", *loop_stats.COPY).value == pytest.approx(0.0, abs=1e-9)
+    assert loop_stats.effect(df, "B", *plans.FASTEST).value == pytest.approx(1.5)
+    assert loop_stats.paired_change(df, "A", *plans.COPY).value == pytest.approx(0.0, abs=1e-9)
 
 
 def test_bands_are_the_verdicts_edges():
-    tol = loop_stats.Tolerances()
+    tol = plans.Tolerances()
     lo, hi = published.figure_range("unused_logits_eval_cost")
-    band = loop_stats.claim_band("unused_logits_eval_cost", tol)
-    assert band == blocks.Band.widened(lo, hi, loop_stats.claim_tolerance(lo, hi))
-    assert loop_stats.bands("loop_overhead", tol)["mlx_lm"] == blocks.Band(-tol.minor_pct, math.inf)
+    band = plans.claim_band("unused_logits_eval_cost", tol)
+    assert band == blocks.Band.widened(lo, hi, plans.claim_tolerance(lo, hi))
+    assert plans.bands("loop_overhead", tol)["mlx_lm"] == blocks.Band(-tol.minor_pct, math.inf)
     # the sampling share band, in change_pct: its edges map back onto the widened published share
-    s_lo, s_hi, pts = loop_stats.share_range("sampling_ms_per_token_000", tol)
-    sb = loop_stats.claim_band("sampling_ms_per_token_000", tol)
-    assert loop_stats.share_of_token(sb.low) == pytest.approx(s_lo - pts)
-    assert loop_stats.share_of_token(sb.high) == pytest.approx(s_hi + pts)
-    assert set(loop_stats.bands("sampler_path", tol)) == {"sample_t1", "sample_before_001"}
+    s_lo, s_hi, pts = plans.share_range("sampling_ms_per_token_000", tol)
+    sb = plans.claim_band("sampling_ms_per_token_000", tol)
+    assert plans.share_of_token(sb.low) == pytest.approx(s_lo - pts)
+    assert plans.share_of_token(sb.high) == pytest.approx(s_hi + pts)
+    assert set(plans.bands("sampler_path", tol)) == {"sample_t1", "sample_before_001"}
 
 
 def test_tables_and_charts_from_rows():
@@ -210,7 +210,7 @@ def test_tables_and_charts_from_rows():
     assert set(summary.label) == {"A", "B"}
     assert summary.set_index(["label", "variant"]).loc[("A", "mlx_lm"), "ms_per_token"] == pytest.approx(10.0)
     table = analysis.comparisons_table(df)
-    assert set(table.comparison) == set(loop_stats.PLANS) and table.stop_reason.eq(blocks.MAX_BLOCKS).all()
+    assert set(table.comparison) == set(plans.PLANS) and table.stop_reason.eq(blocks.MAX_BLOCKS).all()
     effects = analysis.effects_table(df, SETUP)
     judged = effects[effects.judged].set_index("claim")
     assert judged.loc["async_pipelining_gain", "label"] == "B"  # the last model by default
@@ -296,9 +296,9 @@ def noisy(effects: list[float]) -> pd.DataFrame:
 
 
 def test_speedup_verdicts_follow_the_one_rule():
-    # published 4-5%, widened by loop_stats.claim_tolerance: an interval straddling an edge cannot tell
+    # published 4-5%, widened by plans.claim_tolerance: an interval straddling an edge cannot tell
     lo, hi = published.figure_range("unused_logits_eval_cost")
-    tol = loop_stats.claim_tolerance(lo, hi)
+    tol = plans.claim_tolerance(lo, hi)
     straddle = by_id(findings.findings(noisy([4.5, 12.0, 0.5, 9.0, 4.5]), SETUP))["unused_logits_eval_cost"]
     m = straddle.measured
     assert m["low"] < lo - tol or m["high"] > hi + tol

@@ -9,6 +9,7 @@ from mlx_lm.sample_utils import make_logits_processors, make_sampler
 from mlx_workbook import models
 from mlx_workbook.core import blocks, results
 from mlx_workbook.investigations.decode_loop import measure as loop_bench
+from mlx_workbook.investigations.decode_loop import plans
 from mlx_workbook.investigations.decode_loop import stats as loop_stats
 from mlx_workbook.investigations.kv_cache import measure as kvcache
 from mlx_workbook.probes import decode, loops, sampling
@@ -158,7 +159,7 @@ def test_compare_runs_each_plan_in_blocks_and_records_why_it_stopped(tmp_path, l
         run_,
         lm,
         ["loop_overhead", "pipelining"],
-        tolerances=loop_stats.Tolerances(),
+        tolerances=plans.Tolerances(),
         prompt_tokens=8,
         max_tokens=21,
         budget_s=60,
@@ -169,7 +170,7 @@ def test_compare_runs_each_plan_in_blocks_and_records_why_it_stopped(tmp_path, l
     loop_bench.time_split(run_, lm, ["logprobs_always", "sync"], prompt_tokens=8, max_tokens=6, repeats=2)
     sampling.time_sampling(run_, lm, ["greedy", "chain", "chain_compiled"], calls=3, repeats=2)
     df = run_.measurements
-    trials = df[df.metric == loop_stats.TIME_METRIC]
+    trials = df[df.metric == plans.TIME_METRIC]
     # each plan only its own variants, every variant once per block, in a random order
     assert set(trials[trials.experiment == "loop_overhead"].variant) == {
         "pipelined",
@@ -184,7 +185,7 @@ def test_compare_runs_each_plan_in_blocks_and_records_why_it_stopped(tmp_path, l
     outcome = blocks.stop_rows(df, "loop_overhead")
     assert set(outcome.variant) == {"mlx_lm", "logprobs_always"} and (outcome.n_blocks == 3).all()
     assert outcome.stop_reason.isin([blocks.DECIDED, blocks.MAX_BLOCKS]).all()
-    assert loop_stats.effect(df, lm.label, *loop_stats.FASTEST) is not None
+    assert loop_stats.effect(df, lm.label, *plans.FASTEST) is not None
     agree = df[df.experiment == "agreement"]
     assert (agree[agree.reference == "mlx_lm"].value == 1.0).all()
     split = df[(df.experiment == "split") & (df.metric == "phase_share_pct")]

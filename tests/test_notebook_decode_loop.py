@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from mlx_workbook.core import blocks, results
+from mlx_workbook.investigations.decode_loop import plans
 from mlx_workbook.investigations.decode_loop import stats as loop_stats
 from mlx_workbook.report import runner
 
@@ -24,8 +25,8 @@ def test_02_stores_block_comparisons_with_stop_reasons(run_02):
     code, df, summary = run_02
     assert code == 0 and summary["status"] == "ok", summary.get("error")
     assert summary["method_version"] == 4
-    for name, plan in loop_stats.PLANS.items():
-        trials = df[(df.experiment == name) & (df.metric == loop_stats.TIME_METRIC)]
+    for name, plan in plans.PLANS.items():
+        trials = df[(df.experiment == name) & (df.metric == plans.TIME_METRIC)]
         assert set(trials.variant) == set(plan.names), name  # only the variants the claim needs
         assert (trials.groupby("block").variant.nunique() == len(plan.names)).all()  # all of them per block
         outcome = blocks.stop_rows(df, name)

@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 from mlx_workbook.core import blocks, published
 from mlx_workbook.core.frames import rows
 from mlx_workbook.core.verdicts import Interval
+from mlx_workbook.investigations.decode_loop import plans
 from mlx_workbook.investigations.decode_loop import stats as loop_stats
 from mlx_workbook.probes.loops import PHASES, variant
 from mlx_workbook.report import plots
@@ -40,8 +41,8 @@ class Setup:
     variance_tolerance_pts: float = 4.0
 
     @property
-    def tolerances(self) -> loop_stats.Tolerances:
-        return loop_stats.Tolerances(
+    def tolerances(self) -> plans.Tolerances:
+        return plans.Tolerances(
             self.minor_tolerance_pct, self.no_impact_tolerance_pct, self.share_tolerance_pts
         )
 
@@ -49,7 +50,7 @@ class Setup:
     def judged_loop(self) -> str:
         """The library loop judged against generate_step, named before measuring (the fastest of several would
         win by selection alone): the reference of the fastest-loop comparison."""
-        return loop_stats.PLANS[loop_stats.FASTEST[0]].reference
+        return plans.PLANS[plans.FASTEST[0]].reference
 
     @property
     def claims_label(self) -> str:
@@ -76,7 +77,7 @@ def variant_table(df: pd.DataFrame) -> pd.DataFrame:
     """Per model and variant, over all its trials in every comparison it ran in (information: unpaired, so
     host drift between comparisons is in it): median ms/token, tokens/s, CV of tokens/s, trials."""
     out = []
-    t = rows(df, metric=loop_stats.TIME_METRIC)
+    t = rows(df, metric=plans.TIME_METRIC)
     for (label, name), g in t.groupby(["label", "variant"], sort=False):
         tps = 1e3 / g.value
         cv = loop_stats.cv_interval(tps).scaled(100) if len(g) >= 2 else Interval(*[float("nan")] * 3)
@@ -99,7 +100,7 @@ def variant_table(df: pd.DataFrame) -> pd.DataFrame:
 def comparisons_table(df: pd.DataFrame) -> pd.DataFrame:
     """Every comparison's stored outcome: per model, how much faster the reference decodes than each variant
     (change_pct of ms/token), its interval, blocks, why it stopped and what it could resolve."""
-    parts = [blocks.stop_rows(df, name).assign(comparison=name) for name in loop_stats.PLANS]
+    parts = [blocks.stop_rows(df, name).assign(comparison=name) for name in plans.PLANS]
     cols = ["label", "comparison", "reference", "variant", "value", "low", "high", "n_blocks", "stop_reason"]
     cols += ["decided", "resolvable_pct", "tokens_per_trial"]
     parts = [p for p in parts if not p.empty]
@@ -269,9 +270,9 @@ def effects_table(df: pd.DataFrame, setup: Setup) -> pd.DataFrame:
     """Every claim's measured effect (% faster, paired blocks) on every model that ran its comparison;
     `judged` marks the model the claim is judged on."""
     out = []
-    for claim_id, (plan_name, name) in loop_stats.CLAIMS.items():
+    for claim_id, (plan_name, name) in plans.CLAIMS.items():
         lo, hi = published.figure_range(claim_id)
-        if claim_id == loop_stats.SAMPLING_SHARE:  # a share of the token, not a speed-up: its own table
+        if claim_id == plans.SAMPLING_SHARE:  # a share of the token, not a speed-up: its own table
             continue
         for label in setup.labels.values():
             m = loop_stats.claim_effect(df, label, claim_id)
@@ -280,7 +281,7 @@ def effects_table(df: pd.DataFrame, setup: Setup) -> pd.DataFrame:
                     {
                         "claim": claim_id,
                         "label": label,
-                        "pair": f"{loop_stats.PLANS[plan_name].reference} vs {name}",
+                        "pair": f"{plans.PLANS[plan_name].reference} vs {name}",
                         "median": m.value,
                         "low": m.low,
                         "high": m.high,
@@ -308,8 +309,8 @@ def fastest_table(df: pd.DataFrame, setup: Setup) -> pd.DataFrame:
     generate_step's steps against generate_step (the same blocks), both % faster in tokens/s."""
     out, nan = [], float("nan")
     for label in setup.labels.values():
-        judged = loop_stats.effect(df, label, *loop_stats.FASTEST)
-        copy = loop_stats.paired_change(df, label, *loop_stats.COPY)
+        judged = loop_stats.effect(df, label, *plans.FASTEST)
+        copy = loop_stats.paired_change(df, label, *plans.COPY)
         out.append(
             {
                 "label": label,

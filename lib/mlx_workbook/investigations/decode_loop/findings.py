@@ -11,6 +11,7 @@ from mlx_workbook.core import measure, published, scope, verdicts
 from mlx_workbook.core.frames import rows
 from mlx_workbook.core.results import Finding
 from mlx_workbook.core.verdicts import Interval
+from mlx_workbook.investigations.decode_loop import plans
 from mlx_workbook.investigations.decode_loop import stats as loop_stats
 from mlx_workbook.investigations.decode_loop.analysis import Setup, split_ms_table, split_share
 from mlx_workbook.report.text import change_text, interval_text, share_text, span, span_pct
@@ -47,13 +48,13 @@ SPEEDUPS = {
 }
 # claim -> what its pair isolates ("minor": within the minor tolerance of no effect)
 NO_IMPACT = {"dedicated_stream_minor": "a dedicated stream over the default one"}
-REP_PENALTY = loop_stats.REP_PENALTY
+REP_PENALTY = plans.REP_PENALTY
 # The compiled-sampling speed-up is an unimplemented expectation ("~"): its range is widened by this much (x).
 COMPILED_SAMPLING_TOLERANCE_X = 0.1
 # An absolute figure of the write-ups' hardware (tok/s, ms) is widened by this share of it: run-to-run and
 # machine-variant spread (judged only on that hardware: core.scope).
 ABSOLUTE_TOLERANCE_SHARE = 0.1
-TOKEN_TIME_CLAIM = loop_stats.TOKEN_TIME_CLAIM
+TOKEN_TIME_CLAIM = plans.TOKEN_TIME_CLAIM
 
 
 def pct(i) -> str:
@@ -72,10 +73,8 @@ def _not_measured(claim_id: str, section: str, what: str) -> Finding:
 
 
 def _missing(claim_id: str, label: str) -> str:
-    plan_name, name = loop_stats.CLAIMS[claim_id]
-    return (
-        f"comparison {plan_name!r} ({loop_stats.PLANS[plan_name].reference} vs {name}) did not run on {label}"
-    )
+    plan_name, name = plans.CLAIMS[claim_id]
+    return f"comparison {plan_name!r} ({plans.PLANS[plan_name].reference} vs {name}) did not run on {label}"
 
 
 def _measured(e: loop_stats.Effect, unit: str, **extra) -> dict:
@@ -92,13 +91,11 @@ def speedup_findings(df: pd.DataFrame, s: Setup) -> list[Finding]:
         if m is None:
             out.append(_not_measured(claim_id, section, _missing(claim_id, model)))
             continue
-        plan_name, b = loop_stats.CLAIMS[claim_id]
-        a = loop_stats.PLANS[plan_name].reference
+        plan_name, b = plans.CLAIMS[claim_id]
+        a = plans.PLANS[plan_name].reference
         c = published.claim(claim_id)
         lo, hi = published.figure_range(claim_id)
-        verdict = verdicts.effect_matches(
-            m.interval, lo, hi, loop_stats.claim_tolerance(lo, hi), no_effect_at=0.0
-        )
+        verdict = verdicts.effect_matches(m.interval, lo, hi, plans.claim_tolerance(lo, hi), no_effect_at=0.0)
         out.append(
             Finding(
                 id=claim_id,
@@ -117,8 +114,8 @@ def speedup_findings(df: pd.DataFrame, s: Setup) -> list[Finding]:
         if m is None:
             out.append(_not_measured(claim_id, "claims", _missing(claim_id, s.claims_label)))
             continue
-        plan_name, b = loop_stats.CLAIMS[claim_id]
-        a, tol = loop_stats.PLANS[plan_name].reference, s.minor_tolerance_pct
+        plan_name, b = plans.CLAIMS[claim_id]
+        a, tol = plans.PLANS[plan_name].reference, s.minor_tolerance_pct
         verdict = verdicts.no_effect(m.interval, tol)
         out.append(
             Finding(
@@ -144,9 +141,9 @@ def rep_penalty_findings(df: pd.DataFrame, s: Setup) -> list[Finding]:
     if m is None:
         why = _missing(host, s.claims_label)
         return [_not_measured(host, "claims", why), _not_measured(other, "claims", why)]
-    plan_name, b = loop_stats.CLAIMS[host]
-    a = loop_stats.PLANS[plan_name].reference
-    lo, hi = loop_stats.rep_penalty_range()
+    plan_name, b = plans.CLAIMS[host]
+    a = plans.PLANS[plan_name].reference
+    lo, hi = plans.rep_penalty_range()
     tol = s.no_impact_tolerance_pct
     verdict = verdicts.effect_matches(m.interval, lo, hi, tol)
     statement = (
@@ -226,9 +223,7 @@ def sampling_findings(df: pd.DataFrame, s: Setup) -> list[Finding]:
     loop = loop_stats.in_loop_sampling(df, label)
     sampling_share = loop["share"] if loop else None
     if loop is None:
-        out.append(
-            _not_measured(loop_stats.SAMPLING_SHARE, "sampling", _missing(loop_stats.SAMPLING_SHARE, label))
-        )
+        out.append(_not_measured(plans.SAMPLING_SHARE, "sampling", _missing(plans.SAMPLING_SHARE, label)))
     else:
         out.append(_in_loop_sampling_finding(df, s, loop))
     transfer_share = None
@@ -239,7 +234,7 @@ def sampling_findings(df: pd.DataFrame, s: Setup) -> list[Finding]:
         out.append(_not_measured(claim_id, "sampling", why))
     else:
         transfer_share = Interval.of(measure.ratio_interval(transfer_ms, chain_ms)).scaled(100)
-        pub_lo, pub_hi, tol = loop_stats.share_range(claim_id, s.tolerances)
+        pub_lo, pub_hi, tol = plans.share_range(claim_id, s.tolerances)
         verdict = verdicts.effect_matches(transfer_share, pub_lo, pub_hi, tolerance=tol)
         lo, hi = published.figure_range(claim_id)
         out.append(
@@ -318,9 +313,9 @@ def sampling_findings(df: pd.DataFrame, s: Setup) -> list[Finding]:
 def _in_loop_sampling_finding(df: pd.DataFrame, s: Setup, loop: dict) -> Finding:
     """Sampling's share of a token measured where it is paid: inside the decode loop, the full chain against
     the greedy fast path in the same loop, paired per block; the sampler timed alone is quoted beside it."""
-    claim_id, label = loop_stats.SAMPLING_SHARE, s.claims_label
+    claim_id, label = plans.SAMPLING_SHARE, s.claims_label
     e, share, ms = loop["effect"], loop["share"], loop["ms"]
-    pub_lo, pub_hi, tol = loop_stats.share_range(claim_id, s.tolerances)
+    pub_lo, pub_hi, tol = plans.share_range(claim_id, s.tolerances)
     verdict = verdicts.effect_matches(share, pub_lo, pub_hi, tolerance=tol)
     lo, hi = published.figure_range(claim_id)
     token_ms = published.figure_range(TOKEN_TIME_CLAIM)[0]
@@ -352,14 +347,14 @@ def fastest_findings(df: pd.DataFrame, s: Setup) -> list[Finding]:
     own comparison, at least as fast within the minor tolerance; when it is slower, why, from the data."""
     out, ms, tol = [], split_ms_table(df), s.minor_tolerance_pct
     for spec, label in s.labels.items():
-        judged = loop_stats.effect(df, label, *loop_stats.FASTEST)
+        judged = loop_stats.effect(df, label, *plans.FASTEST)
         slug = f"fastest_vs_generate_step_{spec.replace(':', '_').replace('.', '_')}"
         if judged is None:
-            why = f"comparison {loop_stats.FASTEST[0]!r} ({s.judged_loop} vs mlx_lm) did not run on {label}"
+            why = f"comparison {plans.FASTEST[0]!r} ({s.judged_loop} vs mlx_lm) did not run on {label}"
             out.append(_not_measured(slug, "fastest", why))
             continue
         verdict = verdicts.at_least(judged.interval, -tol)
-        copy = loop_stats.paired_change(df, label, *loop_stats.COPY)
+        copy = loop_stats.paired_change(df, label, *plans.COPY)
         why = ""
         if verdict == verdicts.DOES_NOT_HOLD:
             host = ms.loc[(label, s.judged_loop)] if (label, s.judged_loop) in ms.index else None
@@ -476,8 +471,8 @@ def absolute_findings(df: pd.DataFrame, s: Setup) -> list[Finding]:
             f"{lm_cv['published']:g}% ({node_cv['hardware']})",
         )
     )
-    gap = loop_stats.effect(df, label, *loop_stats.FASTEST)
-    copy = loop_stats.paired_change(df, label, *loop_stats.COPY)
+    gap = loop_stats.effect(df, label, *plans.FASTEST)
+    copy = loop_stats.paired_change(df, label, *plans.COPY)
     gap_001, gap_2x = published.claim("mlxnode_vs_mlxlm_gap_001"), published.claim("mlxnode_vs_mlxlm_gap_2x")
     gap_text = pct(gap) if gap else "not measured"
     out.append(

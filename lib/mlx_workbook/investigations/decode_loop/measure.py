@@ -26,7 +26,7 @@ import pandas as pd
 
 from mlx_workbook import models
 from mlx_workbook.core import blocks, progress
-from mlx_workbook.investigations.decode_loop import stats as loop_stats
+from mlx_workbook.investigations.decode_loop import plans
 from mlx_workbook.probes import decode, sampling
 from mlx_workbook.probes.loops import PhaseClock, parse_model, steps, variant
 
@@ -71,9 +71,9 @@ def validate(
             spec["name"], dtype=spec["dtype"], bits=spec["bits"], seed=seed, materialize=False
         )
         models.check_fits(lazy.weight_bytes(), lazy.label)
-    unknown = sorted((set(comparisons) | set(side_comparisons)) - set(loop_stats.PLANS))
+    unknown = sorted((set(comparisons) | set(side_comparisons)) - set(plans.PLANS))
     if unknown:
-        raise ValueError(f"unknown comparisons {unknown}; known: {', '.join(loop_stats.PLANS)}")
+        raise ValueError(f"unknown comparisons {unknown}; known: {', '.join(plans.PLANS)}")
     if not comparisons:
         raise ValueError("comparisons needs at least one comparison for the claims model")
     for name in samplers:
@@ -91,10 +91,10 @@ def plans_for(
 ) -> list[str]:
     """The comparisons one model runs: the first model `comparisons`, the others `side_comparisons`; the model
     the pipelining claim is judged on (pipelining_model, else the last) also runs 'pipelining'."""
-    plans = list(comparisons if spec == model_specs[0] else side_comparisons)
-    if spec == (pipelining_model or model_specs[-1]) and "pipelining" not in plans:
-        plans.append("pipelining")
-    return plans
+    chosen = list(comparisons if spec == model_specs[0] else side_comparisons)
+    if spec == (pipelining_model or model_specs[-1]) and "pipelining" not in chosen:
+        chosen.append("pipelining")
+    return chosen
 
 
 def window(names: list[str]) -> int:
@@ -156,7 +156,7 @@ def compare(
     loaded: models.LoadedModel,
     plan_names: list[str],
     *,
-    tolerances: loop_stats.Tolerances,
+    tolerances: plans.Tolerances,
     prompt_tokens: int,
     max_tokens: int,
     budget_s: float,
@@ -168,10 +168,10 @@ def compare(
     plan's name, one row per trial: its median ms/token; one change_pct row per variant with why it stopped).
     Returns each variant's tokens (warm-up generation)."""
     prompt = models.random_prompt(loaded, prompt_tokens, seed=seed)
-    names = list(dict.fromkeys(n for p in plan_names for n in loop_stats.PLANS[p].names))
+    names = list(dict.fromkeys(n for p in plan_names for n in plans.PLANS[p].names))
     tokens = warm_up(run, loaded, names, prompt, max_tokens, seed)
     for i, plan_name in enumerate(progress.steps(plan_names, f"{loaded.label}: comparison")):
-        plan = loop_stats.PLANS[plan_name]
+        plan = plans.PLANS[plan_name]
         per = window(plan.names)
         with collector_paused():
             blocks.compare(
@@ -179,8 +179,8 @@ def compare(
                 plan_name,
                 {n: trial(loaded, prompt, n, max_tokens, per, seed) for n in plan.names},
                 reference=plan.reference,
-                bands=loop_stats.bands(plan_name, tolerances),
-                metric=loop_stats.TIME_METRIC,
+                bands=plans.bands(plan_name, tolerances),
+                metric=plans.TIME_METRIC,
                 unit="ms",
                 budget_s=budget_s,
                 min_blocks=min_blocks,
@@ -314,7 +314,7 @@ def measure_model(
     spec_text: str,
     plan_names: list[str],
     *,
-    tolerances: loop_stats.Tolerances,
+    tolerances: plans.Tolerances,
     samplers: list[str],
     prompt_tokens: int,
     max_tokens: int,
