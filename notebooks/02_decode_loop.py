@@ -27,22 +27,23 @@
 #
 # Those loops were Rust; ours are Python on the same MLX. Each claim becomes a pair of decode loops that differ
 # in exactly that one respect (`mlx_workbook.probes.loops.VARIANTS`), and the published effect is set against the
-# ratio of their tokens/s. mlx-lm's own `generate_step` runs beside them as the reference. Under greedy
-# decoding every variant must emit `generate_step`'s tokens: checked below on a model with clear logit margins
-# (and in `tests/test_loops.py`); sampled variants that read the same numbers emit identical tokens under the
-# same seed.
+# ratio of their speeds. mlx-lm's own `generate_step` runs beside them as the reference of the loop we name
+# before measuring (`pipelined`). Under greedy decoding every variant must emit `generate_step`'s tokens: checked
+# below on a model with clear logit margins (and in `tests/test_loops.py`); sampled variants that read the same
+# numbers emit identical tokens under the same seed.
 #
-# **How it is measured** (`mlx_workbook.investigations.decode_loop.measure`). Each model gets the same random
-# prompt; every variant decodes `max_tokens` tokens per trial, clocked by `decode.measure_generation` exactly
-# like mlx-lm (decode tokens/s counts from the first token on the host; time to first token is kept apart).
-# Every variant is first warmed up on exactly the timed shapes, so first-use kernel compilation stays out of
-# the trials (its seconds are shown below). Trials run in rounds: each round runs every variant once, in an
-# order rotated by one per round, with Python's garbage collector paused (as `timeit` does: one collection
-# pass costs as much as a short trial). An effect is the median over rounds of the ratio of two variants'
-# tokens/s *within a round*, so a change of machine state between rounds cancels out; 95% bootstrap intervals
-# over rounds. The first model runs every variant and judges the claims; the others run `side_variants`.
-# Models are shape-faithful presets at random weights (same bytes, same kernels as the real checkpoints, so
-# speeds carry over; text would not).
+# **How it is measured** (`mlx_workbook.investigations.decode_loop.measure`, method version 4). Each model gets
+# the same random prompt. Every variant is first warmed up once on exactly the timed shapes, so first-use kernel
+# compilation stays out of the trials (its seconds are shown below). Then each claim is its own comparison
+# (`plans.PLANS`, `core.blocks`): only the two or three loops it needs run back to back in a random order per
+# block, one trial each of `max_tokens` tokens, whose value is the trial's steady-state median ms per token
+# (median over windows of token intervals, so a host stall moves one window, not the trial). The effect is the
+# geometric mean of the per-block ratios with a t interval, so a change of the host's speed between blocks
+# cancels out; blocks are added until the interval decides the claim's widened published range or the
+# comparison's `budget_s` is spent, and the stored outcome says which (with n, and for an undecided claim the
+# smallest effect it could resolve). Method version 3 ran all 14 variants per round in 48-token trials, so the
+# two loops of a claim could be seconds apart. Models are shape-faithful presets at random weights (same bytes,
+# same kernels as the real checkpoints, so speeds carry over; text would not).
 
 # %% tags=["parameters"]
 profile: str = "quick"  # parameter profile this run came from (set by the runner)
@@ -53,31 +54,28 @@ model_specs: list = [
     "tiny:float32",
     "tiny:4",
 ]  # models as preset:bits or preset:dtype; the first runs every variant and judges the claims
-variants: list = [
-    "mlx_lm",
-    "pipelined",
-    "sync",
-    "batched_10",
-    "logprobs_always",
-    "eval_logits",
-    "default_stream",
-    "take_logits",
-    "sample_fast",
-    "sample_t1",
-    "sample_before_001",
-    "sample_chain",
-    "sample_chain_compiled",
+comparisons: list = [
+    "loop_overhead",
+    "unused_logits",
+    "sampler_path",
+    "compiled_sampling",
     "rep_penalty",
-    "rep_penalty_loop",
-]  # decode-loop variants on the first model (loops.VARIANTS), mlx_lm included
-side_variants: list = ["mlx_lm", "pipelined", "logprobs_always", "batched_10"]  # variants on the other models
+    "extract",
+    "stream",
+    "sampling_in_loop",
+    "pipelining",
+]  # comparisons on the first model (decode_loop.plans.PLANS)
+side_comparisons: list = [
+    "loop_overhead"
+]  # comparisons on the other models (the pipelining model: and "pipelining")
 pipelining_model: str = (
     ""  # model the pipelining claim is judged on (seed: a 3-bit MoE); empty: last model_spec
 )
 prompt_tokens: int = 16  # random prompt length, tokens
-max_tokens: int = 48  # tokens each trial decodes (warm-up decodes as many)
-repeats: int = 7  # rounds over all variants (each one trial per variant)
-warmup: int = 1  # untimed rounds over all variants first, on the timed shapes
+max_tokens: int = 256  # tokens each trial decodes, the warm-up as many (steady state: at least 256)
+budget_s: float = 2.0  # seconds one comparison may add blocks for (it stops earlier once decided)
+min_blocks: int = 3  # blocks before a comparison's interval is first looked at
+max_blocks: int = 30  # blocks one comparison runs at most
 identity_tokens: int = 32  # tokens of the identity check on the tiny preset with scaled weights
 split_tokens: int = 32  # tokens per instrumented generation (per-phase time split)
 split_repeats: int = 3  # instrumented generations per split variant
@@ -106,29 +104,33 @@ import mlx.core as mx
 import pandas as pd
 from IPython.display import Markdown, display
 
-from mlx_workbook.core import results
-from mlx_workbook.investigations.decode_loop import analysis, findings, measure
+from mlx_workbook.core import hoststate, results
+from mlx_workbook.investigations.decode_loop import analysis, findings, measure, plans
 from mlx_workbook.investigations.kv_cache.measure import varied_model
+from mlx_workbook.probes import loops
+from mlx_workbook.report import plots
 
 # Parameters are checked before anything heavy runs: unknown names, models too large, impossible sizes.
-measure.validate(model_specs, variants, side_variants, samplers, pipelining_model, seed=seed)
+measure.validate(model_specs, comparisons, side_comparisons, samplers, pipelining_model, seed=seed)
 if (
-    min(max_tokens, split_tokens, identity_tokens) < 2
-    or repeats < 3
+    min(split_tokens, identity_tokens) < 2
+    or max_tokens < 21  # the pipelining comparison's windows of 10 token intervals: at least two
+    or not 3 <= min_blocks <= max_blocks
+    or budget_s <= 0
     or split_repeats < 1
-    or warmup < 0
     or prompt_tokens < 1
     or min(sampler_calls, sampler_repeats) < 1
 ):
     raise ValueError(
-        "max_tokens, split_tokens and identity_tokens must be >= 2, repeats >= 3 (a CV needs "
-        "spread), split_repeats, prompt_tokens, sampler_calls and sampler_repeats >= 1, warmup >= 0"
+        "split_tokens and identity_tokens must be >= 2, max_tokens >= 21, 3 <= min_blocks <= max_blocks, "
+        "budget_s > 0, split_repeats, prompt_tokens, sampler_calls and sampler_repeats >= 1"
     )
-run = results.start("02_decode_loop", globals(), method_version=3)
+tolerances = plans.Tolerances(minor_tolerance_pct, no_impact_tolerance_pct, share_tolerance_pts)
+run = results.start("02_decode_loop", globals(), method_version=4)
 env = run.environment
 where = f"{env.device} ({env.backend}, mlx {env.mlx})"
 display(pd.Series(env.as_dict() | {"run_id": run.run_id}, name="environment").to_frame())
-display(analysis.variant_descriptions(variants))
+display(analysis.variant_descriptions(list(loops.VARIANTS)))
 
 # %% [markdown]
 # ## Greedy variants emit generate_step's tokens <a id="identity"></a>
@@ -140,20 +142,20 @@ display(analysis.variant_descriptions(variants))
 # %%
 varied = varied_model("tiny", dtype="float32", seed=seed)
 identity = measure.check_identity(
-    run, varied, variants, prompt_tokens=prompt_tokens, max_tokens=identity_tokens, seed=seed
+    run, varied, list(loops.VARIANTS), prompt_tokens=prompt_tokens, max_tokens=identity_tokens, seed=seed
 )
 display(identity)
 del varied
 
 # %% [markdown]
 # ## Measuring every model <a id="measure"></a>
-# Per model: the interleaved rounds (experiment `decode`), the tokens each variant shares with its family's
-# reference (`agreement`), the per-phase time split of `generate_step`'s steps and of the fastest library loop
-# (`split`), and, on the first model, the samplers timed alone on one vocabulary-sized row (`sampling`).
-# `generate_step` itself cannot be instrumented without editing mlx-lm, so its split is taken on
-# `logprobs_always`, our copy of its steps (same operations, same order; its speed against the real one is in
-# the table below). The table here: seconds of each variant's first (warm-up) generation, where first-use
-# kernel compilation shows.
+# Per model: every variant its comparisons need, warmed up once (`first_use`: the table below, where first-use
+# kernel compilation shows); the comparisons, one experiment each named after its plan; the tokens each
+# variant shares with its family's reference (`agreement`); the per-phase time split of `generate_step`'s
+# steps and of the judged loop (`split`); and, on the first model, the samplers timed alone on one
+# vocabulary-sized row (`sampling`). `generate_step` itself cannot be instrumented without editing mlx-lm, so
+# its split is taken on `logprobs_always`, our copy of its steps (same operations, same order; its speed
+# against the real one is in the fastest-loop table).
 
 # %%
 labels = {}
@@ -161,12 +163,14 @@ for i, spec in enumerate(model_specs):
     labels[spec] = measure.measure_model(
         run,
         spec,
-        variants if i == 0 else side_variants,
+        measure.plans_for(spec, model_specs, comparisons, side_comparisons, pipelining_model),
+        tolerances=tolerances,
         samplers=samplers if i == 0 else [],
         prompt_tokens=prompt_tokens,
         max_tokens=max_tokens,
-        repeats=repeats,
-        warmup=warmup,
+        budget_s=budget_s,
+        min_blocks=min_blocks,
+        max_blocks=max_blocks,
         split_tokens=split_tokens,
         split_repeats=split_repeats,
         sampler_calls=sampler_calls,
@@ -187,20 +191,24 @@ setup = analysis.Setup(
 display(analysis.first_use_table(df).round(3))
 
 # %% [markdown]
-# ## Tokens/s of every variant <a id="variants"></a>
-# Bars: how much faster (positive) or slower each loop decodes than mlx-lm's `generate_step` on the same model,
-# with the 95% interval of the per-round ratio. The table beside it has the absolute tokens/s.
+# ## Every comparison <a id="variants"></a>
+# Bars: per comparison and model, how much faster the comparison's reference decodes than each variant set
+# against it (paired blocks; the interval is the one the stopping rule last looked at). The table gives n, why
+# the comparison stopped (`decided`: its interval lies wholly inside or outside the claim's widened band;
+# `budget`: `budget_s` ran out; `max_blocks`) and, for an undecided one, the smallest effect it could resolve
+# (the interval's half-width). Below: every variant's median ms/token and tokens/s over all its trials
+# (unpaired across comparisons: information only).
 
 # %%
+table = analysis.comparisons_table(df)
+fig = analysis.comparisons_chart(table, where)
+run.save_figure(fig, "comparisons")
 summary = analysis.variant_table(df)
-fig = analysis.speed_chart(summary, where)
-run.save_figure(fig, "speed_vs_generate_step")
-display(
-    fig,
-    summary.set_index(["label", "variant"])[
-        ["tok_s", "low", "high", "vs_mlx_lm_pct", "vs_low", "vs_high", "cv_pct", "n"]
-    ].round(2),
-)
+display(fig, table.round(3), summary.set_index(["label", "variant"]).round(3))
+host = hoststate.report(run)
+fig = plots.host_speed(df)
+run.save_figure(fig, "host_speed")
+display(fig, Markdown(hoststate.describe(host)))
 display(
     Markdown(
         "Benchmark presets, information only: share of each variant's tokens equal to its family's "
@@ -232,9 +240,10 @@ run.save_figure(fig, "time_split")
 display(fig, shares.set_index("loop")[analysis.PARTS].round(1), analysis.split_ms_table(df).round(3))
 
 # %% [markdown]
-# ## Run-to-run variability <a id="variability"></a>
-# Coefficient of variation (standard deviation / mean) of each variant's tokens/s over the rounds, with a 95%
-# bootstrap interval. The original reported 14% for mlx-lm and 2.4% for mlx-node (dashed lines); it does not
+# ## Trial-to-trial variability <a id="variability"></a>
+# Coefficient of variation (standard deviation / mean) of each variant's tokens/s over its trials (every
+# comparison it ran in), with a 95% chi-square interval.
+# The original reported 14% for mlx-lm and 2.4% for mlx-node (dashed lines); it does not
 # define "variance", and 14% matches half the 81-109 tok/s range over the mean.
 
 # %%
@@ -243,14 +252,19 @@ run.save_figure(fig, "variability")
 display(fig)
 
 # %% [markdown]
-# ## Sampling alone <a id="sampling"></a>
-# Each sampler timed on one vocabulary-sized row of logits in the first model's dtype, one call evaluated at a
-# time (as a decode loop samples): greedy argmax, the temperature-1 fast path (`fast`), mlx-lm's `make_sampler` at
-# temperature 1 (`mlx_lm`, which still scales the logits by 1/temperature), the top-p 0.9 / min-p 0.05 / top-k 50
-# chain uncompiled (`chain`), inside one `mx.compile` (`chain_compiled`) and through mlx-lm (each filter compiled
-# on its own, `mlx_lm_chain`); `transfer` is copying an evaluated token id and float32 logprobs to the host.
+# ## Sampling inside the loop, and alone <a id="sampling"></a>
+# Sampling's cost where it is paid: comparison `sampling_in_loop` runs the same pipelined loop with the greedy
+# argmax fast path and with the full top-p 0.9 / min-p 0.05 / top-k 50 chain (uncompiled) back to back per
+# block; the chain's extra ms per token is their paired per-block difference, and its share of a chain token is
+# what the sampling claim is judged on (first table). The chart and second table time each sampler alone on one
+# vocabulary-sized row, synchronized after every call, so nothing overlaps it (a side table: only the compiled
+# chain's speed-up on sampling alone rests on it): greedy argmax, the temperature-1 fast path (`fast`), mlx-lm's
+# `make_sampler` at temperature 1 (`mlx_lm`), the chain uncompiled (`chain`), inside one `mx.compile`
+# (`chain_compiled`) and through mlx-lm (`mlx_lm_chain`); `transfer` is copying an evaluated token id and
+# float32 logprobs to the host.
 
 # %%
+display(analysis.in_loop_sampling_table(df, setup).round(4))
 samp = analysis.sampling_table(df)
 fig = analysis.sampling_chart(samp, where)
 run.save_figure(fig, "sampling")
@@ -258,27 +272,31 @@ display(fig, samp.round(4))
 
 # %% [markdown]
 # ## The claims, one by one <a id="claims"></a>
-# Each speed-up claim is the per-round ratio of a one-factor pair of variants on the claims model (the first of
-# `model_specs`; the pipelining claim on `pipelining_model`). Verdicts: **holds** when the measured interval
-# meets the published range (widened by a quarter of it, at least 0.5 points) and excludes zero; **does not
-# hold** when it misses it; otherwise **inconclusive**. "No impact" and "minor" claims hold when the whole
-# interval sits within the tolerance of zero. Claims about mlx-node or Rust code, or absolute Apple figures,
+# Each speed-up claim is its own comparison of a one-factor pair of variants on the claims model (the first of
+# `model_specs`; the pipelining claim on `pipelining_model`), judged on the stored outcome of its blocks.
+# Verdicts: **holds** when the measured interval lies within the published range (widened by a quarter of it,
+# at least 0.5 points); **direction holds, size differs** when it lies wholly outside it on the claimed side of
+# zero; **does not hold** when it lies outside it otherwise; **inconclusive** when it straddles an edge (the
+# statement then gives the smallest effect its blocks could resolve). "No impact" and "minor" claims hold when
+# the whole interval sits within the tolerance of zero. Claims about mlx-node or Rust code, or absolute Apple
+# figures,
 # cannot be re-measured here: they are marked as not applicable, with the honest proxy quoted where there is one.
 
 # %%
 effects = analysis.effects_table(df, setup)
 fig = analysis.claims_chart(effects, setup)
 run.save_figure(fig, "claims")
-display(fig, effects.pivot_table(index=["claim", "pair"], columns="label", values="median").round(2))
+display(fig, effects.set_index(["claim", "label"]).round(2))
 
 # %% [markdown]
 # ## Fastest loop against generate_step <a id="fastest"></a>
-# Per model: the library loop named before measuring (`pipelined`), its speed against `generate_step` (judged:
-# at least as fast within the minor tolerance, and if it is not, why, from the data, in the findings below),
-# and the fastest greedy loop, quoted only: the best of several wins by selection alone.
+# Per model: the library loop named before measuring (`pipelined`) against `generate_step` in their own
+# comparison (judged: at least as fast within the minor tolerance, and if it is not, why, from the data, in the
+# findings below); our copy of `generate_step`'s steps ran in the same blocks and is quoted beside it. No loop is
+# picked after measuring: the best of several would win by selection alone.
 
 # %%
-display(analysis.fastest_table(df, summary, setup).round(2))
+display(analysis.fastest_table(df, setup).round(2))
 
 # %% [markdown]
 # ## Findings <a id="findings"></a>

@@ -7,8 +7,9 @@ from mlx_lm.generate import generate_step
 from mlx_lm.sample_utils import make_logits_processors, make_sampler
 
 from mlx_workbook import models
-from mlx_workbook.core import results, stats
+from mlx_workbook.core import blocks, results
 from mlx_workbook.investigations.decode_loop import measure as loop_bench
+from mlx_workbook.investigations.decode_loop import plans
 from mlx_workbook.investigations.decode_loop import stats as loop_stats
 from mlx_workbook.investigations.kv_cache import measure as kvcache
 from mlx_workbook.probes import decode, loops, sampling
@@ -152,34 +153,59 @@ def test_prefill_in_chunks_fills_the_cache_like_one_pass(lm, prompt):
     assert short == list(loops.library_loop(lm.model, prompt, 6))  # chunking does not change the tokens
 
 
-def test_compare_split_and_sampling_record_per_trial(tmp_path, lm):
+def test_compare_runs_each_plan_in_blocks_and_records_why_it_stopped(tmp_path, lm):
     run_ = results.start_run("99_test", {}, run_dir=tmp_path / "r")
     toks = loop_bench.compare(
-        run_, lm, ["mlx_lm", "pipelined", "sync"], prompt_tokens=8, max_tokens=6, repeats=3, warmup=1
+        run_,
+        lm,
+        ["loop_overhead", "pipelining"],
+        tolerances=plans.Tolerances(),
+        prompt_tokens=8,
+        max_tokens=21,
+        budget_s=60,
+        min_blocks=3,
+        max_blocks=3,
     )
     loop_bench.record_agreement(run_, lm, toks)
     loop_bench.time_split(run_, lm, ["logprobs_always", "sync"], prompt_tokens=8, max_tokens=6, repeats=2)
     sampling.time_sampling(run_, lm, ["greedy", "chain", "chain_compiled"], calls=3, repeats=2)
     df = run_.measurements
-    dec = df[(df.experiment == "decode") & (df.metric == "decode_tps")]
-    assert len(dec) == 9 and (dec.value > 0).all() and set(dec.variant) == {"mlx_lm", "pipelined", "sync"}
-    firsts = dec[dec.position == 0].variant.tolist()
-    assert firsts == ["mlx_lm", "pipelined", "sync"]  # the order rotates every round
-    first_use = df[df.experiment == "first_use"]  # one warm-up time per variant, recorded apart
-    assert sorted(first_use.variant) == ["mlx_lm", "pipelined", "sync"] and (first_use.value > 0).all()
+    trials = df[df.metric == plans.TIME_METRIC]
+    # each plan only its own variants, every variant once per block, in a random order
+    assert set(trials[trials.experiment == "loop_overhead"].variant) == {
+        "pipelined",
+        "mlx_lm",
+        "logprobs_always",
+    }
+    assert set(trials[trials.experiment == "pipelining"].variant) == {"pipelined", "batched_10"}
+    assert len(trials) == 3 * 3 + 3 * 2 and (trials.value > 0).all() and (trials.tokens_per_trial == 21).all()
+    assert set(trials[trials.experiment == "pipelining"].window_tokens) == {10}  # one batched eval per window
+    first_use = df[df.experiment == "first_use"]  # one warm-up per variant, shared by the plans
+    assert sorted(first_use.variant) == sorted(["pipelined", "mlx_lm", "logprobs_always", "batched_10"])
+    outcome = blocks.stop_rows(df, "loop_overhead")
+    assert set(outcome.variant) == {"mlx_lm", "logprobs_always"} and (outcome.n_blocks == 3).all()
+    assert outcome.stop_reason.isin([blocks.DECIDED, blocks.MAX_BLOCKS]).all()
+    assert loop_stats.effect(df, lm.label, *plans.FASTEST) is not None
     agree = df[df.experiment == "agreement"]
-    assert (agree.value == 1.0).all() and len(agree) == 3 and set(agree.reference) == {"mlx_lm"}
+    assert (agree[agree.reference == "mlx_lm"].value == 1.0).all()
     split = df[(df.experiment == "split") & (df.metric == "phase_share_pct")]
     sums = split.groupby(["variant", "trial"]).value.sum()
     assert np.allclose(sums, 100, atol=1e-6) or (sums <= 100 + 1e-6).all()
     assert set(split.phase) == set(loops.PHASES) | {"other"}
     samp = df[df.experiment == "sampling"]
     assert set(samp.sampler) == {"greedy", "chain", "chain_compiled", "transfer"} and (samp.value > 0).all()
-    assert loop_bench.fastest_measured(df, lm.label) in {"pipelined", "sync"}
-    assert loop_stats.speedup_pct(df, lm.label, "pipelined", "sync") is not None
-    assert (
-        stats.pooled_ratio(dec, "variant", "pipelined", "sync", [], paired_on="trial").n == 3
-    )  # one per round
+
+
+def test_median_ms_per_token_windows_a_batched_loop():
+    """Per-token intervals of a loop that evaluates every 10 tokens are 9 near-zero and one long: a median of
+    single intervals would say ~0 ms, a median of 10-interval windows gives the real time per token."""
+    stamps = [0.0]
+    for i in range(40):
+        stamps.append(stamps[-1] + (0.010 if i % 10 == 0 else 0.0001))
+    gen = decode.Generation(1, list(range(41)), ttft_s=0.0, decode_s=stamps[-1], token_times_s=stamps)
+    assert gen.median_ms_per_token() == pytest.approx(0.1)
+    assert gen.median_ms_per_token(10) == pytest.approx((10 + 9 * 0.1) / 10)
+    assert loop_bench.window(["pipelined", "batched_10"]) == 10 and loop_bench.window(["pipelined"]) == 1
 
 
 def test_identity_check_on_a_model_with_clear_margins(tmp_path):
@@ -214,9 +240,11 @@ def test_bad_names_fail_clearly():
     assert loops.parse_model("tiny:float32")["bits"] is None
     with pytest.raises(ValueError):
         list(loops.steps(None, mx.array([1]), 2, schedule="sometimes"))
-    with pytest.raises(ValueError, match="side_variants must include"):
-        loop_bench.validate(["tiny:float32"], ["mlx_lm", "pipelined"], ["pipelined"], [], "")
+    with pytest.raises(ValueError, match="unknown comparisons"):
+        loop_bench.validate(["tiny:float32"], ["loop_overhead", "nope"], [], [], "")
+    with pytest.raises(ValueError, match="at least one comparison"):
+        loop_bench.validate(["tiny:float32"], [], ["loop_overhead"], [], "")
     with pytest.raises(ValueError, match="pipelining_model"):
-        loop_bench.validate(["tiny:float32"], ["mlx_lm", "pipelined"], ["mlx_lm", "sync"], [], "tiny:4")
+        loop_bench.validate(["tiny:float32"], ["loop_overhead"], [], [], "tiny:4")
     with pytest.raises(models.ModelError):
-        loop_bench.validate(["tiny:3.5"], ["mlx_lm", "pipelined"], ["mlx_lm", "sync"], [], "")
+        loop_bench.validate(["tiny:3.5"], ["loop_overhead"], [], [], "")

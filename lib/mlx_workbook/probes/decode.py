@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import mlx.core as mx
 import mlx.nn as nn
+import numpy as np
 
 Loop = Callable[..., Iterator[int]]
 
@@ -50,6 +51,16 @@ class Generation:
     @property
     def ms_per_token(self) -> float:
         return 1e3 * self.decode_s / (len(self.tokens) - 1) if len(self.tokens) > 1 else float("nan")
+
+    def median_ms_per_token(self, window: int = 1) -> float:
+        """Steady-state time per token: the median over consecutive windows of `window` token intervals of
+        each window's mean (ms). A stall of the host moves one window, not the figure; a loop that evaluates
+        every N tokens needs window N (each window then holds exactly one of its evaluations)."""
+        gaps = np.diff(self.token_times_s)
+        n = len(gaps) // window * window
+        if n == 0:
+            return float("nan")
+        return 1e3 * float(np.median(gaps[:n].reshape(-1, window).mean(axis=1)))
 
     def metrics(self) -> dict[str, tuple[float, str]]:
         """The numbers every generation trial stores: name -> (value, unit)."""

@@ -8,8 +8,10 @@ from dataclasses import dataclass
 import pandas as pd
 from matplotlib.figure import Figure
 
-from mlx_workbook.core import published
+from mlx_workbook.core import blocks, published
 from mlx_workbook.core.frames import rows
+from mlx_workbook.core.verdicts import Interval
+from mlx_workbook.investigations.decode_loop import plans
 from mlx_workbook.investigations.decode_loop import stats as loop_stats
 from mlx_workbook.probes.loops import PHASES, variant
 from mlx_workbook.report import plots
@@ -37,9 +39,18 @@ class Setup:
     no_impact_tolerance_pct: float = 1.0
     share_tolerance_pts: float = 3.0
     variance_tolerance_pts: float = 4.0
-    # The library loop judged against generate_step, named before measuring (the fastest of several would win
-    # by selection alone); the fastest is reported beside it as information.
-    judged_loop: str = "pipelined"
+
+    @property
+    def tolerances(self) -> plans.Tolerances:
+        return plans.Tolerances(
+            self.minor_tolerance_pct, self.no_impact_tolerance_pct, self.share_tolerance_pts
+        )
+
+    @property
+    def judged_loop(self) -> str:
+        """The library loop judged against generate_step, named before measuring (the fastest of several would
+        win by selection alone): the reference of the fastest-loop comparison."""
+        return plans.PLANS[plans.FASTEST[0]].reference
 
     @property
     def claims_label(self) -> str:
@@ -59,25 +70,54 @@ def variant_descriptions(names: list[str]) -> pd.DataFrame:
     ).set_index("variant")
 
 
-# --- tokens/s of every variant --------------------------------------------------------------------------------
+# --- every variant and every comparison --------------------------------------------------------------------
 
 
 def variant_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Per model and variant: tokens/s, % against generate_step (paired by round), CV, rounds."""
-    return loop_stats.variant_summary(df)
+    """Per model and variant, over all its trials in every comparison it ran in (information: unpaired, so
+    host drift between comparisons is in it): median ms/token, tokens/s, CV of tokens/s, trials."""
+    out = []
+    t = rows(df, metric=plans.TIME_METRIC)
+    for (label, name), g in t.groupby(["label", "variant"], sort=False):
+        tps = 1e3 / g.value
+        cv = loop_stats.cv_interval(tps).scaled(100) if len(g) >= 2 else Interval(*[float("nan")] * 3)
+        out.append(
+            {
+                "label": label,
+                "variant": name,
+                "family": variant(name).family,
+                "ms_per_token": float(g.value.median()),
+                "tok_s": float(tps.median()),
+                "cv_pct": cv.value,
+                "cv_low": cv.low,
+                "cv_high": cv.high,
+                "n": len(g),
+            }
+        )
+    return pd.DataFrame(out)
 
 
-def speed_chart(summary: pd.DataFrame, where: str) -> Figure:
-    table = summary[["label", "variant", "vs_mlx_lm_pct", "vs_low", "vs_high"]].rename(
-        columns={"vs_mlx_lm_pct": "median", "vs_low": "low", "vs_high": "high"}
-    )
+def comparisons_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Every comparison's stored outcome: per model, how much faster the reference decodes than each variant
+    (change_pct of ms/token), its interval, blocks, why it stopped and what it could resolve."""
+    parts = [blocks.stop_rows(df, name).assign(comparison=name) for name in plans.PLANS]
+    cols = ["label", "comparison", "reference", "variant", "value", "low", "high", "n_blocks", "stop_reason"]
+    cols += ["decided", "resolvable_pct", "tokens_per_trial"]
+    parts = [p for p in parts if not p.empty]
+    if not parts:
+        return pd.DataFrame(columns=cols)
+    return pd.concat(parts, ignore_index=True)[cols]
+
+
+def comparisons_chart(table: pd.DataFrame, where: str) -> Figure:
+    bars = table.assign(pair=table.reference + " over " + table.variant, median=table.value)
     return plots.bars_with_intervals(
-        table[table.variant != "mlx_lm"],
-        category="variant",
+        bars[["pair", "label", "median", "low", "high"]],
+        category="pair",
         group="label",
         horizontal=True,
-        title=f"Decode speed against mlx-lm's generate_step, {where}",
-        ylabel="% faster than generate_step (median of per-round ratios, 95% interval)",
+        title=f"Each comparison: how much faster the reference decodes, {where}",
+        ylabel="% faster (tokens/s; paired blocks, t interval at the stopping look)",
     )
 
 
@@ -177,10 +217,35 @@ def variability_chart(summary: pd.DataFrame, where: str) -> Figure:
         group="label",
         horizontal=True,
         ceilings=published_variation_marks(),
-        title=f"Run-to-run variation of decode tokens/s, {where}",
+        title=f"Trial-to-trial variation of decode tokens/s, {where}",
         ylabel="coefficient of variation, % (95% interval)",
     )
     return plots.legend_below(fig)
+
+
+def in_loop_sampling_table(df: pd.DataFrame, setup: Setup) -> pd.DataFrame:
+    """Per model: the greedy fast path's and the full chain's ms/token in the same loop, the chain's extra
+    ms per token (paired per block) and its share of a chain token."""
+    out = []
+    for label in setup.labels.values():
+        m = loop_stats.in_loop_sampling(df, label)
+        if m is None:
+            continue
+        out.append(
+            {
+                "label": label,
+                "greedy_ms": m["greedy_ms"],
+                "chain_ms": m["chain_ms"],
+                "extra_ms": m["ms"].value if m["ms"] else float("nan"),
+                "extra_low": m["ms"].low if m["ms"] else float("nan"),
+                "extra_high": m["ms"].high if m["ms"] else float("nan"),
+                "share_pct": m["share"].value,
+                "share_low": m["share"].low,
+                "share_high": m["share"].high,
+                "n_blocks": m["effect"].n,
+            }
+        )
+    return pd.DataFrame(out)
 
 
 def sampling_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -202,50 +267,50 @@ def sampling_chart(table: pd.DataFrame, where: str) -> Figure:
 
 
 def effects_table(df: pd.DataFrame, setup: Setup) -> pd.DataFrame:
-    """Every claim pair's measured effect (% faster, paired by round) on every model that ran both variants;
+    """Every claim's measured effect (% faster, paired blocks) on every model that ran its comparison;
     `judged` marks the model the claim is judged on."""
     out = []
-    for claim_id, (a, b) in loop_stats.CLAIM_PAIRS.items():
+    for claim_id, (plan_name, name) in plans.CLAIMS.items():
         lo, hi = published.figure_range(claim_id)
+        if claim_id == plans.SAMPLING_SHARE:  # a share of the token, not a speed-up: its own table
+            continue
         for label in setup.labels.values():
-            m = loop_stats.speedup_pct(df, label, a, b)
+            m = loop_stats.claim_effect(df, label, claim_id)
             if m is not None:
                 out.append(
                     {
                         "claim": claim_id,
                         "label": label,
-                        "pair": f"{a} vs {b}",
+                        "pair": f"{plans.PLANS[plan_name].reference} vs {name}",
                         "median": m.value,
                         "low": m.low,
                         "high": m.high,
+                        "n": m.n,
+                        "stop_reason": m.stop_reason,
                         "judged": label == setup.judged_on(claim_id),
                         "pub_low": lo,
                         "pub_high": hi,
                     }
                 )
-    return pd.DataFrame(
-        out, columns=["claim", "label", "pair", "median", "low", "high", "judged", "pub_low", "pub_high"]
-    )
+    cols = ["claim", "label", "pair", "median", "low", "high", "n", "stop_reason", "judged", "pub_low"]
+    return pd.DataFrame(out, columns=cols + ["pub_high"])
 
 
 def claims_chart(effects: pd.DataFrame, setup: Setup) -> Figure:
     return plots.effects_vs_published(
         effects[effects.judged],
-        xlabel="% faster (median of per-round tokens/s ratios, 95% interval)",
+        xlabel="% faster (paired blocks: geometric mean of per-block ratios, t interval)",
         title=f"Claimed speed-ups on {setup.claims_label} (pipelining: {setup.pipelining_label}), {setup.where}",
     )
 
 
-def fastest_table(df: pd.DataFrame, summary: pd.DataFrame, setup: Setup) -> pd.DataFrame:
-    """Per model: the loop judged against generate_step (setup.judged_loop, named before measuring) and the
-    fastest greedy library loop (picked after measuring: information), each paired by round."""
-    out = []
-    nan = float("nan")
+def fastest_table(df: pd.DataFrame, setup: Setup) -> pd.DataFrame:
+    """Per model: the loop judged against generate_step (named before measuring), and our copy of
+    generate_step's steps against generate_step (the same blocks), both % faster in tokens/s."""
+    out, nan = [], float("nan")
     for label in setup.labels.values():
-        best = loop_stats.fastest_library_loop(summary, label)
-        judged = loop_stats.speedup_pct(df, label, setup.judged_loop, "mlx_lm")
-        m = loop_stats.speedup_pct(df, label, best, "mlx_lm")
-        copy = loop_stats.speedup_pct(df, label, "logprobs_always", "mlx_lm")
+        judged = loop_stats.effect(df, label, *plans.FASTEST)
+        copy = loop_stats.paired_change(df, label, *plans.COPY)
         out.append(
             {
                 "label": label,
@@ -253,10 +318,8 @@ def fastest_table(df: pd.DataFrame, summary: pd.DataFrame, setup: Setup) -> pd.D
                 "judged_vs_generate_step_pct": judged.value if judged else nan,
                 "judged_low": judged.low if judged else nan,
                 "judged_high": judged.high if judged else nan,
-                "fastest": best,
-                "vs_generate_step_pct": m.value,
-                "low": m.low,
-                "high": m.high,
+                "n": judged.n if judged else 0,
+                "stop_reason": judged.stop_reason if judged else "",
                 "copy_vs_generate_step_pct": copy.value if copy else nan,
             }
         )

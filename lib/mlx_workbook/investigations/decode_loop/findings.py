@@ -11,14 +11,9 @@ from mlx_workbook.core import measure, published, scope, verdicts
 from mlx_workbook.core.frames import rows
 from mlx_workbook.core.results import Finding
 from mlx_workbook.core.verdicts import Interval
+from mlx_workbook.investigations.decode_loop import plans
 from mlx_workbook.investigations.decode_loop import stats as loop_stats
-from mlx_workbook.investigations.decode_loop.analysis import (
-    Setup,
-    fastest_table,
-    split_ms_table,
-    split_share,
-    variant_table,
-)
+from mlx_workbook.investigations.decode_loop.analysis import Setup, split_ms_table, split_share
 from mlx_workbook.report.text import change_text, interval_text, share_text, span, span_pct
 
 # claim -> (what its one-factor pair isolates, notebook section, headline)
@@ -51,27 +46,20 @@ SPEEDUPS = {
     ),
     "slice_vs_take_potential": ("the last logits by slicing over take + squeeze", "claims", False),
 }
-# claim -> (what its pair isolates, the Setup tolerance (±%) it is judged with: "minor" allows more than "none")
-NO_IMPACT = {
-    "dedicated_stream_minor": ("a dedicated stream over the default one", "minor_tolerance_pct"),
-}
-# The two repetition-penalty claims are one measurement (vectorized against token-by-token), one inverted: "a
-# scatter would give 0.5-1%" and "reverting to a loop had no impact". One verdict, against both figures at once
-# (0 to 1%), held by the measured claim; the expectation refers to it and is counted once.
-REP_PENALTY = ("rep_penalty_vectorized_no_impact", "rep_penalty_scatter_potential")
+# claim -> what its pair isolates ("minor": within the minor tolerance of no effect)
+NO_IMPACT = {"dedicated_stream_minor": "a dedicated stream over the default one"}
+REP_PENALTY = plans.REP_PENALTY
 # The compiled-sampling speed-up is an unimplemented expectation ("~"): its range is widened by this much (x).
 COMPILED_SAMPLING_TOLERANCE_X = 0.1
 # An absolute figure of the write-ups' hardware (tok/s, ms) is widened by this share of it: run-to-run and
 # machine-variant spread (judged only on that hardware: core.scope).
 ABSOLUTE_TOLERANCE_SHARE = 0.1
-# Seed 000's per-token split (forward pass, sampling, transfer) divides its whole token time, published as
-# this claim ("constant at ~N ms/token"); its shares, not its ms, are compared across devices.
-TOKEN_TIME_CLAIM = "per_token_time_flat"
+TOKEN_TIME_CLAIM = plans.TOKEN_TIME_CLAIM
 
 
-def pct(i: Interval) -> str:
+def pct(i) -> str:
     """A speed-up in % at two decimals: sub-1% claims are judged here."""
-    return change_text(i, "+.2f")
+    return change_text(getattr(i, "interval", i), "+.2f")
 
 
 def _not_measured(claim_id: str, section: str, what: str) -> Finding:
@@ -84,53 +72,61 @@ def _not_measured(claim_id: str, section: str, what: str) -> Finding:
     )
 
 
+def _missing(claim_id: str, label: str) -> str:
+    plan_name, name = plans.CLAIMS[claim_id]
+    return f"comparison {plan_name!r} ({plans.PLANS[plan_name].reference} vs {name}) did not run on {label}"
+
+
+def _measured(e: loop_stats.Effect, unit: str, **extra) -> dict:
+    return e.interval.measured(
+        unit, n=e.n, stop_reason=e.stop_reason, resolvable_pct=e.resolvable_pct, **extra
+    )
+
+
 def speedup_findings(df: pd.DataFrame, s: Setup) -> list[Finding]:
     out = []
     for claim_id, (what, section, headline) in SPEEDUPS.items():
-        a, b = loop_stats.CLAIM_PAIRS[claim_id]
         model = s.judged_on(claim_id)
-        m = loop_stats.speedup_pct(df, model, a, b)
+        m = loop_stats.claim_effect(df, model, claim_id)
         if m is None:
-            out.append(_not_measured(claim_id, section, f"variants {a!r} and {b!r} must both run on {model}"))
+            out.append(_not_measured(claim_id, section, _missing(claim_id, model)))
             continue
+        plan_name, b = plans.CLAIMS[claim_id]
+        a = plans.PLANS[plan_name].reference
         c = published.claim(claim_id)
         lo, hi = published.figure_range(claim_id)
-        verdict = verdicts.effect_matches(m, lo, hi, loop_stats.claim_tolerance(lo, hi), no_effect_at=0.0)
+        verdict = verdicts.effect_matches(m.interval, lo, hi, plans.claim_tolerance(lo, hi), no_effect_at=0.0)
         out.append(
             Finding(
                 id=claim_id,
                 verdict=verdict,
                 section=section,
                 headline=headline,
-                measured=m.measured("%"),
+                measured=_measured(m, "%"),
                 published=published.reference(claim_id),
-                statement=f"{what[0].upper() + what[1:]}: {pct(m)} tokens/s ({a} vs {b}, {model}, {s.where}); "
-                f"published "
-                f"{span(lo, hi)}% ({c['hardware']}, {c['software'].get('other') or 'MLX'}); verdict: {verdict}.",
+                statement=f"{what[0].upper() + what[1:]}: {pct(m)} tokens/s ({a} vs {b}, {model}, {s.where}; "
+                f"{m.evidence(verdict)}); published {span(lo, hi)}% ({c['hardware']}, "
+                f"{c['software'].get('other') or 'MLX'}); verdict: {verdict}.",
             )
         )
-    for claim_id, (what, tolerance) in NO_IMPACT.items():
-        a, b = loop_stats.CLAIM_PAIRS[claim_id]
-        tol = getattr(s, tolerance)
-        m = loop_stats.speedup_pct(df, s.claims_label, a, b)
+    for claim_id, what in NO_IMPACT.items():
+        m = loop_stats.claim_effect(df, s.claims_label, claim_id)
         if m is None:
-            out.append(
-                _not_measured(
-                    claim_id, "claims", f"variants {a!r} and {b!r} must both run on {s.claims_label}"
-                )
-            )
+            out.append(_not_measured(claim_id, "claims", _missing(claim_id, s.claims_label)))
             continue
-        verdict = verdicts.no_effect(m, tol)
+        plan_name, b = plans.CLAIMS[claim_id]
+        a, tol = plans.PLANS[plan_name].reference, s.minor_tolerance_pct
+        verdict = verdicts.no_effect(m.interval, tol)
         out.append(
             Finding(
                 id=claim_id,
                 verdict=verdict,
                 section="claims",
-                measured=m.measured("%"),
+                measured=_measured(m, "%"),
                 published=published.reference(claim_id),
-                statement=f"Speed of {what}: {pct(m)} ({a} vs {b}, {s.claims_label}, {s.where}); the claim of no more "
-                f"than a minor / no impact holds within ±{tol:g}% only if the whole interval does; "
-                f"verdict: {verdict}.",
+                statement=f"Speed of {what}: {pct(m)} ({a} vs {b}, {s.claims_label}, {s.where}; "
+                f"{m.evidence(verdict)}); the claim of no more than a minor / no impact holds within ±{tol:g}% "
+                f"only if the whole interval does; verdict: {verdict}.",
             )
         )
     return out + rep_penalty_findings(df, s)
@@ -141,28 +137,28 @@ def rep_penalty_findings(df: pd.DataFrame, s: Setup) -> list[Finding]:
     token-by-token one, against 0 (no impact) to the scatter's hoped-for 1%, widened by the no-impact
     tolerance."""
     host, other = REP_PENALTY
-    a, b = loop_stats.CLAIM_PAIRS[other]  # vectorized over token by token
-    m = loop_stats.speedup_pct(df, s.claims_label, a, b)
+    m = loop_stats.claim_effect(df, s.claims_label, host)
     if m is None:
-        why = f"variants {a!r} and {b!r} must both run on {s.claims_label}"
+        why = _missing(host, s.claims_label)
         return [_not_measured(host, "claims", why), _not_measured(other, "claims", why)]
-    lo = min(published.figure_range(host)[0], published.figure_range(other)[0])
-    hi = max(published.figure_range(host)[1], published.figure_range(other)[1])
+    plan_name, b = plans.CLAIMS[host]
+    a = plans.PLANS[plan_name].reference
+    lo, hi = plans.rep_penalty_range()
     tol = s.no_impact_tolerance_pct
-    verdict = verdicts.effect_matches(m, lo, hi, tol)
+    verdict = verdicts.effect_matches(m.interval, lo, hi, tol)
     statement = (
         f"mlx-lm's vectorized (scatter) repetition penalty over one applied token by token: {pct(m)} tokens/s "
-        f"({a} vs {b}, {s.claims_label}, {s.where}). Both published claims are this one difference: reverting "
-        f"to a loop 'had no impact' ({span(*published.figure_range(host))}%) and a scatter 'could give "
-        f"{span(*published.figure_range(other))}%'; together {span(lo, hi)}%, widened by ±{tol:g} points: "
-        f"{verdict}."
+        f"({a} vs {b}, {s.claims_label}, {s.where}; {m.evidence(verdict)}). Both published claims are this one "
+        f"difference: reverting to a loop 'had no impact' ({span(*published.figure_range(host))}%) and a "
+        f"scatter 'could give {span(*published.figure_range(other))}%'; together {span(lo, hi)}%, widened by "
+        f"±{tol:g} points: {verdict}."
     )
     return [
         Finding(
             id=host,
             verdict=verdict,
             section="claims",
-            measured=m.measured("%"),
+            measured=_measured(m, "%"),
             published=published.reference(host),
             statement=statement,
         ),
@@ -170,7 +166,7 @@ def rep_penalty_findings(df: pd.DataFrame, s: Setup) -> list[Finding]:
             id=other,
             verdict=verdict,
             section="claims",
-            measured=m.measured("%", same_as=host),
+            measured=_measured(m, "%", same_as=host),
             published=published.reference(other),
             statement=f"The same measurement as {host} (one verdict, counted once): {statement}",
         ),
@@ -221,51 +217,43 @@ def _sampler_ms(df: pd.DataFrame, label: str, name: str) -> pd.Series:
 
 def sampling_findings(df: pd.DataFrame, s: Setup) -> list[Finding]:
     """Seed 000's decomposition of its per-token time (sampling, transfer, the rest) as shares of a sampled
-    token, and the compiled chain's speed-up on sampling alone."""
-    out, share_of_token, label = [], {}, s.claims_label
+    token, sampling measured inside the decode loop; and the compiled chain's speed-up on sampling alone."""
+    out, label = [], s.claims_label
     token_ms = published.figure_range(TOKEN_TIME_CLAIM)[0]
-    chain_variant = "sample_chain" if not loop_stats.decode_tps(df, label, "sample_chain").empty else "mlx_lm"
-    per_token = rows(df, "decode", "ms_per_token")
-    per_token = per_token[(per_token.label == label) & (per_token.variant == chain_variant)].value
-    for claim_id, name in (
-        ("sampling_ms_per_token_000", "mlx_lm_chain"),
-        ("data_transfer_ms_per_token", "transfer"),
-    ):
+    loop = loop_stats.in_loop_sampling(df, label)
+    sampling_share = loop["share"] if loop else None
+    if loop is None:
+        out.append(_not_measured(plans.SAMPLING_SHARE, "sampling", _missing(plans.SAMPLING_SHARE, label)))
+    else:
+        out.append(_in_loop_sampling_finding(df, s, loop))
+    transfer_share = None
+    claim_id = "data_transfer_ms_per_token"
+    transfer_ms, chain_ms = _sampler_ms(df, label, "transfer"), loop_stats.times(df, label, "sample_chain")
+    if transfer_ms.empty or chain_ms.empty:
+        why = f"the transfer and a sample_chain token are both needed on {label}"
+        out.append(_not_measured(claim_id, "sampling", why))
+    else:
+        transfer_share = Interval.of(measure.ratio_interval(transfer_ms, chain_ms)).scaled(100)
+        pub_lo, pub_hi, tol = plans.share_range(claim_id, s.tolerances)
+        verdict = verdicts.effect_matches(transfer_share, pub_lo, pub_hi, tolerance=tol)
         lo, hi = published.figure_range(claim_id)
-        sampler_ms = _sampler_ms(df, label, name)
-        if sampler_ms.empty:
-            out.append(_not_measured(claim_id, "sampling", f"sampler {name!r} was not timed on {label}"))
-            continue
-        m = Interval.of(measure.ratio_interval(sampler_ms, per_token)).scaled(100)
-        share_of_token[name] = m
-        pub_lo, pub_hi = 100 * lo / token_ms, 100 * hi / token_ms
-        # A "~" share is widened like a "~" speed-up (a quarter of its size), never by more than the share
-        # tolerance: ±3 points around 2.5% would accept anything from 0 to 5.5%.
-        tol = min(s.share_tolerance_pts, loop_stats.claim_tolerance(pub_lo, pub_hi))
-        verdict = verdicts.effect_matches(m, pub_lo, pub_hi, tolerance=tol)
-        what = (
-            "Proxy, the host copy alone (item() and a numpy copy repeated on an already evaluated array, so no "
-            "wait for the device is in it): token + logprobs transfer to the host"
-            if name == "transfer"
-            else "Proxy, the sampler timed alone (one vocabulary row, synchronized after every call, not inside "
-            "the decode loop): sampling with the top-p/min-p/top-k chain (mlx-lm)"
-        )
         out.append(
             Finding(
                 id=claim_id,
                 verdict=verdict,
                 section="sampling",
-                measured=m.measured("%"),
+                measured=transfer_share.measured("%"),
                 published=published.reference(claim_id),
-                statement=f"{what} takes {measure.summarize(sampler_ms).median:.3g} ms per token on "
-                f"{s.where}, {share_text(m)} of a {chain_variant} token ({label}); "
-                f"published ~{span(lo, hi)} ms of ~{token_ms:g} ms ({span(pub_lo, pub_hi)}%) for "
-                f"mlx-node; absolute ms do not carry over between devices, so the shares are compared "
-                f"(±{tol:g} points): {verdict}.",
+                statement=f"Proxy, the host copy alone (item() and a numpy copy repeated on an already evaluated "
+                f"array, so no wait for the device is in it): token + logprobs transfer to the host takes "
+                f"{measure.summarize(transfer_ms).median:.3g} ms per token on {s.where}, "
+                f"{share_text(transfer_share)} of a sample_chain token ({label}); published ~{span(lo, hi)} ms "
+                f"of ~{token_ms:g} ms ({span(pub_lo, pub_hi)}%) for mlx-node; absolute ms do not carry over "
+                f"between devices, so the shares are compared (±{tol:g} points): {verdict}.",
             )
         )
-    if len(share_of_token) == 2:
-        a, t = share_of_token["mlx_lm_chain"], share_of_token["transfer"]
+    if sampling_share is not None and transfer_share is not None:
+        a, t = sampling_share, transfer_share
         fwd = Interval(100 - a.value - t.value, 100 - a.high - t.high, 100 - a.low - t.low)
         lo_ms, hi_ms = published.figure_range("forward_pass_ms_of_20")
         lo, hi = 100 * lo_ms / token_ms, 100 * hi_ms / token_ms
@@ -278,18 +266,18 @@ def sampling_findings(df: pd.DataFrame, s: Setup) -> list[Finding]:
                 section="sampling",
                 measured=fwd.measured("%"),
                 published=published.reference("forward_pass_ms_of_20"),
-                statement=f"Proxy, a residual of the two proxies above (sampler timed alone, host copy "
-                f"alone): what is left of a {chain_variant} token after sampling and transfer "
-                f"(the forward pass, seed "
-                f"000's decomposition): {share_text(fwd)} ({label}, {s.where}); "
-                f"published {span(lo_ms, hi_ms)} of ~{token_ms:g} ms ({lo:.0f}-{hi:.0f}%) for mlx-node; match "
-                f"within ±{tol:g} points: {verdict}.",
+                statement=f"A residual, in part of a proxy: what is left of a sample_chain token after sampling "
+                f"(measured inside the decode loop, above) and the transfer (the host-copy proxy, above), seed "
+                f"000's forward pass: {share_text(fwd)} ({label}, {s.where}); published {span(lo_ms, hi_ms)} of "
+                f"~{token_ms:g} ms ({lo:.0f}-{hi:.0f}%) for mlx-node; match within ±{tol:g} points: {verdict}.",
             )
         )
     else:
         out.append(
             _not_measured(
-                "forward_pass_ms_of_20", "sampling", "samplers 'mlx_lm_chain' and 'transfer' are both needed"
+                "forward_pass_ms_of_20",
+                "sampling",
+                "sampling inside the loop (comparison 'sampling_in_loop') and the transfer are both needed",
             )
         )
     chain_u, chain_c = _sampler_ms(df, label, "chain"), _sampler_ms(df, label, "chain_compiled")
@@ -322,29 +310,60 @@ def sampling_findings(df: pd.DataFrame, s: Setup) -> list[Finding]:
     return out
 
 
+def _in_loop_sampling_finding(df: pd.DataFrame, s: Setup, loop: dict) -> Finding:
+    """Sampling's share of a token measured where it is paid: inside the decode loop, the full chain against
+    the greedy fast path in the same loop, paired per block; the sampler timed alone is quoted beside it."""
+    claim_id, label = plans.SAMPLING_SHARE, s.claims_label
+    e, share, ms = loop["effect"], loop["share"], loop["ms"]
+    pub_lo, pub_hi, tol = plans.share_range(claim_id, s.tolerances)
+    verdict = verdicts.effect_matches(share, pub_lo, pub_hi, tolerance=tol)
+    lo, hi = published.figure_range(claim_id)
+    token_ms = published.figure_range(TOKEN_TIME_CLAIM)[0]
+    alone = _sampler_ms(df, label, "mlx_lm_chain")
+    side = (
+        f" The sampler timed alone (mlx-lm's chain on one row, synchronized after every call) takes "
+        f"{alone.median():.3g} ms: a side table, not this verdict (alone, nothing overlaps it)."
+        if not alone.empty
+        else ""
+    )
+    extra = f"{ms.value:+.3g} ms [{ms.low:+.3g}, {ms.high:+.3g}]" if ms else "n/a"
+    return Finding(
+        id=claim_id,
+        verdict=verdict,
+        section="sampling",
+        measured=share.measured("%", n=e.n, stop_reason=e.stop_reason, extra_ms=ms.value if ms else None),
+        published=published.reference(claim_id),
+        statement=f"Measured inside the decode loop: the top-p/min-p/top-k chain (uncompiled) costs {extra} per "
+        f"token over the greedy argmax fast path in the same pipelined loop ({loop['chain_ms']:.3g} against "
+        f"{loop['greedy_ms']:.3g} ms per token; paired per block), {share_text(share)} of a chain token "
+        f"({label}, {s.where}; {e.evidence(verdict)}); published ~{span(lo, hi)} ms of ~{token_ms:g} ms "
+        f"({span(pub_lo, pub_hi)}%) for mlx-node; absolute ms do not carry over between devices, so the shares "
+        f"are compared (±{tol:g} points): {verdict}.{side}",
+    )
+
+
 def fastest_findings(df: pd.DataFrame, s: Setup) -> list[Finding]:
-    """Per model: the library loop named before measuring (Setup.judged_loop) against generate_step, at least as
-    fast within the minor tolerance; the fastest of all greedy loops is quoted beside it, not judged (the best
-    of several wins by selection alone), with why it is slower when it is."""
+    """Per model: the library loop named before measuring (Setup.judged_loop) against generate_step in their
+    own comparison, at least as fast within the minor tolerance; when it is slower, why, from the data."""
     out, ms, tol = [], split_ms_table(df), s.minor_tolerance_pct
-    for spec, row in zip(s.labels, fastest_table(df, variant_table(df), s).itertuples()):
-        judged = loop_stats.speedup_pct(df, row.label, s.judged_loop, "mlx_lm")
-        best = loop_stats.speedup_pct(df, row.label, row.fastest, "mlx_lm")
-        copy = loop_stats.speedup_pct(df, row.label, "logprobs_always", "mlx_lm")
+    for spec, label in s.labels.items():
+        judged = loop_stats.effect(df, label, *plans.FASTEST)
         slug = f"fastest_vs_generate_step_{spec.replace(':', '_').replace('.', '_')}"
         if judged is None:
-            out.append(_not_measured(slug, "fastest", f"{s.judged_loop!r} did not run on {row.label}"))
+            why = f"comparison {plans.FASTEST[0]!r} ({s.judged_loop} vs mlx_lm) did not run on {label}"
+            out.append(_not_measured(slug, "fastest", why))
             continue
-        verdict = verdicts.at_least(judged, -tol)
+        verdict = verdicts.at_least(judged.interval, -tol)
+        copy = loop_stats.paired_change(df, label, *plans.COPY)
         why = ""
         if verdict == verdicts.DOES_NOT_HOLD:
-            host = ms.loc[(row.label, s.judged_loop)] if (row.label, s.judged_loop) in ms.index else None
+            host = ms.loc[(label, s.judged_loop)] if (label, s.judged_loop) in ms.index else None
             host_ms = (
                 host.reindex(["graph build", "sampling", "other"]).sum() if host is not None else math.nan
             )
             gap_ms = (
-                1e3 / loop_stats.decode_tps(df, row.label, s.judged_loop).median()
-                - 1e3 / loop_stats.decode_tps(df, row.label, "mlx_lm").median()
+                loop_stats.times(df, label, s.judged_loop).median()
+                - loop_stats.times(df, label, "mlx_lm").median()
             )
             why = (
                 f" It is {gap_ms:.3g} ms per token slower, against {host_ms:.3g} ms per token of host-side "
@@ -358,11 +377,10 @@ def fastest_findings(df: pd.DataFrame, s: Setup) -> list[Finding]:
                 verdict=verdict,
                 section="fastest",
                 headline=spec == next(iter(s.labels)),
-                measured=judged.measured("%", loop=s.judged_loop, fastest=row.fastest),
-                statement=f"The library's {s.judged_loop} loop (named before measuring) on {row.label} ({s.where}): "
-                f"{pct(judged)} tokens/s against mlx-lm's generate_step; at least as fast within -{tol:g}%: "
-                f"{verdict}.{why} The fastest of the greedy loops here, {row.fastest}, is {pct(best)} "
-                f"(information: picked after measuring, so favoured by the selection).",
+                measured=_measured(judged, "%", loop=s.judged_loop),
+                statement=f"The library's {s.judged_loop} loop (named before measuring) on {label} ({s.where}): "
+                f"{pct(judged)} tokens/s against mlx-lm's generate_step ({judged.evidence(verdict)}); at least "
+                f"as fast within -{tol:g}%: {verdict}.{why}",
             )
         )
     return out
@@ -372,9 +390,10 @@ def absolute_findings(df: pd.DataFrame, s: Setup) -> list[Finding]:
     """Absolute speeds and variability, judged against the published figures (core.scope marks them "does not
     apply" off the write-ups' Apple hardware); mlx-node and C++ comparisons are not measured (neither runs
     here), with our own loops' numbers beside them as proxies."""
-    label, summary = s.claims_label, variant_table(df)
-    ref, best = loop_stats.decode_tps(df, label, "mlx_lm"), loop_stats.fastest_library_loop(summary, label)
-    ref_tps, best_tps = measure.summarize(ref), measure.summarize(loop_stats.decode_tps(df, label, best))
+    label, judged = s.claims_label, s.judged_loop
+    ref_ms, judged_ms = loop_stats.times(df, label, "mlx_lm"), loop_stats.times(df, label, judged)
+    ref = 1e3 / ref_ms
+    ref_tps, judged_tps = measure.summarize(ref), measure.summarize(1e3 / judged_ms)
     tps_text = interval_text(ref_tps, " tok/s", fmt=".1f")
     out = []
 
@@ -398,21 +417,20 @@ def absolute_findings(df: pd.DataFrame, s: Setup) -> list[Finding]:
         absolute(
             claim_id, Interval.of(ref_tps), "tok/s", f"mlx-lm decodes {label} at {tps_text} on {s.where}"
         )
-    step = rows(df, "decode", "ms_per_token")
-    fwd = measure.summarize(step[(step.label == label) & (step.variant == "mlx_lm")].value)
+    fwd = measure.summarize(ref_ms)
     absolute(
         "mlxlm_forward_pass_ms",
         Interval.of(fwd),
         "ms",
         f"mlx-lm's whole greedy step (forward pass included) takes {fwd.median:.3g} ms per token "
-        f"[{fwd.low:.3g}, {fwd.high:.3g}] for {label} on {s.where}",
+        f"[{fwd.low:.3g}, {fwd.high:.3g}] (trial medians) for {label} on {s.where}",
     )
     out.append(
         _not_measured(
             "mlxnode_decode_tok_s_001",
             "variants",
-            f"mlx-node does not run in the workbook; proxy: our fastest loop ({best}) decodes {label} at "
-            f"{best_tps.median:.1f} tok/s [{best_tps.low:.1f}, {best_tps.high:.1f}] on {s.where}",
+            f"mlx-node does not run in the workbook; proxy: our {judged} loop decodes {label} at "
+            f"{judged_tps.median:.1f} tok/s [{judged_tps.low:.1f}, {judged_tps.high:.1f}] on {s.where}",
         )
     )
     spread = loop_stats.spread_interval(ref).scaled(100)
@@ -436,31 +454,32 @@ def absolute_findings(df: pd.DataFrame, s: Setup) -> list[Finding]:
             measured=spread.measured("% (half range / mean, warm runs)"),
             published=published.reference("mlxlm_variance_pct"),
             statement=f"mlx-lm's decode tokens/s spreads {share_text(spread)} (half the range over the mean, the "
-            f"published statistic, over {ref_tps.n} warm interleaved runs, {label}, {s.where}); published "
-            f"{span(lo, hi)}% on {lm_cv['hardware']} (81-109 tok/s, a cold first run included). Match within "
-            f"±{s.variance_tolerance_pts:g} points: {verdict}.{cold}",
+            f"published statistic, over {ref_tps.n} warm trials in interleaved blocks, {label}, {s.where}); "
+            f"published {span(lo, hi)}% on {lm_cv['hardware']} (81-109 tok/s, a cold first run included). Match "
+            f"within ±{s.variance_tolerance_pts:g} points: {verdict}.{cold}",
         )
     )
     cv_ref = loop_stats.cv_interval(ref).scaled(100)
-    cv_best = loop_stats.cv_interval(loop_stats.decode_tps(df, label, best)).scaled(100)
+    cv_judged = loop_stats.cv_interval(1e3 / judged_ms).scaled(100)
     out.append(
         _not_measured(
             "mlxnode_variance_pct",
             "variability",
             f"mlx-node does not run in the workbook. Proxy, a second loop beside mlx-lm's on the same MLX: "
-            f"our fastest loop ({best}) varies {share_text(cv_best)} (CV) against mlx-lm's {cv_ref.value:.1f}% "
-            f"in the same interleaved runs ({label}, {s.where}); published {node_cv['published']:g}% vs "
+            f"our {judged} loop varies {share_text(cv_judged)} (CV) against mlx-lm's {cv_ref.value:.1f}% "
+            f"in the same interleaved blocks ({label}, {s.where}); published {node_cv['published']:g}% vs "
             f"{lm_cv['published']:g}% ({node_cv['hardware']})",
         )
     )
-    gap = loop_stats.speedup_pct(df, label, best, "mlx_lm")
-    greedy = summary[(summary.label == label) & (summary.family == "greedy")].vs_mlx_lm_pct
+    gap = loop_stats.effect(df, label, *plans.FASTEST)
+    copy = loop_stats.paired_change(df, label, *plans.COPY)
     gap_001, gap_2x = published.claim("mlxnode_vs_mlxlm_gap_001"), published.claim("mlxnode_vs_mlxlm_gap_2x")
+    gap_text = pct(gap) if gap else "not measured"
     out.append(
         _not_measured(
             "mlxnode_vs_mlxlm_gap_001",
             "fastest",
-            f"mlx-node does not run in the workbook. Proxy: our fastest loop ({best}) is {pct(gap)} against "
+            f"mlx-node does not run in the workbook. Proxy: our {judged} loop is {gap_text} against "
             f"generate_step ({label}, {s.where}); published: mlx-node ~{gap_001['published']:g}"
             f"{gap_001['unit']} {gap_001['direction']}",
         )
@@ -469,10 +488,10 @@ def absolute_findings(df: pd.DataFrame, s: Setup) -> list[Finding]:
         _not_measured(
             "mlxnode_vs_mlxlm_gap_2x",
             "fastest",
-            f"mlx-node does not run in the workbook. Proxy: every greedy loop of ours is between "
-            f"{greedy.min():+.1f}% and {greedy.max():+.1f}% of generate_step's speed ({label}, {s.where}): a loop "
-            f"written outside mlx-lm is not {gap_2x['published']:g}{gap_2x['unit']} slower by itself; published "
-            f"{gap_2x['published']:.1f}{gap_2x['unit']}",
+            f"mlx-node does not run in the workbook. Proxy: our {judged} loop is {gap_text} and our copy of "
+            f"generate_step's steps {pct(copy) if copy else 'not measured'} against generate_step's speed "
+            f"({label}, {s.where}): a loop written outside mlx-lm is not {gap_2x['published']:g}{gap_2x['unit']} "
+            f"slower by itself; published {gap_2x['published']:.1f}{gap_2x['unit']}",
         )
     )
     host = Interval.of(

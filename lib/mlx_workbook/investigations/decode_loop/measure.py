@@ -1,14 +1,18 @@
-"""Measuring the decode-loop variants (loops.VARIANTS): interleaved tokens/s, identity of the emitted tokens,
-and the per-phase time split. Every trial is recorded as it finishes.
+"""Measuring the decode-loop variants (loops.VARIANTS): one paired, interleaved comparison per claim
+(core.blocks), the identity of the emitted tokens, and the per-phase time split. Every row is recorded as it
+finishes.
 
-Method, and why (a GPU decode step of a 0.6B model is mostly host work, so host noise matters):
-- every variant is first warmed up on exactly the timed shapes (same prompt, same number of tokens), so
+Method, and why (a GPU decode step of a 0.6B model is mostly host work, and the GPU machine's host changes
+speed for seconds at a time):
+- every variant is first warmed up once on exactly the timed shapes (same prompt, same number of tokens), so
   first-use kernel compilation (NVRTC on CUDA, shader builds on Metal) and allocator growth stay out of the
-  timed trials; the first warm-up's seconds are recorded apart (experiment 'first_use');
-- Python's cyclic garbage collector is off while a round runs (as `timeit` does) and collected between
-  rounds: a collection pass over a notebook's heap takes tens of ms, the size of a whole short trial;
-- rounds: each runs every variant once, in an order rotated by one per round, so a change of machine state
-  hits all variants alike, and stats.py pairs the variants round by round.
+  timed trials; those seconds are recorded apart (experiment 'first_use');
+- each claim's comparison (stats.PLANS) runs only its two or three variants, back to back in a random order
+  per block, and adds blocks until its interval decides the claim's widened band or its time budget is spent
+  (blocks.compare); a trial's value is its steady-state median ms per token, so a host stall moves one window
+  of a trial, not the trial;
+- Python's cyclic garbage collector is collected before each comparison and off while it runs (as `timeit`
+  does): a collection pass over a notebook's heap takes tens of ms.
 """
 
 from __future__ import annotations
@@ -21,12 +25,13 @@ import mlx.core as mx
 import pandas as pd
 
 from mlx_workbook import models
-from mlx_workbook.core import progress
-from mlx_workbook.core.frames import rows
+from mlx_workbook.core import blocks, progress
+from mlx_workbook.investigations.decode_loop import plans
 from mlx_workbook.probes import decode, sampling
 from mlx_workbook.probes.loops import PhaseClock, parse_model, steps, variant
 
-# Each family's reference: greedy variants against generate_step, sampled ones against one of their own.
+# Each family's reference for the token agreement: greedy variants against generate_step, sampled ones against
+# one of their own.
 FAMILY_REFERENCE = {
     "greedy": "mlx_lm",
     "sampled": "sample_fast",
@@ -50,8 +55,8 @@ def collector_paused():
 
 def validate(
     model_specs: list[str],
-    variants: list[str],
-    side_variants: list[str],
+    comparisons: list[str],
+    side_comparisons: list[str],
     samplers: list[str],
     pipelining_model: str,
     *,
@@ -66,71 +71,127 @@ def validate(
             spec["name"], dtype=spec["dtype"], bits=spec["bits"], seed=seed, materialize=False
         )
         models.check_fits(lazy.weight_bytes(), lazy.label)
-    for names, what in ((variants, "variants"), (side_variants, "side_variants")):
-        for name in names:
-            variant(name)  # unknown variant: a ValueError naming the known ones
-        if "mlx_lm" not in names or not any(variant(v).family == "greedy" and v != "mlx_lm" for v in names):
-            raise ValueError(
-                f"{what} must include the reference 'mlx_lm' and at least one greedy library loop"
-            )
+    unknown = sorted((set(comparisons) | set(side_comparisons)) - set(plans.PLANS))
+    if unknown:
+        raise ValueError(f"unknown comparisons {unknown}; known: {', '.join(plans.PLANS)}")
+    if not comparisons:
+        raise ValueError("comparisons needs at least one comparison for the claims model")
     for name in samplers:
         sampling.make(name, **(sampling.CHAIN if name.startswith("chain") else {}))
     if pipelining_model and pipelining_model not in model_specs:
         raise ValueError(f"pipelining_model {pipelining_model!r} is not one of model_specs {model_specs}")
 
 
+def plans_for(
+    spec: str,
+    model_specs: list[str],
+    comparisons: list[str],
+    side_comparisons: list[str],
+    pipelining_model: str,
+) -> list[str]:
+    """The comparisons one model runs: the first model `comparisons`, the others `side_comparisons`; the model
+    the pipelining claim is judged on (pipelining_model, else the last) also runs 'pipelining'."""
+    chosen = list(comparisons if spec == model_specs[0] else side_comparisons)
+    if spec == (pipelining_model or model_specs[-1]) and "pipelining" not in chosen:
+        chosen.append("pipelining")
+    return chosen
+
+
+def window(names: list[str]) -> int:
+    """Token intervals per window of a trial's median: a loop that evaluates every N tokens needs N (each
+    window then holds one of its evaluations); every variant of a comparison uses the same window."""
+    return max(
+        (variant(n).options or {}).get("eval_every", 1)
+        if (variant(n).options or {}).get("schedule") == "batched"
+        else 1
+        for n in names
+    )
+
+
+def trial(loaded: models.LoadedModel, prompt: mx.array, name: str, max_tokens: int, per: int, seed: int):
+    """One variant as a block's callable: decode `max_tokens` tokens, return the median ms per token."""
+    v = variant(name)
+    kwargs = {"seed": seed} if v.options is not None else {}
+
+    def run_once() -> float:
+        gen = decode.measure_generation(loaded.model, prompt, max_tokens, loop=v.loop(), **kwargs)
+        return gen.median_ms_per_token(per)
+
+    return run_once
+
+
+def warm_up(
+    run, loaded: models.LoadedModel, names: list[str], prompt: mx.array, max_tokens: int, seed: int
+) -> dict[str, list[int]]:
+    """Each variant once, untimed for the comparisons, on the timed shapes (experiment 'first_use': its
+    seconds, where first-use kernel compilation shows). Returns each variant's tokens."""
+    tokens = {}
+    for name in names:
+        v = variant(name)
+        tic = time.perf_counter()
+        gen = decode.measure_generation(
+            loaded.model,
+            prompt,
+            max_tokens,
+            loop=v.loop(),
+            **({"seed": seed} if v.options is not None else {}),
+        )
+        tokens[name] = gen.tokens
+        run.record(
+            "first_use",
+            "warmup_s",
+            time.perf_counter() - tic,
+            "s",
+            trial=0,
+            variant=name,
+            label=loaded.label,
+            generated_tokens=max_tokens,
+            **loaded.describe(),
+        )
+    return tokens
+
+
 def compare(
     run,
     loaded: models.LoadedModel,
-    names: list[str],
+    plan_names: list[str],
     *,
+    tolerances: plans.Tolerances,
     prompt_tokens: int,
     max_tokens: int,
-    repeats: int,
-    warmup: int = 1,
+    budget_s: float,
+    min_blocks: int,
+    max_blocks: int,
     seed: int = 0,
 ) -> dict[str, list[int]]:
-    """Decode tokens/s of every variant in interleaved rounds (experiment 'decode', trial = round).
-    Returns each variant's tokens (first round)."""
-    variants = [variant(n) for n in names]
+    """Warm every variant the plans need once, then run each plan as its own blocks.compare (experiment = the
+    plan's name, one row per trial: its median ms/token; one change_pct row per variant with why it stopped).
+    Returns each variant's tokens (warm-up generation)."""
     prompt = models.random_prompt(loaded, prompt_tokens, seed=seed)
-    kwargs = {v.name: ({"seed": seed} if v.options is not None else {}) for v in variants}
-    for w in range(warmup):  # the timed shapes exactly: kernels compiled, buffers allocated, untimed
-        for v in variants:
-            tic = time.perf_counter()
-            decode.measure_generation(loaded.model, prompt, max_tokens, loop=v.loop(), **kwargs[v.name])
-            if w == 0:
-                run.record(
-                    "first_use",
-                    "warmup_s",
-                    time.perf_counter() - tic,
-                    "s",
-                    trial=0,
-                    variant=v.name,
-                    label=loaded.label,
-                    generated_tokens=max_tokens,
-                    **loaded.describe(),
-                )
-    tokens: dict[str, list[int]] = {}
-    for trial in progress.steps(range(repeats), f"{loaded.label}: round"):
-        k = trial % len(variants)
+    names = list(dict.fromkeys(n for p in plan_names for n in plans.PLANS[p].names))
+    tokens = warm_up(run, loaded, names, prompt, max_tokens, seed)
+    for i, plan_name in enumerate(progress.steps(plan_names, f"{loaded.label}: comparison")):
+        plan = plans.PLANS[plan_name]
+        per = window(plan.names)
         with collector_paused():
-            for position, v in enumerate(variants[k:] + variants[:k]):
-                gen = decode.measure_generation(
-                    loaded.model, prompt, max_tokens, loop=v.loop(), **kwargs[v.name]
-                )
-                tokens.setdefault(v.name, gen.tokens)
-                decode.record_generation(
-                    run,
-                    "decode",
-                    gen,
-                    trial=trial,
-                    variant=v.name,
-                    family=v.family,
-                    position=position,
-                    label=loaded.label,
-                    **loaded.describe(),
-                )
+            blocks.compare(
+                run,
+                plan_name,
+                {n: trial(loaded, prompt, n, max_tokens, per, seed) for n in plan.names},
+                reference=plan.reference,
+                bands=plans.bands(plan_name, tolerances),
+                metric=plans.TIME_METRIC,
+                unit="ms",
+                budget_s=budget_s,
+                min_blocks=min_blocks,
+                max_blocks=max_blocks,
+                warmup=0,  # warm_up above ran every variant once already
+                seed=seed + i,
+                label=loaded.label,
+                tokens_per_trial=max_tokens,
+                window_tokens=per,
+                **loaded.describe(),
+            )
     return tokens
 
 
@@ -248,52 +309,46 @@ def _split_trials(run, loaded, names, prompt, max_tokens, repeats, seed) -> None
             )
 
 
-def fastest_measured(df: pd.DataFrame, label: str) -> str:
-    """The greedy library loop with the highest median decode tokens/s so far on one model (generate_step
-    excluded), from the raw rows: cheap enough mid-measurement to pick the loop whose time is split next.
-    (The analysis names the fastest from its bootstrap summary: stats.fastest_library_loop.)"""
-    medians = rows(df, "decode", "decode_tps", label=label).groupby("variant").value.median()
-    greedy = [n for n in medians.index if variant(n).family == "greedy" and n != "mlx_lm"]
-    return str(medians.loc[greedy].idxmax())
-
-
 def measure_model(
     run,
     spec_text: str,
-    names: list[str],
+    plan_names: list[str],
     *,
+    tolerances: plans.Tolerances,
     samplers: list[str],
     prompt_tokens: int,
     max_tokens: int,
-    repeats: int,
-    warmup: int,
+    budget_s: float,
+    min_blocks: int,
+    max_blocks: int,
     split_tokens: int,
     split_repeats: int,
     sampler_calls: int,
     sampler_repeats: int,
     seed: int = 0,
 ) -> str:
-    """Everything measured on one model: the interleaved comparison, the agreement with each family's
-    reference, the time split of generate_step's steps (its copy) and of the fastest library loop, and the
-    samplers alone (when asked). Returns the model's label."""
+    """Everything measured on one model: the comparisons, the agreement with each family's reference, the time
+    split of generate_step's steps (its copy) and of the judged loop (pipelined), and the samplers alone (when
+    asked). Returns the model's label."""
     spec = parse_model(spec_text)
     loaded = models.build_preset(spec["name"], dtype=spec["dtype"], bits=spec["bits"], seed=seed)
     tokens = compare(
         run,
         loaded,
-        names,
+        plan_names,
+        tolerances=tolerances,
         prompt_tokens=prompt_tokens,
         max_tokens=max_tokens,
-        repeats=repeats,
-        warmup=warmup,
+        budget_s=budget_s,
+        min_blocks=min_blocks,
+        max_blocks=max_blocks,
         seed=seed,
     )
     record_agreement(run, loaded, tokens)
-    fastest = fastest_measured(run.measurements, loaded.label)
     time_split(
         run,
         loaded,
-        list(dict.fromkeys(["logprobs_always", fastest])),
+        ["logprobs_always", "pipelined"],
         prompt_tokens=prompt_tokens,
         max_tokens=split_tokens,
         repeats=split_repeats,

@@ -1,56 +1,117 @@
-"""Reading the decode-loop comparison (experiment 'decode' of measure.compare) back from stored rows.
-
-Effects are paired by round: compare() runs every variant once per round, so the ratio of two variants'
-tokens/s within one round cancels whatever drifted between rounds (clocks, other load); the effect is the
-median of those per-round ratios with a 95% bootstrap interval over rounds.
-"""
+"""Reading 02_decode_loop's comparisons back from stored rows (plans.py says what was compared and against
+which band): each claim's stored outcome, paired changes, trial times, sampling's cost inside the loop, and the
+run-to-run spread statistics."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from mlx_workbook.core import intervals, measure, stats, verdicts
+from mlx_workbook.core import blocks, intervals, verdicts
 from mlx_workbook.core.frames import rows
-from mlx_workbook.probes.loops import variant
+from mlx_workbook.investigations.decode_loop.plans import (
+    CLAIMS,
+    PLANS,
+    SAMPLING_SHARE,
+    STEADY_TOKENS,
+    TIME_METRIC,
+    share_of_token,
+)
 
-# Published claim -> (variant, variant it is set against): the one-factor pair whose tokens/s ratio measures it.
-CLAIM_PAIRS = {
-    "unused_logits_eval_cost": ("logprobs_always", "eval_logits"),
-    "conditional_logprobs_gain": ("pipelined", "logprobs_always"),
-    "sampling_fast_path_gain": ("sample_fast", "sample_t1"),
-    "logits_optimizations_total_gain": ("sample_fast", "sample_before_001"),
-    "async_pipelining_gain": ("pipelined", "batched_10"),
-    "compiled_sampling_potential_001": ("sample_chain_compiled", "sample_chain"),
-    "rep_penalty_scatter_potential": ("rep_penalty", "rep_penalty_loop"),
-    "slice_vs_take_potential": ("pipelined", "take_logits"),
-    "dedicated_stream_minor": ("pipelined", "default_stream"),
-    "rep_penalty_vectorized_no_impact": ("rep_penalty_loop", "rep_penalty"),
-}
+# --- reading stored comparisons back ---------------------------------------------------------------------
 
 
-def decode_tps(df: pd.DataFrame, label: str, name: str) -> pd.Series:
-    """Decode tokens/s of one variant on one model, one value per round (index: trial = round)."""
-    return rows(df, "decode", "decode_tps", label=label, variant=name).set_index("trial").value
+@dataclass(frozen=True)
+class Effect:
+    """A comparison's stored outcome for one variant: % change with its interval and how it was reached."""
+
+    value: float
+    low: float
+    high: float
+    n: int
+    stop_reason: str
+    resolvable_pct: float
+    tokens: int  # tokens per trial
+
+    @property
+    def interval(self) -> verdicts.Interval:
+        return verdicts.Interval(self.value, self.low, self.high)
+
+    def evidence(self, verdict: str = "") -> str:
+        """n, trial length, why it stopped; for an undecided verdict the smallest effect it could resolve."""
+        steady = "" if self.tokens >= STEADY_TOKENS else f", fewer than the {STEADY_TOKENS} of steady state"
+        text = f"n={self.n} blocks of {self.tokens}-token trials{steady}, stopped: {self.stop_reason}"
+        if verdict == verdicts.INCONCLUSIVE:
+            text += f"; the smallest effect these blocks could resolve: ±{self.resolvable_pct:.3g}%"
+        return text
 
 
-def speedup_pct(df: pd.DataFrame, label: str, a: str, b: str) -> verdicts.Interval | None:
-    """How much faster `a` decodes than `b`, in %: median of the per-round ratios - 1, bootstrap interval."""
-    r = stats.pooled_ratio(
-        rows(df, "decode", "decode_tps", label=label), "variant", a, b, [], paired_on="trial"
+def model_rows(df: pd.DataFrame, label: str) -> pd.DataFrame:
+    return df[df.label == label] if "label" in df else df.iloc[:0]
+
+
+def effect(df: pd.DataFrame, label: str, plan_name: str, variant: str) -> Effect | None:
+    """The stored change_pct row of `variant` in comparison `plan_name` on one model (None: not run)."""
+    out = blocks.stop_rows(model_rows(df, label), plan_name)
+    out = out[out.variant == variant]
+    if out.empty:
+        return None
+    r = out.iloc[0]
+    return Effect(
+        float(r.value),
+        float(r.low),
+        float(r.high),
+        int(r.n_blocks),
+        str(r.stop_reason),
+        float(r.resolvable_pct),
+        int(r.tokens_per_trial),
     )
-    return verdicts.Interval.change_pct(r) if r else None
 
 
-# A published speed-up ("4-5%") is approximate ('~' in the write-ups) and of other hardware: it is widened by a
-# share of its size, and by a floor for the sub-1% claims, which no run-to-run noise could otherwise resolve.
-SPEEDUP_TOLERANCE_SHARE = 0.25
-SPEEDUP_TOLERANCE_MIN_PCT = 0.5
+def claim_effect(df: pd.DataFrame, label: str, claim_id: str) -> Effect | None:
+    return effect(df, label, *CLAIMS[claim_id])
 
 
-def claim_tolerance(low: float, high: float) -> float:
-    """Points a published speed-up range is widened by (see SPEEDUP_TOLERANCE_SHARE / _MIN_PCT)."""
-    return max(SPEEDUP_TOLERANCE_MIN_PCT, SPEEDUP_TOLERANCE_SHARE * max(abs(low), abs(high)))
+def paired_change(df: pd.DataFrame, label: str, variant: str, reference: str) -> intervals.Estimate | None:
+    """% change of `variant` over `reference` from the blocks where both ran in one comparison (t interval on
+    the paired log-ratios): e.g. our copy of generate_step's steps against generate_step itself."""
+    mine = model_rows(df, label)
+    for name, plan in PLANS.items():
+        if {variant, reference} <= set(plan.names):
+            lr = blocks.paired_log_ratios(mine, name, variant, reference, TIME_METRIC)
+            if len(lr) >= 2:
+                return blocks.change_pct(lr.to_numpy(), intervals.CONFIDENCE)
+    return None
+
+
+def times(df: pd.DataFrame, label: str, variant: str) -> pd.Series:
+    """Every stored per-trial median ms/token of one variant on one model, over all its comparisons."""
+    t = rows(df, metric=TIME_METRIC)
+    return t[(t.label == label) & (t.variant == variant)].value
+
+
+def in_loop_sampling(df: pd.DataFrame, label: str) -> dict | None:
+    """Sampling's cost inside the decode loop: per block, the full chain's ms/token minus the greedy fast
+    path's (the same loop otherwise), as ms (t interval on the paired differences) and as a share of a
+    chain token (from the comparison's stored change_pct)."""
+    plan_name, chain = CLAIMS[SAMPLING_SHARE]
+    e = effect(df, label, plan_name, chain)
+    if e is None:
+        return None
+    sel = rows(model_rows(df, label), plan_name, TIME_METRIC)
+    wide = sel.pivot_table(index="block", columns="variant", values="value", aggfunc="first").dropna()
+    ref = PLANS[plan_name].reference
+    diff = intervals.t_interval(wide[chain] - wide[ref]) if len(wide) >= 2 else None
+    share = verdicts.Interval(share_of_token(e.value), share_of_token(e.low), share_of_token(e.high))
+    return {
+        "effect": e,
+        "share": share,
+        "ms": diff,
+        "chain_ms": float(np.median(wide[chain])),
+        "greedy_ms": float(np.median(wide[ref])),
+    }
 
 
 def cv_interval(values) -> verdicts.Interval:
@@ -78,36 +139,3 @@ def spread_interval(values) -> verdicts.Interval:
     arr = np.asarray(values, dtype=float)
     cv, half_d2 = intervals.cv_interval(arr), _expected_range(len(arr)) / 2
     return verdicts.Interval(float(_half_range(arr)), cv.low * half_d2, cv.high * half_d2)
-
-
-def variant_summary(df: pd.DataFrame) -> pd.DataFrame:
-    """Per model and variant: median tokens/s with interval, CV with interval, % against mlx-lm (paired)."""
-    out = []
-    dec = rows(df, "decode", "decode_tps")
-    for (label, name), g in dec.groupby(["label", "variant"], sort=False):
-        s, cv = measure.summarize(g.value), cv_interval(g.value).scaled(100)
-        vs = speedup_pct(df, label, name, "mlx_lm")
-        out.append(
-            {
-                "label": label,
-                "variant": name,
-                "family": variant(name).family,
-                "tok_s": s.median,
-                "low": s.low,
-                "high": s.high,
-                "cv_pct": cv.value,
-                "cv_low": cv.low,
-                "cv_high": cv.high,
-                "vs_mlx_lm_pct": vs.value if vs else np.nan,
-                "vs_low": vs.low if vs else np.nan,
-                "vs_high": vs.high if vs else np.nan,
-                "n": s.n,
-            }
-        )
-    return pd.DataFrame(out)
-
-
-def fastest_library_loop(summary: pd.DataFrame, label: str) -> str:
-    """The library's greedy variant with the highest median tokens/s on a model (generate_step excluded)."""
-    g = summary[(summary.label == label) & (summary.family == "greedy") & (summary.variant != "mlx_lm")]
-    return str(g.sort_values("tok_s").variant.iloc[-1])

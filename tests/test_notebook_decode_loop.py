@@ -1,0 +1,45 @@
+"""02_decode_loop executed through papermill on the test profile, then checked on its stored data: every claim's
+comparison is stored as blocks with a stop reason, and the sampling share is computed from in-loop rows."""
+
+from __future__ import annotations
+
+import pytest
+
+from mlx_workbook.core import blocks, results
+from mlx_workbook.investigations.decode_loop import plans
+from mlx_workbook.investigations.decode_loop import stats as loop_stats
+from mlx_workbook.report import runner
+
+pytestmark = pytest.mark.notebook
+
+
+@pytest.fixture(scope="module")
+def run_02(tmp_path_factory):
+    root = tmp_path_factory.mktemp("reports-02_decode_loop")
+    code = runner.run_notebooks(["02_decode_loop"], "test", {}, root=root)
+    run_dir = results.find_runs(root)[0].path
+    return code, results.read_measurements(run_dir), results.read_summary(run_dir)
+
+
+def test_02_stores_block_comparisons_with_stop_reasons(run_02):
+    code, df, summary = run_02
+    assert code == 0 and summary["status"] == "ok", summary.get("error")
+    assert summary["method_version"] == 4
+    for name, plan in plans.PLANS.items():
+        trials = df[(df.experiment == name) & (df.metric == plans.TIME_METRIC)]
+        assert set(trials.variant) == set(plan.names), name  # only the variants the claim needs
+        assert (trials.groupby("block").variant.nunique() == len(plan.names)).all()  # all of them per block
+        outcome = blocks.stop_rows(df, name)
+        assert set(outcome.variant) == set(plan.variants), name
+        assert outcome.stop_reason.isin([blocks.DECIDED, blocks.BUDGET, blocks.MAX_BLOCKS]).all()
+        assert (outcome.n_blocks >= 2).all() and (outcome.reference == plan.reference).all()
+
+
+def test_02_sampling_share_comes_from_the_loop(run_02):
+    _, df, summary = run_02
+    label = df[df.experiment == "sampling_in_loop"].label.iloc[0]
+    loop = loop_stats.in_loop_sampling(df, label)
+    found = {f["id"]: f for f in summary["findings"]}["sampling_ms_per_token_000"]
+    assert found["measured"]["value"] == pytest.approx(loop["share"].value)
+    assert found["measured"]["n"] == loop["effect"].n
+    assert found["statement"].startswith("Measured inside the decode loop")
