@@ -58,6 +58,19 @@ def test_sets_pair_by_notebook_and_count_agreement_over_claims_judged_from_data(
     assert not cliffs["identical"] and cliffs["only_b"] == [("decode", "255", "256")]
     assert cliffs["columns"] == ["sweep", "before_length", "length"]  # the float excess is no identity
     assert any("c2: A inconclusive, B does not hold" in line for line in found.summary_lines())
+    per = found.per_notebook().set_index("notebook")
+    assert per.loc["01_x", ["judged", "agree", "inconclusive_a", "inconclusive_b"]].tolist() == [2, 1, 1, 0]
+
+
+def test_interval_width_is_in_percent_of_the_value():
+    width = agreement.interval_width
+    assert (
+        width(results.Finding("x", "", measured={"value": -1.0, "low": -3.0, "high": 2.0, "unit": "%"})) == 5
+    )
+    assert width(
+        results.Finding("x", "", measured={"value": 2.0, "low": 1.9, "high": 2.1, "unit": "x"})
+    ) == pytest.approx(10)
+    assert pd.isna(width(results.Finding("x", "", measured={"value": 2.0, "unit": "x"})))
 
 
 def test_identical_lists_and_the_newest_run_per_notebook(tmp_path, two_sets):

@@ -79,13 +79,33 @@ def verdict_table(run_a: Path, run_b: Path) -> pd.DataFrame:
 
     ca, cb = claims(a), claims(b)
     rows = [
-        {"notebook": a.notebook, "id": i, "verdict_a": ca.get(i, ""), "verdict_b": cb.get(i, "")}
+        {
+            "notebook": a.notebook,
+            "id": i,
+            "verdict_a": ca.get(i, ""),
+            "verdict_b": cb.get(i, ""),
+            "width_a": interval_width(a.finding(i)),
+            "width_b": interval_width(b.finding(i)),
+        }
         for i in sorted(set(ca) | set(cb))
     ]
-    table = pd.DataFrame(rows, columns=["notebook", "id", "verdict_a", "verdict_b"])
+    table = pd.DataFrame(rows, columns=["notebook", "id", "verdict_a", "verdict_b", "width_a", "width_b"])
     table["agree"] = table.verdict_a == table.verdict_b
     table["from_data"] = table.verdict_a.isin(verdicts.FROM_DATA) | table.verdict_b.isin(verdicts.FROM_DATA)
     return table
+
+
+def interval_width(finding: results.Finding | None) -> float:
+    """A claim's measured interval as a width in % of its value: in points for a % change (the same thing for
+    a ratio near 1), else (high - low) / |value|; nan without an interval."""
+    m = (finding.measured if finding else None) or {}
+    try:
+        value, low, high = float(m["value"]), float(m["low"]), float(m["high"])
+    except (KeyError, TypeError, ValueError):
+        return float("nan")
+    if str(m.get("unit", "")).strip() == "%":
+        return high - low
+    return 100 * (high - low) / abs(value) if value else float("nan")
 
 
 def _identity_columns(table: pd.DataFrame) -> list[str]:
@@ -135,6 +155,22 @@ class Agreement:
         judged = col.isin(verdicts.FROM_DATA)
         return int((col[judged] == verdicts.INCONCLUSIVE).sum()), int(judged.sum())
 
+    def per_notebook(self) -> pd.DataFrame:
+        """Per notebook: claims judged from data, agreeing, inconclusive and the median interval width (% of
+        the value) in A and in B."""
+        out = []
+        for notebook, part in self.verdicts.groupby("notebook", sort=True):
+            row = {"notebook": notebook, "judged": int(part.from_data.sum())}
+            row["agree"] = int(part[part.from_data].agree.sum())
+            for side in ("a", "b"):
+                col = part[f"verdict_{side}"]
+                row[f"inconclusive_{side}"] = int((col == verdicts.INCONCLUSIVE).sum())
+                row[f"median_width_{side}"] = float(
+                    part[col.isin(verdicts.FROM_DATA)][f"width_{side}"].median()
+                )
+            out.append(row)
+        return pd.DataFrame(out)
+
     def summary_lines(self) -> list[str]:
         j = self.judged
         lines = [
@@ -159,6 +195,11 @@ class Agreement:
                     if d["identical"]
                     else f"{len(d['only_a'])} only in A, {len(d['only_b'])} only in B."
                 )
+            )
+        for r in self.per_notebook().itertuples():
+            lines.append(
+                f"  {r.notebook}: {r.agree} of {r.judged} agree; inconclusive A {r.inconclusive_a}, B "
+                f"{r.inconclusive_b}; median interval width A {r.median_width_a:.3g}%, B {r.median_width_b:.3g}%"
             )
         for r in j[~j.agree].itertuples():
             lines.append(f"  differs: {r.notebook} {r.id}: A {r.verdict_a or '-'}, B {r.verdict_b or '-'}")

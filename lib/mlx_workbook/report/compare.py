@@ -206,6 +206,7 @@ def verdicts_section(found: agreement.Agreement) -> str:
     return (
         '<h2 id="verdicts">Verdicts</h2>'
         + "".join(f"<p>{html.esc(line)}</p>" for line in found.summary_lines() if not line.startswith("  "))
+        + found.per_notebook().round(2).to_html(index=False, border=0)
         + "<table><tr><th>notebook</th><th>claim</th><th>A</th><th>B</th><th>agree</th></tr>"
         + rows
         + "</table>"
