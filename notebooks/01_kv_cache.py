@@ -35,6 +35,13 @@
 # and values per token, which is what both the original's `.copy()` calls and its concatenation cost. Its
 # ratio to `preallocated` therefore measures both "copies" claims. Models are shape-faithful presets at random
 # weights: the same bytes and kernels as the real checkpoints, so times carry over (text would not).
+#
+# Two kinds of measurement. The claims are answered by **paired interleaved blocks** (`core.blocks`): each block
+# runs the compared variants back to back in a fresh random order, each variant one trial of `claim_tokens`
+# decoded tokens whose median interval is its steady-state time per token; the verdict is judged on the
+# per-block log-ratios with a t interval, and blocks are added until the interval decides the claim's no-effect
+# band, `budget_s` runs out or `max_blocks` ran. A **length sweep** (every strategy at every length, short trials
+# of `decode_tokens`) draws time per token against context: descriptive, no verdict.
 
 # %% tags=["parameters"]
 profile: str = "quick"  # parameter profile this run came from (set by the runner)
@@ -64,11 +71,11 @@ original_lengths: list = [
     50,
     100,
 ]  # the original's lengths, a subset of lengths: the range its claim covers
-decode_tokens: int = 16  # tokens decoded at each length (their mean interval is the per-token time)
+decode_tokens: int = 16  # tokens decoded per sweep trial (their median interval: its time per token)
 step: int = 256  # pre-allocation step of the preallocated cache, tokens (mlx-lm's default is 256)
 window: int = 1000  # rotating cache size, tokens
 keep: int = 4  # tokens the rotating cache always keeps from the start (as mlx-lm's max_kv_size does)
-repeats: int = 5  # timed trials per strategy and length
+repeats: int = 5  # sweep rounds: timed trials per strategy and length
 warmup: int = (
     1  # untimed generations per strategy at the shortest length (if above 0, a short pass at every length)
 )
@@ -79,6 +86,11 @@ copy_tolerance: float = 0.05  # relative extra time of concat over preallocated 
 slice_sizes_mb: list = [1, 16, 64]  # buffer sizes of the slice_update probe, MB
 slice_updates: int = 20  # one-token writes per slice_update trial
 identity_tokens: int = 48  # greedy tokens compared across strategies (the prompt stops short of the window)
+claim_tokens: int = 256  # tokens decoded per trial of the claims' blocks (at least 256 for a steady state)
+flat_strategy: str = "preallocated"  # cache whose flatness over the original's lengths decides the claim
+budget_s: float = 20.0  # wall-time budget of each block comparison, s (one more block may finish after it)
+min_blocks: int = 6  # blocks before a comparison's interval is first looked at
+max_blocks: int = 16  # blocks at most per comparison
 seed: int = 0  # seed of the random weights and prompts
 
 # %%
@@ -87,9 +99,11 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from mlx_workbook import models
-from mlx_workbook.core import results
+from mlx_workbook.core import hoststate, results
 from mlx_workbook.investigations.kv_cache import analysis, findings, measure
 from mlx_workbook.models import roofline
+from mlx_workbook.probes import kernels
+from mlx_workbook.report import plots
 
 # Parameters are checked before anything heavy runs: unknown preset, dtype or bits, a model too large for this
 # device, or impossible lengths are one clear error now.
@@ -116,10 +130,15 @@ measure.validate(
     slice_updates=slice_updates,
     identity_tokens=identity_tokens,
     identity_window=check_window,
+    claim_tokens=claim_tokens,
+    flat_strategy=flat_strategy,
+    budget_s=budget_s,
+    min_blocks=min_blocks,
+    max_blocks=max_blocks,
     max_length=min(models.preset_config(p).get("max_position_embeddings", 10**9) for p in presets),
 )
 
-run = results.start("01_kv_cache", globals(), method_version=4)
+run = results.start("01_kv_cache", globals(), method_version=5)
 display(pd.Series(run.environment.as_dict() | {"run_id": run.run_id}, name="environment").to_frame())
 
 # %% [markdown]
@@ -148,20 +167,31 @@ display(analysis.identity_table(run.measurements))
 del varied
 
 # %% [markdown]
-# ## Time per token as the context grows <a id="per_token"></a>
-# At each length L the prompt (random token ids) is prefilled into a fresh cache by mlx-lm's `generate_step`,
-# which then decodes `decode_tokens` tokens greedily; the time per token is the median interval between their
-# host timestamps (`Generation.token_times_s`, mlx-lm's own loop with its pipelining; the median so that one
-# stall of a shared machine does not move it, mlx-lm's mean is stored beside it as `ms_per_token`), so the
-# context during decoding runs from L to L + `decode_tokens`. This separates the length from the count of
-# decoded tokens: decoding thousands of tokens to reach a long context would cost minutes per trial, while
-# prefilling it is cheap. (The original decoded 10..100 tokens from a short prompt: the same contexts for its range.)
-# The trials run in `repeats` rounds; each round visits every length, and at each length every strategy back
-# to back (in an order rotated from round to round), so that slow drifts of the machine (on a GPU the time
-# per token of a small model can sit in a slow mode for seconds) hit every length and strategy alike instead
-# of one length. Warm-up, not recorded: `warmup` generations per strategy at the shortest length, then one
-# short pass (2 decoded tokens) of every strategy at every length, so that the first use of a length's larger
-# prefill shapes and cache buffers is not paid by whichever strategy runs first in round 0.
+# ## Measuring: the sweep and the claims' blocks, model by model <a id="measure"></a>
+# Each model is built once; its length sweep runs first, then the claims' block comparisons
+# (`measure.claim_comparisons`: concat against preallocated from the original's shortest context and at the
+# longest length, and `flat_strategy` at the original's longest against its shortest context), each with its
+# own `budget_s`. The sections below read the stored rows.
+#
+# **The sweep.** At each length L the prompt (random token ids) is prefilled into a fresh cache by mlx-lm's
+# `generate_step`, which then decodes `decode_tokens` tokens greedily; the time per token is the median
+# interval between their host timestamps (`Generation.token_times_s`, mlx-lm's own loop with its pipelining;
+# the median so that one stall of a shared machine does not move it, mlx-lm's mean is stored beside it as
+# `ms_per_token`), so the context during decoding runs from L to L + `decode_tokens`. This separates the
+# length from the count of decoded tokens: decoding thousands of tokens to reach a long context would cost
+# minutes per trial, while prefilling it is cheap. (The original decoded 10..100 tokens from a short prompt:
+# the same contexts for its range.) The trials run in `repeats` rounds; each round visits every length, and at
+# each length every strategy back to back (in an order rotated from round to round), so that slow drifts of
+# the machine (on a GPU the time per token of a small model can sit in a slow mode for seconds) hit every
+# length and strategy alike instead of one length. Warm-up, not recorded: `warmup` generations per strategy at
+# the shortest length, then one short pass (2 decoded tokens) of every strategy at every length, so that the
+# first use of a length's larger prefill shapes and cache buffers is not paid by whichever strategy runs first
+# in round 0.
+#
+# **The claims' blocks.** A trial prefills L tokens and decodes `claim_tokens` (at least 256 for a steady-state
+# time per token), so its context runs from L to L + `claim_tokens`; two trials started at 10 and at 100 tokens
+# still differ by 90 tokens of context at every step, the difference the original's range asks about (a cost
+# linear in context shifts their medians by that much).
 
 # %%
 for name in presets:
@@ -183,11 +213,37 @@ for name in presets:
         split_tokens=split_tokens,
         seed=seed,
     )
+    # the flatness claim is decided on the claim model only; the long-context copy on every model
+    plans = measure.claim_comparisons(
+        strategies,
+        original_lengths,
+        max(lengths),
+        flat_strategy=flat_strategy,
+        flat_tolerance=flat_tolerance,
+        copy_tolerance=copy_tolerance,
+    )
+    if name != presets[0]:
+        plans = [c for c in plans if c.experiment == measure.COPY_LONG]
+    measure.compare_claims(
+        run,
+        loaded,
+        plans,
+        tokens=claim_tokens,
+        budget_s=budget_s,
+        min_blocks=min_blocks,
+        max_blocks=max_blocks,
+        warmup=warmup,
+        step=step,
+        window=window,
+        keep=keep,
+        seed=seed,
+    )
     del loaded
     mx.clear_cache()
 
 # %% [markdown]
-# Median time per token with its 95% bootstrap interval, per strategy. The published mlx-node figures
+# ## Time per token as the context grows <a id="per_token"></a>
+# The sweep (descriptive): median time per token with its 95% interval, per strategy. The published mlx-node figures
 # (per_token_ms table: x = tokens generated, on hardware the write-up does not name) are drawn as a dashed
 # series beside them, never mixed in; the dotted vertical line is the rotating window.
 
@@ -208,12 +264,37 @@ for name in presets:
 display(analysis.slopes(df).round(4))
 
 # %% [markdown]
+# ## The claims in paired blocks <a id="blocks"></a>
+# One row per comparison (`core.blocks`' stored outcome row): the % change of the variant's time per token over
+# the reference's (geometric mean of the per-block ratios, t interval on their logs at the per-look confidence
+# that keeps 95% over every look), n blocks, why it stopped (`decided`: the interval lies wholly inside or
+# outside the no-effect band; `budget` or `max_blocks` otherwise), and the smallest effect the blocks could
+# resolve (the interval's half-width). The chart draws each against its band (grey).
+
+# %%
+display(analysis.block_outcomes(run.measurements).round(3))
+fig = analysis.chart_blocks(run.measurements)
+run.save_figure(fig, "claim_blocks")
+display(fig)
+
+# %% [markdown]
 # ## When does copying start to cost? <a id="copy_cost"></a>
-# Per-token time of `concat` over `preallocated` at each length, paired: each `concat` trial is divided by
-# the `preallocated` trial of the same round and length (they ran back to back, so a drift of the machine
-# cancels), and the chart shows the median of these ratios with its bootstrap interval. Copying is called
-# costly from the shortest length from which on the whole interval stays above 1 + `copy_tolerance` (dashed
-# line).
+# What a copy per token must cost follows from the bytes it moves: concat reads the whole cache and writes it
+# one token longer, every token, so at the long-context comparison about 2 x the cache's bytes per token, at
+# the machine's measured bandwidth (`00_machine`'s latest run on this device, else a quick copy probe here). It
+# stands beside the measured change in the copy findings, so a verdict of "no cost" can be read against the cost
+# the data would have had to show.
+
+# %%
+ceiling = kernels.measured_bandwidth(run, sizes_mb=[64], probes=["copy"], repeats=3)
+measure.record_bandwidth(run, ceiling)
+display(Markdown(f"**Bandwidth for the expected copy cost:** {ceiling.describe()}."))
+
+# %% [markdown]
+# The sweep, descriptively: per-token time of `concat` over `preallocated` at each length, paired: each
+# `concat` trial is divided by the `preallocated` trial of the same round and length (they ran back to back, so
+# a drift of the machine cancels), and the chart shows the median of these ratios with its interval. Its short
+# trials show from which length on the whole interval stays above 1 + `copy_tolerance` (dashed line).
 
 # %%
 for name in presets:
@@ -278,9 +359,23 @@ run.save_figure(fig, "slice_update")
 display(fig, analysis.slice_update_table(df).round(4))
 
 # %% [markdown]
+# ## Host speed during the run <a id="host"></a>
+# A fixed pure-Python loop timed before every block (`core/hoststate.py`): where it slowed, the host did, and a
+# host-bound decode with it (a small model on a GPU is host-bound). Paired ratios within a block cancel such a
+# drift; absolute times (ms per token) describe this run's host state. The run is flagged unstable (as pyperf
+# does) when the probe's CV exceeds 10% or its max/min 1.5x.
+
+# %%
+host = hoststate.report(run)
+fig = plots.host_speed(run.measurements)
+run.save_figure(fig, "host_speed")
+display(fig, Markdown(hoststate.describe(host)))
+
+# %% [markdown]
 # ## Findings <a id="findings"></a>
-# Verdicts come from the intervals: "flat" and "no impact" hold when the whole interval of the relative
-# change lies within ± the tolerance, do not hold when it lies wholly outside, and are inconclusive otherwise.
+# Verdicts come from the block comparisons' intervals: "flat" and "no impact" hold when the whole interval of
+# the change lies within ± the tolerance, do not hold when it lies wholly outside, and are inconclusive
+# otherwise (then the statement gives the smallest effect the blocks could resolve).
 
 # %%
 for finding in findings.findings(

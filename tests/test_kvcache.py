@@ -5,7 +5,7 @@ import math
 import pytest
 
 from mlx_workbook import models
-from mlx_workbook.core import results
+from mlx_workbook.core import blocks, hoststate, results
 from mlx_workbook.investigations.kv_cache import measure as kvcache
 from mlx_workbook.models import roofline
 from mlx_workbook.probes import decode, loops
@@ -134,6 +134,12 @@ def test_slice_update_writes_in_place_while_concatenate_copies(tmp_path):
         dict(repeats=0),
         dict(slice_sizes_mb=[0]),
         dict(identity_tokens=200, identity_window=64),
+        dict(claim_tokens=1),
+        dict(budget_s=0),
+        dict(flat_strategy="rotating"),
+        dict(min_blocks=2, max_blocks=8),
+        dict(min_blocks=8, max_blocks=4),
+        dict(claim_tokens=400, max_length=300),
     ],
 )
 def test_impossible_settings_are_one_clear_error(kwargs):
@@ -199,3 +205,63 @@ def test_sweep_warms_every_strategy_at_every_length_before_the_timed_rounds(tmp_
     assert (run.measurements.trial >= 0).all() and len(
         run.measurements.query("metric == @kvcache.TIME_METRIC")
     ) == 6
+
+
+def test_claim_comparisons_pair_what_each_claim_needs():
+    plans = {
+        c.experiment: c
+        for c in kvcache.claim_comparisons(
+            kvcache.STRATEGIES,
+            [10, 25, 100],
+            4000,
+            flat_strategy="preallocated",
+            flat_tolerance=0.05,
+            copy_tolerance=0.03,
+        )
+    }
+    assert set(plans) == {kvcache.COPY_ORIGINAL, kvcache.COPY_LONG, kvcache.FLAT_ORIGINAL}
+    copy = plans[kvcache.COPY_ORIGINAL]
+    assert copy.variants == {"concat": ("concat", 10), "preallocated": ("preallocated", 10)}
+    assert copy.reference == "preallocated" and copy.tolerance == 0.03
+    assert plans[kvcache.COPY_LONG].variants["concat"] == ("concat", 4000)
+    flat = plans[kvcache.FLAT_ORIGINAL]  # the two ends of the original's range, one strategy
+    assert flat.variants == {"100 tokens": ("preallocated", 100), "10 tokens": ("preallocated", 10)}
+    assert flat.reference == "10 tokens" and flat.tolerance == 0.05
+    without_concat = kvcache.claim_comparisons(
+        ["preallocated"],
+        [10, 100],
+        400,
+        flat_strategy="preallocated",
+        flat_tolerance=0.05,
+        copy_tolerance=0.03,
+    )
+    assert [c.experiment for c in without_concat] == [kvcache.FLAT_ORIGINAL]
+
+
+def test_compare_claims_times_real_trials_in_paired_blocks(tmp_path, tiny):
+    """Real decode trials on the tiny model: each variant's value is a trial's median ms per token, every block
+    holds both variants, host state is stored per block and the outcome row says why it stopped."""
+    run = results.start_run("test_kv", {}, run_dir=tmp_path / "blocks")
+    plan = kvcache.claim_comparisons(
+        ["concat", "preallocated"],
+        [8, 16],
+        24,
+        flat_strategy="preallocated",
+        flat_tolerance=0.05,
+        copy_tolerance=0.05,
+    )[:1]
+    out = kvcache.compare_claims(
+        run, tiny, plan, tokens=6, budget_s=60, min_blocks=3, max_blocks=3, warmup=0, step=8, window=32
+    )
+    df = run.measurements
+    values = df[(df.experiment == kvcache.COPY_ORIGINAL) & (df.metric == kvcache.TIME_METRIC)]
+    assert len(values) == 6 and (values.value > 0).all() and (values.length == 8).all()
+    assert (
+        sorted(values.groupby("block").variant.apply(sorted).sum()) == ["concat"] * 3 + ["preallocated"] * 3
+    )
+    assert (values.claim_tokens == 6).all() and (values.kv_bytes_per_token == 512).all()
+    host = df[(df.experiment == kvcache.COPY_ORIGINAL) & (df.metric == hoststate.PROBE_METRIC)]
+    assert len(host) == 3 and (host.value > 0).all()
+    (stop,) = blocks.stop_rows(df, kvcache.COPY_ORIGINAL).itertuples()
+    assert stop.n_blocks == 3 and stop.stop_reason in (blocks.DECIDED, blocks.MAX_BLOCKS)
+    assert out[kvcache.COPY_ORIGINAL].blocks == 3

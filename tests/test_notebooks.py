@@ -76,3 +76,30 @@ def test_failure_is_marked_keeps_finished_trials_and_exits_non_zero(tmp_path):
     index = (tmp_path / "index.html").read_text()
     assert "papermill-error-cell" in index and "failed" in index
     assert "papermill-error-cell" in (run_dir / "00_machine.html").read_text()
+
+
+def test_kv_cache_judges_its_claims_on_stored_block_comparisons(executed):
+    """01's test-profile run stores each claim's comparison as paired blocks (both variants in every block,
+    host state per block) with an outcome row saying why it stopped, and its findings read those rows."""
+    from mlx_workbook.core import blocks, hoststate
+    from mlx_workbook.investigations.kv_cache import measure
+
+    root, code = executed("01_kv_cache")
+    (record,) = results.find_runs(root)
+    df = results.read_measurements(record.path)
+    summary = record.as_dict()
+    for experiment in (measure.COPY_ORIGINAL, measure.FLAT_ORIGINAL, measure.COPY_LONG):
+        (stop,) = blocks.stop_rows(df, experiment).itertuples()
+        assert stop.stop_reason in (blocks.DECIDED, blocks.BUDGET, blocks.MAX_BLOCKS)
+        assert stop.n_blocks >= 2 and stop.low <= stop.value <= stop.high and stop.resolvable_pct > 0
+        values = df[(df.experiment == experiment) & (df.metric == measure.TIME_METRIC)]
+        assert (
+            values.groupby("block").variant.nunique() == 2
+        ).all() and values.block.nunique() == stop.n_blocks
+        assert (df[df.experiment == experiment].metric == hoststate.PROBE_METRIC).sum() == stop.n_blocks
+    claims = {f["id"]: f for f in summary["findings"]}
+    flat = claims["per_token_time_flat"]["measured"]
+    (stop,) = blocks.stop_rows(df, measure.FLAT_ORIGINAL).itertuples()
+    assert flat["n_blocks"] == stop.n_blocks and flat["stop_reason"] == stop.stop_reason
+    assert f"n={int(stop.n_blocks)}" in claims["per_token_time_flat"]["statement"]
+    assert claims["kv_copy_no_impact"]["measured"]["n_blocks"] >= 2 and "host_stability" in claims

@@ -1,9 +1,10 @@
 """Turns notebook 01's stored measurements (the KV-cache investigation) into its statistics, tables and charts.
 
 Every function reads the long-format rows of `run.measurements` (experiments "per_length", "time_split",
-"slice_update", "identity" written by `kvcache`); the findings built from them are in `kv_cache_findings`.
-Strategy comparisons are paired: within a round every strategy runs back to back at the same length, so
-the ratio of two strategies is taken trial by trial, and a drift of the machine that hits both cancels.
+"slice_update", "identity" and the claims' block comparisons written by `measure`); the findings built from
+them are in `findings`. The sweep's strategy ratios are paired within a round (every strategy ran back to back
+at the same length) and descriptive; the claims are judged on the block comparisons' stored outcome rows
+(core.blocks: paired interleaved blocks, t interval on per-block log-ratios).
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from mlx_workbook.core import measure, published, stats
+from mlx_workbook.core import blocks, measure, published, stats
 from mlx_workbook.core.frames import rows
 from mlx_workbook.core.verdicts import Interval
-from mlx_workbook.investigations.kv_cache.measure import TIME_METRIC
+from mlx_workbook.investigations.kv_cache.measure import COPY_LONG, COPY_ORIGINAL, FLAT_ORIGINAL, TIME_METRIC
 from mlx_workbook.probes.loops import PHASES
 from mlx_workbook.report import plots
 from mlx_workbook.report import text as labels
@@ -23,6 +24,11 @@ from mlx_workbook.report.text import slug, where  # noqa: F401  (part of this mo
 
 PUBLISHED_TABLE = ("000_kv_cache_gap", "per_token_ms")  # the original's per-token times over 10..100 tokens
 SPLIT_PARTS = [*PHASES, "other"]  # the synchronous step's host phases (probes.loops) and the loop's own rest
+CLAIM_EXPERIMENTS = {
+    COPY_ORIGINAL: "concat vs preallocated, original contexts",
+    FLAT_ORIGINAL: "longest vs shortest original context",
+    COPY_LONG: "concat vs preallocated, longest context",
+}
 
 
 # --- labels ------------------------------------------------------------------------------------------------------
@@ -101,6 +107,64 @@ def first_costly_length(ratios: pd.DataFrame, tolerance: float) -> int | None:
         if above.costly.iloc[i:].all():
             return int(row.length)
     return None
+
+
+# --- the claims' block comparisons ------------------------------------------------------------------------------
+
+
+def block_outcomes(df: pd.DataFrame) -> pd.DataFrame:
+    """Every claim comparison's stored outcome (core.blocks' change_pct row): % change (value) of the variant
+    over the reference with its t interval, n blocks, why it stopped, the band and the smallest resolvable effect."""
+    out = pd.concat([blocks.stop_rows(df, e) for e in CLAIM_EXPERIMENTS], ignore_index=True)
+    cols = ["experiment", "model", "variant", "reference", "value", "low", "high", "n_blocks", "stop_reason"]
+    cols += ["method", "decided", "band_low", "band_high", "resolvable_pct", "claim_tokens"]
+    return out[cols] if not out.empty else pd.DataFrame(columns=cols)
+
+
+def block_outcome(df: pd.DataFrame, experiment: str, model: str) -> pd.Series | None:
+    """The outcome row of one comparison on one model; None when it never reached two blocks."""
+    sel = block_outcomes(df)
+    sel = sel[(sel.experiment == experiment) & (sel.model == model)]
+    return None if sel.empty else sel.iloc[0]
+
+
+def block_ms(df: pd.DataFrame, experiment: str, model: str) -> pd.Series:
+    """Median ms per token of each variant over a comparison's blocks (its absolute level, for the reader)."""
+    sel = rows(df, experiment, TIME_METRIC, model=model)
+    return sel.groupby("variant").value.median()
+
+
+def block_log_ratios(df: pd.DataFrame, experiment: str, model: str) -> pd.Series:
+    """Per-block log(variant / reference) of a comparison (core.blocks.paired_log_ratios), one model."""
+    row = block_outcome(df, experiment, model)
+    if row is None:
+        return pd.Series(dtype=float)
+    sel = df[df.model == model] if "model" in df.columns else df
+    return blocks.paired_log_ratios(sel, experiment, row.variant, row.reference, TIME_METRIC)
+
+
+def chart_blocks(df: pd.DataFrame) -> Figure:
+    """Each claim comparison's % change with its interval, beside the no-effect band it was judged against."""
+    t = block_outcomes(df)
+    table = pd.DataFrame(
+        {
+            "claim": [
+                f"{m}: {CLAIM_EXPERIMENTS[e]} (n={int(n)}, {r})"
+                for e, m, n, r in zip(t.experiment, t.model, t.n_blocks, t.stop_reason)
+            ],
+            "median": t.value,
+            "low": t.low,
+            "high": t.high,
+            "pub_low": t.band_low,
+            "pub_high": t.band_high,
+        }
+    )
+    fig = plots.effects_vs_published(
+        table,
+        title=f"Claims in paired blocks, {where(df)}",
+        xlabel="% change in ms/token, variant over reference (t interval; grey: the no-effect band)",
+    )
+    return fig
 
 
 # --- tables --------------------------------------------------------------------------------------------------------

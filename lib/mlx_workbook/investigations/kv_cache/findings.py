@@ -1,7 +1,9 @@
 """Notebook 01's findings (the KV-cache investigation), built from its stored measurements alone.
 
 `findings(df, ...)` returns one Finding per published claim of the notebook plus the measured-only findings;
-every statement is built from the numbers in `df` (see `kv_cache` for the statistics behind them).
+every statement is built from the numbers in `df` (see `analysis` for the statistics behind them). The claims
+are judged on the stored outcome rows of their block comparisons (core.blocks), each stating n, why it stopped
+and, when undecided, the smallest effect its blocks could resolve; the length sweep is descriptive.
 """
 
 from __future__ import annotations
@@ -9,11 +11,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mlx_workbook.core import published, scope, stats, verdicts
+from mlx_workbook.core import published, scope, verdicts
+from mlx_workbook.core.frames import rows
 from mlx_workbook.core.results import Finding
 from mlx_workbook.core.verdicts import Interval
 from mlx_workbook.investigations.kv_cache import analysis as kv
-from mlx_workbook.report.text import change_text, interval_text, span
+from mlx_workbook.investigations.kv_cache.measure import COPY_LONG, COPY_ORIGINAL, FLAT_ORIGINAL, TIME_METRIC
+from mlx_workbook.report.text import block_change_text, change_text, span
 
 # How fast a one-token write's time grows with the buffer, as a share of a copy's growth: a write in place grows
 # not at all (0), one that copied the buffer like a copy (1); the claim is judged against the midpoint.
@@ -21,8 +25,8 @@ COPY_LIKE_SHARE = 0.5
 
 
 def _row_interval(row) -> Interval:
-    """A row of kv.strategy_ratios (ratio, low, high) as an Interval."""
-    return Interval(float(row.ratio), float(row.low), float(row.high))
+    """A row of kv.strategy_ratios (ratio, low, high) or a block outcome (value, low, high) as an Interval."""
+    return Interval(float(getattr(row, "ratio", row["value"])), float(row.low), float(row.high))
 
 
 def _reference(strategies) -> str:
@@ -36,96 +40,108 @@ def _published_figure(claim_id: str) -> str:
     return f"{span(low, high)}{'' if unit in ('', '%') else ' '}{unit}"
 
 
-def every_part_holds(parts) -> str:
-    """One verdict for a claim that needs every part to hold (e.g. flat under every strategy): does not hold
-    when any part does not, holds when all do, inconclusive otherwise."""
-    parts = set(parts)
-    if verdicts.DOES_NOT_HOLD in parts:
-        return verdicts.DOES_NOT_HOLD
-    return verdicts.HOLDS if parts == {verdicts.HOLDS} else verdicts.INCONCLUSIVE
-
-
-def flat_in_original_range(df, model, strategies, original_lengths, tolerance) -> Finding:
-    """per_token_time_flat: the original's range, per strategy; the verdict needs every strategy flat."""
-    first, last, ref = min(original_lengths), max(original_lengths), _reference(strategies)
-    change = {s: kv.relative_change(df, model, s, first, last) for s in strategies}
-    each = {s: verdicts.no_effect(c, 100 * tolerance) for s, c in change.items()}
-    overall = every_part_holds(each.values())
-    ms = {s: (kv.median_time(df, model, s, first), kv.median_time(df, model, s, last)) for s in strategies}
-    pub_tokens = published.table(*kv.PUBLISHED_TABLE).tokens
-    pub = f"~{_published_figure('per_token_time_flat')}/token, flat over {pub_tokens.min()}..{pub_tokens.max()} tokens"
-    return Finding(
-        id="per_token_time_flat",
-        verdict=overall,
-        section="per_token",
-        headline=True,
-        published=published.reference("per_token_time_flat"),
-        measured=change[ref].measured(
-            "%",
-            strategy=ref,
-            ms_per_token_first=ms[ref][0],
-            ms_per_token_last=ms[ref][1],
-            lengths=[first, last],
-        ),
-        statement=f"{kv.model_label(df, model)} on {kv.where(df)}: time per token from {first} to {last} tokens of "
-        f"context changes "
-        + "; ".join(
-            f"{s} {change_text(change[s])} ({ms[s][0]:.3g} -> {ms[s][1]:.3g} ms, {each[s]})"
-            for s in strategies
-        )
-        + f". Flat within ±{tolerance:.0%}: {overall} (published: {pub}).",
+def _block_measured(row, **extra) -> dict:
+    """What a Finding stores of a block comparison: the % change with its interval, n and why it stopped."""
+    return _row_interval(row).measured(
+        "%",
+        n_blocks=int(row.n_blocks),
+        method=row["method"],
+        stop_reason=row.stop_reason,
+        decided=bool(row.decided),
+        resolvable_pct=float(row.resolvable_pct),
+        claim_tokens=int(row.claim_tokens),
+        **extra,
     )
 
 
-def full_range(df, model, strategies, lengths, tolerance) -> Finding:
+def _too_few_blocks(claim_id: str, experiment: str, model: str, **kwargs) -> Finding:
+    """A claim whose comparison never reached two blocks (its budget ran out first): no interval, no verdict."""
+    return Finding(
+        id=claim_id,
+        verdict=verdicts.INCONCLUSIVE,
+        measured={"value": None, "unit": "%", "n_blocks": 0},
+        statement=f"{model}: the comparison {experiment} did not reach two blocks within its time budget, so it "
+        "has no interval; raise budget_s.",
+        **kwargs,
+    )
+
+
+def flat_in_original_range(df, model, original_lengths, tolerance) -> Finding:
+    """per_token_time_flat, from the block comparison of the original's longest context against its shortest
+    (measure.claim_comparisons says why the two ends decide flatness)."""
+    cid, first, last = "per_token_time_flat", min(original_lengths), max(original_lengths)
+    row = kv.block_outcome(df, FLAT_ORIGINAL, model)
+    where = dict(section="per_token", headline=True, published=published.reference(cid))
+    if row is None:
+        return _too_few_blocks(cid, FLAT_ORIGINAL, model, **where)
+    verdict = verdicts.no_effect(_row_interval(row), 100 * tolerance)
+    ms = kv.block_ms(df, FLAT_ORIGINAL, model)
+    strategy = rows(df, FLAT_ORIGINAL, model=model).strategy.iloc[0]
+    pub_tokens = published.table(*kv.PUBLISHED_TABLE).tokens
+    pub = f"~{_published_figure(cid)}/token, flat over {pub_tokens.min()}..{pub_tokens.max()} tokens"
+    return Finding(
+        id=cid,
+        verdict=verdict,
+        measured=_block_measured(
+            row, strategy=strategy, lengths=[first, last], ms_first=ms[row.reference], ms_last=ms[row.variant]
+        ),
+        statement=f"{kv.model_label(df, model)} on {kv.where(df)}, {strategy} cache: the time per token "
+        f"decoding from {last} against from {first} tokens of context (per-token medians of "
+        f"{int(row.claim_tokens)}-token trials, {ms[row.reference]:.3g} -> {ms[row.variant]:.3g} ms) changes "
+        f"{block_change_text(row)}. Flat within ±{tolerance:.0%}: {verdict} (published: {pub}).",
+        **where,
+    )
+
+
+def full_range(df, model, strategies, lengths) -> Finding:
+    """The sweep from the shortest to the longest context, every strategy: descriptive (short trials, a few
+    rounds), no verdict."""
     shortest, longest, ref = min(lengths), max(lengths), _reference(strategies)
     change = {s: kv.relative_change(df, model, s, shortest, longest) for s in strategies}
     sl = kv.slopes(df[df.model == model]).set_index("strategy")
-    v = verdicts.no_effect(change[ref], 100 * tolerance)
     return Finding(
         id=f"per_token_full_range_{kv.slug(model)}",
-        verdict=v,
         section="per_token",
         measured=change[ref].measured("%", strategy=ref, lengths=[shortest, longest]),
         statement=f"{kv.model_label(df, model)}: from {shortest} to {longest} tokens of context the time per token "
-        f"changes "
+        f"(the sweep's short trials, descriptive) changes "
         + "; ".join(
             f"{s} {change_text(change[s])}, slope {sl.loc[s, 'ms_per_1k_tokens']:.3g} "
             f"[{sl.loc[s, 'low']:.3g}, {sl.loc[s, 'high']:.3g}] ms per 1000 tokens"
             for s in strategies
         )
-        + f" ({ref} flat within ±{tolerance:.0%}: {v}).",
+        + ".",
     )
 
 
-def copy_ms(df, mib: float) -> float:
-    """The slice_update probe's time to copy a buffer of `mib` MiB (concatenate: read and write every byte),
-    interpolated between its sizes; outside them, at the nearest size's ms per MiB (bytes moved at that rate)."""
-    su = df[(df.experiment == "slice_update") & (df.variant == "concatenate")]
-    med = su.groupby("size_mb").value.median().sort_index()
-    sizes, ms = med.index.to_numpy(float), med.to_numpy(float)
-    if mib <= sizes[0] or mib >= sizes[-1]:
-        end = 0 if mib <= sizes[0] else -1
-        return float(ms[end] * mib / sizes[end])
-    return float(np.interp(mib, sizes, ms))
-
-
-def expected_copy_ratio(df, model, length) -> tuple[float, float, float] | None:
-    """What copying the whole cache once per token should cost at `length`, from the bytes it moves: (concat over
-    preallocated time per token, cache MiB, added ms), the added ms being the probe's copy of that many bytes."""
-    if "slice_update" not in set(df.experiment):
+def expected_copy(df, model) -> dict | None:
+    """What copying the whole concat cache once per token should cost in the long-context comparison, from the
+    bytes it moves: each token reads the cache and writes it one token longer (2 x its bytes; a trial's cache
+    holds on average length + claim_tokens / 2 tokens), at the stored bandwidth (00_machine's or a probe's).
+    Returns the bytes per token, the added ms and the expected % change against preallocated; None without a
+    stored bandwidth."""
+    bw = rows(df, "bandwidth", "ceiling_gbs")
+    sel = rows(df, COPY_LONG, TIME_METRIC, model=model)
+    if bw.empty or sel.empty:
         return None
-    cache = kv.per_token_table(df, model, "cache_bytes", 2**-20).query("length == @length")
-    mib = cache[cache.strategy == "concat"]["median"]
-    if mib.empty:
-        return None
-    added = copy_ms(df, float(mib.iloc[0]))
-    return 1 + added / kv.median_time(df, model, "preallocated", length), float(mib.iloc[0]), added
+    first = sel.iloc[0]
+    moved = 2 * first.kv_bytes_per_token * (first.length + first.claim_tokens / 2)
+    gbs = float(bw.value.iloc[0])
+    added_ms = 1e3 * moved / (gbs * 1e9)
+    reference_ms = float(kv.block_ms(df, COPY_LONG, model)["preallocated"])
+    return {
+        "bytes_per_token": float(moved),
+        "gbs": gbs,
+        "source": str(bw.source.iloc[0]),
+        "added_ms": added_ms,
+        "pct": 100 * added_ms / reference_ms,
+        "length": int(first.length),
+    }
 
 
-def _power_text(measured: Interval, expected: float) -> str:
-    """What the ratio interval at the longest context can say against the ratio a copy per token would give."""
-    has_none, has_copy = measured.low <= 1 <= measured.high, measured.low <= expected <= measured.high
+def _power_text(measured: Interval, expected_pct: float) -> str:
+    """What a % change interval can say against no cost and against the cost a copy per token should have."""
+    has_none, has_copy = measured.low <= 0 <= measured.high, measured.low <= expected_pct <= measured.high
     if has_none and has_copy:
         return "the interval holds both no cost and a full copy's cost, so it cannot tell them apart."
     if has_copy:
@@ -135,105 +151,93 @@ def _power_text(measured: Interval, expected: float) -> str:
     return "the interval holds neither no cost nor a full copy's cost."
 
 
-def copy_claims(df, model, original_lengths, longest, tolerance) -> list[Finding]:
-    """kv_copy_no_impact and kv_preallocated_buffers_no_impact: concat over preallocated, paired per trial and
-    pooled over the original's lengths. Both claims are this one measurement, so it gets one verdict: the
-    first claim holds it, the second refers to it (`same_as`) and the findings page counts it once."""
-    first, last = min(original_lengths), max(original_lengths)
-    times = kv.per_token_times(df, model, original_lengths)
-    orig = stats.pooled_ratio(times, "strategy", "concat", "preallocated", ["length"], paired_on="trial")
-    effect = Interval.change_pct(orig)
-    at_longest = _row_interval(
-        kv.strategy_ratios(df, model, "concat", "preallocated").set_index("length").loc[longest]
+def _expected_text(df, model) -> tuple[str, dict]:
+    """The long-context comparison against the cost expected from the bytes moved, in words and as fields."""
+    row, e = kv.block_outcome(df, COPY_LONG, model), expected_copy(df, model)
+    if row is None or e is None:
+        return "", {}
+    text = (
+        f" At {e['length']} tokens of context concat measures {block_change_text(row)}; from the bytes it moves "
+        f"a copy per token should cost {e['pct']:+.2g}% ({e['bytes_per_token'] / 2**20:.4g} MiB read and "
+        f"written per token, {e['added_ms']:.3g} ms at {e['gbs']:.0f} GB/s from {e['source']}): "
+        + _power_text(_row_interval(row), e["pct"])
     )
+    return text, {
+        "expected_pct_at_longest": e["pct"],
+        "longest": e["length"],
+        "change_pct_at_longest": row.value,
+    }
+
+
+def copy_claims(df, model, original_lengths, tolerance) -> list[Finding]:
+    """kv_copy_no_impact and kv_preallocated_buffers_no_impact: concat against preallocated in paired blocks from
+    the original's shortest context. Both claims are this one measurement, so it gets one verdict: the first
+    claim holds it, the second refers to it (`same_as`) and the findings page counts it once. Beside it, the
+    long-context comparison and the cost a copy per token should have there (issue 12: at long context the
+    verdict has to be read against what copying the bytes must cost)."""
     cid, other = "kv_copy_no_impact", "kv_preallocated_buffers_no_impact"
-    v = verdicts.effect_matches(effect, *published.figure_range(cid), tolerance=100 * tolerance)
-    expected = {n: expected_copy_ratio(df, model, n) for n in (last, longest)}
-    power = (
-        " From the bytes moved (the concat cache's size, copied at the speed this run's slice_update probe "
-        "measured for that size) a copy per token should cost "
-        + " and ".join(
-            f"{100 * (e[0] - 1):+.2g}% at {n:g} tokens ({e[1]:.4g} MiB, {e[2]:.3g} ms)"
-            for n, e in expected.items()
-            if e is not None
-        )
-        + f", against measured {Interval.change_pct(at_longest).value:+.1f}% at {longest:g}: "
-        + _power_text(at_longest, expected[longest][0])
-        if all(e is not None for e in expected.values())
-        else ""
-    )
-    measured = effect.measured(
-        "%",
-        lengths=list(original_lengths),
-        pairs=orig.n,
-        ratio_at_longest=at_longest.value,
-        longest=longest,
-        expected_ratio_at_longest=expected[longest][0] if expected[longest] else None,
-    )
+    row = kv.block_outcome(df, COPY_ORIGINAL, model)
+    section = dict(section="copy_cost")
+    if row is None:
+        return [
+            _too_few_blocks(c, COPY_ORIGINAL, model, published=published.reference(c), **section)
+            for c in (cid, other)
+        ]
+    v = verdicts.effect_matches(_row_interval(row), *published.figure_range(cid), tolerance=100 * tolerance)
+    power, extra = _expected_text(df, model)
+    ms = kv.block_ms(df, COPY_ORIGINAL, model)
+    start = int(rows(df, COPY_ORIGINAL, model=model).length.iloc[0])
+    measured = _block_measured(row, length=start, **extra)
     statement = (
-        f"{kv.model_label(df, model)} on {kv.where(df)}, contexts {first}..{last} tokens: copying the whole "
-        f"cache every token (concat) instead of writing in place into pre-allocated buffers changes the time "
-        f"per token by {interval_text(effect, '%')} against preallocated (median of {orig.n} paired trials; "
-        f"no impact (published: {_published_figure(cid)}) within ±{tolerance:.0%}: {v}); at {longest} tokens the "
-        f"ratio is {at_longest.value:.3f} [{at_longest.low:.3f}, {at_longest.high:.3f}].{power}"
+        f"{kv.model_label(df, model)} on {kv.where(df)}: copying the whole cache every token (concat) instead of "
+        f"writing in place into pre-allocated buffers, decoding {int(row.claim_tokens)} tokens from {start} "
+        f"tokens of context ({ms['preallocated']:.3g} vs {ms['concat']:.3g} ms per token), changes the time per "
+        f"token by {block_change_text(row)}; no impact (published: {_published_figure(cid)}) within "
+        f"±{tolerance:.0%}: {v}.{power}"
     )
     return [
         Finding(
             id=cid,
             verdict=v,
-            section="copy_cost",
             published=published.reference(cid),
             measured=measured,
             statement=statement,
+            **section,
         ),
         Finding(
             id=other,
             verdict=v,
-            section="copy_cost",
             published=published.reference(other),
             measured={**measured, "same_as": cid},
             statement=f"The same measurement as {cid} (one comparison, counted once): {statement}",
+            **section,
         ),
     ]
 
 
-def copy_cost_onset(df, model, longest, tolerance, headline: bool) -> Finding:
+def copy_cost(df, model, tolerance, headline: bool) -> Finding | None:
+    """Per model: concat against preallocated at the longest context in paired blocks, with the cost expected
+    from the bytes moved, and where the sweep's short trials (descriptive) first show it beyond the tolerance."""
+    row = kv.block_outcome(df, COPY_LONG, model)
+    if row is None:
+        return None
     rt = kv.strategy_ratios(df, model, "concat", "preallocated")
     onset = kv.first_costly_length(rt, tolerance)
-    judged = onset if onset is not None else longest
-    at = _row_interval(rt.set_index("length").loc[judged])
-    at_pct, last_pct = Interval.change_pct(at), Interval.change_pct(_row_interval(rt.iloc[-1]))
-    label = kv.model_label(df, model)
-    expected = expected_copy_ratio(df, model, longest)
-    power = (
-        f" From the bytes moved a copy per token should cost {100 * (expected[0] - 1):+.2g}% at {longest} tokens "
-        f"({expected[1]:.4g} MiB at the copy speed this run measured): "
-        + _power_text(_row_interval(rt.iloc[-1]), expected[0])
-        if expected
-        else ""
-    )
-    statement = (
-        f"{label}: copying the cache every token (concat) costs more than {tolerance:.0%} per token from "
-        f"{onset} tokens of context on: {change_text(at_pct)} there, {last_pct.value:+.1f}% at {longest} tokens."
+    v = verdicts.no_effect(_row_interval(row), 100 * tolerance)
+    power, extra = _expected_text(df, model)
+    sweep = (
+        f"the sweep's short trials first show more than {tolerance:.0%} from {onset} tokens on"
         if onset is not None
-        else f"{label}: at no measured length up to {longest} tokens does copying the cache every token "
-        f"(concat) cost more than {tolerance:.0%} per token with confidence; at {longest} tokens the "
-        f"per-trial ratio to preallocated is {at.value:.3f} [{at.low:.3f}, {at.high:.3f}]."
-    ) + power
-    # value is a length (no interval of its own); the ratio's interval at that length is stored beside it
+        else f"the sweep's short trials show more than {tolerance:.0%} at no length with confidence"
+    )
     return Finding(
-        id=f"copy_cost_onset_{kv.slug(model)}",
+        id=f"copy_cost_{kv.slug(model)}",
         section="copy_cost",
         headline=headline,
-        measured={
-            "value": onset,
-            "unit": "tokens",
-            "length": judged,
-            "ratio": at.value,
-            "ratio_low": at.low,
-            "ratio_high": at.high,
-        },
-        statement=statement,
+        measured=_block_measured(row, onset=onset, no_cost_within_tolerance=v, **extra),
+        statement=f"{kv.model_label(df, model)}: copying the cache every token (concat) against writing in place "
+        f"(preallocated); no cost within ±{tolerance:.0%} at the longest context: {v}.{power} Descriptively, "
+        f"{sweep}.",
     )
 
 
@@ -387,16 +391,13 @@ def findings(
 ) -> list[Finding]:
     """Every finding of notebook 01; the claims are judged on the first preset (the original's model shape)."""
     claim_model, longest = presets[0], max(lengths)
-    out = [flat_in_original_range(df, claim_model, strategies, original_lengths, flat_tolerance)]
-    out += [full_range(df, name, strategies, lengths, flat_tolerance) for name in presets]
+    out = [flat_in_original_range(df, claim_model, original_lengths, flat_tolerance)]
+    out += [full_range(df, name, strategies, lengths) for name in presets]
     if {"concat", "preallocated"} <= set(strategies):
-        out += copy_claims(df, claim_model, original_lengths, longest, copy_tolerance)
-        out += [
-            copy_cost_onset(df, name, longest, copy_tolerance, headline=name == claim_model)
-            for name in presets
-        ]
+        out += copy_claims(df, claim_model, original_lengths, copy_tolerance)
+        out += [copy_cost(df, name, copy_tolerance, headline=name == claim_model) for name in presets]
     out.append(slice_update_claim(df))
     out += [cache_bytes(df, name, strategies, longest, step, window) for name in presets]
-    out += [f for f in [time_split(df, claim_model, strategies)] if f is not None]
+    out += [time_split(df, claim_model, strategies)]
     out.append(identical_tokens(df))
-    return scope.settle(out, df)
+    return scope.settle([f for f in out if f is not None], df)

@@ -9,16 +9,22 @@ Every strategy is a list of mlx-lm cache objects (one per layer), usable as `pro
   with a slice update;
 - rotating: mlx-lm's `RotatingKVCache` (`window` tokens, the first `keep` kept): the same in-place writes,
   but the cache never holds more than `window` tokens, so past the window the context (and the tokens) differ.
+
+Two kinds of measurement: `sweep` (every strategy at every length, short trials: the descriptive chart of time
+per token against context) and `compare_claims` (each comparison a published claim needs, as paired interleaved
+blocks with adaptive stopping, core.blocks, on trials long enough for a steady-state per-token time).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import mlx.core as mx
 import numpy as np
 import pandas as pd
 
-from mlx_workbook.core import measure, progress
-from mlx_workbook.models import random_prompt
+from mlx_workbook.core import blocks, measure, progress
+from mlx_workbook.models import random_prompt, roofline
 from mlx_workbook.probes import decode, loops
 
 STRATEGIES = ("concat", "preallocated", "rotating")
@@ -29,6 +35,13 @@ TIME_METRIC = "ms_per_token_median"
 # Tokens decoded by the warm-up pass at every length: its purpose is the first use of that length's prefill shapes
 # and cache buffers (the prefill dominates its cost), and two tokens also run the decode step at that context.
 WARMUP_DECODE_TOKENS = 2
+# A steady-state decode claim is judged on per-token medians over trials of at least this many decoded tokens
+# (issue 11): long enough that the median is the decode step's own time, not a start-up or a short stall.
+STEADY_TOKENS = 256
+# The block comparisons' experiments (one per claim comparison; core.blocks rows, one "change_pct" row each).
+COPY_ORIGINAL = "blocks_copy_original"  # concat vs preallocated from the original's shortest context
+FLAT_ORIGINAL = "blocks_flat_original"  # one strategy at the original's longest vs its shortest context
+COPY_LONG = "blocks_copy_long"  # concat vs preallocated at the longest context of the sweep
 
 
 def validate(
@@ -48,6 +61,11 @@ def validate(
     slice_updates: int = 1,
     identity_tokens: int = 2,
     identity_window: int = 512,
+    claim_tokens: int = STEADY_TOKENS,
+    flat_strategy: str = "preallocated",
+    budget_s: float = 1.0,
+    min_blocks: int = 3,
+    max_blocks: int = 3,
 ) -> None:
     """One clear error for impossible settings, before any model is built."""
     unknown = [s for s in strategies if s not in STRATEGIES]
@@ -75,7 +93,12 @@ def validate(
         raise ValueError(
             f"identity_tokens must be in [2, {2 * identity_window}): the prompt must fit before the window"
         )
-    longest = max(lengths) + decode_tokens + split_tokens
+    if claim_tokens < 2 or budget_s <= 0 or flat_strategy not in strategies:
+        raise ValueError(
+            f"claim_tokens must be >= 2, budget_s > 0 and flat_strategy ({flat_strategy!r}) one of {strategies}"
+        )
+    blocks.looks(min_blocks, max_blocks)  # raises on an impossible block range
+    longest = max(lengths) + max(decode_tokens + split_tokens, claim_tokens)
     if max_length is not None and longest > max_length:
         raise ValueError(
             f"the longest sequence ({longest} tokens) exceeds the model's "
@@ -265,6 +288,133 @@ def sweep(
                     split_tokens=split_tokens if length in split_lengths else 0,
                     **common,
                 )
+
+
+# --- the claims' comparisons, in paired interleaved blocks ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClaimComparison:
+    """One comparison a claim needs: each variant a (strategy, context length), judged against `reference`
+    with a no-effect band of ±tolerance (a fraction)."""
+
+    experiment: str
+    variants: dict[str, tuple[str, int]]
+    reference: str
+    tolerance: float
+    fields: dict = field(default_factory=dict)  # stored on every row, e.g. the fixed length or strategy
+
+
+def claim_comparisons(
+    strategies,
+    original_lengths,
+    longest: int,
+    *,
+    flat_strategy: str,
+    flat_tolerance: float,
+    copy_tolerance: float,
+) -> list[ClaimComparison]:
+    """The comparisons the published claims need.
+
+    - copy claims (kv_copy_no_impact, kv_preallocated_buffers_no_impact, one measurement): concat against
+      preallocated from the original's shortest context; and at the sweep's longest context, where a copy per
+      token moves the most bytes (the expected cost is stated beside it).
+    - per_token_time_flat: `flat_strategy` at the original's longest context against its shortest. A per-token
+      cost that grows with context (a copy of the cache, attention reading it) grows monotonically, so the two
+      ends show the largest change the claim denies: within the no-effect band there, within it between any two
+      lengths of the range. Two variants per block keep blocks short, so more of them fit the budget; the
+      lengths between stay in the descriptive sweep. The original's cache at that point (after its attempt 2)
+      was pre-allocated 256-token buffers, hence preallocated by default.
+    The rotating cache answers no claim (it differs from preallocated only past its window), so it is in the
+    sweep alone."""
+    first, last = min(original_lengths), max(original_lengths)
+    out = []
+    if {"concat", "preallocated"} <= set(strategies):
+        for experiment, n in ((COPY_ORIGINAL, first), (COPY_LONG, longest)):
+            pair = {"concat": ("concat", n), "preallocated": ("preallocated", n)}
+            out.append(ClaimComparison(experiment, pair, "preallocated", copy_tolerance, {"length": n}))
+    ends = {f"{n} tokens": (flat_strategy, n) for n in (last, first)}
+    out.append(
+        ClaimComparison(FLAT_ORIGINAL, ends, f"{first} tokens", flat_tolerance, {"strategy": flat_strategy})
+    )
+    return out
+
+
+def per_token_trial(loaded, prompt: mx.array, *, strategy: str, length: int, tokens: int, **cache_kwargs):
+    """A block variant: prefill `length` prompt tokens into a fresh `strategy` cache, decode `tokens` with
+    mlx-lm's loop, and return the trial's median ms between tokens (its steady-state time per token)."""
+
+    def trial() -> float:
+        cache = make_cache(strategy, loaded.model, **cache_kwargs)
+        gen = decode.measure_generation(loaded.model, prompt[:length], tokens, prompt_cache=cache)
+        return 1e3 * float(np.median(np.diff(gen.token_times_s)))
+
+    return trial
+
+
+def compare_claims(
+    run,
+    loaded,
+    comparisons: list[ClaimComparison],
+    *,
+    tokens: int,
+    budget_s: float,
+    min_blocks: int,
+    max_blocks: int,
+    warmup: int,
+    step: int,
+    window: int,
+    keep: int = 4,
+    seed: int = 0,
+) -> dict[str, blocks.Comparison]:
+    """Each comparison as paired interleaved blocks (core.blocks.compare): the variants back to back in a
+    random order per block, judged on per-block log-ratios, stopped when the interval decides the no-effect
+    band, after `budget_s` seconds, or at `max_blocks`. Rows carry the model and the cache's bytes per token
+    (for the expected cost of a copy)."""
+    prompt = random_prompt(loaded, max(n for c in comparisons for _, n in c.variants.values()), seed=seed)
+    model_fields = loaded.describe() | {
+        "kv_bytes_per_token": roofline.kv_bytes_per_position(loaded.config, loaded.dtype),
+        "claim_tokens": tokens,
+    }
+    out = {}
+    for c in comparisons:
+        variants = {
+            name: per_token_trial(
+                loaded, prompt, strategy=s, length=n, tokens=tokens, step=step, window=window, keep=keep
+            )
+            for name, (s, n) in c.variants.items()
+        }
+        others = [v for v in variants if v != c.reference]
+        out[c.experiment] = blocks.compare(
+            run,
+            c.experiment,
+            variants,
+            reference=c.reference,
+            bands={v: blocks.Band.no_effect(100 * c.tolerance) for v in others},
+            metric=TIME_METRIC,
+            unit="ms",
+            budget_s=budget_s,
+            min_blocks=min_blocks,
+            max_blocks=max_blocks,
+            warmup=warmup,
+            seed=seed,
+            **model_fields,
+            **c.fields,
+        )
+    return out
+
+
+def record_bandwidth(run, ceiling) -> None:
+    """Store the bandwidth a copy's expected cost is computed with (kernels.Ceiling), so findings read it."""
+    run.record(
+        "bandwidth",
+        "ceiling_gbs",
+        ceiling.gbs,
+        "GB/s",
+        low=ceiling.low,
+        high=ceiling.high,
+        source=ceiling.source,
+    )
 
 
 # --- token identity -----------------------------------------------------------------------------------------
