@@ -236,6 +236,16 @@ def test_claim_comparisons_pair_what_each_claim_needs():
         copy_tolerance=0.03,
     )
     assert [c.experiment for c in without_concat] == [kvcache.FLAT_ORIGINAL]
+    other_model = kvcache.claim_comparisons(
+        kvcache.STRATEGIES,
+        [10, 100],
+        4000,
+        flat_strategy="preallocated",
+        flat_tolerance=0.05,
+        copy_tolerance=0.03,
+        claim_model=False,
+    )
+    assert [c.experiment for c in other_model] == [kvcache.COPY_LONG]  # the claims are judged on the first
 
 
 def test_compare_claims_times_real_trials_in_paired_blocks(tmp_path, tiny):
