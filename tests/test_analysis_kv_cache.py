@@ -24,18 +24,6 @@ M = "tiny"  # the model of every synthetic row (the block comparisons run on the
 CLAIM_TOKENS = 256
 
 
-class Recorder:
-    """The part of results.Run that core.blocks uses, each row with the run's columns (BASE)."""
-
-    def __init__(self):
-        self.rows = []
-
-    def record(self, experiment, metric, value, unit, *, trial=0, **fields):
-        self.rows.append(
-            dict(BASE, experiment=experiment, metric=metric, value=value, unit=unit, trial=trial, **fields)
-        )
-
-
 def _claim_rows(tiny, monkeypatch, slope: dict, *, max_blocks=12, jitter=0.002, seed=0) -> list[dict]:
     """The claims' comparisons through measure.compare_claims, each trial's per-token time planted: 2 ms +
     slope[strategy] x the trial's mean context (length + claim_tokens / 2), times a host speed that jumps by up
@@ -54,7 +42,7 @@ def _claim_rows(tiny, monkeypatch, slope: dict, *, max_blocks=12, jitter=0.002, 
         return trial
 
     monkeypatch.setattr(kv_measure, "per_token_trial", planted)
-    run = Recorder()
+    run = blocks.Rows()
     plans = kv_measure.claim_comparisons(
         list(slope),
         [10, 100],
@@ -76,7 +64,7 @@ def _claim_rows(tiny, monkeypatch, slope: dict, *, max_blocks=12, jitter=0.002, 
         window=500,
         seed=seed,
     )
-    return run.rows
+    return [dict(BASE, **row) for row in run.rows]
 
 
 def copy_gbs(tiny) -> float:
@@ -273,7 +261,7 @@ def test_findings_judge_planted_effects(tiny, monkeypatch):
     copy = out["kv_copy_no_impact"]
     assert copy.verdict == verdicts.HOLDS and copy.measured["low"] < 0.69 < copy.measured["high"]
     assert copy.measured["stop_reason"] == blocks.DECIDED and copy.measured["n_blocks"] == 4
-    assert "paired blocks, n=4" in copy.statement and "stopped: decided" in copy.statement
+    assert "n=4 paired blocks" in copy.statement and "stopped: decided" in copy.statement
     # one measurement for the two copy claims: one verdict, the second refers to the first (counted once)
     same = out["kv_preallocated_buffers_no_impact"]
     assert same.verdict == verdicts.HOLDS and same.measured["same_as"] == "kv_copy_no_impact"
@@ -339,7 +327,7 @@ def test_an_undecided_comparison_states_the_smallest_effect_it_could_resolve(tin
     assert len(kv.block_log_ratios(df, kv_measure.COPY_ORIGINAL, M)) == 6
     (copy, _) = kv_findings.copy_claims(df, M, [10, 100], 0.03)
     assert copy.verdict == verdicts.INCONCLUSIVE and copy.measured["resolvable_pct"] == stop.resolvable_pct
-    assert f"the smallest effect these blocks could resolve: ±{stop.resolvable_pct:.1f}%" in copy.statement
+    assert f"the smallest effect these blocks could resolve is ±{stop.resolvable_pct:.2g}%" in copy.statement
     no_blocks = pd.DataFrame(_rows({"concat": 0.0, "preallocated": 0.0}))
     flat = kv_findings.flat_in_original_range(no_blocks, M, [10, 100], 0.05)
     assert flat.verdict == verdicts.INCONCLUSIVE and "did not reach two blocks" in flat.statement

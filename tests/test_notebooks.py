@@ -101,5 +101,5 @@ def test_kv_cache_judges_its_claims_on_stored_block_comparisons(executed):
     flat = claims["per_token_time_flat"]["measured"]
     (stop,) = blocks.stop_rows(df, measure.FLAT_ORIGINAL).itertuples()
     assert flat["n_blocks"] == stop.n_blocks and flat["stop_reason"] == stop.stop_reason
-    assert f"n={int(stop.n_blocks)}" in claims["per_token_time_flat"]["statement"]
+    assert f"n={int(stop.n_blocks)} paired blocks" in claims["per_token_time_flat"]["statement"]
     assert claims["kv_copy_no_impact"]["measured"]["n_blocks"] >= 2 and "host_stability" in claims

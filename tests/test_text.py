@@ -22,18 +22,3 @@ def test_changes_shares_and_published_ranges():
     assert text.share_text(Interval(12.54, 11.0, 14.0)) == "12.5% [11.0, 14.0]"
     assert text.span(4, 4) == "4" and text.span(4, 5) == "4-5" and text.span(4, 5, " to ") == "4 to 5"
     assert text.span_pct(0.95, 0.95) == "95% on every one" and text.span_pct(0.9, 1.0) == "90% to 100%"
-
-
-def test_block_change_text_states_n_the_stop_and_an_undecided_comparisons_resolution():
-    row = dict(
-        value=1.23, low=-2.0, high=4.5, n_blocks=12, method="t on paired log-ratios", stop_reason="budget"
-    )
-    undecided = text.block_change_text({**row, "decided": False, "resolvable_pct": 3.25})
-    assert undecided == (
-        "+1.2% [-2.0, +4.5] (paired blocks, n=12, t on paired log-ratios, stopped: budget); "
-        "the smallest effect these blocks could resolve: ±3.2%"
-    )
-    decided = text.block_change_text(
-        {**row, "decided": True, "resolvable_pct": 3.25, "stop_reason": "decided"}
-    )
-    assert decided.endswith("stopped: decided)") and "resolve" not in decided

@@ -77,16 +77,3 @@ def blocks_text(row) -> str:
     if not bool(row.decided):
         out += f"; the smallest effect these blocks could resolve is ±{row.resolvable_pct:.2g}%"
     return out
-
-
-def block_change_text(row, what: str = "blocks") -> str:
-    """A block comparison's stored outcome (core.blocks' change_pct row, a Series or dict): '+1.2% [-2.1, +4.5]
-    (paired blocks, n=12, t on log-ratios, stopped: decided)'; when its interval did not decide the band, also
-    the smallest effect the blocks could have resolved (the interval's half-width)."""
-    text = (
-        f"{row['value']:+.1f}% [{row['low']:+.1f}, {row['high']:+.1f}] (paired {what}, n={int(row['n_blocks'])}, "
-        f"{row['method']}, stopped: {row['stop_reason']})"
-    )
-    if not bool(row["decided"]):
-        text += f"; the smallest effect these {what} could resolve: ±{row['resolvable_pct']:.1f}%"
-    return text

@@ -117,7 +117,7 @@ def block_outcomes(df: pd.DataFrame) -> pd.DataFrame:
     over the reference with its t interval, n blocks, why it stopped, the band and the smallest resolvable effect."""
     out = pd.concat([blocks.stop_rows(df, e) for e in CLAIM_EXPERIMENTS], ignore_index=True)
     cols = ["experiment", "model", "variant", "reference", "value", "low", "high", "n_blocks", "stop_reason"]
-    cols += ["method", "decided", "band_low", "band_high", "resolvable_pct", "claim_tokens"]
+    cols += ["method", "confidence", "decided", "band_low", "band_high", "resolvable_pct", "claim_tokens"]
     return out[cols] if not out.empty else pd.DataFrame(columns=cols)
 
 

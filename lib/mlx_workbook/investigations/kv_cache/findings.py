@@ -17,7 +17,7 @@ from mlx_workbook.core.results import Finding
 from mlx_workbook.core.verdicts import Interval
 from mlx_workbook.investigations.kv_cache import analysis as kv
 from mlx_workbook.investigations.kv_cache.measure import COPY_LONG, COPY_ORIGINAL, FLAT_ORIGINAL, TIME_METRIC
-from mlx_workbook.report.text import block_change_text, change_text, span
+from mlx_workbook.report.text import blocks_text, change_text, span
 
 # How fast a one-token write's time grows with the buffer, as a share of a copy's growth: a write in place grows
 # not at all (0), one that copied the buffer like a copy (1); the claim is judged against the midpoint.
@@ -38,6 +38,11 @@ def _published_figure(claim_id: str) -> str:
     low, high = published.figure_range(claim_id)
     unit = published.claim(claim_id).get("unit") or ""
     return f"{span(low, high)}{'' if unit in ('', '%') else ' '}{unit}"
+
+
+def _block_text(row) -> str:
+    """A block comparison's outcome in words: '+1.2% [-2.1, +4.5] (n=12 paired blocks, ..., stopped: ...)'."""
+    return f"{change_text(_row_interval(row))} ({blocks_text(row)})"
 
 
 def _block_measured(row, **extra) -> dict:
@@ -88,7 +93,7 @@ def flat_in_original_range(df, model, original_lengths, tolerance) -> Finding:
         statement=f"{kv.model_label(df, model)} on {kv.where(df)}, {strategy} cache: the time per token "
         f"decoding from {last} against from {first} tokens of context (per-token medians of "
         f"{int(row.claim_tokens)}-token trials, {ms[row.reference]:.3g} -> {ms[row.variant]:.3g} ms) changes "
-        f"{block_change_text(row)}. Flat within ±{tolerance:.0%}: {verdict} (published: {pub}).",
+        f"{_block_text(row)}. Flat within ±{tolerance:.0%}: {verdict} (published: {pub}).",
         **where,
     )
 
@@ -157,7 +162,7 @@ def _expected_text(df, model) -> tuple[str, dict]:
     if row is None or e is None:
         return "", {}
     text = (
-        f" At {e['length']} tokens of context concat measures {block_change_text(row)}; from the bytes it moves "
+        f" At {e['length']} tokens of context concat measures {_block_text(row)}; from the bytes it moves "
         f"a copy per token should cost {e['pct']:+.2g}% ({e['bytes_per_token'] / 2**20:.4g} MiB read and "
         f"written per token, {e['added_ms']:.3g} ms at {e['gbs']:.0f} GB/s from {e['source']}): "
         + _power_text(_row_interval(row), e["pct"])
@@ -192,7 +197,7 @@ def copy_claims(df, model, original_lengths, tolerance) -> list[Finding]:
         f"{kv.model_label(df, model)} on {kv.where(df)}: copying the whole cache every token (concat) instead of "
         f"writing in place into pre-allocated buffers, decoding {int(row.claim_tokens)} tokens from {start} "
         f"tokens of context ({ms['preallocated']:.3g} vs {ms['concat']:.3g} ms per token), changes the time per "
-        f"token by {block_change_text(row)}; no impact (published: {_published_figure(cid)}) within "
+        f"token by {_block_text(row)}; no impact (published: {_published_figure(cid)}) within "
         f"±{tolerance:.0%}: {v}.{power}"
     )
     return [
