@@ -373,6 +373,8 @@ def compare_claims(
     random order per block, judged on per-block log-ratios, stopped when the interval decides the no-effect
     band, after `budget_s` seconds, or at `max_blocks`. Rows carry the model and the cache's bytes per token
     (for the expected cost of a copy)."""
+    if not comparisons:  # e.g. a second model when concat is not among the strategies
+        return {}
     prompt = random_prompt(loaded, max(n for c in comparisons for _, n in c.variants.values()), seed=seed)
     model_fields = loaded.describe() | {
         "kv_bytes_per_token": roofline.kv_bytes_per_position(loaded.config, loaded.dtype),
