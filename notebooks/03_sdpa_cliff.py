@@ -335,7 +335,9 @@ display(fig, per_op, Markdown(analysis.graph_note(df, P)))
 
 # %%
 every_cliff = analysis.all_cliffs(found, run.environment.mlx)
-run.save_table(every_cliff, "cliffs")  # what `make compare` sets beside another run's list
+run.save_table(
+    every_cliff, "cliffs", key=analysis.CLIFF_KEY
+)  # `make compare` sets two runs' lists side by side
 display(analysis.cliff_view(every_cliff))
 display(
     Markdown(analysis.transients_note(transient)),

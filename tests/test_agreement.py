@@ -96,3 +96,26 @@ def test_a_folder_without_runs_is_a_clear_error(tmp_path):
     (tmp_path / "empty" / "sub").mkdir()
     with pytest.raises(compare.CompareError):
         compare.compare(tmp_path / "empty", tmp_path / "empty", tmp_path)
+
+
+def test_a_saved_key_names_the_rows_and_whole_number_floats_are_configuration(tmp_path):
+    def run(folder, rows):
+        run = results.start_run("03_y", {"profile": "test"}, run_dir=folder)
+        table = pd.DataFrame(rows, columns=["sweep", "head_dim", "length", "ratio"])
+        run.save_table(table, "cliffs", key=["sweep", "head_dim", "length"])
+        run.finish()
+        return run.run_dir
+
+    a = run(tmp_path / "a", [("decode", 128.0, 256.0, 2.0), ("decode", 80.0, 256.0, 0.5)])
+    b = run(tmp_path / "b", [("decode", 128.0, 256.0, 2.1), ("decode", 64.0, 256.0, 1.5)])
+    d = agreement.list_difference(a, b, "cliffs")
+    assert d["columns"] == ["sweep", "head_dim", "length"]
+    assert d["only_a"] == [("decode", "80", "256")] and d["only_b"] == [("decode", "64", "256")]
+    (tmp_path / "a" / results.TABLES / "cliffs.key").unlink()
+    (tmp_path / "b" / results.TABLES / "cliffs.key").unlink()
+    # without a key: head_dim and length (whole numbers) still name a row; the measured ratio does not
+    assert agreement.list_difference(a, b, "cliffs")["columns"][:3] == ["sweep", "head_dim", "length"]
+    with pytest.raises(ValueError, match="not in the table"):
+        results.start_run("03_y", {}, run_dir=tmp_path / "c").save_table(
+            pd.DataFrame({"x": [1]}), "cliffs", key=["y"]
+        )

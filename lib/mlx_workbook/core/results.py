@@ -302,12 +302,17 @@ class Run:
         fig.savefig(folder / f"{name}.png", dpi=110, bbox_inches="tight")
         return folder / f"{name}.svg"
 
-    def save_table(self, table: pd.DataFrame, name: str) -> Path:
+    def save_table(self, table: pd.DataFrame, name: str, key: list[str] | None = None) -> Path:
         """Save a concluded list (03's confirmed cliffs) as tables/<name>.csv, so that `make compare` can
-        set two runs' lists side by side."""
+        set two runs' lists side by side; `key` names the columns that identify a row (tables/<name>.key)."""
         folder = self.run_dir / TABLES
         folder.mkdir(exist_ok=True)
         table.to_csv(folder / f"{name}.csv", index=False)
+        if key:
+            missing = [c for c in key if c not in table.columns]
+            if missing and len(table):
+                raise ValueError(f"key columns {missing} are not in the table {name!r}")
+            (folder / f"{name}.key").write_text(" ".join(key) + "\n")
         return folder / f"{name}.csv"
 
     def summary(self, status: str, error: str | None = None) -> RunSummary:

@@ -109,28 +109,55 @@ def interval_width(finding: results.Finding | None) -> float:
 
 
 def _identity_columns(table: pd.DataFrame) -> list[str]:
-    return [c for c in table.columns if not pd.api.types.is_float_dtype(table[c])]
+    """Columns that name a row rather than measure it: text, flags and whole numbers (lengths, head dims; a
+    float column of whole numbers is a configuration read back from CSV); measured floats are left out."""
+
+    def names(column: pd.Series) -> bool:
+        if not pd.api.types.is_float_dtype(column):
+            return True
+        values = column.dropna()
+        return bool(len(values)) and bool((values == values.round()).all())
+
+    return [c for c in table.columns if names(table[c])]
+
+
+def _key(folder: Path, name: str) -> list[str] | None:
+    """The key columns a run saved beside its list (Run.save_table(..., key=...)), if it did."""
+    file = folder / f"{name}.key"
+    return file.read_text().split() if file.exists() else None
 
 
 def list_difference(run_a: Path, run_b: Path, name: str) -> dict | None:
-    """Two runs' saved lists `name`: rows only in A, only in B (by identity columns); None if either lacks it."""
-    fa, fb = (Path(r) / results.TABLES / f"{name}.csv" for r in (run_a, run_b))
-    if not (fa.exists() and fb.exists()):
+    """Two runs' saved lists `name`: rows only in A, only in B (by their key columns); None if either lacks it."""
+    da, db = (Path(r) / results.TABLES for r in (run_a, run_b))
+    if not ((da / f"{name}.csv").exists() and (db / f"{name}.csv").exists()):
         return None
-    ta, tb = pd.read_csv(fa), pd.read_csv(fb)
-    columns = [c for c in _identity_columns(ta) if c in _identity_columns(tb)] if len(ta) and len(tb) else []
-    columns = columns or sorted(set(ta.columns) & set(tb.columns))
-    keys_a = {tuple(map(str, r)) for r in ta[columns].itertuples(index=False)} if len(ta) else set()
-    keys_b = {tuple(map(str, r)) for r in tb[columns].itertuples(index=False)} if len(tb) else set()
+    ta, tb = pd.read_csv(da / f"{name}.csv"), pd.read_csv(db / f"{name}.csv")
+    columns = _key(da, name) or _key(db, name)
+    if columns is None:
+        columns = (
+            [c for c in _identity_columns(ta) if c in _identity_columns(tb)] if len(ta) and len(tb) else []
+        )
+        columns = columns or sorted(set(ta.columns) & set(tb.columns))
+
+    def keys(t: pd.DataFrame) -> set[tuple]:
+        return {tuple(map(_text, r)) for r in t[columns].itertuples(index=False)} if len(t) else set()
+
+    keys_a, keys_b = keys(ta), keys(tb)
     return {
         "name": name,
         "columns": columns,
-        "n_a": len(keys_a),
-        "n_b": len(keys_b),
+        "n_a": len(ta),
+        "n_b": len(tb),
         "only_a": sorted(keys_a - keys_b),
         "only_b": sorted(keys_b - keys_a),
-        "identical": keys_a == keys_b,
+        "identical": keys_a == keys_b and len(ta) == len(tb),
     }
+
+
+def _text(value) -> str:
+    """128.0 and 128 name the same head dim."""
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
 @dataclass

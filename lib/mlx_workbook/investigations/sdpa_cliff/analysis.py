@@ -97,6 +97,10 @@ def transients_note(transient: dict[str, pd.DataFrame]) -> str:
     )
 
 
+# What names a cliff in the saved list (tables/cliffs.csv), for `make compare`: where it is and which way it goes.
+CLIFF_KEY = ["sweep", *attention.GROUP, "probe_mlx", "before_length", "length", "verdict"]
+
+
 def all_cliffs(found: dict[str, pd.DataFrame], mlx: str) -> pd.DataFrame:
     """Every sweep's cliffs in one table (column `sweep`; `probe_mlx` = this version where unset), largest
     departure from the work envelope first."""
