@@ -105,18 +105,18 @@ def ratio_interval(
     rng = np.random.default_rng(seed)
     ra = np.median(rng.choice(a, size=(n_boot, a.size)), axis=1)
     rb = np.median(rng.choice(b, size=(n_boot, b.size)), axis=1)
-    ratios = ra / rb
     alpha = (1 - confidence) / 2
-    point = float(np.median(a) / np.median(b))
-    return Stats(
-        n=int(min(a.size, b.size)),
-        median=point,
-        low=float(np.quantile(ratios, alpha)),
-        high=float(np.quantile(ratios, 1 - alpha)),
-        mean=float(ratios.mean()),
-        std=float(ratios.std()),
-        cv=float(ratios.std() / ratios.mean()),
-    )
+    with np.errstate(divide="ignore", invalid="ignore"):  # a zero denominator (0 failed requests): inf or nan
+        ratios = ra / rb
+        return Stats(
+            n=int(min(a.size, b.size)),
+            median=float(np.median(a) / np.median(b)),
+            low=float(np.quantile(ratios, alpha)),
+            high=float(np.quantile(ratios, 1 - alpha)),
+            mean=float(ratios.mean()),
+            std=float(ratios.std()),
+            cv=float(ratios.std() / ratios.mean()),
+        )
 
 
 def fit_slope(x: Iterable[float], y: Iterable[float], n_boot: int = N_BOOTSTRAP, seed: int = 0) -> dict:
