@@ -37,8 +37,11 @@
 # weights: the same bytes and kernels as the real checkpoints, so times carry over (text would not).
 #
 # Two kinds of measurement. The claims are answered by **paired interleaved blocks** (`core.blocks`): each block
-# runs the compared variants back to back in a fresh random order, each variant one trial of `claim_tokens`
-# decoded tokens whose median interval is its steady-state time per token; the verdict is judged on the
+# gives each compared variant one trial of `claim_tokens` decoded tokens, the variants' trials advanced
+# alternately `chunk_tokens` tokens at a time in a fresh random order per round (so that a change of the host's
+# speed, about once a second on the GPU machine, hits both; 0: whole trials back to back), every token timed and
+# the first of each chunk (the switch) dropped; a variant's steady-state time per token is the geometric mean of
+# its chunks' median intervals (`blocks.interleaved`); the verdict is judged on the
 # per-block log-ratios with a t interval, and blocks are added until the interval decides the claim's no-effect
 # band, `budget_s` runs out or `max_blocks` ran. A **length sweep** (every strategy at every length, short trials
 # of `decode_tokens`) draws time per token against context: descriptive, no verdict.
@@ -87,6 +90,7 @@ slice_sizes_mb: list = [1, 16, 64]  # buffer sizes of the slice_update probe, MB
 slice_updates: int = 20  # one-token writes per slice_update trial
 identity_tokens: int = 48  # greedy tokens compared across strategies (the prompt stops short of the window)
 claim_tokens: int = 256  # tokens decoded per trial of the claims' blocks (at least 256 for a steady state)
+chunk_tokens: int = 16  # tokens a block's trial decodes before the other variant's turn (0: whole trials)
 flat_strategy: str = "preallocated"  # cache whose flatness over the original's lengths decides the claim
 budget_s: float = 20.0  # wall-time budget of each block comparison, s (one more block may finish after it)
 min_blocks: int = 6  # blocks before a comparison's interval is first looked at
@@ -131,6 +135,7 @@ measure.validate(
     identity_tokens=identity_tokens,
     identity_window=check_window,
     claim_tokens=claim_tokens,
+    chunk_tokens=chunk_tokens,
     flat_strategy=flat_strategy,
     budget_s=budget_s,
     min_blocks=min_blocks,
@@ -138,7 +143,7 @@ measure.validate(
     max_length=min(models.preset_config(p).get("max_position_embeddings", 10**9) for p in presets),
 )
 
-run = results.start("01_kv_cache", globals(), method_version=5)
+run = results.start("01_kv_cache", globals(), method_version=6)
 display(pd.Series(run.environment.as_dict() | {"run_id": run.run_id}, name="environment").to_frame())
 
 # %% [markdown]
@@ -234,6 +239,7 @@ for name in presets:
         step=step,
         window=window,
         keep=keep,
+        chunk_tokens=chunk_tokens,
         seed=seed,
     )
     del loaded

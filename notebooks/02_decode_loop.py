@@ -32,18 +32,22 @@
 # below on a model with clear logit margins (and in `tests/test_loops.py`); sampled variants that read the same
 # numbers emit identical tokens under the same seed.
 #
-# **How it is measured** (`mlx_workbook.investigations.decode_loop.measure`, method version 4). Each model gets
+# **How it is measured** (`mlx_workbook.investigations.decode_loop.measure`, method version 5). Each model gets
 # the same random prompt. Every variant is first warmed up once on exactly the timed shapes, so first-use kernel
 # compilation stays out of the trials (its seconds are shown below). Then each claim is its own comparison
-# (`plans.PLANS`, `core.blocks`): only the two or three loops it needs run back to back in a random order per
-# block, one trial each of `max_tokens` tokens, whose value is the trial's steady-state median ms per token
-# (median over windows of token intervals, so a host stall moves one window, not the trial). The effect is the
-# geometric mean of the per-block ratios with a t interval, so a change of the host's speed between blocks
-# cancels out; blocks are added until the interval decides the claim's widened published range or the
-# comparison's `budget_s` is spent, and the stored outcome says which (with n, and for an undecided claim the
-# smallest effect it could resolve). Method version 3 ran all 14 variants per round in 48-token trials, so the
-# two loops of a claim could be seconds apart. Models are shape-faithful presets at random weights (same bytes,
-# same kernels as the real checkpoints, so speeds carry over; text would not).
+# (`plans.PLANS`, `core.blocks`): only the two or three loops it needs, one trial each of `max_tokens` tokens per
+# block, the trials advanced alternately `chunk_tokens` tokens at a time in a random order per round (so that a
+# change of the host's speed, about once a second on the GPU machine, hits every loop of the block; 0: whole
+# trials back to back), every token timed and the first of each chunk (the switch) dropped. A trial's value is
+# its steady-state ms per token: the geometric mean of its chunks' medians over windows of token intervals (a
+# host stall moves one window, not the trial; `blocks.interleaved`). The effect is the geometric mean of the
+# per-block ratios with a t interval, so a change of the host's speed between blocks cancels out; blocks are
+# added until the interval decides the claim's widened published range or the comparison's `budget_s` is spent,
+# and the stored outcome says which (with n, and for an undecided claim the smallest effect it could resolve).
+# Method version 4 ran whole trials back to back (on the GPU machine one trial of a block often ran in the
+# host's fast mode and the other in its slow one); version 3 ran all 14 variants per round in 48-token trials,
+# so the two loops of a claim could be seconds apart. Models are shape-faithful presets at random weights (same
+# bytes, same kernels as the real checkpoints, so speeds carry over; text would not).
 
 # %% tags=["parameters"]
 profile: str = "quick"  # parameter profile this run came from (set by the runner)
@@ -73,6 +77,7 @@ pipelining_model: str = (
 )
 prompt_tokens: int = 16  # random prompt length, tokens
 max_tokens: int = 256  # tokens each trial decodes, the warm-up as many (steady state: at least 256)
+chunk_tokens: int = 16  # tokens a trial decodes before another loop's turn (0: whole trials back to back)
 budget_s: float = 2.0  # seconds one comparison may add blocks for (it stops earlier once decided)
 min_blocks: int = 3  # blocks before a comparison's interval is first looked at
 max_blocks: int = 30  # blocks one comparison runs at most
@@ -117,16 +122,19 @@ if (
     or max_tokens < 21  # the pipelining comparison's windows of 10 token intervals: at least two
     or not 3 <= min_blocks <= max_blocks
     or budget_s <= 0
+    or chunk_tokens < 0
+    or chunk_tokens == 1
     or split_repeats < 1
     or prompt_tokens < 1
     or min(sampler_calls, sampler_repeats) < 1
 ):
     raise ValueError(
-        "split_tokens and identity_tokens must be >= 2, max_tokens >= 21, 3 <= min_blocks <= max_blocks, "
+        "split_tokens and identity_tokens must be >= 2, max_tokens >= 21, chunk_tokens 0 or >= 2, "
+        "3 <= min_blocks <= max_blocks, "
         "budget_s > 0, split_repeats, prompt_tokens, sampler_calls and sampler_repeats >= 1"
     )
 tolerances = plans.Tolerances(minor_tolerance_pct, no_impact_tolerance_pct, share_tolerance_pts)
-run = results.start("02_decode_loop", globals(), method_version=4)
+run = results.start("02_decode_loop", globals(), method_version=5)
 env = run.environment
 where = f"{env.device} ({env.backend}, mlx {env.mlx})"
 display(pd.Series(env.as_dict() | {"run_id": run.run_id}, name="environment").to_frame())
@@ -168,6 +176,7 @@ for i, spec in enumerate(model_specs):
         samplers=samplers if i == 0 else [],
         prompt_tokens=prompt_tokens,
         max_tokens=max_tokens,
+        chunk_tokens=chunk_tokens,
         budget_s=budget_s,
         min_blocks=min_blocks,
         max_blocks=max_blocks,

@@ -42,6 +42,8 @@ def _claim_rows(tiny, monkeypatch, slope: dict, *, max_blocks=12, jitter=0.002, 
         return trial
 
     monkeypatch.setattr(kv_measure, "per_token_trial", planted)
+    # planted values per trial, not generations: each block calls them back to back
+    monkeypatch.setattr(kv_measure, "claim_block", lambda tokens, chunk_tokens: blocks.back_to_back)
     run = blocks.Rows()
     plans = kv_measure.claim_comparisons(
         list(slope),

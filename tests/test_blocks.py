@@ -1,13 +1,15 @@
 """core.blocks (paired interleaved blocks, adaptive stopping) and core.hoststate."""
 
 import math
+import random
+from functools import partial
 
 import mlx.core as mx
 import numpy as np
 import pandas as pd
 import pytest
 
-from mlx_workbook.core import blocks, hoststate
+from mlx_workbook.core import blocks, hoststate, intervals
 
 
 def drifting_variants(effects: dict[str, float], seed=0, noise=0.01):
@@ -140,3 +142,115 @@ def test_host_report_becomes_a_run_finding(tmp_path):
     assert s.n == 8
     (finding,) = [f for f in run.findings if f.id == "host_stability"]
     assert finding.verdict == "measured" and "Host speed probe" in finding.statement
+
+
+class SwitchingHost:
+    """A fake host clock that switches between a fast and a 1.5x slower speed mode every ~`every` tokens
+    (exponentially distributed stretches), as the GPU machine's host does about once a second; each token of a
+    generation advances it by the variant's ms per token at the current speed, with 1% jitter."""
+
+    def __init__(self, every: float, seed: int = 0):
+        self.rng = np.random.default_rng(seed)
+        self.every, self.now, self.slow = every, 0.0, False
+        self.left = self.rng.exponential(every)
+
+    def clock(self) -> float:
+        return self.now
+
+    def generation(self, ms: float, tokens: int):
+        def make():
+            for _ in range(tokens):
+                self.left -= 1
+                if self.left <= 0:
+                    self.slow, self.left = not self.slow, self.rng.exponential(self.every)
+                self.now += 1e-3 * ms * (1.5 if self.slow else 1.0) * math.exp(self.rng.normal(0, 0.01))
+                yield 0
+
+        return make
+
+
+def _planted_blocks(chunk: int, n_blocks: int = 12, tokens: int = 256) -> intervals.Estimate:
+    """Per-block log-ratios of a variant planted 4% slower than the reference on a switching host."""
+    host = SwitchingHost(every=300, seed=1)
+    rng = random.Random(0)
+    ratios = []
+    for _ in range(n_blocks):
+        variants = {"ref": host.generation(4.0, tokens), "slow": host.generation(4.16, tokens)}
+        v = blocks.interleaved(variants, rng, tokens=tokens, chunk=chunk, clock=host.clock)
+        ratios.append(math.log(v["slow"] / v["ref"]))
+    return blocks.change_pct(ratios, 0.95)
+
+
+def test_chunk_interleaving_recovers_the_planted_ratio_on_a_switching_host():
+    """Whole 256-token trials back to back: a speed switch lands between the two trials of many blocks, so the
+    interval spans tens of %; 16-token chunks alternated: both variants see each switch, the interval is narrow
+    and holds the planted +4% (the rest of its width: chunks that straddle a switch)."""
+    whole = _planted_blocks(chunk=256)
+    chunked = _planted_blocks(chunk=16)
+    assert whole.half_width > 8
+    assert chunked.half_width < 2.5 and chunked.low < 4 < chunked.high
+
+
+def test_interleaved_drops_each_chunks_first_interval_and_keeps_whole_windows():
+    """A generation whose first token of every chunk costs 100 ms (the switch) and others 1 ms: the value is
+    1 ms; windows of 10 intervals round a chunk of 12 up to 20 tokens."""
+    stamps = {"now": 0.0}
+    pulled = []
+
+    def make(name):
+        def gen():
+            for i in range(40):
+                pulled.append((name, i))
+                stamps["now"] += 0.1 if i % 20 == 0 else 1e-3
+                yield i
+
+        return gen
+
+    v = blocks.interleaved(
+        {"a": make("a"), "b": make("b")},
+        random.Random(0),
+        tokens=40,
+        chunk=12,
+        window=10,
+        clock=lambda: stamps["now"],
+    )
+    assert v == pytest.approx({"a": 1.0, "b": 1.0})
+    runs = [name for i, (name, _) in enumerate(pulled) if i == 0 or pulled[i - 1][0] != name]
+    assert len(runs) == 4 and sorted(runs) == ["a", "a", "b", "b"]  # 2 rounds of a 20-token chunk each
+    with pytest.raises(ValueError):
+        blocks.interleaved({"a": make("a")}, random.Random(0), tokens=40, chunk=1)
+
+
+def test_interleaved_generations_keep_their_state_across_chunks():
+    """Two greedy decode loops, each with its own cache, advanced in 5-token chunks alternately, emit exactly
+    the tokens of their uninterrupted runs (on a model with clear logit margins, so the tokens vary)."""
+    from mlx_workbook.investigations.kv_cache.measure import make_cache, varied_model
+    from mlx_workbook.models import random_prompt
+    from mlx_workbook.probes import decode, loops
+
+    loaded = varied_model()
+    prompt = random_prompt(loaded, 12, seed=0)
+    tokens = 23
+    seen: dict[str, list[int]] = {"concat": [], "pipelined": []}
+
+    def recorded(name, generation):
+        def gen():
+            for t in generation():
+                seen[name].append(int(t))
+                yield t
+
+        return gen
+
+    concat = partial(
+        decode.mlx_lm_loop, loaded.model, prompt, tokens, prompt_cache=make_cache("concat", loaded.model)
+    )
+    pipelined = partial(loops.library_loop, loaded.model, prompt, tokens)
+    blocks.interleaved(
+        {"concat": recorded("concat", concat), "pipelined": recorded("pipelined", pipelined)},
+        random.Random(0),
+        tokens=tokens,
+        chunk=5,
+    )
+    alone = decode.measure_generation(loaded.model, prompt, tokens).tokens
+    assert len(set(alone)) > 3  # varied tokens: the comparison is not vacuous
+    assert seen["concat"] == alone and seen["pipelined"] == alone

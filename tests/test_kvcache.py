@@ -135,6 +135,8 @@ def test_slice_update_writes_in_place_while_concatenate_copies(tmp_path):
         dict(slice_sizes_mb=[0]),
         dict(identity_tokens=200, identity_window=64),
         dict(claim_tokens=1),
+        dict(chunk_tokens=1),
+        dict(chunk_tokens=-4),
         dict(budget_s=0),
         dict(flat_strategy="rotating"),
         dict(min_blocks=2, max_blocks=8),
@@ -248,9 +250,11 @@ def test_claim_comparisons_pair_what_each_claim_needs():
     assert [c.experiment for c in other_model] == [kvcache.COPY_LONG]  # the claims are judged on the first
 
 
-def test_compare_claims_times_real_trials_in_paired_blocks(tmp_path, tiny):
-    """Real decode trials on the tiny model: each variant's value is a trial's median ms per token, every block
-    holds both variants, host state is stored per block and the outcome row says why it stopped."""
+@pytest.mark.parametrize("chunk_tokens", [0, 3])
+def test_compare_claims_times_real_trials_in_paired_blocks(tmp_path, tiny, chunk_tokens):
+    """Real decode trials on the tiny model, whole or advanced alternately in chunks: each variant's value is
+    its steady-state ms per token, every block holds both variants, host state is stored per block and the
+    outcome row says why it stopped."""
     run = results.start_run("test_kv", {}, run_dir=tmp_path / "blocks")
     plan = kvcache.claim_comparisons(
         ["concat", "preallocated"],
@@ -261,7 +265,17 @@ def test_compare_claims_times_real_trials_in_paired_blocks(tmp_path, tiny):
         copy_tolerance=0.05,
     )[:1]
     out = kvcache.compare_claims(
-        run, tiny, plan, tokens=6, budget_s=60, min_blocks=3, max_blocks=3, warmup=0, step=8, window=32
+        run,
+        tiny,
+        plan,
+        tokens=6,
+        budget_s=60,
+        min_blocks=3,
+        max_blocks=3,
+        warmup=0,
+        step=8,
+        window=32,
+        chunk_tokens=chunk_tokens,
     )
     df = run.measurements
     values = df[(df.experiment == kvcache.COPY_ORIGINAL) & (df.metric == kvcache.TIME_METRIC)]
@@ -270,6 +284,7 @@ def test_compare_claims_times_real_trials_in_paired_blocks(tmp_path, tiny):
         sorted(values.groupby("block").variant.apply(sorted).sum()) == ["concat"] * 3 + ["preallocated"] * 3
     )
     assert (values.claim_tokens == 6).all() and (values.kv_bytes_per_token == 512).all()
+    assert (values.chunk_tokens == chunk_tokens).all()
     host = df[(df.experiment == kvcache.COPY_ORIGINAL) & (df.metric == hoststate.PROBE_METRIC)]
     assert len(host) == 3 and (host.value > 0).all()
     (stop,) = blocks.stop_rows(df, kvcache.COPY_ORIGINAL).itertuples()

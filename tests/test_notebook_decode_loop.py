@@ -24,11 +24,12 @@ def run_02(tmp_path_factory):
 def test_02_stores_block_comparisons_with_stop_reasons(run_02):
     code, df, summary = run_02
     assert code == 0 and summary["status"] == "ok", summary.get("error")
-    assert summary["method_version"] == 4
+    assert summary["method_version"] == 5
     for name, plan in plans.PLANS.items():
         trials = df[(df.experiment == name) & (df.metric == plans.TIME_METRIC)]
         assert set(trials.variant) == set(plan.names), name  # only the variants the claim needs
         assert (trials.groupby("block").variant.nunique() == len(plan.names)).all()  # all of them per block
+        assert (trials.chunk_tokens == 4).all()  # the test profile's trials advance alternately
         outcome = blocks.stop_rows(df, name)
         assert set(outcome.variant) == set(plan.variants), name
         assert outcome.stop_reason.isin([blocks.DECIDED, blocks.BUDGET, blocks.MAX_BLOCKS]).all()

@@ -9,7 +9,9 @@ tests/test_intervals.py).
 Blocks are added until every claim's interval decides (wholly inside or wholly outside its Band), the time budget
 is spent, or max_blocks is reached. The interval is looked at only at a few block counts (`looks`: min_blocks,
 then x1.5 each time) and each look uses a Bonferroni share of the error rate, so stopping at the first decisive
-look does not inflate the error. Every row goes through run.record: values with block, position and variant,
+look does not inflate the error. A block's variants run whole, one after the other (`back_to_back`), or, for
+decode loops on a host that changes speed within a second, advanced in alternating chunks of tokens
+(`interleaved`). Every row goes through run.record: values with block, position and variant,
 host state per block (hoststate), and one "change_pct" row per variant saying why it stopped and, if undecided,
 the smallest effect the data could have resolved (the interval's half-width).
 """
@@ -19,7 +21,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -155,6 +157,74 @@ def timed(fn: Callable[[], Any]) -> Callable[[], float]:
     return run_once
 
 
+BlockFn = Callable[[dict[str, Any], random.Random], dict[str, float]]
+
+
+def back_to_back(variants: dict[str, Callable[[], float]], rng: random.Random) -> dict[str, float]:
+    """One block: every variant called once, back to back in a fresh random order; values in running order."""
+    order = list(variants)
+    rng.shuffle(order)
+    return {name: float(variants[name]()) for name in order}
+
+
+def interleaved(
+    variants: dict[str, Callable[[], Iterator]],
+    rng: random.Random,
+    *,
+    tokens: int,
+    chunk: int,
+    window: int = 1,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[str, float]:
+    """One block of decode trials advanced alternately: each variant's generation (a fresh iterator from its
+    factory, its state kept across chunks) yields `tokens` tokens, pulled `chunk` at a time, the variants'
+    chunks in a fresh random order per round. A change of the host's speed then hits every variant within a
+    round (a fraction of a second) instead of one whole trial. Each token is timed on the host, from the
+    previous yield to its own; the first interval of every chunk is dropped: it holds the switch from the
+    other variant (and the prefill, in the first chunk). Under pipelining the second interval may still wait
+    on the other variant's one queued step; the chunk's median does not move for one interval.
+
+    A chunk's time per token is the median over its kept intervals, in windows of `window` intervals (a loop
+    that evaluates every N tokens needs window N: each window holds one evaluation; a chunk is rounded up to
+    whole windows, at least two, as its first is cut by the dropped interval). The variant's value is the
+    geometric mean over its chunks (ms per token): the block's log-ratio is then the mean of the rounds'
+    paired log-ratios, whereas one median pooled over all chunks would jump between the host's two speeds when
+    about half the tokens ran in each. chunk >= tokens: one chunk, whole trials back to back (the trial's
+    median ms per token, as decode.Generation.median_ms_per_token). Values in the first round's order."""
+    if tokens < 2 or chunk < 2 or window < 1:
+        raise ValueError(f"need tokens >= 2, chunk >= 2 and window >= 1, got {tokens}, {chunk}, {window}")
+    chunk = max(2 * window, -(-chunk // window) * window) if chunk < tokens else tokens
+    generations = {name: make() for name, make in variants.items()}
+    chunk_ms: dict[str, list[float]] = {name: [] for name in variants}
+    first_order: list[str] = []
+    for start in range(0, tokens, chunk):
+        order = list(variants)
+        rng.shuffle(order)
+        first_order = first_order or order
+        for name in order:
+            gaps = _pull(generations[name], min(chunk, tokens - start), clock)[1:]  # [0]: the switch
+            n = len(gaps) // window * window
+            if n:
+                means = np.asarray(gaps[:n]).reshape(-1, window).mean(axis=1)
+                chunk_ms[name].append(1e3 * float(np.median(means)))
+    for gen in generations.values():
+        getattr(gen, "close", lambda: None)()  # a generator's cache is freed now, not at the next collection
+    if not all(chunk_ms.values()):
+        raise ValueError(
+            f"no whole window of {window} token intervals in a chunk of {chunk} ({tokens} tokens)"
+        )
+    return {name: float(np.exp(np.mean(np.log(chunk_ms[name])))) for name in first_order}
+
+
+def _pull(generation: Iterator, n: int, clock: Callable[[], float]) -> list[float]:
+    """Seconds from the call to the first token, then between consecutive tokens, for the next n tokens."""
+    stamps = [clock()]
+    for _ in range(n):
+        next(generation)
+        stamps.append(clock())
+    return np.diff(stamps).tolist()
+
+
 def compare(
     run,
     experiment: str,
@@ -170,9 +240,14 @@ def compare(
     warmup: int = 1,
     confidence: float = intervals.CONFIDENCE,
     seed: int = 0,
+    block_fn: BlockFn = back_to_back,
     **fields: Any,
 ) -> Comparison:
     """Run `variants` (callables returning one positive value each: seconds, ms/token, tokens/s) in blocks.
+
+    `block_fn(variants, rng)` runs one block and returns every variant's value, in running order (that order
+    is stored as `position`): `back_to_back` by default; `functools.partial(interleaved, tokens=..., chunk=...)`
+    for variants that are generation factories. Warm-up: `warmup` blocks, nothing recorded.
 
     Each variant's effect is its per-block ratio to `reference`; blocks are added until every variant with a
     band is decided, `budget_s` of wall time is spent, or `max_blocks` ran (never fewer than min_blocks, unless
@@ -190,26 +265,26 @@ def compare(
     names = list(variants)
     others = [n for n in names if n != reference]
     rng = random.Random(seed)
+    warmup_rng = random.Random(seed - 1)  # the timed blocks' orders do not depend on the warm-up
     for _ in range(warmup):
-        for name in names:
-            variants[name]()
+        block_fn(variants, warmup_rng)
 
     table: dict[str, list[float]] = {n: [] for n in names}
     start = time.perf_counter()
     reason = MAX_BLOCKS
     estimates: dict[str, intervals.Estimate] = {}
     for block in range(max_blocks):
-        order = names[:]
-        rng.shuffle(order)
         probe = hoststate.probe_ms()
         cpu0, wall0 = hoststate.cpu_seconds(), time.perf_counter()
-        for position, name in enumerate(order):
-            value = float(variants[name]())
-            table[name].append(value)
+        values = block_fn(variants, rng)
+        if set(values) != set(names):
+            raise ValueError(f"block_fn returned values for {sorted(values)}, not for {sorted(names)}")
+        for position, (name, value) in enumerate(values.items()):
+            table[name].append(float(value))
             run.record(
                 experiment,
                 metric,
-                value,
+                float(value),
                 unit,
                 trial=block,
                 block=block,

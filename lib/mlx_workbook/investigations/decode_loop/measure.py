@@ -7,10 +7,12 @@ speed for seconds at a time):
 - every variant is first warmed up once on exactly the timed shapes (same prompt, same number of tokens), so
   first-use kernel compilation (NVRTC on CUDA, shader builds on Metal) and allocator growth stay out of the
   timed trials; those seconds are recorded apart (experiment 'first_use');
-- each claim's comparison (stats.PLANS) runs only its two or three variants, back to back in a random order
-  per block, and adds blocks until its interval decides the claim's widened band or its time budget is spent
-  (blocks.compare); a trial's value is its steady-state median ms per token, so a host stall moves one window
-  of a trial, not the trial;
+- each claim's comparison (plans.PLANS) runs only its two or three variants, one trial each per block, the
+  trials advanced alternately `chunk_tokens` tokens at a time in a random order per round (blocks.interleaved:
+  the host's speed changes about once a second, so whole trials back to back land in different speed modes),
+  and adds blocks until its interval decides the claim's widened band or its time budget is spent
+  (blocks.compare); a trial's value is its steady-state ms per token (the geometric mean of its chunks'
+  median over windows of token intervals), so a host stall moves one window of a chunk, not the trial;
 - Python's cyclic garbage collector is collected before each comparison and off while it runs (as `timeit`
   does): a collection pass over a notebook's heap takes tens of ms.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 import gc
 import time
 from contextlib import contextmanager
+from functools import partial
 
 import mlx.core as mx
 import pandas as pd
@@ -108,16 +111,13 @@ def window(names: list[str]) -> int:
     )
 
 
-def trial(loaded: models.LoadedModel, prompt: mx.array, name: str, max_tokens: int, per: int, seed: int):
-    """One variant as a block's callable: decode `max_tokens` tokens, return the median ms per token."""
+def trial(loaded: models.LoadedModel, prompt: mx.array, name: str, max_tokens: int, seed: int):
+    """One variant as a block's generation factory: a fresh decode of `max_tokens` tokens (blocks.interleaved
+    times it token by token). Sampled variants seed the global generator when they start, so their draws
+    interleave with the other loop's and differ from an uninterrupted run's; their time per token does not."""
     v = variant(name)
     kwargs = {"seed": seed} if v.options is not None else {}
-
-    def run_once() -> float:
-        gen = decode.measure_generation(loaded.model, prompt, max_tokens, loop=v.loop(), **kwargs)
-        return gen.median_ms_per_token(per)
-
-    return run_once
+    return partial(v.loop(), loaded.model, prompt, max_tokens, **kwargs)
 
 
 def warm_up(
@@ -162,10 +162,12 @@ def compare(
     budget_s: float,
     min_blocks: int,
     max_blocks: int,
+    chunk_tokens: int = 0,
     seed: int = 0,
 ) -> dict[str, list[int]]:
     """Warm every variant the plans need once, then run each plan as its own blocks.compare (experiment = the
-    plan's name, one row per trial: its median ms/token; one change_pct row per variant with why it stopped).
+    plan's name, one row per trial: its steady-state ms/token; one change_pct row per variant with why it
+    stopped); each block's trials advance alternately `chunk_tokens` at a time (0: whole trials).
     Returns each variant's tokens (warm-up generation)."""
     prompt = models.random_prompt(loaded, prompt_tokens, seed=seed)
     names = list(dict.fromkeys(n for p in plan_names for n in plans.PLANS[p].names))
@@ -177,7 +179,7 @@ def compare(
             blocks.compare(
                 run,
                 plan_name,
-                {n: trial(loaded, prompt, n, max_tokens, per, seed) for n in plan.names},
+                {n: trial(loaded, prompt, n, max_tokens, seed) for n in plan.names},
                 reference=plan.reference,
                 bands=plans.bands(plan_name, tolerances),
                 metric=plans.TIME_METRIC,
@@ -187,8 +189,12 @@ def compare(
                 max_blocks=max_blocks,
                 warmup=0,  # warm_up above ran every variant once already
                 seed=seed + i,
+                block_fn=partial(
+                    blocks.interleaved, tokens=max_tokens, chunk=chunk_tokens or max_tokens, window=per
+                ),
                 label=loaded.label,
                 tokens_per_trial=max_tokens,
+                chunk_tokens=chunk_tokens,
                 window_tokens=per,
                 **loaded.describe(),
             )
@@ -325,6 +331,7 @@ def measure_model(
     split_repeats: int,
     sampler_calls: int,
     sampler_repeats: int,
+    chunk_tokens: int = 0,
     seed: int = 0,
 ) -> str:
     """Everything measured on one model: the comparisons, the agreement with each family's reference, the time
@@ -342,6 +349,7 @@ def measure_model(
         budget_s=budget_s,
         min_blocks=min_blocks,
         max_blocks=max_blocks,
+        chunk_tokens=chunk_tokens,
         seed=seed,
     )
     record_agreement(run, loaded, tokens)

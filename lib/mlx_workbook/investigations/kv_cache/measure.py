@@ -18,6 +18,7 @@ blocks with adaptive stopping, core.blocks, on trials long enough for a steady-s
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 import mlx.core as mx
 import numpy as np
@@ -62,6 +63,7 @@ def validate(
     identity_tokens: int = 2,
     identity_window: int = 512,
     claim_tokens: int = STEADY_TOKENS,
+    chunk_tokens: int = 0,
     flat_strategy: str = "preallocated",
     budget_s: float = 1.0,
     min_blocks: int = 3,
@@ -97,6 +99,8 @@ def validate(
         raise ValueError(
             f"claim_tokens must be >= 2, budget_s > 0 and flat_strategy ({flat_strategy!r}) one of {strategies}"
         )
+    if chunk_tokens < 0 or chunk_tokens == 1:
+        raise ValueError(f"chunk_tokens must be 0 (whole trials) or >= 2, got {chunk_tokens}")
     blocks.looks(min_blocks, max_blocks)  # raises on an impossible block range
     longest = max(lengths) + max(decode_tokens + split_tokens, claim_tokens)
     if max_length is not None and longest > max_length:
@@ -343,15 +347,21 @@ def claim_comparisons(
 
 
 def per_token_trial(loaded, prompt: mx.array, *, strategy: str, length: int, tokens: int, **cache_kwargs):
-    """A block variant: prefill `length` prompt tokens into a fresh `strategy` cache, decode `tokens` with
-    mlx-lm's loop, and return the trial's median ms between tokens (its steady-state time per token)."""
+    """A block variant: a factory of generations that prefill `length` prompt tokens into a fresh `strategy`
+    cache and decode `tokens` with mlx-lm's loop (claim_block times them token by token)."""
 
-    def trial() -> float:
+    def generation():
         cache = make_cache(strategy, loaded.model, **cache_kwargs)
-        gen = decode.measure_generation(loaded.model, prompt[:length], tokens, prompt_cache=cache)
-        return 1e3 * float(np.median(np.diff(gen.token_times_s)))
+        return decode.mlx_lm_loop(loaded.model, prompt[:length], tokens, prompt_cache=cache)
 
-    return trial
+    return generation
+
+
+def claim_block(tokens: int, chunk_tokens: int) -> blocks.BlockFn:
+    """One block of a claim comparison: every variant's `tokens`-token trial, advanced alternately in chunks of
+    `chunk_tokens` (0: whole trials back to back); each variant's value is its steady-state median ms per
+    token (blocks.interleaved)."""
+    return partial(blocks.interleaved, tokens=tokens, chunk=chunk_tokens or tokens)
 
 
 def compare_claims(
@@ -367,18 +377,21 @@ def compare_claims(
     step: int,
     window: int,
     keep: int = 4,
+    chunk_tokens: int = 0,
     seed: int = 0,
 ) -> dict[str, blocks.Comparison]:
-    """Each comparison as paired interleaved blocks (core.blocks.compare): the variants back to back in a
-    random order per block, judged on per-block log-ratios, stopped when the interval decides the no-effect
-    band, after `budget_s` seconds, or at `max_blocks`. Rows carry the model and the cache's bytes per token
-    (for the expected cost of a copy)."""
+    """Each comparison as paired interleaved blocks (core.blocks.compare): in each block every variant decodes
+    one trial, the trials advanced alternately `chunk_tokens` at a time in a random order per round (0: whole
+    trials back to back in a random order), judged on per-block log-ratios, stopped when the interval decides
+    the no-effect band, after `budget_s` seconds, or at `max_blocks`. Rows carry the model, the cache's bytes
+    per token (for the expected cost of a copy) and chunk_tokens."""
     if not comparisons:  # e.g. a second model when concat is not among the strategies
         return {}
     prompt = random_prompt(loaded, max(n for c in comparisons for _, n in c.variants.values()), seed=seed)
     model_fields = loaded.describe() | {
         "kv_bytes_per_token": roofline.kv_bytes_per_position(loaded.config, loaded.dtype),
         "claim_tokens": tokens,
+        "chunk_tokens": chunk_tokens,
     }
     out = {}
     for i, c in enumerate(comparisons):
@@ -404,6 +417,7 @@ def compare_claims(
             # the sweep ran every length before, so the later comparisons start warm
             warmup=warmup if i == 0 else 0,
             seed=seed,
+            block_fn=claim_block(tokens, chunk_tokens),
             **model_fields,
             **c.fields,
         )
