@@ -31,6 +31,13 @@ folder = Path(cfg["log_dir"])
 with open(folder / f"rank{g.rank()}.jsonl", "a") as f:
     f.write(json.dumps({"experiment": "stub", "metric": "m", "value": 1.0, "unit": "s", "rank": g.rank()}) + "\\n")
 if g.rank() == cfg["bad_rank"]:
+    # fail only once every rank is running and has written its pid and journal: else, on a loaded machine,
+    # the launcher may end a rank before it writes them, and the test could not check that it was ended
+    deadline = time.time() + 30
+    while time.time() < deadline and not all(
+        (folder / f"rank{r}.jsonl").exists() for r in range(g.size())
+    ):
+        time.sleep(0.05)
     if cfg["mode"] == "hang":
         time.sleep(600)
     raise SystemExit("rank failed on purpose")
