@@ -15,6 +15,8 @@ def make_run(folder, notebook, found: dict[str, str], cliffs: list[tuple] | None
         run.record("x", "seconds", 1.0 + 0.01 * trial, "s", trial=trial)
     for claim_id, verdict in found.items():
         run.add_finding(results.Finding(claim_id, f"{claim_id} {verdict}", verdict))
+    if "c1" in found:  # a second claim judged by c1's measurement: listed on the findings page, counted once
+        run.add_finding(results.Finding("c1_twin", "same", found["c1"], measured={"same_as": "c1"}))
     run.add_finding(results.Finding("a_number", "just a measurement", "measured"))
     if cliffs is not None:
         table = pd.DataFrame(cliffs, columns=["sweep", "before_length", "length", "excess"])

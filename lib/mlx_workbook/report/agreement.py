@@ -2,7 +2,8 @@
 
 A reproducibility check for the verdicts, not the numbers (compare.py sets the numbers side by side):
 
-- verdicts: every claim finding both runs judged, its category in each (core.verdicts), and whether they agree.
+- verdicts: every claim finding both runs judged, its category in each (core.verdicts), and whether they agree
+  (a claim judged by another claim's measurement, `measured.same_as`, is counted once, as on the findings page).
   The share that agrees is counted over the claims judged from data (holds, size differs, does not hold,
   inconclusive) in at least one of the two runs; claims out of scope or not measured in both agree trivially
   and are counted apart;
@@ -74,7 +75,10 @@ def verdict_table(run_a: Path, run_b: Path) -> pd.DataFrame:
     a, b = results.RunSummary.read(run_a), results.RunSummary.read(run_b)
 
     def claims(s: results.RunSummary) -> dict[str, str]:
-        out = {f.id: verdicts.normalize(f.verdict) for f in s.findings}
+        # a claim judged by another claim's measurement (measured.same_as) is that claim's verdict: count it once
+        out = {
+            f.id: verdicts.normalize(f.verdict) for f in s.findings if not (f.measured or {}).get("same_as")
+        }
         return {k: v for k, v in out.items() if v in CLAIM_CATEGORIES}
 
     ca, cb = claims(a), claims(b)
