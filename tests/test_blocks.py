@@ -221,6 +221,38 @@ def test_interleaved_drops_each_chunks_first_interval_and_keeps_whole_windows():
         blocks.interleaved({"a": make("a")}, random.Random(0), tokens=40, chunk=1)
 
 
+def test_interleaved_intervals_returns_every_chunks_intervals_switch_first():
+    """Chunks of 4 over 10 tokens: 4, 4 and 2 intervals per variant, every interval the variant's own token
+    time (the first runs from the chunk's start, so the other variant's chunk before it is not in it), and the
+    generations closed at the end."""
+    now = {"t": 0.0}
+    closed = []
+
+    def make(name, step):
+        def gen():
+            try:
+                for i in range(10):
+                    now["t"] += step
+                    yield i
+            finally:
+                closed.append(name)
+
+        return gen
+
+    order, chunks = blocks.interleaved_intervals(
+        {"a": make("a", 1.0), "b": make("b", 2.0)},
+        random.Random(0),
+        tokens=10,
+        chunk=4,
+        clock=lambda: now["t"],
+    )
+    assert sorted(order) == ["a", "b"] and sorted(closed) == ["a", "b"]
+    assert [len(c) for c in chunks["a"]] == [len(c) for c in chunks["b"]] == [4, 4, 2]
+    for name, step in (("a", 1.0), ("b", 2.0)):
+        assert all(gaps[1:] == [step] * (len(gaps) - 1) for gaps in chunks[name])  # kept: its own tokens
+        assert all(gaps[0] == step for gaps in chunks[name])  # the clock is read at the chunk's start
+
+
 def test_interleaved_generations_keep_their_state_across_chunks():
     """Two greedy decode loops, each with its own cache, advanced in 5-token chunks alternately, emit exactly
     the tokens of their uninterrupted runs (on a model with clear logit margins, so the tokens vary)."""

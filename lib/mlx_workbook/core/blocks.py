@@ -194,26 +194,53 @@ def interleaved(
     if tokens < 2 or chunk < 2 or window < 1:
         raise ValueError(f"need tokens >= 2, chunk >= 2 and window >= 1, got {tokens}, {chunk}, {window}")
     chunk = max(2 * window, -(-chunk // window) * window) if chunk < tokens else tokens
-    generations = {name: make() for name, make in variants.items()}
+    first_order, chunks = interleaved_intervals(variants, rng, tokens=tokens, chunk=chunk, clock=clock)
     chunk_ms: dict[str, list[float]] = {name: [] for name in variants}
-    first_order: list[str] = []
-    for start in range(0, tokens, chunk):
-        order = list(variants)
-        rng.shuffle(order)
-        first_order = first_order or order
-        for name in order:
-            gaps = _pull(generations[name], min(chunk, tokens - start), clock)[1:]  # [0]: the switch
-            n = len(gaps) // window * window
+    for name, intervals_s in chunks.items():
+        for gaps in intervals_s:
+            kept = gaps[1:]  # [0]: the switch
+            n = len(kept) // window * window
             if n:
-                means = np.asarray(gaps[:n]).reshape(-1, window).mean(axis=1)
+                means = np.asarray(kept[:n]).reshape(-1, window).mean(axis=1)
                 chunk_ms[name].append(1e3 * float(np.median(means)))
-    for gen in generations.values():
-        getattr(gen, "close", lambda: None)()  # a generator's cache is freed now, not at the next collection
     if not all(chunk_ms.values()):
         raise ValueError(
             f"no whole window of {window} token intervals in a chunk of {chunk} ({tokens} tokens)"
         )
     return {name: float(np.exp(np.mean(np.log(chunk_ms[name])))) for name in first_order}
+
+
+def interleaved_intervals(
+    variants: dict[str, Callable[[], Iterator]],
+    rng: random.Random,
+    *,
+    tokens: int,
+    chunk: int,
+    clock: Callable[[], float] = time.perf_counter,
+) -> tuple[list[str], dict[str, list[list[float]]]]:
+    """The timing under `interleaved`, for a caller that reduces the token intervals its own way: each
+    variant's fresh generation pulled `chunk` tokens at a time (the last chunk may be shorter), the variants'
+    chunks in a fresh random order per round. Returns the first round's order and, per variant, per chunk,
+    the seconds from the chunk's start to its first token (the switch from the other variant; the prefill in
+    the first chunk), then between consecutive tokens."""
+    if tokens < 1 or chunk < 1:
+        raise ValueError(f"need tokens >= 1 and chunk >= 1, got {tokens}, {chunk}")
+    generations = {name: make() for name, make in variants.items()}
+    chunks: dict[str, list[list[float]]] = {name: [] for name in variants}
+    first_order: list[str] = []
+    try:
+        for start in range(0, tokens, chunk):
+            order = list(variants)
+            rng.shuffle(order)
+            first_order = first_order or order
+            for name in order:
+                chunks[name].append(_pull(generations[name], min(chunk, tokens - start), clock))
+    finally:
+        for gen in generations.values():
+            getattr(
+                gen, "close", lambda: None
+            )()  # a generator's cache is freed now, not at the next collection
+    return first_order, chunks
 
 
 def _pull(generation: Iterator, n: int, clock: Callable[[], float]) -> list[float]:
