@@ -36,6 +36,8 @@ perf_counter just before each yield), so the sums are the time each side's figur
 generation_tps in a chunked trial would count the other side's chunks (its clock runs from its first token), so
 it is not used there. Prompt tokens/s, chunked: prompt length / the first chunk's first interval (the call to
 the first token, measure_generation's TTFT). Peak memory is not kept: both sides' caches are alive together.
+A mean of the kept intervals, not the chunk medians of notebooks 01/02 (`blocks.interleaved`): generation_tps
+divides by the total time, so a stall of the host counts here as it does in the published figure.
 
 The two sides, on one model object in this process. Library: `decode.measure_generation` with mlx-lm's
 `generate_step` (the reference loop; chunked, the same loop, `decode.mlx_lm_loop`, stamped token by token).
