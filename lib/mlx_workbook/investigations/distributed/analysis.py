@@ -404,10 +404,11 @@ def correctness_table(df: pd.DataFrame) -> pd.DataFrame:
         c[col] = pd.to_numeric(c[col], errors="coerce") if col in c else math.nan
     c["fp32_why_not"] = c["fp32_why_not"].fillna("") if "fp32_why_not" in c else ""
     c["single_dtype_relative"] = c.single_dtype_error / c.max_abs_logit
-    # Greedy tokens are comparable up to the step where one device's own tokens leave fp32's.
+    # Greedy tokens are a test only on a model with clear margins: where one device's own tokens leave fp32's,
+    # the dtype's rounding alone flips an argmax there, so equal split tokens are not expected (information).
     diverges = c.single_fp32_first_difference.fillna(-1) >= 0
-    c["compared_tokens"] = c.tokens.where(~diverges, c.single_fp32_first_difference).astype(int)
-    c["tokens_match_compared"] = (c.first_difference < 0) | (c.first_difference >= c.compared_tokens)
+    c["compared_tokens"] = c.tokens.where(~diverges, 0).astype(int)
+    c["tokens_match_compared"] = c.first_difference < 0
     cols = [
         "label",
         "layout",

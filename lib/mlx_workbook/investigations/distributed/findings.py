@@ -419,15 +419,17 @@ def correctness(df: pd.DataFrame) -> list[Finding]:
     token_verdict = (
         verdicts.INCONCLUSIVE if comparable.empty else verdicts.HOLDS if same else verdicts.DOES_NOT_HOLD
     )
-    steps = ", ".join(
-        f"{r.label} {r.layout}: {int(r.compared_tokens)} of {int(r.tokens)}"
+    steps = "; ".join(
+        f"{r.label} {r.layout}: one device's own {r.dtype} tokens leave float32's at step "
+        f"{int(r.single_fp32_first_difference)}, the split's leave one device's "
+        + (f"at step {int(r.first_difference)}" if r.first_difference >= 0 else "nowhere")
         for r in c.itertuples()
-        if r.compared_tokens < r.tokens
+        if r.compared_tokens == 0
     )
     cut = (
-        f" Compared only up to the step where one device's own run leaves float32's ({steps}): beyond it, "
-        "equal tokens are not expected, since one device's own tokens already differ from the same weights' "
-        "in float32."
+        f" Not judged on tokens, information only ({steps}): where the dtype's rounding alone changes one "
+        "device's greedy tokens, its logit margins are within that rounding and equal split tokens are not "
+        "expected."
         if steps
         else ""
     )
