@@ -59,7 +59,10 @@ context_tokens: int = 32  # prompt tokens prefilled before the timed decode
 decode_tokens: int = 8  # decode steps timed per trial
 prefill_lengths: list = [16, 128]  # prompt lengths of the prefill comparison (batch 1)
 repeats: int = 5  # blocks of the layout comparison (every layout, batch and length once per block)
-correctness_presets: list = ["tiny", "tiny-qwen2"]  # small models whose sharded logits are checked
+correctness_presets: list = [
+    "tiny",
+    "tiny-qwen2",
+]  # small models whose sharded logits are checked: a preset (float32) or {"preset", "dtype"}
 correctness_tokens: int = 16  # greedy tokens compared
 correctness_scale: float = 10.0  # weights scaled up so that greedy decoding has clear logit margins
 checkpoint: str = ""  # a model folder (config.json + safetensors) loaded split by mlx-lm's sharded_load
@@ -99,7 +102,7 @@ environment = envmod.capture()
 budget = measure.device_budget(environment, ranks_per_device=ranks if backend == "ring" and not hosts else 1)
 plans = measure.plan_models(model_configs, ranks=ranks, layouts=layouts, budget=budget)
 checks = measure.plan_models(
-    [{"preset": p, "dtype": "float32"} for p in correctness_presets],
+    measure.correctness_configs(correctness_presets),
     ranks=ranks,
     layouts=layouts,
     budget=budget,
@@ -140,7 +143,14 @@ if not_here:
 # **Correctness.** The same weights (one seed) on one device and split over the ranks: the last position's
 # logits after a prompt, and greedy tokens, on small models whose weights are scaled up (x
 # `correctness_scale`) so that the top-1 margins are clear. Split models sum partial products in another
-# order, so logits may differ by the dtype's rounding, not more.
+# order, so logits may differ by the dtype's rounding, not more. How large that rounding is, is measured:
+# below float32, rank 0 also runs the one-device model upcast to float32 (the same weights, cast in place,
+# where the copy fits the budget beside the model; a quantized model has none) and records its own dtype
+# error, max |logits - fp32 logits|, and the step where its greedy tokens leave fp32's. The split model
+# matches when its difference from one device is at most twice that error (if it errs no more than one
+# device does, |split - single| <= |split - fp32| + |single - fp32| <= 2 x the error); its greedy tokens are
+# compared up to the step where one device's own tokens leave fp32's (beyond it, a different token is the
+# dtype's, not the split's). float32 models keep a fixed bound (1e-4 of the largest logit).
 #
 # **Decode and prefill.** Per model, every layout that fits is built (mlx-lm's `shard` / `pipeline` on lazily
 # built random weights, then materialized, so a rank only ever holds its part). Then blocks: each block runs
@@ -168,6 +178,7 @@ with measure.checkpoint_task(
     prompt_tokens=16,
     tokens=correctness_tokens,
     save=not not_here,
+    fp32_budget_bytes=budget,
 ) as load_task:
     launched = measure.run_ranks(
         run,
@@ -187,6 +198,7 @@ with measure.checkpoint_task(
                 prompt_tokens=16,
                 tokens=correctness_tokens,
                 scale=correctness_scale,
+                fp32_budget_bytes=budget,
             ),
             dict(
                 kind="models",

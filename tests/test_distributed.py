@@ -11,6 +11,7 @@ import mlx.core as mx
 import numpy as np
 import pandas as pd
 import pytest
+from mlx.utils import tree_flatten as mlx_tree_flatten
 
 from mlx_workbook import models
 from mlx_workbook.core import results, verdicts
@@ -190,12 +191,16 @@ def test_stored_run_sharded_model_matches_one_device(stored):
     _, _, df, summary = stored
     c = analysis.correctness_table(df)
     assert set(c.layout) == {"tensor", "pipeline"}
-    assert (c.relative_diff <= findings.LOGIT_TOLERANCE["float32"]).all()
-    assert c.identical_tokens.all() and (c.top1_margin > 0.05).all()
+    fp32 = c[c.dtype == "float32"]
+    assert (fp32.relative_diff <= findings.LOGIT_TOLERANCE["float32"]).all()
+    assert fp32.identical_tokens.all() and (c.top1_margin > 0.05).all()
+    assert fp32.single_dtype_error.isna().all()  # float32 models need no float32 run
     tokens = json.loads(df[df.experiment == "correctness"].tokens_parallel.iloc[0])
     assert len(set(tokens)) > 1  # clear margins: greedy decoding does not repeat one token
     by_id = {f["id"]: f for f in summary["findings"]}
-    assert by_id["sharded_logits_match"]["verdict"] == "holds"
+    tolerance = [findings.logit_tolerance(r)[0] for r in c.itertuples()]
+    within = (c.max_abs_logit_diff <= tolerance).all()
+    assert by_id["sharded_logits_match"]["verdict"] == ("holds" if within else "does not hold")
     assert by_id["megatron_two_allreduce_per_layer"]["verdict"] == "holds"
     assert by_id["nvlink_h200_per_direction"]["verdict"] == verdicts.NOT_APPLICABLE
 
@@ -211,14 +216,101 @@ def test_stored_run_loads_the_saved_checkpoint_with_sharded_load(stored):
     c = analysis.correctness_table(df)
     loaded = c[c.loaded_by == "sharded_load"]
     assert list(loaded.layout) == ["tensor"]
-    assert (
-        loaded.relative_diff <= findings.LOGIT_TOLERANCE["float32"]
-    ).all() and loaded.identical_tokens.all()
+    # The test profile saves it in bfloat16: rank 0 also ran it upcast to float32, its own dtype error.
+    r = next(loaded.itertuples())
+    assert r.dtype == "bfloat16" and r.fp32_why_not == "" and r.single_dtype_error > 0
+    assert r.parallel_dtype_error > 0 and 0 <= r.compared_tokens <= r.tokens
+    assert findings.logit_tolerance(r)[0] == pytest.approx(
+        findings.DTYPE_ERROR_MULTIPLE * r.single_dtype_error
+    )
+    row = df[(df.experiment == "correctness") & (df.loaded_by == "sharded_load")].iloc[0]
+    assert len(json.loads(row.tokens_fp32)) == r.tokens
+    same = c[c.compared_tokens > 0].tokens_match_compared.all()
+    assert by_id_verdict(summary, "sharded_greedy_tokens_match") == ("holds" if same else "does not hold")
     save = df[df.experiment == "checkpoint_save"]
     assert len(save) == 1 and save.value.iloc[0] > 0
     by_id = {f["id"]: f for f in summary["findings"]}
     assert "sharded_load over 2 ranks" in by_id["sharded_load_checkpoint"]["statement"]
     assert not list(Path(tempfile.gettempdir()).glob("mlx-workbook-06-checkpoint-*"))  # the folder is removed
+
+
+def by_id_verdict(summary: dict, fid: str) -> str:
+    return {f["id"]: f["verdict"] for f in summary["findings"]}[fid]
+
+
+def _planted(**row) -> dict:
+    base = dict(
+        experiment="correctness", rank=0, label="m bf16", layout="tensor", loaded_by="build", dtype="bfloat16",
+        value=0.15, max_abs_logit=5.0, top1_margin=1.0, tokens=16, identical_tokens=True, first_difference=-1,
+        single_dtype_error=0.1, parallel_dtype_error=0.12, single_fp32_first_difference=-1,
+        parallel_fp32_first_difference=7, fp32_why_not="",
+    )  # fmt: skip
+    return base | row
+
+
+@pytest.mark.parametrize(
+    "row, logits, tokens",
+    [
+        ({}, "holds", "holds"),  # 0.15 <= 2 x 0.1
+        ({"value": 0.25}, "does not hold", "holds"),  # beyond twice one device's own error
+        # one device's own tokens never leave fp32's (clear margins): a split token that differs fails it
+        ({"identical_tokens": False, "first_difference": 3}, "holds", "does not hold"),
+        # one device's own bf16 tokens leave fp32's at step 6: its margins are within bf16's rounding, so the
+        # split's tokens are information, not a test (the only row here: nothing left to judge)
+        ({"identical_tokens": False, "first_difference": 3, "single_fp32_first_difference": 6},
+         "holds", "inconclusive"),
+        ({"single_fp32_first_difference": 0}, "holds", "inconclusive"),
+        # no float32 copy: the fixed bf16 bound (0.03 x 5 = 0.15) is the fallback, and every step is compared
+        ({"value": 0.2, "single_dtype_error": None, "single_fp32_first_difference": None,
+          "fp32_why_not": "the float32 copy does not fit"}, "does not hold", "holds"),
+        ({"dtype": "float32", "value": 4e-4, "single_dtype_error": None}, "holds", "holds"),  # 1e-4 x 5
+        ({"dtype": "float32", "value": 6e-4, "single_dtype_error": None}, "does not hold", "holds"),
+    ],
+)  # fmt: skip
+def test_the_correctness_verdicts_follow_the_measured_dtype_tolerance(row, logits, tokens):
+    found = {f.id: f for f in findings.correctness(pd.DataFrame([_planted(**row)]))}
+    assert found["sharded_logits_match"].verdict == logits
+    assert found["sharded_greedy_tokens_match"].verdict == tokens
+    if row.get("fp32_why_not"):
+        assert "does not fit" in found["sharded_logits_match"].statement
+    if row.get("single_fp32_first_difference") == 6:
+        assert "leave float32's at step 6, the split's leave one device's at step 3" in (
+            found["sharded_greedy_tokens_match"].statement
+        )
+
+
+def test_an_older_run_without_float32_runs_keeps_the_fixed_tolerance():
+    old = _planted(value=0.1)
+    for col in (
+        "single_dtype_error",
+        "parallel_dtype_error",
+        "single_fp32_first_difference",
+        "parallel_fp32_first_difference",
+        "fp32_why_not",
+    ):
+        old.pop(col)  # fmt: skip
+    c = analysis.correctness_table(pd.DataFrame([old]))
+    assert c.compared_tokens.iloc[0] == 16 and c.single_dtype_error.isna().all()
+    f = findings.correctness(pd.DataFrame([old]))[0]
+    assert f.verdict == "holds" and "fixed 0.03" in f.statement
+
+
+def test_the_float32_reference_is_an_upcast_copy_where_it_fits():
+    from mlx_workbook.investigations.distributed import rank as rankmod
+
+    loaded = models.build_preset("tiny", dtype="bfloat16", seed=0)
+    prompt = mx.array([[1, 2, 3, 4]], dtype=mx.uint32)
+    assert "does not fit the 0.0 GB budget" in rankmod.float32_copy_reason(loaded.model, 1.0)
+    assert rankmod.dtype_reference(loaded.model, prompt, 3, 1.0)["reference"] is None
+    single = rankmod.greedy(loaded.model, prompt, 3)
+    fp32 = rankmod.dtype_reference(loaded.model, prompt, 3, 1e12)
+    assert fp32["why_not"] == "" and len(fp32["reference"][0][0]) == 3
+    assert all(v.dtype == mx.float32 for _, v in mlx_tree_flatten(loaded.model.parameters()))
+    assert rankmod.dtype_reference(loaded.model, prompt, 3, 1e12) is None  # float32 already: nothing to add
+    row = rankmod.comparison(single, single, 1.0, fp32)
+    assert row["single_dtype_error"] == row["parallel_dtype_error"] > 0 and row["fp32_reference"]
+    quantized = models.build_preset("tiny", dtype="bfloat16", bits=4, seed=0)
+    assert "quantized" in rankmod.float32_copy_reason(quantized.model, 1e12)
 
 
 def test_a_missing_checkpoint_folder_is_one_error_before_any_rank_starts(tmp_path):

@@ -397,6 +397,18 @@ def correctness_table(df: pd.DataFrame) -> pd.DataFrame:
     c["relative_diff"] = c.value / c.max_abs_logit
     # Runs before sharded_load was measured have no such column: their models were all built on the ranks.
     c["loaded_by"] = c["loaded_by"].fillna("build") if "loaded_by" in c else "build"
+    # Below float32 (method 3 on): the one device's own error against the same weights in float32, and the
+    # step its greedy tokens leave fp32's; absent (NaN) for float32 models, skipped copies and older runs.
+    fp32_cols = ("single_dtype_error", "parallel_dtype_error")
+    for col in fp32_cols + ("single_fp32_first_difference", "parallel_fp32_first_difference"):
+        c[col] = pd.to_numeric(c[col], errors="coerce") if col in c else math.nan
+    c["fp32_why_not"] = c["fp32_why_not"].fillna("") if "fp32_why_not" in c else ""
+    c["single_dtype_relative"] = c.single_dtype_error / c.max_abs_logit
+    # Greedy tokens are a test only on a model with clear margins: where one device's own tokens leave fp32's,
+    # the dtype's rounding alone flips an argmax there, so equal split tokens are not expected (information).
+    diverges = c.single_fp32_first_difference.fillna(-1) >= 0
+    c["compared_tokens"] = c.tokens.where(~diverges, 0).astype(int)
+    c["tokens_match_compared"] = c.first_difference < 0
     cols = [
         "label",
         "layout",
@@ -409,6 +421,14 @@ def correctness_table(df: pd.DataFrame) -> pd.DataFrame:
         "tokens",
         "identical_tokens",
         "first_difference",
+        "single_dtype_error",
+        "single_dtype_relative",
+        "parallel_dtype_error",
+        "single_fp32_first_difference",
+        "parallel_fp32_first_difference",
+        "fp32_why_not",
+        "compared_tokens",
+        "tokens_match_compared",
     ]
     return c[cols].rename(columns={"value": "max_abs_logit_diff"}).reset_index(drop=True)
 

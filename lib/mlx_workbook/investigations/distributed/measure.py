@@ -27,7 +27,9 @@ from mlx_workbook.probes import launch as launcher
 RANK_SCRIPT = Path(rankmod.__file__)
 RANKS_FOLDER = "ranks"  # the rank files of every launch live in <run>/ranks/<launch name>/
 # 2: checkpoints loaded with mlx-lm's sharded_load (load time, memory, correctness); per-model batches/blocks.
-METHOD_VERSION = 2
+# 3: below float32, the correctness check also runs the one-device model upcast to float32 (its own dtype
+#    error, the tolerance the split model is judged by); correctness presets may name a dtype.
+METHOD_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -212,6 +214,11 @@ def validate(
         )
 
 
+def correctness_configs(presets: list) -> list[dict]:
+    """The correctness check's models: a preset name (float32, as before) or {preset, dtype}."""
+    return [{"preset": p, "dtype": "float32"} if isinstance(p, str) else dict(p) for p in presets]
+
+
 def check_checkpoint(path: str, preset: dict) -> None:
     """A named model folder must exist and hold a model (config.json and safetensors); without one, the preset
     saved in its place must exist and have mlx-lm's tensor sharding. One clear error before any rank starts."""
@@ -225,14 +232,26 @@ def check_checkpoint(path: str, preset: dict) -> None:
 
 @contextlib.contextmanager
 def checkpoint_task(
-    run, path: str, preset: dict, *, scale: float, seed: int, prompt_tokens: int, tokens: int, save: bool
+    run,
+    path: str,
+    preset: dict,
+    *,
+    scale: float,
+    seed: int,
+    prompt_tokens: int,
+    tokens: int,
+    save: bool,
+    fp32_budget_bytes: float,
 ):
     """The rank task that loads a checkpoint folder with mlx-lm's sharded_load. `path` names a real one;
     empty: `preset` (its weights x `scale`, for clear greedy margins) is saved as config.json + safetensors
     + the offline tokenizer into a temporary folder, removed when the launch is over. The save's seconds
     and bytes are recorded (experiment "checkpoint_save"). Nothing is written when `save` is False (the
-    ranks cannot run here)."""
-    task = dict(kind="checkpoint", prompt_tokens=prompt_tokens, tokens=tokens)
+    ranks cannot run here). Below float32, rank 0 also runs the whole model upcast to float32 where that
+    copy fits `fp32_budget_bytes` (its own dtype error: the tolerance of the split model's difference)."""
+    task = dict(
+        kind="checkpoint", prompt_tokens=prompt_tokens, tokens=tokens, fp32_budget_bytes=fp32_budget_bytes
+    )
     if path:
         folder = str(Path(path).expanduser())
         config = json.loads((Path(folder) / "config.json").read_text())

@@ -7,7 +7,8 @@ at the end; the notebook merges the journals into the run's measurements (see me
 
 Tasks (the "tasks" list of the config):
 - collectives: all_sum / all_gather / send-recv over message sizes and dtypes, in paired blocks;
-- correctness: the tensor-parallel (and pipeline) model's logits and greedy tokens against one device's;
+- correctness: the tensor-parallel (and pipeline) model's logits and greedy tokens against one device's, and
+  (below float32) both against the same weights upcast to float32: the one device's own dtype error;
 - models: for each model, single device / tensor parallel / pipeline in paired blocks: decode time per token
   at each batch size, prefill at each prompt length, and the collectives counted in one decode step;
 - checkpoint: a model folder loaded whole on rank 0 (`mlx_lm.load`) and split over the ranks with mlx-lm's
@@ -385,10 +386,71 @@ def top1_margin(logits: mx.array) -> float:
     return float((top2[:, 1] - top2[:, 0]).min())
 
 
-def comparison(reference: tuple, parallel: tuple, margin: float, **fields) -> dict:
-    """The correctness row of one parallel model against one device's: (tokens, logits) each."""
+def _first_difference(a: list, b: list) -> int:
+    """The first step where two token lists differ, -1 where they never do."""
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), -1)
+
+
+def float32_copy_reason(model, budget: float) -> str:
+    """ "" when a float32 copy of this one-device model may be made here, else why not. The copy is cast in
+    place, so the old weights and the float32 ones are held together at the peak: both must fit the budget
+    the plan uses. A quantized model has no float32 copy of the same weights."""
+    from mlx.utils import tree_flatten
+
+    params = [v for _, v in tree_flatten(model.parameters())]
+    if any(not mx.issubdtype(v.dtype, mx.floating) for v in params):
+        return "quantized: no float32 copy of the same weights"
+    now = sum(v.nbytes for v in params)
+    fp32 = sum(v.size * 4 for v in params)
+    if now + fp32 > budget:
+        return (
+            f"the float32 copy ({fp32 / 1e9:.1f} GB beside the model's {now / 1e9:.1f} GB) does not fit the "
+            f"{budget / 1e9:.1f} GB budget"
+        )
+    return ""
+
+
+def dtype_reference(model, prompt: mx.array, steps: int, budget: float) -> dict | None:
+    """The same weights upcast to float32 (in place: the model is float32 afterwards) and run greedily, to
+    set the one-device model's own dtype error beside the split model's difference. None for a model that
+    is float32 already; else {"reference": (tokens, logits) or None, "why_not": why no copy was made}."""
+    from mlx.utils import tree_flatten
+
+    if all(v.dtype == mx.float32 for _, v in tree_flatten(model.parameters())):
+        return None
+    why_not = float32_copy_reason(model, budget)
+    if why_not:
+        return {"reference": None, "why_not": why_not}
+    model.set_dtype(mx.float32)
+    return {"reference": greedy(model, prompt, steps), "why_not": ""}
+
+
+def dtype_fields(single: tuple, parallel: tuple, fp32: dict | None) -> dict:
+    """Columns of a correctness row against the float32 run of the same weights: the one device's own dtype
+    error (max |logits - fp32 logits|) and the step where its greedy tokens leave fp32's, and the parallel
+    model's own error beside it. Empty for float32 models (no fp32 run: nothing to add)."""
+    if fp32 is None:
+        return {}
+    if fp32["reference"] is None:
+        return dict(fp32_reference=False, fp32_why_not=fp32["why_not"])
+    (tokens32, logits32), (tokens, logits), (par_tokens, par_logits) = fp32["reference"], single, parallel
+    return dict(
+        fp32_reference=True,
+        fp32_why_not="",
+        single_dtype_error=float(mx.abs(logits - logits32).max()),
+        parallel_dtype_error=float(mx.abs(par_logits - logits32).max()),
+        max_abs_logit_fp32=float(mx.abs(logits32).max()),
+        single_fp32_first_difference=_first_difference(tokens[0], tokens32[0]),
+        parallel_fp32_first_difference=_first_difference(par_tokens[0], tokens32[0]),
+        tokens_fp32=json.dumps(tokens32[0]),
+    )
+
+
+def comparison(reference: tuple, parallel: tuple, margin: float, fp32: dict | None = None, **fields) -> dict:
+    """The correctness row of one parallel model against one device's: (tokens, logits) each; with `fp32`
+    (a `dtype_reference`), also both against the same weights in float32."""
     (ref_tokens, ref_logits), (tokens, logits) = reference, parallel
-    first = next((i for i, (a, b) in enumerate(zip(tokens[0], ref_tokens[0])) if a != b), None)
+    first = _first_difference(tokens[0], ref_tokens[0])
     return dict(
         metric="max_abs_logit_diff",
         value=float(mx.abs(logits - ref_logits).max()),
@@ -396,10 +458,11 @@ def comparison(reference: tuple, parallel: tuple, margin: float, **fields) -> di
         max_abs_logit=float(mx.abs(ref_logits).max()),
         top1_margin=margin,
         tokens=len(tokens[0]),
-        identical_tokens=first is None,
-        first_difference=-1 if first is None else first,
+        identical_tokens=first < 0,
+        first_difference=first,
         tokens_parallel=json.dumps(tokens[0]),
         tokens_single=json.dumps(ref_tokens[0]),
+        **dtype_fields(reference, parallel, fp32),
         **fields,
     )
 
@@ -414,11 +477,13 @@ def correctness(rank: Rank, task: dict) -> None:
         prompt = _tokens(vocab, 1, task["prompt_tokens"], spec.get("seed", 0))
         reference = greedy(single.model, prompt, task["tokens"])
         margin = top1_margin(reference[1])
+        fp32 = dtype_reference(single.model, prompt, task["tokens"], task["fp32_budget_bytes"])
         del single
         fields = dict(model=spec["preset"], label=spec["label"], dtype=spec["dtype"], bits=spec["bits"])
         for layout in [lay for lay in spec["layouts"] if lay != SINGLE]:
             par = build(rank, spec, layout, scale=task["scale"])
-            row = comparison(reference, greedy(par.model, prompt, task["tokens"]), margin, layout=layout)
+            par_run = greedy(par.model, prompt, task["tokens"])
+            row = comparison(reference, par_run, margin, fp32, layout=layout)
             rank.record("correctness", [row | fields | {"loaded_by": "build"}])
             del par
         rank.log(f"correctness {spec['label']} done")
@@ -471,21 +536,24 @@ def checkpoint(rank: Rank, task: dict) -> None:
     config = json.loads((Path(path) / "config.json").read_text())
     vocab = int(config.get("vocab_size") or config["text_config"]["vocab_size"])
     prompt = _tokens(vocab, 1, task["prompt_tokens"], rank.config.get("seed", 0))
-    reference = None
+    reference = fp32 = None
     if rank.rank == 0:
         whole, row = _timed_load(lambda: mlx_lm.load(path)[0])
         rank.record(
             "checkpoint_load", [dict(metric="load_seconds", unit="s", layout=SINGLE, **row, **fields)]
         )
         reference = greedy(whole, prompt, task["tokens"])
+        fp32 = dtype_reference(whole, prompt, task["tokens"], task["fp32_budget_bytes"])
         del whole
+        gc.collect()
+        mx.clear_cache()  # the float32 copy goes before the split model loads
     rank.barrier()
     split, row = _timed_load(lambda: _sharded_load(rank, path))
     rank.record("checkpoint_load", [dict(metric="load_seconds", unit="s", layout=TENSOR, **row, **fields)])
     rank.log(f"checkpoint {task['label']}: sharded_load in {row['value']:.2f} s")
     tokens = greedy(split, prompt, task["tokens"])
     if reference is not None:
-        row = comparison(reference, tokens, top1_margin(reference[1]), layout=TENSOR)
+        row = comparison(reference, tokens, top1_margin(reference[1]), fp32, layout=TENSOR)
         rank.record("correctness", [row | fields | {"loaded_by": "sharded_load"}])
     del split
     gc.collect()
