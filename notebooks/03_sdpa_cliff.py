@@ -45,8 +45,12 @@
 # envelope widened by `tolerance`: **up** (b slower than its extra work explains) or **down** (b faster although it
 # does more: the lengths up to a were slow, the shape of the published cliff). Each candidate is then re-measured
 # with its two lengths alternated back to back for `confirm_pairs` pairs and judged on the paired ratios (t interval
-# on the log-ratios, Bonferroni over the candidates): only a step that repeats is called a **cliff**; the others
-# are listed as transients. The published 127 -> 128 step is always re-measured this way.
+# on the log-ratios, Bonferroni over every re-measured step): only a step that repeats is called a **cliff**; the
+# others are listed as transients. The published 127 -> 128 step is always re-measured this way, and so (method 3,
+# `confirm_boundaries`) is every step into and out of a boundary the prefill and decode sweeps straddle (b-1 -> b,
+# b -> b+1), whatever the sweep said: which steps a noisy sweep nominates changes from run to run, and these are
+# the steps that matter most. Such a step (origin `boundary` in the tables) is a cliff when its confirmation is a
+# jump either way, and otherwise simply not a cliff.
 
 # %% tags=["parameters"]
 profile: str = "quick"  # parameter profile this run came from (set by the runner)
@@ -142,6 +146,7 @@ min_calls: int = 2  # calls per sample at least (short kernels: the final sync d
 max_calls: int = 1000  # calls per sample at most
 confirm_pairs: int = 20  # alternated pairs that re-measure each candidate cliff
 max_confirm: int = 30  # candidates re-measured per sweep (the farthest from the work envelope first)
+confirm_boundaries: bool = True  # also re-measure every step b-1 -> b, b -> b+1 around the swept boundaries
 tolerance: float = 0.25  # a cliff must exceed the work envelope by this fraction (CPU timings are noisy)
 
 # %%
@@ -185,7 +190,7 @@ display(pd.Series(run.environment.as_dict() | {"run_id": run.run_id}, name="envi
 errors = measure.sweep(run, "prefill", plan.prefill, **timing)
 if errors:
     display(Markdown("**Configurations that failed on this backend:**"), pd.DataFrame(errors))
-candidates = analysis.scan(run.measurements, "prefill", P)
+candidates = analysis.candidates(run.measurements, "prefill", P)
 claims = analysis.claim_steps(
     run.measurements, "prefill", P
 )  # the published 127 -> 128 step: always re-measured
@@ -217,7 +222,7 @@ display(fig, found["prefill"].round(3))
 errors = measure.sweep(run, "decode", plan.decode, **timing)
 if errors:
     display(pd.DataFrame(errors))
-candidates = analysis.scan(run.measurements, "decode", P)
+candidates = analysis.candidates(run.measurements, "decode", P)
 measure.confirm(run, "decode", candidates, **confirming)
 df = run.measurements
 found["decode"], transient["decode"] = analysis.confirmed(df, "decode", candidates, P)
@@ -325,9 +330,10 @@ display(fig, per_op, Markdown(analysis.graph_note(df, P)))
 # %% [markdown]
 # ## Every cliff found <a id="cliffs"></a>
 # A sweep only nominates candidates (each step judged alone at 95%); every candidate (up to `max_confirm` per
-# sweep) is re-measured with its two lengths alternated back to back for `confirm_pairs` pairs, and is a cliff
-# only if the paired ratio's interval (t on log-ratios, Bonferroni over the candidates) lies outside the work
-# envelope in the same direction. The rest are listed below as transients.
+# sweep) and every step around a swept boundary is re-measured with its two lengths alternated back to back for
+# `confirm_pairs` pairs, and is a cliff only if the paired ratio's interval (t on log-ratios, Bonferroni over the
+# re-measured steps) lies outside the work envelope (for a nominated step: in the sweep's direction). Nominated
+# steps that did not repeat are listed below as transients; column `origin` says why a step was re-measured.
 # All confirmed jumps of every sweep in this run (prefill, decode, versions, prompt latency), largest first.
 # `excess` is the ratio beyond the work envelope: 0.6 means the later length took 0.6x the time its extra work
 # allows, i.e. the lengths before it ran in a slow regime; 1.4 means a slowdown 1.4x beyond the work. The closing

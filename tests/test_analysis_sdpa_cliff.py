@@ -11,6 +11,7 @@ from mlx_workbook.core.verdicts import DOES_NOT_HOLD, HOLDS, NOT_APPLICABLE, NOT
 from mlx_workbook.investigations.sdpa_cliff import analysis as an
 from mlx_workbook.investigations.sdpa_cliff import cliffs
 from mlx_workbook.investigations.sdpa_cliff import findings as fnd
+from mlx_workbook.investigations.sdpa_cliff import measure as attention
 from mlx_workbook.probes import sdpa_probe as probe
 
 BASE = {"device": "Test GPU", "backend": "cuda", "mlx": "0.32.4", "mlx_lm": "0.32.2"}
@@ -234,7 +235,13 @@ def confirmation(candidate, slow_below, pairs=20, experiment="versions_confirm")
     out = []
     for p in range(pairs):
         for k, n in enumerate((a, b) if p % 2 == 0 else (b, a)):
-            row = sdpa_rows(experiment, [n], slow_below=slow_below, probe_mlx=candidate["probe_mlx"])[0]
+            row = sdpa_rows(
+                experiment,
+                [n],
+                mode=candidate["mode"],
+                slow_below=slow_below,
+                probe_mlx=candidate.get("probe_mlx"),
+            )[0]
             row.update(
                 pair=p, position=k, before_length=a, after_length=b, value=row["value"] * jitter[(p + k) % 5]
             )
@@ -271,3 +278,39 @@ def test_claim_steps_are_judged_on_their_confirmation_pairs(df):
     assert step.ratio == pytest.approx(1 / 1.6, rel=0.03) and step.high < 0.7
     table = an.steps_127_128(repeated, P).set_index(["probe_mlx", "mode"])
     assert "alternated pairs" in table.loc[("0.29.1", "causal"), "judged on"]
+
+
+def test_a_boundary_step_the_noisy_sweep_missed_is_confirmed_through_the_boundary_path():
+    """Issue 11: two runs' cliff lists differed only at boundary steps one sweep happened not to nominate. A real
+    1.6x step at 127 -> 128 (causal), hidden in the sweep by a noisy stretch at 127 and 128, is still re-measured
+    and confirmed; the flat mode's boundary steps are re-measured too, and are neither cliffs nor transients."""
+    noisy = {127: [1.0, 0.55, 1.7, 0.6, 1.5], 128: [1.0, 1.8, 0.6, 1.7, 0.65]}
+    rows = sdpa_rows("prefill", LENGTHS, slow_below=128) + sdpa_rows("prefill", LENGTHS, mode="none")
+    for r in rows:
+        if r["mode"] == "causal" and r["length"] in noisy:
+            r["value"] *= noisy[r["length"]][r["trial"]]
+    sweep = pd.DataFrame(rows)
+    assert an.scan(sweep, "prefill", P).empty  # the sweep alone nominates nothing
+    cands = an.candidates(sweep, "prefill", P)
+    steps = {(m, int(a), int(b)) for m, a, b in zip(cands["mode"], cands.before_length, cands.length)}
+    assert steps == {(m, a, b) for m in ("causal", "none") for a, b in ((127, 128), (128, 129))}
+    assert set(cands.origin) == {cliffs.BOUNDARY}
+    assert len(attention.to_confirm(cands, 0)) == 4  # max_confirm caps nominated steps only
+    again = [
+        confirmation(c, slow_below=128 if c["mode"] == "causal" else None, experiment="prefill_confirm")
+        for c in cands.to_dict("records")
+    ]
+    measured = pd.concat([sweep, pd.DataFrame(sum(again, []))], ignore_index=True)
+    real, transient = an.confirmed(measured, "prefill", cands, P)
+    assert transient.empty and len(real) == 1
+    cliff = real.iloc[0]
+    assert (cliff["mode"], cliff.before_length, cliff.length, cliff.origin) == (
+        "causal",
+        127,
+        128,
+        "boundary",
+    )
+    assert cliff.verdict == cliffs.DOWN and cliff.confirm_ratio == pytest.approx(1 / 1.6, rel=0.03)
+    assert cliff.excess == pytest.approx(1 / 1.6, rel=0.03)  # from the confirmation, not the noisy sweep
+    off = an.candidates(sweep, "prefill", {**P, "confirm_boundaries": False})
+    assert off.empty  # without the boundary path the run would have missed it

@@ -55,14 +55,37 @@ def mark(fig: Figure, xs, label: str, color: str = "#b00020") -> Figure:
 
 
 def scan(df: pd.DataFrame, sweep: str, p: dict) -> pd.DataFrame:
-    """The candidate cliffs of one sweep ("prefill", "decode", "versions", "prompt"), judged against the work
-    pair by pair at 95% (a liberal screen): `confirmed` keeps those its confirmation pass repeats."""
+    """The cliffs one sweep ("prefill", "decode", "versions", "prompt") nominates, judged against the work pair
+    by pair at 95% (a liberal screen), column `origin` "nominated"."""
     sub = rows(df, sweep)
     if sweep == "prompt":
-        return cliffs.scan(sub, ["model"], work="flops", tolerance=p["tolerance"], family_wise=False)
+        found = cliffs.scan(sub, ["model"], work="flops", tolerance=p["tolerance"], family_wise=False)
+        return found.assign(origin=cliffs.NOMINATED)
     if sub.empty or (sweep == "versions" and "probe_mlx" not in sub.columns):
         return pd.DataFrame()
-    return attention.scan(sub, tolerance=p["tolerance"], family_wise=False)
+    return attention.scan(sub, tolerance=p["tolerance"], family_wise=False).assign(origin=cliffs.NOMINATED)
+
+
+def candidates(df: pd.DataFrame, sweep: str, p: dict) -> pd.DataFrame:
+    """What a sweep's confirmation pass re-measures: the nominated steps (`scan`) and, unless
+    p["confirm_boundaries"] is false, every step into and out of the sweep's boundaries (origin "boundary",
+    also where the sweep nominated it, so its judgement never depends on the sweep). `confirmed` settles them."""
+    nominated = scan(df, sweep, p)
+    if not p.get("confirm_boundaries", True) or not boundaries(sweep, p):
+        return nominated
+    around = attention.boundary_steps(rows(df, sweep), boundaries(sweep, p), tolerance=p["tolerance"])
+    parts = [t for t in (around.assign(origin=cliffs.BOUNDARY), nominated) if len(t)]
+    if len(parts) < 2:
+        return parts[0] if parts else nominated
+    keys = [c for c in attention.GROUP + ["probe_mlx", "before_length", "length"] if c in around.columns]
+    return pd.concat(parts, ignore_index=True).drop_duplicates(subset=keys).reset_index(drop=True)
+
+
+def boundaries(sweep: str, p: dict) -> list[int]:
+    """The boundaries a sweep straddles finely (whose neighbouring steps are always re-measured)."""
+    if sweep == "prefill":
+        return sorted(set(p["boundaries"]) | set(p["variant_boundaries"]))
+    return list(p["decode_boundaries"]) if sweep == "decode" else []
 
 
 def confirmed(
@@ -80,7 +103,9 @@ def confirmed(
     judged = cliffs.confirm(
         candidates, rows(df, sweep + attention.CONFIRM), by, work="flops", tolerance=p["tolerance"]
     )
-    return judged[judged.confirmed].reset_index(drop=True), judged[~judged.confirmed].reset_index(drop=True)
+    # an unconfirmed boundary step is no transient: the sweep never suspected it
+    dropped = judged.confirmed | (judged.get("origin") == cliffs.BOUNDARY)
+    return judged[judged.confirmed].reset_index(drop=True), judged[~dropped].reset_index(drop=True)
 
 
 def transients_note(transient: dict[str, pd.DataFrame]) -> str:
@@ -125,8 +150,15 @@ def cliff_view(table: pd.DataFrame):
     view["ratio [95%]"] = [
         f"{r:.3g} [{lo:.3g}, {hi:.3g}]" for r, lo, hi in zip(table.ratio, table.low, table.high)
     ]
+    if "confirm_ratio" in table:  # a boundary step's sweep ratio may say nothing: its confirmation decided
+        view["confirmed [95%]"] = [
+            f"{r:.3g} [{lo:.3g}, {hi:.3g}]" if pd.notna(r) else ""
+            for r, lo, hi in zip(table.confirm_ratio, table.confirm_low, table.confirm_high)
+        ]
     view["from the work"] = [f"{lo:.3g}-{hi:.3g}" for lo, hi in zip(table.expected_low, table.expected_high)]
     view["direction"] = table.verdict
+    if "origin" in table:
+        view["origin"] = table.origin
     return view.style.hide(axis="index")  # a Styler shows every row, not pandas' first and last five
 
 

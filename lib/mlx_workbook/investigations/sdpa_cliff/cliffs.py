@@ -18,6 +18,11 @@ candidate is re-measured in a confirmation pass (its two lengths alternated back
 judged by `confirm` on the paired per-pair log-ratios with a t interval (core.intervals; Bonferroni over the
 candidates). Only a candidate whose confirmation interval lies outside the envelope in the same direction is a
 cliff; the others are transients (a burst of load, a call-count artifact of an older method).
+
+Which steps a noisy sweep nominates varies from run to run, so the steps around the boundaries a sweep straddles
+(b-1 -> b and b -> b+1) are re-measured whatever the sweep said (origin "boundary", the others "nominated"): a
+boundary step is judged on its confirmation alone, a cliff when that is a jump either way, and otherwise simply
+not a cliff (nothing was suspected of it, so it is no transient either).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import pandas as pd
 from mlx_workbook.core import intervals, measure
 
 UP, DOWN, NONE, UNCLEAR = "up", "down", "none", "unclear"
+NOMINATED, BOUNDARY = "nominated", "boundary"  # why a step is re-measured (column `origin`)
 
 
 @dataclass(frozen=True)
@@ -115,13 +121,15 @@ def confirm(
     """`candidates` (a scan table) with the confirmation pass's judgement added (CONFIRM_COLUMNS).
 
     `confirmations` holds rows with the `by` columns, length, before_length / after_length (the candidate step)
-    and pair (the index of an alternated pair); a candidate without confirmation rows stays unconfirmed."""
+    and pair (the index of an alternated pair); a candidate without confirmation rows stays unconfirmed. A
+    nominated candidate is confirmed when its confirmation repeats the sweep's jump; a boundary step (column
+    `origin`) when its confirmation is a jump at all, and then takes that verdict and excess."""
     out = candidates.copy()
     for c in CONFIRM_COLUMNS:
         out[c] = pd.Series([False] * len(out) if c == "confirmed" else [np.nan] * len(out), dtype=object)
     if out.empty:
         return out
-    confidence = 1 - (1 - measure.CONFIDENCE) / len(out)
+    confidence = 1 - (1 - measure.CONFIDENCE) / family_size(out, confirmations, by)
     for i, cand in out.iterrows():
         sel = confirmations
         if sel.empty:
@@ -138,17 +146,30 @@ def confirm(
             tolerance=tolerance,
             confidence=confidence,
         )
-        if step is not None:
-            out.loc[i, CONFIRM_COLUMNS] = [
-                step.verdict == cand.verdict,
-                step.ratio,
-                step.low,
-                step.high,
-                step.n,
-                step.verdict,
-            ]
+        if step is None:
+            continue
+        boundary = cand.get("origin") == BOUNDARY
+        out.loc[i, CONFIRM_COLUMNS] = [
+            step.is_jump if boundary else step.verdict == cand.verdict,
+            step.ratio,
+            step.low,
+            step.high,
+            step.n,
+            step.verdict,
+        ]
+        if boundary and step.is_jump:  # the sweep said nothing reliable here: the confirmation names the jump
+            out.loc[i, ["verdict", "excess"]] = [step.verdict, step.excess]
     out["confirmed"] = out["confirmed"].astype(bool)
     return out
+
+
+def family_size(candidates: pd.DataFrame, confirmations: pd.DataFrame, by: list[str]) -> int:
+    """How many steps the Bonferroni correction covers: every step the confirmation pass re-measured (boundary
+    steps, nominated candidates and claims alike), or every candidate where none was."""
+    keys = [c for c in by if c in confirmations.columns] + ["before_length", "after_length"]
+    if confirmations.empty or not set(keys) <= set(confirmations.columns):
+        return max(1, len(candidates))
+    return max(1, len(confirmations.drop_duplicates(subset=keys)))
 
 
 def paired_step(

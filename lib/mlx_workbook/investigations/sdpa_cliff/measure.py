@@ -18,9 +18,11 @@ from mlx_workbook.core.results import Run
 from mlx_workbook.investigations.sdpa_cliff import cliffs
 from mlx_workbook.probes import sdpa_probe as probe
 
-# 2: one call count per sweep (calibrated at its longest length), lengths in random order per round, and a
-# confirmation pass (alternated pairs) before a candidate is called a cliff; 1 chose the count per length.
-METHOD_VERSION = 2
+# 3: the steps into and out of every swept boundary are always re-measured in the confirmation pass (not only
+# those the sweep nominates), Bonferroni over every re-measured step. 2: one call count per sweep (calibrated at
+# its longest length), lengths in random order per round, and a confirmation pass (alternated pairs) before a
+# candidate is called a cliff; 1 chose the count per length.
+METHOD_VERSION = 3
 
 MODES, VARIANTS, DTYPES = probe.MODES, probe.VARIANTS, tuple(probe.DTYPES)
 GROUP = list(probe.GROUP_KEYS)  # a sweep's configuration: everything but the length
@@ -256,11 +258,18 @@ CONFIRM = "_confirm"  # suffix of a sweep's confirmation experiment ("prefill" -
 
 
 def to_confirm(candidates: pd.DataFrame, max_candidates: int) -> pd.DataFrame:
-    """The candidates a confirmation pass re-measures: the `max_candidates` farthest from the work envelope."""
+    """The candidates a confirmation pass re-measures: every boundary step (column `origin`), and of the nominated
+    ones the `max_candidates` farthest from the work envelope."""
     if candidates.empty:
         return candidates
-    away = candidates["excess"].astype(float).apply(lambda x: max(x, 1 / x))
-    return candidates.loc[away.sort_values(ascending=False).index[:max_candidates]]
+    boundary = (
+        candidates.get("origin", pd.Series(cliffs.NOMINATED, index=candidates.index)) == cliffs.BOUNDARY
+    )
+    nominated = candidates[~boundary]
+    away = nominated["excess"].astype(float).apply(lambda x: max(x, 1 / x))
+    return pd.concat(
+        [candidates[boundary], nominated.loc[away.sort_values(ascending=False).index[:max_candidates]]]
+    )
 
 
 def candidate_cases(candidates: pd.DataFrame) -> list[list[dict]]:
@@ -366,12 +375,31 @@ def per_pair(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def scan(
-    df: pd.DataFrame, *, tolerance: float, by: list[str] | None = None, family_wise: bool = True
+    df: pd.DataFrame,
+    *,
+    tolerance: float,
+    by: list[str] | None = None,
+    family_wise: bool = True,
+    jumps_only: bool = True,
 ) -> pd.DataFrame:
     """Every cliff of every configuration in `df` (work = the attention flops of each length); with
     family_wise=False the liberal screen for candidates that a confirmation pass settles."""
     by = by or [c for c in GROUP + ["probe_mlx"] if c in df.columns]
-    return cliffs.scan(df, by, work="flops", tolerance=tolerance, family_wise=family_wise)
+    return cliffs.scan(
+        df, by, work="flops", tolerance=tolerance, family_wise=family_wise, jumps_only=jumps_only
+    )
+
+
+def boundary_steps(df: pd.DataFrame, boundaries: list[int], *, tolerance: float) -> pd.DataFrame:
+    """The steps b-1 -> b and b -> b+1 around every boundary b, in every configuration of `df` that swept both
+    lengths (as scan rows, whatever the sweep's verdict): re-measured in every run, so which of them are cliffs
+    does not hang on which ones a noisy sweep happened to nominate."""
+    every = scan(df, tolerance=tolerance, family_wise=False, jumps_only=False)
+    if every.empty:
+        return every
+    wanted = {(b - 1, b) for b in boundaries} | {(b, b + 1) for b in boundaries}
+    at = [(int(a), int(b)) in wanted for a, b in zip(every.before_length, every.length)]
+    return every[at].reset_index(drop=True)
 
 
 def pair(
