@@ -219,6 +219,11 @@ def test_interleaved_drops_each_chunks_first_interval_and_keeps_whole_windows():
     assert len(runs) == 4 and sorted(runs) == ["a", "a", "b", "b"]  # 2 rounds of a 20-token chunk each
     with pytest.raises(ValueError):
         blocks.interleaved({"a": make("a")}, random.Random(0), tokens=40, chunk=1)
+    # chunk 0: whole trials back to back, one run per variant
+    pulled.clear()
+    blocks.interleaved({"a": make("a"), "b": make("b")}, random.Random(0), tokens=40, chunk=0)
+    runs = [name for i, (name, _) in enumerate(pulled) if i == 0 or pulled[i - 1][0] != name]
+    assert sorted(runs) == ["a", "b"] and len(pulled) == 80
 
 
 def test_interleaved_intervals_returns_every_chunks_intervals_switch_first():

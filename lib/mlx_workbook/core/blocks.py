@@ -189,11 +189,13 @@ def interleaved(
     whole windows, at least two, as its first is cut by the dropped interval). The variant's value is the
     geometric mean over its chunks (ms per token): the block's log-ratio is then the mean of the rounds'
     paired log-ratios, whereas one median pooled over all chunks would jump between the host's two speeds when
-    about half the tokens ran in each. chunk >= tokens: one chunk, whole trials back to back (the trial's
+    about half the tokens ran in each. chunk 0 or >= tokens: one chunk, whole trials back to back (the trial's
     median ms per token, as decode.Generation.median_ms_per_token). Values in the first round's order."""
-    if tokens < 2 or chunk < 2 or window < 1:
-        raise ValueError(f"need tokens >= 2, chunk >= 2 and window >= 1, got {tokens}, {chunk}, {window}")
-    chunk = max(2 * window, -(-chunk // window) * window) if chunk < tokens else tokens
+    if tokens < 2 or chunk == 1 or chunk < 0 or window < 1:
+        raise ValueError(
+            f"need tokens >= 2, chunk 0 (whole trials) or >= 2 and window >= 1, got {tokens}, {chunk}, {window}"
+        )
+    chunk = max(2 * window, -(-chunk // window) * window) if 0 < chunk < tokens else tokens
     first_order, chunks = interleaved_intervals(variants, rng, tokens=tokens, chunk=chunk, clock=clock)
     chunk_ms: dict[str, list[float]] = {name: [] for name in variants}
     for name, intervals_s in chunks.items():
@@ -236,10 +238,9 @@ def interleaved_intervals(
             for name in order:
                 chunks[name].append(_pull(generations[name], min(chunk, tokens - start), clock))
     finally:
+        # a generator's cache is freed now, not at the next collection
         for gen in generations.values():
-            getattr(
-                gen, "close", lambda: None
-            )()  # a generator's cache is freed now, not at the next collection
+            getattr(gen, "close", lambda: None)()
     return first_order, chunks
 
 

@@ -189,9 +189,7 @@ def compare(
                 max_blocks=max_blocks,
                 warmup=0,  # warm_up above ran every variant once already
                 seed=seed + i,
-                block_fn=partial(
-                    blocks.interleaved, tokens=max_tokens, chunk=chunk_tokens or max_tokens, window=per
-                ),
+                block_fn=partial(blocks.interleaved, tokens=max_tokens, chunk=chunk_tokens, window=per),
                 label=loaded.label,
                 tokens_per_trial=max_tokens,
                 chunk_tokens=chunk_tokens,

@@ -361,7 +361,7 @@ def claim_block(tokens: int, chunk_tokens: int) -> blocks.BlockFn:
     """One block of a claim comparison: every variant's `tokens`-token trial, advanced alternately in chunks of
     `chunk_tokens` (0: whole trials back to back); each variant's value is its steady-state median ms per
     token (blocks.interleaved)."""
-    return partial(blocks.interleaved, tokens=tokens, chunk=chunk_tokens or tokens)
+    return partial(blocks.interleaved, tokens=tokens, chunk=chunk_tokens)
 
 
 def compare_claims(
