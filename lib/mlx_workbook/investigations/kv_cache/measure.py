@@ -58,7 +58,7 @@ def validate(
     max_length: int | None = None,
     original_lengths=None,
     repeats: int = 1,
-    slice_sizes_mb=(1,),
+    slice_sizes_mb=(1, 4),
     slice_updates: int = 1,
     identity_tokens: int = 2,
     identity_window: int = 512,
@@ -91,6 +91,8 @@ def validate(
         raise ValueError(f"original_lengths {original_lengths} must be at least two of lengths {lengths}")
     if repeats < 1 or slice_updates < 1 or any(s <= 0 for s in slice_sizes_mb):
         raise ValueError("slice_sizes_mb must be positive and slice_updates, repeats at least 1")
+    if len(set(slice_sizes_mb)) < 2:  # the slice_update claim is judged on the write's growth with the buffer
+        raise ValueError(f"slice_sizes_mb must hold at least two sizes, got {slice_sizes_mb}")
     if not 2 <= identity_tokens < 2 * identity_window:
         raise ValueError(
             f"identity_tokens must be in [2, {2 * identity_window}): the prompt must fit before the window"
@@ -522,7 +524,8 @@ def slice_update_probe(
 
     slice_update: `buf[..., i, :] = x`, what mlx-lm's KVCache does (MLX can donate the old buffer and write in
     place); concatenate: `concatenate([buf[..., 1:, :], x])`, a new buffer holding a copy of the old one.
-    If slice_update copied, its time would grow with the buffer like concatenate's.
+    If slice_update copied, its time would grow with the buffer as a copy of it must at the machine's bandwidth
+    (findings.copy_share); concatenate shows how fast MLX's own copy grows.
     """
     dt = getattr(mx, dtype)
     for size in sizes_mb:
