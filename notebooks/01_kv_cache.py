@@ -88,6 +88,7 @@ flat_tolerance: float = 0.05  # relative change in time per token still called f
 copy_tolerance: float = 0.05  # relative extra time of concat over preallocated still called no impact
 slice_sizes_mb: list = [1, 16, 64]  # buffer sizes of the slice_update probe, MB
 slice_updates: int = 20  # one-token writes per slice_update trial
+slice_repeats: int = 10  # slice_update trials per size and variant (a bootstrap within each size needs ~10)
 identity_tokens: int = 48  # greedy tokens compared across strategies (the prompt stops short of the window)
 claim_tokens: int = 256  # tokens decoded per trial of the claims' blocks (at least 256 for a steady state)
 chunk_tokens: int = 16  # tokens a block's trial decodes before the other variant's turn (0: whole trials)
@@ -132,6 +133,7 @@ measure.validate(
     repeats=repeats,
     slice_sizes_mb=slice_sizes_mb,
     slice_updates=slice_updates,
+    slice_repeats=slice_repeats,
     identity_tokens=identity_tokens,
     identity_window=check_window,
     claim_tokens=claim_tokens,
@@ -357,7 +359,7 @@ measure.slice_update_probe(
     run,
     sizes_mb=slice_sizes_mb,
     updates=slice_updates,
-    repeats=repeats,
+    repeats=slice_repeats,
     warmup=warmup,
     dtype="float32" if dtype == "float32" else "bfloat16",
 )

@@ -134,6 +134,7 @@ def test_slice_update_writes_in_place_while_concatenate_copies(tmp_path):
         dict(repeats=0),
         dict(slice_sizes_mb=[0]),
         dict(slice_sizes_mb=[4, 4]),  # one size: no growth with the buffer to judge
+        dict(slice_repeats=1),  # the interval resamples trials within each size
         dict(identity_tokens=200, identity_window=64),
         dict(claim_tokens=1),
         dict(chunk_tokens=1),

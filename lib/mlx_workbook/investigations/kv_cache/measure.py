@@ -60,6 +60,7 @@ def validate(
     repeats: int = 1,
     slice_sizes_mb=(1, 4),
     slice_updates: int = 1,
+    slice_repeats: int = 2,
     identity_tokens: int = 2,
     identity_window: int = 512,
     claim_tokens: int = STEADY_TOKENS,
@@ -91,6 +92,8 @@ def validate(
         raise ValueError(f"original_lengths {original_lengths} must be at least two of lengths {lengths}")
     if repeats < 1 or slice_updates < 1 or any(s <= 0 for s in slice_sizes_mb):
         raise ValueError("slice_sizes_mb must be positive and slice_updates, repeats at least 1")
+    if slice_repeats < 2:  # the slice_update interval resamples trials within each size
+        raise ValueError(f"slice_repeats must be at least 2, got {slice_repeats}")
     if len(set(slice_sizes_mb)) < 2:  # the slice_update claim is judged on the write's growth with the buffer
         raise ValueError(f"slice_sizes_mb must hold at least two sizes, got {slice_sizes_mb}")
     if not 2 <= identity_tokens < 2 * identity_window:
