@@ -9,6 +9,7 @@ import pytest
 from mlx_workbook.core import blocks, published, verdicts
 from mlx_workbook.investigations.bandwidth import analysis as bw
 from mlx_workbook.investigations.bandwidth import findings as bandwidth_findings
+from mlx_workbook.investigations.bandwidth import prequant
 from mlx_workbook.investigations.bandwidth import serving_analysis as bws
 from mlx_workbook.probes.kernels import Ceiling
 
@@ -40,38 +41,42 @@ def label(model, bits):
 
 
 def decode_rows():
+    return [row for config in CONFIGS for row in config_rows(*config)]
+
+
+def config_rows(model, bits, gb, eff, params, moe, wobbles=(0.99, 1.0, 1.01)):
+    """The warm trials measure.measure_decode stores for one configuration, one per wobble of its speed."""
     rows = []
-    for model, bits, gb, eff, params, moe in CONFIGS:
-        roof = CEILING.gbs / gb
-        cols = dict(
-            experiment="decode",
-            label=label(model, bits),
-            model=model,
-            bits=bits,
-            dtype="bfloat16",
-            moe=moe,
-            quant=f"{bits}-bit" if bits else "bf16",
-            params=params,
-            weight_bytes=gb * 1e9 * (4 if moe else 1),
-            bytes_per_token=gb * 1e9,
-            weights_read_bytes=gb * 1e9,
-            kv_bytes=1e6,
-            roofline_tps=roof,
-            generated_tokens=64,
-            **MACHINE,
-        )
-        for trial, wobble in enumerate([0.99, 1.0, 1.01]):
-            tps = eff * roof * wobble
-            metrics = {
-                "ttft_ms": 50.0 * wobble,
-                "decode_tps": tps,
-                "steady_tps": tps,
-                "efficiency": eff * wobble,
-                "ms_per_token": 1e3 / tps,
-                "prompt_tps": 1000.0,
-                "peak_memory_gb": (27.0 if moe else gb) * wobble,
-            }
-            rows += [dict(cols, metric=k, value=v, trial=trial) for k, v in metrics.items()]
+    roof = CEILING.gbs / gb
+    cols = dict(
+        experiment="decode",
+        label=label(model, bits),
+        model=model,
+        bits=bits,
+        dtype="bfloat16",
+        moe=moe,
+        quant=f"{bits}-bit" if bits else "bf16",
+        params=params,
+        weight_bytes=gb * 1e9 * (4 if moe else 1),
+        bytes_per_token=gb * 1e9,
+        weights_read_bytes=gb * 1e9,
+        kv_bytes=1e6,
+        roofline_tps=roof,
+        generated_tokens=64,
+        **MACHINE,
+    )
+    for trial, wobble in enumerate(wobbles):
+        tps = eff * roof * wobble
+        metrics = {
+            "ttft_ms": 50.0 * wobble,
+            "decode_tps": tps,
+            "steady_tps": tps,
+            "efficiency": eff * wobble,
+            "ms_per_token": 1e3 / tps,
+            "prompt_tps": 1000.0,
+            "peak_memory_gb": (27.0 if moe else gb) * wobble,
+        }
+        rows += [dict(cols, metric=k, value=v, trial=trial) for k, v in metrics.items()]
     return rows
 
 
@@ -152,9 +157,13 @@ def compared(experiment, values, metric, noise=0.01, max_blocks=16, **fields):
 
 
 def prequant_rows(values, **kw):
-    pq = dict(MACHINE, experiment="prequant", label="qwen2.5-0.5b 4-bit", tokens_digest="abc")
+    """What prequant.prequantized_vs_load_time stores: 3 loads of each checkpoint, one warm-up generation each
+    (its tokens' fingerprint), then the paired blocks of steady tok/s."""
+    pq = dict(MACHINE, experiment="prequant", label="qwen2.5-0.5b 4-bit")
     loads = [dict(pq, metric="load_s", value=0.5, variant=v, trial=t) for v in values for t in range(3)]
-    return compared("prequant", values, "decode_tps", label="qwen2.5-0.5b 4-bit", **kw) + loads
+    warm = [dict(pq, metric="warmup_decode_tps", value=300.0, variant=v, tokens_digest="abc") for v in values]
+    trials = dict(label="qwen2.5-0.5b 4-bit", tokens_per_trial=256, chunk_tokens=16)
+    return compared("prequant", values, prequant.METRIC, **trials, **kw) + loads + warm
 
 
 def synthetic():
@@ -233,6 +242,10 @@ def test_findings_cover_every_claim_with_verdicts_from_the_planted_effects():
     pq = found["prequantized_vs_otf_quant_gain"]
     assert pq.measured["value"] == pytest.approx(0, abs=2) and pq.measured["n"] == 5
     assert "n=5 paired blocks" in pq.statement and "stopped: decided" in pq.statement
+    assert "256-token trials advanced alternately 16 tokens at a time" in pq.statement
+    med = bws.prequant_table(df).set_index(["metric", "variant"])["median"][prequant.METRIC]
+    assert f"({med[prequant.REFERENCE]:.1f} -> {med[prequant.PREQUANT]:.1f} tok/s" in pq.statement
+    assert "medians of 3 load(s) each" in pq.statement
     assert found["prompt_cache_ttft_speedup"].measured["value"] == pytest.approx(10, rel=0.03)
     assert found["batch_speedup"].measured["value"] == pytest.approx(4)
     assert "paired by trial, n=3" in found["batch_speedup"].statement
@@ -383,7 +396,7 @@ def test_an_undecided_comparison_is_inconclusive_from_its_stored_stop_row_and_sa
     assert stop.stop_reason == blocks.MAX_BLOCKS and stop.n_blocks == 6 and not stop.decided
     assert stop.resolvable_pct == pytest.approx((stop.high - stop.low) / 2)
     assert (stop.band_low, stop.band_high) == (31, 51)
-    values = df[(df.experiment == "prequant") & (df.metric == "decode_tps")]
+    values = df[(df.experiment == "prequant") & (df.metric == prequant.METRIC)]
     assert len(values) == 12 and values.groupby("block").variant.nunique().eq(2).all()
     found = {f.id: f for f in bandwidth_findings.findings(df, acc, CEILING, PARAMS)}
     pq = found["prequantized_vs_otf_quant_gain"]
@@ -434,3 +447,27 @@ def test_cold_start_is_judged_from_the_stored_first_generation_against_warm_runs
     table = bw.cold_table(pd.concat([df, rows])).set_index("label")
     assert table.n_warm["mixtral-8x7b 4-bit"] == 3 and table.cold_wall_s["mixtral-8x7b 4-bit"] == 30.0
     assert table.warm_wall_s["mixtral-8x7b 4-bit"] == pytest.approx(0.05 + 64 / warm)
+
+
+def test_cold_prediction_interval_is_a_t_interval_for_one_new_observation_on_log_tok_s():
+    """One cold run at 70 tok/s against 8 warm runs: the ratio is over the warm runs' geometric mean and its
+    interval is exp(d +- t(0.975, 7) * sd * sqrt(1 + 1/8)) on log tok/s, computed here by hand."""
+    warm = np.array([100.0, 96.0, 104.0, 98.0, 102.0, 101.0, 99.0, 97.0])
+    # qwen3-30b-a3b 4-bit at 1.0 GB per token and efficiency 0.1: 100 tok/s times each wobble
+    rows = config_rows("qwen3-30b-a3b", 4, 1.0, 0.1, 0.0, True, wobbles=warm / 100)
+    df = pd.DataFrame(rows + cold_rows("qwen3-30b-a3b 4-bit", 70.0, 2.0))
+    table = bw.cold_table(df).iloc[0]
+    logs = np.log(warm)
+    d = math.log(70.0) - logs.mean()
+    half = 2.364624 * logs.std(ddof=1) * math.sqrt(1 + 1 / 8)  # t quantile at 0.975 with 7 degrees of freedom
+    assert table.n_warm == 8 and table.warm_decode_tps == pytest.approx(math.exp(logs.mean()))
+    assert table.ratio == pytest.approx(math.exp(d))
+    assert (table.ratio_low, table.ratio_high) == pytest.approx(
+        (math.exp(d - half), math.exp(d + half)), rel=1e-5
+    )
+    base, acc = synthetic()
+    found = {f.id: f for f in bandwidth_findings.findings(pd.concat([base, df]), acc, CEILING, PARAMS)}
+    cold = found["rust_cold_start_qwen3_moe"]
+    assert "geometric mean of n=8 warm runs" in cold.statement and "7 degrees of freedom" in cold.statement
+    assert "one cold run" in cold.statement and "stand-in" not in cold.statement
+    assert cold.measured["low"] == pytest.approx(math.exp(d - half), rel=1e-5)

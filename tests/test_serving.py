@@ -1,6 +1,11 @@
 """The serving and pre-quantized measurements on real tiny MLX models (CPU): sweep plans, variants, batching,
 prompt caching, pre-quantized vs load-time quantization."""
 
+import itertools
+import random
+import tempfile
+import time
+
 import mlx.core as mx
 import pytest
 from mlx.utils import tree_flatten
@@ -64,6 +69,15 @@ def test_sweep_plan_checks_presets_and_widths_before_building():
             prequant_bits=4,
             presets=["tiny"],
         )
+    ok = dict(batch_sizes=[1], lengths=[4], prefix_tokens=4, suffix_tokens=4, serving_bits=4, prequant_bits=4)
+    for bad, match in (
+        ({"prequant_chunk_tokens": 1}, "prequant_chunk_tokens"),
+        ({"prequant_tokens": 1}, "prequant_tokens"),
+        ({"prequant_loads": 0}, "prequant_loads"),
+        ({"cold_warm_runs": 1}, "cold_warm_runs"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            serving.validate(presets=["tiny"], **ok, **bad)
 
 
 def test_variants_quantize_one_build_into_the_same_weights_as_presets():
@@ -93,13 +107,15 @@ def test_a_configuration_that_does_not_fit_is_skipped_with_its_reason(run, monke
         gen_tokens=4,
         repeats=2,
         warmup_tokens=2,
+        cold_warm_runs=3,
     )
     assert [s["label"] for s in skipped] == ["tiny fp32"] and "needs" in skipped[0]["reason"]
     df = run.measurements
     assert set(df[df.experiment == "decode"].label) == {"tiny 4-bit"}
     eff = df[(df.experiment == "decode") & (df.metric == "efficiency")]
     steady = df[(df.experiment == "decode") & (df.metric == "steady_tps")]
-    assert len(eff) == 2 and (eff.value.values == steady.value.values / eff.roofline_tps.values).all()
+    # the preset's cold run is followed by cold_warm_runs warm trials (more than repeats)
+    assert len(eff) == 3 and (eff.value.values == steady.value.values / eff.roofline_tps.values).all()
     assert df[df.experiment == "skipped"].reason.iloc[0] == skipped[0]["reason"]
     assert df[df.experiment == "skipped"].label.iloc[0] == "tiny fp32"
     # the first configuration that ran stores its first generation as the preset's cold start, apart
@@ -161,26 +177,76 @@ def test_load_time_quantization_matches_the_saved_quantized_checkpoint(tmp_path)
     assert a.keys() == b.keys() and all(mx.array_equal(a[k], b[k]).item() for k in a)
 
 
-def test_prequantized_comparison_records_both_variants_in_blocks_and_cleans_up(run, tmp_path):
+def test_steady_tps_block_advances_the_trials_alternately_and_reports_tokens_per_second():
+    """Two generations that take 5 and 10 ms per token: the block pulls them 4 tokens at a time, alternating,
+    and reports 1000 / the median ms per token (about 200 and 100 tok/s)."""
+    pulled = []
+
+    def factory(name, seconds):
+        def generation():
+            for i in range(8):
+                time.sleep(seconds)
+                pulled.append(name)
+                yield i
+
+        return generation
+
+    block = prequant.steady_tps_block(8, 4)
+    values = block({"fast": factory("fast", 0.005), "slow": factory("slow", 0.01)}, random.Random(0))
+    runs = [len(list(g)) for _, g in itertools.groupby(pulled)]
+    assert len(pulled) == 16 and all(n in (4, 8) for n in runs) and len(runs) >= 3  # chunks of 4, alternating
+    assert values["fast"] == pytest.approx(200, rel=0.3) and values["slow"] == pytest.approx(100, rel=0.3)
+
+
+def test_prequantized_comparison_loads_once_and_compares_decode_in_interleaved_blocks(
+    run, tmp_path, monkeypatch
+):
+    """Each checkpoint loaded twice (load_s rows), both kept resident, one warm-up generation each (its tokens'
+    fingerprint), then every block an interleaved decode of both variants."""
+    calls = []
+    interleaved = blocks.interleaved
+
+    def spy(variants, rng, **kwargs):
+        calls.append((sorted(variants), kwargs))
+        return interleaved(variants, rng, **kwargs)
+
+    monkeypatch.setattr(blocks, "interleaved", spy)
+    monkeypatch.setattr(tempfile, "mkdtemp", lambda prefix: str(tmp_path / f"{prefix}checkpoints"))
     band = blocks.Band.widened(41, 41, 10)
     tokens = prequant.prequantized_vs_load_time(
-        run, "tiny", 4, prompt_tokens=8, gen_tokens=6, budget_s=30, min_blocks=3, max_blocks=3, band=band
+        run,
+        "tiny",
+        4,
+        prompt_tokens=8,
+        tokens=12,
+        chunk_tokens=4,
+        loads=2,
+        budget_s=30,
+        min_blocks=3,
+        max_blocks=3,
+        band=band,
     )
-    assert tokens["pre-quantized"] == tokens["quantized at load time"]
+    assert not list(tmp_path.glob("prequant-*"))  # the checkpoints are removed once both are loaded
+    assert tokens[prequant.PREQUANT] == tokens[prequant.REFERENCE] and len(tokens[prequant.PREQUANT]) == 12
     df = run.measurements
     loads = df[df.metric == "load_s"]
     assert sorted(loads.variant.value_counts().to_dict().items()) == [
-        ("pre-quantized", 3),
-        ("quantized at load time", 3),
+        (prequant.PREQUANT, 2),
+        (prequant.REFERENCE, 2),
     ]
-    assert (loads.value > 0).all() and sorted(loads.block.unique()) == [0, 1, 2]
-    assert loads.tokens_digest.nunique() == 1
-    assert loads.tokens_digest.iloc[0] == prequant.tokens_digest(tokens["pre-quantized"])
-    speed = df[df.metric == "decode_tps"]
-    assert len(speed) == 6 and speed.groupby("block").variant.nunique().eq(2).all()
-    stop = blocks.stop_rows(df, "prequant").iloc[0]
-    assert stop.variant == "pre-quantized" and (stop.band_low, stop.band_high) == (31, 51)
+    assert (loads.value > 0).all() and sorted(loads.trial.unique()) == [0, 1]
     assert (
-        loads[loads.variant == "quantized at load time"].checkpoint_bytes.iloc[0]
-        > loads[loads.variant == "pre-quantized"].checkpoint_bytes.iloc[0]
+        loads[loads.variant == prequant.REFERENCE].checkpoint_bytes.iloc[0]
+        > loads[loads.variant == prequant.PREQUANT].checkpoint_bytes.iloc[0]
     )
+    digests = df[df.metric == "warmup_decode_tps"].set_index("variant").tokens_digest
+    assert set(digests) == {prequant.tokens_digest(tokens[prequant.PREQUANT])} and len(digests) == 2
+    # three blocks, each one interleaved call over both variants, its rows both variants' steady tok/s
+    both = sorted([prequant.PREQUANT, prequant.REFERENCE])
+    assert calls == [(both, {"tokens": 12, "chunk": 4})] * 3
+    speed = df[df.metric == prequant.METRIC]
+    assert len(speed) == 6 and speed.groupby("block").variant.nunique().eq(2).all()
+    assert (speed.tokens_per_trial == 12).all() and (speed.chunk_tokens == 4).all()
+    stop = blocks.stop_rows(df, "prequant").iloc[0]
+    assert stop.variant == prequant.PREQUANT and (stop.band_low, stop.band_high) == (31, 51)
+    assert stop.n_blocks == 3

@@ -525,7 +525,9 @@ def _cold_start(c: Ctx) -> None:
         verdict,
         f"Measured with Python mlx-lm, not the Rust binding, on {c.where}: the first generation of {r.label}{note} "
         f"after building it decodes at {r.cold_decode_tps:.1f} tok/s against {r.warm_decode_tps:.1f} tok/s warm "
-        f"(median of n={int(r.n_warm)} warm runs): cold/warm {txt(m, 'x')} (t prediction interval, one cold run); "
+        f"(geometric mean of n={int(r.n_warm)} warm runs): cold/warm {txt(m, 'x')} (t prediction interval on log "
+        f"tok/s with {int(r.n_warm) - 1} degrees of freedom: a process has one cold run, its noise taken as a warm "
+        "run's); "
         f"published (Rust, Apple silicon) {cold_pub:g} vs {text.span(min(warm_pub), max(warm_pub))} tok/s warm, "
         f"{lo:.3f}-{hi:.3f}x, within ±{COLD_RATIO_TOLERANCE:g}: {verdict}. The cold run took {r.cold_wall_s:.2f} s "
         f"against {r.warm_wall_s:.2f} s warm, {r.extra_before_first_s:+.2f} s of it before the first token "

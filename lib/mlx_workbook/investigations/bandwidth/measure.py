@@ -18,7 +18,10 @@ from mlx_workbook.core import blocks, progress, results
 from mlx_workbook.models import roofline as rl
 from mlx_workbook.probes import decode, kernels, loops
 
-METHOD_VERSION = 2  # 2: cold-start rows, prompt cache and pre-quantized in paired blocks, batch trials paired
+# 2: cold-start rows, prompt cache and pre-quantized in paired blocks, batch trials paired; 3: pre-quantized
+# loads each checkpoint once and compares decode in interleaved blocks of long trials; more warm runs beside a
+# cold run
+METHOD_VERSION = 3
 COLD = "cold_start"  # experiment of the first generation of each preset
 CACHE_NO_EFFECT_PCT = 5.0  # the prompt-cache comparison stops once it can tell a TTFT change from +-5%
 
@@ -41,6 +44,10 @@ def validate(
     repeats: list[int] = (1,),
     budgets_s: list[float] = (1.0,),
     min_blocks: list[int] = (3,),
+    prequant_tokens: int = 2,
+    prequant_chunk_tokens: int = 0,
+    prequant_loads: int = 1,
+    cold_warm_runs: int = 2,
 ) -> None:
     """One clear error for impossible parameters, before any model is built."""
     for name in presets:
@@ -64,6 +71,15 @@ def validate(
         raise ValueError(
             f"every comparison's budget must be > 0 s (got {list(budgets_s)}) and its min_blocks >= 3 (a t interval "
             f"on fewer paired blocks decides nothing; got {list(min_blocks)})"
+        )
+    if prequant_tokens < 2 or prequant_chunk_tokens < 0 or prequant_chunk_tokens == 1 or prequant_loads < 1:
+        raise ValueError(
+            f"prequant_tokens must be >= 2, prequant_chunk_tokens 0 (whole trials) or >= 2 and prequant_loads "
+            f">= 1, got {prequant_tokens}, {prequant_chunk_tokens}, {prequant_loads}"
+        )
+    if cold_warm_runs < 2:
+        raise ValueError(
+            f"cold_warm_runs must be >= 2 (a prediction interval needs a spread), got {cold_warm_runs}"
         )
     for bits in (serving_bits, prequant_bits):
         models.check_bits(bits)
@@ -145,12 +161,15 @@ def measure_decode(
     repeats: int,
     warmup_tokens: int = 8,
     cold: bool = False,
+    cold_warm_runs: int = 0,
     experiment: str = "decode",
     **fields,
 ) -> None:
     """Warm up once, then `repeats` generations; each trial stored with its bytes, roofline and efficiency.
 
-    With `cold` the warm-up is a full `gen_tokens` generation stored as the model's cold start (`cold_run`)."""
+    With `cold` the warm-up is a full `gen_tokens` generation stored as the model's cold start (`cold_run`), and
+    at least `cold_warm_runs` warm trials follow: a process has one cold run, so its prediction interval's
+    degrees of freedom come from the warm trials alone."""
     prompt = models.random_prompt(loaded, prompt_tokens, seed=1)
     step = rl.bytes_per_step(loaded, rl.mean_context(prompt_tokens, gen_tokens))
     roof = rl.roofline_tps(step["total"], ceiling.gbs)
@@ -170,7 +189,7 @@ def measure_decode(
         cold_run(run, loaded, prompt, gen_tokens, **cols)
     else:
         decode.measure_generation(loaded.model, prompt, max(2, warmup_tokens))
-    for trial in range(repeats):
+    for trial in range(max(repeats, cold_warm_runs) if cold else repeats):
         gen = decode.measure_generation(loaded.model, prompt, gen_tokens)
         steady_tps = 1e3 / gen.ms_per_token  # per decode interval (mlx-lm's decode_tps counts one token more)
         decode.record_generation(run, experiment, gen, trial=trial, **cols)

@@ -1,5 +1,6 @@
 """Pre-quantized checkpoints vs quantizing at load time: one preset saved twice (unquantized and quantized from
-the same weights), each loaded through mlx_lm.load and decoded, in paired interleaved blocks (core.blocks)."""
+the same weights), each loaded once through mlx_lm.load (its load time stored), then both kept resident and
+their decode compared in paired interleaved blocks (core.blocks)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import hashlib
 import shutil
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import mlx.core as mx
@@ -16,9 +18,13 @@ from mlx_workbook.core import blocks, results
 from mlx_workbook.models import roofline as rl
 from mlx_workbook.probes import decode
 
+REFERENCE = "quantized at load time"  # the comparison's reference; the effect is pre-quantized over it
+PREQUANT = "pre-quantized"
+METRIC = "steady_tps"  # 1000 / the trial's steady-state ms per token (blocks.interleaved)
+
 
 def tokens_digest(tokens: list[int]) -> str:
-    """A short fingerprint of a generated sequence, stored per trial so identity can be checked from the data."""
+    """A short fingerprint of a generated sequence, stored per variant so identity can be checked from the data."""
     return hashlib.sha1(",".join(map(str, tokens)).encode()).hexdigest()[:12]
 
 
@@ -33,7 +39,37 @@ def save_pair(preset: str, bits: int, folder: Path, *, group_size: int = 64, dty
     return paths
 
 
-REFERENCE = "quantized at load time"  # the comparison's reference; the effect is pre-quantized over it
+def steady_tps_block(tokens: int, chunk: int) -> blocks.BlockFn:
+    """One block: blocks.interleaved over the variants' generation factories, its steady-state ms per token
+    turned into tokens/s, so the stored change reads as the claim's speed-up (the log-ratio only flips sign)."""
+    timed = partial(blocks.interleaved, tokens=tokens, chunk=chunk)
+    return lambda variants, rng: {name: 1e3 / ms for name, ms in timed(variants, rng).items()}
+
+
+def load_all(
+    run: results.Run, loaders: dict, sources: dict, loads: int, **fields
+) -> dict[str, models.LoadedModel]:
+    """Load every checkpoint `loads` times (variants alternating, the order reversed each round), storing each
+    load's seconds; the last load of each stays resident for the decode comparison."""
+    loaded: dict[str, models.LoadedModel] = {}
+    for i in range(loads):
+        for name in list(loaders)[:: 1 if i % 2 == 0 else -1]:
+            loaded.pop(name, None)  # the previous load is freed first: one copy of each at a time
+            mx.clear_cache()
+            tic = time.perf_counter()
+            loaded[name] = loaders[name]()
+            mx.eval(loaded[name].model.parameters())
+            run.record(
+                "prequant",
+                "load_s",
+                time.perf_counter() - tic,
+                "s",
+                trial=i,
+                variant=name,
+                checkpoint_bytes=sum(f.stat().st_size for f in sources[name].glob("*.safetensors")),
+                **fields,
+            )
+    return loaded
 
 
 def prequantized_vs_load_time(
@@ -42,78 +78,68 @@ def prequantized_vs_load_time(
     bits: int,
     *,
     prompt_tokens: int,
-    gen_tokens: int,
+    tokens: int,
+    chunk_tokens: int,
     budget_s: float,
+    loads: int = 1,
     min_blocks: int = 5,
     max_blocks: int = 16,
     band: blocks.Band | None = None,
     group_size: int = 64,
     dtype: str = "bfloat16",
-) -> dict:
+    seed: int = 0,
+) -> dict[str, list[int]]:
     """Decode speed of a checkpoint saved quantized vs the same weights saved unquantized and quantized while
-    loading, both through models.load_checkpoint (mlx_lm.load), in paired interleaved blocks (core.blocks) until
-    `band` is decided or `budget_s` is spent. Each call loads, warms up and decodes; its load time and a
-    fingerprint of its tokens are stored beside the block's decode tok/s. Returns the generated tokens."""
+    loading, both through models.load_checkpoint (mlx_lm.load). Each is loaded `loads` times (load_s rows) and
+    then kept resident; one untimed `tokens`-token generation of each warms it up at the timed shapes and
+    stores its tokens' fingerprint; then paired blocks (core.blocks.compare) of `tokens`-token trials advanced
+    alternately `chunk_tokens` at a time (blocks.interleaved; 0: whole trials back to back), until `band` is
+    decided or `budget_s` is spent. Returns each variant's generated tokens."""
+    label = f"{preset} {bits}-bit"
+    fields = dict(model=preset, label=label, bits=bits)
     folder = Path(tempfile.mkdtemp(prefix="prequant-"))
     try:
         paths = save_pair(preset, bits, folder, group_size=group_size, dtype=dtype)
-        sources = {REFERENCE: paths["unquantized"], "pre-quantized": paths["quantized"]}
+        sources = {REFERENCE: paths["unquantized"], PREQUANT: paths["quantized"]}
         loaders = {
             REFERENCE: lambda: models.load_checkpoint(
                 str(paths["unquantized"]), quantize_bits=bits, group_size=group_size
             ),
-            "pre-quantized": lambda: models.load_checkpoint(str(paths["quantized"])),
+            PREQUANT: lambda: models.load_checkpoint(str(paths["quantized"])),
         }
-        label = f"{preset} {bits}-bit"
-        tokens: dict[str, list[int]] = {}
-
-        def variant(name: str):
-            def once() -> float:
-                mx.clear_cache()
-                tic = time.perf_counter()
-                loaded = loaders[name]()
-                mx.eval(loaded.model.parameters())
-                load_s = time.perf_counter() - tic
-                prompt = models.random_prompt(loaded, prompt_tokens, seed=5)
-                decode.measure_generation(loaded.model, prompt, 4)  # warm-up of this load
-                gen = decode.measure_generation(loaded.model, prompt, gen_tokens)
-                block = calls[name]  # no warm-up calls: a variant's n-th call is block n
-                calls[name] += 1
-                tokens[name] = gen.tokens
-                run.record(
-                    "prequant",
-                    "load_s",
-                    load_s,
-                    "s",
-                    trial=block,
-                    block=block,
-                    variant=name,
-                    model=preset,
-                    label=label,
-                    tokens_digest=tokens_digest(gen.tokens),
-                    checkpoint_bytes=sum(f.stat().st_size for f in sources[name].glob("*.safetensors")),
-                )
-                return gen.decode_tps
-
-            return once
-
-        calls = dict.fromkeys(loaders, 0)
-        blocks.compare(
-            run,
-            "prequant",
-            {name: variant(name) for name in loaders},
-            reference=REFERENCE,
-            bands={"pre-quantized": band} if band else None,
-            metric="decode_tps",
-            unit="tokens/s",
-            budget_s=budget_s,
-            min_blocks=min_blocks,
-            max_blocks=max(min_blocks, max_blocks),
-            warmup=0,  # every call loads afresh and warms its own model up
-            model=preset,
-            label=label,
-            bits=bits,
-        )
-        return tokens
+        loaded = load_all(run, loaders, sources, loads, **fields)
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)  # both models are resident now
+    prompt = models.random_prompt(loaded[PREQUANT], prompt_tokens, seed=5)
+    generated = {}
+    for name, lm in loaded.items():
+        gen = decode.measure_generation(lm.model, prompt, tokens)
+        generated[name] = gen.tokens
+        run.record(
+            "prequant",
+            "warmup_decode_tps",
+            gen.decode_tps,
+            "tokens/s",
+            variant=name,
+            tokens_digest=tokens_digest(gen.tokens),
+            **fields,
+        )
+    blocks.compare(
+        run,
+        "prequant",
+        {name: partial(decode.mlx_lm_loop, lm.model, prompt, tokens) for name, lm in loaded.items()},
+        reference=REFERENCE,
+        bands={PREQUANT: band} if band else None,
+        metric=METRIC,
+        unit="tokens/s",
+        budget_s=budget_s,
+        min_blocks=min_blocks,
+        max_blocks=max(min_blocks, max_blocks),
+        warmup=0,  # each variant just ran a whole generation at the timed shapes
+        seed=seed,
+        block_fn=steady_tps_block(tokens, chunk_tokens),
+        tokens_per_trial=tokens,
+        chunk_tokens=chunk_tokens,
+        **fields,
+    )
+    return generated

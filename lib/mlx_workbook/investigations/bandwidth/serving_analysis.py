@@ -9,6 +9,7 @@ from matplotlib.figure import Figure
 from mlx_workbook.core import blocks, intervals, measure, published, verdicts
 from mlx_workbook.core.frames import rows
 from mlx_workbook.core.results import Finding
+from mlx_workbook.investigations.bandwidth import prequant
 from mlx_workbook.investigations.bandwidth.analysis import interval
 from mlx_workbook.probes.kernels import Ceiling
 from mlx_workbook.report import plots
@@ -16,7 +17,7 @@ from mlx_workbook.report.text import blocks_text, change_text, interval_text
 
 SRC = "004_bandwidth"  # the write-up whose server-overhead table these findings quote
 PREQUANT_TOLERANCE_PTS = 10  # percentage points around the published gain: run-to-run decode noise is a few %
-PREQUANT = "pre-quantized"  # the variant whose change over quantizing at load time the claim is about
+PREQUANT = prequant.PREQUANT  # the variant whose change over quantizing at load time the claim is about
 
 
 def prequant_band() -> blocks.Band:
@@ -114,23 +115,24 @@ def request_tps(df: pd.DataFrame) -> pd.Series:
 
 
 def prequant_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Per variant, the blocks' steady decode tok/s and the load times."""
     pq = rows(df, "prequant")
-    return plots.summary_table(pq[pq.metric.isin(["decode_tps", "load_s"])], ["metric", "variant"])
+    return plots.summary_table(pq[pq.metric.isin([prequant.METRIC, "load_s"])], ["metric", "variant"])
 
 
 def prequant_chart(df: pd.DataFrame, where: str) -> Figure:
     tab = prequant_table(df)
     return plots.bars_with_intervals(
-        tab[tab.metric == "decode_tps"],
+        tab[tab.metric == prequant.METRIC],
         category="variant",
-        ylabel="decode tok/s",
+        ylabel="steady decode tok/s",
         title=f"{rows(df, 'prequant').label.iloc[0]}: pre-quantized vs at load time, {where}",
     )
 
 
 def prequant_same_tokens(df: pd.DataFrame) -> bool:
-    """Both checkpoints generated the same tokens in every trial (the fingerprints stored with each load agree)."""
-    return rows(df, "prequant", "load_s").tokens_digest.nunique() == 1
+    """Both checkpoints generated the same tokens (the fingerprints stored beside the generations agree)."""
+    return rows(df, "prequant").tokens_digest.dropna().nunique() == 1
 
 
 def batch_speedup(df: pd.DataFrame, top: int) -> intervals.Estimate | None:
@@ -242,17 +244,21 @@ def _prequant(df: pd.DataFrame, where: str) -> Finding:
             cid, verdicts.NOT_MEASURED, f"Not measured: {_too_short('pre-quantized')}", None, "prequant"
         )
     pct = verdicts.Interval(r.value, r.low, r.high)
-    tab = prequant_table(df)
-    loads = tab[tab.metric == "load_s"].set_index("variant")["median"]
+    tab = prequant_table(df).set_index(["metric", "variant"])["median"]
+    loads = rows(df, "prequant", "load_s")
     lo, hi = published.figure_range("prequantized_vs_otf_quant_gain")
     return Finding.for_claim(
         "prequantized_vs_otf_quant_gain",
         verdicts.effect_matches(pct, lo, hi, PREQUANT_TOLERANCE_PTS, no_effect_at=0.0),
-        f"Pre-quantized vs quantized at load time ({rows(df, 'prequant').label.iloc[0]}, both through "
-        f"mlx_lm.load): decode {change_text(pct)} ({blocks_text(r)}; published +{hi:g}%, tolerance "
-        f"{PREQUANT_TOLERANCE_PTS:g} points); identical tokens: {prequant_same_tokens(df)}; load "
-        f"{loads[PREQUANT]:.2f} s vs {loads['quantized at load time']:.2f} s (medians), {where}. With the same "
-        "quantization code both paths end with the same weights, so decode speed cannot differ; load time can.",
+        f"Pre-quantized vs quantized at load time ({r.label}, both through mlx_lm.load, then both kept "
+        f"resident): steady decode {change_text(pct)} ({tab[prequant.METRIC, prequant.REFERENCE]:.1f} -> "
+        f"{tab[prequant.METRIC, PREQUANT]:.1f} tok/s; {blocks_text(r)}; in each block both variants' "
+        f"{int(r.tokens_per_trial)}-token trials advanced alternately {int(r.chunk_tokens)} tokens at a time; "
+        f"published +{hi:g}%, tolerance {PREQUANT_TOLERANCE_PTS:g} points); identical tokens: "
+        f"{prequant_same_tokens(df)}; load {tab['load_s', PREQUANT]:.2f} s vs "
+        f"{tab['load_s', prequant.REFERENCE]:.2f} s (medians of {loads.trial.nunique()} load(s) each), {where}. "
+        "With the same quantization code both paths end with the same weights, so decode speed cannot differ; "
+        "load time can.",
         pct.measured(
             "%", n=int(r.n_blocks), stop_reason=r.stop_reason, resolvable_pct=float(r.resolvable_pct)
         ),
