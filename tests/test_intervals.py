@@ -170,3 +170,13 @@ def test_one_vs_sample_prediction_interval_covers_a_lone_run_from_the_same_distr
     assert e.value == pytest.approx(0.7, rel=1e-3) and e.n == 3 and "one vs n" in e.method
     with pytest.raises(ValueError):
         intervals.one_vs_sample(7.0, [10.0])
+
+
+def test_jackknife_log_interval_by_hand():
+    # leave-one-out values 1, 2, 4: logs 0, ln 2, 2 ln 2; jackknife se = sqrt(2/3 * 2 (ln 2)^2)
+    e = intervals.jackknife_log_interval(2.0, [1.0, 2.0, 4.0])
+    half = intervals.t_quantile(0.975, 2) * math.log(2) * math.sqrt(4 / 3)
+    assert e.value == 2.0 and e.n == 3
+    assert e.low == pytest.approx(2 * math.exp(-half)) and e.high == pytest.approx(2 * math.exp(half))
+    with pytest.raises(ValueError):
+        intervals.jackknife_log_interval(2.0, [1.0, 2.0])

@@ -168,7 +168,7 @@ def test_compare_runs_each_plan_in_blocks_and_records_why_it_stopped(tmp_path, l
     )
     loop_bench.record_agreement(run_, lm, toks)
     loop_bench.time_split(run_, lm, ["logprobs_always", "sync"], prompt_tokens=8, max_tokens=6, repeats=2)
-    sampling.time_sampling(run_, lm, ["greedy", "chain", "chain_compiled"], calls=3, repeats=2)
+    sampling.time_sampling(run_, lm, ["greedy", "chain", "chain_compiled"], calls=3, repeats=4)
     df = run_.measurements
     trials = df[df.metric == plans.TIME_METRIC]
     # each plan only its own variants, every variant once per block, in a random order
@@ -194,6 +194,10 @@ def test_compare_runs_each_plan_in_blocks_and_records_why_it_stopped(tmp_path, l
     assert set(split.phase) == set(loops.PHASES) | {"other"}
     samp = df[df.experiment == "sampling"]
     assert set(samp.sampler) == {"greedy", "chain", "chain_compiled", "transfer"} and (samp.value > 0).all()
+    # paired: every repeat ran each sampler once, back to back, in its own order (positions 0, 1, 2)
+    timed = samp[samp.sampler != "transfer"]
+    assert (timed.groupby("trial").position.apply(sorted).map(tuple) == (0, 1, 2)).all()
+    assert len(timed) == 3 * 4
 
 
 def test_median_ms_per_token_windows_a_batched_loop():

@@ -10,6 +10,8 @@
 - Percentile bootstrap only from n >= MIN_BOOTSTRAP_N: below that its coverage falls short (at n = 5 it is
   [min, max]).
 - Coefficient of variation: chi-square interval of the standard deviation (assumes roughly normal values).
+- A positive statistic of one sample with no interval of its own (e.g. an average over subsets): t on the log
+  scale with the jackknife's standard error (`jackknife_log_interval`).
 
 No scipy: the t and chi-square quantiles come from the regularized incomplete beta and gamma functions below.
 """
@@ -270,6 +272,27 @@ def cv_interval(values: Iterable[float], confidence: float = CONFIDENCE) -> Esti
     low = sd * math.sqrt((n - 1) / chi2_quantile(1 - alpha, n - 1)) / mean
     high = sd * math.sqrt((n - 1) / chi2_quantile(alpha, n - 1)) / mean
     return Estimate(sd / mean, low, high, n, "chi-square (normal values)", confidence)
+
+
+def jackknife_log_interval(
+    value: float, leave_one_out: Iterable[float], confidence: float = CONFIDENCE
+) -> Estimate:
+    """A positive statistic `value` of n values, given its n leave-one-out values: a Student t interval (n - 1
+    degrees of freedom) on the log scale with the jackknife standard error, sqrt((n-1)/n * sum (l_i - mean)^2)
+    of the log leave-one-out values. The log keeps the interval positive and its sides unequal, as a spread's
+    sampling distribution is (n >= 3)."""
+    logs = np.log(clean(leave_one_out))
+    n = logs.size
+    if n < 3 or not value > 0:
+        raise ValueError(
+            f"a jackknife interval needs a positive value and >= 3 leave-one-out values, got {n}"
+        )
+    se = math.sqrt((n - 1) / n * float(((logs - logs.mean()) ** 2).sum()))
+    half = t_quantile(1 - (1 - confidence) / 2, n - 1) * se
+    centre = math.log(value)
+    return Estimate(
+        value, math.exp(centre - half), math.exp(centre + half), n, "jackknife t on the log scale", confidence
+    )
 
 
 def one_vs_sample(single: float, sample: Iterable[float], confidence: float = CONFIDENCE) -> Estimate:

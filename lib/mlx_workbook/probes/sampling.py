@@ -14,13 +14,14 @@ may change float rounding in the filters, so "same tokens" is tested, not assume
 from __future__ import annotations
 
 import math
+import random
 import time
 from collections.abc import Callable
 from functools import partial
 
 import mlx.core as mx
 
-from mlx_workbook.core import measure
+from mlx_workbook.core import blocks
 
 Sampler = Callable[[mx.array], mx.array]
 Processor = Callable[[mx.array, mx.array], mx.array]  # (context tokens, logits) -> logits
@@ -135,8 +136,8 @@ def repetition_penalty(penalty: float, context: int = 20, vectorized: bool = Tru
 # --- clocks ------------------------------------------------------------------------------------------------
 
 
-def time_sampler(
-    sampler: Sampler,
+def time_samplers(
+    samplers: dict[str, Sampler],
     vocab_size: int,
     *,
     dtype=mx.float32,
@@ -144,18 +145,27 @@ def time_sampler(
     repeats: int = 5,
     warmup: int = 2,
     seed: int = 0,
-) -> list[float]:
-    """Seconds per sampling of one (1, vocab) logits row, each call evaluated before the next
-    (a decode loop samples one token at a time, so calls are never batched into one graph here)."""
+) -> list[dict[str, float]]:
+    """Seconds per sampling of one (1, vocab) logits row, each call evaluated before the next (a decode loop
+    samples one token at a time, so calls are never batched into one graph here). Paired: every repeat times
+    each sampler once (`calls` calls) back to back in a fresh random order (blocks.back_to_back), so a change
+    of the host's speed hits the samplers of a repeat alike. One {name: seconds per call} per repeat."""
     mx.random.seed(seed)
     logits = mx.random.normal((1, vocab_size)).astype(dtype)
     mx.eval(logits)
 
-    def samples():
+    def sample_calls(sampler: Sampler) -> None:
         for _ in range(calls):
             mx.eval(sampler(logits))
 
-    return [t.seconds / calls for t in measure.trials(samples, repeats=repeats, warmup=warmup)]
+    variants = {name: blocks.timed(partial(sample_calls, s)) for name, s in samplers.items()}
+    for _ in range(warmup):  # first-use compilation (mx.compile, kernels) stays out of the repeats
+        for fn in variants.values():
+            fn()
+    rng = random.Random(seed)
+    return [
+        {name: t / calls for name, t in blocks.back_to_back(variants, rng).items()} for _ in range(repeats)
+    ]
 
 
 def time_transfer(vocab_size: int, *, calls: int = 20, repeats: int = 5) -> list[float]:
@@ -177,34 +187,20 @@ def time_transfer(vocab_size: int, *, calls: int = 20, repeats: int = 5) -> list
 
 
 def time_sampling(run, loaded, names: list[str], *, calls: int, repeats: int) -> None:
-    """Seconds per sampler call on one vocab-sized logits row (model dtype), and the token + logprobs
-    transfer to the host; experiment 'sampling'."""
+    """Seconds per sampler call on one vocab-sized logits row (model dtype), the samplers paired per repeat
+    (time_samplers: `trial` is the repeat), and the token + logprobs transfer to the host; experiment
+    'sampling'."""
     from mlx_workbook.models import DTYPES
 
-    dtype = DTYPES[loaded.dtype]
-    for name in names:
-        sampler = make(name, **(CHAIN if name.startswith("chain") else {}))
-        for i, s in enumerate(
-            time_sampler(sampler, loaded.vocab_size, dtype=dtype, calls=calls, repeats=repeats)
-        ):
+    samplers = {name: make(name, **(CHAIN if name.startswith("chain") else {})) for name in names}
+    per_repeat = time_samplers(
+        samplers, loaded.vocab_size, dtype=DTYPES[loaded.dtype], calls=calls, repeats=repeats
+    )
+    fields = dict(label=loaded.label, **loaded.describe())
+    for i, timed in enumerate(per_repeat):
+        for position, (name, s) in enumerate(timed.items()):  # in running order
             run.record(
-                "sampling",
-                "ms_per_call",
-                1e3 * s,
-                "ms",
-                trial=i,
-                sampler=name,
-                label=loaded.label,
-                **loaded.describe(),
+                "sampling", "ms_per_call", 1e3 * s, "ms", trial=i, sampler=name, position=position, **fields
             )
     for i, s in enumerate(time_transfer(loaded.vocab_size, calls=calls, repeats=repeats)):
-        run.record(
-            "sampling",
-            "ms_per_call",
-            1e3 * s,
-            "ms",
-            trial=i,
-            sampler="transfer",
-            label=loaded.label,
-            **loaded.describe(),
-        )
+        run.record("sampling", "ms_per_call", 1e3 * s, "ms", trial=i, sampler="transfer", **fields)

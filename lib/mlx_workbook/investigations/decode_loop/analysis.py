@@ -97,6 +97,22 @@ def variant_table(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def variability_runs_table(df: pd.DataFrame) -> pd.DataFrame:
+    """The variability pass per model: its whole generate_step runs' tokens/s and, from MIN_SPREAD_RUNS runs,
+    half the range over the mean of PUBLISHED_RUNS runs (loop_stats.expected_half_range) with its interval."""
+    out = []
+    for label, g in rows(df, loop_stats.VARIABILITY, loop_stats.VARIABILITY_METRIC).groupby(
+        "label", sort=False
+    ):
+        row = {"label": label, "runs": len(g), "tok_s_median": g.value.median()}
+        row |= {"tok_s_min": g.value.min(), "tok_s_max": g.value.max()}
+        if len(g) >= loop_stats.MIN_SPREAD_RUNS:
+            e = loop_stats.expected_half_range(g.value)
+            row |= {"half_range_pct": 100 * e.value, "low": 100 * e.low, "high": 100 * e.high}
+        out.append(row)
+    return pd.DataFrame(out)
+
+
 def comparisons_table(df: pd.DataFrame) -> pd.DataFrame:
     """Every comparison's stored outcome: per model, how much faster the reference decodes than each variant
     (change_pct of ms/token), its interval, blocks, why it stopped and what it could resolve."""

@@ -7,7 +7,7 @@ import math
 
 import pandas as pd
 
-from mlx_workbook.core import measure, published, scope, verdicts
+from mlx_workbook.core import intervals, measure, published, scope, verdicts
 from mlx_workbook.core.frames import rows
 from mlx_workbook.core.results import Finding
 from mlx_workbook.core.verdicts import Interval
@@ -280,34 +280,34 @@ def sampling_findings(df: pd.DataFrame, s: Setup) -> list[Finding]:
                 "sampling inside the loop (comparison 'sampling_in_loop') and the transfer are both needed",
             )
         )
-    chain_u, chain_c = _sampler_ms(df, label, "chain"), _sampler_ms(df, label, "chain_compiled")
-    if chain_u.empty or chain_c.empty:
-        out.append(
-            _not_measured(
-                "compiled_sampling_speedup_expected",
-                "sampling",
-                "samplers 'chain' and 'chain_compiled' are both needed",
-            )
-        )
-        return out
-    m = Interval.of(measure.ratio_interval(chain_u, chain_c))
-    lo, hi = published.figure_range("compiled_sampling_speedup_expected")
-    verdict = verdicts.effect_matches(m, lo, hi, tolerance=COMPILED_SAMPLING_TOLERANCE_X, no_effect_at=1.0)
-    out.append(
-        Finding(
-            id="compiled_sampling_speedup_expected",
-            verdict=verdict,
-            section="sampling",
-            measured=m.measured("x"),
-            published=published.reference("compiled_sampling_speedup_expected"),
-            statement=f"Sampler timed alone: compiling the sampling chain into one mx.compile speeds sampling alone "
-            f"by {m.value:.2f}x "
-            f"[{m.low:.2f}, {m.high:.2f}] ({label} vocabulary, {s.where}); expected {span(lo, hi)}x (seed 000, "
-            f"not implemented there); verdict (published range widened by {COMPILED_SAMPLING_TOLERANCE_X:g}x): "
-            f"{verdict}.",
-        )
-    )
+    out.append(compiled_sampling_finding(df, s))
     return out
+
+
+def compiled_sampling_finding(df: pd.DataFrame, s: Setup) -> Finding:
+    """The chain uncompiled over compiled, timed alone: both samplers ran back to back in a random order in every
+    repeat (sampling.time_samplers), so the ratio is judged on the repeats' paired log-ratios (t interval)."""
+    claim_id, label = "compiled_sampling_speedup_expected", s.claims_label
+    paired = loop_stats.sampler_pairs(df, label, "chain", "chain_compiled")
+    if len(paired) < 2:
+        why = "samplers 'chain' and 'chain_compiled' are both needed, in at least 2 repeats"
+        return _not_measured(claim_id, "sampling", why)
+    e = intervals.paired_ratio(paired["chain"], paired["chain_compiled"])
+    m = Interval(e.value, e.low, e.high)
+    lo, hi = published.figure_range(claim_id)
+    tol = COMPILED_SAMPLING_TOLERANCE_X
+    verdict = verdicts.effect_matches(m, lo, hi, tolerance=tol, no_effect_at=1.0)
+    return Finding(
+        id=claim_id,
+        verdict=verdict,
+        section="sampling",
+        measured=m.measured("x", n=e.n, method=e.method),
+        published=published.reference(claim_id),
+        statement=f"Sampler timed alone: compiling the sampling chain into one mx.compile speeds sampling alone "
+        f"by {m.value:.2f}x [{m.low:.2f}, {m.high:.2f}] ({label} vocabulary, {s.where}; n={e.n} repeats, the "
+        f"two samplers back to back in a random order in each, {e.method}); expected {span(lo, hi)}x (seed "
+        f"000, not implemented there); verdict (published range widened by {tol:g}x): {verdict}.",
+    )
 
 
 def _in_loop_sampling_finding(df: pd.DataFrame, s: Setup, loop: dict) -> Finding:
@@ -433,32 +433,9 @@ def absolute_findings(df: pd.DataFrame, s: Setup) -> list[Finding]:
             f"{judged_tps.median:.1f} tok/s [{judged_tps.low:.1f}, {judged_tps.high:.1f}] on {s.where}",
         )
     )
-    spread = loop_stats.spread_interval(ref).scaled(100)
-    first = rows(df, "first_use", "warmup_s")
-    first = first[(first.label == label) & (first.variant == "mlx_lm")].value
-    lm_cv, node_cv = published.claim("mlxlm_variance_pct"), published.claim("mlxnode_variance_pct")
-    lo, hi = published.figure_range("mlxlm_variance_pct")
-    verdict = verdicts.effect_matches(spread, lo, hi, tolerance=s.variance_tolerance_pts)
-    cold = (
-        f" The first generation here took {first.iloc[0]:.3g} s (first use: kernels compiled, buffers "
-        "allocated), not a cold run of the write-up's kind, so it is left out: only the warm part of the "
-        "published spread is compared."
-        if len(first)
-        else " No cold first run is recorded here: only the warm part of the published spread is compared."
-    )
-    out.append(
-        Finding(
-            id="mlxlm_variance_pct",
-            verdict=verdict,
-            section="variability",
-            measured=spread.measured("% (half range / mean, warm runs)"),
-            published=published.reference("mlxlm_variance_pct"),
-            statement=f"mlx-lm's decode tokens/s spreads {share_text(spread)} (half the range over the mean, the "
-            f"published statistic, over {ref_tps.n} warm trials in interleaved blocks, {label}, {s.where}); "
-            f"published {span(lo, hi)}% on {lm_cv['hardware']} (81-109 tok/s, a cold first run included). Match "
-            f"within ±{s.variance_tolerance_pts:g} points: {verdict}.{cold}",
-        )
-    )
+    out.append(variability_finding(df, s))
+    lm_cv = published.claim("mlxlm_variance_pct")
+    node_cv = published.claim("mlxnode_variance_pct")
     cv_ref = loop_stats.cv_interval(ref).scaled(100)
     cv_judged = loop_stats.cv_interval(1e3 / judged_ms).scaled(100)
     out.append(
@@ -508,6 +485,50 @@ def absolute_findings(df: pd.DataFrame, s: Setup) -> list[Finding]:
         )
     )
     return out
+
+
+def variability_finding(df: pd.DataFrame, s: Setup) -> Finding:
+    """mlx-lm's run-to-run spread from the variability pass (whole generations back to back), in the published
+    statistic at the published run count (loop_stats.expected_half_range)."""
+    claim_id, label, k = "mlxlm_variance_pct", s.claims_label, loop_stats.PUBLISHED_RUNS
+    runs = loop_stats.variability_runs(df, label)
+    need = loop_stats.MIN_SPREAD_RUNS
+    if len(runs) < need:
+        ran = "variability_runs = 0: the pass was skipped" if runs.empty else f"only {len(runs)} runs"
+        return _not_measured(
+            claim_id,
+            "variability",
+            f"mlx-lm's run-to-run spread needs at least {need} whole generations (variability_runs) for an "
+            f"interval of the spread of {k} runs that covers near its 95%, and {label} has {ran}",
+        )
+    e = loop_stats.expected_half_range(runs)
+    spread = Interval(e.value, e.low, e.high).scaled(100)
+    c, (lo, hi) = published.claim(claim_id), published.figure_range(claim_id)
+    tol = s.variance_tolerance_pts
+    verdict = verdicts.effect_matches(spread, lo, hi, tolerance=tol)
+    tokens = rows(df, loop_stats.VARIABILITY, loop_stats.VARIABILITY_METRIC, label=label).generated_tokens
+    first = rows(df, "first_use", "warmup_s", label=label, variant="mlx_lm").value
+    cold = (
+        f" The first generation here took {first.iloc[0]:.3g} s (first use: kernels compiled, buffers "
+        "allocated), not a cold run of the write-up's kind, so it is left out: only the warm part of the "
+        "published spread is compared."
+        if len(first)
+        else " No cold first run is recorded here: only the warm part of the published spread is compared."
+    )
+    return Finding(
+        id=claim_id,
+        verdict=verdict,
+        section="variability",
+        measured=spread.measured(f"% (half range / mean of {k} warm runs)", n=e.n, method=e.method),
+        published=published.reference(claim_id),
+        statement=f"mlx-lm's decode speed over {e.n} whole generate_step runs of {int(tokens.iloc[0])} tokens "
+        f"back to back ({label}, {s.where}; {runs.min():.1f}-{runs.max():.1f} tok/s, median "
+        f"{runs.median():.1f}): half the range over the mean of {k} runs, the published statistic at the "
+        f"published run count (seed 001: '5 runs per prompt'), averaged over every {k} of our {e.n} runs, is "
+        f"{share_text(spread)} (95% interval: {e.method}, n={e.n} runs); published {span(lo, hi)}% on "
+        f"{c['hardware']} (81-109 tok/s, a cold first run included). Match within ±{tol:g} points: "
+        f"{verdict}.{cold}",
+    )
 
 
 def identity_finding(df: pd.DataFrame, s: Setup) -> Finding:

@@ -13,6 +13,10 @@ speed for seconds at a time):
   and adds blocks until its interval decides the claim's widened band or its time budget is spent
   (blocks.compare); a trial's value is its steady-state ms per token (the geometric mean of its chunks'
   median over windows of token intervals), so a host stall moves one window of a chunk, not the trial;
+- mlx-lm's run-to-run spread is its own pass after the comparisons (`variability`): whole generate_step
+  generations back to back, as the write-ups ran them, since the drift between runs is what that claim is about;
+- the samplers alone are timed paired (sampling.time_samplers): every sampler once per repeat, back to back in
+  a random order, so their ratio is judged on per-repeat log-ratios;
 - Python's cyclic garbage collector is collected before each comparison and off while it runs (as `timeit`
   does): a collection pass over a notebook's heap takes tens of ms.
 """
@@ -30,6 +34,7 @@ import pandas as pd
 from mlx_workbook import models
 from mlx_workbook.core import blocks, progress
 from mlx_workbook.investigations.decode_loop import plans
+from mlx_workbook.investigations.decode_loop import stats as loop_stats
 from mlx_workbook.probes import decode, sampling
 from mlx_workbook.probes.loops import PhaseClock, parse_model, steps, variant
 
@@ -199,6 +204,30 @@ def compare(
     return tokens
 
 
+def variability(
+    run, loaded: models.LoadedModel, *, runs: int, prompt_tokens: int, max_tokens: int, seed: int = 0
+) -> None:
+    """mlx-lm's run-to-run spread the way the write-ups measured it: `runs` whole generate_step generations of
+    `max_tokens` tokens back to back (warm: compare ran it first), each one row of its decode tokens/s
+    (mlx-lm's generation_tps; experiment loop_stats.VARIABILITY). Nothing is interleaved: the host's drift
+    between runs is part of what is measured."""
+    prompt = models.random_prompt(loaded, prompt_tokens, seed=seed)
+    with collector_paused():
+        for i in progress.steps(range(runs), f"{loaded.label}: variability"):
+            gen = decode.measure_generation(loaded.model, prompt, max_tokens, loop=variant("mlx_lm").loop())
+            run.record(
+                loop_stats.VARIABILITY,
+                loop_stats.VARIABILITY_METRIC,
+                gen.decode_tps,
+                "tokens/s",
+                trial=i,
+                variant="mlx_lm",
+                label=loaded.label,
+                generated_tokens=len(gen.tokens),
+                **loaded.describe(),
+            )
+
+
 def record_agreement(run, loaded: models.LoadedModel, tokens: dict[str, list[int]]) -> None:
     """Share of each variant's tokens equal to its family's reference, position by position (experiment
     'agreement'). Information only on random-weight presets: their logits are nearly tied, so a last-bit
@@ -329,12 +358,14 @@ def measure_model(
     split_repeats: int,
     sampler_calls: int,
     sampler_repeats: int,
+    variability_runs: int = 0,
     chunk_tokens: int = 0,
     seed: int = 0,
 ) -> str:
-    """Everything measured on one model: the comparisons, the agreement with each family's reference, the time
-    split of generate_step's steps (its copy) and of the judged loop (pipelined), and the samplers alone (when
-    asked). Returns the model's label."""
+    """Everything measured on one model: the comparisons, mlx-lm's run-to-run spread (`variability_runs` whole
+    generations right after them; 0: skipped), the agreement with each family's reference, the time split of
+    generate_step's steps (its copy) and of the judged loop (pipelined), and the samplers alone (when asked).
+    Returns the model's label."""
     spec = parse_model(spec_text)
     loaded = models.build_preset(spec["name"], dtype=spec["dtype"], bits=spec["bits"], seed=seed)
     tokens = compare(
@@ -349,6 +380,9 @@ def measure_model(
         max_blocks=max_blocks,
         chunk_tokens=chunk_tokens,
         seed=seed,
+    )
+    variability(
+        run, loaded, runs=variability_runs, prompt_tokens=prompt_tokens, max_tokens=max_tokens, seed=seed
     )
     record_agreement(run, loaded, tokens)
     time_split(
