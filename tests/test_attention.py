@@ -318,3 +318,11 @@ def test_prompt_confirm_alternates_two_prompt_lengths(run, tiny):
     assert len(rows) == 6 and set(rows.pair) == {0, 1, 2} and (rows.model == "tiny").all()
     assert rows[rows.position == 0].sort_values("pair").length.tolist() == [8, 16, 8]
     assert (rows.before_length == 8).all() and (rows.after_length == 16).all() and (rows.value > 0).all()
+
+
+def test_prompt_confirm_takes_lengths_read_from_a_table(run, tiny):
+    # 03 hands it the steps of a candidates table, whose lengths are floats (the H200 run failed on 16.0)
+    steps = pd.DataFrame({"before_length": [8.0], "length": [16.0]})
+    ops.prompt_confirm(run, tiny, list(zip(steps.before_length, steps.length)), pairs=1)
+    rows = run.measurements
+    assert set(rows[rows.experiment == "prompt_confirm"].length) == {8, 16}
