@@ -48,7 +48,7 @@ def test_02_sampling_share_comes_from_the_loop(run_02):
 
 def test_02_variability_pass_below_eight_runs_is_not_measured(run_02):
     _, df, summary = run_02
-    runs = df[(df.experiment == loop_stats.VARIABILITY) & (df.metric == loop_stats.VARIABILITY_METRIC)]
+    runs = df[(df.experiment == plans.VARIABILITY) & (df.metric == plans.VARIABILITY_METRIC)]
     assert len(runs) == 4 and (runs.value > 0).all() and (runs.variant == "mlx_lm").all()
     found = {f["id"]: f for f in summary["findings"]}
     assert found["mlxlm_variance_pct"]["verdict"] == "not measured"

@@ -101,9 +101,7 @@ def variability_runs_table(df: pd.DataFrame) -> pd.DataFrame:
     """The variability pass per model: its whole generate_step runs' tokens/s and, from MIN_SPREAD_RUNS runs,
     half the range over the mean of PUBLISHED_RUNS runs (loop_stats.expected_half_range) with its interval."""
     out = []
-    for label, g in rows(df, loop_stats.VARIABILITY, loop_stats.VARIABILITY_METRIC).groupby(
-        "label", sort=False
-    ):
+    for label, g in rows(df, plans.VARIABILITY, plans.VARIABILITY_METRIC).groupby("label", sort=False):
         row = {"label": label, "runs": len(g), "tok_s_median": g.value.median()}
         row |= {"tok_s_min": g.value.min(), "tok_s_max": g.value.max()}
         if len(g) >= loop_stats.MIN_SPREAD_RUNS:

@@ -506,7 +506,7 @@ def variability_finding(df: pd.DataFrame, s: Setup) -> Finding:
     c, (lo, hi) = published.claim(claim_id), published.figure_range(claim_id)
     tol = s.variance_tolerance_pts
     verdict = verdicts.effect_matches(spread, lo, hi, tolerance=tol)
-    tokens = rows(df, loop_stats.VARIABILITY, loop_stats.VARIABILITY_METRIC, label=label).generated_tokens
+    tokens = rows(df, plans.VARIABILITY, plans.VARIABILITY_METRIC, label=label).generated_tokens
     first = rows(df, "first_use", "warmup_s", label=label, variant="mlx_lm").value
     cold = (
         f" The first generation here took {first.iloc[0]:.3g} s (first use: kernels compiled, buffers "

@@ -34,7 +34,6 @@ import pandas as pd
 from mlx_workbook import models
 from mlx_workbook.core import blocks, progress
 from mlx_workbook.investigations.decode_loop import plans
-from mlx_workbook.investigations.decode_loop import stats as loop_stats
 from mlx_workbook.probes import decode, sampling
 from mlx_workbook.probes.loops import PhaseClock, parse_model, steps, variant
 
@@ -209,15 +208,15 @@ def variability(
 ) -> None:
     """mlx-lm's run-to-run spread the way the write-ups measured it: `runs` whole generate_step generations of
     `max_tokens` tokens back to back (warm: compare ran it first), each one row of its decode tokens/s
-    (mlx-lm's generation_tps; experiment loop_stats.VARIABILITY). Nothing is interleaved: the host's drift
+    (mlx-lm's generation_tps; experiment plans.VARIABILITY). Nothing is interleaved: the host's drift
     between runs is part of what is measured."""
     prompt = models.random_prompt(loaded, prompt_tokens, seed=seed)
     with collector_paused():
         for i in progress.steps(range(runs), f"{loaded.label}: variability"):
             gen = decode.measure_generation(loaded.model, prompt, max_tokens, loop=variant("mlx_lm").loop())
             run.record(
-                loop_stats.VARIABILITY,
-                loop_stats.VARIABILITY_METRIC,
+                plans.VARIABILITY,
+                plans.VARIABILITY_METRIC,
                 gen.decode_tps,
                 "tokens/s",
                 trial=i,

@@ -69,6 +69,8 @@ COPY = ("mlx_lm", "logprobs_always")
 # The two repetition-penalty claims are one measurement: the first is judged, the second refers to it.
 REP_PENALTY = ("rep_penalty_vectorized_no_impact", "rep_penalty_scatter_potential")
 SAMPLING_SHARE = "sampling_ms_per_token_000"
+VARIABILITY = "variability"  # experiment of the whole mlx-lm generations run back to back
+VARIABILITY_METRIC = "decode_tps"
 TOKEN_TIME_CLAIM = "per_token_time_flat"  # seed 000's ~20 ms token, which its split divides
 
 # A published speed-up ("4-5%") is approximate ('~' in the write-ups) and of other hardware: it is widened by a

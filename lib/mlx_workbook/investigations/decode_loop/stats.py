@@ -19,6 +19,8 @@ from mlx_workbook.investigations.decode_loop.plans import (
     SAMPLING_SHARE,
     STEADY_TOKENS,
     TIME_METRIC,
+    VARIABILITY,
+    VARIABILITY_METRIC,
     share_of_token,
 )
 
@@ -139,8 +141,6 @@ PUBLISHED_RUNS = 5
 # (simulated: tests/test_analysis_decode_loop.py); fewer runs are reported as not measured.
 MIN_SPREAD_RUNS = 8
 MAX_SUBSETS = 20_000  # more k-subsets than this: a fixed random sample of them (the average barely moves)
-VARIABILITY = "variability"  # experiment of the whole mlx-lm generations run back to back
-VARIABILITY_METRIC = "decode_tps"
 
 
 def variability_runs(df: pd.DataFrame, label: str) -> pd.Series:
