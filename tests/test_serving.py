@@ -240,7 +240,7 @@ def test_prequantized_comparison_loads_once_and_compares_decode_in_interleaved_b
         > loads[loads.variant == prequant.PREQUANT].checkpoint_bytes.iloc[0]
     )
     digests = df[df.metric == "warmup_decode_tps"].set_index("variant").tokens_digest
-    assert set(digests) == {prequant.tokens_digest(tokens[prequant.PREQUANT])} and len(digests) == 2
+    assert set(digests) == {decode.tokens_digest(tokens[prequant.PREQUANT])} and len(digests) == 2
     # three blocks, each one interleaved call over both variants, its rows both variants' steady tok/s
     both = sorted([prequant.PREQUANT, prequant.REFERENCE])
     assert calls == [(both, {"tokens": 12, "chunk": 4})] * 3

@@ -11,6 +11,7 @@ although its time is in TTFT; `ms_per_token` is the unbiased per-interval figure
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -20,6 +21,12 @@ import mlx.nn as nn
 import numpy as np
 
 Loop = Callable[..., Iterator[int]]
+
+
+def tokens_digest(tokens: list[int]) -> str:
+    """A short fingerprint of a generated sequence, stored beside a measurement so that two runs' tokens can be
+    compared from the data alone."""
+    return hashlib.sha1(",".join(map(str, tokens)).encode()).hexdigest()[:12]
 
 
 def mlx_lm_loop(model: nn.Module, prompt: mx.array, max_tokens: int, **kwargs) -> Iterator[int]:

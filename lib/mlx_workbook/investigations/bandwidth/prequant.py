@@ -4,7 +4,6 @@ their decode compared in paired interleaved blocks (core.blocks)."""
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tempfile
 import time
@@ -21,11 +20,6 @@ from mlx_workbook.probes import decode
 REFERENCE = "quantized at load time"  # the comparison's reference; the effect is pre-quantized over it
 PREQUANT = "pre-quantized"
 METRIC = "steady_tps"  # 1000 / the trial's steady-state ms per token (blocks.interleaved)
-
-
-def tokens_digest(tokens: list[int]) -> str:
-    """A short fingerprint of a generated sequence, stored per variant so identity can be checked from the data."""
-    return hashlib.sha1(",".join(map(str, tokens)).encode()).hexdigest()[:12]
 
 
 def save_pair(preset: str, bits: int, folder: Path, *, group_size: int = 64, dtype: str = "bfloat16") -> dict:
@@ -121,7 +115,7 @@ def prequantized_vs_load_time(
             gen.decode_tps,
             "tokens/s",
             variant=name,
-            tokens_digest=tokens_digest(gen.tokens),
+            tokens_digest=decode.tokens_digest(gen.tokens),
             **fields,
         )
     blocks.compare(

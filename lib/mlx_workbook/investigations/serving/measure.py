@@ -9,7 +9,6 @@ except in the prompt-reuse experiment, where that is the point (`cached_tokens` 
 from __future__ import annotations
 
 import atexit
-import hashlib
 import re
 import shutil
 import tempfile
@@ -126,10 +125,6 @@ def ids_of(text: str) -> list[int]:
     return [int(m) for m in re.findall(r"t(\d+)", text)]
 
 
-def digest(ids: list[int]) -> str:
-    return hashlib.sha1(",".join(map(str, ids)).encode()).hexdigest()[:12]
-
-
 def probe_prompt(loaded: models.LoadedModel) -> str:
     """The server's readiness request: a token no measured prompt starts with (see Prompts)."""
     return text_of([loaded.vocab_size - 3])
@@ -243,7 +238,7 @@ def overhead(
                     length=n,
                     block=block,
                     output_tokens=len(r["tokens"]),
-                    tokens_digest=digest(r["tokens"]),
+                    tokens_digest=decode.tokens_digest(r["tokens"]),
                     cached_tokens=r.get("cached", 0),
                     **cols,
                 )
