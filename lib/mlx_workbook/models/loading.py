@@ -369,7 +369,7 @@ def random_prompt(loaded: LoadedModel, n_tokens: int, seed: int = 0) -> mx.array
     if n_tokens < 1:
         raise ModelError(f"a prompt needs at least one token, got {n_tokens}")
     key = mx.random.key(seed)
-    # int(): a length read from a table is a numpy integer, which mx.random.randint's shape refuses
+    # int(): a length read from a table may be a float (2048.0), which mx.random.randint's shape refuses
     return mx.random.randint(0, loaded.vocab_size, (int(n_tokens),), key=key).astype(mx.uint32)
 
 

@@ -293,7 +293,7 @@ def compiled_sampling_finding(df: pd.DataFrame, s: Setup) -> Finding:
         why = "samplers 'chain' and 'chain_compiled' are both needed, in at least 2 repeats"
         return _not_measured(claim_id, "sampling", why)
     e = intervals.paired_ratio(paired["chain"], paired["chain_compiled"])
-    m = Interval(e.value, e.low, e.high)
+    m = Interval.of(e)
     lo, hi = published.figure_range(claim_id)
     tol = COMPILED_SAMPLING_TOLERANCE_X
     verdict = verdicts.effect_matches(m, lo, hi, tolerance=tol, no_effect_at=1.0)
@@ -502,7 +502,7 @@ def variability_finding(df: pd.DataFrame, s: Setup) -> Finding:
             f"interval of the spread of {k} runs that covers near its 95%, and {label} has {ran}",
         )
     e = loop_stats.expected_half_range(runs)
-    spread = Interval(e.value, e.low, e.high).scaled(100)
+    spread = Interval.of(e).scaled(100)
     c, (lo, hi) = published.claim(claim_id), published.figure_range(claim_id)
     tol = s.variance_tolerance_pts
     verdict = verdicts.effect_matches(spread, lo, hi, tolerance=tol)
