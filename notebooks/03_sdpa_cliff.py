@@ -41,16 +41,17 @@
 #
 # **How a cliff is found** (`cliffs.py`): neighbouring lengths a < b are compared by the ratio of their median
 # times. If time is an overhead plus a part proportional to the attention work, that ratio lies between 1 and
-# the work ratio w_b / w_a; a *candidate* is a pair whose interval (95%, each pair alone) lies outside that
-# envelope widened by `tolerance`: **up** (b slower than its extra work explains) or **down** (b faster although it
-# does more: the lengths up to a were slow, the shape of the published cliff). Each candidate is then re-measured
-# with its two lengths alternated back to back for `confirm_pairs` pairs and judged on the paired ratios (t interval
-# on the log-ratios, Bonferroni over every re-measured step): only a step that repeats is called a **cliff**; the
-# others are listed as transients. The published 127 -> 128 step is always re-measured this way, and so (method 3,
-# `confirm_boundaries`) is every step into and out of a boundary the prefill and decode sweeps straddle (b-1 -> b,
-# b -> b+1), whatever the sweep said: which steps a noisy sweep nominates changes from run to run, and these are
-# the steps that matter most. Such a step (origin `boundary` in the tables) is a cliff when its confirmation is a
-# jump either way, and otherwise simply not a cliff.
+# the work ratio w_b / w_a; a *candidate* is a pair whose median ratio (method 4; before, its 95% interval) lies outside
+# that envelope widened by `tolerance`: **up** (b slower than its extra work explains) or **down** (b faster although it
+# does more: the lengths up to a were slow, the shape of the published cliff). Each candidate is then re-measured with
+# its two lengths alternated back to back for `confirm_pairs` pairs and judged on the paired ratios (t interval on the
+# log-ratios, Bonferroni over every re-measured step and over the passes): a step still unclear (its interval straddling
+# the envelope's edge) gets another pass of pairs, up to `confirm_passes`. Only a step that repeats is called a
+# **cliff**; the others are listed as transients. The published 127 -> 128 step is always re-measured this way, and so
+# (method 3, `confirm_boundaries`) is every step into and out of a boundary the prefill and decode sweeps straddle (b-1
+# -> b, b -> b+1), whatever the sweep said: which steps a noisy sweep nominates changes from run to run, and these are
+# the steps that matter most. Such a step (origin `boundary` in the tables) is a cliff when its confirmation is a jump
+# either way, and otherwise simply not a cliff.
 
 # %% tags=["parameters"]
 profile: str = "quick"  # parameter profile this run came from (set by the runner)
@@ -144,7 +145,8 @@ warmup: int = 1  # untimed runs before the trials
 target_ms: float = 3  # device work per sample at a sweep's longest length: fixes its one call count
 min_calls: int = 2  # calls per sample at least (short kernels: the final sync divided over them)
 max_calls: int = 1000  # calls per sample at most
-confirm_pairs: int = 20  # alternated pairs that re-measure each candidate cliff
+confirm_pairs: int = 20  # alternated pairs that re-measure each candidate cliff (one pass)
+confirm_passes: int = 1  # passes at most: a step still unclear after a pass gets another confirm_pairs pairs
 max_confirm: int = 30  # candidates re-measured per sweep (the farthest from the work envelope first)
 confirm_boundaries: bool = True  # also re-measure every step b-1 -> b, b -> b+1 around the swept boundaries
 tolerance: float = 0.25  # a cliff must exceed the work envelope by this fraction (CPU timings are noisy)
@@ -174,7 +176,14 @@ from mlx_workbook.report import plots
 run = results.start("03_sdpa_cliff", globals(), method_version=measure.METHOD_VERSION)
 calls = dict(warmup=warmup, target_ms=target_ms, min_calls=min_calls, max_calls=max_calls)
 timing = dict(repeats=repeats, **calls)
-confirming = dict(pairs=confirm_pairs, max_candidates=max_confirm, wheels_dir=wheels_dir, **calls)
+confirming = dict(
+    pairs=confirm_pairs,
+    passes=confirm_passes,
+    tolerance=tolerance,
+    max_candidates=max_confirm,
+    wheels_dir=wheels_dir,
+    **calls,
+)
 found, transient = {}, {}  # each sweep's confirmed cliffs, and its candidates that did not repeat
 display(pd.Series(run.environment.as_dict() | {"run_id": run.run_id}, name="environment").to_frame())
 
@@ -331,9 +340,10 @@ display(fig, per_op, Markdown(analysis.graph_note(df, P)))
 # ## Every cliff found <a id="cliffs"></a>
 # A sweep only nominates candidates (each step judged alone at 95%); every candidate (up to `max_confirm` per
 # sweep) and every step around a swept boundary is re-measured with its two lengths alternated back to back for
-# `confirm_pairs` pairs, and is a cliff only if the paired ratio's interval (t on log-ratios, Bonferroni over the
-# re-measured steps) lies outside the work envelope (for a nominated step: in the sweep's direction). Nominated
-# steps that did not repeat are listed below as transients; column `origin` says why a step was re-measured.
+# `confirm_pairs` pairs (more passes while unclear, up to `confirm_passes`), and is a cliff only if the paired
+# ratio's interval (t on log-ratios, Bonferroni over the re-measured steps and the passes) lies outside the work
+# envelope (for a nominated step: in the sweep's direction). Nominated steps that did not repeat are listed below
+# as transients; column `origin` says why a step was re-measured.
 # All confirmed jumps of every sweep in this run (prefill, decode, versions, prompt latency), largest first.
 # `excess` is the ratio beyond the work envelope: 0.6 means the later length took 0.6x the time its extra work
 # allows, i.e. the lengths before it ran in a slow regime; 1.4 means a slowdown 1.4x beyond the work. The closing

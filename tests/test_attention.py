@@ -326,3 +326,26 @@ def test_prompt_confirm_takes_lengths_read_from_a_table(run, tiny):
     ops.prompt_confirm(run, tiny, list(zip(steps.before_length, steps.length)), pairs=1)
     rows = run.measurements
     assert set(rows[rows.experiment == "prompt_confirm"].length) == {8, 16}
+
+
+def test_an_unclear_confirmation_gets_another_pass_of_pairs_and_only_it(run, monkeypatch):
+    candidates = pd.DataFrame(
+        [
+            {**{k: case()[k] for k in attention.GROUP}, "before_length": a, "length": b, "excess": 1.3}
+            for a, b in ((16, 32), (32, 48))
+        ]
+    ).assign(verdict=cliffs.UP)
+    seen = []
+
+    def judge_first_unclear(chosen, confirmations, by, **kw):
+        seen.append((len(chosen), kw["looks"]))
+        verdicts = [cliffs.UNCLEAR if a == 16 else cliffs.NONE for a in chosen.before_length]
+        return chosen.assign(confirm_verdict=verdicts)
+
+    monkeypatch.setattr(attention.cliffs, "confirm", judge_first_unclear)
+    attention.confirm(run, "prefill", candidates, pairs=3, passes=3, target_ms=1, min_calls=2, max_calls=20)
+    rows = run.measurements
+    rows = rows[rows.experiment == "prefill_confirm"]
+    pairs = rows.groupby("before_length").pair.apply(lambda p: sorted(set(p)))
+    assert pairs[16] == list(range(9)) and pairs[32] == [0, 1, 2]  # three passes of 3 pairs, numbered on
+    assert sorted(set(rows.confirm_pass)) == [0, 1, 2] and seen == [(2, 3), (1, 3), (1, 3)]

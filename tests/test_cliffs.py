@@ -186,3 +186,34 @@ def test_a_candidate_without_confirmation_rows_stays_unconfirmed():
     )
     judged = cliffs.confirm(candidates, pd.DataFrame(), ["cfg"], tolerance=0.1)
     assert len(judged) == len(candidates) and not judged.confirmed.any()
+
+
+def test_the_screen_nominates_a_step_whose_median_lies_beyond_the_envelope_despite_one_slow_trial():
+    # 2.3x where the work allows 1.78x (the H200's unfused 1536 -> 2047 step); one slow trial of five at the
+    # shorter length widens the unpaired interval across the envelope's edge
+    rows = [
+        {"cfg": "a", "length": n, "trial": t, "work": n * n, "value": v}
+        for n, values in ((1536, [0.90, 0.91, 0.93, 0.93, 1.19]), (2047, [2.09, 2.11, 2.13, 2.14, 2.22]))
+        for t, v in enumerate(values)
+    ]
+    df = pd.DataFrame(rows)
+    (step,) = cliffs.steps(df, work="work", tolerance=0.1, family_wise=False)
+    assert step.verdict == cliffs.UNCLEAR  # its interval alone would not nominate it
+    (candidate,) = cliffs.scan(df, ["cfg"], work="work", tolerance=0.1, family_wise=False).itertuples()
+    assert candidate.verdict == cliffs.UP and candidate.ratio > 2.2
+    flat = pd.DataFrame([{**r, "value": 0.1 * r["work"] / 1536**2} for r in rows])  # time follows the work
+    assert cliffs.scan(flat, ["cfg"], work="work", tolerance=0.1, family_wise=False).empty
+
+
+def test_more_looks_widen_the_confirmation_interval():
+    def step(n):
+        return 0.08 if n < 128 else 0.05
+
+    candidates = cliffs.scan(
+        per_call_sweep(step, lambda n: 50, repeats=7), ["cfg"], tolerance=0.1, family_wise=False
+    )
+    confirmations = confirmation_rows(candidates, step)
+    one = cliffs.confirm(candidates, confirmations, ["cfg"], tolerance=0.1)
+    three = cliffs.confirm(candidates, confirmations, ["cfg"], tolerance=0.1, looks=3)
+    width = lambda t: (t.confirm_high.astype(float) / t.confirm_low.astype(float)).to_numpy()  # noqa: E731
+    assert (width(three) > width(one)).all()  # each of three looks at a Bonferroni share of the error rate

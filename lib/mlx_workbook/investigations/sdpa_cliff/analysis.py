@@ -100,8 +100,14 @@ def confirmed(
         if sweep == "prompt"
         else [c for c in attention.GROUP + ["probe_mlx"] if c in candidates.columns]
     )
+    looks = 1 if sweep == "prompt" else int(p.get("confirm_passes", 1))  # the prompt sweep has one pass
     judged = cliffs.confirm(
-        candidates, rows(df, sweep + attention.CONFIRM), by, work="flops", tolerance=p["tolerance"]
+        candidates,
+        rows(df, sweep + attention.CONFIRM),
+        by,
+        work="flops",
+        tolerance=p["tolerance"],
+        looks=looks,
     )
     # an unconfirmed boundary step is no transient: the sweep never suspected it
     dropped = judged.confirmed | (judged.get("origin") == cliffs.BOUNDARY)

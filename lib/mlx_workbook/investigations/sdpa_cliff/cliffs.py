@@ -13,11 +13,16 @@ does not explain. Without a work column every length is expected to cost the sam
 A sweep tests many pairs at once, so its intervals are family-wise (Bonferroni): with 20 pairs, each interval
 is a 99.75% one, and a sweep without cliffs shows none at the 95% level as a whole.
 
-The sweep only nominates candidates: with a few trials per length its intervals are close to ranges. Each
+The sweep only nominates candidates: with a few trials per length its intervals are close to ranges, so its
+screen nominates every step whose median ratio lies outside the widened envelope, whatever its interval (one
+slow trial of five left a 2.3x step "unclear" in one of two H200 runs and kept it off that run's list). Each
 candidate is re-measured in a confirmation pass (its two lengths alternated back to back, A B, B A, ...) and
 judged by `confirm` on the paired per-pair log-ratios with a t interval (core.intervals; Bonferroni over the
-candidates). Only a candidate whose confirmation interval lies outside the envelope in the same direction is a
-cliff; the others are transients (a burst of load, a call-count artifact of an older method).
+candidates and over the passes looked at). A step still unclear after a pass gets another pass of pairs, up to
+`passes` (measure.confirm), so a step near the envelope's edge is settled by more pairs rather than by which
+side of the edge 20 pairs happened to fall on. Only a candidate whose confirmation interval lies outside the
+envelope in the same direction is a cliff; the others are transients (a burst of load, a call-count artifact
+of an older method).
 
 Which steps a noisy sweep nominates varies from run to run, so the steps around the boundaries a sweep straddles
 (b-1 -> b and b -> b+1) are re-measured whatever the sweep said (origin "boundary", the others "nominated"): a
@@ -27,7 +32,7 @@ not a cliff (nothing was suspected of it, so it is no transient either).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -117,8 +122,13 @@ def confirm(
     value: str = "value",
     work: str | None = None,
     tolerance: float = 0.1,
+    looks: int = 1,
 ) -> pd.DataFrame:
     """`candidates` (a scan table) with the confirmation pass's judgement added (CONFIRM_COLUMNS).
+
+    `looks`: how many passes of pairs the confirmation may look at (measure.confirm re-measures a step that is
+    still unclear); each look gets a Bonferroni share of the error rate, so stopping at the first decisive one
+    does not inflate it (as core.blocks does for comparisons).
 
     `confirmations` holds rows with the `by` columns, length, before_length / after_length (the candidate step)
     and pair (the index of an alternated pair); a candidate without confirmation rows stays unconfirmed. A
@@ -129,7 +139,7 @@ def confirm(
         out[c] = pd.Series([False] * len(out) if c == "confirmed" else [np.nan] * len(out), dtype=object)
     if out.empty:
         return out
-    confidence = 1 - (1 - measure.CONFIDENCE) / family_size(out, confirmations, by)
+    confidence = 1 - (1 - measure.CONFIDENCE) / (family_size(out, confirmations, by) * max(1, looks))
     for i, cand in out.iterrows():
         sel = confirmations
         if sel.empty:
@@ -276,15 +286,31 @@ def scan(
     jumps_only: bool = True,
     family_wise: bool = True,
 ) -> pd.DataFrame:
-    """`find_cliffs` (or every step) per group of `by`, as one table with the group's columns in front."""
+    """`find_cliffs` (or every step) per group of `by`, as one table with the group's columns in front.
+
+    family_wise=False is the liberal screen for a confirmation pass: each step judged alone at 95%, and a step
+    whose interval straddles the widened envelope but whose median ratio lies beyond it is nominated too, its
+    verdict the direction of that ratio (`screened`)."""
     rows = []
     # dropna=False: a grouping column that only some sweeps fill (e.g. probe_mlx) must not drop the others' rows
     for key, group in df.groupby(by, sort=False, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
         found = steps(group, x=x, value=value, work=work, tolerance=tolerance, family_wise=family_wise)
+        if not family_wise:
+            found = [screened(s, tolerance) for s in found]
         rows += [{**dict(zip(by, key)), **s.as_dict()} for s in found if s.is_jump or not jumps_only]
     columns = by + list(Step.__dataclass_fields__)
     return pd.DataFrame(rows, columns=columns)
+
+
+def screened(step: Step, tolerance: float) -> Step:
+    """An unclear step whose median ratio lies beyond the widened envelope, as the jump it points to (a
+    candidate for the confirmation pass); any other step unchanged."""
+    if step.verdict != UNCLEAR:
+        return step
+    work_ratio = step.expected_high if step.expected_low == 1.0 else step.expected_low
+    direction = _verdict(step.ratio, step.ratio, work_ratio, tolerance)
+    return replace(step, verdict=direction) if direction in (UP, DOWN) else step
 
 
 def pair(

@@ -18,11 +18,13 @@ from mlx_workbook.core.results import Run
 from mlx_workbook.investigations.sdpa_cliff import cliffs
 from mlx_workbook.probes import sdpa_probe as probe
 
-# 3: the steps into and out of every swept boundary are always re-measured in the confirmation pass (not only
-# those the sweep nominates), Bonferroni over every re-measured step. 2: one call count per sweep (calibrated at
-# its longest length), lengths in random order per round, and a confirmation pass (alternated pairs) before a
-# candidate is called a cliff; 1 chose the count per length.
-METHOD_VERSION = 3
+# 4: the sweep's screen nominates every step whose median ratio lies beyond the widened envelope (not only those whose
+# interval does), and a confirmation still unclear after its pairs gets more passes (`confirm_passes`, Bonferroni over
+# the passes). 3: the steps into and out of every swept boundary are always re-measured in the confirmation pass (not
+# only those the sweep nominates), Bonferroni over every re-measured step. 2: one call count per sweep (calibrated at
+# its longest length), lengths in random order per round, and a confirmation pass (alternated pairs) before a candidate
+# is called a cliff; 1 chose the count per length.
+METHOD_VERSION = 4
 
 MODES, VARIANTS, DTYPES = probe.MODES, probe.VARIANTS, tuple(probe.DTYPES)
 GROUP = list(probe.GROUP_KEYS)  # a sweep's configuration: everything but the length
@@ -134,6 +136,11 @@ def plan(p: dict) -> Plan:
     if not 0 < p["tolerance"] < 1 or p["repeats"] < 2:
         raise ValueError(
             f"tolerance must be in (0, 1) and repeats >= 2, got {p['tolerance']} and {p['repeats']}"
+        )
+    if p.get("confirm_pairs", 20) < 3 or p.get("confirm_passes", 1) < 1:
+        raise ValueError(
+            f"confirm_pairs must be >= 3 (a paired t interval) and confirm_passes >= 1, got "
+            f"{p.get('confirm_pairs')} and {p.get('confirm_passes')}"
         )
     heads = dict(n_q_heads=p["n_q_heads"], n_kv_heads=p["n_kv_heads"])
     main = dict(dtypes=[p["main_dtype"]], head_dims=[p["main_head_dim"]], **heads)
@@ -287,6 +294,8 @@ def confirm(
     candidates: pd.DataFrame,
     *,
     pairs: int = 20,
+    passes: int = 1,
+    tolerance: float = 0.1,
     max_candidates: int = 40,
     warmup: int = 1,
     target_ms: float = 10,
@@ -298,33 +307,66 @@ def confirm(
     """Re-measure candidate cliffs of a probe sweep (scan table): each step's two lengths alternated back to back
     for `pairs` pairs, stored as experiment "<experiment>_confirm"; candidates of another MLX version (column
     probe_mlx) run under that version. `claims` (same columns) are steps a published claim is about: always
-    re-measured, whatever the sweep said. Returns the configurations that failed."""
-    from mlx_workbook.probes import versions
-
+    re-measured, whatever the sweep said. A step whose paired interval still straddles the envelope's edge
+    (judged as analysis.confirmed will, `passes` looks) gets another `pairs` pairs, up to `passes` passes.
+    Returns the configurations that failed."""
     chosen = to_confirm(candidates, max_candidates)
     if claims is not None and len(claims):
         keys = [c for c in GROUP + ["probe_mlx", "before_length", "length"] if c in claims.columns]
         chosen = pd.concat([claims, chosen], ignore_index=True).drop_duplicates(subset=keys)
-    if chosen.empty:
-        return []
     timing = dict(pairs=pairs, warmup=warmup, target_ms=target_ms, min_calls=min_calls, max_calls=max_calls)
+    errors: list[dict] = []
+    for number in range(passes):
+        if chosen.empty:
+            break
+        errors += _confirm_pass(run, experiment, chosen, timing, offset=number * pairs, wheels_dir=wheels_dir)
+        by = [c for c in GROUP + ["probe_mlx"] if c in chosen.columns]
+        judged = cliffs.confirm(
+            chosen,
+            rows(run.measurements, experiment + CONFIRM),
+            by,
+            work="flops",
+            tolerance=tolerance,
+            looks=passes,
+        )
+        chosen = chosen[(judged["confirm_verdict"] == cliffs.UNCLEAR).to_numpy()]
+    return errors
+
+
+def _confirm_pass(
+    run: Run, experiment: str, chosen: pd.DataFrame, timing: dict, *, offset: int, wheels_dir: str | None
+) -> list[dict]:
+    """One pass of alternated pairs over the chosen steps, stored with pair numbers from `offset` on (so the
+    passes of one step add up to one series of pairs)."""
+    from mlx_workbook.probes import versions
+
     here = versions.current_version()
     column = chosen["probe_mlx"] if "probe_mlx" in chosen.columns else pd.Series(here, index=chosen.index)
+    numbered = dict(confirm_pass=offset // timing["pairs"])
     errors = []
     for version, part in chosen.groupby(column.fillna(here)):
         config = {"confirm": candidate_cases(part), **timing}
         if version == here and "probe_mlx" not in chosen.columns:
-            out = probe.run(config, on_round=lambda rows: store_round(run, experiment + CONFIRM, rows))
+            out = probe.run(
+                config,
+                on_round=lambda rows: store_round(
+                    run, experiment + CONFIRM, _shifted(rows, offset), **numbered
+                ),
+            )
             errors += out["errors"]
             continue
         result = versions.run_probe(version, config, wheels_dir=wheels_dir or None)
         if result.ok:
-            extra = dict(probe_mlx=result.data["mlx"], probe_backend=result.data["backend"])
-            run.record_many(experiment + CONFIRM, to_rows(result.data["rows"], **extra))
+            extra = dict(probe_mlx=result.data["mlx"], probe_backend=result.data["backend"], **numbered)
+            run.record_many(experiment + CONFIRM, to_rows(_shifted(result.data["rows"], offset), **extra))
             errors += result.data["errors"]
         else:
             errors.append({"probe_mlx": version, "error": result.message})
     return errors
+
+
+def _shifted(probe_rows: list[dict], offset: int) -> list[dict]:
+    return [{**r, "pair": r["pair"] + offset, "trial": r["trial"] + offset} for r in probe_rows]
 
 
 def record_version(run: Run, result, experiment: str = "versions") -> None:
