@@ -20,8 +20,8 @@ machine's host switches between two speed modes within about a second, so two wh
 (--chunk-tokens 0, the earlier design) often ran in different modes and the H200 runs stayed inconclusive
 (qwen3-0.6b 1.024 [0.964, 1.087], n=22). The ratio is the geometric mean over blocks with a t interval on those
 log-ratios; blocks are added until the interval lies wholly inside or wholly outside the ±2% band (at the looks
-`core.blocks` schedules, each with a Bonferroni share of the 5% error rate) or the time budget is spent or
---max-blocks ran. The verdict (`core.verdicts.no_effect` on that interval) is holds, does not hold or
+`core.blocks` schedules: the interim looks share a fifth of the 5% error rate, the final one keeps the rest) or the time
+budget is spent or --max-blocks ran. The verdict (`core.verdicts.no_effect` on that interval) is holds, does not hold or
 inconclusive; the JSON says why it stopped and, if undecided, the smallest difference the blocks could resolve.
 
 The chunked value is still mlx-lm's generation_tps. That figure is g / (time from the first token to the last):

@@ -143,7 +143,8 @@ if (
         "variability_runs >= 0"
     )
 tolerances = plans.Tolerances(minor_tolerance_pct, no_impact_tolerance_pct, share_tolerance_pts)
-run = results.start("02_decode_loop", globals(), method_version=6)
+# 7: a comparison's final look keeps four fifths of the error rate (core.blocks, Haybittle-Peto style)
+run = results.start("02_decode_loop", globals(), method_version=7)
 env = run.environment
 where = f"{env.device} ({env.backend}, mlx {env.mlx})"
 display(pd.Series(env.as_dict() | {"run_id": run.run_id}, name="environment").to_frame())

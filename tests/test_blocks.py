@@ -44,7 +44,9 @@ def test_band_decides_inside_or_outside_only():
 
 def test_looks_and_their_confidence():
     assert blocks.looks(8, 64) == [8, 12, 18, 27, 41, 62, 64]
-    assert blocks.look_confidence(5) == pytest.approx(0.99)
+    # Haybittle-Peto style: the interim looks share a fifth of the 5% error rate, the final look keeps 4%
+    assert blocks.interim_confidence(6) == pytest.approx(1 - 0.01 / 6)
+    assert blocks.final_confidence() == pytest.approx(0.96)
     with pytest.raises(ValueError):
         blocks.looks(2, 10)
 

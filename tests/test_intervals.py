@@ -155,6 +155,22 @@ def test_adaptive_stopping_keeps_coverage(noise, band):
     assert reasons.get(blocks.DECIDED, 0) > 0
 
 
+@pytest.mark.parametrize("noise", NOISES)
+def test_a_budget_stop_keeps_coverage(noise):
+    """Most comparisons on the GPU host end when their time budget is spent, after 5-10 blocks: the final look's
+    interval (four fifths of the error rate) must still cover, whatever interim looks came before."""
+    rng = np.random.default_rng(15)
+    schedule = blocks.looks(3, 30)
+    ref, var = paired_blocks(rng, NOISES[noise], 30)
+    log_ratios = np.log(var / ref)
+    covered = 0
+    for i, row in enumerate(log_ratios[:1000]):
+        n, reason, e = blocks.sequential(row, blocks.Band.no_effect(2.0), schedule, 0.95, stop_at=5 + i % 6)
+        covered += e.low <= 100 * (TRUE_RATIO - 1) <= e.high
+    print(noise, f"coverage at a budget stop after 5-10 blocks {covered / 1000:.1%}")
+    assert covered / 1000 >= MIN_COVERAGE
+
+
 @pytest.mark.parametrize("n", [3, 5])
 def test_one_vs_sample_prediction_interval_covers_a_lone_run_from_the_same_distribution(n):
     """A lone (cold) run with no effect against n warm ones: its t prediction interval holds 1 in ~95% of

@@ -20,8 +20,8 @@ from mlx_workbook.probes import decode, kernels, loops
 
 # 2: cold-start rows, prompt cache and pre-quantized in paired blocks, batch trials paired; 3: pre-quantized
 # loads each checkpoint once and compares decode in interleaved blocks of long trials; more warm runs beside a
-# cold run
-METHOD_VERSION = 3
+# cold run; 4: a comparison's final look keeps four fifths of the error rate (core.blocks, Haybittle-Peto style)
+METHOD_VERSION = 4
 COLD = "cold_start"  # experiment of the first generation of each preset
 CACHE_NO_EFFECT_PCT = 5.0  # the prompt-cache comparison stops once it can tell a TTFT change from +-5%
 
