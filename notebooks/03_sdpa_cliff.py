@@ -185,6 +185,7 @@ confirming = dict(
     **calls,
 )
 found, transient = {}, {}  # each sweep's confirmed cliffs, and its candidates that did not repeat
+edge = {}  # each sweep's re-measured steps that stayed unclear: at the tolerance's edge, neither cliff nor not
 display(pd.Series(run.environment.as_dict() | {"run_id": run.run_id}, name="environment").to_frame())
 
 # %% [markdown]
@@ -206,6 +207,7 @@ claims = analysis.claim_steps(
 measure.confirm(run, "prefill", candidates, claims=claims, **confirming)
 df = run.measurements
 found["prefill"], transient["prefill"] = analysis.confirmed(df, "prefill", candidates, P)
+edge["prefill"] = analysis.undecided(df, "prefill", candidates, P)
 fig = analysis.prefill_chart(df, P, found["prefill"])
 run.save_figure(fig, "prefill_modes")
 display(fig)
@@ -235,6 +237,7 @@ candidates = analysis.candidates(run.measurements, "decode", P)
 measure.confirm(run, "decode", candidates, **confirming)
 df = run.measurements
 found["decode"], transient["decode"] = analysis.confirmed(df, "decode", candidates, P)
+edge["decode"] = analysis.undecided(df, "decode", candidates, P)
 fig = analysis.decode_chart(df, P, found["decode"])
 run.save_figure(fig, "decode")
 display(fig, found["decode"].round(3))
@@ -273,6 +276,7 @@ claims = analysis.claim_steps(run.measurements, "versions", P)
 measure.confirm(run, "versions", candidates, claims=claims, **confirming)
 df = run.measurements
 found["versions"], transient["versions"] = analysis.confirmed(df, "versions", candidates, P)
+edge["versions"] = analysis.undecided(df, "versions", candidates, P)
 fig = analysis.versions_chart(df, P)
 if fig is not None:
     run.save_figure(fig, "versions")
@@ -303,6 +307,7 @@ ops.prompt_confirm(
 )
 df = run.measurements
 found["prompt"], transient["prompt"] = analysis.confirmed(df, "prompt", candidates, P)
+edge["prompt"] = analysis.undecided(df, "prompt", candidates, P)
 fig, table = analysis.prompt_chart(df)
 run.save_figure(fig, "prompt_latency")
 display(fig, table.round(3), found["prompt"].round(3))
@@ -343,7 +348,9 @@ display(fig, per_op, Markdown(analysis.graph_note(df, P)))
 # `confirm_pairs` pairs (more passes while unclear, up to `confirm_passes`), and is a cliff only if the paired
 # ratio's interval (t on log-ratios, Bonferroni over the re-measured steps and the passes) lies outside the work
 # envelope (for a nominated step: in the sweep's direction). Nominated steps that did not repeat are listed below
-# as transients; column `origin` says why a step was re-measured.
+# as transients; steps whose interval still straddles the envelope's edge after every pass as undecided (a step
+# of about the tolerance's size: another run may call it a cliff, or not, without contradicting this one);
+# column `origin` says why a step was re-measured.
 # All confirmed jumps of every sweep in this run (prefill, decode, versions, prompt latency), largest first.
 # `excess` is the ratio beyond the work envelope: 0.6 means the later length took 0.6x the time its extra work
 # allows, i.e. the lengths before it ran in a slow regime; 1.4 means a slowdown 1.4x beyond the work. The closing
@@ -359,6 +366,9 @@ display(
     Markdown(analysis.transients_note(transient)),
     analysis.all_cliffs(transient, run.environment.mlx).round(3),
 )
+undecided = analysis.all_cliffs(edge, run.environment.mlx)
+run.save_table(undecided, "undecided_steps", key=analysis.UNDECIDED_KEY)  # for `make compare`
+display(Markdown(analysis.undecided_note(undecided, P)), undecided.round(3))
 
 # %% [markdown]
 # ## Host speed during the run <a id="host"></a>

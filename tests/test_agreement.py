@@ -121,3 +121,30 @@ def test_a_saved_key_names_the_rows_and_whole_number_floats_are_configuration(tm
         results.start_run("03_y", {}, run_dir=tmp_path / "c").save_table(
             pd.DataFrame({"x": [1]}), "cliffs", key=["y"]
         )
+
+
+def test_a_cliff_only_in_one_run_that_the_other_left_undecided_is_counted_as_such(tmp_path):
+    """03 saves the steps it could not decide beside its cliffs: a difference there is no contradiction."""
+
+    def run(folder, found, undecided):
+        run = results.start_run("03_y", {"profile": "test"}, run_dir=folder)
+        columns = ["sweep", "length", "verdict", "ratio"]
+        run.save_table(pd.DataFrame(found, columns=columns), "cliffs", key=["sweep", "length", "verdict"])
+        run.save_table(pd.DataFrame(undecided, columns=columns), "undecided_steps", key=["sweep", "length"])
+        run.finish()
+        return run.run_dir
+
+    a = run(
+        tmp_path / "a", [("decode", 256, "up", 2.0), ("prefill", 129, "up", 1.2)], [("decode", 513, "", 1.1)]
+    )
+    b = run(
+        tmp_path / "b", [("decode", 256, "up", 2.1), ("decode", 513, "up", 1.2)], [("prefill", 129, "", 1.1)]
+    )
+    d = agreement.list_difference(a, b, "cliffs")
+    assert d["only_a"] == [("prefill", "129", "up")] and d["only_b"] == [("decode", "513", "up")]
+    assert d["undecided_b"] == 1 and d["undecided_a"] == 1  # each run's extra cliff is undecided in the other
+    assert agreement.list_line(d).endswith(
+        "1 only in A (1 of them undecided in B), 1 only in B (1 undecided in A)."
+    )
+    (tmp_path / "b" / results.TABLES / "undecided_steps.csv").unlink()  # an older run: no companion list
+    assert agreement.list_difference(a, b, "cliffs")["undecided_b"] is None

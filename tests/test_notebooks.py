@@ -103,3 +103,12 @@ def test_kv_cache_judges_its_claims_on_stored_block_comparisons(executed):
     assert flat["n_blocks"] == stop.n_blocks and flat["stop_reason"] == stop.stop_reason
     assert f"n={int(stop.n_blocks)} paired blocks" in claims["per_token_time_flat"]["statement"]
     assert claims["kv_copy_no_impact"]["measured"]["n_blocks"] >= 2 and "host_stability" in claims
+
+
+def test_sdpa_cliff_saves_its_cliffs_and_its_undecided_steps_for_make_compare(executed):
+    root, code = executed("03_sdpa_cliff")
+    (record,) = results.find_runs(root)
+    tables = record.path / results.TABLES
+    for name in ("cliffs", "undecided_steps"):
+        assert (tables / f"{name}.csv").exists() and (tables / f"{name}.key").exists()
+    assert "verdict" not in (tables / "undecided_steps.key").read_text().split()  # an undecided step has none

@@ -131,32 +131,57 @@ def _key(folder: Path, name: str) -> list[str] | None:
     return file.read_text().split() if file.exists() else None
 
 
+# A saved list's companion: the rows a run measured but could not decide (03: steps at the tolerance's edge). A row
+# only in A that B lists there is no contradiction, and the comparison says how many of the differences are such.
+UNDECIDED = {"cliffs": "undecided_steps"}
+
+
 def list_difference(run_a: Path, run_b: Path, name: str) -> dict | None:
-    """Two runs' saved lists `name`: rows only in A, only in B (by their key columns); None if either lacks it."""
+    """Two runs' saved lists `name`: rows only in A, only in B (by their key columns); None if either lacks it.
+    Where both runs saved the list's UNDECIDED companion: how many rows only in one run the other left undecided
+    (`undecided_a`: rows only in B that A left undecided; None without the companions)."""
     da, db = (Path(r) / results.TABLES for r in (run_a, run_b))
     if not ((da / f"{name}.csv").exists() and (db / f"{name}.csv").exists()):
         return None
-    ta, tb = pd.read_csv(da / f"{name}.csv"), pd.read_csv(db / f"{name}.csv")
+    ta, tb = _table(da, name), _table(db, name)
     columns = _key(da, name) or _key(db, name)
     if columns is None:
         columns = (
             [c for c in _identity_columns(ta) if c in _identity_columns(tb)] if len(ta) and len(tb) else []
         )
         columns = columns or sorted(set(ta.columns) & set(tb.columns))
-
-    def keys(t: pd.DataFrame) -> set[tuple]:
-        return {tuple(map(_text, r)) for r in t[columns].itertuples(index=False)} if len(t) else set()
-
-    keys_a, keys_b = keys(ta), keys(tb)
-    return {
+    keys_a, keys_b = _keys(ta, columns), _keys(tb, columns)
+    only_a, only_b = keys_a - keys_b, keys_b - keys_a
+    out = {
         "name": name,
         "columns": columns,
         "n_a": len(ta),
         "n_b": len(tb),
-        "only_a": sorted(keys_a - keys_b),
-        "only_b": sorted(keys_b - keys_a),
+        "only_a": sorted(only_a),
+        "only_b": sorted(only_b),
         "identical": keys_a == keys_b and len(ta) == len(tb),
+        "undecided_a": None,
+        "undecided_b": None,
     }
+    companion = UNDECIDED.get(name)
+    if companion and (da / f"{companion}.csv").exists() and (db / f"{companion}.csv").exists():
+        where = _key(da, companion) or _key(db, companion) or [c for c in columns if c != "verdict"]
+        left_a, left_b = _keys(_table(da, companion), where), _keys(_table(db, companion), where)
+        at = [columns.index(c) for c in where]
+
+        def count(rows: set[tuple], undecided: set[tuple]) -> int:
+            return sum(tuple(r[i] for i in at) in undecided for r in rows)
+
+        out["undecided_a"], out["undecided_b"] = count(only_b, left_a), count(only_a, left_b)
+    return out
+
+
+def _table(folder: Path, name: str) -> pd.DataFrame:
+    return pd.read_csv(folder / f"{name}.csv")
+
+
+def _keys(table: pd.DataFrame, columns: list[str]) -> set[tuple]:
+    return {tuple(map(_text, r)) for r in table[columns].itertuples(index=False)} if len(table) else set()
 
 
 def _text(value) -> str:
@@ -218,15 +243,7 @@ class Agreement:
             lines.append(
                 f"Inconclusive in {side.upper()}: {n} of {d} claims judged from data ({100 * n / max(d, 1):.0f}%)."
             )
-        for d in self.lists:
-            lines.append(
-                f"Saved list '{d['name']}': {d['n_a']} in A, {d['n_b']} in B; "
-                + (
-                    "identical."
-                    if d["identical"]
-                    else f"{len(d['only_a'])} only in A, {len(d['only_b'])} only in B."
-                )
-            )
+        lines += [list_line(d) for d in self.lists]
         for r in self.per_notebook().itertuples():
             lines.append(
                 f"  {r.notebook}: {r.agree} of {r.judged} agree; inconclusive A {r.inconclusive_a}, B "
@@ -235,6 +252,19 @@ class Agreement:
         for r in j[~j.agree].itertuples():
             lines.append(f"  differs: {r.notebook} {r.id}: A {r.verdict_a or '-'}, B {r.verdict_b or '-'}")
         return lines
+
+
+def list_line(d: dict) -> str:
+    """One saved list's comparison in words, with how many differences the other run left undecided."""
+    if d["identical"]:
+        return f"Saved list '{d['name']}': {d['n_a']} in A, {d['n_b']} in B; identical."
+    text = f"Saved list '{d['name']}': {d['n_a']} in A, {d['n_b']} in B; {len(d['only_a'])} only in A"
+    if d.get("undecided_b") is not None:
+        text += f" ({d['undecided_b']} of them undecided in B)"
+    text += f", {len(d['only_b'])} only in B"
+    if d.get("undecided_a") is not None:
+        text += f" ({d['undecided_a']} undecided in A)"
+    return text + "."
 
 
 def agreement(

@@ -194,8 +194,8 @@ def verdicts_section(found: agreement.Agreement) -> str:
         for r in found.verdicts.sort_values(["agree", "notebook", "id"]).itertuples()
     )
     lists = "".join(
-        f"<h3>Saved list: {html.esc(d['name'])}</h3><p>{d['n_a']} in A, {d['n_b']} in B, identified by "
-        f"{html.esc(', '.join(d['columns']))}: {'identical' if d['identical'] else 'they differ'}.</p>"
+        f"<h3>Saved list: {html.esc(d['name'])}</h3><p>{html.esc(agreement.list_line(d))} Rows are identified "
+        f"by {html.esc(', '.join(d['columns']))}.</p>"
         + "".join(
             f"<p class='small'>only in {side}: {html.esc('; '.join(' '.join(k) for k in only))}</p>"
             for side, only in (("A", d["only_a"]), ("B", d["only_b"]))

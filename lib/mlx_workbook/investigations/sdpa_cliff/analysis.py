@@ -88,20 +88,18 @@ def boundaries(sweep: str, p: dict) -> list[int]:
     return list(p["decode_boundaries"]) if sweep == "decode" else []
 
 
-def confirmed(
-    df: pd.DataFrame, sweep: str, candidates: pd.DataFrame, p: dict
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(cliffs, transients) of one sweep: the candidates its confirmation pass ("<sweep>_confirm") repeated in
-    the same direction, and the rest (not repeated, or not re-measured), each with the confirmation's ratio."""
+def judged(df: pd.DataFrame, sweep: str, candidates: pd.DataFrame, p: dict) -> pd.DataFrame:
+    """Every candidate of one sweep with its confirmation pass's ("<sweep>_confirm") judgement added
+    (cliffs.CONFIRM_COLUMNS)."""
     if candidates.empty:
-        return candidates, candidates
+        return candidates
     by = (
         ["model"]
         if sweep == "prompt"
         else [c for c in attention.GROUP + ["probe_mlx"] if c in candidates.columns]
     )
     looks = 1 if sweep == "prompt" else int(p.get("confirm_passes", 1))  # the prompt sweep has one pass
-    judged = cliffs.confirm(
+    return cliffs.confirm(
         candidates,
         rows(df, sweep + attention.CONFIRM),
         by,
@@ -109,9 +107,29 @@ def confirmed(
         tolerance=p["tolerance"],
         looks=looks,
     )
+
+
+def confirmed(
+    df: pd.DataFrame, sweep: str, candidates: pd.DataFrame, p: dict
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(cliffs, transients) of one sweep: the candidates its confirmation pass ("<sweep>_confirm") repeated in
+    the same direction, and the rest (not repeated, or not re-measured), each with the confirmation's ratio."""
+    if candidates.empty:
+        return candidates, candidates
+    table = judged(df, sweep, candidates, p)
     # an unconfirmed boundary step is no transient: the sweep never suspected it
-    dropped = judged.confirmed | (judged.get("origin") == cliffs.BOUNDARY)
-    return judged[judged.confirmed].reset_index(drop=True), judged[~dropped].reset_index(drop=True)
+    dropped = table.confirmed | (table.get("origin") == cliffs.BOUNDARY)
+    return table[table.confirmed].reset_index(drop=True), table[~dropped].reset_index(drop=True)
+
+
+def undecided(df: pd.DataFrame, sweep: str, candidates: pd.DataFrame, p: dict) -> pd.DataFrame:
+    """The re-measured steps whose confirmation stayed unclear after every pass: their interval straddles the
+    widened envelope's edge, so the data call them neither a cliff nor no cliff. Saved beside the cliffs, so that
+    `make compare` can tell a cliff the other run could not decide from one it contradicted."""
+    table = judged(df, sweep, candidates, p)
+    if table.empty:
+        return table
+    return table[table.confirm_verdict == cliffs.UNCLEAR].reset_index(drop=True)
 
 
 def transients_note(transient: dict[str, pd.DataFrame]) -> str:
@@ -128,8 +146,20 @@ def transients_note(transient: dict[str, pd.DataFrame]) -> str:
     )
 
 
+def undecided_note(table: pd.DataFrame, p: dict) -> str:
+    """How many re-measured steps stayed unclear, and why that is no contradiction between runs."""
+    if table.empty:
+        return "**Undecided steps:** none; every re-measured step was either a cliff or within the envelope."
+    return (
+        f"**Undecided steps** ({len(table)}): re-measured steps whose interval still straddles the work envelope "
+        f"widened by {p['tolerance']:.0%} after every pass. Their size is about the tolerance's, so another run "
+        "may list some of them as cliffs, or not, without contradicting this one."
+    )
+
+
 # What names a cliff in the saved list (tables/cliffs.csv), for `make compare`: where it is and which way it goes.
 CLIFF_KEY = ["sweep", *attention.GROUP, "probe_mlx", "before_length", "length", "verdict"]
+UNDECIDED_KEY = CLIFF_KEY[:-1]  # where an undecided step is (it has no direction)
 
 
 def all_cliffs(found: dict[str, pd.DataFrame], mlx: str) -> pd.DataFrame:
@@ -137,8 +167,9 @@ def all_cliffs(found: dict[str, pd.DataFrame], mlx: str) -> pd.DataFrame:
     departure from the work envelope first."""
     parts = [t.assign(sweep=name) for name, t in found.items() if len(t)]
     table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["sweep", "excess"])
-    if "probe_mlx" not in table.columns:
-        table["probe_mlx"] = None
+    for column in CLIFF_KEY:  # a prompt-sweep-only table still has every key column `make compare` reads
+        if column not in table.columns:
+            table[column] = None
     table["probe_mlx"] = table["probe_mlx"].fillna(mlx)
     away = table["excess"].astype(float).apply(lambda x: max(x, 1 / x))
     return table.loc[away.sort_values(ascending=False).index].reset_index(drop=True)
