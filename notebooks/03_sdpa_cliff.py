@@ -206,8 +206,7 @@ claims = analysis.claim_steps(
 )  # the published 127 -> 128 step: always re-measured
 measure.confirm(run, "prefill", candidates, claims=claims, **confirming)
 df = run.measurements
-found["prefill"], transient["prefill"] = analysis.confirmed(df, "prefill", candidates, P)
-edge["prefill"] = analysis.undecided(df, "prefill", candidates, P)
+found["prefill"], transient["prefill"], edge["prefill"] = analysis.outcomes(df, "prefill", candidates, P)
 fig = analysis.prefill_chart(df, P, found["prefill"])
 run.save_figure(fig, "prefill_modes")
 display(fig)
@@ -236,8 +235,7 @@ if errors:
 candidates = analysis.candidates(run.measurements, "decode", P)
 measure.confirm(run, "decode", candidates, **confirming)
 df = run.measurements
-found["decode"], transient["decode"] = analysis.confirmed(df, "decode", candidates, P)
-edge["decode"] = analysis.undecided(df, "decode", candidates, P)
+found["decode"], transient["decode"], edge["decode"] = analysis.outcomes(df, "decode", candidates, P)
 fig = analysis.decode_chart(df, P, found["decode"])
 run.save_figure(fig, "decode")
 display(fig, found["decode"].round(3))
@@ -275,8 +273,7 @@ candidates = analysis.scan(run.measurements, "versions", P)
 claims = analysis.claim_steps(run.measurements, "versions", P)
 measure.confirm(run, "versions", candidates, claims=claims, **confirming)
 df = run.measurements
-found["versions"], transient["versions"] = analysis.confirmed(df, "versions", candidates, P)
-edge["versions"] = analysis.undecided(df, "versions", candidates, P)
+found["versions"], transient["versions"], edge["versions"] = analysis.outcomes(df, "versions", candidates, P)
 fig = analysis.versions_chart(df, P)
 if fig is not None:
     run.save_figure(fig, "versions")
@@ -306,8 +303,7 @@ ops.prompt_confirm(
     run, loaded, list(zip(steps.before_length, steps.length)), pairs=confirm_pairs, warmup=warmup
 )
 df = run.measurements
-found["prompt"], transient["prompt"] = analysis.confirmed(df, "prompt", candidates, P)
-edge["prompt"] = analysis.undecided(df, "prompt", candidates, P)
+found["prompt"], transient["prompt"], edge["prompt"] = analysis.outcomes(df, "prompt", candidates, P)
 fig, table = analysis.prompt_chart(df)
 run.save_figure(fig, "prompt_latency")
 display(fig, table.round(3), found["prompt"].round(3))

@@ -253,15 +253,17 @@ def test_only_a_confirmed_candidate_is_a_cliff(df):
     candidates = an.scan(df, "versions", P)
     (cand,) = candidates.to_dict("records")
     repeated = pd.concat([df, pd.DataFrame(confirmation(cand, slow_below=128))], ignore_index=True)
-    real, transient = an.confirmed(repeated, "versions", candidates, P)
+    real, transient, _ = an.outcomes(repeated, "versions", candidates, P)
     assert len(real) == 1 and transient.empty and real.iloc[0]["confirm_verdict"] == cliffs.DOWN
     assert (
         real.iloc[0]["confirm_ratio"] == pytest.approx(1 / 1.6, rel=0.03) and real.iloc[0]["confirm_n"] == 20
     )
     gone = pd.concat([df, pd.DataFrame(confirmation(cand, slow_below=None))], ignore_index=True)
-    real, transient = an.confirmed(gone, "versions", candidates, P)  # the step did not come back: a transient
+    real, transient, _ = an.outcomes(
+        gone, "versions", candidates, P
+    )  # the step did not come back: a transient
     assert real.empty and len(transient) == 1 and transient.iloc[0]["confirm_verdict"] == cliffs.NONE
-    real, transient = an.confirmed(df, "versions", candidates, P)  # never re-measured: not called a cliff
+    real, transient, _ = an.outcomes(df, "versions", candidates, P)  # never re-measured: not called a cliff
     assert real.empty and len(transient) == 1
 
 
@@ -305,7 +307,7 @@ def test_a_boundary_step_the_noisy_sweep_missed_is_confirmed_through_the_boundar
         for c in cands.to_dict("records")
     ]
     measured = pd.concat([sweep, pd.DataFrame(sum(again, []))], ignore_index=True)
-    real, transient = an.confirmed(measured, "prefill", cands, P)
+    real, transient, _ = an.outcomes(measured, "prefill", cands, P)
     assert transient.empty and len(real) == 1
     cliff = real.iloc[0]
     assert (cliff["mode"], cliff.before_length, cliff.length, cliff.origin) == (

@@ -307,7 +307,7 @@ def test_confirmation_pass_alternates_the_two_lengths(run):
     assert firsts == [16, 32, 16, 32]  # A B, B A, ...
     from mlx_workbook.investigations.sdpa_cliff import analysis as an
 
-    real, transient = an.confirmed(rows, "prefill", candidates, {"tolerance": 0.25})
+    real, transient, _ = an.outcomes(rows, "prefill", candidates, {"tolerance": 0.25})
     assert len(real) + len(transient) == 1 and (transient.confirm_n.tolist() == [4] or len(real) == 1)
 
 

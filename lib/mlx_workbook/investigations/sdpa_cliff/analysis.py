@@ -69,7 +69,7 @@ def scan(df: pd.DataFrame, sweep: str, p: dict) -> pd.DataFrame:
 def candidates(df: pd.DataFrame, sweep: str, p: dict) -> pd.DataFrame:
     """What a sweep's confirmation pass re-measures: the nominated steps (`scan`) and, unless
     p["confirm_boundaries"] is false, every step into and out of the sweep's boundaries (origin "boundary",
-    also where the sweep nominated it, so its judgement never depends on the sweep). `confirmed` settles them."""
+    also where the sweep nominated it, so its judgement never depends on the sweep). `outcomes` settles them."""
     nominated = scan(df, sweep, p)
     if not p.get("confirm_boundaries", True) or not boundaries(sweep, p):
         return nominated
@@ -93,43 +93,31 @@ def judged(df: pd.DataFrame, sweep: str, candidates: pd.DataFrame, p: dict) -> p
     (cliffs.CONFIRM_COLUMNS)."""
     if candidates.empty:
         return candidates
-    by = (
-        ["model"]
-        if sweep == "prompt"
-        else [c for c in attention.GROUP + ["probe_mlx"] if c in candidates.columns]
-    )
-    looks = 1 if sweep == "prompt" else int(p.get("confirm_passes", 1))  # the prompt sweep has one pass
-    return cliffs.confirm(
-        candidates,
-        rows(df, sweep + attention.CONFIRM),
-        by,
-        work="flops",
-        tolerance=p["tolerance"],
-        looks=looks,
+    confirmations = rows(df, sweep + attention.CONFIRM)
+    if sweep == "prompt":  # one configuration per model, and one pass
+        return cliffs.confirm(candidates, confirmations, ["model"], work="flops", tolerance=p["tolerance"])
+    return attention.judge(
+        candidates, confirmations, tolerance=p["tolerance"], looks=int(p.get("confirm_passes", 1))
     )
 
 
-def confirmed(
+def outcomes(
     df: pd.DataFrame, sweep: str, candidates: pd.DataFrame, p: dict
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(cliffs, transients) of one sweep: the candidates its confirmation pass ("<sweep>_confirm") repeated in
-    the same direction, and the rest (not repeated, or not re-measured), each with the confirmation's ratio."""
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(cliffs, transients, undecided) of one sweep, from one judgement of its candidates:
+    - cliffs: the candidates its confirmation pass ("<sweep>_confirm") repeated in the same direction;
+    - transients: the nominated rest (not repeated, or not re-measured), each with the confirmation's ratio;
+    - undecided: the re-measured steps whose confirmation stayed unclear after every pass, their interval
+      straddling the widened envelope's edge, so the data call them neither a cliff nor no cliff. Saved beside
+      the cliffs, so that `make compare` can tell a cliff the other run could not decide from one it
+      contradicted."""
     if candidates.empty:
-        return candidates, candidates
+        return candidates, candidates, candidates
     table = judged(df, sweep, candidates, p)
     # an unconfirmed boundary step is no transient: the sweep never suspected it
     dropped = table.confirmed | (table.get("origin") == cliffs.BOUNDARY)
-    return table[table.confirmed].reset_index(drop=True), table[~dropped].reset_index(drop=True)
-
-
-def undecided(df: pd.DataFrame, sweep: str, candidates: pd.DataFrame, p: dict) -> pd.DataFrame:
-    """The re-measured steps whose confirmation stayed unclear after every pass: their interval straddles the
-    widened envelope's edge, so the data call them neither a cliff nor no cliff. Saved beside the cliffs, so that
-    `make compare` can tell a cliff the other run could not decide from one it contradicted."""
-    table = judged(df, sweep, candidates, p)
-    if table.empty:
-        return table
-    return table[table.confirm_verdict == cliffs.UNCLEAR].reset_index(drop=True)
+    unclear = table.confirm_verdict == cliffs.UNCLEAR
+    return tuple(table[keep].reset_index(drop=True) for keep in (table.confirmed, ~dropped, unclear))
 
 
 def transients_note(transient: dict[str, pd.DataFrame]) -> str:

@@ -308,7 +308,7 @@ def confirm(
     for `pairs` pairs, stored as experiment "<experiment>_confirm"; candidates of another MLX version (column
     probe_mlx) run under that version. `claims` (same columns) are steps a published claim is about: always
     re-measured, whatever the sweep said. A step whose paired interval still straddles the envelope's edge
-    (judged as analysis.confirmed will, `passes` looks) gets another `pairs` pairs, up to `passes` passes.
+    (`judge`, `passes` looks, as analysis.outcomes reads it) gets another `pairs` pairs, up to `passes` passes.
     Returns the configurations that failed."""
     chosen = to_confirm(candidates, max_candidates)
     if claims is not None and len(claims):
@@ -320,17 +320,26 @@ def confirm(
         if chosen.empty:
             break
         errors += _confirm_pass(run, experiment, chosen, timing, offset=number * pairs, wheels_dir=wheels_dir)
-        by = [c for c in GROUP + ["probe_mlx"] if c in chosen.columns]
-        judged = cliffs.confirm(
-            chosen,
-            rows(run.measurements, experiment + CONFIRM),
-            by,
-            work="flops",
-            tolerance=tolerance,
-            looks=passes,
+        judged = judge(
+            chosen, rows(run.measurements, experiment + CONFIRM), tolerance=tolerance, looks=passes
         )
         chosen = chosen[(judged["confirm_verdict"] == cliffs.UNCLEAR).to_numpy()]
     return errors
+
+
+def configuration(table: pd.DataFrame) -> list[str]:
+    """The columns of `table` that name a probe sweep's configuration (probe_mlx where another version ran)."""
+    return [c for c in GROUP + ["probe_mlx"] if c in table.columns]
+
+
+def judge(
+    candidates: pd.DataFrame, confirmations: pd.DataFrame, *, tolerance: float, looks: int
+) -> pd.DataFrame:
+    """A probe sweep's candidates with their confirmation pass's judgement against the attention work
+    (cliffs.confirm): what `confirm` decides another pass on, and what analysis.outcomes reads the run with."""
+    return cliffs.confirm(
+        candidates, confirmations, configuration(candidates), work="flops", tolerance=tolerance, looks=looks
+    )
 
 
 def _confirm_pass(
@@ -426,7 +435,7 @@ def scan(
 ) -> pd.DataFrame:
     """Every cliff of every configuration in `df` (work = the attention flops of each length); with
     family_wise=False the liberal screen for candidates that a confirmation pass settles."""
-    by = by or [c for c in GROUP + ["probe_mlx"] if c in df.columns]
+    by = by or configuration(df)
     return cliffs.scan(
         df, by, work="flops", tolerance=tolerance, family_wise=family_wise, jumps_only=jumps_only
     )
