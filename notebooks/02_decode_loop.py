@@ -44,6 +44,9 @@
 # per-block ratios with a t interval, so a change of the host's speed between blocks cancels out; blocks are
 # added until the interval decides the claim's widened published range or the comparison's `budget_s` is spent,
 # and the stored outcome says which (with n, and for an undecided claim the smallest effect it could resolve).
+# A comparison still undecided at its budget goes on for up to `extend_s` more (`extend_total_s` over the
+# notebook) where its blocks project a decision within that (`core.blocks.promising`); an effect on its band's
+# edge, which would need hundreds of blocks, stops and says about how many.
 # mlx-lm's run-to-run spread has its own pass after the comparisons: `variability_runs` whole `generate_step`
 # generations back to back, as the write-up ran them. The samplers timed alone run paired: every repeat times
 # each sampler once, back to back in a random order. Method version 5 took the spread from the few mlx-lm
@@ -83,6 +86,8 @@ prompt_tokens: int = 16  # random prompt length, tokens
 max_tokens: int = 256  # tokens each trial decodes, the warm-up as many (steady state: at least 256)
 chunk_tokens: int = 16  # tokens a trial decodes before another loop's turn (0: whole trials back to back)
 budget_s: float = 2.0  # seconds one comparison may add blocks for (it stops earlier once decided)
+extend_s: float = 0.0  # seconds more for a comparison undecided at its budget whose blocks project a decision
+extend_total_s: float = 0.0  # seconds of such extensions over all the comparisons (caps the run time)
 min_blocks: int = 3  # blocks before a comparison's interval is first looked at
 max_blocks: int = 30  # blocks one comparison runs at most
 identity_tokens: int = 32  # tokens of the identity check on the tiny preset with scaled weights
@@ -116,7 +121,7 @@ import mlx.core as mx
 import pandas as pd
 from IPython.display import Markdown, display
 
-from mlx_workbook.core import hoststate, results
+from mlx_workbook.core import blocks, hoststate, results
 from mlx_workbook.investigations.decode_loop import analysis, findings, measure, plans
 from mlx_workbook.investigations.kv_cache.measure import varied_model
 from mlx_workbook.probes import loops
@@ -143,8 +148,9 @@ if (
         "variability_runs >= 0"
     )
 tolerances = plans.Tolerances(minor_tolerance_pct, no_impact_tolerance_pct, share_tolerance_pts)
-# 7: a comparison's final look keeps four fifths of the error rate (core.blocks, Haybittle-Peto style)
-run = results.start("02_decode_loop", globals(), method_version=7)
+extension = blocks.Extension(extend_s, extend_total_s)  # shared by every comparison below
+# 8: undecided comparisons whose blocks project a decision may go on past their budget (core.blocks.Extension)
+run = results.start("02_decode_loop", globals(), method_version=8)
 env = run.environment
 where = f"{env.device} ({env.backend}, mlx {env.mlx})"
 display(pd.Series(env.as_dict() | {"run_id": run.run_id}, name="environment").to_frame())
@@ -188,6 +194,7 @@ for i, spec in enumerate(model_specs):
         max_tokens=max_tokens,
         chunk_tokens=chunk_tokens,
         budget_s=budget_s,
+        extension=extension,
         min_blocks=min_blocks,
         max_blocks=max_blocks,
         split_tokens=split_tokens,
@@ -215,8 +222,9 @@ display(analysis.first_use_table(df).round(3))
 # Bars: per comparison and model, how much faster the comparison's reference decodes than each variant set
 # against it (paired blocks; the interval is the one the stopping rule last looked at). The table gives n, why
 # the comparison stopped (`decided`: its interval lies wholly inside or outside the claim's widened band;
-# `budget`: `budget_s` ran out; `max_blocks`) and, for an undecided one, the smallest effect it could resolve
-# (the interval's half-width). Below: every variant's median ms/token and tokens/s over all its trials
+# `budget`: `budget_s` ran out, after the extension where `extended`; `max_blocks`) and, for an undecided one,
+# the smallest effect it could resolve (the interval's half-width) and about how many blocks a decision would
+# take (`projected_blocks`). Below: every variant's median ms/token and tokens/s over all its trials
 # (unpaired across comparisons: information only).
 
 # %%

@@ -380,7 +380,7 @@ def test_speedup_verdicts_follow_the_one_rule():
     assert m["low"] < lo - tol or m["high"] > hi + tol
     assert straddle.verdict == verdicts.INCONCLUSIVE and m["n"] == len(DRIFT)
     # an inconclusive verdict states the smallest effect its blocks could resolve (the interval's half-width)
-    assert f"could resolve: ±{(m['high'] - m['low']) / 2:.3g}%" in straddle.statement
+    assert f"could resolve is ±{(m['high'] - m['low']) / 2:.2g}%" in straddle.statement
     # a larger effect in the claimed direction: the direction holds, the size differs
     above = by_id(findings.findings(noisy([15.0, 16.0, 15.5, 15.0, 16.0]), SETUP))
     assert above["unused_logits_eval_cost"].verdict == verdicts.SIZE_DIFFERS

@@ -99,6 +99,78 @@ def test_compare_stops_on_budget():
     assert out.stop_reason == blocks.BUDGET and out.blocks == 1
 
 
+def clocked_variants(effects: dict[str, float], seed=0, noise=0.03, seconds_per_call=0.5):
+    """drifting_variants on a fake clock that advances `seconds_per_call` per variant call (patch
+    time.perf_counter with the returned clock), so a budget stop falls at a known block."""
+    variants, calls = drifting_variants(effects, seed=seed, noise=noise)
+    return variants, lambda: seconds_per_call * len(calls)
+
+
+@pytest.mark.parametrize(
+    "seed", [2, 5, 6]
+)  # seeds where 6 blocks leave +6% undecided (in others they decide it)
+def test_an_undecided_comparison_is_extended_where_its_blocks_project_a_decision(monkeypatch, seed):
+    # +6% against a no-effect band of +-2%: undecided after the 6 s budget (6 blocks), decided within 18 s more
+    variants, clock = clocked_variants({"ref": 1.0, "b": 1.06}, seed=seed, noise=0.04)
+    monkeypatch.setattr(blocks.time, "perf_counter", clock)
+    run = blocks.Rows()
+    band = {"b": blocks.Band.no_effect(2)}
+    kwargs = dict(reference="ref", bands=band, budget_s=6, min_blocks=4, max_blocks=30, warmup=0, seed=seed)
+    plain = blocks.compare(blocks.Rows(), "c", variants, **kwargs)
+    assert plain.stop_reason == blocks.BUDGET and plain.blocks == 6
+    variants, clock = clocked_variants({"ref": 1.0, "b": 1.06}, seed=seed, noise=0.04)
+    monkeypatch.setattr(blocks.time, "perf_counter", clock)
+    shared = blocks.Extension(per_comparison_s=18, total_s=20)
+    out = blocks.compare(run, "c", variants, extension=shared, **kwargs)
+    row = blocks.stop_rows(run.measurements, "c").iloc[0]
+    assert 6 < out.blocks <= 24 and row.extended and row.decided and math.isnan(row.projected_blocks)
+    # the time it went on past its budget is spent from the shared extension: the next comparison gets the rest
+    assert shared.total_s == pytest.approx(20 - (out.blocks - 6))
+    variants, clock = clocked_variants({"ref": 1.0, "b": 1.06}, seed=seed, noise=0.04)
+    monkeypatch.setattr(blocks.time, "perf_counter", clock)
+    shared.spend(shared.total_s)  # nothing left: the same comparison stops on its budget
+    spent = blocks.compare(blocks.Rows(), "c", variants, extension=shared, **kwargs)
+    assert spent.stop_reason == blocks.BUDGET and spent.blocks == 6
+
+
+def test_an_effect_on_its_bands_edge_is_not_extended_and_says_what_a_decision_would_take(monkeypatch):
+    variants, clock = clocked_variants({"ref": 1.0, "b": 1.02})
+    monkeypatch.setattr(blocks.time, "perf_counter", clock)
+    run = blocks.Rows()
+    out = blocks.compare(
+        run,
+        "c",
+        variants,
+        reference="ref",
+        bands={"b": blocks.Band.no_effect(2)},
+        budget_s=6,
+        extension=blocks.Extension(12, 60),
+        min_blocks=4,
+        max_blocks=30,
+        warmup=0,
+    )
+    row = blocks.stop_rows(run.measurements, "c").iloc[0]
+    assert out.stop_reason == blocks.BUDGET and out.blocks == 6
+    assert not row.extended and not row.decided and row.projected_blocks > 18
+
+
+def test_projected_blocks_by_hand():
+    # log-ratios with mean log(1.05) and sd 0.02 at n=9: half-width t(0.975, 8) * 0.02 / 3 ~ 1.54% on the log
+    # scale; the nearest edge of +-2% is log(1.05) - log(1.02) ~ 2.9% away: ~9 * (1.54 / 2.9)^2 ~ 2.5 blocks
+    lr = math.log(1.05) + 0.02 * np.array([-1.5, -1, -0.5, 0, 0, 0, 0.5, 1, 1.5]) / np.std(
+        [-1.5, -1, -0.5, 0, 0, 0, 0.5, 1, 1.5], ddof=1
+    )
+    half = intervals.t_quantile(0.975, 8) * 0.02 / 3
+    expected = 9 * (half / (math.log(1.05) - math.log(1.02))) ** 2
+    assert blocks.projected_blocks(lr, blocks.Band.no_effect(2), 0.95) == pytest.approx(expected, rel=1e-6)
+    assert (
+        blocks.projected_blocks(
+            np.full(5, math.log(1.02)) + [0, 0.01, -0.01, 0, 0], blocks.Band.no_effect(2), 0.95
+        )
+        > 1e6
+    )
+
+
 def test_compare_rejects_bad_input_before_running():
     variants, calls = drifting_variants({"ref": 1.0, "b": 1.0})
     with pytest.raises(ValueError, match="reference"):

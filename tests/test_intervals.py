@@ -155,20 +155,31 @@ def test_adaptive_stopping_keeps_coverage(noise, band):
     assert reasons.get(blocks.DECIDED, 0) > 0
 
 
+@pytest.mark.parametrize("extension", [0, 2], ids=["budget", "budget then extension"])
+@pytest.mark.parametrize("band", [2.0, 4.0, 6.0])
 @pytest.mark.parametrize("noise", NOISES)
-def test_a_budget_stop_keeps_coverage(noise):
+def test_a_budget_stop_keeps_coverage(noise, band, extension):
     """Most comparisons on the GPU host end when their time budget is spent, after 5-10 blocks: the final look's
-    interval (four fifths of the error rate) must still cover, whatever interim looks came before."""
+    interval (four fifths of the error rate) must still cover, whatever interim looks came before; also where an
+    undecided comparison whose blocks project a decision goes on to twice its blocks (blocks.promising), with the
+    true +4% inside, on the edge of and outside the no-effect band."""
     rng = np.random.default_rng(15)
     schedule = blocks.looks(3, 30)
     ref, var = paired_blocks(rng, NOISES[noise], 30)
     log_ratios = np.log(var / ref)
-    covered = 0
+    covered, extended = 0, 0
     for i, row in enumerate(log_ratios[:1000]):
-        n, reason, e = blocks.sequential(row, blocks.Band.no_effect(2.0), schedule, 0.95, stop_at=5 + i % 6)
+        stop = 5 + i % 6
+        n, reason, e = blocks.sequential(
+            row, blocks.Band.no_effect(band), schedule, 0.95, stop_at=stop, extend_to=extension * stop or None
+        )
         covered += e.low <= 100 * (TRUE_RATIO - 1) <= e.high
-    print(noise, f"coverage at a budget stop after 5-10 blocks {covered / 1000:.1%}")
+        extended += n > stop
+    print(
+        noise, band, extension, f"coverage at a budget stop after 5-10 blocks {covered / 1000:.1%}", extended
+    )
     assert covered / 1000 >= MIN_COVERAGE
+    assert (extended > 0) == (extension > 0)
 
 
 @pytest.mark.parametrize("n", [3, 5])

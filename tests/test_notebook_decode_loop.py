@@ -24,7 +24,7 @@ def run_02(tmp_path_factory):
 def test_02_stores_block_comparisons_with_stop_reasons(run_02):
     code, df, summary = run_02
     assert code == 0 and summary["status"] == "ok", summary.get("error")
-    assert summary["method_version"] == 7
+    assert summary["method_version"] == 8
     for name, plan in plans.PLANS.items():
         trials = df[(df.experiment == name) & (df.metric == plans.TIME_METRIC)]
         assert set(trials.variant) == set(plan.names), name  # only the variants the claim needs
@@ -34,6 +34,9 @@ def test_02_stores_block_comparisons_with_stop_reasons(run_02):
         assert set(outcome.variant) == set(plan.variants), name
         assert outcome.stop_reason.isin([blocks.DECIDED, blocks.BUDGET, blocks.MAX_BLOCKS]).all()
         assert (outcome.n_blocks >= 2).all() and (outcome.reference == plan.reference).all()
+        # the extension is recorded (the test profile has none), and an undecided claim's projected blocks
+        assert outcome.extended.isin([True, False]).all()
+        assert (outcome.decided | outcome.projected_blocks.notna() | ~outcome.band_low.notna()).all()
 
 
 def test_02_sampling_share_comes_from_the_loop(run_02):

@@ -7,16 +7,20 @@ mean ratio with a t interval on the log-ratios (core.intervals; its coverage is 
 tests/test_intervals.py).
 
 Blocks are added until every claim's interval decides (wholly inside or wholly outside its Band), the time budget is
-spent, or max_blocks is reached. The interval is looked at only at a few block counts (`looks`: min_blocks, then x1.5
-each time) and the error rate is split Haybittle-Peto style (Bonferroni, so stopping at the first decisive look does not
-inflate it): the interim looks share a fifth of it, each at a strict level, and the final look (the budget spent or
-max_blocks reached, where most comparisons on a noisy host end) keeps four fifths, so its interval is nearly the plain
-95% one (before, each of up to 7 looks got a seventh of the error rate; at 8 blocks the final interval is now about a
-third narrower). A block's variants run whole, one after the other (`back_to_back`), or, for decode loops on a host that
-changes speed within a second, advanced in alternating chunks of tokens (`interleaved`). Every row goes through
-run.record: values with block, position and variant, host state per block (hoststate), and one "change_pct" row per
-variant saying why it stopped and, if undecided, the smallest effect the data could have resolved (the interval's
-half-width).
+spent, or max_blocks is reached. The interval is looked at only at a few block counts (`looks`: min_blocks, then
+x1.5 each time) and the error rate is split Haybittle-Peto style (Bonferroni, so stopping at the first decisive look
+does not inflate it): the interim looks share a fifth of it, each at a strict level, and the final look (the budget
+spent or max_blocks reached, where most comparisons on a noisy host end) keeps four fifths, so its interval is
+nearly the plain 95% one (before, each of up to 7 looks got a seventh of the error rate; at 8 blocks the final
+interval is now about a third narrower). A comparison still undecided when its budget is spent may go on for an
+extension (`Extension`, shared by a notebook's comparisons) if its blocks project a decision within it (`promising`,
+a promising-zone rule); one whose effect sits on its band's edge stops on its budget, and its row says about how
+many blocks a decision would take. A block's variants run whole, one after the other (`back_to_back`), or, for
+decode loops on a host that changes speed within a second, advanced in alternating chunks of tokens (`interleaved`).
+Every row goes through run.record: values with block, position and variant, host state per block (hoststate), and
+one "change_pct" row per variant saying why it stopped, whether it was extended and, if undecided, the smallest
+effect the data could have resolved (the interval's half-width) and the blocks a decision would take
+(`projected_blocks`).
 """
 
 from __future__ import annotations
@@ -65,6 +69,28 @@ class Band:
         return inside or outside
 
 
+@dataclass
+class Extension:
+    """Time an undecided comparison may go on past its budget where its blocks project a decision (`promising`):
+    up to `per_comparison_s` each, and `total_s` over all the comparisons that share this object (a notebook's),
+    so that however many are promising, the run grows by at most total_s."""
+
+    per_comparison_s: float
+    total_s: float
+
+    def __post_init__(self) -> None:
+        if self.per_comparison_s < 0 or self.total_s < 0:
+            raise ValueError(
+                f"extension seconds must be >= 0, got {self.per_comparison_s} and {self.total_s}"
+            )
+
+    def available_s(self) -> float:
+        return min(self.per_comparison_s, self.total_s)
+
+    def spend(self, seconds: float) -> None:
+        self.total_s = max(0.0, self.total_s - seconds)
+
+
 def looks(min_blocks: int, max_blocks: int, growth: float = 1.5) -> list[int]:
     """Block counts at which the interval is looked at: min_blocks, x growth each time, max_blocks last."""
     if min_blocks < 3 or max_blocks < min_blocks:
@@ -97,6 +123,31 @@ def change_pct(log_ratios, confidence: float) -> intervals.Estimate:
     )
 
 
+def projected_blocks(log_ratios, band: Band, confidence: float) -> float:
+    """Blocks the interval would need to decide `band` if the effect and the block-to-block spread stayed as these
+    blocks have them: n x (half-width / distance from the estimate to the band's nearest edge)^2, on the log scale
+    (inf when the estimate sits on an edge; rough, as it ignores the t quantile's shrinking with n)."""
+    e = change_pct(log_ratios, confidence)
+    centre = math.log1p(e.value / 100)
+    half = (math.log1p(e.high / 100) - math.log1p(e.low / 100)) / 2
+    edges = [math.log1p(x / 100) for x in (band.low, band.high) if math.isfinite(x)]
+    distance = min((abs(centre - x) for x in edges), default=math.inf)
+    return e.n * (half / distance) ** 2 if distance > 0 else math.inf
+
+
+def promising(log_ratios, band: Band | None, confidence: float, reachable: int) -> bool:
+    """Should an undecided comparison whose budget is spent go on (the extension)? Only if its blocks project a
+    decision within the `reachable` blocks the extension holds (a promising-zone rule: an effect sitting on its
+    band's edge would need hundreds of blocks, so it stops on its budget and says what it could resolve)."""
+    if band is None or len(log_ratios) < 2:
+        return False
+    e = change_pct(log_ratios, final_confidence(confidence))
+    return (
+        not band.decides(e.low, e.high)
+        and projected_blocks(log_ratios, band, final_confidence(confidence)) <= reachable
+    )
+
+
 def sequential(
     log_ratios: np.ndarray,
     band: Band | None,
@@ -104,22 +155,39 @@ def sequential(
     confidence: float,
     *,
     stop_at: int | None = None,
+    extend_to: int | None = None,
 ) -> tuple[int, str, intervals.Estimate]:
-    """The stopping rule on given per-block log-ratios (used by `compare`, and by the simulation test):
-    (blocks used, why it stopped, the estimate at that point). `stop_at`: the blocks the budget allowed."""
+    """The stopping rule on given per-block log-ratios (as `compare` applies it; the simulation tests replay it):
+    (blocks used, why it stopped, the estimate at that point). `stop_at`: the blocks the budget allowed;
+    `extend_to`: the blocks the extension allows, taken only where `promising` at `stop_at`."""
     interim = interim_confidence(len(schedule) - 1, confidence)
-    available = len(log_ratios) if stop_at is None else min(stop_at, len(log_ratios))
-    for n in schedule[:-1]:
-        if n >= available:
-            break
-        e = change_pct(log_ratios[:n], interim)
-        if band is not None and band.decides(e.low, e.high):
-            return n, DECIDED, e
-    n = min(available, schedule[-1])
+    last = min(len(log_ratios), schedule[-1])
+    available = last if stop_at is None else min(stop_at, last)
+
+    def first_decisive(start: int, stop: int):  # the interim looks at start <= n < stop
+        for n in schedule[:-1]:
+            if start <= n < stop:
+                e = change_pct(log_ratios[:n], interim)
+                if band is not None and band.decides(e.low, e.high):
+                    return n, DECIDED, e
+        return None
+
+    found = first_decisive(0, available)
+    if found:
+        return found
+    if (
+        extend_to is not None
+        and available < last
+        and promising(log_ratios[:available], band, confidence, extend_to)
+    ):
+        start, available = available, min(extend_to, last)
+        found = first_decisive(start, available)
+        if found:
+            return found
     return (
-        n,
-        (MAX_BLOCKS if n >= schedule[-1] else BUDGET),
-        change_pct(log_ratios[:n], final_confidence(confidence)),
+        available,
+        (MAX_BLOCKS if available >= schedule[-1] else BUDGET),
+        change_pct(log_ratios[:available], final_confidence(confidence)),
     )
 
 
@@ -277,6 +345,7 @@ def compare(
     metric: str = "seconds",
     unit: str = "s",
     budget_s: float = 60.0,
+    extension: Extension | None = None,
     min_blocks: int = 8,
     max_blocks: int = 64,
     warmup: int = 1,
@@ -293,7 +362,9 @@ def compare(
 
     Each variant's effect is its per-block ratio to `reference`; blocks are added until every variant with a
     band is decided, `budget_s` of wall time is spent, or `max_blocks` ran (never fewer than min_blocks, unless
-    the budget runs out first). `fields` go into every row (e.g. model=..., dtype=...)."""
+    the budget runs out first). An undecided comparison whose budget is spent goes on for what `extension`
+    allows where its blocks project a decision within it (`promising`); one whose effect sits on its band's
+    edge stops. `fields` go into every row (e.g. model=..., dtype=...)."""
     if reference not in variants or len(variants) < 2:
         raise ValueError(
             f"need the reference {reference!r} and at least one other variant, got {list(variants)}"
@@ -313,6 +384,7 @@ def compare(
 
     table: dict[str, list[float]] = {n: [] for n in names}
     start = time.perf_counter()
+    deadline, extended = budget_s, False
     reason = MAX_BLOCKS
     estimates: dict[str, intervals.Estimate] = {}
     for block in range(max_blocks):
@@ -347,14 +419,31 @@ def compare(
             if bands and all(bands[v].decides(estimates[v].low, estimates[v].high) for v in bands):
                 reason = DECIDED
                 break
-        if time.perf_counter() - start >= budget_s and n < max_blocks:
-            reason = BUDGET
-            break
+        elapsed = time.perf_counter() - start
+        if elapsed >= deadline and n < max_blocks:
+            more_s = extension.available_s() if extension and not extended else 0.0
+            reachable = min(max_blocks, n + int(more_s * n / elapsed))  # at this comparison's pace
+            if more_s > 0 and any(
+                promising(_log_ratios(table, v, reference), band, confidence, reachable)
+                for v, band in bands.items()
+            ):
+                deadline, extended = elapsed + more_s, True
+            else:
+                reason = BUDGET
+                break
+    if extended:
+        extension.spend(time.perf_counter() - start - budget_s)
     n = len(table[reference])
     if reason != DECIDED and n >= 2:  # the final look: the budget spent or max_blocks reached
         estimates = {v: change_pct(_log_ratios(table, v, reference), final) for v in others}
     for v, e in estimates.items():
         band = bands.get(v)
+        decided = bool(band and band.decides(e.low, e.high))
+        projected = (
+            projected_blocks(_log_ratios(table, v, reference), band, e.confidence)
+            if band and not decided and n >= 2
+            else float("nan")
+        )
         run.record(
             experiment,
             CHANGE_METRIC,
@@ -369,10 +458,12 @@ def compare(
             method=e.method,
             confidence=e.confidence,
             stop_reason=reason,
-            decided=bool(band and band.decides(e.low, e.high)),
+            decided=decided,
             band_low=band.low if band else float("nan"),
             band_high=band.high if band else float("nan"),
             resolvable_pct=e.half_width,
+            extended=extended,
+            projected_blocks=projected,
             **fields,
         )
     return Comparison(reference, n, reason, estimates, pd.DataFrame(table))

@@ -3,6 +3,8 @@ themselves, and one way to write a measured value with its interval."""
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 
 from mlx_workbook.core.verdicts import Interval
@@ -67,13 +69,35 @@ def span_pct(low: float, high: float) -> str:
 STOP_REASONS = {"decided": "decided", "budget": "time budget spent", "max_blocks": "block limit reached"}
 
 
+def stop_text(stop_reason: str, extended: bool = False) -> str:
+    """Why a comparison stopped, saying where its budget was extended (core.blocks.promising)."""
+    text = STOP_REASONS.get(stop_reason, stop_reason)
+    return text + (" (after an extension: its blocks projected a decision)" if extended else "")
+
+
+def undecided_text(resolvable_pct: float, projected_blocks: float = float("nan"), blocks: int = 0) -> str:
+    """What an undecided comparison could resolve and, if known, about how many blocks a decision would take."""
+    text = f"the smallest effect these blocks could resolve is ±{resolvable_pct:.2g}%"
+    if math.isfinite(projected_blocks) and projected_blocks > blocks:
+        text += f"; a decision would take about {projected_blocks:.0f} blocks at this spread"
+    elif math.isinf(projected_blocks):
+        text += "; the estimate sits on the band's edge, so no number of blocks is sure to decide it"
+    return text
+
+
 def blocks_text(row) -> str:
     """How a stored comparison outcome (a core.blocks.stop_rows row) was reached: its n, method and stop reason,
-    and where it stopped undecided, the smallest effect its blocks could have resolved (the half-width)."""
-    out = (
-        f"n={int(row.n_blocks)} paired blocks, {row.method} at {row.confidence:.1%}, stopped: "
-        + STOP_REASONS.get(row.stop_reason, row.stop_reason)
+    and where it stopped undecided, the smallest effect its blocks could have resolved (the half-width) and the
+    blocks a decision would take (rows stored before the extension have neither column: NaN, False)."""
+    out = f"n={int(row.n_blocks)} paired blocks, {row.method} at {row.confidence:.1%}, stopped: " + stop_text(
+        row.stop_reason, stored_flag(getattr(row, "extended", False))
     )
     if not bool(row.decided):
-        out += f"; the smallest effect these blocks could resolve is ±{row.resolvable_pct:.2g}%"
+        out += "; " + undecided_text(
+            row.resolvable_pct, float(getattr(row, "projected_blocks", float("nan"))), int(row.n_blocks)
+        )
     return out
+
+
+def stored_flag(value) -> bool:
+    return bool(value) if value is not None and value == value else False  # NaN (an older row): False

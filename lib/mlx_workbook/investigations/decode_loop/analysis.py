@@ -116,11 +116,11 @@ def comparisons_table(df: pd.DataFrame) -> pd.DataFrame:
     (change_pct of ms/token), its interval, blocks, why it stopped and what it could resolve."""
     parts = [blocks.stop_rows(df, name).assign(comparison=name) for name in plans.PLANS]
     cols = ["label", "comparison", "reference", "variant", "value", "low", "high", "n_blocks", "stop_reason"]
-    cols += ["decided", "resolvable_pct", "tokens_per_trial"]
+    cols += ["decided", "resolvable_pct", "tokens_per_trial", "extended", "projected_blocks"]
     parts = [p for p in parts if not p.empty]
     if not parts:
         return pd.DataFrame(columns=cols)
-    return pd.concat(parts, ignore_index=True)[cols]
+    return pd.concat(parts, ignore_index=True).reindex(columns=cols)  # older rows lack the last two: NaN
 
 
 def comparisons_chart(table: pd.DataFrame, where: str) -> Figure:

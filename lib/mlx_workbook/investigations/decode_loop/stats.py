@@ -23,6 +23,7 @@ from mlx_workbook.investigations.decode_loop.plans import (
     VARIABILITY_METRIC,
     share_of_token,
 )
+from mlx_workbook.report import text as text_
 
 # --- reading stored comparisons back ---------------------------------------------------------------------
 
@@ -38,6 +39,8 @@ class Effect:
     stop_reason: str
     resolvable_pct: float
     tokens: int  # tokens per trial
+    extended: bool = False  # went on past its budget: its blocks projected a decision (core.blocks.promising)
+    projected_blocks: float = math.nan  # undecided: about how many blocks a decision would take
 
     @property
     def interval(self) -> verdicts.Interval:
@@ -46,9 +49,10 @@ class Effect:
     def evidence(self, verdict: str = "") -> str:
         """n, trial length, why it stopped; for an undecided verdict the smallest effect it could resolve."""
         steady = "" if self.tokens >= STEADY_TOKENS else f", fewer than the {STEADY_TOKENS} of steady state"
-        text = f"n={self.n} blocks of {self.tokens}-token trials{steady}, stopped: {self.stop_reason}"
+        stopped = text_.stop_text(self.stop_reason, self.extended)
+        text = f"n={self.n} blocks of {self.tokens}-token trials{steady}, stopped: {stopped}"
         if verdict == verdicts.INCONCLUSIVE:
-            text += f"; the smallest effect these blocks could resolve: ±{self.resolvable_pct:.3g}%"
+            text += "; " + text_.undecided_text(self.resolvable_pct, self.projected_blocks, self.n)
         return text
 
 
@@ -71,6 +75,8 @@ def effect(df: pd.DataFrame, label: str, plan_name: str, variant: str) -> Effect
         str(r.stop_reason),
         float(r.resolvable_pct),
         int(r.tokens_per_trial),
+        text_.stored_flag(r.get("extended", False)),
+        float(r.get("projected_blocks", math.nan)),
     )
 
 
