@@ -252,6 +252,37 @@ def test_claim_comparisons_pair_what_each_claim_needs():
     assert [c.experiment for c in other_model] == [kvcache.COPY_LONG]  # the claims are judged on the first
 
 
+def test_a_fixed_context_trial_decodes_every_token_at_its_context(tiny, monkeypatch):
+    """The flatness comparison's variant: `tokens` greedy tokens, the cache trimmed back to the prompt every
+    `window_tokens`, so the context never runs past length + window (a plain trial's would reach length + tokens);
+    every window repeats the first one's tokens (same context, greedy)."""
+    caches = []
+    real = kvcache.make_cache
+    monkeypatch.setattr(kvcache, "make_cache", lambda *a, **k: caches.append(real(*a, **k)) or caches[-1])
+    prompt = kvcache.random_prompt(tiny, 12, seed=0)
+    make = kvcache.fixed_context_trial(
+        tiny, prompt, strategy="preallocated", length=12, tokens=20, window_tokens=4, step=8
+    )
+    offsets, tokens = [], []
+    for token in make():
+        tokens.append(token)
+        offsets.append(caches[0][0].offset)
+    assert len(tokens) == 20 and tokens[4:8] == tokens[:4] == tokens[16:20]
+    assert 12 <= min(offsets) and max(offsets) <= 12 + 4 + 1
+    plan = {
+        c.experiment: c
+        for c in kvcache.claim_comparisons(
+            ["concat", "preallocated"],
+            [8, 16],
+            24,
+            flat_strategy="preallocated",
+            flat_tolerance=0.05,
+            copy_tolerance=0.05,
+        )
+    }
+    assert plan[kvcache.FLAT_ORIGINAL].fixed_context and not plan[kvcache.COPY_ORIGINAL].fixed_context
+
+
 @pytest.mark.parametrize("chunk_tokens", [0, 3])
 def test_compare_claims_times_real_trials_in_paired_blocks(tmp_path, tiny, chunk_tokens):
     """Real decode trials on the tiny model, whole or advanced alternately in chunks: each variant's value is

@@ -118,7 +118,8 @@ def block_outcomes(df: pd.DataFrame) -> pd.DataFrame:
     out = pd.concat([blocks.stop_rows(df, e) for e in CLAIM_EXPERIMENTS], ignore_index=True)
     cols = ["experiment", "model", "variant", "reference", "value", "low", "high", "n_blocks", "stop_reason"]
     cols += ["method", "confidence", "decided", "band_low", "band_high", "resolvable_pct", "claim_tokens"]
-    return out[cols] if not out.empty else pd.DataFrame(columns=cols)
+    cols += ["extended", "projected_blocks"]  # absent from rows stored before the extension: NaN
+    return out.reindex(columns=cols) if not out.empty else pd.DataFrame(columns=cols)
 
 
 def block_outcome(df: pd.DataFrame, experiment: str, model: str) -> pd.Series | None:

@@ -83,7 +83,15 @@ def flat_in_original_range(df, model, original_lengths, tolerance) -> Finding:
         return _too_few_blocks(cid, FLAT_ORIGINAL, model, **where)
     verdict = verdicts.no_effect(_row_interval(row), 100 * tolerance)
     ms = kv.block_ms(df, FLAT_ORIGINAL, model)
-    strategy = rows(df, FLAT_ORIGINAL, model=model).strategy.iloc[0]
+    trials = rows(df, FLAT_ORIGINAL, model=model)
+    strategy = trials.strategy.iloc[0]
+    fixed = trials.get("fixed_context_tokens", pd.Series(dtype=float)).dropna()
+    contexts = (  # rows stored before fixed-context trials decoded from each end onwards
+        f"at {last} against at {first} tokens of context (each {int(row.claim_tokens)}-token trial trimmed back "
+        f"to its context every {int(fixed.iloc[0])} tokens, so every token sees its end of the range"
+        if len(fixed)
+        else f"from {last} against from {first} tokens of context ({int(row.claim_tokens)}-token trials"
+    )
     pub_tokens = published.table(*kv.PUBLISHED_TABLE).tokens
     pub = f"~{_published_figure(cid)}/token, flat over {pub_tokens.min()}..{pub_tokens.max()} tokens"
     return Finding(
@@ -93,8 +101,7 @@ def flat_in_original_range(df, model, original_lengths, tolerance) -> Finding:
             row, strategy=strategy, lengths=[first, last], ms_first=ms[row.reference], ms_last=ms[row.variant]
         ),
         statement=f"{kv.model_label(df, model)} on {kv.where(df)}, {strategy} cache: the time per token "
-        f"decoding from {last} against from {first} tokens of context (per-token medians of "
-        f"{int(row.claim_tokens)}-token trials, {ms[row.reference]:.3g} -> {ms[row.variant]:.3g} ms) changes "
+        f"decoding {contexts}; per-token medians {ms[row.reference]:.3g} -> {ms[row.variant]:.3g} ms) changes "
         f"{_block_text(row)}. Flat within ±{tolerance:.0%}: {verdict} (published: {pub}).",
         **where,
     )

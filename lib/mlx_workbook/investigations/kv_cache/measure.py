@@ -41,6 +41,7 @@ WARMUP_DECODE_TOKENS = 2
 STEADY_TOKENS = 256
 # The block comparisons' experiments (one per claim comparison; core.blocks rows, one "change_pct" row each).
 COPY_ORIGINAL = "blocks_copy_original"  # concat vs preallocated from the original's shortest context
+FIXED_CONTEXT_WINDOW = 16  # tokens a fixed-context trial decodes before trimming back, when trials are whole
 FLAT_ORIGINAL = "blocks_flat_original"  # one strategy at the original's longest vs its shortest context
 COPY_LONG = "blocks_copy_long"  # concat vs preallocated at the longest context of the sweep
 
@@ -312,6 +313,7 @@ class ClaimComparison:
     reference: str
     tolerance: float
     fields: dict = field(default_factory=dict)  # stored on every row, e.g. the fixed length or strategy
+    fixed_context: bool = False  # every token decoded at its variant's context (fixed_context_trial)
 
 
 def claim_comparisons(
@@ -330,12 +332,15 @@ def claim_comparisons(
     - copy claims (kv_copy_no_impact, kv_preallocated_buffers_no_impact, one measurement): concat against
       preallocated from the original's shortest context; and at the sweep's longest context, where a copy per
       token moves the most bytes (the expected cost is stated beside it).
-    - per_token_time_flat: `flat_strategy` at the original's longest context against its shortest. A per-token
-      cost that grows with context (a copy of the cache, attention reading it) grows monotonically, so the two
-      ends show the largest change the claim denies: within the no-effect band there, within it between any two
-      lengths of the range. Two variants per block keep blocks short, so more of them fit the budget; the
-      lengths between stay in the descriptive sweep. The original's cache at that point (after its attempt 2)
-      was pre-allocated 256-token buffers, hence preallocated by default.
+    - per_token_time_flat: `flat_strategy` at the original's longest context against its shortest, every token
+      decoded at its end's context (`fixed_context_trial`): a 256-token trial started at 100 tokens would
+      otherwise run to 356 and one started at 10 to 266, so the comparison would be of the tokens past 256
+      (where MLX CUDA's decode attention changes kernel step, +4% per token on the H200) rather than of the
+      original's range. A per-token cost that grows with context (a copy of the cache, attention reading it)
+      grows monotonically, so the two ends show the largest change the claim denies. Two variants per block
+      keep blocks short, so more of them fit the budget; the lengths between stay in the descriptive sweep.
+      The original's cache at that point (after its attempt 2) was pre-allocated 256-token buffers, hence
+      preallocated by default.
     The rotating cache answers no claim (it differs from preallocated only past its window), so it is in the
     sweep alone."""
     first, last = min(original_lengths), max(original_lengths)
@@ -346,7 +351,14 @@ def claim_comparisons(
             out.append(ClaimComparison(experiment, pair, "preallocated", copy_tolerance, {"length": n}))
     ends = {f"{n} tokens": (flat_strategy, n) for n in (last, first)}
     out.append(
-        ClaimComparison(FLAT_ORIGINAL, ends, f"{first} tokens", flat_tolerance, {"strategy": flat_strategy})
+        ClaimComparison(
+            FLAT_ORIGINAL,
+            ends,
+            f"{first} tokens",
+            flat_tolerance,
+            {"strategy": flat_strategy},
+            fixed_context=True,
+        )
     )
     return out if claim_model else [c for c in out if c.experiment == COPY_LONG]
 
@@ -358,6 +370,42 @@ def per_token_trial(loaded, prompt: mx.array, *, strategy: str, length: int, tok
     def generation():
         cache = make_cache(strategy, loaded.model, **cache_kwargs)
         return decode.mlx_lm_loop(loaded.model, prompt[:length], tokens, prompt_cache=cache)
+
+    return generation
+
+
+def fixed_context_trial(
+    loaded, prompt: mx.array, *, strategy: str, length: int, tokens: int, window_tokens: int, **cache_kwargs
+):
+    """A block variant that decodes every token at a context of `length` (to `length + window_tokens`): mlx-lm's
+    loop decodes `window_tokens` tokens, then the cache is trimmed back to the prompt and the loop starts again
+    from the prompt's last token, until `tokens` tokens. With window_tokens = the block's chunk the restart
+    falls in each chunk's first interval, which blocks.interleaved drops with the switch; so a long trial (a
+    steady state) measures one context instead of a range 256 tokens wide. Needs a cache mlx-lm can trim (a
+    rotating one only before its window fills)."""
+    if window_tokens < 2 or length < 2:
+        raise ValueError(f"need window_tokens >= 2 and length >= 2, got {window_tokens} and {length}")
+
+    def generation():
+        from mlx_lm.models.cache import can_trim_prompt_cache
+
+        cache = make_cache(strategy, loaded.model, **cache_kwargs)
+        if not can_trim_prompt_cache(cache):
+            raise ValueError(
+                f"the {strategy} cache cannot be trimmed, so it cannot decode at a fixed context"
+            )
+        produced, start = 0, prompt[:length]
+        while produced < tokens:
+            loop = decode.mlx_lm_loop(loaded.model, start, window_tokens, prompt_cache=cache)
+            for token in loop:
+                yield token
+                produced += 1
+                if produced % window_tokens == 0 or produced == tokens:
+                    break
+            loop.close()
+            for c in cache:  # back to the prompt minus its last token, which the next window feeds again
+                c.trim(c.offset - (length - 1))
+            start = prompt[length - 1 : length]
 
     return generation
 
@@ -376,6 +424,7 @@ def compare_claims(
     *,
     tokens: int,
     budget_s: float,
+    extension: blocks.Extension | None = None,
     min_blocks: int,
     max_blocks: int,
     warmup: int,
@@ -400,12 +449,18 @@ def compare_claims(
     }
     out = {}
     for i, c in enumerate(comparisons):
+        trial_of = (
+            partial(fixed_context_trial, window_tokens=chunk_tokens or FIXED_CONTEXT_WINDOW)
+            if c.fixed_context
+            else per_token_trial
+        )
         variants = {
-            name: per_token_trial(
+            name: trial_of(
                 loaded, prompt, strategy=s, length=n, tokens=tokens, step=step, window=window, keep=keep
             )
             for name, (s, n) in c.variants.items()
         }
+        fixed = {"fixed_context_tokens": chunk_tokens or FIXED_CONTEXT_WINDOW} if c.fixed_context else {}
         others = [v for v in variants if v != c.reference]
         out[c.experiment] = blocks.compare(
             run,
@@ -416,6 +471,7 @@ def compare_claims(
             metric=TIME_METRIC,
             unit="ms",
             budget_s=budget_s,
+            extension=extension,
             min_blocks=min_blocks,
             max_blocks=max_blocks,
             # one warm-up (each variant once) before the first comparison: it meets the long decode's shapes;
@@ -425,6 +481,7 @@ def compare_claims(
             block_fn=claim_block(tokens, chunk_tokens),
             **model_fields,
             **c.fields,
+            **fixed,
         )
     return out
 
