@@ -119,10 +119,14 @@ def _slice_rows(
     noise=0.0,
     overhead=0.05,
     seed=0,
+    settled_share=None,
 ) -> list[dict]:
     """The slice_update probe's rows: each variant's time per write is a fixed overhead plus its share of a full
     copy of the buffer at gbs (concatenate at 2x: a copy at half the bandwidth, as MLX's on CUDA), times
-    lognormal noise per trial; with the stored bandwidth row unless bandwidth=False."""
+    lognormal noise per trial; with the stored bandwidth row unless bandwidth=False; settled writes (each followed
+    by a synchronize) at settled_share when given."""
+    variants = [("slice_update", write_share), ("concatenate", concat_share)]
+    variants += [] if settled_share is None else [(kv_measure.SETTLED, settled_share)]
     rng = np.random.default_rng(seed)
     rows = [
         dict(
@@ -135,7 +139,7 @@ def _slice_rows(
             value=(overhead + share * ideal_ms_per_mib(gbs) * size) * math.exp(rng.normal(0, noise)),
         )
         for size in sizes
-        for variant, share in (("slice_update", write_share), ("concatenate", concat_share))
+        for variant, share in variants
         for t in range(trials)
     ]
     if bandwidth:
@@ -394,6 +398,26 @@ def test_a_flat_write_does_not_hold_and_a_fixed_overhead_cancels():
     for share in (0.0, 1.0):
         slow = kv_findings.slice_update_claim(pd.DataFrame(_slice_rows(share, overhead=5.0)))
         assert slow.measured["value"] == pytest.approx(share, abs=1e-9)
+
+
+def test_the_claim_is_judged_on_settled_writes_and_states_the_writes_issued_at_once():
+    """As on MLX CUDA: a write after a synchronize is in place (0), one issued as soon as the previous write's eval
+    returned copies (1). slice_update itself writes in place, so the claim does not hold; the statement says that
+    the writes issued at once copied."""
+    f = kv_findings.slice_update_claim(pd.DataFrame(_slice_rows(1.0, noise=0.02, settled_share=0.0)))
+    assert f.verdict == verdicts.DOES_NOT_HOLD and f.measured["judged"] == kv_measure.SETTLED
+    assert f.measured["value"] == pytest.approx(0.0, abs=0.05)
+    assert f.measured["issued_at_once_share"]["value"] == pytest.approx(1.0, abs=0.05)
+    assert "mx.synchronize()" in f.statement and "such writes copied" in f.statement
+    both_in_place = kv_findings.slice_update_claim(
+        pd.DataFrame(_slice_rows(0.0, noise=0.02, settled_share=0.0))
+    )
+    assert (
+        both_in_place.verdict == verdicts.DOES_NOT_HOLD
+        and "such writes copied" not in both_in_place.statement
+    )
+    stored_before = kv_findings.slice_update_claim(pd.DataFrame(_slice_rows(1.0, noise=0.02)))
+    assert stored_before.verdict == verdicts.HOLDS and stored_before.measured["judged"] == "slice_update"
 
 
 def test_without_a_stored_bandwidth_the_write_is_judged_against_concatenate_and_says_so():

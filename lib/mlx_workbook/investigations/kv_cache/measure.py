@@ -41,6 +41,8 @@ WARMUP_DECODE_TOKENS = 2
 STEADY_TOKENS = 256
 # The block comparisons' experiments (one per claim comparison; core.blocks rows, one "change_pct" row each).
 COPY_ORIGINAL = "blocks_copy_original"  # concat vs preallocated from the original's shortest context
+SETTLED = "slice_update_settled"  # a slice_update write followed by mx.synchronize()
+SLICE_VARIANTS = ("slice_update", SETTLED, "concatenate")
 FIXED_CONTEXT_WINDOW = 16  # tokens a fixed-context trial decodes before trimming back, when trials are whole
 FLAT_ORIGINAL = "blocks_flat_original"  # one strategy at the original's longest vs its shortest context
 COPY_LONG = "blocks_copy_long"  # concat vs preallocated at the longest context of the sweep
@@ -583,26 +585,32 @@ def slice_update_probe(
     """Time one one-token write into a cache-shaped buffer (1, 8, n, 128) of each size, evaluated per write.
 
     slice_update: `buf[..., i, :] = x`, what mlx-lm's KVCache does (MLX can donate the old buffer and write in
-    place); concatenate: `concatenate([buf[..., 1:, :], x])`, a new buffer holding a copy of the old one.
-    If slice_update copied, its time would grow with the buffer as a copy of it must at the machine's bandwidth
-    (findings.copy_share); concatenate shows how fast MLX's own copy grows.
+    place), each write issued as soon as the previous one's eval returns, as a decode loop does;
+    slice_update_settled: the same with mx.synchronize() after each write, so nothing of the previous write
+    still holds the buffer (on MLX CUDA a write issued at once often finds it held and copies: 53-96% of 1 GiB
+    writes in a targeted pass on an H200, none after a synchronize); concatenate: `concatenate([buf[..., 1:, :],
+    x])`, a new buffer holding a copy of the old one. If a write copied, its time would grow with the buffer as
+    a copy of it must at the machine's bandwidth (findings.copy_share); concatenate shows how fast MLX's own
+    copy grows. The synchronize is timed with the write: a fixed cost per write, which the slope ignores.
     """
     dt = getattr(mx, dtype)
     for size in sizes_mb:
         n = max(2, int(size * 2**20) // (8 * 128 * dt.size))
-        for variant in ("slice_update", "concatenate"):
+        for variant in SLICE_VARIANTS:
             state = {"buf": mx.zeros((1, 8, n, 128), dt), "i": 0}
             x = mx.ones((1, 8, 1, 128), dt)
             mx.eval(state["buf"], x)
 
             def writes():
                 for _ in range(updates):
-                    if variant == "slice_update":
+                    if variant == "concatenate":
+                        state["buf"] = mx.concatenate([state["buf"][..., 1:, :], x], axis=2)
+                    else:
                         i = state["i"] = (state["i"] + 1) % n
                         state["buf"][..., i : i + 1, :] = x
-                    else:
-                        state["buf"] = mx.concatenate([state["buf"][..., 1:, :], x], axis=2)
                     mx.eval(state["buf"])
+                    if variant == SETTLED:
+                        mx.synchronize()
                 return state["buf"]
 
             def store(t, variant=variant, size=size, n=n):
