@@ -367,11 +367,11 @@ for name in presets:
 #
 # Each write runs two ways. `slice_update` issues it as soon as the previous write's eval returns, as a decode
 # loop writes its cache; `slice_update_settled` calls `mx.synchronize()` after each write, so nothing of the
-# previous write still holds the buffer. MLX can donate a buffer only when nothing else holds it, and on MLX
-# CUDA a write issued at once often finds it held: the 8c63f4e twins on one H200 disagreed (0.03x and 0.77x of a
-# copy), and a targeted pass in four fresh processes found 53-96% of 1 GiB writes issued at once copying and none
-# after a synchronize. The claim is about `slice_update` itself, so it is judged on the settled writes (since
-# method version 10); the writes issued at once are stated beside it.
+# previous write still holds the buffer. MLX can donate a buffer only when nothing else holds it, and on MLX CUDA
+# a write issued at once often finds it held: the 8c63f4e twins on one H200 disagreed (0.03x and 0.77x of a copy),
+# and a targeted pass in four fresh processes (`bench/slice_update_donation.py`) found 53-96% of 1 GiB writes
+# issued at once copying and none after a synchronize. The claim is about `slice_update` itself, so it is judged
+# on the settled writes (since method version 10); the writes issued at once are stated beside it.
 
 # %%
 measure.slice_update_probe(

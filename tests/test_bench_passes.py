@@ -1,0 +1,46 @@
+"""bench/slice_update_donation.py and bench/context_step.py, the targeted passes behind 01's claims, on the CPU."""
+
+import importlib.util
+
+from mlx_workbook import ROOT
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_slice_update_donation_prints_every_process_size_and_mode(capfd):
+    assert (
+        load("slice_update_donation").main(["--sizes-mb", "1", "8", "--processes", "2", "--writes", "5"]) == 0
+    )
+    lines = capfd.readouterr().out.splitlines()
+    rows = [line for line in lines if line.startswith("process")]
+    assert lines[0].startswith("mlx ") and len(rows) == 2 * 2 * 4
+    assert all("copied" in r and "of n=5" in r for r in rows)
+    # MLX's CPU backend writes in place at 8 MiB whatever came before (a copy there takes milliseconds); one
+    # write of five may stall past half a copy on a busy machine
+    shares = [int(r.split("copied ")[1].split("%")[0]) for r in rows if " 8 MiB" in r]
+    assert len(shares) == 8 and max(shares) <= 20
+
+
+def test_context_step_compares_fixed_and_plain_trials_in_paired_blocks(capsys):
+    argv = [
+        "--preset",
+        "tiny",
+        "--fixed",
+        "10",
+        "40",
+        "--plain",
+        "10",
+        "40",
+        "--budget-s",
+        "2",
+        "--max-blocks",
+        "4",
+    ]
+    assert load("context_step").main(argv) == 0
+    out = capsys.readouterr().out
+    assert "fixed 10:" in out and "fixed 40" in out and "plain from 40 against plain from 10" in out
