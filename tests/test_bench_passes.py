@@ -37,9 +37,9 @@ def test_context_step_compares_fixed_and_plain_trials_in_paired_blocks(capsys):
         "10",
         "40",
         "--budget-s",
-        "2",
+        "120",  # max_blocks (3) ends it: three blocks on any machine
         "--max-blocks",
-        "4",
+        "3",
     ]
     assert load("context_step").main(argv) == 0
     out = capsys.readouterr().out
