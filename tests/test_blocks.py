@@ -162,13 +162,12 @@ def test_projected_blocks_by_hand():
     )
     half = intervals.t_quantile(0.975, 8) * 0.02 / 3
     expected = 9 * (half / (math.log(1.05) - math.log(1.02))) ** 2
-    assert blocks.projected_blocks(lr, blocks.Band.no_effect(2), 0.95) == pytest.approx(expected, rel=1e-6)
-    assert (
-        blocks.projected_blocks(
-            np.full(5, math.log(1.02)) + [0, 0.01, -0.01, 0, 0], blocks.Band.no_effect(2), 0.95
-        )
-        > 1e6
+    no_effect = blocks.Band.no_effect(2)
+    assert blocks.projected_blocks(blocks.change_pct(lr, 0.95), no_effect) == pytest.approx(
+        expected, rel=1e-6
     )
+    on_edge = blocks.change_pct(np.full(5, math.log(1.02)) + [0, 0.01, -0.01, 0, 0], 0.95)
+    assert blocks.projected_blocks(on_edge, no_effect) > 1e6
 
 
 def test_compare_rejects_bad_input_before_running():

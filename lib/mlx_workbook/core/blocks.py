@@ -123,11 +123,11 @@ def change_pct(log_ratios, confidence: float) -> intervals.Estimate:
     )
 
 
-def projected_blocks(log_ratios, band: Band, confidence: float) -> float:
-    """Blocks the interval would need to decide `band` if the effect and the block-to-block spread stayed as these
-    blocks have them: n x (half-width / distance from the estimate to the band's nearest edge)^2, on the log scale
-    (inf when the estimate sits on an edge; rough, as it ignores the t quantile's shrinking with n)."""
-    e = change_pct(log_ratios, confidence)
+def projected_blocks(e: intervals.Estimate, band: Band) -> float:
+    """Blocks the interval `e` (a change_pct estimate) would need to decide `band` if the effect and the
+    block-to-block spread stayed as they are: n x (half-width / distance from the estimate to the band's nearest
+    edge)^2, on the log scale (inf when the estimate sits on an edge; rough, as it ignores the t quantile's
+    shrinking with n)."""
     centre = math.log1p(e.value / 100)
     half = (math.log1p(e.high / 100) - math.log1p(e.low / 100)) / 2
     edges = [math.log1p(x / 100) for x in (band.low, band.high) if math.isfinite(x)]
@@ -142,10 +142,7 @@ def promising(log_ratios, band: Band | None, confidence: float, reachable: int) 
     if band is None or len(log_ratios) < 2:
         return False
     e = change_pct(log_ratios, final_confidence(confidence))
-    return (
-        not band.decides(e.low, e.high)
-        and projected_blocks(log_ratios, band, final_confidence(confidence)) <= reachable
-    )
+    return not band.decides(e.low, e.high) and projected_blocks(e, band) <= reachable
 
 
 def sequential(
@@ -439,11 +436,7 @@ def compare(
     for v, e in estimates.items():
         band = bands.get(v)
         decided = bool(band and band.decides(e.low, e.high))
-        projected = (
-            projected_blocks(_log_ratios(table, v, reference), band, e.confidence)
-            if band and not decided and n >= 2
-            else float("nan")
-        )
+        projected = projected_blocks(e, band) if band and not decided else float("nan")
         run.record(
             experiment,
             CHANGE_METRIC,

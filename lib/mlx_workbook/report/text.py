@@ -100,4 +100,5 @@ def blocks_text(row) -> str:
 
 
 def stored_flag(value) -> bool:
-    return bool(value) if value is not None and value == value else False  # NaN (an older row): False
+    """A stored boolean column's value; missing (None, or NaN in a row stored before the column): False."""
+    return bool(value) if pd.notna(value) else False

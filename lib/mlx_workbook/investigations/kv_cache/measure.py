@@ -450,11 +450,10 @@ def compare_claims(
         "chunk_tokens": chunk_tokens,
     }
     out = {}
+    fixed_window = chunk_tokens or FIXED_CONTEXT_WINDOW  # a fixed-context trial restarts with each chunk
     for i, c in enumerate(comparisons):
         trial_of = (
-            partial(fixed_context_trial, window_tokens=chunk_tokens or FIXED_CONTEXT_WINDOW)
-            if c.fixed_context
-            else per_token_trial
+            partial(fixed_context_trial, window_tokens=fixed_window) if c.fixed_context else per_token_trial
         )
         variants = {
             name: trial_of(
@@ -462,7 +461,7 @@ def compare_claims(
             )
             for name, (s, n) in c.variants.items()
         }
-        fixed = {"fixed_context_tokens": chunk_tokens or FIXED_CONTEXT_WINDOW} if c.fixed_context else {}
+        fixed = {"fixed_context_tokens": fixed_window} if c.fixed_context else {}
         others = [v for v in variants if v != c.reference]
         out[c.experiment] = blocks.compare(
             run,
