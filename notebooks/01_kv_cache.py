@@ -41,10 +41,12 @@
 # alternately `chunk_tokens` tokens at a time in a fresh random order per round (so that a change of the host's
 # speed, about once a second on the GPU machine, hits both; 0: whole trials back to back), every token timed and
 # the first of each chunk (the switch) dropped; a variant's steady-state time per token is the geometric mean of
-# its chunks' median intervals (`blocks.interleaved`); the verdict is judged on the
-# per-block log-ratios with a t interval, and blocks are added until the interval decides the claim's no-effect
-# band, `budget_s` runs out or `max_blocks` ran. A **length sweep** (every strategy at every length, short trials
-# of `decode_tokens`) draws time per token against context: descriptive, no verdict.
+# its chunks' median intervals (`blocks.interleaved`); a block's log-ratio is the median of its rounds' paired
+# log-ratios (robust to a round that straddles a change of the host's speed; `blocks.block_log_ratio`, method
+# version 11); the verdict is judged on the per-block log-ratios with a t interval, and blocks are added until
+# the interval decides the claim's no-effect band, `budget_s` runs out or `max_blocks` ran. A **length sweep**
+# (every strategy at every length, short trials of `decode_tokens`) draws time per token against context:
+# descriptive, no verdict.
 
 # %% tags=["parameters"]
 profile: str = "quick"  # parameter profile this run came from (set by the runner)
@@ -148,8 +150,9 @@ measure.validate(
 )
 extension = blocks.Extension(extend_s, extend_total_s)  # shared by every comparison below
 
-# 10: slice_update judged on settled writes; 9: flatness at fixed contexts, undecided comparisons extended
-run = results.start("01_kv_cache", globals(), method_version=10)
+# 11: a block's log-ratio the median of its rounds'; 10: slice_update judged on settled writes; 9: flatness at
+# fixed contexts, undecided comparisons extended
+run = results.start("01_kv_cache", globals(), method_version=11)
 display(pd.Series(run.environment.as_dict() | {"run_id": run.run_id}, name="environment").to_frame())
 
 # %% [markdown]
@@ -283,10 +286,10 @@ display(analysis.slopes(df).round(4))
 # %% [markdown]
 # ## The claims in paired blocks <a id="blocks"></a>
 # One row per comparison (`core.blocks`' stored outcome row): the % change of the variant's time per token over
-# the reference's (geometric mean of the per-block ratios, t interval on their logs at the per-look confidence
-# that keeps 95% over every look), n blocks, why it stopped (`decided`: the interval lies wholly inside or
-# outside the no-effect band; `budget` or `max_blocks` otherwise), and the smallest effect the blocks could
-# resolve (the interval's half-width). The chart draws each against its band (grey).
+# the reference's (geometric mean of the per-block ratios, each the median of its rounds', t interval on their
+# logs at the per-look confidence that keeps 95% over every look), n blocks, why it stopped (`decided`: the
+# interval lies wholly inside or outside the no-effect band; `budget` or `max_blocks` otherwise), and the
+# smallest effect the blocks could resolve (the interval's half-width). The chart draws each against its band (grey).
 
 # %%
 display(analysis.block_outcomes(run.measurements).round(3))

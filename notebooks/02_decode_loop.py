@@ -40,8 +40,10 @@
 # change of the host's speed, about once a second on the GPU machine, hits every loop of the block; 0: whole
 # trials back to back), every token timed and the first of each chunk (the switch) dropped. A trial's value is
 # its steady-state ms per token: the geometric mean of its chunks' medians over windows of token intervals (a
-# host stall moves one window, not the trial; `blocks.interleaved`). The effect is the geometric mean of the
-# per-block ratios with a t interval, so a change of the host's speed between blocks cancels out; blocks are
+# host stall moves one window, not the trial; `blocks.interleaved`). A block's log-ratio is the median of its
+# rounds' paired log-ratios (a round that straddles a change of the host's speed holds two chunks 10-45% apart:
+# about a tenth of them on the H200 host; `blocks.block_log_ratio`), and the effect is the geometric mean over
+# the blocks with a t interval, so a change of the host's speed between blocks cancels out; blocks are
 # added until the interval decides the claim's widened published range or the comparison's `budget_s` is spent,
 # and the stored outcome says which (with n, and for an undecided claim the smallest effect it could resolve).
 # A comparison still undecided at its budget goes on for up to `extend_s` more (`extend_total_s` over the
@@ -49,7 +51,9 @@
 # edge, which would need hundreds of blocks, stops and says about how many.
 # mlx-lm's run-to-run spread has its own pass after the comparisons: `variability_runs` whole `generate_step`
 # generations back to back, as the write-up ran them. The samplers timed alone run paired: every repeat times
-# each sampler once, back to back in a random order. Method version 5 took the spread from the few mlx-lm
+# each sampler once, back to back in a random order. Method version 8 took a block's log-ratio from the mean of
+# its rounds (2.0-3.0% per block on the H200 host against 0.7-1.0% as the median: bench/round_noise.py).
+# Method version 5 took the spread from the few mlx-lm
 # trials in the comparisons' blocks and timed each sampler's repeats in one stretch.
 # Method version 4 ran whole trials back to back (on the GPU machine one trial of a block often ran in the
 # host's fast mode and the other in its slow one); version 3 ran all 14 variants per round in 48-token trials,
@@ -149,8 +153,9 @@ if (
     )
 tolerances = plans.Tolerances(minor_tolerance_pct, no_impact_tolerance_pct, share_tolerance_pts)
 extension = blocks.Extension(extend_s, extend_total_s)  # shared by every comparison below
-# 8: undecided comparisons whose blocks project a decision may go on past their budget (core.blocks.Extension)
-run = results.start("02_decode_loop", globals(), method_version=8)
+# 9: a block's log-ratio the median of its rounds'; 8: undecided comparisons whose blocks project a decision
+# may go on past their budget (core.blocks.Extension)
+run = results.start("02_decode_loop", globals(), method_version=9)
 env = run.environment
 where = f"{env.device} ({env.backend}, mlx {env.mlx})"
 display(pd.Series(env.as_dict() | {"run_id": run.run_id}, name="environment").to_frame())

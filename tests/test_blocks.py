@@ -242,15 +242,23 @@ class SwitchingHost:
         return make
 
 
-def _planted_blocks(chunk: int, n_blocks: int = 12, tokens: int = 256) -> intervals.Estimate:
-    """Per-block log-ratios of a variant planted 4% slower than the reference on a switching host."""
-    host = SwitchingHost(every=300, seed=1)
+def mean_of_rounds(values, variant, reference) -> float:
+    """The block log-ratio before the median: the variants' geometric means over their chunks."""
+    return math.log(values[variant] / values[reference])
+
+
+def _planted_blocks(
+    chunk: int, n_blocks: int = 12, tokens: int = 256, every: float = 300, log_ratio=mean_of_rounds
+) -> intervals.Estimate:
+    """Per-block log-ratios of a variant planted 4% slower than the reference on a host that switches speed
+    after about `every` tokens."""
+    host = SwitchingHost(every=every, seed=1)
     rng = random.Random(0)
     ratios = []
     for _ in range(n_blocks):
         variants = {"ref": host.generation(4.0, tokens), "slow": host.generation(4.16, tokens)}
         v = blocks.interleaved(variants, rng, tokens=tokens, chunk=chunk, clock=host.clock)
-        ratios.append(math.log(v["slow"] / v["ref"]))
+        ratios.append(log_ratio(v, "slow", "ref"))
     return blocks.change_pct(ratios, 0.95)
 
 
@@ -262,6 +270,51 @@ def test_chunk_interleaving_recovers_the_planted_ratio_on_a_switching_host():
     chunked = _planted_blocks(chunk=16)
     assert whole.half_width > 8
     assert chunked.half_width < 2.5 and chunked.low < 4 < chunked.high
+
+
+def test_median_of_rounds_resists_the_rounds_that_straddle_a_switch():
+    """A host that switches speed every ~40 tokens: many rounds hold one variant's chunk in each speed, 50%
+    apart. The mean of the rounds' log-ratios moves with them; their median (block_log_ratio) does not, so its
+    interval is far narrower and still holds the planted +4%."""
+    mean = _planted_blocks(chunk=16, every=40)
+    median = _planted_blocks(chunk=16, every=40, log_ratio=blocks.block_log_ratio)
+    assert median.low < 4 < median.high
+    assert median.half_width < 0.5 * mean.half_width
+
+
+def test_block_log_ratio_is_the_median_of_the_paired_rounds():
+    rounds = blocks.Rounds(
+        {"a": 1.0, "b": 1.2}, rounds={"a": [1.0, 1.0, 1.0, 1.0], "b": [1.1, 1.1, 1.5, np.nan]}
+    )
+    assert blocks.block_log_ratio(rounds, "b", "a") == pytest.approx(math.log(1.1))  # 3 paired rounds
+    assert blocks.block_log_ratio({"a": 1.0, "b": 1.2}, "b", "a") == pytest.approx(math.log(1.2))
+
+
+def test_compare_stores_each_round_and_the_stored_rows_give_its_log_ratios():
+    """An interleaved comparison stores every round's chunk value (round_<metric>), and paired_log_ratios
+    recomputes from those rows exactly the per-block median log-ratios the comparison was judged on."""
+    host = SwitchingHost(every=40, seed=2)
+    run = blocks.Rows()
+    out = blocks.compare(
+        run,
+        "cmp",
+        {"ref": host.generation(4.0, 64), "slow": host.generation(4.4, 64)},
+        reference="ref",
+        metric="ms_per_token",
+        unit="ms",
+        budget_s=60,
+        min_blocks=5,
+        max_blocks=5,
+        block_fn=partial(blocks.interleaved, tokens=64, chunk=16, clock=host.clock),
+    )
+    df = run.measurements
+    rounds = df[df.metric == blocks.round_metric("ms_per_token")]
+    assert len(rounds) == 5 * 2 * 4 and rounds.unit.eq("ms").all()  # 5 blocks x 2 variants x 4 rounds
+    assert rounds.trial.nunique() == 5 * 4 and set(rounds["round"]) == {0, 1, 2, 3}
+    lr = blocks.paired_log_ratios(df, "cmp", "slow", "ref", "ms_per_token")
+    stored = blocks.change_pct(lr.to_numpy(), out.estimates["slow"].confidence)
+    assert stored.value == pytest.approx(out.estimates["slow"].value)
+    assert stored.low == pytest.approx(out.estimates["slow"].low)
 
 
 def test_interleaved_drops_each_chunks_first_interval_and_keeps_whole_windows():

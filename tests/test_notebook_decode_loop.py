@@ -24,7 +24,7 @@ def run_02(tmp_path_factory):
 def test_02_stores_block_comparisons_with_stop_reasons(run_02):
     code, df, summary = run_02
     assert code == 0 and summary["status"] == "ok", summary.get("error")
-    assert summary["method_version"] == 8
+    assert summary["method_version"] == 9
     for name, plan in plans.PLANS.items():
         trials = df[(df.experiment == name) & (df.metric == plans.TIME_METRIC)]
         assert set(trials.variant) == set(plan.names), name  # only the variants the claim needs
@@ -37,6 +37,13 @@ def test_02_stores_block_comparisons_with_stop_reasons(run_02):
         # the extension is recorded (the test profile has none), and an undecided claim's projected blocks
         assert outcome.extended.isin([True, False]).all()
         assert (outcome.decided | outcome.projected_blocks.notna() | ~outcome.band_low.notna()).all()
+        # every round's chunk is stored, and the stored outcome is the median of the rounds per block
+        rounds = df[(df.experiment == name) & (df.metric == blocks.round_metric(plans.TIME_METRIC))]
+        assert set(rounds.variant) == set(plan.names), name  # (pipelining: one 20-token round here)
+        for row in outcome.itertuples():
+            lr = blocks.paired_log_ratios(df, name, row.variant, plan.reference, plans.TIME_METRIC)
+            assert len(lr) == row.n_blocks
+            assert blocks.change_pct(lr.to_numpy(), row.confidence).value == pytest.approx(row.value), name
 
 
 def test_02_sampling_share_comes_from_the_loop(run_02):

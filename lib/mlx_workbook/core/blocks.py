@@ -16,7 +16,9 @@ interval is now about a third narrower). A comparison still undecided when its b
 extension (`Extension`, shared by a notebook's comparisons) if its blocks project a decision within it (`promising`,
 a promising-zone rule); one whose effect sits on its band's edge stops on its budget, and its row says about how
 many blocks a decision would take. A block's variants run whole, one after the other (`back_to_back`), or, for
-decode loops on a host that changes speed within a second, advanced in alternating chunks of tokens (`interleaved`).
+decode loops on a host that changes speed within a second, advanced in alternating chunks of tokens (`interleaved`);
+there a block's log-ratio is the median of its rounds' paired log-ratios (`block_log_ratio`), and each round's
+chunk values are stored too (metric `round_metric(metric)`), so `paired_log_ratios` recomputes it from a run's rows.
 Every row goes through run.record: values with block, position and variant, host state per block (hoststate), and
 one "change_pct" row per variant saying why it stopped, whether it was extended and, if undecided, the smallest
 effect the data could have resolved (the interval's half-width) and the blocks a decision would take
@@ -39,6 +41,11 @@ from mlx_workbook.core import hoststate, intervals, measure
 
 DECIDED, BUDGET, MAX_BLOCKS = "decided", "budget", "max_blocks"
 CHANGE_METRIC = "change_pct"
+
+
+def round_metric(metric: str) -> str:
+    """The metric of an interleaved block's per-round rows: one variant's chunk in one round, in `metric`'s unit."""
+    return f"round_{metric}"
 
 
 @dataclass(frozen=True)
@@ -266,29 +273,47 @@ def interleaved(
     A chunk's time per token is the median over its kept intervals, in windows of `window` intervals (a loop
     that evaluates every N tokens needs window N: each window holds one evaluation; a chunk is rounded up to
     whole windows, at least two, as its first is cut by the dropped interval). The variant's value is the
-    geometric mean over its chunks (ms per token): the block's log-ratio is then the mean of the rounds'
-    paired log-ratios, whereas one median pooled over all chunks would jump between the host's two speeds when
-    about half the tokens ran in each. chunk 0 or >= tokens: one chunk, whole trials back to back (the trial's
-    median ms per token, as decode.Generation.median_ms_per_token). Values in the first round's order."""
+    geometric mean over its chunks (ms per token; one median pooled over all chunks would jump between the
+    host's two speeds when about half the tokens ran in each). The block's log-ratio (`block_log_ratio`) is the
+    median of the rounds' paired log-ratios, not their mean: on the H200 host about a tenth of the rounds
+    straddle a change of the host's speed, their two chunks 10-45% apart, and the mean moved with them (a
+    targeted pass, bench/round_noise.py: a block's log-ratio varied 2.0-3.0% as the mean, 0.7-1.0% as the
+    median). chunk 0 or >= tokens: one chunk, whole trials back to back (the trial's median ms per token, as
+    decode.Generation.median_ms_per_token). Values in the first round's order (a `Rounds`, which also holds
+    every round's chunk times)."""
     if tokens < 2 or chunk == 1 or chunk < 0 or window < 1:
         raise ValueError(
             f"need tokens >= 2, chunk 0 (whole trials) or >= 2 and window >= 1, got {tokens}, {chunk}, {window}"
         )
     chunk = max(2 * window, -(-chunk // window) * window) if 0 < chunk < tokens else tokens
     first_order, chunks = interleaved_intervals(variants, rng, tokens=tokens, chunk=chunk, clock=clock)
-    chunk_ms: dict[str, list[float]] = {name: [] for name in variants}
-    for name, intervals_s in chunks.items():
-        for gaps in intervals_s:
-            kept = gaps[1:]  # [0]: the switch
-            n = len(kept) // window * window
-            if n:
-                means = np.asarray(kept[:n]).reshape(-1, window).mean(axis=1)
-                chunk_ms[name].append(1e3 * float(np.median(means)))
-    if not all(chunk_ms.values()):
+    chunk_ms = {
+        name: [_chunk_ms(gaps[1:], window) for gaps in per_chunk] for name, per_chunk in chunks.items()
+    }
+    if not all(np.isfinite(ms).any() for ms in chunk_ms.values()):
         raise ValueError(
             f"no whole window of {window} token intervals in a chunk of {chunk} ({tokens} tokens)"
         )
-    return {name: float(np.exp(np.mean(np.log(chunk_ms[name])))) for name in first_order}
+    values = {name: float(np.exp(np.nanmean(np.log(chunk_ms[name])))) for name in first_order}
+    return Rounds(values, rounds=chunk_ms)
+
+
+class Rounds(dict):
+    """An interleaved block's values (variant -> ms per token) that also holds each round's chunk time per
+    variant (`rounds`, NaN where a chunk held no whole window), for `block_log_ratio` and the stored rows."""
+
+    def __init__(self, values: dict[str, float], rounds: dict[str, list[float]]):
+        super().__init__(values)
+        self.rounds = rounds
+
+
+def _chunk_ms(kept: list[float], window: int) -> float:
+    """A chunk's ms per token: the median over its windows' mean intervals (NaN without a whole window); the
+    chunk's first interval, the switch from the other variant, is already dropped."""
+    n = len(kept) // window * window
+    if not n:
+        return float("nan")
+    return 1e3 * float(np.median(np.asarray(kept[:n]).reshape(-1, window).mean(axis=1)))
 
 
 def interleaved_intervals(
@@ -380,6 +405,7 @@ def compare(
         block_fn(variants, warmup_rng)
 
     table: dict[str, list[float]] = {n: [] for n in names}
+    ratios: dict[str, list[float]] = {v: [] for v in others}  # per-block log(variant / reference)
     start = time.perf_counter()
     deadline, extended = budget_s, False
     reason = MAX_BLOCKS
@@ -403,6 +429,9 @@ def compare(
                 variant=name,
                 **fields,
             )
+        for v in others:
+            ratios[v].append(block_log_ratio(values, v, reference))
+        _record_rounds(run, experiment, block, values, dict(metric=round_metric(metric), unit=unit, **fields))
         wall = time.perf_counter() - wall0
         for host_metric, value, host_unit in (
             (hoststate.PROBE_METRIC, probe, "ms"),
@@ -412,7 +441,7 @@ def compare(
             run.record(experiment, host_metric, value, host_unit, trial=block, block=block, **fields)
         n = block + 1
         if n in schedule[:-1]:  # an interim look
-            estimates = {v: change_pct(_log_ratios(table, v, reference), interim) for v in others}
+            estimates = {v: change_pct(ratios[v], interim) for v in others}
             if bands and all(bands[v].decides(estimates[v].low, estimates[v].high) for v in bands):
                 reason = DECIDED
                 break
@@ -421,8 +450,7 @@ def compare(
             more_s = extension.available_s() if extension and not extended else 0.0
             reachable = min(max_blocks, n + int(more_s * n / elapsed))  # at this comparison's pace
             if more_s > 0 and any(
-                promising(_log_ratios(table, v, reference), band, confidence, reachable)
-                for v, band in bands.items()
+                promising(ratios[v], band, confidence, reachable) for v, band in bands.items()
             ):
                 deadline, extended = elapsed + more_s, True
             else:
@@ -432,7 +460,7 @@ def compare(
         extension.spend(time.perf_counter() - start - budget_s)
     n = len(table[reference])
     if reason != DECIDED and n >= 2:  # the final look: the budget spent or max_blocks reached
-        estimates = {v: change_pct(_log_ratios(table, v, reference), final) for v in others}
+        estimates = {v: change_pct(ratios[v], final) for v in others}
     for v, e in estimates.items():
         band = bands.get(v)
         decided = bool(band and band.decides(e.low, e.high))
@@ -462,8 +490,39 @@ def compare(
     return Comparison(reference, n, reason, estimates, pd.DataFrame(table))
 
 
-def _log_ratios(table: dict[str, list[float]], variant: str, reference: str) -> np.ndarray:
-    return np.log(np.asarray(table[variant], float) / np.asarray(table[reference], float))
+def block_log_ratio(values: dict[str, float], variant: str, reference: str) -> float:
+    """One block's log(variant / reference): from an interleaved block (`Rounds`), the median over its rounds
+    of the two variants' paired chunk log-ratios (rounds where both have a chunk value); else from the values."""
+    rounds = getattr(values, "rounds", None)
+    if rounds:
+        return _median_log_ratio(rounds[variant], rounds[reference])
+    return math.log(values[variant] / values[reference])
+
+
+def _median_log_ratio(variant_values, reference_values) -> float:
+    lr = np.log(np.asarray(variant_values, float) / np.asarray(reference_values, float))
+    return float(np.median(lr[np.isfinite(lr)]))
+
+
+def _record_rounds(run, experiment: str, block: int, values: dict[str, float], fields: dict) -> None:
+    """An interleaved block's chunk values, one row per variant and round (trial: a running round number);
+    `fields` hold the metric and unit."""
+    rounds = getattr(values, "rounds", None)
+    if not rounds:
+        return
+    n = max(len(r) for r in rounds.values())
+    run_rows = [
+        dict(value=x, trial=block * n + i, block=block, round=i, variant=name, **fields)
+        for name, per_round in rounds.items()
+        for i, x in enumerate(per_round)
+        if math.isfinite(x)
+    ]
+    record_many = getattr(run, "record_many", None)
+    if record_many:
+        record_many(experiment, run_rows)
+    else:
+        for row in run_rows:
+            run.record(experiment, row.pop("metric"), row.pop("value"), row.pop("unit"), **row)
 
 
 # --- reading stored blocks back --------------------------------------------------------------------------
@@ -472,7 +531,17 @@ def _log_ratios(table: dict[str, list[float]], variant: str, reference: str) -> 
 def paired_log_ratios(
     df: pd.DataFrame, experiment: str, variant: str, reference: str, metric: str
 ) -> pd.Series:
-    """Per-block log(variant / reference) from stored rows (blocks where both ran), indexed by block."""
+    """Per-block log(variant / reference) from stored rows (blocks where both ran), indexed by block: from the
+    rounds' chunk values where the run stored them (interleaved blocks, as `compare` judged them), else from the
+    blocks' `metric` values."""
+    rounds = df[(df.experiment == experiment) & (df.metric == round_metric(metric))]
+    if {variant, reference} <= set(rounds.variant):
+        wide = rounds.pivot_table(
+            index=["block", "round"], columns="variant", values="value", aggfunc="first"
+        )
+        both = wide[[variant, reference]].dropna()
+        lr = np.log(both[variant] / both[reference])
+        return lr.groupby(level="block").median()
     sel = df[(df.experiment == experiment) & (df.metric == metric)]
     wide = sel.pivot_table(index="block", columns="variant", values="value", aggfunc="first")
     both = wide[[variant, reference]].dropna()

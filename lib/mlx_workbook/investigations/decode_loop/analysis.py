@@ -313,7 +313,7 @@ def effects_table(df: pd.DataFrame, setup: Setup) -> pd.DataFrame:
 def claims_chart(effects: pd.DataFrame, setup: Setup) -> Figure:
     return plots.effects_vs_published(
         effects[effects.judged],
-        xlabel="% faster (paired blocks: geometric mean of per-block ratios, t interval)",
+        xlabel="% faster (paired blocks: geometric mean of per-block median ratios, t interval)",
         title=f"Claimed speed-ups on {setup.claims_label} (pipelining: {setup.pipelining_label}), {setup.where}",
     )
 

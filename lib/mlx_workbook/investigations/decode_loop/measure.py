@@ -12,7 +12,9 @@ speed for seconds at a time):
   the host's speed changes about once a second, so whole trials back to back land in different speed modes),
   and adds blocks until its interval decides the claim's widened band or its time budget is spent
   (blocks.compare); a trial's value is its steady-state ms per token (the geometric mean of its chunks'
-  median over windows of token intervals), so a host stall moves one window of a chunk, not the trial;
+  median over windows of token intervals), so a host stall moves one window of a chunk, not the trial, and a
+  block's log-ratio is the median of its rounds' (blocks.block_log_ratio), so a round that straddles a change
+  of the host's speed does not move it;
 - mlx-lm's run-to-run spread is its own pass after the comparisons (`variability`): whole generate_step
   generations back to back, as the write-ups ran them, since the drift between runs is what that claim is about;
 - the samplers alone are timed paired (sampling.time_samplers): every sampler once per repeat, back to back in

@@ -4,10 +4,10 @@ variant answers (CLAIMS), and the widened bands the stopping rule and the verdic
 Each claim is its own comparison (core.blocks): only the two or three variants it needs, one trial each of
 `max_tokens` tokens per block, the trials advanced alternately in chunks (blocks.interleaved), each trial's
 value its steady-state ms per token (the geometric mean of its chunks' median). A comparison's stored
-`change_pct` of a variant is ms(variant) / ms(reference) - 1 per block (geometric mean, t interval on the
-per-block log-ratios), which is exactly how much faster the reference decodes than the variant in tokens/s:
-so each plan's reference is the loop a claim says is faster, and the claims' published speed-ups are set
-against that number unchanged.
+`change_pct` of a variant is ms(variant) / ms(reference) - 1 per block (each block's log-ratio the median of
+its rounds', blocks.block_log_ratio; geometric mean over blocks, t interval on the per-block log-ratios),
+which is exactly how much faster the reference decodes than the variant in tokens/s: so each plan's reference
+is the loop a claim says is faster, and the claims' published speed-ups are set against that number unchanged.
 """
 
 from __future__ import annotations
