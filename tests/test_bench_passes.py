@@ -44,3 +44,19 @@ def test_context_step_compares_fixed_and_plain_trials_in_paired_blocks(capsys):
     assert load("context_step").main(argv) == 0
     out = capsys.readouterr().out
     assert "fixed 10:" in out and "fixed 40" in out and "plain from 40 against plain from 10" in out
+
+
+def test_round_noise_measures_every_design_saves_and_reads_back(capsys, tmp_path):
+    """Two pairs and one more chunk size on the tiny preset, three blocks each (max_blocks ends it), every token
+    interval saved; the saved file read back gives the same table."""
+    saved = tmp_path / "intervals.parquet"
+    argv = ["--preset", "tiny", "--pairs", "pipelined:pipelined", "pipelined:take_logits", "--chunks", "4"]
+    argv += ["--tokens", "48", "--budget-s", "600", "--max-blocks", "3", "--save", str(saved)]
+    round_noise = load("round_noise")
+    assert round_noise.main(argv) == 0
+    measured = capsys.readouterr().out
+    for design in ("pipelined/pipelined 4", "pipelined/pipelined 16", "pipelined/take_logits 16"):
+        pair, chunk = design.split()
+        assert any(line.split()[:3] == [pair, chunk, "3"] for line in measured.splitlines()), design
+    assert round_noise.main(["--from", str(saved)]) == 0
+    assert capsys.readouterr().out == measured
