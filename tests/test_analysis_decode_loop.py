@@ -434,3 +434,14 @@ def test_statements_quote_the_published_figures():
     )
     marks = analysis.published_variation_marks()
     assert sorted(marks.values()) == sorted([lm["published"], node["published"]])
+
+
+def test_a_model_without_the_loop_comparison_is_not_measured_not_an_error():
+    """side_comparisons=[] leaves a second model with the pipelining comparison alone: its fastest-loop finding
+    says the comparison did not run there, and the copy-of-generate_step numbers are simply absent."""
+    df = synthetic()
+    df = df[~((df.label == "B") & (df.experiment == "loop_overhead"))]
+    assert loop_stats.paired_change(df, "B", *plans.COPY) is None
+    found = by_id(findings.findings(df, SETUP))
+    assert found["fastest_vs_generate_step_b_bfloat16"].verdict == verdicts.NOT_MEASURED
+    assert "did not run on B" in found["fastest_vs_generate_step_b_bfloat16"].statement

@@ -75,6 +75,7 @@ def test_compare_stops_when_decided_and_records_every_block():
     assert outcome.decided.all() and (outcome.n_blocks == 8).all()
     lr = blocks.paired_log_ratios(df, "cmp", "fast", "ref", "seconds")
     assert len(lr) == 8 and np.exp(lr.mean()) == pytest.approx(0.8, rel=0.02)
+    assert blocks.paired_log_ratios(df, "other", "fast", "ref", "seconds").empty  # never ran: no blocks
 
 
 def test_compare_undecided_says_why_and_what_it_could_resolve():

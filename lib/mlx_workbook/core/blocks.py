@@ -533,7 +533,7 @@ def paired_log_ratios(
 ) -> pd.Series:
     """Per-block log(variant / reference) from stored rows (blocks where both ran), indexed by block: from the
     rounds' chunk values where the run stored them (interleaved blocks, as `compare` judged them), else from the
-    blocks' `metric` values."""
+    blocks' `metric` values; empty where the two never ran in that comparison."""
     rounds = df[(df.experiment == experiment) & (df.metric == round_metric(metric))]
     if {variant, reference} <= set(rounds.variant):
         wide = rounds.pivot_table(
@@ -543,6 +543,8 @@ def paired_log_ratios(
         lr = np.log(both[variant] / both[reference])
         return lr.groupby(level="block").median()
     sel = df[(df.experiment == experiment) & (df.metric == metric)]
+    if not {variant, reference} <= set(sel.variant):
+        return pd.Series(dtype=float)
     wide = sel.pivot_table(index="block", columns="variant", values="value", aggfunc="first")
     both = wide[[variant, reference]].dropna()
     return np.log(both[variant] / both[reference])

@@ -351,7 +351,8 @@ def fastest_findings(df: pd.DataFrame, s: Setup) -> list[Finding]:
         slug = f"fastest_vs_generate_step_{spec.replace(':', '_').replace('.', '_')}"
         if judged is None:
             why = f"comparison {plans.FASTEST[0]!r} ({s.judged_loop} vs mlx_lm) did not run on {label}"
-            out.append(_not_measured(slug, "fastest", why))
+            # a workbook finding, not a published claim: nothing published to cite
+            out.append(Finding(slug, f"Not measured: {why}.", verdicts.NOT_MEASURED, section="fastest"))
             continue
         verdict = verdicts.at_least(judged.interval, -tol)
         copy = loop_stats.paired_change(df, label, *plans.COPY)
