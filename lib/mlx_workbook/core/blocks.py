@@ -431,7 +431,7 @@ def compare(
             )
         for v in others:
             ratios[v].append(block_log_ratio(values, v, reference))
-        _record_rounds(run, experiment, block, values, dict(metric=round_metric(metric), unit=unit, **fields))
+        _record_rounds(run, experiment, block, values, round_metric(metric), unit, fields)
         wall = time.perf_counter() - wall0
         for host_metric, value, host_unit in (
             (hoststate.PROBE_METRIC, probe, "ms"),
@@ -504,25 +504,26 @@ def _median_log_ratio(variant_values, reference_values) -> float:
     return float(np.median(lr[np.isfinite(lr)]))
 
 
-def _record_rounds(run, experiment: str, block: int, values: dict[str, float], fields: dict) -> None:
-    """An interleaved block's chunk values, one row per variant and round (trial: a running round number);
-    `fields` hold the metric and unit."""
-    rounds = getattr(values, "rounds", None)
-    if not rounds:
-        return
-    n = max(len(r) for r in rounds.values())
-    run_rows = [
-        dict(value=x, trial=block * n + i, block=block, round=i, variant=name, **fields)
-        for name, per_round in rounds.items()
-        for i, x in enumerate(per_round)
-        if math.isfinite(x)
-    ]
-    record_many = getattr(run, "record_many", None)
-    if record_many:
-        record_many(experiment, run_rows)
-    else:
-        for row in run_rows:
-            run.record(experiment, row.pop("metric"), row.pop("value"), row.pop("unit"), **row)
+def _record_rounds(
+    run, experiment: str, block: int, values: dict[str, float], metric: str, unit: str, fields: dict
+) -> None:
+    """An interleaved block's chunk values, one row per variant and round (trial: a running round number)."""
+    rounds = getattr(values, "rounds", None) or {}
+    n = max((len(r) for r in rounds.values()), default=0)
+    for name, per_round in rounds.items():
+        for i, x in enumerate(per_round):
+            if math.isfinite(x):
+                run.record(
+                    experiment,
+                    metric,
+                    x,
+                    unit,
+                    trial=block * n + i,
+                    block=block,
+                    round=i,
+                    variant=name,
+                    **fields,
+                )
 
 
 # --- reading stored blocks back --------------------------------------------------------------------------
