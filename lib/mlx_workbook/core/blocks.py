@@ -299,8 +299,9 @@ def interleaved(
 
 
 class Rounds(dict):
-    """An interleaved block's values (variant -> ms per token) that also holds each round's chunk time per
-    variant (`rounds`, NaN where a chunk held no whole window), for `block_log_ratio` and the stored rows."""
+    """An interleaved block's values (variant -> ms per token, or a caller's conversion of it such as tokens/s)
+    that also holds each round's chunk value per variant, in the same unit (`rounds`, NaN where a chunk held no
+    whole window), for `block_log_ratio` and the stored rows."""
 
     def __init__(self, values: dict[str, float], rounds: dict[str, list[float]]):
         super().__init__(values)
