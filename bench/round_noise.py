@@ -80,8 +80,7 @@ def measure(args) -> pd.DataFrame:
 
 def chunk_ms(gaps: str) -> float:
     """A chunk's median ms per token, its first interval (the switch from the other loop) dropped."""
-    kept = json.loads(gaps)[1:]
-    return 1e3 * float(np.median(kept)) if kept else float("nan")
+    return blocks.chunk_ms(json.loads(gaps)[1:])
 
 
 def summarize(intervals: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -287,15 +287,13 @@ def interleaved(
         )
     chunk = max(2 * window, -(-chunk // window) * window) if 0 < chunk < tokens else tokens
     first_order, chunks = interleaved_intervals(variants, rng, tokens=tokens, chunk=chunk, clock=clock)
-    chunk_ms = {
-        name: [_chunk_ms(gaps[1:], window) for gaps in per_chunk] for name, per_chunk in chunks.items()
-    }
-    if not all(np.isfinite(ms).any() for ms in chunk_ms.values()):
+    rounds = {name: [chunk_ms(gaps[1:], window) for gaps in per_chunk] for name, per_chunk in chunks.items()}
+    if not all(np.isfinite(ms).any() for ms in rounds.values()):
         raise ValueError(
             f"no whole window of {window} token intervals in a chunk of {chunk} ({tokens} tokens)"
         )
-    values = {name: float(np.exp(np.nanmean(np.log(chunk_ms[name])))) for name in first_order}
-    return Rounds(values, rounds=chunk_ms)
+    values = {name: float(np.exp(np.nanmean(np.log(rounds[name])))) for name in first_order}
+    return Rounds(values, rounds=rounds)
 
 
 class Rounds(dict):
@@ -308,7 +306,7 @@ class Rounds(dict):
         self.rounds = rounds
 
 
-def _chunk_ms(kept: list[float], window: int) -> float:
+def chunk_ms(kept: list[float], window: int = 1) -> float:
     """A chunk's ms per token: the median over its windows' mean intervals (NaN without a whole window); the
     chunk's first interval, the switch from the other variant, is already dropped."""
     n = len(kept) // window * window
@@ -542,8 +540,7 @@ def paired_log_ratios(
             index=["block", "round"], columns="variant", values="value", aggfunc="first"
         )
         both = wide[[variant, reference]].dropna()
-        lr = np.log(both[variant] / both[reference])
-        return lr.groupby(level="block").median()
+        return both.groupby(level="block").apply(lambda g: _median_log_ratio(g[variant], g[reference]))
     sel = df[(df.experiment == experiment) & (df.metric == metric)]
     if not {variant, reference} <= set(sel.variant):
         return pd.Series(dtype=float)
