@@ -60,3 +60,32 @@ def test_round_noise_measures_every_design_saves_and_reads_back(capsys, tmp_path
         assert any(line.split()[:3] == [pair, chunk, "3"] for line in measured.splitlines()), design
     assert round_noise.main(["--from", str(saved)]) == 0
     assert capsys.readouterr().out == measured
+
+
+def test_cliff_tolerance_rejudges_the_reference_twins_as_they_saved_their_lists(capsys):
+    """Re-judged at the runs' own tolerance, the committed 03 H200 twins give the cliff lists the notebook saved:
+    the same counts and the same differences as `make compare` (report.agreement.list_difference)."""
+    import json
+
+    from mlx_workbook.report import agreement
+
+    reference = ROOT / "reports" / "reference"
+    runs = [sorted(folder.glob("*_03_sdpa_cliff_cuda-*")) for folder in (reference, reference / "repeat")]
+    if not all(runs):
+        import pytest
+
+        pytest.skip("no pair of committed 03 GPU runs")
+    a, b = runs[0][-1], runs[1][-1]
+    tolerance = json.loads((a / "summary.json").read_text())["params"]["tolerance"]
+    assert load("cliff_tolerance").main([str(a), str(b), "--tolerances", str(tolerance)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    row = out[out.index("Cliff lists re-judged at each tolerance:") + 2].split()
+    saved = agreement.list_difference(a, b, "cliffs")
+    assert [float(row[0]), *map(int, row[1:5])] == [
+        tolerance,
+        saved["n_a"],
+        saved["n_b"],
+        saved["n_a"] - len(saved["only_a"]),
+        len(saved["only_a"]),
+    ]
+    assert "calls < 0.2 ms" in "\n".join(out)

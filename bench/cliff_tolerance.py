@@ -1,0 +1,157 @@
+"""Which cliffs two runs of notebook 03 agree on, re-judged from their stored data at several tolerances, and how
+much a step's ratio moves between the two processes.
+
+    PYTHONPATH=lib python bench/cliff_tolerance.py RUN_A RUN_B                      # tolerances 0.1 ... 0.4
+    PYTHONPATH=lib python bench/cliff_tolerance.py RUN_A RUN_B --tolerances 0.1 0.25
+
+A cliff is a step whose confirmed ratio lies outside the work envelope widened by `tolerance` (cliffs.py). Each
+run's stored sweeps and confirmation pairs are judged again with the notebook's own analysis (sdpa_cliff
+analysis.candidates and analysis.outcomes) at each tolerance, and the two runs' cliff lists are set side by side
+as `make compare` does (report.agreement.list_difference): cliffs in each, only in one, and how many of those the
+other run left undecided. Re-judging can only drop candidates the runs nominated at their own tolerance, and a step
+keeps the passes it got there, so it approximates a run made at that tolerance.
+
+Between the processes: for every step both runs re-measured, the log of the ratio of their two confirmed step
+ratios (each the geometric mean of its 20-60 alternated pairs, whose own standard error is about 1%), its robust
+spread (1.4826 x the median absolute value), how often the two differ by more than 5% and the largest difference;
+split by the time of one call, since a call under 0.2 ms is bound by the host's launch work on MLX CUDA rather
+than by the kernel.
+
+On the two H200 runs at ae971f2 (reports/reference, repeat/; MLX CUDA 0.32.4, two processes at once, one per GPU):
+steps with calls under 0.2 ms moved 2.7% between the processes (robust), a fifth of them by more than 5% (up
+to 25%: 256 -> 257 tokens of the unfused additive mask, 0.97 in one run, 1.25 in the other);
+steps with longer calls moved 0.9%. At tolerance 0.1 the runs found 77 cliffs each, 63 of them shared
+(reports/reference/bench/cliff_tolerance_cuda-nvidia-h200.txt has the table per tolerance).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mlx_workbook.core import results
+from mlx_workbook.investigations.sdpa_cliff import analysis
+from mlx_workbook.report import agreement
+
+SWEEPS = analysis.SWEEPS
+HOST_BOUND_MS = 0.2  # a call shorter than this is mostly the host's launch work on MLX CUDA (H200)
+
+
+def load(run: Path) -> tuple[pd.DataFrame, dict, str]:
+    """A 03 run's measurements, parameters and MLX version."""
+    summary = json.loads((run / results.SUMMARY).read_text())
+    if summary.get("notebook") != "03_sdpa_cliff":
+        raise SystemExit(f"{run} is a run of {summary.get('notebook')}, not of 03_sdpa_cliff")
+    return pd.read_parquet(run / "measurements.parquet"), summary["params"], summary["environment"]["mlx"]
+
+
+def judge(df: pd.DataFrame, p: dict, mlx: str, tolerance: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(cliffs, undecided steps) of every sweep of a run, judged at `tolerance`, as the notebook saves them."""
+    p = {**p, "tolerance": tolerance}
+    found, edge = {}, {}
+    for sweep in SWEEPS:
+        candidates = analysis.candidates(df, sweep, p)
+        found[sweep], _, edge[sweep] = analysis.outcomes(df, sweep, candidates, p)
+    return analysis.all_cliffs(found, mlx), analysis.all_cliffs(edge, mlx)
+
+
+def save(folder: Path, found: pd.DataFrame, undecided: pd.DataFrame) -> Path:
+    """The two tables where report.agreement looks for them (a run's tables/ folder)."""
+    tables = folder / results.TABLES
+    tables.mkdir(parents=True, exist_ok=True)
+    for table, name, key in (
+        (found, "cliffs", analysis.CLIFF_KEY),
+        (undecided, "undecided_steps", analysis.UNDECIDED_KEY),
+    ):
+        table.to_csv(tables / f"{name}.csv", index=False)
+        (tables / f"{name}.key").write_text(" ".join(key) + "\n")
+    return folder
+
+
+def re_measured(df: pd.DataFrame, p: dict) -> pd.DataFrame:
+    """Every step a run re-measured (nominated at its own tolerance, or around a boundary), with its confirmed
+    ratio and the shorter of its two lengths' median time of one call."""
+    parts = []
+    for sweep in SWEEPS:
+        candidates = analysis.candidates(df, sweep, p)
+        if candidates.empty:
+            continue
+        table = analysis.judged(df, sweep, candidates, p).dropna(subset=["confirm_ratio"])
+        table = table.assign(sweep=sweep, call_ms=table[["before", "after"]].min(axis=1))
+        parts.append(table)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def between(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+    """Per call-time class: steps in both runs, the robust spread of their ratios' log difference, the share more
+    than 5% apart and the largest difference."""
+    key = [c for c in analysis.UNDECIDED_KEY if c in a.columns and c in b.columns and c != "probe_mlx"]
+    both = a.merge(b, on=key, suffixes=("_a", "_b"))
+    if both.empty:
+        return pd.DataFrame()
+    d = np.log(both.confirm_ratio_a.astype(float) / both.confirm_ratio_b.astype(float))
+    host = np.where(
+        both.call_ms_a < HOST_BOUND_MS, f"calls < {HOST_BOUND_MS:g} ms", f"calls >= {HOST_BOUND_MS:g} ms"
+    )
+    frame = pd.DataFrame({"class": host, "d": d})
+    return frame.groupby("class").apply(
+        lambda g: pd.Series(
+            {
+                "steps": len(g),
+                "robust_sd_pct": 100 * 1.4826 * float(np.median(np.abs(g.d))),
+                "over_5pct_apart": float((g.d.abs() > np.log(1.05)).mean()),
+                "largest_pct": 100 * float(np.expm1(g.d.abs().max())),
+            }
+        ),
+        include_groups=False,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_a", type=Path)
+    parser.add_argument("run_b", type=Path)
+    parser.add_argument("--tolerances", type=float, nargs="+", default=[0.1, 0.15, 0.2, 0.25, 0.3, 0.4])
+    args = parser.parse_args(argv)
+    (df_a, p_a, mlx_a), (df_b, p_b, mlx_b) = load(args.run_a), load(args.run_b)
+    print(
+        f"# A {args.run_a.name} (tolerance {p_a['tolerance']:g}), "
+        f"B {args.run_b.name} (tolerance {p_b['tolerance']:g})"
+    )
+    spread = between(re_measured(df_a, p_a), re_measured(df_b, p_b))
+    print("\nA step's confirmed ratio between the two processes (steps both re-measured):")
+    print(spread.round(3).to_string() if len(spread) else "no step re-measured in both")
+    print("\nCliff lists re-judged at each tolerance:")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for tol in args.tolerances:
+            folders = [
+                save(Path(tmp) / f"{side}{tol:g}", *judge(df, p, mlx, tol))
+                for side, df, p, mlx in (("a", df_a, p_a, mlx_a), ("b", df_b, p_b, mlx_b))
+            ]
+            d = agreement.list_difference(*folders, "cliffs")
+            rows.append(
+                {
+                    "tolerance": tol,
+                    "cliffs_a": d["n_a"],
+                    "cliffs_b": d["n_b"],
+                    "shared": d["n_a"] - len(d["only_a"]),
+                    "only_a": len(d["only_a"]),
+                    "of_them_undecided_in_b": d["undecided_b"],
+                    "only_b": len(d["only_b"]),
+                    "of_them_undecided_in_a": d["undecided_a"],
+                    "identical": d["identical"],
+                }
+            )
+    print(pd.DataFrame(rows).to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
