@@ -153,9 +153,9 @@ if (
     )
 tolerances = plans.Tolerances(minor_tolerance_pct, no_impact_tolerance_pct, share_tolerance_pts)
 extension = blocks.Extension(extend_s, extend_total_s)  # shared by every comparison below
-# 9: a block's log-ratio the median of its rounds'; 8: undecided comparisons whose blocks project a decision
-# may go on past their budget (core.blocks.Extension)
-run = results.start("02_decode_loop", globals(), method_version=9)
+# 10: a side model's comparisons stop and extend on the fastest-loop check alone; 9: a block's log-ratio the median
+# of its rounds'; 8: undecided comparisons whose blocks project a decision may go on past their budget
+run = results.start("02_decode_loop", globals(), method_version=10)
 env = run.environment
 where = f"{env.device} ({env.backend}, mlx {env.mlx})"
 display(pd.Series(env.as_dict() | {"run_id": run.run_id}, name="environment").to_frame())
@@ -207,6 +207,7 @@ for i, spec in enumerate(model_specs):
         sampler_calls=sampler_calls,
         sampler_repeats=sampler_repeats,
         variability_runs=variability_runs if i == 0 else 0,
+        claims_model=i == 0,  # the claims are judged on the first model (the pipelining claim: on its own)
         seed=seed,
     )
     mx.clear_cache()

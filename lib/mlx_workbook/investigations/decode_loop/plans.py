@@ -35,6 +35,7 @@ class Plan:
         return [self.reference, *self.variants]
 
 
+PIPELINING = "pipelining"  # the comparison judged on the pipelining model (the others: on the claims model)
 PLANS = {
     # the loop named before measuring (pipelined) against generate_step, and against its own copy of
     # generate_step's steps (logprobs every step): the fastest-loop finding and the conditional-logprobs claim
@@ -47,7 +48,7 @@ PLANS = {
     "stream": Plan("pipelined", ("default_stream",)),
     # sampling inside the loop: the full filter chain against the greedy (argmax) fast path, same loop
     "sampling_in_loop": Plan("pipelined", ("sample_chain",)),
-    "pipelining": Plan("pipelined", ("batched_10",)),
+    PIPELINING: Plan("pipelined", ("batched_10",)),
 }
 # Published claim -> (comparison, variant): the variant's change against that comparison's reference measures it.
 CLAIMS = {
@@ -141,9 +142,11 @@ def claim_band(claim_id: str, tol: Tolerances) -> blocks.Band:
     raise ValueError(f"no band for {claim_id!r}")
 
 
-def bands(plan_name: str, tol: Tolerances) -> dict[str, blocks.Band]:
-    """Variant -> band for every claim (and the fastest-loop check) a comparison answers."""
-    out = {v: claim_band(c, tol) for c, (p, v) in CLAIMS.items() if p == plan_name}
+def bands(plan_name: str, tol: Tolerances, claims: bool = True) -> dict[str, blocks.Band]:
+    """Variant -> band for every claim (and the fastest-loop check) a comparison answers; claims=False: the
+    fastest-loop check alone, for a model the claims are not judged on (its comparison then neither waits nor
+    takes extension time for a band nothing reads)."""
+    out = {v: claim_band(c, tol) for c, (p, v) in CLAIMS.items() if p == plan_name} if claims else {}
     if plan_name == FASTEST[0]:
         out[FASTEST[1]] = blocks.Band(-tol.minor_pct, math.inf)  # at least as fast within -minor
     return out
