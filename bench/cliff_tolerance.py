@@ -114,6 +114,25 @@ def between(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def one_sided(run_a: Path, run_b: Path, steps_a: pd.DataFrame, steps_b: pd.DataFrame) -> pd.DataFrame:
+    """The cliffs the two runs saved in one list only (as `make compare` finds them), each with both runs'
+    confirmed ratio and verdict for that step (NaN where a run did not re-measure it) and the widened envelope."""
+    d = agreement.list_difference(run_a, run_b, "cliffs")
+    rows = [dict(zip(d["columns"], key), only_in=side) for side in ("a", "b") for key in d[f"only_{side}"]]
+    if not rows:
+        return pd.DataFrame()
+    where = [c for c in d["columns"] if c not in ("verdict", "probe_mlx")]
+    out = pd.DataFrame(rows)
+    for side, steps in (("a", steps_a), ("b", steps_b)):
+        keyed = steps.assign(**{c: steps[c].map(agreement._text) for c in where if c in steps.columns})
+        keyed = keyed.rename(columns={"confirm_ratio": f"ratio_{side}", "confirm_verdict": f"verdict_{side}"})
+        out = out.merge(keyed[where + [f"ratio_{side}", f"verdict_{side}"]], on=where, how="left")
+    return out[
+        [c for c in where if c not in ("kind", "n_q_heads", "n_kv_heads")]
+        + ["only_in", "ratio_a", "verdict_a", "ratio_b", "verdict_b"]
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_a", type=Path)
@@ -125,9 +144,15 @@ def main(argv: list[str] | None = None) -> int:
         f"# A {args.run_a.name} (tolerance {p_a['tolerance']:g}), "
         f"B {args.run_b.name} (tolerance {p_b['tolerance']:g})"
     )
-    spread = between(re_measured(df_a, p_a), re_measured(df_b, p_b))
+    steps_a, steps_b = re_measured(df_a, p_a), re_measured(df_b, p_b)
+    spread = between(steps_a, steps_b)
     print("\nA step's confirmed ratio between the two processes (steps both re-measured):")
     print(spread.round(3).to_string() if len(spread) else "no step re-measured in both")
+    differing = one_sided(args.run_a, args.run_b, steps_a, steps_b)
+    print("\nCliffs only one run saved, with both runs' confirmation of that step:")
+    print(
+        differing.round(3).to_string(index=False) if len(differing) else "none: the saved lists are identical"
+    )
     print("\nCliff lists re-judged at each tolerance:")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
