@@ -153,7 +153,8 @@ if (
     )
 tolerances = plans.Tolerances(minor_tolerance_pct, no_impact_tolerance_pct, share_tolerance_pts)
 extension = blocks.Extension(extend_s, extend_total_s)  # shared by every comparison below
-# 10: a side model's comparisons stop and extend on the fastest-loop check alone; 9: a block's log-ratio the median
+# 10: a side model's comparisons stop and extend on the fastest-loop check alone, and an effect outside its band
+# stops only once its interval clears no effect (core.blocks.Band.no_effect_at); 9: a block's log-ratio the median
 # of its rounds'; 8: undecided comparisons whose blocks project a decision may go on past their budget
 run = results.start("02_decode_loop", globals(), method_version=10)
 env = run.environment

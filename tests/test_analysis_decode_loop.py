@@ -212,7 +212,7 @@ def test_bands_are_the_verdicts_edges():
     tol = plans.Tolerances()
     lo, hi = published.figure_range("unused_logits_eval_cost")
     band = plans.claim_band("unused_logits_eval_cost", tol)
-    assert band == blocks.Band.widened(lo, hi, plans.claim_tolerance(lo, hi))
+    assert band == blocks.Band.widened(lo, hi, plans.claim_tolerance(lo, hi), no_effect_at=0.0)
     assert plans.bands("loop_overhead", tol)["mlx_lm"] == blocks.Band(-tol.minor_pct, math.inf)
     # the sampling share band, in change_pct: its edges map back onto the widened published share
     s_lo, s_hi, pts = plans.share_range("sampling_ms_per_token_000", tol)

@@ -42,6 +42,29 @@ def test_band_decides_inside_or_outside_only():
     assert blocks.Band.no_effect(2).decides(-1, 1)
 
 
+def test_an_effect_outside_its_band_decides_only_once_it_clears_no_effect():
+    """The pipelining claim (+22%, band 16.5-27.5%) on the 82cdd8e H200 twins: +8.3% [+2.6, +14.3] is 'size
+    differs' and decided; +4.6% [-0.4, +9.9] could still become either verdict, so its comparison goes on."""
+    effect = blocks.Band.widened(22, 22, 5.5, no_effect_at=0.0)
+    assert (
+        effect.decides(2.6, 14.3)
+        and effect.decides(-9, -1)
+        and effect.decides(17, 27)
+        and effect.decides(28, 40)
+    )
+    assert not effect.decides(-0.4, 9.9) and not effect.decides(15, 20)
+    assert blocks.Band.widened(22, 22, 5.5).decides(-0.4, 9.9)  # without no_effect_at: outside is enough
+    assert effect.edges() == [16.5, 27.5, 0.0]
+    assert blocks.Band(-0.4, 0.8, no_effect_at=0.0).edges() == [
+        -0.4,
+        0.8,
+    ]  # inside the band: the edges decide
+    # projected blocks: from the estimate to the nearest value it must clear, here no effect (4.6% away)
+    e = intervals.Estimate(4.6, -0.4, 9.9, 5, "t", 0.95)
+    half = (math.log1p(0.099) - math.log1p(-0.004)) / 2
+    assert blocks.projected_blocks(e, effect) == pytest.approx(5 * (half / math.log1p(0.046)) ** 2)
+
+
 def test_looks_and_their_confidence():
     assert blocks.looks(8, 64) == [8, 12, 18, 27, 41, 62, 64]
     # Haybittle-Peto style: the interim looks share a fifth of the 5% error rate, the final look keeps 4%
@@ -76,6 +99,23 @@ def test_compare_stops_when_decided_and_records_every_block():
     lr = blocks.paired_log_ratios(df, "cmp", "fast", "ref", "seconds")
     assert len(lr) == 8 and np.exp(lr.mean()) == pytest.approx(0.8, rel=0.02)
     assert blocks.paired_log_ratios(df, "other", "fast", "ref", "seconds").empty  # never ran: no blocks
+
+
+def test_compare_goes_on_until_an_effect_below_its_band_clears_no_effect():
+    """A true +4% against a +16.5-27.5% band, blocks noisy enough that the first looks straddle 0: without
+    no_effect_at the comparison stops at the first look below the band; with it, it goes on until the interval lies
+    above 0."""
+    bands = {"b": blocks.Band(16.5, 27.5, no_effect_at=0.0)}
+    out = {}
+    for name, band in (("plain", blocks.Band(16.5, 27.5)), ("effect", bands["b"])):
+        variants, _ = drifting_variants({"ref": 1.0, "b": 1.04}, seed=3, noise=0.05)
+        out[name] = blocks.compare(
+            blocks.Rows(), "c", variants, reference="ref", bands={"b": band}, min_blocks=4, max_blocks=64
+        )
+    assert out["plain"].stop_reason == blocks.DECIDED
+    assert out["plain"].estimates["b"].low < 0  # "does not hold" here, "size differs" with more blocks
+    assert out["effect"].stop_reason == blocks.DECIDED and out["effect"].blocks > out["plain"].blocks
+    assert out["effect"].estimates["b"].low > 0
 
 
 def test_compare_undecided_says_why_and_what_it_could_resolve():

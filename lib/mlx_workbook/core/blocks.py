@@ -51,15 +51,22 @@ def round_metric(metric: str) -> str:
 @dataclass(frozen=True)
 class Band:
     """The % change (variant over reference) a claim is judged against, already widened by its tolerance;
-    one side may be infinite ("at least +5%": Band(5, inf); "no effect": Band(-tol, +tol))."""
+    one side may be infinite ("at least +5%": Band(5, inf); "no effect": Band(-tol, +tol)).
+
+    `no_effect_at`: for an effect claim (verdicts.effect_matches with no_effect_at), where there is no effect (0 for a
+    % change). Outside the band its verdict also says which side of that the effect lies (direction holds, size
+    differs; or does not hold), so an interval outside the band that still straddles it has not decided the
+    verdict: the 82cdd8e H200 twins stopped the pipelining comparison at +8.3% [+2.6, +14.3] and +4.6% [-0.4,
+    +9.9], both below a 16.5-27.5% band, and called them "size differs" and "does not hold"."""
 
     low: float
     high: float
+    no_effect_at: float | None = None
 
     @classmethod
-    def widened(cls, low: float, high: float, tolerance: float) -> Band:
+    def widened(cls, low: float, high: float, tolerance: float, no_effect_at: float | None = None) -> Band:
         lo, hi = sorted((low, high))
-        return cls(lo - tolerance, hi + tolerance)
+        return cls(lo - tolerance, hi + tolerance, no_effect_at)
 
     @classmethod
     def no_effect(cls, tolerance: float) -> Band:
@@ -70,10 +77,21 @@ class Band:
         return cls(threshold, math.inf)
 
     def decides(self, low: float, high: float) -> bool:
-        """Does an interval [low, high] (in %) lie wholly inside or wholly outside the band?"""
+        """Does an interval [low, high] (in %) lie wholly inside the band, or wholly outside it and (for an effect
+        claim) wholly on one side of no_effect_at?"""
         inside = self.low <= low and high <= self.high
         outside = high < self.low or low > self.high
+        if outside and self.no_effect_at is not None and low <= self.no_effect_at <= high:
+            return False
         return inside or outside
+
+    def edges(self) -> list[float]:
+        """The values an interval must clear to decide: the band's finite edges, and no effect where it lies
+        outside the band (inside it, the band's edges decide alone)."""
+        outside = self.no_effect_at is not None and not self.low <= self.no_effect_at <= self.high
+        return [x for x in (self.low, self.high) if math.isfinite(x)] + (
+            [self.no_effect_at] if outside else []
+        )
 
 
 @dataclass
@@ -132,12 +150,12 @@ def change_pct(log_ratios, confidence: float) -> intervals.Estimate:
 
 def projected_blocks(e: intervals.Estimate, band: Band) -> float:
     """Blocks the interval `e` (a change_pct estimate) would need to decide `band` if the effect and the
-    block-to-block spread stayed as they are: n x (half-width / distance from the estimate to the band's nearest
-    edge)^2, on the log scale (inf when the estimate sits on an edge; rough, as it ignores the t quantile's
-    shrinking with n)."""
+    block-to-block spread stayed as they are: n x (half-width / distance from the estimate to the nearest of
+    `band.edges()`)^2, on the log scale (inf when the estimate sits on an edge; rough, as it ignores the t
+    quantile's shrinking with n)."""
     centre = math.log1p(e.value / 100)
     half = (math.log1p(e.high / 100) - math.log1p(e.low / 100)) / 2
-    edges = [math.log1p(x / 100) for x in (band.low, band.high) if math.isfinite(x)]
+    edges = [math.log1p(x / 100) for x in band.edges()]
     distance = min((abs(centre - x) for x in edges), default=math.inf)
     return e.n * (half / distance) ** 2 if distance > 0 else math.inf
 

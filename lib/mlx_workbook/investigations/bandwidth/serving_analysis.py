@@ -23,7 +23,7 @@ PREQUANT = prequant.PREQUANT  # the variant whose change over quantizing at load
 def prequant_band() -> blocks.Band:
     """The published pre-quantized gain widened by our tolerance: the comparison runs until it decides this."""
     lo, hi = published.figure_range("prequantized_vs_otf_quant_gain")
-    return blocks.Band.widened(lo, hi, PREQUANT_TOLERANCE_PTS)
+    return blocks.Band.widened(lo, hi, PREQUANT_TOLERANCE_PTS, no_effect_at=0.0)  # judged as an effect
 
 
 def served_label(df: pd.DataFrame) -> str:

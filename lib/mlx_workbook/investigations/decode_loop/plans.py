@@ -131,7 +131,7 @@ def claim_band(claim_id: str, tol: Tolerances) -> blocks.Band:
     """The widened band a claim's comparison stops on, in change_pct: the same edges its verdict uses."""
     if claim_id in SPEEDUPS:
         lo, hi = published.figure_range(claim_id)
-        return blocks.Band.widened(lo, hi, claim_tolerance(lo, hi))
+        return blocks.Band.widened(lo, hi, claim_tolerance(lo, hi), no_effect_at=0.0)  # judged as an effect
     if claim_id == "dedicated_stream_minor":
         return blocks.Band.no_effect(tol.minor_pct)
     if claim_id == REP_PENALTY[0]:
