@@ -300,8 +300,8 @@ display(fig, serving_analysis.fixed_share_table(run.measurements).round(4))
 # `prequant_chunk_tokens` tokens at a time in random order (core.blocks.interleaved), so a change of the host's
 # speed hits both within a fraction of a second; a trial's value is its steady-state tok/s (per-token medians),
 # and a block's log-ratio the median of its rounds' (core.blocks.block_log_ratio). Blocks are added until the
-# paired change lies wholly inside or outside the published +41% widened by 10 points, or `prequant_budget_s`
-# is spent.
+# paired change lies wholly inside or outside the published +41% widened by 10 points (outside it, also wholly
+# above or below no change: that decides "size differs" against "does not hold"), or `prequant_budget_s` is spent.
 
 # %%
 prequant.prequantized_vs_load_time(
