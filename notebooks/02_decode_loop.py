@@ -229,7 +229,8 @@ display(analysis.first_use_table(df).round(3))
 # Bars: per comparison and model, how much faster the comparison's reference decodes than each variant set
 # against it (paired blocks; the interval is the one the stopping rule last looked at). The table gives n, why
 # the comparison stopped (`decided`: its interval lies wholly inside or outside the claim's widened band, and
-# outside it also wholly on one side of no change, which settles "size differs" against "does not hold"; `budget`: `budget_s` ran out, after the extension where `extended`; `max_blocks`) and, for an undecided one,
+# outside it also wholly on one side of no change, which settles "size differs" against "does not hold";
+# `budget`: `budget_s` ran out, after the extension where `extended`; `max_blocks`) and, for an undecided one,
 # the smallest effect it could resolve (the interval's half-width) and about how many blocks a decision would
 # take (`projected_blocks`). Below: every variant's median ms/token and tokens/s over all its trials
 # (unpaired across comparisons: information only).
