@@ -208,7 +208,7 @@ for i, spec in enumerate(model_specs):
         sampler_calls=sampler_calls,
         sampler_repeats=sampler_repeats,
         variability_runs=variability_runs if i == 0 else 0,
-        claims_model=i == 0,  # the claims are judged on the first model (the pipelining claim: on its own)
+        claims=measure.judged_claims(spec, model_specs, pipelining_model),
         seed=seed,
     )
     mx.clear_cache()

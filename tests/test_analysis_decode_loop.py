@@ -221,15 +221,16 @@ def test_bands_are_the_verdicts_edges():
     assert plans.share_of_token(sb.high) == pytest.approx(s_hi + pts)
     assert set(plans.bands("sampler_path", tol)) == {"sample_t1", "sample_before_001"}
     # a model the claims are not judged on: the fastest-loop check alone
-    assert plans.bands("loop_overhead", tol, claims=False) == {
+    assert plans.bands("loop_overhead", tol, claims=set()) == {
         "mlx_lm": blocks.Band(-tol.minor_pct, math.inf)
     }
-    assert plans.bands("extract", tol, claims=False) == {}
+    assert plans.bands("extract", tol, claims=set()) == {}
 
 
 def test_side_models_stop_and_extend_on_the_fastest_loop_alone(monkeypatch):
     """On the H200 (82cdd8e) a side model's loop_overhead took 40 s of extension for the conditional-logprobs band,
-    which only the claims model's comparison is judged on; the pipelining comparison keeps its band anywhere."""
+    which only the claims model's comparison is judged on; the pipelining comparison keeps its band on the
+    pipelining model."""
     from mlx_workbook import models
     from mlx_workbook.investigations.decode_loop import measure
 
@@ -242,12 +243,15 @@ def test_side_models_stop_and_extend_on_the_fastest_loop_alone(monkeypatch):
     common = dict(
         tolerances=plans.Tolerances(), prompt_tokens=4, max_tokens=21, budget_s=1, min_blocks=3, max_blocks=3
     )
-    measure.compare(
-        None, loaded, ["loop_overhead", "extract", plans.PIPELINING], claims_model=False, **common
-    )
+    specs = ["claims:4", "side:bfloat16"]  # the side model is the pipelining model too (the last, by default)
+    side = measure.judged_claims("side:bfloat16", specs, "")
+    assert side == {plans.PIPELINING_CLAIM}
+    measure.compare(None, loaded, ["loop_overhead", "extract", plans.PIPELINING], claims=side, **common)
     assert set(seen["loop_overhead"]) == {"mlx_lm"} and seen["extract"] == {}
     assert set(seen[plans.PIPELINING]) == {"batched_10"}
-    measure.compare(None, loaded, ["loop_overhead"], claims_model=True, **common)
+    first = measure.judged_claims("claims:4", specs, "")
+    assert first == set(plans.CLAIMS) - {plans.PIPELINING_CLAIM}
+    measure.compare(None, loaded, ["loop_overhead"], claims=first, **common)
     assert set(seen["loop_overhead"]) == {"mlx_lm", "logprobs_always"}
 
 

@@ -61,7 +61,7 @@ class Setup:
         return self.labels[self.pipelining_spec] if self.pipelining_spec else list(self.labels.values())[-1]
 
     def judged_on(self, claim_id: str) -> str:
-        return self.pipelining_label if claim_id == "async_pipelining_gain" else self.claims_label
+        return plans.judged_model(claim_id, self.claims_label, self.pipelining_label)
 
 
 def variant_descriptions(names: list[str]) -> pd.DataFrame:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import gc
 import time
+from collections.abc import Collection
 from contextlib import contextmanager
 from functools import partial
 
@@ -106,6 +107,12 @@ def plans_for(
     return chosen
 
 
+def judged_claims(spec: str, model_specs: list[str], pipelining_model: str) -> set[str]:
+    """The claims judged on one model (plans.judged_model; the pipelining model: pipelining_model, else the last)."""
+    pipelining = pipelining_model or model_specs[-1]
+    return {c for c in plans.CLAIMS if plans.judged_model(c, model_specs[0], pipelining) == spec}
+
+
 def window(names: list[str]) -> int:
     """Token intervals per window of a trial's median: a loop that evaluates every N tokens needs N (each
     window then holds one of its evaluations); every variant of a comparison uses the same window."""
@@ -170,14 +177,14 @@ def compare(
     min_blocks: int,
     max_blocks: int,
     chunk_tokens: int = 0,
-    claims_model: bool = True,
+    claims: Collection[str] | None = None,
     seed: int = 0,
 ) -> dict[str, list[int]]:
     """Warm every variant the plans need once, then run each plan as its own blocks.compare (experiment = the
     plan's name, one row per trial: its steady-state ms/token; one change_pct row per variant with why it
-    stopped); each block's trials advance alternately `chunk_tokens` at a time (0: whole trials). The claims'
-    bands apply on the claims model (`claims_model`) and the pipelining one wherever it runs; elsewhere only the
-    fastest-loop check stops a comparison or extends it. Returns each variant's tokens (warm-up generation)."""
+    stopped); each block's trials advance alternately `chunk_tokens` at a time (0: whole trials). Only the
+    bands of `claims` (those judged on this model, `judged_claims`; None: all) and the fastest-loop check stop a
+    comparison or extend it. Returns each variant's tokens (warm-up generation)."""
     prompt = models.random_prompt(loaded, prompt_tokens, seed=seed)
     names = list(dict.fromkeys(n for p in plan_names for n in plans.PLANS[p].names))
     tokens = warm_up(run, loaded, names, prompt, max_tokens, seed)
@@ -190,9 +197,7 @@ def compare(
                 plan_name,
                 {n: trial(loaded, prompt, n, max_tokens, seed) for n in plan.names},
                 reference=plan.reference,
-                bands=plans.bands(
-                    plan_name, tolerances, claims=claims_model or plan_name == plans.PIPELINING
-                ),
+                bands=plans.bands(plan_name, tolerances, claims),
                 metric=plans.TIME_METRIC,
                 unit="ms",
                 budget_s=budget_s,
@@ -368,13 +373,13 @@ def measure_model(
     sampler_repeats: int,
     variability_runs: int = 0,
     chunk_tokens: int = 0,
-    claims_model: bool = True,
+    claims: Collection[str] | None = None,
     seed: int = 0,
 ) -> str:
     """Everything measured on one model: the comparisons, mlx-lm's run-to-run spread (`variability_runs` whole
     generations right after them; 0: skipped), the agreement with each family's reference, the time split of
     generate_step's steps (its copy) and of the judged loop (pipelined), and the samplers alone (when asked).
-    `claims_model`: the claims are judged on this model (see `compare`). Returns the model's label."""
+    `claims`: the claims judged on this model (see `compare`). Returns the model's label."""
     spec = parse_model(spec_text)
     loaded = models.build_preset(spec["name"], dtype=spec["dtype"], bits=spec["bits"], seed=seed)
     tokens = compare(
@@ -389,7 +394,7 @@ def measure_model(
         min_blocks=min_blocks,
         max_blocks=max_blocks,
         chunk_tokens=chunk_tokens,
-        claims_model=claims_model,
+        claims=claims,
         seed=seed,
     )
     variability(

@@ -13,6 +13,7 @@ is the loop a claim says is faster, and the claims' published speed-ups are set 
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from mlx_workbook.core import blocks, published
@@ -63,6 +64,7 @@ CLAIMS = {
     "dedicated_stream_minor": ("stream", "default_stream"),
     "sampling_ms_per_token_000": ("sampling_in_loop", "sample_chain"),
 }
+PIPELINING_CLAIM = "async_pipelining_gain"  # judged on the pipelining model, every other claim on the first
 FASTEST = ("loop_overhead", "mlx_lm")  # the judged loop (pipelined) against generate_step, on every model
 # Our copy of generate_step's steps against the real one (information), as paired_change's (variant, reference):
 # generate_step's time over the copy's, i.e. how much faster the copy decodes.
@@ -142,11 +144,21 @@ def claim_band(claim_id: str, tol: Tolerances) -> blocks.Band:
     raise ValueError(f"no band for {claim_id!r}")
 
 
-def bands(plan_name: str, tol: Tolerances, claims: bool = True) -> dict[str, blocks.Band]:
-    """Variant -> band for every claim (and the fastest-loop check) a comparison answers; claims=False: the
-    fastest-loop check alone, for a model the claims are not judged on (its comparison then neither waits nor
-    takes extension time for a band nothing reads)."""
-    out = {v: claim_band(c, tol) for c, (p, v) in CLAIMS.items() if p == plan_name} if claims else {}
+def judged_model(claim_id: str, claims_model, pipelining_model):
+    """The model a claim is judged on (a spec or a label alike): the pipelining claim on the pipelining model,
+    every other claim on the claims model (the first)."""
+    return pipelining_model if claim_id == PIPELINING_CLAIM else claims_model
+
+
+def bands(plan_name: str, tol: Tolerances, claims: Collection[str] | None = None) -> dict[str, blocks.Band]:
+    """Variant -> band for every claim (and the fastest-loop check) a comparison answers; `claims`: only those
+    judged on the comparison's model (None: every claim), so a comparison on another model neither waits nor
+    takes extension time for a band nothing reads."""
+    out = {
+        v: claim_band(c, tol)
+        for c, (p, v) in CLAIMS.items()
+        if p == plan_name and (claims is None or c in claims)
+    }
     if plan_name == FASTEST[0]:
         out[FASTEST[1]] = blocks.Band(-tol.minor_pct, math.inf)  # at least as fast within -minor
     return out
