@@ -158,9 +158,8 @@ def all_cliffs(found: dict[str, pd.DataFrame], mlx: str) -> pd.DataFrame:
     for column in CLIFF_KEY:  # a prompt-sweep-only table still has every key column `make compare` reads
         if column not in table.columns:
             table[column] = None
-    table["probe_mlx"] = (
-        table["probe_mlx"].astype(object).fillna(mlx)
-    )  # all-NaN (float) where no sweep probed
+    # object first: the column is all-NaN floats where no sweep probed another version
+    table["probe_mlx"] = table["probe_mlx"].astype(object).fillna(mlx)
     away = table["excess"].astype(float).apply(lambda x: max(x, 1 / x))
     return table.loc[away.sort_values(ascending=False).index].reset_index(drop=True)
 
