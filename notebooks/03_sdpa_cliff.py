@@ -51,7 +51,10 @@
 # (method 3, `confirm_boundaries`) is every step into and out of a boundary the prefill and decode sweeps straddle (b-1
 # -> b, b -> b+1), whatever the sweep said: which steps a noisy sweep nominates changes from run to run, and these are
 # the steps that matter most. Such a step (origin `boundary` in the tables) is a cliff when its confirmation is a jump
-# either way, and otherwise simply not a cliff.
+# either way, and otherwise simply not a cliff. A step's ratio can depend on the process that measures it (on the
+# H200, 512 -> 513 tokens of the additive mask took 1.61x in one process and 1.07x in another), so with
+# `confirm_processes` 2 (method 5) every jump is re-measured in a fresh process as well: a cliff only if that process
+# finds the same jump; one it does not find is listed with the undecided steps as `varies` (process-dependent).
 
 # %% tags=["parameters"]
 profile: str = "quick"  # parameter profile this run came from (set by the runner)
@@ -147,6 +150,9 @@ min_calls: int = 2  # calls per sample at least (short kernels: the final sync d
 max_calls: int = 1000  # calls per sample at most
 confirm_pairs: int = 20  # alternated pairs that re-measure each candidate cliff (one pass)
 confirm_passes: int = 1  # passes at most: a step still unclear after a pass gets another confirm_pairs pairs
+confirm_processes: int = (
+    1  # processes a jump must repeat in: 2 re-measures every jump in one fresh process too
+)
 max_confirm: int = 30  # candidates re-measured per sweep (the farthest from the work envelope first)
 confirm_boundaries: bool = True  # also re-measure every step b-1 -> b, b -> b+1 around the swept boundaries
 tolerance: float = 0.25  # a cliff must exceed the work envelope by this fraction (CPU timings are noisy)
@@ -179,6 +185,7 @@ timing = dict(repeats=repeats, **calls)
 confirming = dict(
     pairs=confirm_pairs,
     passes=confirm_passes,
+    processes=confirm_processes,
     tolerance=tolerance,
     max_candidates=max_confirm,
     wheels_dir=wheels_dir,
@@ -343,9 +350,11 @@ display(fig, per_op, Markdown(analysis.graph_note(df, P)))
 # sweep) and every step around a swept boundary is re-measured with its two lengths alternated back to back for
 # `confirm_pairs` pairs (more passes while unclear, up to `confirm_passes`), and is a cliff only if the paired
 # ratio's interval (t on log-ratios, Bonferroni over the re-measured steps and the passes) lies outside the work
-# envelope (for a nominated step: in the sweep's direction). Nominated steps that did not repeat are listed below
-# as transients; steps whose interval still straddles the envelope's edge after every pass as undecided (a step
-# of about the tolerance's size: another run may call it a cliff, or not, without contradicting this one);
+# envelope (for a nominated step: in the sweep's direction), and, with `confirm_processes` above 1, does so in
+# each fresh process too (column `other processes`). Nominated steps that did not repeat are listed below
+# as transients; steps whose interval still straddles the envelope's edge after every pass, or that one process
+# found and another did not (`varies`), as undecided (another run may call them cliffs, or not, without
+# contradicting this one);
 # column `origin` says why a step was re-measured.
 # All confirmed jumps of every sweep in this run (prefill, decode, versions, prompt latency), largest first.
 # `excess` is the ratio beyond the work envelope: 0.6 means the later length took 0.6x the time its extra work

@@ -267,6 +267,22 @@ def test_only_a_confirmed_candidate_is_a_cliff(df):
     assert real.empty and len(transient) == 1
 
 
+def test_a_cliff_another_process_did_not_find_is_undecided_not_a_cliff_nor_a_transient(df):
+    candidates = an.scan(df, "versions", P)
+    (cand,) = candidates.to_dict("records")
+    here = pd.DataFrame(confirmation(cand, slow_below=128)).assign(process=0)
+    there = pd.DataFrame(confirmation(cand, slow_below=None)).assign(process=1)
+    real, transient, undecided = an.outcomes(pd.concat([df, here, there]), "versions", candidates, P)
+    assert real.empty and transient.empty and undecided.confirm_verdict.tolist() == [cliffs.VARIES]
+    assert "varies" in an.undecided_note(undecided, P) and "process-dependent" in an.undecided_note(
+        undecided, P
+    )
+    again = pd.DataFrame(confirmation(cand, slow_below=128)).assign(process=1)
+    real, _, undecided = an.outcomes(pd.concat([df, here, again]), "versions", candidates, P)
+    assert len(real) == 1 and undecided.empty and real.other_processes.iloc[0].endswith("(down)")
+    assert "other processes" in an.cliff_view(real).data.columns
+
+
 def test_claim_steps_are_judged_on_their_confirmation_pairs(df):
     claims = an.claim_steps(df, "versions", P)
     assert sorted(claims.probe_mlx) == ["0.29.1", "0.30.0"] and set(claims.length) == {128}

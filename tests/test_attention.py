@@ -2,6 +2,7 @@
 same attention, sweeps store one row per trial, and the stored sweeps read back as pairs and ratios."""
 
 import math
+import sys
 
 import mlx.core as mx
 import numpy as np
@@ -13,7 +14,7 @@ from mlx_workbook import models
 from mlx_workbook.core import results, stats
 from mlx_workbook.investigations.sdpa_cliff import cliffs
 from mlx_workbook.investigations.sdpa_cliff import measure as attention
-from mlx_workbook.probes import ops
+from mlx_workbook.probes import ops, versions
 from mlx_workbook.probes import sdpa_probe as probe
 
 
@@ -349,3 +350,51 @@ def test_an_unclear_confirmation_gets_another_pass_of_pairs_and_only_it(run, mon
     pairs = rows.groupby("before_length").pair.apply(lambda p: sorted(set(p)))
     assert pairs[16] == list(range(9)) and pairs[32] == [0, 1, 2]  # three passes of 3 pairs, numbered on
     assert sorted(set(rows.confirm_pass)) == [0, 1, 2] and seen == [(2, 3), (1, 3), (1, 3)]
+
+
+def test_a_jump_is_re_measured_in_a_fresh_process_and_only_a_jump(run, monkeypatch):
+    candidates = pd.DataFrame(
+        [
+            {**{k: case()[k] for k in attention.GROUP}, "before_length": a, "length": b, "excess": 1.3}
+            for a, b in ((16, 32), (32, 48))
+        ]
+    ).assign(verdict=cliffs.UP)
+
+    def first_is_a_jump(chosen, confirmations, by, **kw):  # what the notebook's own process found
+        return chosen.assign(
+            confirm_verdict=[cliffs.UP if a == 16 else cliffs.NONE for a in chosen.before_length]
+        )
+
+    monkeypatch.setattr(attention.cliffs, "confirm", first_is_a_jump)
+    started = []
+    real_run_probe = versions.run_probe
+    monkeypatch.setattr(
+        versions, "run_probe", lambda *a, **kw: started.append(kw) or real_run_probe(*a, **kw)
+    )
+    errors = attention.confirm(
+        run, "prefill", candidates, pairs=3, processes=2, target_ms=1, min_calls=2, max_calls=20
+    )
+    assert errors == [] and [kw["fresh"] for kw in started] == [True]
+    rows = run.measurements
+    rows = rows[rows.experiment == "prefill_confirm"]
+    fresh = rows[rows.process == 1]
+    assert set(fresh.before_length) == {16} and sorted(set(fresh.pair)) == [
+        0,
+        1,
+        2,
+    ]  # the jump alone, 3 pairs
+    assert set(rows[rows.process == 0].before_length) == {16, 32} and "probe_mlx" not in fresh.dropna(axis=1)
+    assert (fresh.value > 0).all()
+
+
+def test_run_probe_fresh_runs_this_mlx_in_another_process(monkeypatch):
+    started = []
+    real_subprocess_run = versions.subprocess.run
+    monkeypatch.setattr(
+        versions.subprocess, "run", lambda cmd, **kw: started.append(cmd) or real_subprocess_run(cmd, **kw)
+    )
+    config = {"confirm": [[case(length=16), case(length=32)]], "pairs": 3, "target_ms": 1, "max_calls": 5}
+    result = versions.run_probe("current", config, fresh=True)
+    assert result.ok, result.message
+    assert result.data["mlx"] == mx.__version__ and len(result.data["rows"]) == 6
+    assert [cmd[0] for cmd in started] == [sys.executable] and str(versions.PROBE) in started[0]

@@ -217,3 +217,49 @@ def test_more_looks_widen_the_confirmation_interval():
     three = cliffs.confirm(candidates, confirmations, ["cfg"], tolerance=0.1, looks=3)
     width = lambda t: (t.confirm_high.astype(float) / t.confirm_low.astype(float)).to_numpy()  # noqa: E731
     assert (width(three) > width(one)).all()  # each of three looks at a Bonferroni share of the error rate
+
+
+def test_a_jump_is_a_cliff_only_where_every_process_finds_it():
+    assert cliffs.across_processes(cliffs.UP, []) == cliffs.UP
+    assert cliffs.across_processes(cliffs.UP, [cliffs.UP, cliffs.UP]) == cliffs.UP
+    assert cliffs.across_processes(cliffs.DOWN, [cliffs.NONE]) == cliffs.VARIES
+    assert cliffs.across_processes(cliffs.DOWN, [cliffs.UP]) == cliffs.VARIES
+    assert cliffs.across_processes(cliffs.UP, [cliffs.UNCLEAR]) == cliffs.UNCLEAR
+    assert cliffs.across_processes(cliffs.UP, [cliffs.UNCLEAR, cliffs.NONE]) == cliffs.VARIES
+    assert cliffs.across_processes(cliffs.NONE, [cliffs.UP]) == cliffs.NONE  # only jumps are re-measured
+
+
+def slow_below_128(n):
+    return 0.08 if n < 128 else 0.05
+
+
+def test_a_step_another_process_does_not_find_varies_and_is_no_cliff():
+    # the H200's process-dependent steps: the same step 1.61x in one process and 1.07x in another
+    candidates = cliffs.scan(
+        per_call_sweep(slow_below_128, lambda n: 50, repeats=7), ["cfg"], tolerance=0.1, family_wise=False
+    )
+    here = confirmation_rows(candidates, slow_below_128).assign(process=0)
+    same = confirmation_rows(candidates, slow_below_128, seed=2).assign(process=1)
+    flat_there = confirmation_rows(candidates, flat, seed=2).assign(process=1)
+
+    both = cliffs.confirm(candidates, pd.concat([here, same]), ["cfg"], tolerance=0.1)
+    (cliff,) = both[both.confirmed].itertuples()
+    assert (cliff.before_length, cliff.length, cliff.confirm_verdict) == (127, 128, cliffs.DOWN)
+    assert cliff.other_processes.endswith("(down)") and float(cliff.other_processes.split()[0]) < 0.7
+
+    varies = cliffs.confirm(candidates, pd.concat([here, flat_there]), ["cfg"], tolerance=0.1)
+    step = varies[(varies.before_length == 127) & (varies.length == 128)].iloc[0]
+    assert not varies.confirmed.any() and step.confirm_verdict == cliffs.VARIES
+    assert step.confirm_ratio < 0.7  # the ratio and interval stay the notebook process's own
+    assert step.other_processes.endswith("(none)")
+
+
+def test_paired_step_reads_the_notebook_process_where_several_measured():
+    candidates = cliffs.scan(
+        per_call_sweep(slow_below_128, lambda n: 50, repeats=7), ["cfg"], tolerance=0.1, family_wise=False
+    )
+    here = confirmation_rows(candidates, slow_below_128).assign(process=0)
+    there = confirmation_rows(candidates, flat, seed=2).assign(process=1)
+    alone = cliffs.paired_step(here, 127, 128, tolerance=0.1)
+    mixed = cliffs.paired_step(pd.concat([there, here]), 127, 128, tolerance=0.1)
+    assert mixed == alone and mixed.verdict == cliffs.DOWN

@@ -224,21 +224,24 @@ def _clean_env() -> dict:
 
 
 def run_probe(
-    version: str, config: dict, *, wheels_dir: str | None = None, timeout: float = 600
+    version: str, config: dict, *, wheels_dir: str | None = None, timeout: float = 600, fresh: bool = False
 ) -> VersionResult:
     """Run the SDPA probe with `config` under MLX `version` ("current": the one installed here, run in this
-    process; any other version in its own env as a subprocess)."""
+    process, or with `fresh` in a new process of this interpreter; any other version in its own env as a
+    subprocess)."""
     tic = time.perf_counter()
     here = current_version()
     version = here if version in ("current", here) else version
-    if version == here:  # in this process: the same probe code, no second CUDA start and kernel compilation
+    if version == here and not fresh:  # in this process: the same probe code, no second CUDA start
         from mlx_workbook.probes import sdpa_probe
 
         return _result(version, sys.executable, tic, sdpa_probe.run(config))
     try:
-        python, env = _installed_site(version) or (
-            ensure_env(version, wheels_dir=wheels_dir, timeout=timeout),
-            _clean_env(),
+        python, env = (
+            (Path(sys.executable), dict(os.environ))
+            if version == here
+            else _installed_site(version)
+            or (ensure_env(version, wheels_dir=wheels_dir, timeout=timeout), _clean_env())
         )
     except VersionUnavailable as exc:
         return VersionResult(version, "unavailable", str(exc), seconds=time.perf_counter() - tic)

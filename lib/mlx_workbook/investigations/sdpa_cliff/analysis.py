@@ -108,15 +108,17 @@ def outcomes(
     - cliffs: the candidates its confirmation pass ("<sweep>_confirm") repeated in the same direction;
     - transients: the nominated rest (not repeated, or not re-measured), each with the confirmation's ratio;
     - undecided: the re-measured steps whose confirmation stayed unclear after every pass, their interval
-      straddling the widened envelope's edge, so the data call them neither a cliff nor no cliff. Saved beside
-      the cliffs, so that `make compare` can tell a cliff the other run could not decide from one it
-      contradicted."""
+      straddling the widened envelope's edge, and the jumps another process did not find (verdict "varies"),
+      so the data call them neither a cliff nor no cliff. Saved beside the cliffs, so that `make compare` can
+      tell a cliff the other run could not decide from one it contradicted."""
     if candidates.empty:
         return candidates, candidates, candidates
     table = judged(df, sweep, candidates, p)
-    # an unconfirmed boundary step is no transient: the sweep never suspected it
-    dropped = table.confirmed | (table.get("origin") == cliffs.BOUNDARY)
-    unclear = table.confirm_verdict == cliffs.UNCLEAR
+    varies = table.confirm_verdict == cliffs.VARIES
+    unclear = (table.confirm_verdict == cliffs.UNCLEAR) | varies
+    # an unconfirmed boundary step is no transient (the sweep never suspected it), nor is one that repeated in
+    # this process but not in another
+    dropped = table.confirmed | (table.get("origin") == cliffs.BOUNDARY) | varies
     return tuple(table[keep].reset_index(drop=True) for keep in (table.confirmed, ~dropped, unclear))
 
 
@@ -138,11 +140,17 @@ def undecided_note(table: pd.DataFrame, p: dict) -> str:
     """How many re-measured steps stayed unclear, and why that is no contradiction between runs."""
     if table.empty:
         return "**Undecided steps:** none; every re-measured step was either a cliff or within the envelope."
-    return (
+    varies = int((table.confirm_verdict == cliffs.VARIES).sum())
+    text = (
         f"**Undecided steps** ({len(table)}): re-measured steps whose interval still straddles the work envelope "
-        f"widened by {p['tolerance']:.0%} after every pass. Their size is about the tolerance's, so another run "
-        "may list some of them as cliffs, or not, without contradicting this one."
+        f"widened by {p['tolerance']:.0%} after every pass (in any process that re-measured them)"
     )
+    if varies:
+        text += (
+            f", and {varies} step(s) that one process found a jump and another did not (verdict `varies`, the "
+            "other process's ratio in `other_processes`): process-dependent, no cliff"
+        )
+    return text + (". Another run may list some of them as cliffs, or not, without contradicting this one.")
 
 
 # What names a cliff in the saved list (tables/cliffs.csv), for `make compare`: where it is and which way it goes.
@@ -181,6 +189,8 @@ def cliff_view(table: pd.DataFrame):
             f"{r:.3g} [{lo:.3g}, {hi:.3g}]" if pd.notna(r) else ""
             for r, lo, hi in zip(table.confirm_ratio, table.confirm_low, table.confirm_high)
         ]
+    if "other_processes" in table and table.other_processes.notna().any():
+        view["other processes"] = table.other_processes.fillna("")
     view["from the work"] = [f"{lo:.3g}-{hi:.3g}" for lo, hi in zip(table.expected_low, table.expected_high)]
     view["direction"] = table.verdict
     if "origin" in table:

@@ -24,6 +24,12 @@ side of the edge 20 pairs happened to fall on. Only a candidate whose confirmati
 envelope in the same direction is a cliff; the others are transients (a burst of load, a call-count artifact
 of an older method).
 
+A step's ratio can also depend on the process that measures it (on the H200, 512 -> 513 tokens of the additive mask
+was 1.61x in one process and 1.07x in another at the same commit, both confirmed by 20 pairs). So a step one process
+confirms can be re-measured in fresh processes (column `process`, 0 the notebook's own, measure.confirm's
+`processes`): it is a cliff only where every process finds the same jump, and "varies" (process-dependent, no cliff)
+where another process finds none or the opposite jump; another process left unclear leaves the step unclear.
+
 Which steps a noisy sweep nominates varies from run to run, so the steps around the boundaries a sweep straddles
 (b-1 -> b and b -> b+1) are re-measured whatever the sweep said (origin "boundary", the others "nominated"): a
 boundary step is judged on its confirmation alone, a cliff when that is a jump either way, and otherwise simply
@@ -40,6 +46,10 @@ import pandas as pd
 from mlx_workbook.core import intervals, measure
 
 UP, DOWN, NONE, UNCLEAR = "up", "down", "none", "unclear"
+VARIES = "varies"  # a jump in one process and not in another: process-dependent, no cliff
+PROCESS = (
+    "process"  # column of confirmation rows: which process measured them (0 or missing: the notebook's own)
+)
 NOMINATED, BOUNDARY = "nominated", "boundary"  # why a step is re-measured (column `origin`)
 
 
@@ -111,7 +121,24 @@ CONFIRM_COLUMNS = [
     "confirm_high",
     "confirm_n",
     "confirm_verdict",
+    "other_processes",  # the ratio (verdict) of the step in every other process that re-measured it
 ]
+
+
+def across_processes(first: str, others: list[str]) -> str:
+    """One step's verdict from the notebook's process (`first`) and the other processes' verdicts: a jump only
+    where all agree, VARIES where another finds none or the opposite jump, UNCLEAR where another could not say."""
+    if first not in (UP, DOWN) or all(o == first for o in others):
+        return first
+    return UNCLEAR if all(o in (first, UNCLEAR) for o in others) else VARIES
+
+
+def processes(rows: pd.DataFrame) -> list[pd.DataFrame]:
+    """Confirmation rows split by the process that measured them, the notebook's own (0) first."""
+    if PROCESS not in rows.columns:
+        return [rows]
+    number = rows[PROCESS].fillna(0).astype(int)
+    return [rows[number == n] for n in sorted(set(number) | {0})]
 
 
 def confirm(
@@ -131,9 +158,11 @@ def confirm(
     does not inflate it (as core.blocks does for comparisons).
 
     `confirmations` holds rows with the `by` columns, length, before_length / after_length (the candidate step)
-    and pair (the index of an alternated pair); a candidate without confirmation rows stays unconfirmed. A
-    nominated candidate is confirmed when its confirmation repeats the sweep's jump; a boundary step (column
-    `origin`) when its confirmation is a jump at all, and then takes that verdict and excess."""
+    and pair (the index of an alternated pair within its process); a candidate without confirmation rows stays
+    unconfirmed. A nominated candidate is confirmed when its confirmation repeats the sweep's jump; a boundary step
+    (column `origin`) when its confirmation is a jump at all, and then takes that verdict and excess. Where other
+    processes re-measured a jump (column `process`), their verdicts join it (`across_processes`); the ratio and
+    interval stay those of the notebook's own process."""
     out = candidates.copy()
     for c in CONFIRM_COLUMNS:
         out[c] = pd.Series([False] * len(out) if c == "confirmed" else [np.nan] * len(out), dtype=object)
@@ -147,27 +176,36 @@ def confirm(
         for c in by:
             if c in sel.columns and pd.notna(cand[c]):
                 sel = sel[sel[c] == cand[c]]
-        step = paired_step(
-            sel,
-            cand.before_length,
-            cand.length,
-            value=value,
-            work=work,
-            tolerance=tolerance,
-            confidence=confidence,
-        )
+        step, *elsewhere = [
+            paired_step(
+                part,
+                cand.before_length,
+                cand.length,
+                value=value,
+                work=work,
+                tolerance=tolerance,
+                confidence=confidence,
+            )
+            for part in processes(sel)
+        ]
         if step is None:
             continue
+        elsewhere = [s for s in elsewhere if s is not None]
+        verdict = across_processes(step.verdict, [s.verdict for s in elsewhere])
         boundary = cand.get("origin") == BOUNDARY
         out.loc[i, CONFIRM_COLUMNS] = [
-            step.is_jump if boundary else step.verdict == cand.verdict,
+            verdict in (UP, DOWN) if boundary else verdict == cand.verdict,
             step.ratio,
             step.low,
             step.high,
             step.n,
-            step.verdict,
+            verdict,
+            ", ".join(f"{s.ratio:.3g} ({s.verdict})" for s in elsewhere) or np.nan,
         ]
-        if boundary and step.is_jump:  # the sweep said nothing reliable here: the confirmation names the jump
+        if boundary and verdict in (
+            UP,
+            DOWN,
+        ):  # the sweep said nothing reliable here: the confirmation names it
             out.loc[i, ["verdict", "excess"]] = [step.verdict, step.excess]
     out["confirmed"] = out["confirmed"].astype(bool)
     return out
@@ -194,9 +232,12 @@ def paired_step(
     confidence: float = measure.CONFIDENCE,
 ) -> Step | None:
     """The step between two lengths from a confirmation pass (rows of one configuration with before_length,
-    after_length and pair): geometric mean of the per-pair ratios with a t interval. None without >= 3 pairs."""
+    after_length and pair): geometric mean of the per-pair ratios with a t interval. None without >= 3 pairs.
+    Rows of several processes: the notebook's own process (pairs are numbered within a process)."""
     if df.empty or "pair" not in df.columns:
         return None
+    if PROCESS in df.columns and df[PROCESS].fillna(0).nunique() > 1:
+        df = processes(df)[0]
     sub = df[(df.before_length == before_length) & (df.after_length == length)]
     wide = sub.pivot_table(index="pair", columns=x, values=value, aggfunc="first").dropna()
     if wide.shape[1] != 2 or len(wide) < 3:

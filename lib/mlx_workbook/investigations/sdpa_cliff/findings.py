@@ -135,6 +135,8 @@ def where_cliffs_are(
     n_prefill = len(attention.sweep_lengths(p["wide_lengths"], p["boundaries"], p["offsets"]))
     n_decode = len(attention.sweep_lengths(p["decode_lengths"], p["decode_boundaries"], p["decode_offsets"]))
     top = cur.iloc[0]["excess"] if len(cur) else None
+    k = int(p.get("confirm_processes", 1))
+    processes = f" (each found in all {k} processes that re-measured it)" if k > 1 else ""
     out = [
         Finding(
             id="cliffs_found",
@@ -145,7 +147,7 @@ def where_cliffs_are(
             else Interval(0.0, 0.0, 0.0).measured("cliffs"),
             statement=(
                 f"MLX {row.mlx} on {row.device} ({row.backend}): {len(cur)} confirmed cliff(s) beyond a {tol:.0%} "
-                f"tolerance across the prefill ({n_prefill} lengths x {len(p['modes'])} mask modes, plus "
+                f"tolerance{processes} across the prefill ({n_prefill} lengths x {len(p['modes'])} mask modes, plus "
                 f"dtypes x head dims), decode ({n_decode} cache lengths) and prompt sweeps"
                 + (
                     f"; prefill cliffs by mask mode (kernel): {by_mode or 'none'}; decode cliffs: "

@@ -18,13 +18,15 @@ from mlx_workbook.core.results import Run
 from mlx_workbook.investigations.sdpa_cliff import cliffs
 from mlx_workbook.probes import sdpa_probe as probe
 
-# 4: the sweep's screen nominates every step whose median ratio lies beyond the widened envelope (not only those whose
-# interval does), and a confirmation still unclear after its pairs gets more passes (`confirm_passes`, Bonferroni over
-# the passes). 3: the steps into and out of every swept boundary are always re-measured in the confirmation pass (not
-# only those the sweep nominates), Bonferroni over every re-measured step. 2: one call count per sweep (calibrated at
-# its longest length), lengths in random order per round, and a confirmation pass (alternated pairs) before a candidate
-# is called a cliff; 1 chose the count per length.
-METHOD_VERSION = 4
+# 5: a step the notebook's process confirms as a jump is re-measured in `processes` - 1 fresh processes and is a
+# cliff only where every process finds it (cliffs.across_processes). 4: the sweep's screen nominates every step whose
+# median ratio lies beyond the widened envelope (not only those whose interval does), and a confirmation still
+# unclear after its pairs gets more passes (`confirm_passes`, Bonferroni over the passes). 3: the steps into and out
+# of every swept boundary are always re-measured in the confirmation pass (not only those the sweep nominates),
+# Bonferroni over every re-measured step. 2: one call count per sweep (calibrated at its longest length), lengths in
+# random order per round, and a confirmation pass (alternated pairs) before a candidate is called a cliff; 1 chose
+# the count per length.
+METHOD_VERSION = 5
 
 MODES, VARIANTS, DTYPES = probe.MODES, probe.VARIANTS, tuple(probe.DTYPES)
 GROUP = list(probe.GROUP_KEYS)  # a sweep's configuration: everything but the length
@@ -137,10 +139,10 @@ def plan(p: dict) -> Plan:
         raise ValueError(
             f"tolerance must be in (0, 1) and repeats >= 2, got {p['tolerance']} and {p['repeats']}"
         )
-    if p.get("confirm_pairs", 20) < 3 or p.get("confirm_passes", 1) < 1:
+    if p.get("confirm_pairs", 20) < 3 or p.get("confirm_passes", 1) < 1 or p.get("confirm_processes", 1) < 1:
         raise ValueError(
-            f"confirm_pairs must be >= 3 (a paired t interval) and confirm_passes >= 1, got "
-            f"{p.get('confirm_pairs')} and {p.get('confirm_passes')}"
+            f"confirm_pairs must be >= 3 (a paired t interval), confirm_passes and confirm_processes >= 1, got "
+            f"{p.get('confirm_pairs')}, {p.get('confirm_passes')} and {p.get('confirm_processes')}"
         )
     heads = dict(n_q_heads=p["n_q_heads"], n_kv_heads=p["n_kv_heads"])
     main = dict(dtypes=[p["main_dtype"]], head_dims=[p["main_head_dim"]], **heads)
@@ -295,6 +297,7 @@ def confirm(
     *,
     pairs: int = 20,
     passes: int = 1,
+    processes: int = 1,
     tolerance: float = 0.1,
     max_candidates: int = 40,
     warmup: int = 1,
@@ -309,6 +312,8 @@ def confirm(
     probe_mlx) run under that version. `claims` (same columns) are steps a published claim is about: always
     re-measured, whatever the sweep said. A step whose paired interval still straddles the envelope's edge
     (`judge`, `passes` looks, as analysis.outcomes reads it) gets another `pairs` pairs, up to `passes` passes.
+    Then every step found a jump is re-measured (`pairs` pairs) in each of `processes` - 1 fresh processes (rows
+    tagged `process` 1, 2, ...; the notebook's own 0): a step's ratio may depend on the process (cliffs.py).
     Returns the configurations that failed."""
     chosen = to_confirm(candidates, max_candidates)
     if claims is not None and len(claims):
@@ -316,6 +321,7 @@ def confirm(
         chosen = pd.concat([claims, chosen], ignore_index=True).drop_duplicates(subset=keys)
     timing = dict(pairs=pairs, warmup=warmup, target_ms=target_ms, min_calls=min_calls, max_calls=max_calls)
     errors: list[dict] = []
+    remeasured = chosen
     for number in range(passes):
         if chosen.empty:
             break
@@ -324,6 +330,24 @@ def confirm(
             chosen, rows(run.measurements, experiment + CONFIRM), tolerance=tolerance, looks=passes
         )
         chosen = chosen[(judged["confirm_verdict"] == cliffs.UNCLEAR).to_numpy()]
+    if processes > 1 and not remeasured.empty:
+        judged = judge(
+            remeasured, rows(run.measurements, experiment + CONFIRM), tolerance=tolerance, looks=passes
+        )
+        jumps = remeasured[judged["confirm_verdict"].isin([cliffs.UP, cliffs.DOWN]).to_numpy()]
+        for process in range(1, processes):
+            if jumps.empty:
+                break
+            errors += _confirm_pass(
+                run,
+                experiment,
+                jumps,
+                timing,
+                offset=0,
+                wheels_dir=wheels_dir,
+                process=process,
+                number=passes + process - 1,
+            )
     return errors
 
 
@@ -343,19 +367,31 @@ def judge(
 
 
 def _confirm_pass(
-    run: Run, experiment: str, chosen: pd.DataFrame, timing: dict, *, offset: int, wheels_dir: str | None
+    run: Run,
+    experiment: str,
+    chosen: pd.DataFrame,
+    timing: dict,
+    *,
+    offset: int,
+    wheels_dir: str | None,
+    process: int = 0,
+    number: int | None = None,
 ) -> list[dict]:
     """One pass of alternated pairs over the chosen steps, stored with pair numbers from `offset` on (so the
-    passes of one step add up to one series of pairs)."""
+    passes of one step add up to one series of pairs); `process` 0 in this process (another MLX version in its
+    own), any other in a fresh process, tagged with that number."""
     from mlx_workbook.probes import versions
 
     here = versions.current_version()
     column = chosen["probe_mlx"] if "probe_mlx" in chosen.columns else pd.Series(here, index=chosen.index)
-    numbered = dict(confirm_pass=offset // timing["pairs"])
+    numbered = {
+        "confirm_pass": offset // timing["pairs"] if number is None else number,
+        cliffs.PROCESS: process,
+    }
     errors = []
     for version, part in chosen.groupby(column.fillna(here)):
         config = {"confirm": candidate_cases(part), **timing}
-        if version == here and "probe_mlx" not in chosen.columns:
+        if version == here and "probe_mlx" not in chosen.columns and process == 0:
             out = probe.run(
                 config,
                 on_round=lambda rows: store_round(
@@ -364,9 +400,11 @@ def _confirm_pass(
             )
             errors += out["errors"]
             continue
-        result = versions.run_probe(version, config, wheels_dir=wheels_dir or None)
+        result = versions.run_probe(version, config, wheels_dir=wheels_dir or None, fresh=process > 0)
         if result.ok:
-            extra = dict(probe_mlx=result.data["mlx"], probe_backend=result.data["backend"], **numbered)
+            tagged = "probe_mlx" in chosen.columns  # the versions sweep: rows name the version that ran
+            tags = dict(probe_mlx=result.data["mlx"], probe_backend=result.data["backend"]) if tagged else {}
+            extra = dict(tags, **numbered)
             run.record_many(experiment + CONFIRM, to_rows(_shifted(result.data["rows"], offset), **extra))
             errors += result.data["errors"]
         else:
