@@ -53,8 +53,9 @@
 # the steps that matter most. Such a step (origin `boundary` in the tables) is a cliff when its confirmation is a jump
 # either way, and otherwise simply not a cliff. A step's ratio can depend on the process that measures it (on the
 # H200, 512 -> 513 tokens of the additive mask took 1.61x in one process and 1.07x in another), so with
-# `confirm_processes` 2 (method 5) every jump is re-measured in a fresh process as well: a cliff only if that process
-# finds the same jump; one it does not find is listed with the undecided steps as `varies` (process-dependent).
+# `confirm_processes` 2 (method 5) every jump is re-measured in a fresh process as well (20 pairs): one that process
+# contradicts (no jump there, or the opposite one) is listed with the undecided steps as `varies` (process-dependent),
+# not as a cliff. A fresh process left unsure by its one pass does not contradict (method 6).
 
 # %% tags=["parameters"]
 profile: str = "quick"  # parameter profile this run came from (set by the runner)
@@ -350,8 +351,8 @@ display(fig, per_op, Markdown(analysis.graph_note(df, P)))
 # sweep) and every step around a swept boundary is re-measured with its two lengths alternated back to back for
 # `confirm_pairs` pairs (more passes while unclear, up to `confirm_passes`), and is a cliff only if the paired
 # ratio's interval (t on log-ratios, Bonferroni over the re-measured steps and the passes) lies outside the work
-# envelope (for a nominated step: in the sweep's direction), and, with `confirm_processes` above 1, does so in
-# each fresh process too (column `other processes`). Nominated steps that did not repeat are listed below
+# envelope (for a nominated step: in the sweep's direction), and, with `confirm_processes` above 1, a fresh process
+# does not contradict it (column `other processes`). Nominated steps that did not repeat are listed below
 # as transients; steps whose interval still straddles the envelope's edge after every pass, or that one process
 # found and another did not (`varies`), as undecided (another run may call them cliffs, or not, without
 # contradicting this one);

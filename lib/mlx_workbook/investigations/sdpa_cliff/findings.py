@@ -136,7 +136,7 @@ def where_cliffs_are(
     n_decode = len(attention.sweep_lengths(p["decode_lengths"], p["decode_boundaries"], p["decode_offsets"]))
     top = cur.iloc[0]["excess"] if len(cur) else None
     k = int(p.get("confirm_processes", 1))
-    processes = f" (each found in all {k} processes that re-measured it)" if k > 1 else ""
+    processes = " (each also re-measured in a fresh process, which did not contradict it)" if k > 1 else ""
     out = [
         Finding(
             id="cliffs_found",

@@ -18,15 +18,16 @@ from mlx_workbook.core.results import Run
 from mlx_workbook.investigations.sdpa_cliff import cliffs
 from mlx_workbook.probes import sdpa_probe as probe
 
-# 5: a step the notebook's process confirms as a jump is re-measured in `processes` - 1 fresh processes and is a
-# cliff only where every process finds it (cliffs.across_processes). 4: the sweep's screen nominates every step whose
+# 6: a fresh process's pass leaving a jump unclear no longer demotes it; only a contradiction does. 5: a step the
+# notebook's process confirms as a jump is re-measured in `processes` - 1 fresh processes and is a cliff only where
+# every process finds it (cliffs.across_processes). 4: the sweep's screen nominates every step whose
 # median ratio lies beyond the widened envelope (not only those whose interval does), and a confirmation still
 # unclear after its pairs gets more passes (`confirm_passes`, Bonferroni over the passes). 3: the steps into and out
 # of every swept boundary are always re-measured in the confirmation pass (not only those the sweep nominates),
 # Bonferroni over every re-measured step. 2: one call count per sweep (calibrated at its longest length), lengths in
 # random order per round, and a confirmation pass (alternated pairs) before a candidate is called a cliff; 1 chose
 # the count per length.
-METHOD_VERSION = 5
+METHOD_VERSION = 6
 
 MODES, VARIANTS, DTYPES = probe.MODES, probe.VARIANTS, tuple(probe.DTYPES)
 GROUP = list(probe.GROUP_KEYS)  # a sweep's configuration: everything but the length
