@@ -107,9 +107,13 @@ samplers: list = [
 ]  # samplers timed alone, on the first model
 sampler_calls: int = 20  # sampler calls per timed trial
 sampler_repeats: int = 5  # timed repeats, each timing every sampler once back to back in a random order
+sampler_max_repeats: int = (
+    0  # above sampler_repeats: more repeats until the compiled chain's verdict is decided
+)
 variability_runs: int = (
     8  # whole mlx-lm generations back to back for its run-to-run spread (0: skip; < 8: not measured)
 )
+variability_max_runs: int = 0  # above variability_runs: more runs until the spread's verdict is decided
 minor_tolerance_pct: float = 2.0  # speed difference still called minor (dedicated stream), percent
 no_impact_tolerance_pct: float = 1.0  # speed difference still called no impact, percent
 share_tolerance_pts: float = (
@@ -144,19 +148,24 @@ if (
     or prompt_tokens < 1
     or min(sampler_calls, sampler_repeats) < 1
     or variability_runs < 0
+    or min(sampler_max_repeats, variability_max_runs) < 0
 ):
     raise ValueError(
         "split_tokens and identity_tokens must be >= 2, max_tokens >= 21, chunk_tokens 0 or >= 2, "
         "3 <= min_blocks <= max_blocks, "
         "budget_s > 0, split_repeats, prompt_tokens, sampler_calls and sampler_repeats >= 1, "
-        "variability_runs >= 0"
+        "variability_runs, sampler_max_repeats and variability_max_runs >= 0"
     )
-tolerances = plans.Tolerances(minor_tolerance_pct, no_impact_tolerance_pct, share_tolerance_pts)
+tolerances = plans.Tolerances(
+    minor_tolerance_pct, no_impact_tolerance_pct, share_tolerance_pts, variance_tolerance_pts
+)
 extension = blocks.Extension(extend_s, extend_total_s)  # shared by every comparison below
-# 10: a side model's comparisons stop and extend on the fastest-loop check alone, and an effect outside its band
-# stops only once its interval clears no effect (core.blocks.Band.no_effect_at); 9: a block's log-ratio the median
-# of its rounds'; 8: undecided comparisons whose blocks project a decision may go on past their budget
-run = results.start("02_decode_loop", globals(), method_version=10)
+# 11: the samplers timed alone and mlx-lm's spread go on (sampler_max_repeats, variability_max_runs) until their
+# claim's interval decides; 10: a side model's comparisons stop and extend on the fastest-loop check alone, and an
+# effect outside its band stops only once its interval clears no effect (core.blocks.Band.no_effect_at); 9: a block's
+# log-ratio the median of its rounds'; 8: undecided comparisons whose blocks project a decision may go on past their
+# budget
+run = results.start("02_decode_loop", globals(), method_version=11)
 env = run.environment
 where = f"{env.device} ({env.backend}, mlx {env.mlx})"
 display(pd.Series(env.as_dict() | {"run_id": run.run_id}, name="environment").to_frame())
@@ -207,7 +216,9 @@ for i, spec in enumerate(model_specs):
         split_repeats=split_repeats,
         sampler_calls=sampler_calls,
         sampler_repeats=sampler_repeats,
+        sampler_max_repeats=sampler_max_repeats,
         variability_runs=variability_runs if i == 0 else 0,
+        variability_max_runs=variability_max_runs if i == 0 else 0,
         claims=measure.judged_claims(spec, model_specs, pipelining_model),
         seed=seed,
     )

@@ -252,3 +252,77 @@ def test_bad_names_fail_clearly():
         loop_bench.validate(["tiny:float32"], ["loop_overhead"], [], [], "tiny:4")
     with pytest.raises(models.ModelError):
         loop_bench.validate(["tiny:3.5"], ["loop_overhead"], [], [], "")
+
+
+def test_the_samplers_go_on_until_told_decided_and_no_further_than_max_repeats():
+    samplers = {name: sampling.make(name) for name in ("greedy", "fast")}
+    looked = []
+
+    def decided_at_12(so_far):
+        looked.append(len(so_far))
+        return len(so_far) >= 12
+
+    timed = sampling.time_samplers(samplers, 64, calls=2, repeats=4, max_repeats=40, until=decided_at_12)
+    assert len(timed) == 12 and looked == [4, 8, 12] and all(set(t) == set(samplers) for t in timed)
+    never = sampling.time_samplers(
+        samplers, 64, calls=2, repeats=4, max_repeats=10, until=lambda so_far: False
+    )
+    assert len(never) == 10  # 4 + 4 + the 2 left under the limit
+    assert len(sampling.time_samplers(samplers, 64, calls=2, repeats=4)) == 4  # no `until`: the fixed count
+
+
+def test_the_compiled_sampler_rows_say_why_they_stopped(tmp_path, lm, monkeypatch):
+    run_ = results.start_run("99_test", {}, run_dir=tmp_path / "r")
+    monkeypatch.setattr(loop_bench, "compiled_sampling_decided", lambda so_far: len(so_far) >= 6)
+    sampling.time_sampling(
+        run_,
+        lm,
+        ["chain", "chain_compiled"],
+        calls=2,
+        repeats=3,
+        max_repeats=30,
+        until=loop_bench.compiled_sampling_decided,
+    )
+    rows_ = run_.measurements
+    chain = rows_[(rows_.experiment == "sampling") & (rows_.sampler == "chain")]
+    assert len(chain) == 6 and set(chain.stop_reason) == {"decided"}
+
+
+def test_the_variability_pass_goes_on_until_the_spread_decides(tmp_path, lm, monkeypatch):
+    # about 8% spread: its interval straddles the band's 10% edge at 8 runs and lies below it at 16 (this seed)
+    speeds = iter(np.random.default_rng(2).uniform(100, 130, 64))
+
+    class Generation:
+        def __init__(self):
+            self.decode_tps, self.tokens = float(next(speeds)), [0] * 8
+
+    monkeypatch.setattr(loop_bench.decode, "measure_generation", lambda *a, **kw: Generation())
+    band = blocks.Band(10.0, 18.0)
+    run_ = results.start_run("99_test", {}, run_dir=tmp_path / "r")
+    loop_bench.variability(run_, lm, runs=8, prompt_tokens=4, max_tokens=8, max_runs=64, band=band)
+    spread = run_.measurements[run_.measurements.experiment == plans.VARIABILITY]
+    e = loop_stats.expected_half_range(spread.value)
+    assert 8 < len(spread) < 64 and set(spread.stop_reason) == {"decided"}
+    assert band.decides(100 * e.low, 100 * e.high) and sorted(spread.trial) == list(range(len(spread)))
+
+    class Undecided:  # an interval that never settles: the cap ends the pass
+        def decides(self, low, high):
+            return False
+
+    capped = results.start_run("99_test", {}, run_dir=tmp_path / "c")
+    loop_bench.variability(capped, lm, runs=8, prompt_tokens=4, max_tokens=8, max_runs=12, band=Undecided())
+    spread = capped.measurements[capped.measurements.experiment == plans.VARIABILITY]
+    assert len(spread) == 12 and set(spread.stop_reason) == {"max_runs"}
+
+
+def test_the_compiled_chain_is_decided_once_its_paired_interval_leaves_the_band_edges():
+    rng = np.random.default_rng(0)
+
+    def repeats(speedup, n, noise):
+        base = rng.uniform(1.0, 2.0, n)  # the host's speed moves both samplers of a repeat alike
+        return [{"chain": b * speedup * np.exp(rng.normal(0, noise)), "chain_compiled": b} for b in base]
+
+    assert loop_bench.compiled_sampling_decided(repeats(1.4, 10, 0.01))  # inside 1.2-1.6x
+    assert loop_bench.compiled_sampling_decided(repeats(1.05, 10, 0.01))  # below it, above no effect
+    assert not loop_bench.compiled_sampling_decided(repeats(1.2, 10, 0.05))  # on the band's edge
+    assert not loop_bench.compiled_sampling_decided(repeats(1.4, 1, 0.01))  # one repeat: no interval

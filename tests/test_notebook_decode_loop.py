@@ -24,7 +24,7 @@ def run_02(tmp_path_factory):
 def test_02_stores_block_comparisons_with_stop_reasons(run_02):
     code, df, summary = run_02
     assert code == 0 and summary["status"] == "ok", summary.get("error")
-    assert summary["method_version"] == 10
+    assert summary["method_version"] == 11
     for name, plan in plans.PLANS.items():
         trials = df[(df.experiment == name) & (df.metric == plans.TIME_METRIC)]
         assert set(trials.variant) == set(plan.names), name  # only the variants the claim needs
@@ -64,3 +64,14 @@ def test_02_variability_pass_below_eight_runs_is_not_measured(run_02):
     assert found["mlxlm_variance_pct"]["verdict"] == "not measured"
     assert "at least 8" in found["mlxlm_variance_pct"]["statement"]
     assert "n=3 repeats" in found["compiled_sampling_speedup_expected"]["statement"]
+
+
+def test_02_compiled_sampler_goes_on_until_decided_and_says_why_it_stopped(run_02):
+    _, df, summary = run_02
+    found = {f["id"]: f for f in summary["findings"]}[plans.COMPILED_SAMPLING_CLAIM]
+    chain = df[(df.experiment == "sampling") & (df.sampler == "chain")]
+    assert 3 <= len(chain) <= 6 and chain.stop_reason.nunique() == 1  # the test profile: 3, up to 6 repeats
+    reason = chain.stop_reason.iloc[0]
+    assert found["measured"]["stop_reason"] == reason and found["measured"]["n"] == len(chain)
+    assert (reason == "decided") == (len(chain) < 6 or found["verdict"] != "inconclusive")
+    assert f"stopped: {reason}" in found["statement"]

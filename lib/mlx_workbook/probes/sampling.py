@@ -145,11 +145,16 @@ def time_samplers(
     repeats: int = 5,
     warmup: int = 2,
     seed: int = 0,
+    max_repeats: int = 0,
+    until=None,
 ) -> list[dict[str, float]]:
     """Seconds per sampling of one (1, vocab) logits row, each call evaluated before the next (a decode loop
     samples one token at a time, so calls are never batched into one graph here). Paired: every repeat times
     each sampler once (`calls` calls) back to back in a fresh random order (blocks.back_to_back), so a change
-    of the host's speed hits the samplers of a repeat alike. One {name: seconds per call} per repeat."""
+    of the host's speed hits the samplers of a repeat alike. One {name: seconds per call} per repeat.
+
+    `until(repeats so far) -> bool`: after the first `repeats`, `repeats` more at a time until it says the
+    question is decided or `max_repeats` have run."""
     mx.random.seed(seed)
     logits = mx.random.normal((1, vocab_size)).astype(dtype)
     mx.eval(logits)
@@ -163,9 +168,14 @@ def time_samplers(
         for fn in variants.values():
             fn()
     rng = random.Random(seed)
-    return [
-        {name: t / calls for name, t in blocks.back_to_back(variants, rng).items()} for _ in range(repeats)
-    ]
+
+    def more(n: int) -> list[dict[str, float]]:
+        return [{name: t / calls for name, t in blocks.back_to_back(variants, rng).items()} for _ in range(n)]
+
+    out = more(repeats)
+    while until is not None and len(out) < max_repeats and not until(out):
+        out += more(min(repeats, max_repeats - len(out)))
+    return out
 
 
 def time_transfer(vocab_size: int, *, calls: int = 20, repeats: int = 5) -> list[float]:
@@ -186,21 +196,38 @@ def time_transfer(vocab_size: int, *, calls: int = 20, repeats: int = 5) -> list
     return out
 
 
-def time_sampling(run, loaded, names: list[str], *, calls: int, repeats: int) -> None:
+def time_sampling(
+    run, loaded, names: list[str], *, calls: int, repeats: int, max_repeats: int = 0, until=None
+) -> None:
     """Seconds per sampler call on one vocab-sized logits row (model dtype), the samplers paired per repeat
-    (time_samplers: `trial` is the repeat), and the token + logprobs transfer to the host; experiment
-    'sampling'."""
+    (time_samplers: `trial` is the repeat; more repeats while `until` says undecided, up to `max_repeats`, each
+    row saying why they stopped), and the token + logprobs transfer to the host; experiment 'sampling'."""
     from mlx_workbook.models import DTYPES
 
     samplers = {name: make(name, **(CHAIN if name.startswith("chain") else {})) for name in names}
     per_repeat = time_samplers(
-        samplers, loaded.vocab_size, dtype=DTYPES[loaded.dtype], calls=calls, repeats=repeats
+        samplers,
+        loaded.vocab_size,
+        dtype=DTYPES[loaded.dtype],
+        calls=calls,
+        repeats=repeats,
+        max_repeats=max_repeats,
+        until=until,
     )
     fields = dict(label=loaded.label, **loaded.describe())
+    stopped = {} if until is None else {"stop_reason": "decided" if until(per_repeat) else "max_repeats"}
     for i, timed in enumerate(per_repeat):
         for position, (name, s) in enumerate(timed.items()):  # in running order
             run.record(
-                "sampling", "ms_per_call", 1e3 * s, "ms", trial=i, sampler=name, position=position, **fields
+                "sampling",
+                "ms_per_call",
+                1e3 * s,
+                "ms",
+                trial=i,
+                sampler=name,
+                position=position,
+                **stopped,
+                **fields,
             )
     for i, s in enumerate(time_transfer(loaded.vocab_size, calls=calls, repeats=repeats)):
         run.record("sampling", "ms_per_call", 1e3 * s, "ms", trial=i, sampler="transfer", **fields)

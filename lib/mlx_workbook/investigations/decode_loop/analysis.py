@@ -43,7 +43,10 @@ class Setup:
     @property
     def tolerances(self) -> plans.Tolerances:
         return plans.Tolerances(
-            self.minor_tolerance_pct, self.no_impact_tolerance_pct, self.share_tolerance_pts
+            self.minor_tolerance_pct,
+            self.no_impact_tolerance_pct,
+            self.share_tolerance_pts,
+            self.variance_tolerance_pts,
         )
 
     @property

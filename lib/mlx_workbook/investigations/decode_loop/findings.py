@@ -50,7 +50,7 @@ SPEEDUPS = {
 NO_IMPACT = {"dedicated_stream_minor": "a dedicated stream over the default one"}
 REP_PENALTY = plans.REP_PENALTY
 # The compiled-sampling speed-up is an unimplemented expectation ("~"): its range is widened by this much (x).
-COMPILED_SAMPLING_TOLERANCE_X = 0.1
+COMPILED_SAMPLING_TOLERANCE_X = plans.COMPILED_SAMPLING_TOLERANCE_X
 # An absolute figure of the write-ups' hardware (tok/s, ms) is widened by this share of it: run-to-run and
 # machine-variant spread (judged only on that hardware: core.scope).
 ABSOLUTE_TOLERANCE_SHARE = 0.1
@@ -284,6 +284,22 @@ def sampling_findings(df: pd.DataFrame, s: Setup) -> list[Finding]:
     return out
 
 
+def stop_reason(frame: pd.DataFrame) -> str | None:
+    """Why a pass that goes on until its claim is decided stopped (its rows' stop_reason); None for a fixed one."""
+    reasons = frame["stop_reason"].dropna() if "stop_reason" in frame else frame.iloc[:0]
+    return None if reasons.empty else str(reasons.iloc[0])
+
+
+def stopped(reason: str | None) -> str:
+    return (
+        ""
+        if reason is None
+        else "; stopped: decided"
+        if reason == "decided"
+        else f"; stopped: {reason} reached"
+    )
+
+
 def compiled_sampling_finding(df: pd.DataFrame, s: Setup) -> Finding:
     """The chain uncompiled over compiled, timed alone: both samplers ran back to back in a random order in every
     repeat (sampling.time_samplers), so the ratio is judged on the repeats' paired log-ratios (t interval)."""
@@ -293,6 +309,7 @@ def compiled_sampling_finding(df: pd.DataFrame, s: Setup) -> Finding:
         why = "samplers 'chain' and 'chain_compiled' are both needed, in at least 2 repeats"
         return _not_measured(claim_id, "sampling", why)
     e = intervals.paired_ratio(paired["chain"], paired["chain_compiled"])
+    reason = stop_reason(rows(loop_stats.model_rows(df, label), "sampling", sampler="chain"))
     m = Interval.of(e)
     lo, hi = published.figure_range(claim_id)
     tol = COMPILED_SAMPLING_TOLERANCE_X
@@ -301,12 +318,13 @@ def compiled_sampling_finding(df: pd.DataFrame, s: Setup) -> Finding:
         id=claim_id,
         verdict=verdict,
         section="sampling",
-        measured=m.measured("x", n=e.n, method=e.method),
+        measured=m.measured("x", n=e.n, method=e.method, stop_reason=reason),
         published=published.reference(claim_id),
         statement=f"Sampler timed alone: compiling the sampling chain into one mx.compile speeds sampling alone "
         f"by {m.value:.2f}x [{m.low:.2f}, {m.high:.2f}] ({label} vocabulary, {s.where}; n={e.n} repeats, the "
-        f"two samplers back to back in a random order in each, {e.method}); expected {span(lo, hi)}x (seed "
-        f"000, not implemented there); verdict (published range widened by {tol:g}x): {verdict}.",
+        f"two samplers back to back in a random order in each, {e.method}"
+        f"{stopped(reason)}); expected "
+        f"{span(lo, hi)}x (seed 000, not implemented there); verdict (published range widened by {tol:g}x): {verdict}.",
     )
 
 
@@ -528,6 +546,7 @@ def variability_finding(df: pd.DataFrame, s: Setup) -> Finding:
             f"interval of the spread of {k} runs that covers near its 95%, and {label} has {ran}",
         )
     e = loop_stats.expected_half_range(runs)
+    reason = stop_reason(rows(df, plans.VARIABILITY, label=label))
     spread = Interval.of(e).scaled(100)
     c, (lo, hi) = published.claim(claim_id), published.figure_range(claim_id)
     tol = s.variance_tolerance_pts
@@ -545,13 +564,16 @@ def variability_finding(df: pd.DataFrame, s: Setup) -> Finding:
         id=claim_id,
         verdict=verdict,
         section="variability",
-        measured=spread.measured(f"% (half range / mean of {k} warm runs)", n=e.n, method=e.method),
+        measured=spread.measured(
+            f"% (half range / mean of {k} warm runs)", n=e.n, method=e.method, stop_reason=reason
+        ),
         published=published.reference(claim_id),
         statement=f"mlx-lm's decode speed over {e.n} whole generate_step runs of {int(tokens.iloc[0])} tokens "
         f"back to back ({label}, {s.where}; {runs.min():.1f}-{runs.max():.1f} tok/s, median "
         f"{runs.median():.1f}): half the range over the mean of {k} runs, the published statistic at the "
         f"published run count (seed 001: '5 runs per prompt'), averaged over every {k} of our {e.n} runs, is "
-        f"{share_text(spread)} (95% interval: {e.method}, n={e.n} runs); published {span(lo, hi)}% on "
+        f"{share_text(spread)} (95% interval: {e.method}, n={e.n} runs"
+        f"{stopped(reason)}); published {span(lo, hi)}% on "
         f"{c['hardware']} (81-109 tok/s, a cold first run included). Match within ±{tol:g} points: "
         f"{verdict}.{cold}",
     )

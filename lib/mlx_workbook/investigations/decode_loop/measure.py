@@ -35,8 +35,9 @@ import mlx.core as mx
 import pandas as pd
 
 from mlx_workbook import models
-from mlx_workbook.core import blocks, progress
+from mlx_workbook.core import blocks, intervals, progress
 from mlx_workbook.investigations.decode_loop import plans
+from mlx_workbook.investigations.decode_loop import stats as loop_stats
 from mlx_workbook.probes import decode, sampling
 from mlx_workbook.probes.loops import PhaseClock, parse_model, steps, variant
 
@@ -217,27 +218,62 @@ def compare(
 
 
 def variability(
-    run, loaded: models.LoadedModel, *, runs: int, prompt_tokens: int, max_tokens: int, seed: int = 0
+    run,
+    loaded: models.LoadedModel,
+    *,
+    runs: int,
+    prompt_tokens: int,
+    max_tokens: int,
+    max_runs: int = 0,
+    band: blocks.Band | None = None,
+    seed: int = 0,
 ) -> None:
     """mlx-lm's run-to-run spread the way the write-ups measured it: `runs` whole generate_step generations of
     `max_tokens` tokens back to back (warm: compare ran it first), each one row of its decode tokens/s
     (mlx-lm's generation_tps; experiment plans.VARIABILITY). Nothing is interleaved: the host's drift
-    between runs is part of what is measured."""
+    between runs is part of what is measured. With a `band` (the claim's, plans.variance_band), `runs` more at a
+    time until the spread's interval (loop_stats.expected_half_range) decides against it or `max_runs` have run;
+    every row says why the pass stopped."""
     prompt = models.random_prompt(loaded, prompt_tokens, seed=seed)
+    done: list[dict] = []
+
+    def decided() -> bool:
+        if len(done) < loop_stats.MIN_SPREAD_RUNS:  # no interval yet (the finding says not measured)
+            return False
+        e = loop_stats.expected_half_range([r["value"] for r in done])
+        return band.decides(100 * e.low, 100 * e.high)
+
     with collector_paused():
-        for i in progress.steps(range(runs), f"{loaded.label}: variability"):
-            gen = decode.measure_generation(loaded.model, prompt, max_tokens, loop=variant("mlx_lm").loop())
-            run.record(
-                plans.VARIABILITY,
-                plans.VARIABILITY_METRIC,
-                gen.decode_tps,
-                "tokens/s",
-                trial=i,
-                variant="mlx_lm",
-                label=loaded.label,
-                generated_tokens=len(gen.tokens),
-                **loaded.describe(),
-            )
+        while not done or (band is not None and len(done) < max_runs and not decided()):
+            more = runs if not done else min(runs, max_runs - len(done))
+            for i in progress.steps(range(len(done), len(done) + more), f"{loaded.label}: variability"):
+                gen = decode.measure_generation(
+                    loaded.model, prompt, max_tokens, loop=variant("mlx_lm").loop()
+                )
+                done.append(dict(value=gen.decode_tps, trial=i, generated_tokens=len(gen.tokens)))
+    stopped = {} if band is None else {"stop_reason": "decided" if decided() else "max_runs"}
+    for r in done:
+        run.record(
+            plans.VARIABILITY,
+            plans.VARIABILITY_METRIC,
+            r["value"],
+            "tokens/s",
+            trial=r["trial"],
+            variant="mlx_lm",
+            label=loaded.label,
+            generated_tokens=r["generated_tokens"],
+            **stopped,
+            **loaded.describe(),
+        )
+
+
+def compiled_sampling_decided(per_repeat: list[dict[str, float]]) -> bool:
+    """Does the uncompiled over compiled chain's paired speed-up (as its finding judges it) decide against the
+    claim's band yet?"""
+    if len(per_repeat) < 2:
+        return False
+    e = intervals.paired_ratio([r["chain"] for r in per_repeat], [r["chain_compiled"] for r in per_repeat])
+    return plans.compiled_sampling_band().decides(e.low, e.high)
 
 
 def record_agreement(run, loaded: models.LoadedModel, tokens: dict[str, list[int]]) -> None:
@@ -371,7 +407,9 @@ def measure_model(
     split_repeats: int,
     sampler_calls: int,
     sampler_repeats: int,
+    sampler_max_repeats: int = 0,
     variability_runs: int = 0,
+    variability_max_runs: int = 0,
     chunk_tokens: int = 0,
     claims: Collection[str] | None = None,
     seed: int = 0,
@@ -379,7 +417,9 @@ def measure_model(
     """Everything measured on one model: the comparisons, mlx-lm's run-to-run spread (`variability_runs` whole
     generations right after them; 0: skipped), the agreement with each family's reference, the time split of
     generate_step's steps (its copy) and of the judged loop (pipelined), and the samplers alone (when asked).
-    `claims`: the claims judged on this model (see `compare`). Returns the model's label."""
+    `claims`: the claims judged on this model (see `compare`). The spread's pass and the samplers (the notebook
+    runs both on the claims model) go on, up to `variability_max_runs` runs and `sampler_max_repeats` repeats
+    where those exceed the first look, until their claim's interval decides. Returns the model's label."""
     spec = parse_model(spec_text)
     loaded = models.build_preset(spec["name"], dtype=spec["dtype"], bits=spec["bits"], seed=seed)
     tokens = compare(
@@ -398,7 +438,14 @@ def measure_model(
         seed=seed,
     )
     variability(
-        run, loaded, runs=variability_runs, prompt_tokens=prompt_tokens, max_tokens=max_tokens, seed=seed
+        run,
+        loaded,
+        runs=variability_runs,
+        prompt_tokens=prompt_tokens,
+        max_tokens=max_tokens,
+        max_runs=variability_max_runs,
+        band=plans.variance_band(tolerances) if variability_max_runs > variability_runs else None,
+        seed=seed,
     )
     record_agreement(run, loaded, tokens)
     time_split(
@@ -411,7 +458,16 @@ def measure_model(
         seed=seed,
     )
     if samplers:
-        sampling.time_sampling(run, loaded, samplers, calls=sampler_calls, repeats=sampler_repeats)
+        compiled = {"chain", "chain_compiled"} <= set(samplers) and sampler_max_repeats > sampler_repeats
+        sampling.time_sampling(
+            run,
+            loaded,
+            samplers,
+            calls=sampler_calls,
+            repeats=sampler_repeats,
+            max_repeats=sampler_max_repeats,
+            until=compiled_sampling_decided if compiled else None,
+        )
     label = loaded.label
     del loaded, tokens
     mx.clear_cache()

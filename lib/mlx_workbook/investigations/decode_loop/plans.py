@@ -103,6 +103,7 @@ class Tolerances:
     minor_pct: float = 2.0  # "minor" (dedicated stream) and "at least as fast" (the judged loop)
     no_impact_pct: float = 1.0  # "no impact" (repetition penalty)
     share_pts: float = 3.0  # a measured share against a published one
+    variance_pts: float = 4.0  # mlx-lm's measured run-to-run spread against the published one
 
 
 def rep_penalty_range() -> tuple[float, float]:
@@ -142,6 +143,24 @@ def claim_band(claim_id: str, tol: Tolerances) -> blocks.Band:
         lo, hi, pts = share_range(claim_id, tol)
         return blocks.Band(change_for_share(lo - pts), change_for_share(hi + pts))
     raise ValueError(f"no band for {claim_id!r}")
+
+
+COMPILED_SAMPLING_CLAIM = "compiled_sampling_speedup_expected"
+COMPILED_SAMPLING_TOLERANCE_X = 0.1  # the expected 1.3-1.5x, widened by this much either way
+VARIANCE_CLAIM = "mlxlm_variance_pct"
+
+
+def compiled_sampling_band() -> blocks.Band:
+    """The compiled chain's speed-up over the uncompiled one (x) its verdict is judged against, widened: the
+    sampler repeats go on until their interval decides against it."""
+    lo, hi = published.figure_range(COMPILED_SAMPLING_CLAIM)
+    return blocks.Band.widened(lo, hi, COMPILED_SAMPLING_TOLERANCE_X, no_effect_at=1.0)
+
+
+def variance_band(tol: Tolerances) -> blocks.Band:
+    """mlx-lm's published run-to-run spread (% half range over mean) widened by tol.variance_pts: the
+    variability pass goes on until its interval decides against it."""
+    return blocks.Band.widened(*published.figure_range(VARIANCE_CLAIM), tol.variance_pts)
 
 
 def judged_model(claim_id: str, claims_model, pipelining_model):
