@@ -326,3 +326,12 @@ def test_the_compiled_chain_is_decided_once_its_paired_interval_leaves_the_band_
     assert loop_bench.compiled_sampling_decided(repeats(1.05, 10, 0.01))  # below it, above no effect
     assert not loop_bench.compiled_sampling_decided(repeats(1.2, 10, 0.05))  # on the band's edge
     assert not loop_bench.compiled_sampling_decided(repeats(1.4, 1, 0.01))  # one repeat: no interval
+
+
+def test_a_skipped_variability_pass_returns_at_once_whatever_its_band(tmp_path, lm):
+    # the side models get runs=0: with a band the pass once looped forever there (the H200 run at 56afd16 hung)
+    run_ = results.start_run("99_test", {}, run_dir=tmp_path / "r")
+    loop_bench.variability(
+        run_, lm, runs=0, prompt_tokens=4, max_tokens=8, max_runs=50, band=blocks.Band(10, 18)
+    )
+    assert run_.measurements.empty or (run_.measurements.experiment != plans.VARIABILITY).all()

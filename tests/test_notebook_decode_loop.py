@@ -75,3 +75,24 @@ def test_02_compiled_sampler_goes_on_until_decided_and_says_why_it_stopped(run_0
     assert found["measured"]["stop_reason"] == reason and found["measured"]["n"] == len(chain)
     assert (reason == "decided") == (len(chain) < 6 or found["verdict"] != "inconclusive")
     assert f"stopped: {reason}" in found["statement"]
+
+
+def test_02_side_models_run_their_comparisons_and_nothing_of_the_claims_model(tmp_path):
+    """The full profile's shape (a side model after the claims model) on tiny presets: the side model gets no
+    variability pass and no samplers (with runs=0 the spread's pass once looped forever on the H200, 56afd16)."""
+    params = {
+        "model_specs": ["tiny:float32", "tiny:bfloat16"],
+        "comparisons": ["loop_overhead"],
+        "side_comparisons": ["loop_overhead"],
+        "variability_runs": 8,
+        "variability_max_runs": 16,
+    }
+    code = runner.run_notebooks(["02_decode_loop"], "test", params, root=tmp_path)
+    run_dir = results.find_runs(tmp_path)[0].path
+    df, summary = results.read_measurements(run_dir), results.read_summary(run_dir)
+    assert code == 0 and summary["status"] == "ok", summary.get("error")
+    labels = list(df[df.experiment == "loop_overhead"].label.unique())
+    assert len(labels) == 2  # both models ran the comparison
+    spread = df[df.experiment == plans.VARIABILITY]
+    assert set(spread.label) == {labels[0]} and 8 <= len(spread) <= 16 and spread.stop_reason.nunique() == 1
+    assert set(df[df.experiment == "sampling"].label) == {labels[0]}

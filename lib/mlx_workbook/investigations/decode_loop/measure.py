@@ -243,14 +243,17 @@ def variability(
         e = loop_stats.expected_half_range([r["value"] for r in done])
         return band.decides(100 * e.low, 100 * e.high)
 
+    more = runs  # 0 on a side model: the pass is skipped
     with collector_paused():
-        while not done or (band is not None and len(done) < max_runs and not decided()):
-            more = runs if not done else min(runs, max_runs - len(done))
+        while more > 0:
             for i in progress.steps(range(len(done), len(done) + more), f"{loaded.label}: variability"):
                 gen = decode.measure_generation(
                     loaded.model, prompt, max_tokens, loop=variant("mlx_lm").loop()
                 )
                 done.append(dict(value=gen.decode_tps, trial=i, generated_tokens=len(gen.tokens)))
+            more = 0 if band is None or decided() else min(runs, max_runs - len(done))
+    if not done:
+        return
     stopped = {} if band is None else {"stop_reason": "decided" if decided() else "max_runs"}
     for r in done:
         run.record(
