@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from mlx_workbook.core import blocks, measure, published, verdicts
-from mlx_workbook.investigations.decode_loop import analysis, findings, plans
+from mlx_workbook.investigations.decode_loop import analysis, findings, plans, spread
 from mlx_workbook.investigations.decode_loop import stats as loop_stats
 
 DRIFT = [1.0, 1.4, 0.8, 1.2, 0.9]  # the host's speed per block, the same for every variant of a block
@@ -332,12 +332,12 @@ def test_findings_cover_every_claim_with_planted_verdicts():
 def test_spread_of_five_runs_by_hand():
     """4 runs at 100 tok/s and 4 at 200: every 5 of them hold both speeds (range 100), j at 200 tok/s in
     C(4, j) * C(4, 5 - j) of the 56 subsets, mean 100 + 20 j; the average of 50 / mean is SPREAD_OF_FIVE."""
-    e = loop_stats.expected_half_range(VARIABILITY_TPS)
+    e = spread.expected_half_range(VARIABILITY_TPS)
     assert e.value == pytest.approx(SPREAD_OF_FIVE) and e.n == 8
     assert e.low < e.value < e.high and "jackknife" in e.method
     # the same from every subset written out, and a larger n drawn from random subsets lands close to it
-    assert len(loop_stats.subsets(8, 5)) == 56
-    many = loop_stats.expected_half_range(VARIABILITY_TPS * 4)  # C(32, 5) > MAX_SUBSETS: a random sample
+    assert len(spread.subsets(8, 5)) == 56
+    many = spread.expected_half_range(VARIABILITY_TPS * 4)  # C(32, 5) > MAX_SUBSETS: a random sample
     assert many.value == pytest.approx(SPREAD_OF_FIVE, rel=0.05)
 
 
@@ -350,7 +350,7 @@ def test_spread_interval_covers_at_the_sizes_used():
     for n in (8, 20):
         hits = 0
         for _ in range(200):
-            e = loop_stats.expected_half_range(100 * (1 + 0.07 * rng.standard_normal(n)))
+            e = spread.expected_half_range(100 * (1 + 0.07 * rng.standard_normal(n)))
             hits += e.low <= truth <= e.high
         assert hits / 200 >= 0.9, (n, hits)
 
@@ -365,7 +365,7 @@ def test_too_few_variability_runs_are_not_measured():
     none = by_id(findings.findings(synthetic(runs=[]), SETUP))["mlxlm_variance_pct"]
     assert none.verdict == verdicts.NOT_MEASURED and "skipped" in none.statement
     with pytest.raises(ValueError, match="at least 8"):
-        loop_stats.expected_half_range(VARIABILITY_TPS[:7])
+        spread.expected_half_range(VARIABILITY_TPS[:7])
 
 
 def test_compiled_sampling_is_judged_on_paired_repeats():

@@ -9,7 +9,7 @@ from mlx_lm.sample_utils import make_logits_processors, make_sampler
 from mlx_workbook import models
 from mlx_workbook.core import blocks, results
 from mlx_workbook.investigations.decode_loop import measure as loop_bench
-from mlx_workbook.investigations.decode_loop import plans
+from mlx_workbook.investigations.decode_loop import plans, spread
 from mlx_workbook.investigations.decode_loop import stats as loop_stats
 from mlx_workbook.investigations.kv_cache import measure as kvcache
 from mlx_workbook.probes import decode, loops, sampling
@@ -300,10 +300,12 @@ def test_the_variability_pass_goes_on_until_the_spread_decides(tmp_path, lm, mon
     band = blocks.Band(10.0, 18.0)
     run_ = results.start_run("99_test", {}, run_dir=tmp_path / "r")
     loop_bench.variability(run_, lm, runs=8, prompt_tokens=4, max_tokens=8, max_runs=64, band=band)
-    spread = run_.measurements[run_.measurements.experiment == plans.VARIABILITY]
-    e = loop_stats.expected_half_range(spread.value)
-    assert 8 < len(spread) < 64 and set(spread.stop_reason) == {"decided"}
-    assert band.decides(100 * e.low, 100 * e.high) and sorted(spread.trial) == list(range(len(spread)))
+    generations = run_.measurements[run_.measurements.experiment == plans.VARIABILITY]
+    e = spread.expected_half_range(generations.value)
+    assert 8 < len(generations) < 64 and set(generations.stop_reason) == {"decided"}
+    assert band.decides(100 * e.low, 100 * e.high) and sorted(generations.trial) == list(
+        range(len(generations))
+    )
 
     class Undecided:  # an interval that never settles: the cap ends the pass
         def decides(self, low, high):
@@ -311,8 +313,8 @@ def test_the_variability_pass_goes_on_until_the_spread_decides(tmp_path, lm, mon
 
     capped = results.start_run("99_test", {}, run_dir=tmp_path / "c")
     loop_bench.variability(capped, lm, runs=8, prompt_tokens=4, max_tokens=8, max_runs=12, band=Undecided())
-    spread = capped.measurements[capped.measurements.experiment == plans.VARIABILITY]
-    assert len(spread) == 12 and set(spread.stop_reason) == {"max_runs"}
+    generations = capped.measurements[capped.measurements.experiment == plans.VARIABILITY]
+    assert len(generations) == 12 and set(generations.stop_reason) == {"max_runs"}
 
 
 def test_the_compiled_chain_is_decided_once_its_paired_interval_leaves_the_band_edges():

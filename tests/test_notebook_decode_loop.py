@@ -63,7 +63,8 @@ def test_02_variability_pass_below_eight_runs_is_not_measured(run_02):
     found = {f["id"]: f for f in summary["findings"]}
     assert found["mlxlm_variance_pct"]["verdict"] == "not measured"
     assert "at least 8" in found["mlxlm_variance_pct"]["statement"]
-    assert "n=3 repeats" in found["compiled_sampling_speedup_expected"]["statement"]
+    n = found["compiled_sampling_speedup_expected"]["measured"]["n"]  # 3, or 6 where 3 left it undecided
+    assert n in (3, 6) and f"n={n} repeats" in found["compiled_sampling_speedup_expected"]["statement"]
 
 
 def test_02_compiled_sampler_goes_on_until_decided_and_says_why_it_stopped(run_02):

@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 from mlx_workbook.core import blocks, published
 from mlx_workbook.core.frames import rows
 from mlx_workbook.core.verdicts import Interval
-from mlx_workbook.investigations.decode_loop import plans
+from mlx_workbook.investigations.decode_loop import plans, spread
 from mlx_workbook.investigations.decode_loop import stats as loop_stats
 from mlx_workbook.probes.loops import PHASES, variant
 from mlx_workbook.report import plots
@@ -102,13 +102,13 @@ def variant_table(df: pd.DataFrame) -> pd.DataFrame:
 
 def variability_runs_table(df: pd.DataFrame) -> pd.DataFrame:
     """The variability pass per model: its whole generate_step runs' tokens/s and, from MIN_SPREAD_RUNS runs,
-    half the range over the mean of PUBLISHED_RUNS runs (loop_stats.expected_half_range) with its interval."""
+    half the range over the mean of PUBLISHED_RUNS runs (spread.expected_half_range) with its interval."""
     out = []
     for label, g in rows(df, plans.VARIABILITY, plans.VARIABILITY_METRIC).groupby("label", sort=False):
         row = {"label": label, "runs": len(g), "tok_s_median": g.value.median()}
         row |= {"tok_s_min": g.value.min(), "tok_s_max": g.value.max()}
-        if len(g) >= loop_stats.MIN_SPREAD_RUNS:
-            e = loop_stats.expected_half_range(g.value)
+        if len(g) >= spread.MIN_SPREAD_RUNS:
+            e = spread.expected_half_range(g.value)
             row |= {"half_range_pct": 100 * e.value, "low": 100 * e.low, "high": 100 * e.high}
         out.append(row)
     return pd.DataFrame(out)

@@ -11,7 +11,7 @@ from mlx_workbook.core import intervals, measure, published, scope, verdicts
 from mlx_workbook.core.frames import rows
 from mlx_workbook.core.results import Finding
 from mlx_workbook.core.verdicts import Interval
-from mlx_workbook.investigations.decode_loop import plans
+from mlx_workbook.investigations.decode_loop import plans, spread
 from mlx_workbook.investigations.decode_loop import stats as loop_stats
 from mlx_workbook.investigations.decode_loop.analysis import Setup, split_ms_table, split_share
 from mlx_workbook.report.text import change_text, interval_text, share_text, span, span_pct
@@ -533,10 +533,10 @@ def cpp_bound_finding(df: pd.DataFrame, s: Setup) -> Finding:
 
 def variability_finding(df: pd.DataFrame, s: Setup) -> Finding:
     """mlx-lm's run-to-run spread from the variability pass (whole generations back to back), in the published
-    statistic at the published run count (loop_stats.expected_half_range)."""
-    claim_id, label, k = "mlxlm_variance_pct", s.claims_label, loop_stats.PUBLISHED_RUNS
+    statistic at the published run count (spread.expected_half_range)."""
+    claim_id, label, k = "mlxlm_variance_pct", s.claims_label, spread.PUBLISHED_RUNS
     runs = loop_stats.variability_runs(df, label)
-    need = loop_stats.MIN_SPREAD_RUNS
+    need = spread.MIN_SPREAD_RUNS
     if len(runs) < need:
         ran = "variability_runs = 0: the pass was skipped" if runs.empty else f"only {len(runs)} runs"
         return _not_measured(
@@ -545,12 +545,12 @@ def variability_finding(df: pd.DataFrame, s: Setup) -> Finding:
             f"mlx-lm's run-to-run spread needs at least {need} whole generations (variability_runs) for an "
             f"interval of the spread of {k} runs that covers near its 95%, and {label} has {ran}",
         )
-    e = loop_stats.expected_half_range(runs)
+    e = spread.expected_half_range(runs)
     reason = stop_reason(rows(df, plans.VARIABILITY, label=label))
-    spread = Interval.of(e).scaled(100)
+    half_range = Interval.of(e).scaled(100)
     c, (lo, hi) = published.claim(claim_id), published.figure_range(claim_id)
     tol = s.variance_tolerance_pts
-    verdict = verdicts.effect_matches(spread, lo, hi, tolerance=tol)
+    verdict = verdicts.effect_matches(half_range, lo, hi, tolerance=tol)
     tokens = rows(df, plans.VARIABILITY, plans.VARIABILITY_METRIC, label=label).generated_tokens
     first = rows(df, "first_use", "warmup_s", label=label, variant="mlx_lm").value
     cold = (
@@ -564,7 +564,7 @@ def variability_finding(df: pd.DataFrame, s: Setup) -> Finding:
         id=claim_id,
         verdict=verdict,
         section="variability",
-        measured=spread.measured(
+        measured=half_range.measured(
             f"% (half range / mean of {k} warm runs)", n=e.n, method=e.method, stop_reason=reason
         ),
         published=published.reference(claim_id),
@@ -572,7 +572,7 @@ def variability_finding(df: pd.DataFrame, s: Setup) -> Finding:
         f"back to back ({label}, {s.where}; {runs.min():.1f}-{runs.max():.1f} tok/s, median "
         f"{runs.median():.1f}): half the range over the mean of {k} runs, the published statistic at the "
         f"published run count (seed 001: '5 runs per prompt'), averaged over every {k} of our {e.n} runs, is "
-        f"{share_text(spread)} (95% interval: {e.method}, n={e.n} runs"
+        f"{share_text(half_range)} (95% interval: {e.method}, n={e.n} runs"
         f"{stopped(reason)}); published {span(lo, hi)}% on "
         f"{c['hardware']} (81-109 tok/s, a cold first run included). Match within ±{tol:g} points: "
         f"{verdict}.{cold}",

@@ -36,8 +36,7 @@ import pandas as pd
 
 from mlx_workbook import models
 from mlx_workbook.core import blocks, intervals, progress
-from mlx_workbook.investigations.decode_loop import plans
-from mlx_workbook.investigations.decode_loop import stats as loop_stats
+from mlx_workbook.investigations.decode_loop import plans, spread
 from mlx_workbook.probes import decode, sampling
 from mlx_workbook.probes.loops import PhaseClock, parse_model, steps, variant
 
@@ -232,15 +231,15 @@ def variability(
     `max_tokens` tokens back to back (warm: compare ran it first), each one row of its decode tokens/s
     (mlx-lm's generation_tps; experiment plans.VARIABILITY). Nothing is interleaved: the host's drift
     between runs is part of what is measured. With a `band` (the claim's, plans.variance_band), `runs` more at a
-    time until the spread's interval (loop_stats.expected_half_range) decides against it or `max_runs` have run;
+    time until the spread's interval (spread.expected_half_range) decides against it or `max_runs` have run;
     every row says why the pass stopped."""
     prompt = models.random_prompt(loaded, prompt_tokens, seed=seed)
     done: list[dict] = []
 
     def decided() -> bool:
-        if len(done) < loop_stats.MIN_SPREAD_RUNS:  # no interval yet (the finding says not measured)
+        if len(done) < spread.MIN_SPREAD_RUNS:  # no interval yet (the finding says not measured)
             return False
-        e = loop_stats.expected_half_range([r["value"] for r in done])
+        e = spread.expected_half_range([r["value"] for r in done])
         return band.decides(100 * e.low, 100 * e.high)
 
     more = runs  # 0 on a side model: the pass is skipped
