@@ -51,8 +51,10 @@
 # edge, which would need hundreds of blocks, stops and says about how many.
 # mlx-lm's run-to-run spread has its own pass after the comparisons: `variability_runs` whole `generate_step`
 # generations back to back, as the write-up ran them. The samplers timed alone run paired: every repeat times
-# each sampler once, back to back in a random order. Method version 8 took a block's log-ratio from the mean of
-# its rounds (2.0-3.0% per block on the H200 host against 0.7-1.0% as the median: bench/round_noise.py).
+# each sampler once, back to back in a random order. Both go on (method 11: up to `variability_max_runs` runs and
+# `sampler_max_repeats` repeats) until their claim's interval decides, and say why they stopped. Method version 8
+# took a block's log-ratio from the mean of its rounds (2.0-3.0% per block on the H200 host against 0.7-1.0% as the
+# median: bench/round_noise.py).
 # Method version 5 took the spread from the few mlx-lm
 # trials in the comparisons' blocks and timed each sampler's repeats in one stretch.
 # Method version 4 ran whole trials back to back (on the GPU machine one trial of a block often ran in the
@@ -292,8 +294,9 @@ display(fig, shares.set_index("loop")[analysis.PARTS].round(1), analysis.split_m
 # comparison it ran in), with a 95% chi-square interval.
 # The original reported 14% for mlx-lm and 2.4% for mlx-node (dashed lines); it does not
 # define "variance", and 14% matches half the 81-109 tok/s range over the mean of its 5 runs. That claim is
-# judged on its own pass (`variability_runs` whole `generate_step` runs back to back, the table below): half the
-# range over the mean of 5 runs, averaged over every 5 of ours, with a jackknife interval on the log scale.
+# judged on its own pass (`variability_runs` whole `generate_step` runs back to back, more while its verdict is
+# undecided up to `variability_max_runs`; the table below): half the range over the mean of 5 runs, averaged over
+# every 5 of ours, with a jackknife interval on the log scale.
 
 # %%
 fig = analysis.variability_chart(summary, where)
