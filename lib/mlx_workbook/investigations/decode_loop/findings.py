@@ -49,8 +49,6 @@ SPEEDUPS = {
 # claim -> what its pair isolates ("minor": within the minor tolerance of no effect)
 NO_IMPACT = {"dedicated_stream_minor": "a dedicated stream over the default one"}
 REP_PENALTY = plans.REP_PENALTY
-# The compiled-sampling speed-up is an unimplemented expectation ("~"): its range is widened by this much (x).
-COMPILED_SAMPLING_TOLERANCE_X = plans.COMPILED_SAMPLING_TOLERANCE_X
 # An absolute figure of the write-ups' hardware (tok/s, ms) is widened by this share of it: run-to-run and
 # machine-variant spread (judged only on that hardware: core.scope).
 ABSOLUTE_TOLERANCE_SHARE = 0.1
@@ -291,19 +289,16 @@ def stop_reason(frame: pd.DataFrame) -> str | None:
 
 
 def stopped(reason: str | None) -> str:
-    return (
-        ""
-        if reason is None
-        else "; stopped: decided"
-        if reason == "decided"
-        else f"; stopped: {reason} reached"
-    )
+    """The stop reason as the statements say it: nothing for a fixed count."""
+    if reason is None:
+        return ""
+    return "; stopped: decided" if reason == "decided" else f"; stopped: {reason} reached"
 
 
 def compiled_sampling_finding(df: pd.DataFrame, s: Setup) -> Finding:
     """The chain uncompiled over compiled, timed alone: both samplers ran back to back in a random order in every
     repeat (sampling.time_samplers), so the ratio is judged on the repeats' paired log-ratios (t interval)."""
-    claim_id, label = "compiled_sampling_speedup_expected", s.claims_label
+    claim_id, label = plans.COMPILED_SAMPLING_CLAIM, s.claims_label
     paired = loop_stats.sampler_pairs(df, label, "chain", "chain_compiled")
     if len(paired) < 2:
         why = "samplers 'chain' and 'chain_compiled' are both needed, in at least 2 repeats"
@@ -312,7 +307,7 @@ def compiled_sampling_finding(df: pd.DataFrame, s: Setup) -> Finding:
     reason = stop_reason(rows(loop_stats.model_rows(df, label), "sampling", sampler="chain"))
     m = Interval.of(e)
     lo, hi = published.figure_range(claim_id)
-    tol = COMPILED_SAMPLING_TOLERANCE_X
+    tol = plans.COMPILED_SAMPLING_TOLERANCE_X
     verdict = verdicts.effect_matches(m, lo, hi, tolerance=tol, no_effect_at=1.0)
     return Finding(
         id=claim_id,
@@ -534,7 +529,7 @@ def cpp_bound_finding(df: pd.DataFrame, s: Setup) -> Finding:
 def variability_finding(df: pd.DataFrame, s: Setup) -> Finding:
     """mlx-lm's run-to-run spread from the variability pass (whole generations back to back), in the published
     statistic at the published run count (spread.expected_half_range)."""
-    claim_id, label, k = "mlxlm_variance_pct", s.claims_label, spread.PUBLISHED_RUNS
+    claim_id, label, k = plans.VARIANCE_CLAIM, s.claims_label, spread.PUBLISHED_RUNS
     runs = loop_stats.variability_runs(df, label)
     need = spread.MIN_SPREAD_RUNS
     if len(runs) < need:

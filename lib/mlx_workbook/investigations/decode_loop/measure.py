@@ -242,7 +242,7 @@ def variability(
         e = spread.expected_half_range([r["value"] for r in done])
         return band.decides(100 * e.low, 100 * e.high)
 
-    more = runs  # 0 on a side model: the pass is skipped
+    more, settled = runs, False  # runs is 0 on a side model: the pass is skipped
     with collector_paused():
         while more > 0:
             for i in progress.steps(range(len(done), len(done) + more), f"{loaded.label}: variability"):
@@ -250,10 +250,11 @@ def variability(
                     loaded.model, prompt, max_tokens, loop=variant("mlx_lm").loop()
                 )
                 done.append(dict(value=gen.decode_tps, trial=i, generated_tokens=len(gen.tokens)))
-            more = 0 if band is None or decided() else min(runs, max_runs - len(done))
+            settled = band is not None and decided()
+            more = 0 if band is None or settled else min(runs, max_runs - len(done))
     if not done:
         return
-    stopped = {} if band is None else {"stop_reason": "decided" if decided() else "max_runs"}
+    stopped = {} if band is None else {"stop_reason": "decided" if settled else "max_runs"}
     for r in done:
         run.record(
             plans.VARIABILITY,

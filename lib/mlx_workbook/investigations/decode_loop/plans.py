@@ -146,7 +146,8 @@ def claim_band(claim_id: str, tol: Tolerances) -> blocks.Band:
 
 
 COMPILED_SAMPLING_CLAIM = "compiled_sampling_speedup_expected"
-COMPILED_SAMPLING_TOLERANCE_X = 0.1  # the expected 1.3-1.5x, widened by this much either way
+# The compiled-sampling speed-up is an unimplemented expectation ("~"): its 1.3-1.5x is widened by this much (x).
+COMPILED_SAMPLING_TOLERANCE_X = 0.1
 VARIANCE_CLAIM = "mlxlm_variance_pct"
 
 

@@ -47,9 +47,14 @@ from mlx_workbook.core import intervals, measure
 
 UP, DOWN, NONE, UNCLEAR = "up", "down", "none", "unclear"
 VARIES = "varies"  # a jump in one process and not in another: process-dependent, no cliff
-PROCESS = (
-    "process"  # column of confirmation rows: which process measured them (0 or missing: the notebook's own)
-)
+# column of confirmation rows: which process measured them (0 or missing: the notebook's own)
+PROCESS = "process"
+
+
+def is_jump(verdict: str) -> bool:
+    return verdict in (UP, DOWN)
+
+
 NOMINATED, BOUNDARY = "nominated", "boundary"  # why a step is re-measured (column `origin`)
 
 
@@ -73,7 +78,7 @@ class Step:
 
     @property
     def is_jump(self) -> bool:
-        return self.verdict in (UP, DOWN)
+        return is_jump(self.verdict)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -131,7 +136,7 @@ def across_processes(first: str, others: list[str]) -> str:
     process tests for a contradiction, it does not prove the jump again: its single pass of pairs leaving the step
     unclear is no evidence against it (the H200 twins at c178fba: of 94 jumps re-measured in a fresh process 86
     repeated, none was contradicted and 8 were left unclear, 5 of them cliffs in the other run)."""
-    if first in (UP, DOWN) and any(o not in (first, UNCLEAR) for o in others):
+    if is_jump(first) and any(o not in (first, UNCLEAR) for o in others):
         return VARIES
     return first
 
@@ -197,7 +202,7 @@ def confirm(
         verdict = across_processes(step.verdict, [s.verdict for s in elsewhere])
         boundary = cand.get("origin") == BOUNDARY
         out.loc[i, CONFIRM_COLUMNS] = [
-            verdict in (UP, DOWN) if boundary else verdict == cand.verdict,
+            is_jump(verdict) if boundary else verdict == cand.verdict,
             step.ratio,
             step.low,
             step.high,
@@ -205,10 +210,7 @@ def confirm(
             verdict,
             ", ".join(f"{s.ratio:.3g} ({s.verdict})" for s in elsewhere) or np.nan,
         ]
-        if boundary and verdict in (
-            UP,
-            DOWN,
-        ):  # the sweep said nothing reliable here: the confirmation names it
+        if boundary and is_jump(verdict):  # the sweep said nothing reliable here: the confirmation names it
             out.loc[i, ["verdict", "excess"]] = [step.verdict, step.excess]
     out["confirmed"] = out["confirmed"].astype(bool)
     return out
@@ -354,7 +356,7 @@ def screened(step: Step, tolerance: float) -> Step:
         return step
     work_ratio = step.expected_high if step.expected_low == 1.0 else step.expected_low
     direction = _verdict(step.ratio, step.ratio, work_ratio, tolerance)
-    return replace(step, verdict=direction) if direction in (UP, DOWN) else step
+    return replace(step, verdict=direction) if is_jump(direction) else step
 
 
 def pair(
