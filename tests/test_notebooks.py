@@ -112,3 +112,21 @@ def test_sdpa_cliff_saves_its_cliffs_and_its_undecided_steps_for_make_compare(ex
     for name in ("cliffs", "undecided_steps"):
         assert (tables / f"{name}.csv").exists() and (tables / f"{name}.key").exists()
     assert "verdict" not in (tables / "undecided_steps.key").read_text().split()  # an undecided step has none
+
+
+def test_bandwidth_judges_the_cold_start_on_fresh_processes(executed):
+    """04's test-profile run cold-starts its MoE stand-in in fresh processes (3 of them, each with its own start,
+    build, cold and warm runs) and judges the cold-start claim on them, the notebook's own cold run beside."""
+    from mlx_workbook.investigations.bandwidth import coldstart
+
+    root, code = executed("04_bandwidth")
+    (record,) = results.find_runs(root)
+    df = results.read_measurements(record.path)
+    table = coldstart.table(df)
+    assert list(table.process) == [1, 2, 3] and table.label.nunique() == 1 and "tiny-moe" in table.label[0]
+    assert (table.start_s > 0).all() and (table.cold_decode_tps > 0).all()
+    fresh = coldstart.result(df)
+    assert fresh.estimate.n == 3 and fresh.stop_reason in ("decided", "max_blocks")
+    (claim,) = [f for f in record.as_dict()["findings"] if f["id"] == coldstart.CLAIM]
+    assert "3 fresh processes" in claim["statement"] and "notebook's own process" in claim["statement"]
+    assert claim["measured"]["value"] == pytest.approx(fresh.estimate.value)

@@ -22,8 +22,9 @@ from mlx_workbook.probes import decode, kernels, loops
 # loads each checkpoint once and compares decode in interleaved blocks of long trials; more warm runs beside a
 # cold run; 4: a comparison's final look keeps four fifths of the error rate (core.blocks, Haybittle-Peto style);
 # 5: an interleaved block's log-ratio is the median of its rounds' (core.blocks.block_log_ratio); 6: the
-# pre-quantized comparison outside its band stops only once its interval clears no effect (core.blocks.Band)
-METHOD_VERSION = 6
+# pre-quantized comparison outside its band stops only once its interval clears no effect (core.blocks.Band); 7: the
+# cold start is judged over fresh processes, one cold/warm ratio each, added until decided (coldstart)
+METHOD_VERSION = 7
 COLD = "cold_start"  # experiment of the first generation of each preset
 CACHE_NO_EFFECT_PCT = 5.0  # the prompt-cache comparison stops once it can tell a TTFT change from +-5%
 
