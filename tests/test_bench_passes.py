@@ -95,3 +95,22 @@ def test_cliff_tolerance_rejudges_the_reference_twins_as_they_saved_their_lists(
         len(saved["only_a"]),
     ]
     assert "calls < 0.2 ms" in "\n".join(out)
+
+
+def test_step_processes_rejudges_its_committed_rows_into_its_committed_table(capsys):
+    """bench/step_processes.py on the committed 03 H200 twins and the rows its GPU pass saved (--rows): the same
+    disputed steps, per-process ratios and the runs' own ratios as the committed table."""
+    reference = ROOT / "reports" / "reference"
+    saved = reference / "bench" / "step_processes_ea85dcf"
+    a = reference / "20261130T171901_03_sdpa_cliff_cuda-nvidia-h200"
+    b = reference / "repeat" / "20261130T171932_03_sdpa_cliff_cuda-nvidia-h200"
+    if not (saved.exists() and a.exists() and b.exists()):
+        import pytest
+
+        pytest.skip("the committed step_processes pass or its twins are not here")
+    rows = saved / "step_processes.parquet"
+    assert load("step_processes").main([str(a), str(b), "--rows", str(rows)]) == 0
+    out = capsys.readouterr().out
+    committed = (saved / "step_processes.txt").read_text().splitlines()[1:]  # below the command line
+    assert out.splitlines() == committed
+    assert "7 disputed steps, 10 fresh processes" in out

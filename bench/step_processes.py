@@ -1,0 +1,154 @@
+"""The steps two runs of notebook 03 disagree on, re-measured in many fresh processes: is a cliff that one run
+confirmed and the other did not a property of the process (some processes get a slower kernel), of the run, or
+noise?
+
+    PYTHONPATH=lib python bench/step_processes.py RUN_A RUN_B --processes 6 --out FOLDER
+
+Each run confirms a jump in its own process and in a fresh one (03's `confirm_processes`), so a step that both
+processes of one run find and both of the other run do not is invisible to either run's check. Here every cliff
+only one of the two runs saved (as `make compare` finds them) is re-measured with 03's own confirmation pass (its
+two lengths alternated back to back, `pairs` pairs, one call count for both) in `processes` fresh processes, one
+after another. Per step and process: the confirmed ratio (geometric mean of the pairs' after/before); per step:
+beside the two runs' own confirmed ratios. Rows go to FOLDER/step_processes.parquet (after each process), the
+table to stdout; `--rows` judges saved rows again.
+
+On the H200 twins at ea85dcf (reports/reference/bench/step_processes_ea85dcf/, ten processes on one H200 after the
+twins, ~4 s each): the four cliffs only run B saved (sdpa additive and bool 512 -> 513, sdpa none 1024 -> 1025,
+unfused none 511 -> 512) were measured 1.01-1.14x by run A's own process and 1.38-1.48x (0.71x) by B's; all ten
+fresh processes found them (1.50-2.54x, 0.66-0.78x). Run A's process was the odd one, and a step found flat is never
+re-measured in a fresh process (03 re-measures only jumps there). The three only in A sit on the envelope's edge
+(0.77-0.79x against ~0.8x, 2.3x against ~2.2x) in every process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mlx_workbook.core import results
+from mlx_workbook.investigations.sdpa_cliff.measure import GROUP
+from mlx_workbook.probes import versions
+from mlx_workbook.report import agreement
+
+sys.path.insert(0, str(Path(__file__).parent))
+import cliff_tolerance  # noqa: E402 - a sibling script: the runs' own confirmed ratios
+
+INTS = ("head_dim", "n_q_heads", "n_kv_heads", "before_length", "length")
+
+
+def disputed(run_a: Path, run_b: Path) -> pd.DataFrame:
+    """The cliffs only one of the two runs saved: their configuration, lengths and which run saved them."""
+    d = agreement.list_difference(run_a, run_b, "cliffs")
+    rows = [dict(zip(d["columns"], key), only_in=side) for side in ("a", "b") for key in d[f"only_{side}"]]
+    out = pd.DataFrame(rows)
+    for c in INTS:
+        out[c] = out[c].astype(float).astype(int)
+    return out
+
+
+def cases(steps: pd.DataFrame) -> list[list[dict]]:
+    """[before case, after case] per step, as 03's confirmation pass builds them."""
+    out = []
+    for _, s in steps.iterrows():
+        base = {k: (int(s[k]) if k in INTS else str(s[k])) for k in GROUP}
+        out.append([{**base, "length": int(s.before_length)}, {**base, "length": int(s.length)}])
+    return out
+
+
+def step_ratios(rows: pd.DataFrame, steps: pd.DataFrame, pairs: int) -> pd.DataFrame:
+    """Per step and process: the geometric mean over its pairs of after / before (the confirmed ratio). A process's
+    rows come step after step, 2 x pairs each, in the order of `cases(steps)`."""
+    out = []
+    for process, g in rows.groupby("process", sort=True):
+        if len(g) != 2 * pairs * len(steps):
+            raise SystemExit(f"process {process}: {len(g)} timings, expected {2 * pairs * len(steps)}")
+        for i, (_, s) in enumerate(steps.iterrows()):
+            part = g.iloc[2 * pairs * i : 2 * pairs * (i + 1)]
+            before = part[part.length == s.before_length].set_index("pair").ms
+            after = part[part.length == s.length].set_index("pair").ms
+            ratio = float(np.exp(np.log(after / before).mean()))
+            out.append(dict(s[[*GROUP, "before_length", "length", "only_in"]], process=process, ratio=ratio))
+    return pd.DataFrame(out)
+
+
+def measure(config: dict, processes: int, out: Path) -> pd.DataFrame:
+    """The confirmation pass in `processes` fresh processes, one after another; the rows saved after each one."""
+    parts = []
+    out.mkdir(parents=True, exist_ok=True)
+    for process in range(1, processes + 1):
+        result = versions.run_probe("current", config, fresh=True)
+        if not result.ok:
+            print(f"process {process}: {result.message}", file=sys.stderr)
+            continue
+        parts.append(pd.DataFrame(result.data["rows"]).assign(process=process))
+        print(
+            f"process {process}: {len(result.data['rows'])} timings in {result.seconds:.1f} s",
+            file=sys.stderr,
+        )
+        pd.concat(parts, ignore_index=True).to_parquet(out / "step_processes.parquet")
+    return pd.concat(parts, ignore_index=True)
+
+
+def runs_ratios(steps: pd.DataFrame, run_a: Path, run_b: Path) -> pd.DataFrame:
+    """`steps` with each run's own confirmed ratio of that step (NaN where a run did not re-measure it)."""
+    key = [*GROUP, "before_length", "length"]
+    out = steps
+    for side, run in (("a", run_a), ("b", run_b)):
+        df, params, _ = cliff_tolerance.load(run)
+        own = cliff_tolerance.re_measured(df, params).dropna(subset=list(INTS))  # a claim's row has no sweep
+        for c in INTS:
+            own[c] = own[c].astype(float).astype(int)
+        own = (
+            own[key + ["confirm_ratio"]].drop_duplicates(key).rename(columns={"confirm_ratio": f"run_{side}"})
+        )
+        out = out.merge(own, on=key, how="left")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("run_a", type=Path)
+    parser.add_argument("run_b", type=Path)
+    parser.add_argument("--processes", type=int, default=6)
+    parser.add_argument(
+        "--pairs", type=int, default=0, help="pairs per step (default: the runs' confirm_pairs)"
+    )
+    parser.add_argument("--steps", type=int, default=0, help="only the first N disputed steps (a smoke test)")
+    parser.add_argument(
+        "--rows", type=Path, help="judge a saved step_processes.parquet again instead of measuring"
+    )
+    parser.add_argument("--out", type=Path, default=Path("."))
+    args = parser.parse_args(argv)
+    params = json.loads((args.run_a / results.SUMMARY).read_text())["params"]
+    steps = disputed(args.run_a, args.run_b)
+    steps = steps.head(args.steps) if args.steps else steps
+    if steps.empty:
+        print("the two runs saved the same cliffs: nothing to re-measure")
+        return 0
+    timing = {k: params[k] for k in ("warmup", "target_ms", "min_calls", "max_calls")}
+    config = {"confirm": cases(steps), "pairs": args.pairs or int(params["confirm_pairs"]), **timing}
+    rows = pd.read_parquet(args.rows) if args.rows else measure(config, args.processes, args.out)
+    ratios = step_ratios(rows, steps, config["pairs"])
+    tolerance = float(params["tolerance"])
+    index = ["kind", "variant", "mode", "dtype", "head_dim", "before_length", "length", "only_in"]
+    table = ratios.pivot_table(index=index, columns="process", values="ratio")
+    table = table.join(runs_ratios(steps, args.run_a, args.run_b).set_index(index)[["run_a", "run_b"]])
+    n = rows.process.nunique()
+    print(f"# {args.run_a.name} and {args.run_b.name}: {len(steps)} disputed steps, {n} fresh processes")
+    print(
+        f"# confirmed ratio (after / before, geometric mean of {config['pairs']} pairs) per process; the runs judged "
+        f"at tolerance {tolerance:g} (a jump lies outside the work envelope widened by it)"
+    )
+    print(table.round(3).to_string())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
