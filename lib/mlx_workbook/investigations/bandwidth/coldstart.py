@@ -207,19 +207,21 @@ def table(df: pd.DataFrame) -> pd.DataFrame:
     rows = df[(df.experiment == EXPERIMENT) & (df.metric != "stop")]
     out = []
     for process, g in rows.groupby("process"):
-        value = lambda phase, metric: g[(g.phase == phase) & (g.metric == metric)].value  # noqa: E731
+        by = g.groupby(["phase", "metric"]).value
+        first, median = by.first(), by.median()
+        warm_tps = g[(g.phase == "warm") & (g.metric == "decode_tps")].value
         out.append(
             dict(
                 process=int(process),
                 label=g.label.iloc[0],
-                start_s=float(value("setup", "start_s").iloc[0]),
-                build_s=float(value("setup", "build_s").iloc[0]),
-                cold_ttft_ms=float(value("cold", "ttft_ms").iloc[0]),
-                warm_ttft_ms=float(value("warm", "ttft_ms").median()),
-                cold_decode_tps=float(value("cold", "decode_tps").iloc[0]),
-                warm_decode_tps=float(np.exp(np.log(value("warm", "decode_tps")).mean())),
-                cold_wall_s=float(value("cold", "wall_s").iloc[0]),
-                warm_wall_s=float(value("warm", "wall_s").median()),
+                start_s=first["setup", "start_s"],
+                build_s=first["setup", "build_s"],
+                cold_ttft_ms=first["cold", "ttft_ms"],
+                warm_ttft_ms=median["warm", "ttft_ms"],
+                cold_decode_tps=first["cold", "decode_tps"],
+                warm_decode_tps=float(np.exp(np.log(warm_tps).mean())),
+                cold_wall_s=first["cold", "wall_s"],
+                warm_wall_s=median["warm", "wall_s"],
                 ratio=math.exp(log_ratio(g)),
             )
         )
