@@ -18,13 +18,13 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
 from mlx_workbook import ROOT
+from mlx_workbook.probes import child
 
 CACHE_DIR = ROOT / ".cache" / "mlx-versions"
 PROBE = Path(__file__).with_name("sdpa_probe.py")
@@ -245,32 +245,15 @@ def run_probe(
         )
     except VersionUnavailable as exc:
         return VersionResult(version, "unavailable", str(exc), seconds=time.perf_counter() - tic)
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        json.dump(config, f)
     try:
-        out = subprocess.run(
-            [str(python), str(PROBE), f.name], capture_output=True, text=True, timeout=timeout, env=env
-        )
-    except subprocess.TimeoutExpired:
-        return VersionResult(
-            version,
-            "failed",
-            f"MLX {version}: the probe ran past {timeout:.0f} s",
-            str(python),
-            time.perf_counter() - tic,
-        )
-    finally:
-        os.unlink(f.name)
-    if out.returncode != 0:
-        tail = (out.stderr or out.stdout).strip().splitlines()[-1:] or ["no output"]
-        return VersionResult(
-            version,
-            "failed",
-            f"MLX {version}: the probe failed: {tail[0]}",
-            str(python),
-            time.perf_counter() - tic,
-        )
-    return _result(version, str(python), tic, json.loads(out.stdout))
+        data = child.run_json([str(python), str(PROBE)], config, timeout=timeout, env=env)
+    except child.ChildTimeout:
+        message = f"MLX {version}: the probe ran past {timeout:.0f} s"
+        return VersionResult(version, "failed", message, str(python), time.perf_counter() - tic)
+    except child.ChildFailed as exc:
+        message = f"MLX {version}: the probe failed: {exc}"
+        return VersionResult(version, "failed", message, str(python), time.perf_counter() - tic)
+    return _result(version, str(python), tic, data)
 
 
 def _result(version: str, python: str, tic: float, data: dict) -> VersionResult:

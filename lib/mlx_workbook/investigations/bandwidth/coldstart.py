@@ -15,12 +15,11 @@ compiled kernels it caches on disk), as for a user's second session.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 
@@ -30,6 +29,7 @@ import pandas as pd
 from mlx_workbook import ROOT, models
 from mlx_workbook.core import blocks, intervals, published
 from mlx_workbook.models import roofline as rl
+from mlx_workbook.probes import child
 
 EXPERIMENT = "cold_process"
 CLAIM = "rust_cold_start_qwen3_moe"
@@ -104,24 +104,16 @@ def run_one(config: dict) -> list[dict]:
 
 def spawn(config: dict, timeout: float = TIMEOUT_S) -> list[dict]:
     """`run_one` in a new process of this interpreter (this library on its path); its rows, or one clear error."""
-    with tempfile.TemporaryDirectory() as folder:
-        path = os.path.join(folder, "config.json")
-        with open(path, "w") as f:
-            json.dump(dict(config, spawned_at=time.time()), f)
-        env = dict(
-            os.environ,
-            PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "lib"), os.environ.get("PYTHONPATH")])),
+    path = os.pathsep.join(filter(None, [str(ROOT / "lib"), os.environ.get("PYTHONPATH")]))
+    argv = [sys.executable, "-m", __name__]
+    try:
+        return child.run_json(
+            argv, dict(config, spawned_at=time.time()), timeout=timeout, env=dict(os.environ, PYTHONPATH=path)
         )
-        cmd = [sys.executable, "-m", __name__, path]
-        try:
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-        except subprocess.TimeoutExpired as exc:
-            raise RuntimeError(f"a cold-start process ran past {timeout:.0f} s") from exc
-        if done.returncode != 0:
-            tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-            raise RuntimeError(f"a cold-start process failed: {tail[0]}")
-        with open(path + ".rows") as f:
-            return json.load(f)
+    except child.ChildTimeout as exc:
+        raise RuntimeError(f"a cold-start process {exc}") from exc
+    except child.ChildFailed as exc:
+        raise RuntimeError(f"a cold-start process failed: {exc}") from exc
 
 
 # --- the processes, added until decided -------------------------------------------------------------------------
@@ -152,7 +144,7 @@ def measure_processes(run, preset: str, bits: int, plan: Plan, *, spawn_one=spaw
     """Fresh processes, one after another, each stored as it finishes (column `process`, 1 on); stops once the
     ratio decides the band (at core.blocks' looks), at `max_processes` or when the budget is spent. Returns why
     it stopped, also stored in a "stop" row with the plan's counts, so that the read-back replays the same looks."""
-    schedule = blocks.looks(plan.min_processes, plan.max_processes)
+    schedule, judged_against = blocks.looks(plan.min_processes, plan.max_processes), band()
     started, ratios, reason = time.perf_counter(), [], blocks.MAX_BLOCKS
     body = dict(config, preset=preset, bits=bits, warm_runs=plan.warm_runs)
     for process in range(1, plan.max_processes + 1):
@@ -166,8 +158,10 @@ def measure_processes(run, preset: str, bits: int, plan: Plan, *, spawn_one=spaw
             break
         run.record_many(EXPERIMENT, [dict(r, process=process, bits=bits) for r in rows])
         ratios.append(log_ratio(pd.DataFrame(rows)))
+        if process not in schedule[:-1]:  # decisions are looked at only at the interim looks
+            continue
         e = change(ratios, schedule, decided=True)
-        if process in schedule[:-1] and band().decides(e.low, e.high):
+        if judged_against.decides(e.low, e.high):
             reason = blocks.DECIDED
             break
     run.record(
@@ -188,8 +182,6 @@ def measure_processes(run, preset: str, bits: int, plan: Plan, *, spawn_one=spaw
 def change(log_ratios, schedule: list[int], decided: bool) -> intervals.Estimate:
     """The % change over the processes at the level of the look it is judged at: an interim look's (they share a
     fifth of the error rate) where it decided, else the final look's (core.blocks' split)."""
-    if len(log_ratios) < 2:
-        return intervals.Estimate(math.nan, -math.inf, math.inf, len(log_ratios), "none", 0.0)
     level = blocks.interim_confidence(len(schedule) - 1) if decided else blocks.final_confidence()
     return blocks.change_pct(np.asarray(log_ratios), level)
 
@@ -260,6 +252,6 @@ def result(df: pd.DataFrame) -> Result | None:
 if __name__ == "__main__":
     with open(sys.argv[1]) as f:
         config = json.load(f)
-    rows = run_one(config)
-    with open(sys.argv[1] + ".rows", "w") as f:
-        json.dump(rows, f)
+    with contextlib.redirect_stdout(sys.stderr):  # stdout carries the rows alone
+        rows = run_one(config)
+    json.dump(rows, sys.stdout)
