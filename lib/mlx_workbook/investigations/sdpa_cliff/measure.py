@@ -335,7 +335,7 @@ def confirm(
         judged = judge(
             remeasured, rows(run.measurements, experiment + CONFIRM), tolerance=tolerance, looks=passes
         )
-        jumps = remeasured[judged["confirm_verdict"].isin([cliffs.UP, cliffs.DOWN]).to_numpy()]
+        jumps = remeasured[judged["confirm_verdict"].map(cliffs.is_jump).to_numpy(dtype=bool)]
         for process in range(1, processes):
             if jumps.empty:
                 break
