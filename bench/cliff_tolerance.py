@@ -114,15 +114,21 @@ def between(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def only_in_one(run_a: Path, run_b: Path) -> pd.DataFrame:
+    """The cliffs the two runs saved in one list only, as `make compare` finds them (the saved key columns, as
+    text, and `only_in`: a or b)."""
+    d = agreement.list_difference(run_a, run_b, "cliffs")
+    rows = [dict(zip(d["columns"], key), only_in=side) for side in ("a", "b") for key in d[f"only_{side}"]]
+    return pd.DataFrame(rows)
+
+
 def one_sided(run_a: Path, run_b: Path, steps_a: pd.DataFrame, steps_b: pd.DataFrame) -> pd.DataFrame:
     """The cliffs the two runs saved in one list only (as `make compare` finds them), each with both runs'
     confirmed ratio and verdict for that step (NaN where a run did not re-measure it) and the widened envelope."""
-    d = agreement.list_difference(run_a, run_b, "cliffs")
-    rows = [dict(zip(d["columns"], key), only_in=side) for side in ("a", "b") for key in d[f"only_{side}"]]
-    if not rows:
-        return pd.DataFrame()
-    where = [c for c in d["columns"] if c not in ("verdict", "probe_mlx")]
-    out = pd.DataFrame(rows)
+    out = only_in_one(run_a, run_b)
+    if out.empty:
+        return out
+    where = [c for c in out.columns if c not in ("verdict", "probe_mlx", "only_in")]
     for side, steps in (("a", steps_a), ("b", steps_b)):
         keyed = steps.assign(**{c: steps[c].map(agreement._text) for c in where if c in steps.columns})
         keyed = keyed.rename(columns={"confirm_ratio": f"ratio_{side}", "confirm_verdict": f"verdict_{side}"})

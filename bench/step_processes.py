@@ -33,7 +33,6 @@ import pandas as pd
 from mlx_workbook.core import results
 from mlx_workbook.investigations.sdpa_cliff.measure import GROUP
 from mlx_workbook.probes import versions
-from mlx_workbook.report import agreement
 
 sys.path.insert(0, str(Path(__file__).parent))
 import cliff_tolerance  # noqa: E402 - a sibling script: the runs' own confirmed ratios
@@ -42,10 +41,8 @@ INTS = ("head_dim", "n_q_heads", "n_kv_heads", "before_length", "length")
 
 
 def disputed(run_a: Path, run_b: Path) -> pd.DataFrame:
-    """The cliffs only one of the two runs saved: their configuration, lengths and which run saved them."""
-    d = agreement.list_difference(run_a, run_b, "cliffs")
-    rows = [dict(zip(d["columns"], key), only_in=side) for side in ("a", "b") for key in d[f"only_{side}"]]
-    out = pd.DataFrame(rows)
+    """The cliffs only one of the two runs saved (cliff_tolerance.only_in_one), lengths and sizes as integers."""
+    out = cliff_tolerance.only_in_one(run_a, run_b)
     for c in INTS:
         out[c] = out[c].astype(float).astype(int)
     return out
@@ -95,19 +92,13 @@ def measure(config: dict, processes: int, out: Path) -> pd.DataFrame:
 
 
 def runs_ratios(steps: pd.DataFrame, run_a: Path, run_b: Path) -> pd.DataFrame:
-    """`steps` with each run's own confirmed ratio of that step (NaN where a run did not re-measure it)."""
-    key = [*GROUP, "before_length", "length"]
-    out = steps
-    for side, run in (("a", run_a), ("b", run_b)):
-        df, params, _ = cliff_tolerance.load(run)
-        own = cliff_tolerance.re_measured(df, params).dropna(subset=list(INTS))  # a claim's row has no sweep
-        for c in INTS:
-            own[c] = own[c].astype(float).astype(int)
-        own = (
-            own[key + ["confirm_ratio"]].drop_duplicates(key).rename(columns={"confirm_ratio": f"run_{side}"})
-        )
-        out = out.merge(own, on=key, how="left")
-    return out
+    """`steps` with each run's own confirmed ratio of that step (cliff_tolerance.one_sided, row for row; NaN where a
+    run did not re-measure it)."""
+    (df_a, p_a, _), (df_b, p_b, _) = cliff_tolerance.load(run_a), cliff_tolerance.load(run_b)
+    own = cliff_tolerance.one_sided(
+        run_a, run_b, cliff_tolerance.re_measured(df_a, p_a), cliff_tolerance.re_measured(df_b, p_b)
+    )
+    return steps.assign(run_a=own.ratio_a.to_numpy(), run_b=own.ratio_b.to_numpy())
 
 
 def main(argv: list[str] | None = None) -> int:
