@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from mlx_workbook.core import measure, published, scope, verdicts
+from mlx_workbook.core import blocks, measure, published, scope, verdicts
 from mlx_workbook.core.frames import rows
 from mlx_workbook.core.results import Finding
 from mlx_workbook.investigations.bandwidth import analysis as bw
@@ -581,12 +581,8 @@ def _published_cold() -> str:
 
 
 def _cold_stop(reason: str) -> str:
-    words = {
-        "decided": "decided",
-        "budget": "time budget spent",
-        "max_blocks": "the most processes allowed ran",
-    }
-    return words.get(reason, reason)
+    """Why the processes stopped, in the comparisons' words (text.stop_text); their limit counts processes."""
+    return "the most processes allowed ran" if reason == blocks.MAX_BLOCKS else text.stop_text(reason)
 
 
 def _first_use_text(r, backend: str) -> str:
