@@ -15,9 +15,10 @@ table to stdout; `--rows` judges saved rows again.
 On the H200 twins at ea85dcf (reports/reference/bench/step_processes_ea85dcf/, ten processes on one H200 after the
 twins, ~4 s each): the four cliffs only run B saved (sdpa additive and bool 512 -> 513, sdpa none 1024 -> 1025,
 unfused none 511 -> 512) were measured 1.01-1.14x by run A's own process and 1.38-1.48x (0.71x) by B's; all ten
-fresh processes found them (1.50-2.54x, 0.66-0.78x). Run A's process was the odd one, and a step found flat is never
-re-measured in a fresh process (03 re-measures only jumps there). The three only in A sit on the envelope's edge
-(0.77-0.79x against ~0.8x, 2.3x against ~2.2x) in every process.
+fresh processes found them (1.50-2.54x, 0.66-0.78x). Run A's process was the odd one, and a step found flat was
+never re-measured in a fresh process by 03's method 6 (only jumps were; method 7 re-measures every step and takes
+the majority of processes). The three only in A sit on the envelope's edge (0.77-0.79x against ~0.8x, 2.3x
+against ~2.2x) in every process.
 """
 
 from __future__ import annotations

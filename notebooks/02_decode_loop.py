@@ -49,10 +49,12 @@
 # A comparison still undecided at its budget goes on for up to `extend_s` more (`extend_total_s` over the
 # notebook) where its blocks project a decision within that (`core.blocks.promising`); an effect on its band's
 # edge, which would need hundreds of blocks, stops and says about how many.
-# mlx-lm's run-to-run spread has its own pass after the comparisons: `variability_runs` whole `generate_step`
-# generations back to back, as the write-up ran them. The samplers timed alone run paired: every repeat times
-# each sampler once, back to back in a random order. Both go on (method 11: up to `variability_max_runs` runs and
-# `sampler_max_repeats` repeats) until their claim's interval decides, and say why they stopped. Method version 8
+# mlx-lm's run-to-run spread has its own pass: `variability_runs` whole `generate_step` generations, as the write-up
+# ran them, spread over the comparisons (a few after each; method 12: back to back they sampled one ~40 s stretch of
+# the host, and two runs at one commit found 15% and 21%), then more at the end while undecided. The samplers
+# timed alone run paired: every repeat times each sampler once, back to back in a random order. Both go on (method
+# 11: up to `variability_max_runs` runs and `sampler_max_repeats` repeats) until their claim's interval decides, and
+# say why they stopped. Method version 8
 # took a block's log-ratio from the mean of its rounds (2.0-3.0% per block on the H200 host against 0.7-1.0% as the
 # median: bench/round_noise.py).
 # Method version 5 took the spread from the few mlx-lm
@@ -162,12 +164,13 @@ tolerances = plans.Tolerances(
     minor_tolerance_pct, no_impact_tolerance_pct, share_tolerance_pts, variance_tolerance_pts
 )
 extension = blocks.Extension(extend_s, extend_total_s)  # shared by every comparison below
-# 11: the samplers timed alone and mlx-lm's spread go on (sampler_max_repeats, variability_max_runs) until their
+# 12: mlx-lm's spread runs are spread over the comparisons, not back to back after them; 11: the samplers timed alone
+# and mlx-lm's spread go on (sampler_max_repeats, variability_max_runs) until their
 # claim's interval decides; 10: a side model's comparisons stop and extend on the fastest-loop check alone, and an
 # effect outside its band stops only once its interval clears no effect (core.blocks.Band.no_effect_at); 9: a block's
 # log-ratio the median of its rounds'; 8: undecided comparisons whose blocks project a decision may go on past their
 # budget
-run = results.start("02_decode_loop", globals(), method_version=11)
+run = results.start("02_decode_loop", globals(), method_version=12)
 env = run.environment
 where = f"{env.device} ({env.backend}, mlx {env.mlx})"
 display(pd.Series(env.as_dict() | {"run_id": run.run_id}, name="environment").to_frame())
@@ -294,7 +297,7 @@ display(fig, shares.set_index("loop")[analysis.PARTS].round(1), analysis.split_m
 # comparison it ran in), with a 95% chi-square interval.
 # The original reported 14% for mlx-lm and 2.4% for mlx-node (dashed lines); it does not
 # define "variance", and 14% matches half the 81-109 tok/s range over the mean of its 5 runs. That claim is
-# judged on its own pass (`variability_runs` whole `generate_step` runs back to back, more while its verdict is
+# judged on its own pass (`variability_runs` whole `generate_step` runs spread over the comparisons, more while it is
 # undecided up to `variability_max_runs`; the table below): half the range over the mean of 5 runs, averaged over
 # every 5 of ours, with a jackknife interval on the log scale.
 

@@ -52,10 +52,12 @@
 # -> b, b -> b+1), whatever the sweep said: which steps a noisy sweep nominates changes from run to run, and these are
 # the steps that matter most. Such a step (origin `boundary` in the tables) is a cliff when its confirmation is a jump
 # either way, and otherwise simply not a cliff. A step's ratio can depend on the process that measures it (on the
-# H200, 512 -> 513 tokens of the additive mask took 1.61x in one process and 1.07x in another), so with
-# `confirm_processes` 2 (method 5) every jump is re-measured in a fresh process as well (20 pairs): one that process
-# contradicts (no jump there, or the opposite one) is listed with the undecided steps as `varies` (process-dependent),
-# not as a cliff. A fresh process left unsure by its one pass does not contradict (method 6).
+# H200, 512 -> 513 tokens of the additive mask took 1.61x in one process and 1.07x in another; at ea85dcf one run's
+# process found four boundary steps flat that ten fresh processes all found jumps), so with `confirm_processes` 3
+# (method 7) every re-measured step is re-measured in fresh processes as well (20 pairs each) and judged by the
+# majority of its processes: a cliff where most found the same jump, none where most found none. The second fresh
+# process measures only the steps the first two left open (they disagreed, or one was unsure); a step without a
+# majority is listed with the undecided steps, as `varies` where some process found a jump and another none.
 
 # %% tags=["parameters"]
 profile: str = "quick"  # parameter profile this run came from (set by the runner)
@@ -151,9 +153,7 @@ min_calls: int = 2  # calls per sample at least (short kernels: the final sync d
 max_calls: int = 1000  # calls per sample at most
 confirm_pairs: int = 20  # alternated pairs that re-measure each candidate cliff (one pass)
 confirm_passes: int = 1  # passes at most: a step still unclear after a pass gets another confirm_pairs pairs
-confirm_processes: int = (
-    1  # processes a jump must repeat in: 2 re-measures every jump in one fresh process too
-)
+confirm_processes: int = 1  # processes whose majority judges a step: 3 adds up to two fresh processes
 max_confirm: int = 30  # candidates re-measured per sweep (the farthest from the work envelope first)
 confirm_boundaries: bool = True  # also re-measure every step b-1 -> b, b -> b+1 around the swept boundaries
 tolerance: float = 0.25  # a cliff must exceed the work envelope by this fraction (CPU timings are noisy)
@@ -351,11 +351,11 @@ display(fig, per_op, Markdown(analysis.graph_note(df, P)))
 # sweep) and every step around a swept boundary is re-measured with its two lengths alternated back to back for
 # `confirm_pairs` pairs (more passes while unclear, up to `confirm_passes`), and is a cliff only if the paired
 # ratio's interval (t on log-ratios, Bonferroni over the re-measured steps and the passes) lies outside the work
-# envelope (for a nominated step: in the sweep's direction), and, with `confirm_processes` above 1, a fresh process
-# does not contradict it (column `other processes`). Nominated steps that did not repeat are listed below
-# as transients; steps whose interval still straddles the envelope's edge after every pass, or that one process
-# found and another did not (`varies`), as undecided (another run may call them cliffs, or not, without
-# contradicting this one);
+# envelope (for a nominated step: in the sweep's direction); with `confirm_processes` above 1 that is the verdict
+# most of its processes found (column `other processes`: the others' ratios). Nominated steps that did not repeat are
+# listed below as transients; steps whose interval still straddles the envelope's edge, or without a majority of
+# processes (`varies` where one found a jump and another did not), as undecided (another run may call them cliffs, or
+# not, without contradicting this one);
 # column `origin` says why a step was re-measured.
 # All confirmed jumps of every sweep in this run (prefill, decode, versions, prompt latency), largest first.
 # `excess` is the ratio beyond the work envelope: 0.6 means the later length took 0.6x the time its extra work

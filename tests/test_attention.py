@@ -352,39 +352,43 @@ def test_an_unclear_confirmation_gets_another_pass_of_pairs_and_only_it(run, mon
     assert sorted(set(rows.confirm_pass)) == [0, 1, 2] and seen == [(2, 3), (1, 3), (1, 3)]
 
 
-def test_a_jump_is_re_measured_in_a_fresh_process_and_only_a_jump(run, monkeypatch):
+def test_every_step_is_re_measured_in_a_fresh_process_and_a_third_takes_only_the_open_ones(run, monkeypatch):
     candidates = pd.DataFrame(
         [
             {**{k: case()[k] for k in attention.GROUP}, "before_length": a, "length": b, "excess": 1.3}
             for a, b in ((16, 32), (32, 48))
         ]
     ).assign(verdict=cliffs.UP)
+    # what each process finds: 16 -> 32 a jump here and none in the first fresh process (open), 32 -> 48 none twice
+    found = {16: [cliffs.UP, cliffs.NONE, cliffs.UP], 32: [cliffs.NONE, cliffs.NONE]}
 
-    def first_is_a_jump(chosen, confirmations, by, **kw):  # what the notebook's own process found
+    def scripted(chosen, confirmations, by, **kw):
+        measured = [
+            ", ".join(found[a][: confirmations[confirmations.before_length == a].process.fillna(0).nunique()])
+            for a in chosen.before_length
+        ]
         return chosen.assign(
-            confirm_verdict=[cliffs.UP if a == 16 else cliffs.NONE for a in chosen.before_length]
+            process_verdicts=measured, confirm_verdict=[cliffs.majority(v.split(", ")) for v in measured]
         )
 
-    monkeypatch.setattr(attention.cliffs, "confirm", first_is_a_jump)
+    monkeypatch.setattr(attention.cliffs, "confirm", scripted)
     started = []
     real_run_probe = versions.run_probe
     monkeypatch.setattr(
         versions, "run_probe", lambda *a, **kw: started.append(kw) or real_run_probe(*a, **kw)
     )
     errors = attention.confirm(
-        run, "prefill", candidates, pairs=3, processes=2, target_ms=1, min_calls=2, max_calls=20
+        run, "prefill", candidates, pairs=3, processes=3, target_ms=1, min_calls=2, max_calls=20
     )
-    assert errors == [] and [kw["fresh"] for kw in started] == [True]
+    assert errors == [] and [kw["fresh"] for kw in started] == [True, True]
     rows = run.measurements
     rows = rows[rows.experiment == "prefill_confirm"]
-    fresh = rows[rows.process == 1]
-    assert set(fresh.before_length) == {16} and sorted(set(fresh.pair)) == [
-        0,
-        1,
-        2,
-    ]  # the jump alone, 3 pairs
-    assert set(rows[rows.process == 0].before_length) == {16, 32} and "probe_mlx" not in fresh.dropna(axis=1)
-    assert (fresh.value > 0).all()
+    steps = rows.groupby("process").before_length.apply(lambda b: sorted(set(b)))
+    assert steps[0] == [16, 32] and steps[1] == [16, 32]  # a step found flat is re-measured too
+    assert steps[2] == [16]  # the third process only where the first two disagreed
+    fresh = rows[rows.process > 0]
+    assert sorted(set(fresh.pair)) == [0, 1, 2] and sorted(set(fresh.confirm_pass)) == [1, 2]
+    assert "probe_mlx" not in fresh.dropna(axis=1) and (fresh.value > 0).all()
 
 
 def test_run_probe_fresh_runs_this_mlx_in_another_process(monkeypatch):

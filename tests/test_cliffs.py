@@ -219,17 +219,25 @@ def test_more_looks_widen_the_confirmation_interval():
     assert (width(three) > width(one)).all()  # each of three looks at a Bonferroni share of the error rate
 
 
-def test_a_jump_is_no_cliff_where_another_process_contradicts_it():
-    assert cliffs.across_processes(cliffs.UP, []) == cliffs.UP
-    assert cliffs.across_processes(cliffs.UP, [cliffs.UP, cliffs.UP]) == cliffs.UP
-    assert cliffs.across_processes(cliffs.DOWN, [cliffs.NONE]) == cliffs.VARIES
-    assert cliffs.across_processes(cliffs.DOWN, [cliffs.UP]) == cliffs.VARIES
-    assert (
-        cliffs.across_processes(cliffs.UP, [cliffs.UNCLEAR]) == cliffs.UP
-    )  # one pass left unsure: no contradiction
-    assert cliffs.across_processes(cliffs.UP, [cliffs.UNCLEAR, cliffs.NONE]) == cliffs.VARIES
-    assert cliffs.across_processes(cliffs.UNCLEAR, [cliffs.NONE]) == cliffs.UNCLEAR
-    assert cliffs.across_processes(cliffs.NONE, [cliffs.UP]) == cliffs.NONE  # only jumps are re-measured
+def test_a_step_is_what_most_of_its_processes_found():
+    up, down, none, unclear = cliffs.UP, cliffs.DOWN, cliffs.NONE, cliffs.UNCLEAR
+    assert cliffs.majority([up]) == up and cliffs.majority([up, up]) == up
+    assert cliffs.majority([none, up, up]) == up  # one odd process, the notebook's own included, is outvoted
+    assert cliffs.majority([up, none, none]) == none
+    assert cliffs.majority([down, none]) == cliffs.VARIES and cliffs.majority([down, up]) == cliffs.VARIES
+    assert cliffs.majority([up, unclear, none]) == cliffs.VARIES  # a jump and a contradiction, no majority
+    assert cliffs.majority([up, unclear]) == unclear  # an unsure process counts against every verdict
+    assert cliffs.majority([up, unclear, unclear]) == unclear and cliffs.majority([unclear, none]) == unclear
+
+
+def test_a_step_is_settled_when_more_processes_could_not_change_its_majority():
+    up, none, unclear = cliffs.UP, cliffs.NONE, cliffs.UNCLEAR
+    assert not cliffs.settled([up], 3) and not cliffs.settled([none], 3)  # a first process never settles it
+    assert cliffs.settled([up, up], 3) and cliffs.settled([none, none], 3)  # two of three agree
+    assert not cliffs.settled([up, none], 3) and not cliffs.settled([up, unclear], 3)  # the third decides
+    assert cliffs.settled([unclear, unclear], 3)  # no verdict can reach two of three
+    assert cliffs.settled([up, none, up], 3) and cliffs.settled([up], 1)
+    assert not cliffs.settled([up, up], 4) and cliffs.settled([up, up, up], 4)  # more than half of all four
 
 
 def slow_below_128(n):
@@ -253,8 +261,26 @@ def test_a_step_another_process_does_not_find_varies_and_is_no_cliff():
     varies = cliffs.confirm(candidates, pd.concat([here, flat_there]), ["cfg"], tolerance=0.1)
     step = varies[(varies.before_length == 127) & (varies.length == 128)].iloc[0]
     assert not varies.confirmed.any() and step.confirm_verdict == cliffs.VARIES
-    assert step.confirm_ratio < 0.7  # the ratio and interval stay the notebook process's own
-    assert step.other_processes.endswith("(none)")
+    assert (
+        step.confirm_ratio < 0.7
+    )  # without a majority the ratio and interval stay the notebook process's own
+    assert step.other_processes.endswith("(none)") and step.process_verdicts == "down, none"
+
+
+def test_a_step_the_notebook_process_found_flat_is_a_cliff_where_most_processes_find_it():
+    # ea85dcf: one run's process found 512 -> 513 flat where ten fresh processes found a jump
+    candidates = cliffs.scan(
+        per_call_sweep(slow_below_128, lambda n: 50, repeats=7), ["cfg"], tolerance=0.1, family_wise=False
+    )
+    flat_here = confirmation_rows(candidates, flat).assign(process=0)
+    jumps = [confirmation_rows(candidates, slow_below_128, seed=s).assign(process=s) for s in (1, 2)]
+    table = cliffs.confirm(candidates, pd.concat([flat_here, *jumps]), ["cfg"], tolerance=0.1)
+    step = table[(table.before_length == 127) & (table.length == 128)].iloc[0]
+    assert (
+        step.confirmed and step.confirm_verdict == cliffs.DOWN and step.process_verdicts == "none, down, down"
+    )
+    assert step.confirm_ratio < 0.7  # the ratio of the first process that found the majority's verdict
+    assert "(none)" in step.other_processes and "(down)" in step.other_processes
 
 
 def test_paired_step_reads_the_notebook_process_where_several_measured():

@@ -317,6 +317,23 @@ def test_the_variability_pass_goes_on_until_the_spread_decides(tmp_path, lm, mon
     assert len(generations) == 12 and set(generations.stop_reason) == {"max_runs"}
 
 
+def test_the_variability_runs_are_spread_over_the_comparisons_and_the_rest_run_at_the_end(
+    tmp_path, lm, monkeypatch
+):
+    class Generation:
+        decode_tps, tokens = 100.0, [0] * 8
+
+    monkeypatch.setattr(loop_bench.decode, "measure_generation", lambda *a, **kw: Generation())
+    run_ = results.start_run("99_test", {}, run_dir=tmp_path / "r")
+    spread_pass = loop_bench.Variability(run_, lm, runs=8, prompt_tokens=4, max_tokens=8)
+    for name in ("first", "second", "third"):
+        spread_pass.take(3, after=name)  # the third share is cut at the 8 runs asked for
+    spread_pass.finish()
+    generations = run_.measurements[run_.measurements.experiment == plans.VARIABILITY]
+    assert list(generations["after"]) == ["first"] * 3 + ["second"] * 3 + ["third"] * 2
+    assert list(generations.trial) == list(range(8)) and "stop_reason" not in generations.dropna(axis=1)
+
+
 def test_the_compiled_chain_is_decided_once_its_paired_interval_leaves_the_band_edges():
     rng = np.random.default_rng(0)
 

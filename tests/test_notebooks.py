@@ -112,6 +112,13 @@ def test_sdpa_cliff_saves_its_cliffs_and_its_undecided_steps_for_make_compare(ex
     for name in ("cliffs", "undecided_steps"):
         assert (tables / f"{name}.csv").exists() and (tables / f"{name}.key").exists()
     assert "verdict" not in (tables / "undecided_steps.key").read_text().split()  # an undecided step has none
+    # method 7: every re-measured step, flat or not, again in a fresh process; a third only where two left it open
+    df = results.read_measurements(record.path)
+    confirm = df[df.experiment == "prefill_confirm"]
+    steps = confirm.groupby(confirm.process.fillna(0).astype(int)).apply(
+        lambda g: set(zip(g["mode"], g["dtype"], g["head_dim"], g["before_length"], g["after_length"]))
+    )
+    assert steps[1] == steps[0] and steps.get(2, set()) <= steps[1] and len(steps[0]) > 1
 
 
 def test_bandwidth_judges_the_cold_start_on_fresh_processes(executed):

@@ -107,6 +107,8 @@ def variability_runs_table(df: pd.DataFrame) -> pd.DataFrame:
     for label, g in rows(df, plans.VARIABILITY, plans.VARIABILITY_METRIC).groupby("label", sort=False):
         row = {"label": label, "runs": len(g), "tok_s_median": g.value.median()}
         row |= {"tok_s_min": g.value.min(), "tok_s_max": g.value.max()}
+        if "after" in g:  # how many comparisons the runs were spread over (method 12)
+            row["spread_over"] = g["after"].nunique()
         if len(g) >= spread.MIN_SPREAD_RUNS:
             e = spread.expected_half_range(g.value)
             row |= {"half_range_pct": 100 * e.value, "low": 100 * e.low, "high": 100 * e.high}

@@ -15,8 +15,9 @@ speed for seconds at a time):
   median over windows of token intervals), so a host stall moves one window of a chunk, not the trial, and a
   block's log-ratio is the median of its rounds' (blocks.block_log_ratio), so a round that straddles a change
   of the host's speed does not move it;
-- mlx-lm's run-to-run spread is its own pass after the comparisons (`variability`): whole generate_step
-  generations back to back, as the write-ups ran them, since the drift between runs is what that claim is about;
+- mlx-lm's run-to-run spread is its own pass (`Variability`): whole generate_step generations, as the write-ups
+  ran them, since the drift between runs is what that claim is about, spread over the comparisons (a few after
+  each) so that they sample the host over the whole notebook rather than one stretch of it;
 - the samplers alone are timed paired (sampling.time_samplers): every sampler once per repeat, back to back in
   a random order, so their ratio is judged on per-repeat log-ratios;
 - Python's cyclic garbage collector is collected before each comparison and off while it runs (as `timeit`
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from contextlib import contextmanager
 from functools import partial
 
@@ -178,13 +179,15 @@ def compare(
     max_blocks: int,
     chunk_tokens: int = 0,
     claims: Collection[str] | None = None,
+    between: Callable[[str], None] | None = None,
     seed: int = 0,
 ) -> dict[str, list[int]]:
     """Warm every variant the plans need once, then run each plan as its own blocks.compare (experiment = the
     plan's name, one row per trial: its steady-state ms/token; one change_pct row per variant with why it
     stopped); each block's trials advance alternately `chunk_tokens` at a time (0: whole trials). Only the
     bands of `claims` (those judged on this model, `judged_claims`; None: all) and the fastest-loop check stop a
-    comparison or extend it. Returns each variant's tokens (warm-up generation)."""
+    comparison or extend it. `between(plan_name)` runs after each comparison (the variability pass's share).
+    Returns each variant's tokens (warm-up generation)."""
     prompt = models.random_prompt(loaded, prompt_tokens, seed=seed)
     names = list(dict.fromkeys(n for p in plan_names for n in plans.PLANS[p].names))
     tokens = warm_up(run, loaded, names, prompt, max_tokens, seed)
@@ -213,61 +216,90 @@ def compare(
                 window_tokens=per,
                 **loaded.describe(),
             )
+        if between is not None:
+            between(plan_name)
     return tokens
 
 
-def variability(
-    run,
-    loaded: models.LoadedModel,
-    *,
-    runs: int,
-    prompt_tokens: int,
-    max_tokens: int,
-    max_runs: int = 0,
-    band: blocks.Band | None = None,
-    seed: int = 0,
-) -> None:
+class Variability:
     """mlx-lm's run-to-run spread the way the write-ups measured it: `runs` whole generate_step generations of
-    `max_tokens` tokens back to back (warm: compare ran it first), each one row of its decode tokens/s
-    (mlx-lm's generation_tps; experiment plans.VARIABILITY). Nothing is interleaved: the host's drift
-    between runs is part of what is measured. With a `band` (the claim's, plans.variance_band), `runs` more at a
-    time until the spread's interval (spread.expected_half_range) decides against it or `max_runs` have run;
-    every row says why the pass stopped."""
-    prompt = models.random_prompt(loaded, prompt_tokens, seed=seed)
-    done: list[dict] = []
+    `max_tokens` tokens (warm: compare ran it first), each one row of its decode tokens/s (mlx-lm's
+    generation_tps; experiment plans.VARIABILITY). Nothing is interleaved within a run: the host's drift between
+    runs is part of what is measured. The runs are spread over the notebook's comparisons (`take` after each;
+    method 12): back to back they sampled one ~40 s stretch of the host, so two runs of the notebook at the same
+    commit found 15% and 21%, and consecutive runs shared a host state the interval takes as independent. With a
+    `band` (the claim's, plans.variance_band), `finish` adds `runs` more at a time until the spread's interval
+    (spread.expected_half_range) decides against it or `max_runs` have run; every row says why the pass stopped
+    and which comparison it followed (column `after`)."""
 
-    def decided() -> bool:
-        if len(done) < spread.MIN_SPREAD_RUNS:  # no interval yet (the finding says not measured)
-            return False
-        e = spread.expected_half_range([r["value"] for r in done])
-        return band.decides(100 * e.low, 100 * e.high)
+    def __init__(
+        self,
+        run,
+        loaded: models.LoadedModel,
+        *,
+        runs: int,
+        prompt_tokens: int,
+        max_tokens: int,
+        max_runs: int = 0,
+        band: blocks.Band | None = None,
+        seed: int = 0,
+    ):
+        self.run, self.loaded, self.runs, self.max_tokens = run, loaded, runs, max_tokens
+        self.max_runs, self.band = max_runs, band
+        self.prompt = models.random_prompt(loaded, prompt_tokens, seed=seed)
+        self.done: list[dict] = []
 
-    more, settled = runs, False  # runs is 0 on a side model: the pass is skipped
-    with collector_paused():
-        while more > 0:
-            for i in progress.steps(range(len(done), len(done) + more), f"{loaded.label}: variability"):
+    def take(self, n: int, after: str) -> None:
+        """Up to `n` of the first `runs` generations now, after comparison `after`."""
+        self._generate(min(n, self.runs - len(self.done)), after)
+
+    def _generate(self, n: int, after: str) -> None:
+        if n <= 0:
+            return
+        with collector_paused():
+            for i in progress.steps(
+                range(len(self.done), len(self.done) + n), f"{self.loaded.label}: variability"
+            ):
                 gen = decode.measure_generation(
-                    loaded.model, prompt, max_tokens, loop=variant("mlx_lm").loop()
+                    self.loaded.model, self.prompt, self.max_tokens, loop=variant("mlx_lm").loop()
                 )
-                done.append(dict(value=gen.decode_tps, trial=i, generated_tokens=len(gen.tokens)))
-            settled = band is not None and decided()
-            more = 0 if band is None or settled else min(runs, max_runs - len(done))
-    if not done:
-        return
-    stopped = {} if band is None else {"stop_reason": "decided" if settled else "max_runs"}
-    for r in done:
-        run.record(
-            plans.VARIABILITY,
-            plans.VARIABILITY_METRIC,
-            r["value"],
-            "tokens/s",
-            trial=r["trial"],
-            variant="mlx_lm",
-            label=loaded.label,
-            generated_tokens=r["generated_tokens"],
-            **stopped,
-            **loaded.describe(),
-        )
+                self.done.append(
+                    dict(value=gen.decode_tps, trial=i, generated_tokens=len(gen.tokens), after=after)
+                )
+
+    def decided(self) -> bool:
+        if self.band is None or len(self.done) < spread.MIN_SPREAD_RUNS:  # no interval yet: not measured
+            return False
+        e = spread.expected_half_range([r["value"] for r in self.done])
+        return self.band.decides(100 * e.low, 100 * e.high)
+
+    def finish(self, after: str = "end") -> None:
+        """The rest of the first `runs`, then more until decided (with a band), then every row into the run."""
+        self.take(self.runs, after)
+        settled = self.decided()
+        while self.band is not None and self.done and not settled and len(self.done) < self.max_runs:
+            self._generate(min(self.runs, self.max_runs - len(self.done)), after)
+            settled = self.decided()
+        stopped = {} if self.band is None else {"stop_reason": "decided" if settled else "max_runs"}
+        for r in self.done:
+            self.run.record(
+                plans.VARIABILITY,
+                plans.VARIABILITY_METRIC,
+                r["value"],
+                "tokens/s",
+                trial=r["trial"],
+                variant="mlx_lm",
+                label=self.loaded.label,
+                generated_tokens=r["generated_tokens"],
+                after=r["after"],
+                **stopped,
+                **self.loaded.describe(),
+            )
+
+
+def variability(run, loaded: models.LoadedModel, **options) -> None:
+    """The whole variability pass at once (Variability's options; no comparisons to spread it over)."""
+    Variability(run, loaded, **options).finish()
 
 
 def compiled_sampling_decided(per_repeat: list[dict[str, float]]) -> bool:
@@ -418,13 +450,26 @@ def measure_model(
     seed: int = 0,
 ) -> str:
     """Everything measured on one model: the comparisons, mlx-lm's run-to-run spread (`variability_runs` whole
-    generations right after them; 0: skipped), the agreement with each family's reference, the time split of
+    generations spread over them; 0: skipped), the agreement with each family's reference, the time split of
     generate_step's steps (its copy) and of the judged loop (pipelined), and the samplers alone (when asked).
     `claims`: the claims judged on this model (see `compare`). The spread's pass and the samplers (the notebook
     runs both on the claims model) go on, up to `variability_max_runs` runs and `sampler_max_repeats` repeats
     where those exceed the first look, until their claim's interval decides. Returns the model's label."""
     spec = parse_model(spec_text)
     loaded = models.build_preset(spec["name"], dtype=spec["dtype"], bits=spec["bits"], seed=seed)
+    spread_pass = Variability(
+        run,
+        loaded,
+        runs=variability_runs,
+        prompt_tokens=prompt_tokens,
+        max_tokens=max_tokens,
+        max_runs=variability_max_runs,
+        band=plans.variance_band(tolerances) if variability_max_runs > variability_runs else None,
+        seed=seed,
+    )
+    share = -(
+        -variability_runs // max(1, len(plan_names))
+    )  # its first runs, spread evenly over the comparisons
     tokens = compare(
         run,
         loaded,
@@ -438,18 +483,10 @@ def measure_model(
         max_blocks=max_blocks,
         chunk_tokens=chunk_tokens,
         claims=claims,
+        between=lambda plan_name: spread_pass.take(share, after=plan_name),
         seed=seed,
     )
-    variability(
-        run,
-        loaded,
-        runs=variability_runs,
-        prompt_tokens=prompt_tokens,
-        max_tokens=max_tokens,
-        max_runs=variability_max_runs,
-        band=plans.variance_band(tolerances) if variability_max_runs > variability_runs else None,
-        seed=seed,
-    )
+    spread_pass.finish()
     record_agreement(run, loaded, tokens)
     time_split(
         run,

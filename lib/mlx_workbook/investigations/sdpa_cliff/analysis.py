@@ -143,12 +143,13 @@ def undecided_note(table: pd.DataFrame, p: dict) -> str:
     varies = int((table.confirm_verdict == cliffs.VARIES).sum())
     text = (
         f"**Undecided steps** ({len(table)}): re-measured steps whose interval still straddles the work envelope "
-        f"widened by {p['tolerance']:.0%} after every pass (in any process that re-measured them)"
+        f"widened by {p['tolerance']:.0%} after every pass, or that no majority of the processes that re-measured "
+        "them called alike"
     )
     if varies:
         text += (
-            f", and {varies} step(s) that one process found a jump and another did not (verdict `varies`, the "
-            "other process's ratio in `other_processes`): process-dependent, no cliff"
+            f", {varies} of them found a jump by some processes and not by others (verdict `varies`, every "
+            "process's verdict in `process_verdicts`): process-dependent, no cliff"
         )
     return text + (". Another run may list some of them as cliffs, or not, without contradicting this one.")
 

@@ -25,10 +25,12 @@ envelope in the same direction is a cliff; the others are transients (a burst of
 of an older method).
 
 A step's ratio can also depend on the process that measures it (on the H200, 512 -> 513 tokens of the additive mask
-was 1.61x in one process and 1.07x in another at the same commit, both confirmed by 20 pairs). So a step one process
-confirms can be re-measured in fresh processes (column `process`, 0 the notebook's own, measure.confirm's
-`processes`): it "varies" (process-dependent, no cliff) where another process finds none or the opposite jump, and
-stays a cliff otherwise (another process left unclear by its one pass of pairs does not contradict it).
+was 1.61x in one process and 1.07x in another at the same commit, both confirmed by 20 pairs; at ea85dcf one run's
+process found four boundary steps flat that ten fresh processes all found jumps). So every re-measured step can be
+re-measured in fresh processes too (column `process`, 0 the notebook's own, measure.confirm's `processes`), and its
+verdict is the one most of its processes found (`majority`): a cliff where more than half found the same jump, no
+cliff where more than half found none, and otherwise "varies" (some found a jump, others none or the opposite one:
+process-dependent, no cliff) or "unclear". One odd process, the notebook's own included, no longer decides a step.
 
 Which steps a noisy sweep nominates varies from run to run, so the steps around the boundaries a sweep straddles
 (b-1 -> b and b -> b+1) are re-measured whatever the sweep said (origin "boundary", the others "nominated"): a
@@ -46,7 +48,7 @@ import pandas as pd
 from mlx_workbook.core import intervals, measure
 
 UP, DOWN, NONE, UNCLEAR = "up", "down", "none", "unclear"
-VARIES = "varies"  # a jump in one process and not in another: process-dependent, no cliff
+VARIES = "varies"  # a jump in some processes, none (or the opposite jump) in others, no majority: no cliff
 # column of confirmation rows: which process measured them (0 or missing: the notebook's own)
 PROCESS = "process"
 
@@ -126,19 +128,31 @@ CONFIRM_COLUMNS = [
     "confirm_high",
     "confirm_n",
     "confirm_verdict",
-    "other_processes",  # the ratio (verdict) of the step in every other process that re-measured it
+    "other_processes",  # the ratio (verdict) of the step in every other process that re-measured it than the one
+    # whose ratio and interval are given
+    "process_verdicts",  # every process's verdict, the notebook's own first ("down, none, down")
 ]
 
 
-def across_processes(first: str, others: list[str]) -> str:
-    """One step's verdict from the notebook's process (`first`, confirmed family-wise) and the other processes'
-    verdicts: VARIES where another contradicts a jump (finds none, or the opposite jump), else `first`. Another
-    process tests for a contradiction, it does not prove the jump again: its single pass of pairs leaving the step
-    unclear is no evidence against it (the H200 twins at c178fba: of 94 jumps re-measured in a fresh process 86
-    repeated, none was contradicted and 8 were left unclear, 5 of them cliffs in the other run)."""
-    if is_jump(first) and any(o not in (first, UNCLEAR) for o in others):
-        return VARIES
-    return first
+def majority(verdicts: list[str]) -> str:
+    """One step's verdict from every process that re-measured it: the verdict (a jump, or none) more than half of
+    them found; without one, VARIES where some found a jump and others none or the opposite jump (process-dependent,
+    no cliff), else UNCLEAR. An unclear process (its pairs straddled the envelope's edge) counts against every
+    verdict: it found none of them."""
+    for v in (UP, DOWN, NONE):
+        if 2 * sum(x == v for x in verdicts) > len(verdicts):
+            return v
+    found = {x for x in verdicts if x != UNCLEAR}
+    return VARIES if len(found) > 1 and any(is_jump(x) for x in found) else UNCLEAR
+
+
+def settled(verdicts: list[str], processes: int) -> bool:
+    """Whether more processes (up to `processes` in all) could no longer change a step's `majority`: a verdict
+    already has more than half of all `processes`, or none can reach that with the processes left (e.g. of 3, two
+    that agree settle a step; one jump and one none need the third)."""
+    need = processes // 2 + 1
+    most = max(sum(x == v for x in verdicts) for v in (UP, DOWN, NONE))
+    return most >= need or most + (processes - len(verdicts)) < need
 
 
 def processes(rows: pd.DataFrame) -> list[pd.DataFrame]:
@@ -167,10 +181,10 @@ def confirm(
 
     `confirmations` holds rows with the `by` columns, length, before_length / after_length (the candidate step)
     and pair (the index of an alternated pair within its process); a candidate without confirmation rows stays
-    unconfirmed. A nominated candidate is confirmed when its confirmation repeats the sweep's jump; a boundary step
-    (column `origin`) when its confirmation is a jump at all, and then takes that verdict and excess. Where other
-    processes re-measured a jump (column `process`), their verdicts join it (`across_processes`); the ratio and
-    interval stay those of the notebook's own process."""
+    unconfirmed. Where several processes re-measured a step (column `process`), its verdict is their `majority`, and
+    its ratio and interval those of the first process that found that verdict (the notebook's own where it did). A
+    nominated candidate is confirmed when that verdict repeats the sweep's jump; a boundary step (column `origin`)
+    when it is a jump at all, and then takes that verdict and excess."""
     out = candidates.copy()
     for c in CONFIRM_COLUMNS:
         out[c] = pd.Series([False] * len(out) if c == "confirmed" else [np.nan] * len(out), dtype=object)
@@ -184,7 +198,7 @@ def confirm(
         for c in by:
             if c in sel.columns and pd.notna(cand[c]):
                 sel = sel[sel[c] == cand[c]]
-        step, *elsewhere = [
+        measured = [
             paired_step(
                 part,
                 cand.before_length,
@@ -196,10 +210,11 @@ def confirm(
             )
             for part in processes(sel)
         ]
-        if step is None:
+        if measured[0] is None:
             continue
-        elsewhere = [s for s in elsewhere if s is not None]
-        verdict = across_processes(step.verdict, [s.verdict for s in elsewhere])
+        measured = [s for s in measured if s is not None]
+        verdict = majority([s.verdict for s in measured])
+        step = next((s for s in measured if s.verdict == verdict), measured[0])
         boundary = cand.get("origin") == BOUNDARY
         out.loc[i, CONFIRM_COLUMNS] = [
             is_jump(verdict) if boundary else verdict == cand.verdict,
@@ -208,7 +223,8 @@ def confirm(
             step.high,
             step.n,
             verdict,
-            ", ".join(f"{s.ratio:.3g} ({s.verdict})" for s in elsewhere) or np.nan,
+            ", ".join(f"{s.ratio:.3g} ({s.verdict})" for s in measured if s is not step) or np.nan,
+            ", ".join(s.verdict for s in measured),
         ]
         if boundary and is_jump(verdict):  # the sweep said nothing reliable here: the confirmation names it
             out.loc[i, ["verdict", "excess"]] = [step.verdict, step.excess]

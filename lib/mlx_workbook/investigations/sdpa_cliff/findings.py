@@ -136,7 +136,9 @@ def where_cliffs_are(
     n_decode = len(attention.sweep_lengths(p["decode_lengths"], p["decode_boundaries"], p["decode_offsets"]))
     top = cur.iloc[0]["excess"] if len(cur) else None
     k = int(p.get("confirm_processes", 1))
-    processes = " (each also re-measured in a fresh process, which did not contradict it)" if k > 1 else ""
+    processes = (
+        f" (each found by most of up to {k} processes: the notebook's own and fresh ones)" if k > 1 else ""
+    )
     out = [
         Finding(
             id="cliffs_found",

@@ -18,16 +18,19 @@ from mlx_workbook.core.results import Run
 from mlx_workbook.investigations.sdpa_cliff import cliffs
 from mlx_workbook.probes import sdpa_probe as probe
 
-# 6: a fresh process's pass leaving a jump unclear no longer demotes it; only a contradiction does. 5: a step the
+# 7: every re-measured step (not only a jump) is re-measured in fresh processes, and judged by the majority of its
+# processes (cliffs.majority): one odd process, the notebook's own included, no longer decides it; the second fresh
+# process measures only the steps the first two left open (cliffs.settled). 6: a fresh process's pass leaving a
+# jump unclear no longer demotes it; only a contradiction does. 5: a step the
 # notebook's process confirms as a jump is re-measured in `processes` - 1 fresh processes and is a cliff only where
-# every process finds it (cliffs.across_processes). 4: the sweep's screen nominates every step whose
+# every process finds it. 4: the sweep's screen nominates every step whose
 # median ratio lies beyond the widened envelope (not only those whose interval does), and a confirmation still
 # unclear after its pairs gets more passes (`confirm_passes`, Bonferroni over the passes). 3: the steps into and out
 # of every swept boundary are always re-measured in the confirmation pass (not only those the sweep nominates),
 # Bonferroni over every re-measured step. 2: one call count per sweep (calibrated at its longest length), lengths in
 # random order per round, and a confirmation pass (alternated pairs) before a candidate is called a cliff; 1 chose
 # the count per length.
-METHOD_VERSION = 6
+METHOD_VERSION = 7
 
 MODES, VARIANTS, DTYPES = probe.MODES, probe.VARIANTS, tuple(probe.DTYPES)
 GROUP = list(probe.GROUP_KEYS)  # a sweep's configuration: everything but the length
@@ -313,9 +316,10 @@ def confirm(
     probe_mlx) run under that version. `claims` (same columns) are steps a published claim is about: always
     re-measured, whatever the sweep said. A step whose paired interval still straddles the envelope's edge
     (`judge`, `passes` looks, as analysis.outcomes reads it) gets another `pairs` pairs, up to `passes` passes.
-    Then every step found a jump is re-measured (`pairs` pairs) in each of `processes` - 1 fresh processes (rows
-    tagged `process` 1, 2, ...; the notebook's own 0): a step's ratio may depend on the process (cliffs.py).
-    Returns the configurations that failed."""
+    Then every re-measured step, whatever this process found, is re-measured (`pairs` pairs) in fresh processes
+    (rows tagged `process` 1, 2, ...; the notebook's own 0), one after another, up to `processes` in all, until
+    more processes could no longer change its majority verdict (cliffs.settled: of 3, a second process that agrees
+    settles a step): a step's ratio may depend on the process (cliffs.py). Returns the configurations that failed."""
     chosen = to_confirm(candidates, max_candidates)
     if claims is not None and len(claims):
         keys = [c for c in GROUP + ["probe_mlx", "before_length", "length"] if c in claims.columns]
@@ -331,24 +335,29 @@ def confirm(
             chosen, rows(run.measurements, experiment + CONFIRM), tolerance=tolerance, looks=passes
         )
         chosen = chosen[(judged["confirm_verdict"] == cliffs.UNCLEAR).to_numpy()]
-    if processes > 1 and not remeasured.empty:
+    for process in range(1, processes):
+        if remeasured.empty:
+            break
         judged = judge(
             remeasured, rows(run.measurements, experiment + CONFIRM), tolerance=tolerance, looks=passes
         )
-        jumps = remeasured[judged["confirm_verdict"].map(cliffs.is_jump).to_numpy(dtype=bool)]
-        for process in range(1, processes):
-            if jumps.empty:
-                break
-            errors += _confirm_pass(
-                run,
-                experiment,
-                jumps,
-                timing,
-                offset=0,
-                wheels_dir=wheels_dir,
-                process=process,
-                number=passes + process - 1,
-            )
+        open_steps = [  # a step this process could not time (no verdicts) is not tried elsewhere
+            isinstance(v, str) and not cliffs.settled(v.split(", "), processes)
+            for v in judged["process_verdicts"]
+        ]
+        remeasured = remeasured[open_steps]
+        if remeasured.empty:
+            break
+        errors += _confirm_pass(
+            run,
+            experiment,
+            remeasured,
+            timing,
+            offset=0,
+            wheels_dir=wheels_dir,
+            process=process,
+            number=passes + process - 1,
+        )
     return errors
 
 
