@@ -85,6 +85,9 @@ def re_measured(df: pd.DataFrame, p: dict) -> pd.DataFrame:
             continue
         table = analysis.judged(df, sweep, candidates, p).dropna(subset=["confirm_ratio"])
         table = table.assign(sweep=sweep, call_ms=table[["before", "after"]].min(axis=1))
+        # which MLX version timed the step (as the saved lists name it): the versions sweep runs several
+        mlx = df["mlx"].iloc[0]
+        table["probe_mlx"] = table["probe_mlx"].fillna(mlx) if "probe_mlx" in table else mlx
         parts.append(table)
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
@@ -92,7 +95,7 @@ def re_measured(df: pd.DataFrame, p: dict) -> pd.DataFrame:
 def between(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     """Per call-time class: steps in both runs, the robust spread of their ratios' log difference, the share more
     than 5% apart and the largest difference."""
-    key = [c for c in analysis.UNDECIDED_KEY if c in a.columns and c in b.columns and c != "probe_mlx"]
+    key = [c for c in analysis.UNDECIDED_KEY if c in a.columns and c in b.columns]
     both = a.merge(b, on=key, suffixes=("_a", "_b"))
     if both.empty:
         return pd.DataFrame()
@@ -128,7 +131,7 @@ def one_sided(run_a: Path, run_b: Path, steps_a: pd.DataFrame, steps_b: pd.DataF
     out = only_in_one(run_a, run_b)
     if out.empty:
         return out
-    where = [c for c in out.columns if c not in ("verdict", "probe_mlx", "only_in")]
+    where = [c for c in out.columns if c not in ("verdict", "only_in")]
     for side, steps in (("a", steps_a), ("b", steps_b)):
         keyed = steps.assign(**{c: steps[c].map(agreement._text) for c in where if c in steps.columns})
         keyed = keyed.rename(columns={"confirm_ratio": f"ratio_{side}", "confirm_verdict": f"verdict_{side}"})

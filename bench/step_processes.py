@@ -39,14 +39,26 @@ sys.path.insert(0, str(Path(__file__).parent))
 import cliff_tolerance  # noqa: E402 - a sibling script: the runs' own confirmed ratios
 
 INTS = ("head_dim", "n_q_heads", "n_kv_heads", "before_length", "length")
+KEY = [
+    "sweep",
+    "probe_mlx",
+    *GROUP,
+    "before_length",
+    "length",
+]  # one step of one sweep, as the saved lists name it
 
 
 def disputed(run_a: Path, run_b: Path) -> pd.DataFrame:
-    """The cliffs only one of the two runs saved (cliff_tolerance.only_in_one), lengths and sizes as integers."""
+    """The cliffs only one of the two runs saved (cliff_tolerance.only_in_one), lengths and sizes as integers; only
+    those the runs' own MLX version timed (a fresh process here runs that version)."""
     out = cliff_tolerance.only_in_one(run_a, run_b)
     for c in INTS:
         out[c] = out[c].astype(float).astype(int)
-    return out
+    mlx = json.loads((run_a / results.SUMMARY).read_text())["environment"]["mlx"]
+    other = out.probe_mlx != mlx
+    if other.any():
+        print(f"# left out: {int(other.sum())} disputed step(s) of another MLX version", file=sys.stderr)
+    return out[~other].reset_index(drop=True)
 
 
 def cases(steps: pd.DataFrame) -> list[list[dict]]:
@@ -70,7 +82,7 @@ def step_ratios(rows: pd.DataFrame, steps: pd.DataFrame, pairs: int) -> pd.DataF
             before = part[part.length == s.before_length].set_index("pair").ms
             after = part[part.length == s.length].set_index("pair").ms
             ratio = float(np.exp(np.log(after / before).mean()))
-            out.append(dict(s[[*GROUP, "before_length", "length", "only_in"]], process=process, ratio=ratio))
+            out.append(dict(s[[*KEY, "only_in"]], process=process, ratio=ratio))
     return pd.DataFrame(out)
 
 
@@ -129,7 +141,18 @@ def main(argv: list[str] | None = None) -> int:
     rows = pd.read_parquet(args.rows) if args.rows else measure(config, args.processes, args.out)
     ratios = step_ratios(rows, steps, config["pairs"])
     tolerance = float(params["tolerance"])
-    index = ["kind", "variant", "mode", "dtype", "head_dim", "before_length", "length", "only_in"]
+    index = [
+        "sweep",
+        "probe_mlx",
+        "kind",
+        "variant",
+        "mode",
+        "dtype",
+        "head_dim",
+        "before_length",
+        "length",
+        "only_in",
+    ]
     table = ratios.pivot_table(index=index, columns="process", values="ratio")
     table = table.join(runs_ratios(steps, args.run_a, args.run_b).set_index(index)[["run_a", "run_b"]])
     n = rows.process.nunique()
