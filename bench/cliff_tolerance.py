@@ -87,7 +87,7 @@ def re_measured(df: pd.DataFrame, p: dict) -> pd.DataFrame:
         table = table.assign(sweep=sweep, call_ms=table[["before", "after"]].min(axis=1))
         # which MLX version timed the step (as the saved lists name it): the versions sweep runs several
         mlx = df["mlx"].iloc[0]
-        table["probe_mlx"] = table["probe_mlx"].fillna(mlx) if "probe_mlx" in table else mlx
+        table["probe_mlx"] = table["probe_mlx"].astype(object).fillna(mlx) if "probe_mlx" in table else mlx
         parts.append(table)
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 

@@ -100,18 +100,20 @@ def test_cliff_tolerance_rejudges_the_reference_twins_as_they_saved_their_lists(
 
 def test_step_processes_rejudges_its_committed_rows_into_its_committed_table(capsys):
     """bench/step_processes.py on the committed 03 H200 twins and the rows its GPU pass saved (--rows): the same
-    disputed steps, per-process ratios and the runs' own ratios as the committed table."""
+    disputed steps, per-process ratios and the runs' own ratios as the committed table (the pass whose twins are
+    committed; older passes keep their table beside runs the reference no longer holds)."""
     reference = ROOT / "reports" / "reference"
-    saved = reference / "bench" / "step_processes_ea85dcf"
-    a = reference / "20261130T171901_03_sdpa_cliff_cuda-nvidia-h200"
-    b = reference / "repeat" / "20261130T171932_03_sdpa_cliff_cuda-nvidia-h200"
-    if not (saved.exists() and a.exists() and b.exists()):
+    for saved in sorted((reference / "bench").glob("step_processes_*")):
+        table = (saved / "step_processes.txt").read_text().splitlines()
+        names = table[1].split()[1], table[1].split()[3].rstrip(":")  # "# RUN_A and RUN_B: ..."
+        a, b = reference / names[0], reference / "repeat" / names[1]
+        if a.exists() and b.exists():
+            break
+    else:
         import pytest
 
-        pytest.skip("the committed step_processes pass or its twins are not here")
-    rows = saved / "step_processes.parquet"
-    assert load("step_processes").main([str(a), str(b), "--rows", str(rows)]) == 0
+        pytest.skip("no committed step_processes pass with its twins")
+    assert load("step_processes").main([str(a), str(b), "--rows", str(saved / "step_processes.parquet")]) == 0
     out = capsys.readouterr().out
-    committed = (saved / "step_processes.txt").read_text().splitlines()[1:]  # below the command line
-    assert out.splitlines() == committed
-    assert "7 disputed steps, 10 fresh processes" in out
+    assert out.splitlines() == table[1:]  # below the command line
+    assert "disputed steps" in out and "fresh processes" in out
