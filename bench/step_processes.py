@@ -39,13 +39,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 import cliff_tolerance  # noqa: E402 - a sibling script: the runs' own confirmed ratios
 
 INTS = ("head_dim", "n_q_heads", "n_kv_heads", "before_length", "length")
-KEY = [
-    "sweep",
-    "probe_mlx",
-    *GROUP,
-    "before_length",
-    "length",
-]  # one step of one sweep, as the saved lists name it
+# one step of one sweep, as the saved lists name it
+KEY = ["sweep", "probe_mlx", *GROUP, "before_length", "length"]
 
 
 def disputed(run_a: Path, run_b: Path) -> pd.DataFrame:
@@ -141,18 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = pd.read_parquet(args.rows) if args.rows else measure(config, args.processes, args.out)
     ratios = step_ratios(rows, steps, config["pairs"])
     tolerance = float(params["tolerance"])
-    index = [
-        "sweep",
-        "probe_mlx",
-        "kind",
-        "variant",
-        "mode",
-        "dtype",
-        "head_dim",
-        "before_length",
-        "length",
-        "only_in",
-    ]
+    index = [c for c in KEY if c not in ("n_q_heads", "n_kv_heads")] + ["only_in"]
     table = ratios.pivot_table(index=index, columns="process", values="ratio")
     table = table.join(runs_ratios(steps, args.run_a, args.run_b).set_index(index)[["run_a", "run_b"]])
     n = rows.process.nunique()

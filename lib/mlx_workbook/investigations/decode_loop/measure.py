@@ -467,9 +467,8 @@ def measure_model(
         band=plans.variance_band(tolerances) if variability_max_runs > variability_runs else None,
         seed=seed,
     )
-    share = -(
-        -variability_runs // max(1, len(plan_names))
-    )  # its first runs, spread evenly over the comparisons
+    # its first runs spread evenly over the comparisons (a ceiling: the last share may be smaller)
+    share = -(-variability_runs // max(1, len(plan_names)))
     tokens = compare(
         run,
         loaded,
