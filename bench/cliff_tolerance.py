@@ -78,7 +78,7 @@ def save(folder: Path, found: pd.DataFrame, undecided: pd.DataFrame) -> Path:
 def re_measured(df: pd.DataFrame, p: dict) -> pd.DataFrame:
     """Every step a run re-measured (nominated at its own tolerance, or around a boundary), with its confirmed
     ratio and the shorter of its two lengths' median time of one call."""
-    parts = []
+    parts, mlx = [], df["mlx"].iloc[0]
     for sweep in SWEEPS:
         candidates = analysis.candidates(df, sweep, p)
         if candidates.empty:
@@ -86,7 +86,6 @@ def re_measured(df: pd.DataFrame, p: dict) -> pd.DataFrame:
         table = analysis.judged(df, sweep, candidates, p).dropna(subset=["confirm_ratio"])
         table = table.assign(sweep=sweep, call_ms=table[["before", "after"]].min(axis=1))
         # which MLX version timed the step (as the saved lists name it): the versions sweep runs several
-        mlx = df["mlx"].iloc[0]
         table["probe_mlx"] = table["probe_mlx"].astype(object).fillna(mlx) if "probe_mlx" in table else mlx
         parts.append(table)
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()

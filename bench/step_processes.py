@@ -43,13 +43,12 @@ INTS = ("head_dim", "n_q_heads", "n_kv_heads", "before_length", "length")
 KEY = ["sweep", "probe_mlx", *GROUP, "before_length", "length"]
 
 
-def disputed(run_a: Path, run_b: Path) -> pd.DataFrame:
+def disputed(run_a: Path, run_b: Path, mlx: str) -> pd.DataFrame:
     """The cliffs only one of the two runs saved (cliff_tolerance.only_in_one), lengths and sizes as integers; only
-    those the runs' own MLX version timed (a fresh process here runs that version)."""
+    those timed by MLX `mlx`, the runs' own version (a fresh process here runs that one)."""
     out = cliff_tolerance.only_in_one(run_a, run_b)
     for c in INTS:
         out[c] = out[c].astype(float).astype(int)
-    mlx = json.loads((run_a / results.SUMMARY).read_text())["environment"]["mlx"]
     other = out.probe_mlx != mlx
     if other.any():
         print(f"# left out: {int(other.sum())} disputed step(s) of another MLX version", file=sys.stderr)
@@ -125,8 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=Path("."))
     args = parser.parse_args(argv)
-    params = json.loads((args.run_a / results.SUMMARY).read_text())["params"]
-    steps = disputed(args.run_a, args.run_b)
+    summary = json.loads((args.run_a / results.SUMMARY).read_text())
+    params = summary["params"]
+    steps = disputed(args.run_a, args.run_b, summary["environment"]["mlx"])
     steps = steps.head(args.steps) if args.steps else steps
     if steps.empty:
         print("the two runs saved the same cliffs: nothing to re-measure")

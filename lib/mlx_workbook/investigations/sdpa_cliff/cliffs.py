@@ -132,6 +132,7 @@ CONFIRM_COLUMNS = [
     # whose ratio and interval are given
     "process_verdicts",  # every process's verdict, the notebook's own first ("down, none, down")
 ]
+VERDICT_SEPARATOR = ", "  # between the verdicts of `process_verdicts`
 
 
 def majority(verdicts: list[str]) -> str:
@@ -153,6 +154,18 @@ def settled(verdicts: list[str], processes: int) -> bool:
     need = processes // 2 + 1
     most = max(sum(x == v for x in verdicts) for v in (UP, DOWN, NONE))
     return most >= need or most + (processes - len(verdicts)) < need
+
+
+def open_steps(judged: pd.DataFrame, processes: int) -> np.ndarray:
+    """Which steps of a `confirm` table another process could still decide (not `settled`); a step no process
+    could time (no `process_verdicts`) is not tried elsewhere."""
+    return np.array(
+        [
+            isinstance(v, str) and not settled(v.split(VERDICT_SEPARATOR), processes)
+            for v in judged["process_verdicts"]
+        ],
+        dtype=bool,
+    )
 
 
 def processes(rows: pd.DataFrame) -> list[pd.DataFrame]:
@@ -224,7 +237,7 @@ def confirm(
             step.n,
             verdict,
             ", ".join(f"{s.ratio:.3g} ({s.verdict})" for s in measured if s is not step) or np.nan,
-            ", ".join(s.verdict for s in measured),
+            VERDICT_SEPARATOR.join(s.verdict for s in measured),
         ]
         if boundary and is_jump(verdict):  # the sweep said nothing reliable here: the confirmation names it
             out.loc[i, ["verdict", "excess"]] = [step.verdict, step.excess]

@@ -341,11 +341,7 @@ def confirm(
         judged = judge(
             remeasured, rows(run.measurements, experiment + CONFIRM), tolerance=tolerance, looks=passes
         )
-        open_steps = [  # a step this process could not time (no verdicts) is not tried elsewhere
-            isinstance(v, str) and not cliffs.settled(v.split(", "), processes)
-            for v in judged["process_verdicts"]
-        ]
-        remeasured = remeasured[open_steps]
+        remeasured = remeasured[cliffs.open_steps(judged, processes)]
         if remeasured.empty:
             break
         errors += _confirm_pass(
