@@ -101,6 +101,44 @@ def test_compare_stops_when_decided_and_records_every_block():
     assert blocks.paired_log_ratios(df, "other", "fast", "ref", "seconds").empty  # never ran: no blocks
 
 
+def test_a_decided_variant_leaves_and_the_others_go_on_in_shorter_blocks():
+    """A clear -20% decides at the first look and leaves; a +1.5% against a 1-2.5% band needs many more blocks,
+    which hold only it and the reference from then on; a variant without a band runs to the end."""
+    rng = np.random.default_rng(4)
+    calls = []
+
+    def variant(name, ratio):
+        def fn():
+            calls.append(name)
+            return ratio * math.exp(rng.normal(0, 0.004))
+
+        return fn
+
+    effects = {"ref": 1.0, "fast": 0.8, "small": 1.015, "info": 1.1}
+    variants = {name: variant(name, r) for name, r in effects.items()}
+    bands = {"fast": blocks.Band(-25, -15), "small": blocks.Band(1, 2.5)}
+    run = blocks.Rows()
+    out = blocks.compare(
+        run, "c", variants, reference="ref", bands=bands, budget_s=60, min_blocks=4, max_blocks=40, warmup=0
+    )
+    rows = blocks.stop_rows(run.measurements, "c").set_index("variant")
+    assert rows.loc["fast", "n_blocks"] == 4 and rows.loc["fast", "stop_reason"] == blocks.DECIDED
+    assert rows.loc["fast", "confidence"] == pytest.approx(
+        blocks.interim_confidence(len(blocks.looks(4, 40)) - 1)
+    )
+    assert out.blocks > 4 and rows.loc["small", "n_blocks"] == rows.loc["info", "n_blocks"] == out.blocks
+    assert (
+        calls.count("fast") == 4
+        and calls.count("small") == calls.count("ref") == calls.count("info") == out.blocks
+    )
+    assert list(rows.index) == ["fast", "small", "info"]  # in the variants' order, whenever each stopped
+    assert out.values["fast"].isna().sum() == out.blocks - 4 and out.values["small"].notna().all()
+    assert out.estimates["fast"].high < -15 and out.estimates["fast"].low > -25
+    # the stored blocks give the decided variant's four log-ratios, the others' all of theirs
+    assert len(blocks.paired_log_ratios(run.measurements, "c", "fast", "ref", "seconds")) == 4
+    assert len(blocks.paired_log_ratios(run.measurements, "c", "small", "ref", "seconds")) == out.blocks
+
+
 def test_compare_goes_on_until_an_effect_below_its_band_clears_no_effect():
     """A true +4% against a +16.5-27.5% band, blocks noisy enough that the first looks straddle 0: without
     no_effect_at the comparison stops at the first look below the band; with it, it goes on until the interval lies

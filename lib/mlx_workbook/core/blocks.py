@@ -7,22 +7,26 @@ mean ratio with a t interval on the log-ratios (core.intervals; its coverage is 
 tests/test_intervals.py).
 
 Blocks are added until every claim's interval decides (wholly inside or wholly outside its Band), the time budget is
-spent, or max_blocks is reached. The interval is looked at only at a few block counts (`looks`: min_blocks, then
-x1.5 each time) and the error rate is split Haybittle-Peto style (Bonferroni, so stopping at the first decisive look
-does not inflate it): the interim looks share a fifth of it, each at a strict level, and the final look (the budget
-spent or max_blocks reached, where most comparisons on a noisy host end) keeps four fifths, so its interval is
-nearly the plain 95% one (before, each of up to 7 looks got a seventh of the error rate; at 8 blocks the final
-interval is now about a third narrower). A comparison still undecided when its budget is spent may go on for an
-extension (`Extension`, shared by a notebook's comparisons) if its blocks project a decision within it (`promising`,
-a promising-zone rule); one whose effect sits on its band's edge stops on its budget, and its row says about how
-many blocks a decision would take. A block's variants run whole, one after the other (`back_to_back`), or, for
-decode loops on a host that changes speed within a second, advanced in alternating chunks of tokens (`interleaved`);
-there a block's log-ratio is the median of its rounds' paired log-ratios (`block_log_ratio`), and each round's
-chunk values are stored too (metric `round_metric(metric)`), so `paired_log_ratios` recomputes it from a run's rows.
-Every row goes through run.record: values with block, position and variant, host state per block (hoststate), and
-one "change_pct" row per variant saying why it stopped, whether it was extended and, if undecided, the smallest
-effect the data could have resolved (the interval's half-width) and the blocks a decision would take
-(`projected_blocks`).
+spent, or max_blocks is reached. A variant whose interval decides at a look leaves the comparison there (its own
+sequential test has stopped, so its estimate is the one of that look), and the blocks after it hold only the
+variants still undecided: shorter blocks, more of them in the budget, and the two variants of a pair adjacent in
+every round (on the ea85dcf and 46cbb15 H200 twins, a three-variant block's log-ratio varied 0.54-0.71% where a two-
+variant block's varied 0.37%, and the third variant, decided at the first look, took a third of every block). The
+interval is looked at only at a few block counts (`looks`: min_blocks, then x1.5 each time) and the error rate is
+split Haybittle-Peto style (Bonferroni, so stopping at the first decisive look does not inflate it): the interim
+looks share a fifth of it, each at a strict level, and the final look (the budget spent or max_blocks reached, where
+most comparisons on a noisy host end) keeps four fifths, so its interval is nearly the plain 95% one (before, each
+of up to 7 looks got a seventh of the error rate; at 8 blocks the final interval is now about a third narrower). A
+comparison still undecided when its budget is spent may go on for an extension (`Extension`, shared by a notebook's
+comparisons) if its blocks project a decision within it (`promising`, a promising-zone rule); one whose effect sits
+on its band's edge stops on its budget, and its row says about how many blocks a decision would take. A block's
+variants run whole, one after the other (`back_to_back`), or, for decode loops on a host that changes speed within a
+second, advanced in alternating chunks of tokens (`interleaved`); there a block's log-ratio is the median of its
+rounds' paired log-ratios (`block_log_ratio`), and each round's chunk values are stored too (metric
+`round_metric(metric)`), so `paired_log_ratios` recomputes it from a run's rows. Every row goes through run.record:
+values with block, position and variant, host state per block (hoststate), and one "change_pct" row per variant
+saying why it stopped, whether it was extended and, if undecided, the smallest effect the data could have resolved
+(the interval's half-width) and the blocks a decision would take (`projected_blocks`).
 """
 
 from __future__ import annotations
@@ -223,7 +227,8 @@ class Comparison:
     estimates: dict[str, intervals.Estimate] = field(
         default_factory=dict
     )  # % change of each variant vs reference
-    values: pd.DataFrame = field(default_factory=pd.DataFrame)  # block x variant table of the measured values
+    # block x variant table of the measured values (NaN after a variant was decided and left)
+    values: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def resolvable_pct(self, variant: str) -> float:
         """The smallest effect (in %) these blocks could have resolved: the interval's half-width."""
@@ -401,9 +406,11 @@ def compare(
 
     Each variant's effect is its per-block ratio to `reference`; blocks are added until every variant with a
     band is decided, `budget_s` of wall time is spent, or `max_blocks` ran (never fewer than min_blocks, unless
-    the budget runs out first). An undecided comparison whose budget is spent goes on for what `extension`
-    allows where its blocks project a decision within it (`promising`); one whose effect sits on its band's
-    edge stops. `fields` go into every row (e.g. model=..., dtype=...)."""
+    the budget runs out first). A banded variant decided at an interim look is not run in later blocks (its row
+    gives the look's n and estimate); variants without a band run to the end. An undecided comparison whose
+    budget is spent goes on for what `extension` allows where its blocks project a decision within it
+    (`promising`); one whose effect sits on its band's edge stops. `fields` go into every row (e.g. model=...,
+    dtype=...)."""
     if reference not in variants or len(variants) < 2:
         raise ValueError(
             f"need the reference {reference!r} and at least one other variant, got {list(variants)}"
@@ -421,8 +428,11 @@ def compare(
     for _ in range(warmup):
         block_fn(variants, warmup_rng)
 
-    table: dict[str, list[float]] = {n: [] for n in names}
+    table: list[dict[str, float]] = []  # per block: variant -> value (a variant decided earlier is left out)
     ratios: dict[str, list[float]] = {v: [] for v in others}  # per-block log(variant / reference)
+    running = list(names)  # variants still measured: a banded variant leaves once an interim look decides it
+    # variant -> (blocks, estimate, extended yet) where an interim look decided it
+    left: dict[str, tuple[int, intervals.Estimate, bool]] = {}
     start = time.perf_counter()
     deadline, extended = budget_s, False
     reason = MAX_BLOCKS
@@ -430,11 +440,11 @@ def compare(
     for block in range(max_blocks):
         probe = hoststate.probe_ms()
         cpu0, wall0 = hoststate.cpu_seconds(), time.perf_counter()
-        values = block_fn(variants, rng)
-        if set(values) != set(names):
-            raise ValueError(f"block_fn returned values for {sorted(values)}, not for {sorted(names)}")
+        values = block_fn({name: variants[name] for name in running}, rng)
+        if set(values) != set(running):
+            raise ValueError(f"block_fn returned values for {sorted(values)}, not for {sorted(running)}")
+        table.append({name: float(value) for name, value in values.items()})
         for position, (name, value) in enumerate(values.items()):
-            table[name].append(float(value))
             run.record(
                 experiment,
                 metric,
@@ -447,7 +457,8 @@ def compare(
                 **fields,
             )
         for v in others:
-            ratios[v].append(block_log_ratio(values, v, reference))
+            if v in running:
+                ratios[v].append(block_log_ratio(values, v, reference))
         _record_rounds(run, experiment, block, values, round_metric(metric), unit, fields)
         wall = time.perf_counter() - wall0
         for host_metric, value, host_unit in (
@@ -458,8 +469,13 @@ def compare(
             run.record(experiment, host_metric, value, host_unit, trial=block, block=block, **fields)
         n = block + 1
         if n in schedule[:-1]:  # an interim look
-            estimates = {v: change_pct(ratios[v], interim) for v in others}
-            if bands and all(bands[v].decides(estimates[v].low, estimates[v].high) for v in bands):
+            estimates = {v: change_pct(ratios[v], interim) for v in others if v in running}
+            for v, band in bands.items():
+                # decided: its own sequential test stops here, and the blocks left get shorter for the others
+                if v in running and band.decides(estimates[v].low, estimates[v].high):
+                    left[v] = (n, estimates[v], extended)
+                    running.remove(v)
+            if bands and set(bands) <= set(left):
                 reason = DECIDED
                 break
         elapsed = time.perf_counter() - start
@@ -467,7 +483,7 @@ def compare(
             more_s = extension.available_s() if extension and not extended else 0.0
             reachable = min(max_blocks, n + int(more_s * n / elapsed))  # at this comparison's pace
             if more_s > 0 and any(
-                promising(ratios[v], band, confidence, reachable) for v, band in bands.items()
+                promising(ratios[v], band, confidence, reachable) for v, band in bands.items() if v in running
             ):
                 deadline, extended = elapsed + more_s, True
             else:
@@ -475,10 +491,14 @@ def compare(
                 break
     if extended:
         extension.spend(time.perf_counter() - start - budget_s)
-    n = len(table[reference])
+    n = len(table)
     if reason != DECIDED and n >= 2:  # the final look: the budget spent or max_blocks reached
-        estimates = {v: change_pct(ratios[v], final) for v in others}
-    for v, e in estimates.items():
+        estimates = {v: change_pct(ratios[v], final) for v in others if v in running}
+    outcome = {v: left[v][1] if v in left else estimates[v] for v in others if v in left or v in estimates}
+    for v, e in outcome.items():
+        blocks_used, stopped, went_on = (
+            (left[v][0], DECIDED, left[v][2]) if v in left else (n, reason, extended)
+        )
         band = bands.get(v)
         decided = bool(band and band.decides(e.low, e.high))
         projected = projected_blocks(e, band) if band and not decided else float("nan")
@@ -492,19 +512,19 @@ def compare(
             reference=reference,
             low=e.low,
             high=e.high,
-            n_blocks=n,
+            n_blocks=blocks_used,
             method=e.method,
             confidence=e.confidence,
-            stop_reason=reason,
+            stop_reason=stopped,
             decided=decided,
             band_low=band.low if band else float("nan"),
             band_high=band.high if band else float("nan"),
             resolvable_pct=e.half_width,
-            extended=extended,
+            extended=went_on,
             projected_blocks=projected,
             **fields,
         )
-    return Comparison(reference, n, reason, estimates, pd.DataFrame(table))
+    return Comparison(reference, n, reason, outcome, pd.DataFrame(table, columns=names))
 
 
 def block_log_ratio(values: dict[str, float], variant: str, reference: str) -> float:
