@@ -277,7 +277,7 @@ version_results = measure.compare_versions(
 display(analysis.version_status(version_results))
 
 # %%
-candidates = analysis.scan(run.measurements, "versions", P)
+candidates = analysis.candidates(run.measurements, "versions", P)
 claims = analysis.claim_steps(run.measurements, "versions", P)
 measure.confirm(run, "versions", candidates, claims=claims, **confirming)
 df = run.measurements

@@ -337,3 +337,28 @@ def test_a_boundary_step_the_noisy_sweep_missed_is_confirmed_through_the_boundar
     off = an.candidates(sweep, "prefill", {**P, "confirm_boundaries": False})
     off_steps = set(zip(off.before_length.astype(int), off.length.astype(int)))
     assert (127, 128) not in off_steps  # without the boundary path the run would have missed it
+
+
+def test_the_versions_sweep_re_measures_every_versions_boundary_steps():
+    """Method 8: the versions sweep's steps around the prefill and decode boundaries its lengths straddle are
+    candidates in every version, whatever its screen nominated (at 46cbb15 one twin's screen left out the installed
+    version's decode 255 -> 256, a cliff of both twins' decode sweeps)."""
+    assert an.boundaries("versions", {**P, "decode_boundaries": [256, 512]}) == [128, 256, 512]
+    rows = []
+    for version in ("0.29.1", "0.30.0"):
+        rows += sdpa_rows("versions", P["version_lengths"], probe_mlx=version)  # flat: nothing nominated
+        rows += sdpa_rows("versions", [255, 256, 257], kind="decode", mode="none", probe_mlx=version)
+    sweep = pd.DataFrame(rows)
+    assert an.scan(sweep, "versions", P).empty
+    cands = an.candidates(sweep, "versions", P)
+    steps = {
+        (v, k, int(a), int(b))
+        for v, k, a, b in zip(cands.probe_mlx, cands.kind, cands.before_length, cands.length)
+    }
+    assert steps == {
+        (v, k, b + o, b + o + 1)
+        for v in ("0.29.1", "0.30.0")
+        for k, b in (("prefill", 128), ("decode", 256))
+        for o in (-1, 0)
+    }
+    assert set(cands.origin) == {cliffs.BOUNDARY}

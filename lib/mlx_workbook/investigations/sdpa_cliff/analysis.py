@@ -82,9 +82,15 @@ def candidates(df: pd.DataFrame, sweep: str, p: dict) -> pd.DataFrame:
 
 
 def boundaries(sweep: str, p: dict) -> list[int]:
-    """The boundaries a sweep straddles finely (whose neighbouring steps are always re-measured)."""
+    """The boundaries a sweep straddles finely (whose neighbouring steps are always re-measured). The versions
+    sweep takes the prefill and decode sweeps' boundaries: its lengths straddle some of them (127-129, 255-257),
+    and at the installed version those steps are the other sweeps' steps again, so they are re-measured there
+    too rather than only where the versions sweep nominated them (at 46cbb15 one twin's versions sweep nominated
+    the installed version's decode 255 -> 256, a cliff of both twins' decode sweeps, and the other's did not)."""
     if sweep == "prefill":
         return sorted(set(p["boundaries"]) | set(p["variant_boundaries"]))
+    if sweep == "versions":
+        return sorted(set(boundaries("prefill", p)) | set(boundaries("decode", p)))
     return list(p["decode_boundaries"]) if sweep == "decode" else []
 
 

@@ -18,7 +18,9 @@ from mlx_workbook.core.results import Run
 from mlx_workbook.investigations.sdpa_cliff import cliffs
 from mlx_workbook.probes import sdpa_probe as probe
 
-# 7: every re-measured step (not only a jump) is re-measured in fresh processes, and judged by the majority of its
+# 8: the versions sweep re-measures the steps around the prefill and decode sweeps' boundaries its lengths straddle
+# (analysis.boundaries), as those sweeps do, instead of only the steps its screen nominated. 7: every re-measured
+# step (not only a jump) is re-measured in fresh processes, and judged by the majority of its
 # processes (cliffs.majority): one odd process, the notebook's own included, no longer decides it; the second fresh
 # process measures only the steps the first two left open (cliffs.settled). 6: a fresh process's pass leaving a
 # jump unclear no longer demotes it; only a contradiction does. 5: a step the
@@ -30,7 +32,7 @@ from mlx_workbook.probes import sdpa_probe as probe
 # Bonferroni over every re-measured step. 2: one call count per sweep (calibrated at its longest length), lengths in
 # random order per round, and a confirmation pass (alternated pairs) before a candidate is called a cliff; 1 chose
 # the count per length.
-METHOD_VERSION = 7
+METHOD_VERSION = 8
 
 MODES, VARIANTS, DTYPES = probe.MODES, probe.VARIANTS, tuple(probe.DTYPES)
 GROUP = list(probe.GROUP_KEYS)  # a sweep's configuration: everything but the length
