@@ -32,7 +32,7 @@
 # below on a model with clear logit margins (and in `tests/test_loops.py`); sampled variants that read the same
 # numbers emit identical tokens under the same seed.
 #
-# **How it is measured** (`mlx_workbook.investigations.decode_loop.measure`, method version 13). Each model gets
+# **How it is measured** (`mlx_workbook.investigations.decode_loop.measure`, method version 14). Each model gets
 # the same random prompt. Every variant is first warmed up once on exactly the timed shapes, so first-use kernel
 # compilation stays out of the trials (its seconds are shown below). Then each claim is its own comparison
 # (`plans.PLANS`, `core.blocks`): only the two or three loops it needs, one trial each of `max_tokens` tokens per
@@ -47,7 +47,8 @@
 # added until the interval decides the claim's widened published range or the comparison's `budget_s` is spent,
 # and the stored outcome says which (with n, and for an undecided claim the smallest effect it could resolve).
 # A variant decided at a look leaves its comparison there (method 13), so the blocks after it are shorter and
-# hold the undecided pair side by side in every round.
+# hold the undecided pair side by side in every round; whether an extension could decide is projected at the pace
+# of the blocks as they now are (method 14: per trial, not per block).
 # A comparison still undecided at its budget goes on for up to `extend_s` more (`extend_total_s` over the
 # notebook) where its blocks project a decision within that (`core.blocks.promising`); an effect on its band's
 # edge, which would need hundreds of blocks, stops and says about how many.
@@ -172,7 +173,7 @@ extension = blocks.Extension(extend_s, extend_total_s)  # shared by every compar
 # effect outside its band stops only once its interval clears no effect (core.blocks.Band.no_effect_at); 9: a block's
 # log-ratio the median of its rounds'; 8: undecided comparisons whose blocks project a decision may go on past their
 # budget
-run = results.start("02_decode_loop", globals(), method_version=13)
+run = results.start("02_decode_loop", globals(), method_version=14)
 env = run.environment
 where = f"{env.device} ({env.backend}, mlx {env.mlx})"
 display(pd.Series(env.as_dict() | {"run_id": run.run_id}, name="environment").to_frame())

@@ -139,6 +139,17 @@ def test_a_decided_variant_leaves_and_the_others_go_on_in_shorter_blocks():
     assert len(blocks.paired_log_ratios(run.measurements, "c", "small", "ref", "seconds")) == out.blocks
 
 
+def test_the_extension_projects_at_the_pace_of_the_variants_still_running():
+    """The 4ab0381 twins' sampler comparison: 6 blocks of three variants, then 3 of the undecided pair, 1 s per
+    trial (24 s); 60 s more reach 30 blocks of the pair (2 s each), not the 22 the mean block (2.67 s) gives."""
+    assert blocks.reachable_blocks(9, 24.0, 6 * 3 + 3 * 2, running=2, more_s=60) == 9 + 30
+    assert blocks.reachable_blocks(9, 24.0, 6 * 3 + 3 * 2, running=3, more_s=60) == 9 + 20
+    assert (
+        blocks.reachable_blocks(10, 20.0, 20, running=2, more_s=0) == 10
+    )  # no extension left: no more blocks
+    assert blocks.reachable_blocks(10, 0.0, 20, running=2, more_s=60) == 10  # no pace measured yet
+
+
 def test_compare_goes_on_until_an_effect_below_its_band_clears_no_effect():
     """A true +4% against a +16.5-27.5% band, blocks noisy enough that the first looks straddle 0: without
     no_effect_at the comparison stops at the first look below the band; with it, it goes on until the interval lies

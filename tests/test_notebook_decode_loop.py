@@ -24,7 +24,7 @@ def run_02(tmp_path_factory):
 def test_02_stores_block_comparisons_with_stop_reasons(run_02):
     code, df, summary = run_02
     assert code == 0 and summary["status"] == "ok", summary.get("error")
-    assert summary["method_version"] == 13
+    assert summary["method_version"] == 14
     for name, plan in plans.PLANS.items():
         trials = df[(df.experiment == name) & (df.metric == plans.TIME_METRIC)]
         assert set(trials.variant) == set(plan.names), name  # only the variants the claim needs

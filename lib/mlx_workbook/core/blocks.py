@@ -164,6 +164,17 @@ def projected_blocks(e: intervals.Estimate, band: Band) -> float:
     return e.n * (half / distance) ** 2 if distance > 0 else math.inf
 
 
+def reachable_blocks(blocks_run: int, elapsed_s: float, trials: int, running: int, more_s: float) -> int:
+    """Blocks a comparison could have run after `more_s` more seconds: those it ran, plus more_s over the time a
+    block of the `running` variants now takes, at the pace of the `trials` (variant runs) its `blocks_run` blocks
+    held in `elapsed_s`. Per trial, not per block: once a decided variant has left, a block is shorter than the
+    ones that made the pace (the 4ab0381 H200 twins' sampler comparison, 6 blocks of three variants and 3 of two,
+    projected its decision at 31.6 blocks and was not extended, at 31 reachable by the blocks' mean pace and 42 by
+    the pairs' own)."""
+    per_block_s = running * elapsed_s / max(1, trials)
+    return blocks_run + (int(more_s / per_block_s) if per_block_s > 0 else 0)
+
+
 def promising(log_ratios, band: Band | None, confidence: float, reachable: int) -> bool:
     """Should an undecided comparison whose budget is spent go on (the extension)? Only if its blocks project a
     decision within the `reachable` blocks the extension holds (a promising-zone rule: an effect sitting on its
@@ -431,6 +442,7 @@ def compare(
     table: list[dict[str, float]] = []  # per block: variant -> value (a variant decided earlier is left out)
     ratios: dict[str, list[float]] = {v: [] for v in others}  # per-block log(variant / reference)
     running = list(names)  # variants still measured: a banded variant leaves once an interim look decides it
+    trials = 0  # variant runs so far (the pace of a block of the variants still running)
     # variant -> (blocks, estimate, extended yet) where an interim look decided it
     left: dict[str, tuple[int, intervals.Estimate, bool]] = {}
     start = time.perf_counter()
@@ -444,6 +456,7 @@ def compare(
         if set(values) != set(running):
             raise ValueError(f"block_fn returned values for {sorted(values)}, not for {sorted(running)}")
         table.append({name: float(value) for name, value in values.items()})
+        trials += len(values)
         for position, (name, value) in enumerate(values.items()):
             run.record(
                 experiment,
@@ -481,7 +494,7 @@ def compare(
         elapsed = time.perf_counter() - start
         if elapsed >= deadline and n < max_blocks:
             more_s = extension.available_s() if extension and not extended else 0.0
-            reachable = min(max_blocks, n + int(more_s * n / elapsed))  # at this comparison's pace
+            reachable = min(max_blocks, reachable_blocks(n, elapsed, trials, len(running), more_s))
             if more_s > 0 and any(
                 promising(ratios[v], band, confidence, reachable) for v, band in bands.items() if v in running
             ):
