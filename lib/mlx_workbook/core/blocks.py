@@ -169,7 +169,7 @@ def reachable_blocks(blocks_run: int, elapsed_s: float, trials: int, running: in
     block of the `running` variants now takes, at the pace of the `trials` (variant runs) its `blocks_run` blocks
     held in `elapsed_s`. Per trial, not per block: once a decided variant has left, a block is shorter than the
     ones that made the pace (the 4ab0381 H200 twins' sampler comparison, 6 blocks of three variants and 3 of two,
-    projected its decision at 31.6 blocks and was not extended, at 31 reachable by the blocks' mean pace and 42 by
+    projected its decision at 31.6 blocks and was not extended, at 31 reachable by the blocks' mean pace and 39 by
     the pairs' own)."""
     per_block_s = running * elapsed_s / max(1, trials)
     return blocks_run + (int(more_s / per_block_s) if per_block_s > 0 else 0)
