@@ -144,9 +144,8 @@ def test_the_extension_projects_at_the_pace_of_the_variants_still_running():
     trial (24 s); 60 s more reach 30 blocks of the pair (2 s each), not the 22 the mean block (2.67 s) gives."""
     assert blocks.reachable_blocks(9, 24.0, 6 * 3 + 3 * 2, running=2, more_s=60) == 9 + 30
     assert blocks.reachable_blocks(9, 24.0, 6 * 3 + 3 * 2, running=3, more_s=60) == 9 + 20
-    assert (
-        blocks.reachable_blocks(10, 20.0, 20, running=2, more_s=0) == 10
-    )  # no extension left: no more blocks
+    # no extension left: no more blocks
+    assert blocks.reachable_blocks(10, 20.0, 20, running=2, more_s=0) == 10
     assert blocks.reachable_blocks(10, 0.0, 20, running=2, more_s=60) == 10  # no pace measured yet
 
 

@@ -36,7 +36,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -226,6 +226,16 @@ def sequential(
         (MAX_BLOCKS if available >= schedule[-1] else BUDGET),
         change_pct(log_ratios[:available], final_confidence(confidence)),
     )
+
+
+class Outcome(NamedTuple):
+    """How one variant of a comparison stopped: its estimate, after how many blocks, why, and whether the
+    comparison had been extended by then."""
+
+    estimate: intervals.Estimate
+    blocks: int
+    reason: str
+    extended: bool
 
 
 @dataclass
@@ -443,8 +453,7 @@ def compare(
     ratios: dict[str, list[float]] = {v: [] for v in others}  # per-block log(variant / reference)
     running = list(names)  # variants still measured: a banded variant leaves once an interim look decides it
     trials = 0  # variant runs so far (the pace of a block of the variants still running)
-    # variant -> (blocks, estimate, extended yet) where an interim look decided it
-    left: dict[str, tuple[int, intervals.Estimate, bool]] = {}
+    left: dict[str, Outcome] = {}  # the variants an interim look decided, each as it stopped
     start = time.perf_counter()
     deadline, extended = budget_s, False
     reason = MAX_BLOCKS
@@ -486,7 +495,7 @@ def compare(
             for v, band in bands.items():
                 # decided: its own sequential test stops here, and the blocks left get shorter for the others
                 if v in running and band.decides(estimates[v].low, estimates[v].high):
-                    left[v] = (n, estimates[v], extended)
+                    left[v] = Outcome(estimates[v], n, DECIDED, extended)
                     running.remove(v)
             if bands and set(bands) <= set(left):
                 reason = DECIDED
@@ -507,11 +516,9 @@ def compare(
     n = len(table)
     if reason != DECIDED and n >= 2:  # the final look: the budget spent or max_blocks reached
         estimates = {v: change_pct(ratios[v], final) for v in others if v in running}
-    outcome = {v: left[v][1] if v in left else estimates[v] for v in others if v in left or v in estimates}
-    for v, e in outcome.items():
-        blocks_used, stopped, went_on = (
-            (left[v][0], DECIDED, left[v][2]) if v in left else (n, reason, extended)
-        )
+    stopped = {**{v: Outcome(e, n, reason, extended) for v, e in estimates.items() if v in running}, **left}
+    outcome = {v: stopped[v] for v in others if v in stopped}  # in the variants' order
+    for v, (e, blocks_used, why, went_on) in outcome.items():
         band = bands.get(v)
         decided = bool(band and band.decides(e.low, e.high))
         projected = projected_blocks(e, band) if band and not decided else float("nan")
@@ -528,7 +535,7 @@ def compare(
             n_blocks=blocks_used,
             method=e.method,
             confidence=e.confidence,
-            stop_reason=stopped,
+            stop_reason=why,
             decided=decided,
             band_low=band.low if band else float("nan"),
             band_high=band.high if band else float("nan"),
@@ -537,7 +544,8 @@ def compare(
             projected_blocks=projected,
             **fields,
         )
-    return Comparison(reference, n, reason, outcome, pd.DataFrame(table, columns=names))
+    estimates = {v: o.estimate for v, o in outcome.items()}
+    return Comparison(reference, n, reason, estimates, pd.DataFrame(table, columns=names))
 
 
 def block_log_ratio(values: dict[str, float], variant: str, reference: str) -> float:
