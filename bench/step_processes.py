@@ -19,6 +19,14 @@ fresh processes found them (1.50-2.54x, 0.66-0.78x). Run A's process was the odd
 never re-measured in a fresh process by 03's method 6 (only jumps were; method 7 re-measures every step and takes
 the majority of processes). The three only in A sit on the envelope's edge (0.77-0.79x against ~0.8x, 2.3x
 against ~2.2x) in every process.
+
+On the twins at 3362327 (step_processes_3362327/, eight processes, ~2 s each): the versions sweep's decode
+255 -> 256 (sdpa, no mask, MLX 0.32.4) was 1.46x and 1.52x in run A's two processes, 1.01x and 0.98x in run B's,
+and 1.40-1.77x in all eight fresh ones. The per-pass table shows a state of the process, not noise: one call at 256
+took 22-31 us in the slow processes and 15-18 us in the fast ones, against 15-17 us at 255 in both, so the calls a
+pass calibrates at 256 (245-441 in the slow processes, 550-635 in the fast ones) tell the state before a pair is
+timed. The other two steps are the same in every process (0.78-0.79x against an edge of ~0.80x; 2.30-2.40x
+against ~2.22x): run B left the first undecided, and run A's sweep did not nominate the second.
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from mlx_workbook.core import results
-from mlx_workbook.investigations.sdpa_cliff.measure import GROUP
+from mlx_workbook.investigations.sdpa_cliff.measure import CONFIRM, GROUP
 from mlx_workbook.probes import versions
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -64,19 +72,47 @@ def cases(steps: pd.DataFrame) -> list[list[dict]]:
     return out
 
 
+def pass_times(part: pd.DataFrame, step: pd.Series, value: str) -> dict:
+    """One process's pass over one step: its calls per sample, the median time of one call at each length (us)
+    and the confirmed ratio (geometric mean over its pairs of after / before)."""
+    before = part[part.length == step.before_length].set_index("pair")[value]
+    after = part[part.length == step.length].set_index("pair")[value]
+    return {
+        "calls": int(part.calls.iloc[0]),
+        "before_us": 1e3 * float(before.median()),
+        "after_us": 1e3 * float(after.median()),
+        "ratio": float(np.exp(np.log(after / before).mean())),
+    }
+
+
 def step_ratios(rows: pd.DataFrame, steps: pd.DataFrame, pairs: int) -> pd.DataFrame:
-    """Per step and process: the geometric mean over its pairs of after / before (the confirmed ratio). A process's
-    rows come step after step, 2 x pairs each, in the order of `cases(steps)`."""
+    """Per step and fresh process: `pass_times`. A process's rows come step after step, 2 x pairs each, in the
+    order of `cases(steps)`."""
     out = []
     for process, g in rows.groupby("process", sort=True):
         if len(g) != 2 * pairs * len(steps):
             raise SystemExit(f"process {process}: {len(g)} timings, expected {2 * pairs * len(steps)}")
         for i, (_, s) in enumerate(steps.iterrows()):
             part = g.iloc[2 * pairs * i : 2 * pairs * (i + 1)]
-            before = part[part.length == s.before_length].set_index("pair").ms
-            after = part[part.length == s.length].set_index("pair").ms
-            ratio = float(np.exp(np.log(after / before).mean()))
-            out.append(dict(s[[*KEY, "only_in"]], process=process, ratio=ratio))
+            out.append(dict(s[[*KEY, "only_in"]], process=process, **pass_times(part, s, "ms")))
+    return pd.DataFrame(out)
+
+
+def own_passes(run: Path, steps: pd.DataFrame) -> pd.DataFrame:
+    """Per step: `pass_times` of every confirmation pass the run itself made of it (its notebook's process and
+    its fresh ones), named "<run>:<process>.<pass>"; none where the run did not re-measure the step."""
+    df, _, mlx = cliff_tolerance.load(run)
+    out = []
+    for _, s in steps.iterrows():
+        sub = df[(df.experiment == s.sweep + CONFIRM) & (df.before_length == s.before_length)]
+        sub = sub[sub.after_length == s.length]
+        for k in GROUP:
+            sub = sub[sub[k].astype(str) == str(s[k])] if k not in INTS else sub[sub[k] == s[k]]
+        if "probe_mlx" in sub:
+            sub = sub[sub.probe_mlx.astype(object).fillna(mlx) == s.probe_mlx]
+        for (process, look), part in sub.groupby(["process", "confirm_pass"], sort=True):
+            name = f"{run.name[:15]}:{int(process)}.{int(look)}"
+            out.append(dict(s[[*KEY, "only_in"]], process=name, **pass_times(part, s, "value")))
     return pd.DataFrame(out)
 
 
@@ -146,6 +182,20 @@ def main(argv: list[str] | None = None) -> int:
         f"at tolerance {tolerance:g} (a jump lies outside the work envelope widened by it)"
     )
     print(table.round(3).to_string())
+    passes = pd.concat(
+        [own_passes(args.run_a, steps), own_passes(args.run_b, steps), ratios], ignore_index=True
+    )
+    print(
+        "\n# per pass (the runs' own processes <run>:<process>.<pass>, then the fresh ones): calls per sample "
+        "(calibrated at the longer length when the pass starts: a process in its slow state there gets fewer) and "
+        "median time of one call, us"
+    )
+    step_names = (
+        passes[["before_length", "length", "probe_mlx", "variant", "mode"]].astype(str).agg(" ".join, axis=1)
+    )
+    shown = passes.assign(step=step_names)[["step", "process", "calls", "before_us", "after_us", "ratio"]]
+    shown = shown.sort_values("step", kind="stable").round({"before_us": 2, "after_us": 2, "ratio": 3})
+    print(shown.to_string(index=False))
     return 0
 
 
