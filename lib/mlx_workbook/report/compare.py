@@ -84,35 +84,37 @@ def configuration_columns(df: pd.DataFrame) -> list[str]:
     (a variant's `position` in a rotated round order does not: bookkeeping, not what was measured).
     Judged per experiment and metric. A column is judged with the columns recorded before it fixed: of two
     columns that determine each other within a trial (variant and position), the first one recorded stays."""
+    repeated = _repeated_columns(df)
+    keyed = df.assign(**{c: df[c].map(_norm) for c in repeated})  # normalized once, not once per test
     kept: list[str] = []
-    for column in _repeated_columns(df):
-        if not _moves_between_trials(df, column, kept):
+    for column in repeated:
+        if not _moves_between_trials(keyed, column, kept):
             kept.append(column)
     return kept
 
 
-def _moves_between_trials(df: pd.DataFrame, column: str, others: list[str]) -> bool:
+def _moves_between_trials(keyed: pd.DataFrame, column: str, others: list[str]) -> bool:
     """True when, with every other configuration column fixed, each trial has one value of `column` but the
-    trials do not agree on it: the column records when or where in a round something ran."""
-    keyed = df.assign(**{c: df[c].map(_norm) for c in [column, *others]})
-    for _, group in keyed.groupby(KEYS + others, sort=False):
-        per_trial = group.groupby("trial")[column].agg(lambda v: frozenset(v))
-        if per_trial.map(len).max() == 1 and per_trial.nunique() > 1:
-            return True
-    return False
+    trials do not agree on it: the column records when or where in a round something ran. `keyed` holds the
+    columns as `_norm` spells them."""
+    # one grouped pass instead of a loop over configurations (a 03 run has thousands of them)
+    per_trial = keyed.groupby(KEYS + others + ["trial"], sort=False)[column].agg(["nunique", "first"])
+    per_configuration = per_trial.groupby(level=list(range(len(KEYS + others))), sort=False)
+    one_value_per_trial = per_configuration["nunique"].max() == 1
+    trials_disagree = per_configuration["first"].nunique() > 1
+    return bool((one_value_per_trial & trials_disagree).any())
 
 
 def _repeated_columns(df: pd.DataFrame) -> list[str]:
+    """The columns whose every value, per experiment and metric, already occurs in its first trial."""
+    timed = df.dropna(subset=["experiment", "metric", "trial"])
+    first_trial = timed.trial == timed.groupby(["experiment", "metric"]).trial.transform("min")
     out = []
     for col in [c for c in df.columns if c not in RUN_COLUMNS and c not in KEYS]:
-        values = df[col].map(_norm)
-        is_config = True
-        for _, group in df.assign(_v=values).groupby(["experiment", "metric"]):
-            first = set(group.loc[group.trial == group.trial.min(), "_v"])
-            if not all(set(g._v) <= first for _, g in group.groupby("trial")):
-                is_config = False
-                break
-        if is_config:
+        values = timed[["experiment", "metric"]].assign(_v=timed[col].map(_norm))
+        in_first = values[first_trial].drop_duplicates()
+        found = values.drop_duplicates().merge(in_first, how="left", indicator=True)["_merge"]
+        if (found == "both").all():
             out.append(col)
     return out
 
