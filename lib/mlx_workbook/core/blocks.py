@@ -452,7 +452,6 @@ def compare(
     table: list[dict[str, float]] = []  # per block: variant -> value (a variant decided earlier is left out)
     ratios: dict[str, list[float]] = {v: [] for v in others}  # per-block log(variant / reference)
     running = list(names)  # variants still measured: a banded variant leaves once an interim look decides it
-    trials = 0  # variant runs so far (the pace of a block of the variants still running)
     left: dict[str, Outcome] = {}  # the variants an interim look decided, each as it stopped
     start = time.perf_counter()
     deadline, extended = budget_s, False
@@ -465,7 +464,6 @@ def compare(
         if set(values) != set(running):
             raise ValueError(f"block_fn returned values for {sorted(values)}, not for {sorted(running)}")
         table.append({name: float(value) for name, value in values.items()})
-        trials += len(values)
         for position, (name, value) in enumerate(values.items()):
             run.record(
                 experiment,
@@ -503,6 +501,7 @@ def compare(
         elapsed = time.perf_counter() - start
         if elapsed >= deadline and n < max_blocks:
             more_s = extension.available_s() if extension and not extended else 0.0
+            trials = sum(map(len, table))  # variant runs so far (a block holds one value per variant it ran)
             reachable = min(max_blocks, reachable_blocks(n, elapsed, trials, len(running), more_s))
             if more_s > 0 and any(
                 promising(ratios[v], band, confidence, reachable) for v, band in bands.items() if v in running
