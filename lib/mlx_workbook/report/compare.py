@@ -84,10 +84,10 @@ def configuration_columns(df: pd.DataFrame) -> list[str]:
     (a variant's `position` in a rotated round order does not: bookkeeping, not what was measured).
     Judged per experiment and metric. A column is judged with the columns recorded before it fixed: of two
     columns that determine each other within a trial (variant and position), the first one recorded stays."""
-    repeated = _repeated_columns(df)
-    keyed = df.assign(**{c: df[c].map(_norm) for c in repeated})  # normalized once, not once per test
+    candidates = [c for c in df.columns if c not in RUN_COLUMNS and c not in KEYS]
+    keyed = df.assign(**{c: df[c].map(_norm) for c in candidates})  # normalized once for both tests
     kept: list[str] = []
-    for column in repeated:
+    for column in _repeated_columns(keyed, candidates):
         if not _moves_between_trials(keyed, column, kept):
             kept.append(column)
     return kept
@@ -105,13 +105,14 @@ def _moves_between_trials(keyed: pd.DataFrame, column: str, others: list[str]) -
     return bool((one_value_per_trial & trials_disagree).any())
 
 
-def _repeated_columns(df: pd.DataFrame) -> list[str]:
-    """The columns whose every value, per experiment and metric, already occurs in its first trial."""
-    timed = df.dropna(subset=["experiment", "metric", "trial"])
+def _repeated_columns(keyed: pd.DataFrame, columns: list[str]) -> list[str]:
+    """The `columns` whose every value, per experiment and metric, already occurs in its first trial (`keyed`
+    holds them as `_norm` spells them)."""
+    timed = keyed.dropna(subset=["experiment", "metric", "trial"])
     first_trial = timed.trial == timed.groupby(["experiment", "metric"]).trial.transform("min")
     out = []
-    for col in [c for c in df.columns if c not in RUN_COLUMNS and c not in KEYS]:
-        values = timed[["experiment", "metric"]].assign(_v=timed[col].map(_norm))
+    for col in columns:
+        values = timed[["experiment", "metric"]].assign(_v=timed[col])
         in_first = values[first_trial].drop_duplicates()
         found = values.drop_duplicates().merge(in_first, how="left", indicator=True)["_merge"]
         if (found == "both").all():
