@@ -98,10 +98,11 @@ def step_ratios(rows: pd.DataFrame, steps: pd.DataFrame, pairs: int) -> pd.DataF
     return pd.DataFrame(out)
 
 
-def own_passes(run: Path, steps: pd.DataFrame) -> pd.DataFrame:
+def own_passes(run: Path, loaded: tuple[pd.DataFrame, dict, str], steps: pd.DataFrame) -> pd.DataFrame:
     """Per step: `pass_times` of every confirmation pass the run itself made of it (its notebook's process and
-    its fresh ones), named "<run>:<process>.<pass>"; none where the run did not re-measure the step."""
-    df, _, mlx = cliff_tolerance.load(run)
+    its fresh ones), named "<run>:<process>.<pass>"; none where the run did not re-measure the step. `loaded`:
+    the run as cliff_tolerance.load reads it."""
+    df, _, mlx = loaded
     out = []
     for _, s in steps.iterrows():
         sub = df[(df.experiment == s.sweep + CONFIRM) & (df.before_length == s.before_length)]
@@ -134,10 +135,10 @@ def measure(config: dict, processes: int, out: Path) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def runs_ratios(steps: pd.DataFrame, run_a: Path, run_b: Path) -> pd.DataFrame:
+def runs_ratios(steps: pd.DataFrame, run_a: Path, run_b: Path, loaded: dict) -> pd.DataFrame:
     """`steps` with each run's own confirmed ratio of that step (cliff_tolerance.one_sided, row for row; NaN where a
-    run did not re-measure it)."""
-    (df_a, p_a, _), (df_b, p_b, _) = cliff_tolerance.load(run_a), cliff_tolerance.load(run_b)
+    run did not re-measure it). `loaded`: run -> the run as cliff_tolerance.load reads it."""
+    (df_a, p_a, _), (df_b, p_b, _) = loaded[run_a], loaded[run_b]
     own = cliff_tolerance.one_sided(
         run_a, run_b, cliff_tolerance.re_measured(df_a, p_a), cliff_tolerance.re_measured(df_b, p_b)
     )
@@ -174,7 +175,10 @@ def main(argv: list[str] | None = None) -> int:
     tolerance = float(params["tolerance"])
     index = [c for c in KEY if c not in ("n_q_heads", "n_kv_heads")] + ["only_in"]
     table = ratios.pivot_table(index=index, columns="process", values="ratio")
-    table = table.join(runs_ratios(steps, args.run_a, args.run_b).set_index(index)[["run_a", "run_b"]])
+    loaded = {run: cliff_tolerance.load(run) for run in (args.run_a, args.run_b)}  # read once, used twice
+    table = table.join(
+        runs_ratios(steps, args.run_a, args.run_b, loaded).set_index(index)[["run_a", "run_b"]]
+    )
     n = rows.process.nunique()
     print(f"# {args.run_a.name} and {args.run_b.name}: {len(steps)} disputed steps, {n} fresh processes")
     print(
@@ -183,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(table.round(3).to_string())
     passes = pd.concat(
-        [own_passes(args.run_a, steps), own_passes(args.run_b, steps), ratios], ignore_index=True
+        [*(own_passes(run, loaded[run], steps) for run in (args.run_a, args.run_b)), ratios],
+        ignore_index=True,
     )
     print(
         "\n# per pass (the runs' own processes <run>:<process>.<pass>, then the fresh ones): calls per sample "
