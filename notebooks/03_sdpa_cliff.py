@@ -42,11 +42,13 @@
 # **How a cliff is found** (`cliffs.py`): neighbouring lengths a < b are compared by the ratio of their median
 # times. If time is an overhead plus a part proportional to the attention work, that ratio lies between 1 and
 # the work ratio w_b / w_a; a *candidate* is a pair whose median ratio (method 4; before, its 95% interval) lies outside
-# that envelope widened by `tolerance`: **up** (b slower than its extra work explains) or **down** (b faster although it
+# that envelope widened by `tolerance` and drawn in by `screen_margin` (method 9: a few trials can put a real jump just
+# inside the edge): **up** (b slower than its extra work explains) or **down** (b faster although it
 # does more: the lengths up to a were slow, the shape of the published cliff). Each candidate is then re-measured with
 # its two lengths alternated back to back for `confirm_pairs` pairs and judged on the paired ratios (t interval on the
 # log-ratios, Bonferroni over every re-measured step and over the passes): a step still unclear (its interval straddling
-# the envelope's edge) gets another pass of pairs, up to `confirm_passes`. Only a step that repeats is called a
+# the envelope's edge) gets another pass of pairs in the same process, up to `confirm_passes` (method 9: in fresh
+# processes too). Only a step that repeats is called a
 # **cliff**; the others are listed as transients. The published 127 -> 128 step is always re-measured this way, and so
 # (method 3, `confirm_boundaries`) is every step into and out of a boundary the prefill and decode sweeps straddle (b-1
 # -> b, b -> b+1), whatever the sweep said: which steps a noisy sweep nominates changes from run to run, and these are
@@ -54,7 +56,7 @@
 # either way, and otherwise simply not a cliff. A step's ratio can depend on the process that measures it (on the
 # H200, 512 -> 513 tokens of the additive mask took 1.61x in one process and 1.07x in another; at ea85dcf one run's
 # process found four boundary steps flat that ten fresh processes all found jumps), so with `confirm_processes` 3
-# (method 7) every re-measured step is re-measured in fresh processes as well (20 pairs each) and judged by the
+# (method 7) every re-measured step is re-measured in fresh processes as well (20 pairs a pass) and judged by the
 # majority of its processes: a cliff where most found the same jump, none where most found none. The second fresh
 # process measures only the steps the first two left open (they disagreed, or one was unsure); a step without a
 # majority is listed with the undecided steps, as `varies` where some process found a jump and another none.
@@ -157,6 +159,7 @@ confirm_processes: int = 1  # processes whose majority judges a step: 3 adds up 
 max_confirm: int = 30  # candidates re-measured per sweep (the farthest from the work envelope first)
 confirm_boundaries: bool = True  # also re-measure every step b-1 -> b, b -> b+1 around the swept boundaries
 tolerance: float = 0.25  # a cliff must exceed the work envelope by this fraction (CPU timings are noisy)
+screen_margin: float = 0.05  # the sweep also nominates steps this close (a fraction) inside the widened edge
 
 # %%
 from mlx_workbook import models

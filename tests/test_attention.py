@@ -11,7 +11,7 @@ import pytest
 from mlx.utils import tree_flatten as mlx_flatten
 
 from mlx_workbook import models
-from mlx_workbook.core import results, stats
+from mlx_workbook.core import intervals, results, stats
 from mlx_workbook.investigations.sdpa_cliff import cliffs
 from mlx_workbook.investigations.sdpa_cliff import measure as attention
 from mlx_workbook.probes import ops, versions
@@ -329,36 +329,57 @@ def test_prompt_confirm_takes_lengths_read_from_a_table(run, tiny):
     assert set(rows[rows.experiment == "prompt_confirm"].length) == {8, 16}
 
 
-def test_an_unclear_confirmation_gets_another_pass_of_pairs_and_only_it(run, monkeypatch):
-    candidates = pd.DataFrame(
+def two_candidates() -> pd.DataFrame:
+    return pd.DataFrame(
         [
             {**{k: case()[k] for k in attention.GROUP}, "before_length": a, "length": b, "excess": 1.3}
             for a, b in ((16, 32), (32, 48))
         ]
     ).assign(verdict=cliffs.UP)
+
+
+def test_an_unclear_confirmation_gets_another_pass_of_pairs_and_only_it(run, monkeypatch):
     seen = []
 
-    def judge_first_unclear(chosen, confirmations, by, **kw):
-        seen.append((len(chosen), kw["looks"]))
-        verdicts = [cliffs.UNCLEAR if a == 16 else cliffs.NONE for a in chosen.before_length]
-        return chosen.assign(confirm_verdict=verdicts)
+    def first_step_open(step_rows, edges, t):
+        seen.append((step_rows[0]["before_length"], len(step_rows), round(t, 6)))
+        return step_rows[0]["before_length"] == 16
 
-    monkeypatch.setattr(attention.cliffs, "confirm", judge_first_unclear)
-    attention.confirm(run, "prefill", candidates, pairs=3, passes=3, target_ms=1, min_calls=2, max_calls=20)
+    monkeypatch.setattr(probe, "still_open", first_step_open)
+    attention.confirm(
+        run, "prefill", two_candidates(), pairs=3, passes=3, target_ms=1, min_calls=2, max_calls=20
+    )
     rows = run.measurements
     rows = rows[rows.experiment == "prefill_confirm"]
     pairs = rows.groupby("before_length").pair.apply(lambda p: sorted(set(p)))
     assert pairs[16] == list(range(9)) and pairs[32] == [0, 1, 2]  # three passes of 3 pairs, numbered on
-    assert sorted(set(rows.confirm_pass)) == [0, 1, 2] and seen == [(2, 3), (1, 3), (1, 3)]
+    assert sorted(set(rows.confirm_pass)) == [0, 1, 2] and (rows.process == 0).all()
+    # looked at after the first two passes (not after the last), with the t value of 3 and 6 pairs at the
+    # confidence `judge` uses: Bonferroni over the 2 steps and the 3 looks
+    t = [round(intervals.t_quantile(1 - 0.05 / 2 / 6, n - 1), 6) for n in (3, 6)]
+    assert seen == [(16, 6, t[0]), (32, 6, t[0]), (16, 12, t[1])]
+
+
+def test_the_probe_stops_a_step_as_cliffs_would_judge_it():
+    # the probe's restated rule and the workbook's verdict on the same pairs: open exactly where unclear
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        n, work = int(rng.integers(3, 30)), float(rng.choice([1.0, 1.5, 4.0]))
+        logs = rng.normal(math.log(rng.uniform(0.6, 6.0)), rng.uniform(0.001, 0.3), n)
+        step_rows = [
+            {"pair": i, "length": length, "ms": ms, "before_length": 16, "after_length": 32}
+            for i, x in enumerate(logs)
+            for length, ms in ((16, 1.0), (32, math.exp(x)))
+        ]
+        confidence = 1 - 0.05 / int(rng.integers(1, 200))
+        t = intervals.t_quantile(1 - (1 - confidence) / 2, n - 1)
+        _, verdict = cliffs.judge_paired(logs, work, 0.25, confidence)
+        assert probe.still_open(step_rows, list(cliffs.envelope(work, 0.25)), t) == (
+            verdict == cliffs.UNCLEAR
+        )
 
 
 def test_every_step_is_re_measured_in_a_fresh_process_and_a_third_takes_only_the_open_ones(run, monkeypatch):
-    candidates = pd.DataFrame(
-        [
-            {**{k: case()[k] for k in attention.GROUP}, "before_length": a, "length": b, "excess": 1.3}
-            for a, b in ((16, 32), (32, 48))
-        ]
-    ).assign(verdict=cliffs.UP)
     # what each process finds: 16 -> 32 a jump here and none in the first fresh process (open), 32 -> 48 none twice
     found = {16: [cliffs.UP, cliffs.NONE, cliffs.UP], 32: [cliffs.NONE, cliffs.NONE]}
 
@@ -372,22 +393,35 @@ def test_every_step_is_re_measured_in_a_fresh_process_and_a_third_takes_only_the
         )
 
     monkeypatch.setattr(attention.cliffs, "confirm", scripted)
+    # every interval wide open: each process takes every pass, a fresh one too (before method 9 it had one)
+    monkeypatch.setattr(
+        attention, "stopping", lambda pairs, passes, family: {"passes": passes, "t": [1e9] * passes}
+    )
     started = []
     real_run_probe = versions.run_probe
     monkeypatch.setattr(
-        versions, "run_probe", lambda *a, **kw: started.append(kw) or real_run_probe(*a, **kw)
+        versions, "run_probe", lambda *a, **kw: started.append((a[1], kw)) or real_run_probe(*a, **kw)
     )
     errors = attention.confirm(
-        run, "prefill", candidates, pairs=3, processes=3, target_ms=1, min_calls=2, max_calls=20
+        run,
+        "prefill",
+        two_candidates(),
+        pairs=3,
+        passes=2,
+        processes=3,
+        target_ms=1,
+        min_calls=2,
+        max_calls=20,
     )
-    assert errors == [] and [kw["fresh"] for kw in started] == [True, True]
+    assert errors == [] and [kw["fresh"] for _, kw in started] == [True, True]
+    assert [len(config["edges"]) for config, _ in started] == [2, 1]  # each step's envelope goes with it
     rows = run.measurements
     rows = rows[rows.experiment == "prefill_confirm"]
     steps = rows.groupby("process").before_length.apply(lambda b: sorted(set(b)))
     assert steps[0] == [16, 32] and steps[1] == [16, 32]  # a step found flat is re-measured too
     assert steps[2] == [16]  # the third process only where the first two disagreed
     fresh = rows[rows.process > 0]
-    assert sorted(set(fresh.pair)) == [0, 1, 2] and sorted(set(fresh.confirm_pass)) == [1, 2]
+    assert sorted(set(fresh.pair)) == list(range(6)) and sorted(set(fresh.confirm_pass)) == [0, 1]
     assert "probe_mlx" not in fresh.dropna(axis=1) and (fresh.value > 0).all()
 
 

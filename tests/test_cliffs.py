@@ -205,6 +205,33 @@ def test_the_screen_nominates_a_step_whose_median_lies_beyond_the_envelope_despi
     assert cliffs.scan(flat, ["cfg"], work="work", tolerance=0.1, family_wise=False).empty
 
 
+def test_the_screen_margin_nominates_a_step_just_inside_the_edge_and_nothing_farther():
+    # A's sweep of the 3362327 twins: unfused bool 1536 -> 2047 at 2.207x against an edge of 1.776 x 1.25 = 2.22x
+    def sweep_at(ratio):
+        values = {
+            1536: [0.90, 0.91, 0.92, 0.93, 0.94],
+            2047: [0.92 * ratio * f for f in (0.98, 0.99, 1, 1.01, 1.02)],
+        }
+        return pd.DataFrame(
+            [
+                {"cfg": "a", "length": n, "trial": t, "work": n * n, "value": v}
+                for n, vs in values.items()
+                for t, v in enumerate(vs)
+            ]
+        )
+
+    def nominated(ratio, margin):
+        return cliffs.scan(
+            sweep_at(ratio), ["cfg"], work="work", tolerance=0.25, family_wise=False, margin=margin
+        )
+
+    assert nominated(2.207, 0.0).empty
+    (candidate,) = nominated(2.207, 0.05).itertuples()
+    assert candidate.verdict == cliffs.UP
+    assert nominated(2.0, 0.05).empty  # 10% inside the edge: no candidate
+    assert nominated(1.0, 0.05).empty  # time that follows the work
+
+
 def test_more_looks_widen_the_confirmation_interval():
     def step(n):
         return 0.08 if n < 128 else 0.05

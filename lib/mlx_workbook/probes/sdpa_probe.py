@@ -15,7 +15,9 @@ once, in a fresh random order, so load bursts and drift hit all lengths alike.
 
 A candidate cliff is then re-measured by `confirm`: its two lengths alternated back to back (A B, B A, ...) for
 `pairs` pairs at one fixed call count; the workbook judges the paired ratios and calls only confirmed steps
-cliffs.
+cliffs. With `passes` > 1 a step whose paired t interval still straddles its envelope's edge after a pass gets
+another `pairs` pairs in the same process (`still_open`), so every process, fresh ones included, adds pairs by the
+same rule until the interval decides or the passes run out.
 """
 
 from __future__ import annotations
@@ -251,9 +253,12 @@ def confirm_pair(
     min_calls: int,
     max_calls: int,
     seed: int = 0,
+    first_pair: int = 0,
+    look: int = 0,
 ) -> list[dict]:
     """Two lengths of one configuration alternated back to back (A B, B A, A B, ...) for `pairs` pairs, one
-    call count for both (calibrated at the longer); rows carry the pair index."""
+    call count for both (calibrated at the longer); rows carry the pair index (from `first_pair` on) and the pass
+    (`look`) that timed them."""
     fns = [make_call(before, seed), make_call(after, seed)]
     for fn in fns:
         for _ in range(warmup):
@@ -261,7 +266,7 @@ def confirm_pair(
     longer = max((0, 1), key=lambda i: (before, after)[i]["length"])
     calls = calls_for(fns[longer], target_s, min_calls, max_calls)
     rows = []
-    for pair in range(pairs):
+    for pair in range(first_pair, first_pair + pairs):
         for position, i in enumerate((0, 1) if pair % 2 == 0 else (1, 0)):
             ms = 1e3 * seconds_per_call(fns[i], calls)
             rows.append(
@@ -275,9 +280,59 @@ def confirm_pair(
                     "sample_ms": ms * calls,
                     "before_length": before["length"],
                     "after_length": after["length"],
+                    "confirm_pass": look,
                 }
             )
     return rows
+
+
+def still_open(step_rows: list[dict], edges: list[float], t: float) -> bool:
+    """Whether a step's paired t interval (of log(after / before) over its pairs so far, critical value `t`)
+    straddles an edge of its envelope [low, high] (a ratio range): neither wholly outside nor wholly inside it.
+    The same rule as the workbook's cliffs._verdict on intervals.log_ratio_interval, restated here so that this
+    file needs no workbook (a test holds the two together)."""
+    by_pair: dict[int, dict[int, float]] = {}  # pair -> length -> ms
+    for r in step_rows:
+        by_pair.setdefault(r["pair"], {})[r["length"]] = r["ms"]
+    before, after = step_rows[0]["before_length"], step_rows[0]["after_length"]
+    logs = [math.log(ms[after] / ms[before]) for ms in by_pair.values() if len(ms) == 2]
+    if len(logs) < 2:
+        return True  # no interval yet
+    mean = sum(logs) / len(logs)
+    sd = math.sqrt(sum((x - mean) ** 2 for x in logs) / (len(logs) - 1))
+    half = t * sd / math.sqrt(len(logs))
+    low, high = math.log(edges[0]), math.log(edges[1])
+    outside = mean - half > high or mean + half < low
+    inside = low <= mean - half and mean + half <= high
+    return not (outside or inside)
+
+
+def confirm_steps(config: dict, timing: dict, on_round=None) -> tuple[list[dict], list[dict]]:
+    """Every step of config["confirm"] re-measured (`confirm_pair`, config["pairs"] pairs); then, up to
+    config["passes"] passes, the steps `still_open` (config["edges"][i]: step i's envelope, config["t"][k]: the
+    critical value after k + 1 passes) get another pass, pair numbers going on. Returns (rows, errors)."""
+    steps = config.get("confirm", [])
+    pairs, passes = int(config.get("pairs", 20)), int(config.get("passes", 1))
+    rows, errors = [], []
+    timed: dict[int, list[dict]] = {i: [] for i in range(len(steps))}
+    open_steps = list(range(len(steps)))
+    for look in range(passes):
+        for i in open_steps:
+            before, after = steps[i]
+            try:
+                done = confirm_pair(before, after, pairs=pairs, first_pair=look * pairs, look=look, **timing)
+            except Exception as exc:  # noqa: BLE001 - one broken step must not lose the others' data
+                errors.append({**{k: before[k] for k in GROUP_KEYS}, "error": f"{type(exc).__name__}: {exc}"})
+                timed[i] = []
+                continue
+            timed[i] += done
+            rows += done
+            if on_round is not None:
+                on_round(done)
+        if look + 1 < passes:
+            t = float(config["t"][look])
+            open_steps = [i for i in open_steps if timed[i] and still_open(timed[i], config["edges"][i], t)]
+    return rows, errors
 
 
 def _timing(config: dict) -> dict:
@@ -292,7 +347,8 @@ def _timing(config: dict) -> dict:
 
 def run(config: dict, on_round=None) -> dict:
     """Run every case of `config`: {"cases": [...], "repeats", "warmup", "target_ms", "min_calls", "max_calls"}
-    sweeps each group; {"confirm": [[before_case, after_case], ...], "pairs": 20, ...} re-measures candidate steps.
+    sweeps each group; {"confirm": [[before_case, after_case], ...], "pairs": 20, ...} re-measures candidate steps
+    (with "passes", "edges" and "t": more passes while a step is open, `confirm_steps`).
 
     A group that fails (a dtype or mask an old version lacks) is reported in "errors"; the others still run."""
     rows, errors = [], []
@@ -303,14 +359,8 @@ def run(config: dict, on_round=None) -> dict:
         except Exception as exc:  # noqa: BLE001 - one broken group must not lose the others' data
             errors.append({**{k: group[0][k] for k in GROUP_KEYS}, "error": f"{type(exc).__name__}: {exc}"})
         mx.clear_cache() if hasattr(mx, "clear_cache") else None
-    for before, after in config.get("confirm", []):
-        try:
-            done = confirm_pair(before, after, pairs=int(config.get("pairs", 20)), **timing)
-            rows += done
-            if on_round is not None:
-                on_round(done)
-        except Exception as exc:  # noqa: BLE001
-            errors.append({**{k: before[k] for k in GROUP_KEYS}, "error": f"{type(exc).__name__}: {exc}"})
+    confirmed, failed = confirm_steps(config, timing, on_round)
+    rows, errors = rows + confirmed, errors + failed
     return {"mlx": mx.__version__, "backend": backend(), "rows": rows, "errors": errors}
 
 

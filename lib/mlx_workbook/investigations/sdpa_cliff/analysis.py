@@ -56,14 +56,16 @@ def mark(fig: Figure, xs, label: str, color: str = "#b00020") -> Figure:
 
 def scan(df: pd.DataFrame, sweep: str, p: dict) -> pd.DataFrame:
     """The cliffs one sweep ("prefill", "decode", "versions", "prompt") nominates, judged against the work pair
-    by pair at 95% (a liberal screen), column `origin` "nominated"."""
+    by pair at 95% (a liberal screen; p["screen_margin"]: cliffs.screened), column `origin` "nominated"."""
     sub = rows(df, sweep)
+    # runs before method 9 had no screen margin: read back, they nominate what they re-measured
+    screen = dict(tolerance=p["tolerance"], family_wise=False, margin=p.get("screen_margin", 0.0))
     if sweep == "prompt":
-        found = cliffs.scan(sub, ["model"], work="flops", tolerance=p["tolerance"], family_wise=False)
+        found = cliffs.scan(sub, ["model"], work="flops", **screen)
         return found.assign(origin=cliffs.NOMINATED)
     if sub.empty or (sweep == "versions" and "probe_mlx" not in sub.columns):
         return pd.DataFrame()
-    return attention.scan(sub, tolerance=p["tolerance"], family_wise=False).assign(origin=cliffs.NOMINATED)
+    return attention.scan(sub, **screen).assign(origin=cliffs.NOMINATED)
 
 
 def candidates(df: pd.DataFrame, sweep: str, p: dict) -> pd.DataFrame:

@@ -12,14 +12,19 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from mlx_workbook.core import hoststate, progress
+from mlx_workbook.core import hoststate, intervals, progress
 from mlx_workbook.core.frames import rows
 from mlx_workbook.core.results import Run
 from mlx_workbook.investigations.sdpa_cliff import cliffs
 from mlx_workbook.probes import sdpa_probe as probe
 
-# 8: the versions sweep re-measures the steps around the prefill and decode sweeps' boundaries its lengths straddle
-# (analysis.boundaries), as those sweeps do, instead of only the steps its screen nominated. 7: every re-measured
+# 9: a fresh process adds passes of pairs while a step is unclear, as the notebook's own does (the probe's
+# confirm_steps; before, it had one pass, and at 3362327 one run's two fresh processes left sdpa bool 1023 -> 1024
+# unclear at 0.790x and 0.794x against an edge of 0.80x, its pooled 60 pairs 0.789x [0.786, 0.793]), and another
+# MLX version's passes in the notebook's turn run in one process, not one each; the screen nominates steps within
+# `screen_margin` of the widened edge (cliffs.screened). 8: the versions sweep re-measures the steps around the
+# prefill and decode sweeps' boundaries its lengths straddle (analysis.boundaries), as those sweeps do, instead of
+# only the steps its screen nominated. 7: every re-measured
 # step (not only a jump) is re-measured in fresh processes, and judged by the majority of its
 # processes (cliffs.majority): one odd process, the notebook's own included, no longer decides it; the second fresh
 # process measures only the steps the first two left open (cliffs.settled). 6: a fresh process's pass leaving a
@@ -32,7 +37,7 @@ from mlx_workbook.probes import sdpa_probe as probe
 # Bonferroni over every re-measured step. 2: one call count per sweep (calibrated at its longest length), lengths in
 # random order per round, and a confirmation pass (alternated pairs) before a candidate is called a cliff; 1 chose
 # the count per length.
-METHOD_VERSION = 8
+METHOD_VERSION = 9
 
 MODES, VARIANTS, DTYPES = probe.MODES, probe.VARIANTS, tuple(probe.DTYPES)
 GROUP = list(probe.GROUP_KEYS)  # a sweep's configuration: everything but the length
@@ -195,6 +200,7 @@ EXTRA_FIELDS = [
     "pair",
     "before_length",
     "after_length",
+    "confirm_pass",
 ]  # where the probe gives them
 
 
@@ -316,47 +322,50 @@ def confirm(
     """Re-measure candidate cliffs of a probe sweep (scan table): each step's two lengths alternated back to back
     for `pairs` pairs, stored as experiment "<experiment>_confirm"; candidates of another MLX version (column
     probe_mlx) run under that version. `claims` (same columns) are steps a published claim is about: always
-    re-measured, whatever the sweep said. A step whose paired interval still straddles the envelope's edge
-    (`judge`, `passes` looks, as analysis.outcomes reads it) gets another `pairs` pairs, up to `passes` passes.
-    Then every re-measured step, whatever this process found, is re-measured (`pairs` pairs) in fresh processes
-    (rows tagged `process` 1, 2, ...; the notebook's own 0), one after another, up to `processes` in all, until
-    more processes could no longer change its majority verdict (cliffs.settled: of 3, a second process that agrees
-    settles a step): a step's ratio may depend on the process (cliffs.py). Returns the configurations that failed."""
+    re-measured, whatever the sweep said. In every process a step whose paired interval still straddles the
+    envelope's edge after a pass (as `judge` reads it, `passes` looks) gets another `pairs` pairs there, up to
+    `passes` passes (sdpa_probe.confirm_steps). Then every re-measured step, whatever this process found, is
+    re-measured the same way in fresh processes (rows tagged `process` 1, 2, ...; the notebook's own 0), one after
+    another, up to `processes` in all, until more processes could no longer change its majority verdict
+    (cliffs.settled: of 3, a second process that agrees settles a step): a step's ratio may depend on the process
+    (cliffs.py). Returns the configurations that failed."""
     chosen = to_confirm(candidates, max_candidates)
     if claims is not None and len(claims):
         keys = [c for c in GROUP + ["probe_mlx", "before_length", "length"] if c in claims.columns]
         chosen = pd.concat([claims, chosen], ignore_index=True).drop_duplicates(subset=keys)
     timing = dict(pairs=pairs, warmup=warmup, target_ms=target_ms, min_calls=min_calls, max_calls=max_calls)
+    stop = stopping(pairs, passes, family=len(chosen))
     errors: list[dict] = []
-    remeasured = chosen
-    for number in range(passes):
+    for process in range(processes):
+        if process:
+            judged = judge(
+                chosen, rows(run.measurements, experiment + CONFIRM), tolerance=tolerance, looks=passes
+            )
+            chosen = chosen[cliffs.open_steps(judged, processes)]
         if chosen.empty:
             break
-        errors += _confirm_pass(run, experiment, chosen, timing, offset=number * pairs, wheels_dir=wheels_dir)
-        judged = judge(
-            chosen, rows(run.measurements, experiment + CONFIRM), tolerance=tolerance, looks=passes
-        )
-        chosen = chosen[(judged["confirm_verdict"] == cliffs.UNCLEAR).to_numpy()]
-    for process in range(1, processes):
-        if remeasured.empty:
-            break
-        judged = judge(
-            remeasured, rows(run.measurements, experiment + CONFIRM), tolerance=tolerance, looks=passes
-        )
-        remeasured = remeasured[cliffs.open_steps(judged, processes)]
-        if remeasured.empty:
-            break
-        errors += _confirm_pass(
-            run,
-            experiment,
-            remeasured,
-            timing,
-            offset=0,
-            wheels_dir=wheels_dir,
-            process=process,
-            number=passes + process - 1,
-        )
+        config = dict(timing, **stop, edges=edges(chosen, tolerance))
+        errors += _confirm_pass(run, experiment, chosen, config, wheels_dir=wheels_dir, process=process)
     return errors
+
+
+def stopping(pairs: int, passes: int, *, family: int) -> dict:
+    """The probe's rule for another pass (sdpa_probe.confirm_steps): `passes`, and the t critical value after
+    each look at the confidence `judge` uses (Bonferroni over the `family` of re-measured steps and the looks)."""
+    alpha = (1 - intervals.CONFIDENCE) / (max(1, family) * passes)
+    return {
+        "passes": passes,
+        "t": [intervals.t_quantile(1 - alpha / 2, pairs * (look + 1) - 1) for look in range(passes)],
+    }
+
+
+def edges(chosen: pd.DataFrame, tolerance: float) -> list[list[float]]:
+    """Each step's envelope (cliffs.envelope) from the attention work of its two lengths, as the probe reads it."""
+    out = []
+    for before, after in candidate_cases(chosen):
+        work_ratio = probe.case_row(after)["flops"] / probe.case_row(before)["flops"]
+        out.append(list(cliffs.envelope(work_ratio, tolerance)))
+    return out
 
 
 def configuration(table: pd.DataFrame) -> list[str]:
@@ -375,53 +384,37 @@ def judge(
 
 
 def _confirm_pass(
-    run: Run,
-    experiment: str,
-    chosen: pd.DataFrame,
-    timing: dict,
-    *,
-    offset: int,
-    wheels_dir: str | None,
-    process: int = 0,
-    number: int | None = None,
+    run: Run, experiment: str, chosen: pd.DataFrame, config: dict, *, wheels_dir: str | None, process: int
 ) -> list[dict]:
-    """One pass of alternated pairs over the chosen steps, stored with pair numbers from `offset` on (so the
-    passes of one step add up to one series of pairs); `process` 0 in this process (another MLX version in its
-    own), any other in a fresh process, tagged with that number."""
+    """One process's passes over the chosen steps (sdpa_probe.confirm_steps with `config`'s timing and stopping
+    rule), rows tagged `process`: 0 in this process (another MLX version in its own), any other in a fresh
+    process."""
     from mlx_workbook.probes import versions
 
     here = versions.current_version()
     column = chosen["probe_mlx"] if "probe_mlx" in chosen.columns else pd.Series(here, index=chosen.index)
-    numbered = {
-        "confirm_pass": offset // timing["pairs"] if number is None else number,
-        cliffs.PROCESS: process,
-    }
     errors = []
     for version, part in chosen.groupby(column.fillna(here)):
-        config = {"confirm": candidate_cases(part), **timing}
+        at = [chosen.index.get_loc(i) for i in part.index]  # the part's steps' envelopes, in its order
+        part_config = {**config, "confirm": candidate_cases(part), "edges": [config["edges"][i] for i in at]}
         if version == here and "probe_mlx" not in chosen.columns and process == 0:
             out = probe.run(
-                config,
-                on_round=lambda rows: store_round(
-                    run, experiment + CONFIRM, _shifted(rows, offset), **numbered
-                ),
+                part_config,
+                on_round=lambda rows: store_round(run, experiment + CONFIRM, rows, **{cliffs.PROCESS: 0}),
             )
             errors += out["errors"]
             continue
-        result = versions.run_probe(version, config, wheels_dir=wheels_dir or None, fresh=process > 0)
+        result = versions.run_probe(version, part_config, wheels_dir=wheels_dir or None, fresh=process > 0)
         if result.ok:
             tagged = "probe_mlx" in chosen.columns  # the versions sweep: rows name the version that ran
             tags = dict(probe_mlx=result.data["mlx"], probe_backend=result.data["backend"]) if tagged else {}
-            extra = dict(tags, **numbered)
-            run.record_many(experiment + CONFIRM, to_rows(_shifted(result.data["rows"], offset), **extra))
+            run.record_many(
+                experiment + CONFIRM, to_rows(result.data["rows"], **tags, **{cliffs.PROCESS: process})
+            )
             errors += result.data["errors"]
         else:
             errors.append({"probe_mlx": version, "error": result.message})
     return errors
-
-
-def _shifted(probe_rows: list[dict], offset: int) -> list[dict]:
-    return [{**r, "pair": r["pair"] + offset, "trial": r["trial"] + offset} for r in probe_rows]
 
 
 def record_version(run: Run, result, experiment: str = "versions") -> None:
@@ -478,12 +471,20 @@ def scan(
     by: list[str] | None = None,
     family_wise: bool = True,
     jumps_only: bool = True,
+    margin: float = 0.0,
 ) -> pd.DataFrame:
     """Every cliff of every configuration in `df` (work = the attention flops of each length); with
-    family_wise=False the liberal screen for candidates that a confirmation pass settles."""
+    family_wise=False the liberal screen for candidates that a confirmation pass settles (`margin`:
+    cliffs.screened)."""
     by = by or configuration(df)
     return cliffs.scan(
-        df, by, work="flops", tolerance=tolerance, family_wise=family_wise, jumps_only=jumps_only
+        df,
+        by,
+        work="flops",
+        tolerance=tolerance,
+        family_wise=family_wise,
+        jumps_only=jumps_only,
+        margin=margin,
     )
 
 
