@@ -27,6 +27,12 @@ took 22-31 us in the slow processes and 15-18 us in the fast ones, against 15-17
 pass calibrates at 256 (245-441 in the slow processes, 550-635 in the fast ones) tell the state before a pair is
 timed. The other two steps are the same in every process (0.78-0.79x against an edge of ~0.80x; 2.30-2.40x
 against ~2.22x): run B left the first undecided, and run A's sweep did not nominate the second.
+
+On the twins at d34abfb (03 method 9, one after the other on one H200; step_processes_d34abfb/): decode float32
+1024 -> 1025 took 0.67-0.96x across the eight fresh processes against an edge of 0.80x (1024 at 28 us a call in
+every one, 1025 anywhere from 18.6 to 27.6 us), the versions sweep's 255 -> 256 was slow in all eight again, and
+prefill additive 513 -> 768 sat at 0.77-0.82x, on the edge. The calls at 256 no longer separate the two states
+cleanly (235-403 slow, 370-508 fast): the time at 255 moved between processes too.
 """
 
 from __future__ import annotations
@@ -142,6 +148,7 @@ def runs_ratios(steps: pd.DataFrame, run_a: Path, run_b: Path, loaded: dict) -> 
     own = cliff_tolerance.one_sided(
         run_a, run_b, cliff_tolerance.re_measured(df_a, p_a), cliff_tolerance.re_measured(df_b, p_b)
     )
+    own = own[own.probe_mlx.isin(steps.probe_mlx)]  # as `disputed` left them: the runs' own version only
     return steps.assign(run_a=own.ratio_a.to_numpy(), run_b=own.ratio_b.to_numpy())
 
 
