@@ -113,3 +113,33 @@ def test_step_processes_rejudges_its_committed_rows_into_its_committed_table(cap
     out = capsys.readouterr().out
     assert out.splitlines() == table[1:]  # below the command line
     assert "disputed steps" in out and "fresh processes" in out
+
+
+def test_input_states_times_every_step_both_ways_in_fresh_processes_and_reads_back(capsys, tmp_path):
+    """bench/input_states.py on tiny heads: every step kept and rebuilt in each fresh process, every pass, and the
+    saved rows judged again (--rows) into the same table."""
+    script = load("input_states")
+    small = [
+        "--pairs",
+        "3",
+        "--passes",
+        "2",
+        "--heads",
+        "2",
+        "1",
+        "16",
+        "--target-ms",
+        "1",
+        "--min-calls",
+        "1",
+    ]
+    assert script.main([*small, "--processes", "2", "--out", str(tmp_path)]) == 0
+    measured = capsys.readouterr().out
+    rows = __import__("pandas").read_parquet(tmp_path / "input_states.parquet")
+    assert rows.process.nunique() == 2 and set(rows.way) == {"kept", "rebuilt"}
+    per_pass = rows.groupby(["process", "step", "way", "look"]).pair.nunique()
+    assert len(per_pass) == 2 * len(script.STEPS) * 2 * 2 and (per_pass == 3).all()
+    # one call count per step and process, whichever way its buffers were built
+    assert (rows.groupby(["process", "step"]).calls.nunique() == 1).all()
+    assert script.main([*small, "--rows", str(tmp_path / "input_states.parquet")]) == 0
+    assert capsys.readouterr().out == measured
