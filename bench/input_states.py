@@ -153,6 +153,32 @@ def spread(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def pair_noise(rows: pd.DataFrame, steps: list[tuple]) -> pd.DataFrame:
+    """Per step and way: the SD (%) of one pair's log ratio within a pass (pooled), the SD a pass's mean would have
+    if its pairs were independent (that over the square root of the pairs), and the mean lag-1 autocorrelation of
+    consecutive pairs within a pass. A pass mean that moves more than the independent-pairs SD says that the ratio
+    wanders on a scale longer than a pair."""
+    out = []
+    for (number, way), g in rows.groupby(["step", "way"], sort=False):
+        before, after = steps[number][4], steps[number][5]
+        wide = g.pivot_table(
+            index=["process", "look", "pair"], columns="length", values="ms", aggfunc="first"
+        )
+        logs = np.log(wide[after] / wide[before])
+        passes = logs.groupby(level=["process", "look"])
+        pair_sd = float(np.sqrt(passes.var(ddof=1).mean()))
+        out.append(
+            dict(
+                step=" ".join(map(str, steps[number])),
+                way=way,
+                pair_sd_pct=100 * pair_sd,
+                independent_pass_sd_pct=100 * pair_sd / math.sqrt(float(passes.size().mean())),
+                lag1_autocorr=float(passes.apply(lambda x: x.autocorr(1)).mean()),
+            )
+        )
+    return pd.DataFrame(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -195,8 +221,11 @@ def main(argv: list[str] | None = None) -> int:
         lambda r: float(np.exp(np.log(r).mean()))
     )
     print(means.unstack("process").round(3).to_string())
-    print("\n# spread of the ratio: between one process's passes (within) and between the processes' means")
-    print(spread(table).round(3).to_string(index=False))
+    print(
+        "\n# spread of the ratio: between one process's passes (within) and between the processes' means; one pair's"
+        " within a pass, what that gives a pass of independent pairs, and consecutive pairs' autocorrelation"
+    )
+    print(spread(table).merge(pair_noise(rows, STEPS), on=["step", "way"]).round(3).to_string(index=False))
     print("\n# per pass")
     print(table.round({"ratio": 3, "after_us": 2, "before_us": 2}).to_string(index=False))
     return 0

@@ -32,7 +32,8 @@ On the twins at d34abfb (03 method 9, one after the other on one H200; step_proc
 1024 -> 1025 took 0.67-0.96x across the eight fresh processes against an edge of 0.80x (1024 at 28 us a call in
 every one, 1025 anywhere from 18.6 to 27.6 us), the versions sweep's 255 -> 256 was slow in all eight again, and
 prefill additive 513 -> 768 sat at 0.77-0.82x, on the edge. The calls at 256 no longer separate the two states
-cleanly (235-403 slow, 370-508 fast): the time at 255 moved between processes too.
+cleanly (235-403 slow, 370-508 fast): the time at 255 moved between processes too. bench/input_states.py then
+showed that 1024 -> 1025 wanders in time within every process rather than differing between processes.
 """
 
 from __future__ import annotations
