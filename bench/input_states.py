@@ -2,8 +2,8 @@
 
     PYTHONPATH=lib python bench/input_states.py --processes 10 --out FOLDER
 
-03 re-measures a step with its two lengths alternated back to back, 20 pairs on one set of input buffers built when
-the pass starts (sdpa_probe.confirm_pair). Some steps come out differently from process to process: on the H200
+Through its method 9, 03 re-measured a step with its two lengths alternated back to back, 20 pairs on one set of input
+buffers built when the pass started. Some steps come out differently from process to process: on the H200
 twins at d34abfb, decode float32 1024 -> 1025 took 0.67-0.96x across processes (the time at 1025 anywhere from
 18.6 to 27.6 us a call, at 1024 always 28 us), and decode bfloat16 255 -> 256 was either ~1.0x or ~1.8x. If what
 differs is where the buffers landed (their alignment, or the pages behind them), then new buffers before every pair
@@ -14,6 +14,12 @@ set of buffers for the pass's pairs, as 03 does) and "rebuilt" (new buffers, bui
 pair), `passes` passes of `pairs` pairs each, one call count per step (calibrated at its longer length once).
 Per step, way and process: the ratio (geometric mean of after / before over the pairs of each pass); then, per
 step and way, how far the ratios of one process's passes lie apart, and how far the processes' lie apart.
+
+On one H200 (reports/reference/bench/input_states_a54b398/, 14 processes, 172 s): neither. Decode float32
+1024 -> 1025 wanders in time within every process: its passes' means lie 9.6% apart (SD) where independent pairs
+would put them 2.2% apart, consecutive pairs correlate (0.45), the processes' means lie 7.6% apart, and new buffers
+before every pair change nothing (9.2%). 255 -> 256 was slow in all 14 (1.56-1.83x); the edge step 513 -> 768 held
+0.775-0.782x everywhere. So 03's method 10 spreads a step's pairs over its pass (sdpa_probe.confirm_steps).
 """
 
 from __future__ import annotations

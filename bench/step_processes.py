@@ -93,14 +93,16 @@ def pass_times(part: pd.DataFrame, step: pd.Series, value: str) -> dict:
 
 
 def step_ratios(rows: pd.DataFrame, steps: pd.DataFrame, pairs: int) -> pd.DataFrame:
-    """Per step and fresh process: `pass_times`. A process's rows come step after step, 2 x pairs each, in the
-    order of `cases(steps)`."""
+    """Per step and fresh process: `pass_times` (a step's rows picked by its configuration and lengths: since 03
+    method 10 a pass takes its steps in rounds, one pair of each, so their rows interleave)."""
     out = []
     for process, g in rows.groupby("process", sort=True):
-        if len(g) != 2 * pairs * len(steps):
-            raise SystemExit(f"process {process}: {len(g)} timings, expected {2 * pairs * len(steps)}")
-        for i, (_, s) in enumerate(steps.iterrows()):
-            part = g.iloc[2 * pairs * i : 2 * pairs * (i + 1)]
+        for _, s in steps.iterrows():
+            part = g[(g.before_length == s.before_length) & (g.after_length == s.length)]
+            for k in GROUP:
+                part = part[part[k] == (int(s[k]) if k in INTS else str(s[k]))]
+            if len(part) != 2 * pairs:
+                raise SystemExit(f"process {process}: {len(part)} timings of a step, expected {2 * pairs}")
             out.append(dict(s[[*KEY, "only_in"]], process=process, **pass_times(part, s, "ms")))
     return pd.DataFrame(out)
 

@@ -45,7 +45,8 @@
 # that envelope widened by `tolerance` and drawn in by `screen_margin` (method 9: a few trials can put a real jump just
 # inside the edge): **up** (b slower than its extra work explains) or **down** (b faster although it
 # does more: the lengths up to a were slow, the shape of the published cliff). Each candidate is then re-measured with
-# its two lengths alternated back to back for `confirm_pairs` pairs and judged on the paired ratios (t interval on the
+# its two lengths alternated back to back for `confirm_pairs` pairs (method 10: one pair of every candidate per round,
+# so a candidate's pairs spread over the whole pass) and judged on the paired ratios (t interval on the
 # log-ratios, Bonferroni over every re-measured step and over the passes): a step still unclear (its interval straddling
 # the envelope's edge) gets another pass of pairs in the same process, up to `confirm_passes` (method 9: in fresh
 # processes too). Only a step that repeats is called a

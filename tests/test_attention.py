@@ -360,6 +360,21 @@ def test_an_unclear_confirmation_gets_another_pass_of_pairs_and_only_it(run, mon
     assert seen == [(16, 6, t[0]), (32, 6, t[0]), (16, 12, t[1])]
 
 
+def test_a_pass_times_its_steps_in_rounds_one_pair_of_each_in_a_fresh_order():
+    steps = [[case(length=a), case(length=b)] for a, b in ((8, 16), (16, 24), (24, 32))]
+    config = {"confirm": steps, "pairs": 6, "target_ms": 1, "min_calls": 1, "max_calls": 5}
+    rounds = []
+    out = probe.run(config, on_round=rounds.append)
+    assert out["errors"] == [] and len(rounds) == 6
+    for pair, done in enumerate(rounds):  # every step's pair `pair`, both lengths, in this round
+        assert {r["pair"] for r in done} == {pair} and len(done) == 2 * len(steps)
+        assert sorted({r["before_length"] for r in done}) == [8, 16, 24]
+    visits = [tuple(r["before_length"] for r in done[::2]) for done in rounds]
+    assert len(set(visits)) > 1  # the order of the steps changes from round to round
+    firsts = [done[0]["length"] == done[0]["before_length"] for done in rounds]
+    assert firsts == [True, False] * 3  # A B, then B A, ... within each step
+
+
 def test_the_probe_stops_a_step_as_cliffs_would_judge_it():
     # the probe's restated rule and the workbook's verdict on the same pairs: open exactly where unclear
     rng = np.random.default_rng(3)

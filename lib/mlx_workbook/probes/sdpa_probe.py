@@ -15,9 +15,10 @@ once, in a fresh random order, so load bursts and drift hit all lengths alike.
 
 A candidate cliff is then re-measured by `confirm`: its two lengths alternated back to back (A B, B A, ...) for
 `pairs` pairs at one fixed call count; the workbook judges the paired ratios and calls only confirmed steps
-cliffs. With `passes` > 1 a step whose paired t interval still straddles its envelope's edge after a pass gets
-another `pairs` pairs in the same process (`still_open`), so every process, fresh ones included, adds pairs by the
-same rule until the interval decides or the passes run out.
+cliffs. The steps of a pass are timed in rounds, one pair of each per round in a random order, so each step's pairs
+spread over the whole pass. With `passes` > 1 a step whose paired t interval still straddles its envelope's edge
+after a pass gets another `pairs` pairs in the same process (`still_open`), so every process, fresh ones included,
+adds pairs by the same rule until the interval decides or the passes run out.
 """
 
 from __future__ import annotations
@@ -243,46 +244,38 @@ def run_group(
     return rows
 
 
-def confirm_pair(
-    before: dict,
-    after: dict,
-    *,
-    pairs: int,
-    warmup: int,
-    target_s: float,
-    min_calls: int,
-    max_calls: int,
-    seed: int = 0,
-    first_pair: int = 0,
-    look: int = 0,
-) -> list[dict]:
-    """Two lengths of one configuration alternated back to back (A B, B A, A B, ...) for `pairs` pairs, one
-    call count for both (calibrated at the longer); rows carry the pair index (from `first_pair` on) and the pass
-    (`look`) that timed them."""
+def prepare_step(
+    before: dict, after: dict, *, warmup: int, target_s: float, min_calls: int, max_calls: int, seed: int = 0
+) -> tuple[list, int]:
+    """A step's two calls, warmed up, and its one call count for both (calibrated at the longer length)."""
     fns = [make_call(before, seed), make_call(after, seed)]
     for fn in fns:
         for _ in range(warmup):
             mx.eval(fn())
     longer = max((0, 1), key=lambda i: (before, after)[i]["length"])
-    calls = calls_for(fns[longer], target_s, min_calls, max_calls)
+    return fns, calls_for(fns[longer], target_s, min_calls, max_calls)
+
+
+def time_pair(fns: list, calls: int, before: dict, after: dict, *, pair: int, look: int) -> list[dict]:
+    """One alternated pair of a step: A B on even pairs, B A on odd ones; rows carry the pair index and the pass
+    (`look`) that timed them."""
     rows = []
-    for pair in range(first_pair, first_pair + pairs):
-        for position, i in enumerate((0, 1) if pair % 2 == 0 else (1, 0)):
-            ms = 1e3 * seconds_per_call(fns[i], calls)
-            rows.append(
-                {
-                    **case_row((before, after)[i]),
-                    "calls": calls,
-                    "trial": pair,
-                    "pair": pair,
-                    "position": position,
-                    "ms": ms,
-                    "sample_ms": ms * calls,
-                    "before_length": before["length"],
-                    "after_length": after["length"],
-                    "confirm_pass": look,
-                }
-            )
+    for position, i in enumerate((0, 1) if pair % 2 == 0 else (1, 0)):
+        ms = 1e3 * seconds_per_call(fns[i], calls)
+        rows.append(
+            {
+                **case_row((before, after)[i]),
+                "calls": calls,
+                "trial": pair,
+                "pair": pair,
+                "position": position,
+                "ms": ms,
+                "sample_ms": ms * calls,
+                "before_length": before["length"],
+                "after_length": after["length"],
+                "confirm_pass": look,
+            }
+        )
     return rows
 
 
@@ -308,30 +301,52 @@ def still_open(step_rows: list[dict], edges: list[float], t: float) -> bool:
 
 
 def confirm_steps(config: dict, timing: dict, on_round=None) -> tuple[list[dict], list[dict]]:
-    """Every step of config["confirm"] re-measured (`confirm_pair`, config["pairs"] pairs); then, up to
+    """Every step of config["confirm"] re-measured in config["pairs"] alternated pairs (`time_pair`), the steps
+    taken in rounds: each round times one pair of every step, in a fresh random order. A step's ratio can wander
+    in time (on the H200, decode float32 1024 -> 1025 moved 9.6% between passes of 20 back-to-back pairs where
+    independent pairs would move 2.2%; bench/input_states.py), so a step's pairs are spread over the whole pass
+    rather than timed within half a second, and its interval covers the ratio over the pass. Then, up to
     config["passes"] passes, the steps `still_open` (config["edges"][i]: step i's envelope, config["t"][k]: the
-    critical value after k + 1 passes) get another pass, pair numbers going on. Returns (rows, errors)."""
+    critical value after k + 1 passes) get another pass the same way, pair numbers going on. Every open step's
+    inputs are held for its pass. `on_round(rows)` sees each round. Returns (rows, errors)."""
     steps = config.get("confirm", [])
     pairs, passes = int(config.get("pairs", 20)), int(config.get("passes", 1))
+    order = random.Random(timing["seed"])
     rows, errors = [], []
     timed: dict[int, list[dict]] = {i: [] for i in range(len(steps))}
     open_steps = list(range(len(steps)))
+
+    def failed(i: int, exc: Exception) -> None:  # one broken step must not lose the others' data
+        errors.append({**{k: steps[i][0][k] for k in GROUP_KEYS}, "error": f"{type(exc).__name__}: {exc}"})
+        timed[i] = []
+
     for look in range(passes):
+        prepared = {}
         for i in open_steps:
-            before, after = steps[i]
             try:
-                done = confirm_pair(before, after, pairs=pairs, first_pair=look * pairs, look=look, **timing)
-            except Exception as exc:  # noqa: BLE001 - one broken step must not lose the others' data
-                errors.append({**{k: before[k] for k in GROUP_KEYS}, "error": f"{type(exc).__name__}: {exc}"})
-                timed[i] = []
-                continue
-            timed[i] += done
+                prepared[i] = prepare_step(*steps[i], **timing)
+            except Exception as exc:  # noqa: BLE001
+                failed(i, exc)
+        for pair in range(look * pairs, (look + 1) * pairs):
+            visit = list(prepared)
+            order.shuffle(visit)
+            done = []
+            for i in visit:
+                try:
+                    timed_pair = time_pair(*prepared[i], *steps[i], pair=pair, look=look)
+                except Exception as exc:  # noqa: BLE001
+                    failed(i, exc)
+                    del prepared[i]
+                    continue
+                timed[i] += timed_pair
+                done += timed_pair
             rows += done
-            if on_round is not None:
+            if on_round is not None and done:
                 on_round(done)
         if look + 1 < passes:
             t = float(config["t"][look])
-            open_steps = [i for i in open_steps if timed[i] and still_open(timed[i], config["edges"][i], t)]
+            open_steps = [i for i in prepared if timed[i] and still_open(timed[i], config["edges"][i], t)]
+        del prepared  # the pass's inputs
     return rows, errors
 
 

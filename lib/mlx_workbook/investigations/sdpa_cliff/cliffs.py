@@ -20,7 +20,9 @@ candidate is re-measured in a confirmation pass (its two lengths alternated back
 judged by `confirm` on the paired per-pair log-ratios with a t interval (core.intervals; Bonferroni over the
 candidates and over the passes looked at). A step still unclear after a pass gets another pass of pairs, up to
 `passes` (measure.confirm), so a step near the envelope's edge is settled by more pairs rather than by which
-side of the edge 20 pairs happened to fall on. Only a candidate whose confirmation interval lies outside the
+side of the edge 20 pairs happened to fall on. A pass takes its candidates in rounds, one pair of each per round
+(method 10), so a candidate's pairs spread over the pass: a ratio that wanders in time is judged over the pass, not at
+one moment of it with an interval too narrow for the pass. Only a candidate whose confirmation interval lies outside the
 envelope in the same direction is a cliff; the others are transients (a burst of load, a call-count artifact
 of an older method).
 

@@ -18,26 +18,28 @@ from mlx_workbook.core.results import Run
 from mlx_workbook.investigations.sdpa_cliff import cliffs
 from mlx_workbook.probes import sdpa_probe as probe
 
-# 9: a fresh process adds passes of pairs while a step is unclear, as the notebook's own does (the probe's
-# confirm_steps; before, it had one pass, and at 3362327 one run's two fresh processes left sdpa bool 1023 -> 1024
-# unclear at 0.790x and 0.794x against an edge of 0.80x, its pooled 60 pairs 0.789x [0.786, 0.793]), and another
-# MLX version's passes in the notebook's turn run in one process, not one each; the screen nominates steps within
-# `screen_margin` of the widened edge (cliffs.screened). 8: the versions sweep re-measures the steps around the
-# prefill and decode sweeps' boundaries its lengths straddle (analysis.boundaries), as those sweeps do, instead of
-# only the steps its screen nominated. 7: every re-measured
-# step (not only a jump) is re-measured in fresh processes, and judged by the majority of its
-# processes (cliffs.majority): one odd process, the notebook's own included, no longer decides it; the second fresh
-# process measures only the steps the first two left open (cliffs.settled). 6: a fresh process's pass leaving a
-# jump unclear no longer demotes it; only a contradiction does. 5: a step the
-# notebook's process confirms as a jump is re-measured in `processes` - 1 fresh processes and is a cliff only where
-# every process finds it. 4: the sweep's screen nominates every step whose
-# median ratio lies beyond the widened envelope (not only those whose interval does), and a confirmation still
-# unclear after its pairs gets more passes (`confirm_passes`, Bonferroni over the passes). 3: the steps into and out
-# of every swept boundary are always re-measured in the confirmation pass (not only those the sweep nominates),
-# Bonferroni over every re-measured step. 2: one call count per sweep (calibrated at its longest length), lengths in
-# random order per round, and a confirmation pass (alternated pairs) before a candidate is called a cliff; 1 chose
-# the count per length.
-METHOD_VERSION = 9
+# 10: a confirmation pass takes its steps in rounds, one alternated pair of each per round in a random order
+# (sdpa_probe.confirm_steps), so a step's pairs spread over the whole pass instead of half a second: on the H200 a
+# step's ratio can wander in time (decode float32 1024 -> 1025: passes of 20 back-to-back pairs 9.6% apart where
+# independent pairs would be 2.2% apart; bench/input_states.py), and 20 back-to-back pairs judged one moment of it with
+# an interval too narrow for the pass. 9: a fresh process adds passes of pairs while a step is unclear, as the
+# notebook's own does (the probe's confirm_steps; before, it had one pass, and at 3362327 one run's two fresh processes
+# left sdpa bool 1023 -> 1024 unclear at 0.790x and 0.794x against an edge of 0.80x, its pooled 60 pairs 0.789x [0.786,
+# 0.793]), and another MLX version's passes in the notebook's turn run in one process, not one each; the screen
+# nominates steps within `screen_margin` of the widened edge (cliffs.screened). 8: the versions sweep re-measures the
+# steps around the prefill and decode sweeps' boundaries its lengths straddle (analysis.boundaries), as those sweeps do,
+# instead of only the steps its screen nominated. 7: every re-measured step (not only a jump) is re-measured in fresh
+# processes, and judged by the majority of its processes (cliffs.majority): one odd process, the notebook's own
+# included, no longer decides it; the second fresh process measures only the steps the first two left open
+# (cliffs.settled). 6: a fresh process's pass leaving a jump unclear no longer demotes it; only a contradiction does. 5:
+# a step the notebook's process confirms as a jump is re-measured in `processes` - 1 fresh processes and is a cliff only
+# where every process finds it. 4: the sweep's screen nominates every step whose median ratio lies beyond the widened
+# envelope (not only those whose interval does), and a confirmation still unclear after its pairs gets more passes
+# (`confirm_passes`, Bonferroni over the passes). 3: the steps into and out of every swept boundary are always
+# re-measured in the confirmation pass (not only those the sweep nominates), Bonferroni over every re-measured step. 2:
+# one call count per sweep (calibrated at its longest length), lengths in random order per round, and a confirmation
+# pass (alternated pairs) before a candidate is called a cliff; 1 chose the count per length.
+METHOD_VERSION = 10
 
 MODES, VARIANTS, DTYPES = probe.MODES, probe.VARIANTS, tuple(probe.DTYPES)
 GROUP = list(probe.GROUP_KEYS)  # a sweep's configuration: everything but the length
