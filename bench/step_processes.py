@@ -70,6 +70,19 @@ def disputed(run_a: Path, run_b: Path, mlx: str) -> pd.DataFrame:
     return out[~other].reset_index(drop=True)
 
 
+def every_step(run: Path, mlx: str) -> pd.DataFrame:
+    """Every step the run re-measured under MLX `mlx` (each once), with the key columns `disputed` gives: timed
+    beside the disputed ones (--every), they make a fresh process's pass as long as the run's own."""
+    df, p, _ = cliff_tolerance.load(run)
+    steps = cliff_tolerance.re_measured(df, p)
+    steps = steps[steps.probe_mlx.astype(str) == mlx].drop_duplicates(
+        subset=[*GROUP, "before_length", "length"]
+    )
+    for c in INTS:
+        steps[c] = steps[c].astype(float).astype(int)
+    return steps.reset_index(drop=True)
+
+
 def cases(steps: pd.DataFrame) -> list[list[dict]]:
     """[before case, after case] per step, as 03's confirmation pass builds them."""
     out = []
@@ -151,8 +164,27 @@ def runs_ratios(steps: pd.DataFrame, run_a: Path, run_b: Path, loaded: dict) -> 
     own = cliff_tolerance.one_sided(
         run_a, run_b, cliff_tolerance.re_measured(df_a, p_a), cliff_tolerance.re_measured(df_b, p_b)
     )
-    own = own[own.probe_mlx.isin(steps.probe_mlx)]  # as `disputed` left them: the runs' own version only
-    return steps.assign(run_a=own.ratio_a.to_numpy(), run_b=own.ratio_b.to_numpy())
+    columns = [
+        "sweep",
+        "probe_mlx",
+        "variant",
+        "mode",
+        "dtype",
+        "head_dim",
+        "before_length",
+        "length",
+        "only_in",
+    ]
+
+    def keys(frame: pd.DataFrame) -> list[tuple]:  # one spelling of a step in both tables
+        return [
+            tuple(str(int(float(r[c]))) if c in INTS else str(r[c]) for c in columns)
+            for _, r in frame.iterrows()
+        ]
+
+    found = dict(zip(keys(own), zip(own.ratio_a, own.ratio_b)))
+    ratios = [found.get(k, (np.nan, np.nan)) for k in keys(steps)]
+    return steps.assign(run_a=[a for a, _ in ratios], run_b=[b for _, b in ratios])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -167,6 +199,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--steps", type=int, default=0, help="only the first N disputed steps (a smoke test)")
     parser.add_argument(
+        "--every",
+        action="store_true",
+        help="time every step run A re-measured too, in the same rounds (a pass as long as the run's own)",
+    )
+    parser.add_argument(
         "--rows", type=Path, help="judge a saved step_processes.parquet again instead of measuring"
     )
     parser.add_argument("--out", type=Path, default=Path("."))
@@ -179,7 +216,12 @@ def main(argv: list[str] | None = None) -> int:
         print("the two runs saved the same cliffs: nothing to re-measure")
         return 0
     timing = {k: params[k] for k in ("warmup", "target_ms", "min_calls", "max_calls")}
-    config = {"confirm": cases(steps), "pairs": args.pairs or int(params["confirm_pairs"]), **timing}
+    timed = every_step(args.run_a, summary["environment"]["mlx"]) if args.every else steps
+    if args.every:  # the disputed steps a run did not re-measure (its sweep did not nominate them) go in too
+        timed = pd.concat([timed, steps], ignore_index=True).drop_duplicates(
+            subset=[*GROUP, "before_length", "length"]
+        )
+    config = {"confirm": cases(timed), "pairs": args.pairs or int(params["confirm_pairs"]), **timing}
     rows = pd.read_parquet(args.rows) if args.rows else measure(config, args.processes, args.out)
     ratios = step_ratios(rows, steps, config["pairs"])
     tolerance = float(params["tolerance"])
