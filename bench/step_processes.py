@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mlx_workbook.core import results
+from mlx_workbook.core import intervals, results
 from mlx_workbook.investigations.sdpa_cliff.measure import CONFIRM, GROUP
 from mlx_workbook.probes import versions
 
@@ -93,15 +93,22 @@ def cases(steps: pd.DataFrame) -> list[list[dict]]:
 
 
 def pass_times(part: pd.DataFrame, step: pd.Series, value: str) -> dict:
-    """One process's pass over one step: its calls per sample, the median time of one call at each length (us)
-    and the confirmed ratio (geometric mean over its pairs of after / before)."""
+    """One process's pass over one step: its calls per sample, the median time of one call at each length (us),
+    the confirmed ratio (geometric mean over its pairs of after / before) with its 95% t interval, and the lag-1
+    autocorrelation of consecutive pairs' log ratios (near 0 where the pairs are independent; a ratio that wanders
+    in time raises it when the pairs are back to back)."""
     before = part[part.length == step.before_length].set_index("pair")[value]
     after = part[part.length == step.length].set_index("pair")[value]
+    logs = np.log(after / before).sort_index()
+    ratio = intervals.log_ratio_interval(logs)
     return {
         "calls": int(part.calls.iloc[0]),
         "before_us": 1e3 * float(before.median()),
         "after_us": 1e3 * float(after.median()),
-        "ratio": float(np.exp(np.log(after / before).mean())),
+        "ratio": ratio.value,
+        "low95": ratio.low,
+        "high95": ratio.high,
+        "lag1": float(logs.autocorr(1)),
     }
 
 
@@ -245,13 +252,15 @@ def main(argv: list[str] | None = None) -> int:
     print(
         "\n# per pass (the runs' own processes <run>:<process>.<pass>, then the fresh ones): calls per sample "
         "(calibrated at the longer length when the pass starts: a process in its slow state there gets fewer) and "
-        "median time of one call, us"
+        "median time of one call, us; the ratio's 95% t interval over the pass's pairs and the lag-1 autocorrelation "
+        "of consecutive pairs"
     )
     step_names = (
         passes[["before_length", "length", "probe_mlx", "variant", "mode"]].astype(str).agg(" ".join, axis=1)
     )
-    shown = passes.assign(step=step_names)[["step", "process", "calls", "before_us", "after_us", "ratio"]]
-    shown = shown.sort_values("step", kind="stable").round({"before_us": 2, "after_us": 2, "ratio": 3})
+    columns = ["step", "process", "calls", "before_us", "after_us", "ratio", "low95", "high95", "lag1"]
+    shown = passes.assign(step=step_names)[columns].sort_values("step", kind="stable")
+    shown = shown.round({"before_us": 2, "after_us": 2, "ratio": 3, "low95": 3, "high95": 3, "lag1": 2})
     print(shown.to_string(index=False))
     return 0
 
