@@ -33,7 +33,10 @@ On the twins at d34abfb (03 method 9, one after the other on one H200; step_proc
 every one, 1025 anywhere from 18.6 to 27.6 us), the versions sweep's 255 -> 256 was slow in all eight again, and
 prefill additive 513 -> 768 sat at 0.77-0.82x, on the edge. The calls at 256 no longer separate the two states
 cleanly (235-403 slow, 370-508 fast): the time at 255 moved between processes too. bench/input_states.py then
-showed that 1024 -> 1025 wanders in time within every process rather than differing between processes.
+showed that 1024 -> 1025 wanders in time within every process rather than differing between processes. With
+--every (step_processes_every_1360022/: 246 steps in rounds of one pair each, as 03 method 10 times a pass, two
+fresh processes) it came out 0.831x [0.753, 0.916] and 0.890x [0.845, 0.939] with uncorrelated consecutive pairs,
+where back-to-back passes had given intervals that exclude each other.
 """
 
 from __future__ import annotations
