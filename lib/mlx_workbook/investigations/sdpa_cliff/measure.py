@@ -346,8 +346,15 @@ def confirm(
             chosen = chosen[cliffs.open_steps(judged, processes)]
         if chosen.empty:
             break
-        config = dict(timing, **stop, edges=edges(chosen, tolerance))
-        errors += _confirm_pass(run, experiment, chosen, config, wheels_dir=wheels_dir, process=process)
+        errors += _confirm_pass(
+            run,
+            experiment,
+            chosen,
+            dict(timing, **stop),
+            tolerance=tolerance,
+            wheels_dir=wheels_dir,
+            process=process,
+        )
     return errors
 
 
@@ -386,19 +393,25 @@ def judge(
 
 
 def _confirm_pass(
-    run: Run, experiment: str, chosen: pd.DataFrame, config: dict, *, wheels_dir: str | None, process: int
+    run: Run,
+    experiment: str,
+    chosen: pd.DataFrame,
+    config: dict,
+    *,
+    tolerance: float,
+    wheels_dir: str | None,
+    process: int,
 ) -> list[dict]:
     """One process's passes over the chosen steps (sdpa_probe.confirm_steps with `config`'s timing and stopping
-    rule), rows tagged `process`: 0 in this process (another MLX version in its own), any other in a fresh
-    process."""
+    rule, each step's envelope widened by `tolerance`), rows tagged `process`: 0 in this process (another MLX
+    version in its own), any other in a fresh process."""
     from mlx_workbook.probes import versions
 
     here = versions.current_version()
     column = chosen["probe_mlx"] if "probe_mlx" in chosen.columns else pd.Series(here, index=chosen.index)
     errors = []
     for version, part in chosen.groupby(column.fillna(here)):
-        at = [chosen.index.get_loc(i) for i in part.index]  # the part's steps' envelopes, in its order
-        part_config = {**config, "confirm": candidate_cases(part), "edges": [config["edges"][i] for i in at]}
+        part_config = {**config, "confirm": candidate_cases(part), "edges": edges(part, tolerance)}
         if version == here and "probe_mlx" not in chosen.columns and process == 0:
             out = probe.run(
                 part_config,
