@@ -179,6 +179,14 @@ def seconds_per_call(fn, calls: int) -> float:
     return (time.perf_counter() - tic) / calls
 
 
+def warmed(fns: list, warmup: int) -> list:
+    """`fns`, each called `warmup` times first (kernel compilation and first-use allocation stay off the clock)."""
+    for fn in fns:
+        for _ in range(warmup):
+            mx.eval(fn())
+    return fns
+
+
 def calls_for(fn, target_s: float, min_calls: int, max_calls: int) -> int:
     """Calls per sample for about target_s of work of `fn` (the longest length of a sweep), fixed thereafter.
 
@@ -215,10 +223,7 @@ def run_group(
 ) -> list[dict]:
     """Time one group's lengths in rounds (random order per round), one call count for the whole group;
     `on_round(rows)` sees each round as it finishes."""
-    fns = [make_call(c, seed) for c in group]
-    for fn in fns:
-        for _ in range(warmup):
-            mx.eval(fn())
+    fns = warmed([make_call(c, seed) for c in group], warmup)
     calls = calls_for(fns[-1], target_s, min_calls, max_calls)  # the group is sorted: the last is the longest
     order = random.Random(seed)
     rows = []
@@ -248,10 +253,7 @@ def prepare_step(
     before: dict, after: dict, *, warmup: int, target_s: float, min_calls: int, max_calls: int, seed: int = 0
 ) -> tuple[list, int]:
     """A step's two calls, warmed up, and its one call count for both (calibrated at the longer length)."""
-    fns = [make_call(before, seed), make_call(after, seed)]
-    for fn in fns:
-        for _ in range(warmup):
-            mx.eval(fn())
+    fns = warmed([make_call(before, seed), make_call(after, seed)], warmup)
     longer = max((0, 1), key=lambda i: (before, after)[i]["length"])
     return fns, calls_for(fns[longer], target_s, min_calls, max_calls)
 

@@ -209,7 +209,7 @@ def confirm(
         out[c] = pd.Series([False] * len(out) if c == "confirmed" else [np.nan] * len(out), dtype=object)
     if out.empty:
         return out
-    confidence = 1 - (1 - measure.CONFIDENCE) / (family_size(out, confirmations, by) * max(1, looks))
+    confidence = family_confidence(family_size(out, confirmations, by), looks)
     for i, cand in out.iterrows():
         sel = confirmations
         if sel.empty:
@@ -249,6 +249,12 @@ def confirm(
             out.loc[i, ["verdict", "excess"]] = [step.verdict, step.excess]
     out["confirmed"] = out["confirmed"].astype(bool)
     return out
+
+
+def family_confidence(family: int, looks: int = 1) -> float:
+    """The confidence of each confirmation interval: Bonferroni over the `family` of re-measured steps and the
+    `looks` at its passes (`confirm`, and the probe's rule for another pass, measure.stopping)."""
+    return 1 - (1 - measure.CONFIDENCE) / (max(1, family) * max(1, looks))
 
 
 def family_size(candidates: pd.DataFrame, confirmations: pd.DataFrame, by: list[str]) -> int:

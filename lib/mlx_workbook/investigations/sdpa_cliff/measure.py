@@ -360,8 +360,8 @@ def confirm(
 
 def stopping(pairs: int, passes: int, *, family: int) -> dict:
     """The probe's rule for another pass (sdpa_probe.confirm_steps): `passes`, and the t critical value after
-    each look at the confidence `judge` uses (Bonferroni over the `family` of re-measured steps and the looks)."""
-    alpha = (1 - intervals.CONFIDENCE) / (max(1, family) * passes)
+    each look at the confidence `judge` uses (cliffs.family_confidence over the `family` of re-measured steps)."""
+    alpha = 1 - cliffs.family_confidence(family, passes)
     return {
         "passes": passes,
         "t": [intervals.t_quantile(1 - alpha / 2, pairs * (look + 1) - 1) for look in range(passes)],
