@@ -28,12 +28,16 @@ import argparse
 import json
 import math
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from mlx_workbook.probes import child
+
+sys.path.insert(0, str(Path(__file__).parent))
+import step_processes  # noqa: E402 - a sibling script: one pass's times and ratio (pass_times)
 
 HEADS = dict(n_q_heads=32, n_kv_heads=8, head_dim=128)  # 03 full profile's configuration
 # (kind, variant, mode, dtype, before, after): two process-dependent steps of the d34abfb twins, and an edge step
@@ -44,6 +48,8 @@ STEPS = [
     ("prefill", "sdpa", "additive", "bfloat16", 513, 768),
 ]
 WAYS = ("kept", "rebuilt")
+CHILD_TIMEOUT_S = 1800  # one process's passes: ~12 s on the H200
+SAMPLE = ("pair", "length", "position", "calls", "ms")  # what a row keeps of the probe's timed sample
 
 
 def step_cases(step: tuple, heads: dict) -> list[dict]:
@@ -52,7 +58,7 @@ def step_cases(step: tuple, heads: dict) -> list[dict]:
     return [{**base, "length": int(before)}, {**base, "length": int(after)}]
 
 
-def child(config: dict) -> list[dict]:
+def one_process(config: dict) -> list[dict]:
     """One process's passes (run with --child): rows of one timed sample each."""
     from mlx_workbook.probes import sdpa_probe as probe
 
@@ -66,31 +72,19 @@ def child(config: dict) -> list[dict]:
                 fns = None
                 for pair in range(config["pairs"]):
                     if fns is None or way == "rebuilt":
-                        fns = [probe.make_call(before), probe.make_call(after)]
-                        for fn in fns:
-                            for _ in range(config["warmup"]):
-                                probe.mx.eval(fn())
+                        fns = probe.warmed(
+                            [probe.make_call(before), probe.make_call(after)], config["warmup"]
+                        )
                     if calls is None:
                         calls = probe.calls_for(fns[1], target_s, config["min_calls"], config["max_calls"])
-                    for position, i in enumerate((0, 1) if pair % 2 == 0 else (1, 0)):
-                        ms = 1e3 * probe.seconds_per_call(fns[i], calls)
-                        rows.append(
-                            dict(
-                                step=number,
-                                way=way,
-                                look=look,
-                                pair=pair,
-                                length=(before, after)[i]["length"],
-                                position=position,
-                                calls=calls,
-                                ms=ms,
-                            )
-                        )
+                    timed = probe.time_pair(fns, calls, before, after, pair=pair, look=look)  # 03's A B / B A
+                    for r in timed:
+                        rows.append(dict(step=number, way=way, look=look, **{k: r[k] for k in SAMPLE}))
     return rows
 
 
 def measure(config: dict, processes: int, out: Path) -> pd.DataFrame:
-    """`child` in `processes` fresh processes, one after another; the rows saved after each."""
+    """`one_process` in `processes` fresh processes, one after another; the rows saved after each."""
     out.mkdir(parents=True, exist_ok=True)
     parts = []
     env = {
@@ -100,17 +94,14 @@ def measure(config: dict, processes: int, out: Path) -> pd.DataFrame:
         ),
     }
     for process in range(1, processes + 1):
-        done = subprocess.run(
-            [sys.executable, __file__, "--child"],
-            input=json.dumps(config),
-            capture_output=True,
-            text=True,
-            env=env,
-        )
-        if done.returncode:
-            print(f"process {process} failed: {done.stderr[-2000:]}", file=sys.stderr)
+        try:
+            timed = child.run_json(
+                [sys.executable, __file__, "--child"], config, timeout=CHILD_TIMEOUT_S, env=env
+            )
+        except (child.ChildFailed, child.ChildTimeout) as exc:
+            print(f"process {process} failed: {exc}", file=sys.stderr)
             continue
-        parts.append(pd.DataFrame(json.loads(done.stdout)).assign(process=process))
+        parts.append(pd.DataFrame(timed).assign(process=process))
         print(f"process {process}: {len(parts[-1])} timings", file=sys.stderr)
         pd.concat(parts, ignore_index=True).to_parquet(out / "input_states.parquet")
     return pd.concat(parts, ignore_index=True)
@@ -121,17 +112,14 @@ def ratios(rows: pd.DataFrame, steps: list[tuple]) -> pd.DataFrame:
     out = []
     for (number, way, process, look), g in rows.groupby(["step", "way", "process", "look"]):
         before, after = steps[number][4], steps[number][5]
-        wide = g.pivot_table(index="pair", columns="length", values="ms", aggfunc="first")
+        times = step_processes.pass_times(g, pd.Series({"before_length": before, "length": after}), "ms")
         out.append(
             dict(
                 step=" ".join(map(str, steps[number])),
                 way=way,
                 process=process,
                 look=look,
-                calls=int(g.calls.iloc[0]),
-                ratio=float(np.exp(np.log(wide[after] / wide[before]).mean())),
-                after_us=1e3 * float(wide[after].median()),
-                before_us=1e3 * float(wide[before].median()),
+                **{k: times[k] for k in ("calls", "ratio", "after_us", "before_us")},
             )
         )
     return pd.DataFrame(out)
@@ -189,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)  # one process's config file
     parser.add_argument("--processes", type=int, default=10)
     parser.add_argument("--pairs", type=int, default=20)
     parser.add_argument("--passes", type=int, default=4)
@@ -206,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     heads = dict(zip(("n_q_heads", "n_kv_heads", "head_dim"), args.heads)) if args.heads else HEADS
     if args.child:
-        json.dump(child(json.load(sys.stdin)), sys.stdout)
+        json.dump(one_process(json.loads(args.child.read_text())), sys.stdout)
         return 0
     config = dict(
         steps=[step_cases(s, heads) for s in STEPS],

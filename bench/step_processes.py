@@ -52,6 +52,7 @@ import pandas as pd
 from mlx_workbook.core import intervals, results
 from mlx_workbook.investigations.sdpa_cliff.measure import CONFIRM, GROUP
 from mlx_workbook.probes import versions
+from mlx_workbook.report import agreement
 
 sys.path.insert(0, str(Path(__file__).parent))
 import cliff_tolerance  # noqa: E402 - a sibling script: the runs' own confirmed ratios
@@ -64,9 +65,7 @@ KEY = ["sweep", "probe_mlx", *GROUP, "before_length", "length"]
 def disputed(run_a: Path, run_b: Path, mlx: str) -> pd.DataFrame:
     """The cliffs only one of the two runs saved (cliff_tolerance.only_in_one), lengths and sizes as integers; only
     those timed by MLX `mlx`, the runs' own version (a fresh process here runs that one)."""
-    out = cliff_tolerance.only_in_one(run_a, run_b)
-    for c in INTS:
-        out[c] = out[c].astype(float).astype(int)
+    out = integers(cliff_tolerance.only_in_one(run_a, run_b))
     other = out.probe_mlx != mlx
     if other.any():
         print(f"# left out: {int(other.sum())} disputed step(s) of another MLX version", file=sys.stderr)
@@ -81,9 +80,24 @@ def every_step(run: Path, mlx: str) -> pd.DataFrame:
     steps = steps[steps.probe_mlx.astype(str) == mlx].drop_duplicates(
         subset=[*GROUP, "before_length", "length"]
     )
+    return integers(steps).reset_index(drop=True)
+
+
+def integers(steps: pd.DataFrame) -> pd.DataFrame:
+    """`steps` with lengths and sizes as integers (the saved lists and the scan tables hold them as floats or
+    text)."""
+    steps = steps.copy()
     for c in INTS:
         steps[c] = steps[c].astype(float).astype(int)
-    return steps.reset_index(drop=True)
+    return steps
+
+
+def of_step(rows: pd.DataFrame, step: pd.Series) -> pd.DataFrame:
+    """The confirmation rows of one step: its two lengths and its configuration (GROUP)."""
+    sub = rows[(rows.before_length == step.before_length) & (rows.after_length == step.length)]
+    for k in GROUP:
+        sub = sub[sub[k] == step[k]] if k in INTS else sub[sub[k].astype(str) == str(step[k])]
+    return sub
 
 
 def cases(steps: pd.DataFrame) -> list[list[dict]]:
@@ -121,9 +135,7 @@ def step_ratios(rows: pd.DataFrame, steps: pd.DataFrame, pairs: int) -> pd.DataF
     out = []
     for process, g in rows.groupby("process", sort=True):
         for _, s in steps.iterrows():
-            part = g[(g.before_length == s.before_length) & (g.after_length == s.length)]
-            for k in GROUP:
-                part = part[part[k] == (int(s[k]) if k in INTS else str(s[k]))]
+            part = of_step(g, s)
             if len(part) != 2 * pairs:
                 raise SystemExit(f"process {process}: {len(part)} timings of a step, expected {2 * pairs}")
             out.append(dict(s[[*KEY, "only_in"]], process=process, **pass_times(part, s, "ms")))
@@ -137,10 +149,7 @@ def own_passes(run: Path, loaded: tuple[pd.DataFrame, dict, str], steps: pd.Data
     df, _, mlx = loaded
     out = []
     for _, s in steps.iterrows():
-        sub = df[(df.experiment == s.sweep + CONFIRM) & (df.before_length == s.before_length)]
-        sub = sub[sub.after_length == s.length]
-        for k in GROUP:
-            sub = sub[sub[k].astype(str) == str(s[k])] if k not in INTS else sub[sub[k] == s[k]]
+        sub = of_step(df[df.experiment == s.sweep + CONFIRM], s)
         if "probe_mlx" in sub:
             sub = sub[sub.probe_mlx.astype(object).fillna(mlx) == s.probe_mlx]
         for (process, look), part in sub.groupby(["process", "confirm_pass"], sort=True):
@@ -174,27 +183,12 @@ def runs_ratios(steps: pd.DataFrame, run_a: Path, run_b: Path, loaded: dict) -> 
     own = cliff_tolerance.one_sided(
         run_a, run_b, cliff_tolerance.re_measured(df_a, p_a), cliff_tolerance.re_measured(df_b, p_b)
     )
-    columns = [
-        "sweep",
-        "probe_mlx",
-        "variant",
-        "mode",
-        "dtype",
-        "head_dim",
-        "before_length",
-        "length",
-        "only_in",
-    ]
-
-    def keys(frame: pd.DataFrame) -> list[tuple]:  # one spelling of a step in both tables
-        return [
-            tuple(str(int(float(r[c]))) if c in INTS else str(r[c]) for c in columns)
-            for _, r in frame.iterrows()
-        ]
-
-    found = dict(zip(keys(own), zip(own.ratio_a, own.ratio_b)))
-    ratios = [found.get(k, (np.nan, np.nan)) for k in keys(steps)]
-    return steps.assign(run_a=[a for a, _ in ratios], run_b=[b for _, b in ratios])
+    where = [c for c in own.columns if c not in ("ratio_a", "verdict_a", "ratio_b", "verdict_b")]
+    keyed = steps[where].apply(lambda column: column.map(agreement._text))  # one_sided's spelling of a step
+    found = keyed.merge(own, on=where, how="left")  # row for row: own holds each step once
+    return steps.assign(
+        run_a=found.ratio_a.astype(float).to_numpy(), run_b=found.ratio_b.astype(float).to_numpy()
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
