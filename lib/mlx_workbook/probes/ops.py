@@ -277,10 +277,9 @@ def prompt_confirm(
     (A B, B A, ...) for `pairs` pairs, stored with the pair index (see sdpa_cliff.measure.judge_confirmations)."""
     tokens = models.random_prompt(loaded, max(max(s) for s in steps), seed) if steps else None
     for before, after in steps:
-        fns = [_forward(loaded.model, tokens, int(before)), _forward(loaded.model, tokens, int(after))]
-        for fn in fns:
-            for _ in range(warmup):
-                mx.eval(fn())
+        fns = probe.warmed(
+            [_forward(loaded.model, tokens, int(before)), _forward(loaded.model, tokens, int(after))], warmup
+        )
         rows = []
         for pair in range(pairs):
             for position, (n, fn) in enumerate(
