@@ -33,11 +33,14 @@
 # - a model's **prompt latency** over the original table's lengths, **per-op** timings at decode and prefill
 #   shapes, and the **graph-building** time of one decode step.
 #
-# **How a sample is timed** (`probes/sdpa_probe.py`, method 2): every length of a configuration uses one call
-# count, calibrated once at its longest length (about `target_ms` of device work per sample there, at least
-# `min_calls`), the calls queued without host syncs between them; each round visits the lengths in a fresh random
-# order. (Method 1 chose the count per length; the sync divided differently at neighbouring lengths made steps
-# of its own.)
+# **How a sample is timed** (`probes/sdpa_probe.py`, method 11): a configuration's lengths are split into bands of
+# neighbours whose calls take within `band_ratio` of each other's time, neighbouring bands sharing a length; a band
+# uses one call count, enough for `target_ms` of device work per sample at its fastest length (at least `min_calls`),
+# the calls queued without host syncs between them; each round visits every (band, length) in a fresh random order.
+# So neighbouring lengths are always compared at one call count: method 1 chose the count per length, and the sync
+# divided differently at neighbouring lengths made steps of its own; methods 2-10 used one count per configuration,
+# calibrated at its longest length, which left short lengths under 1 ms a sample and the sync biasing their ratios
+# toward 1.
 #
 # **How a cliff is found** (`cliffs.py`): neighbouring lengths a < b are compared by the ratio of their median
 # times. If time is an overhead plus a part proportional to the attention work, that ratio lies between 1 and
@@ -151,7 +154,10 @@ group_size: int = 64  # quantization group size
 graph_context: int = 128  # cached positions before the decode steps whose graph building is timed
 repeats: int = 5  # timed trials per configuration
 warmup: int = 1  # untimed runs before the trials
-target_ms: float = 3  # device work per sample at a sweep's longest length: fixes its one call count
+target_ms: float = (
+    3  # device work per sample at least (at a band's fastest length): fixes the band's call count
+)
+band_ratio: float = 2.0  # a band's lengths take within this factor of each other's time per call
 min_calls: int = 2  # calls per sample at least (short kernels: the final sync divided over them)
 max_calls: int = 1000  # calls per sample at most
 confirm_pairs: int = 20  # alternated pairs that re-measure each candidate cliff (one pass)
@@ -187,6 +193,9 @@ from mlx_workbook.report import plots
 run = results.start("03_sdpa_cliff", globals(), method_version=measure.METHOD_VERSION)
 calls = dict(warmup=warmup, target_ms=target_ms, min_calls=min_calls, max_calls=max_calls)
 timing = dict(repeats=repeats, **calls)
+sweeping = dict(
+    timing, band_ratio=band_ratio
+)  # the probe sweeps' timing (ops and the prompt sweep have no bands)
 confirming = dict(
     pairs=confirm_pairs,
     passes=confirm_passes,
@@ -209,7 +218,7 @@ display(pd.Series(run.environment.as_dict() | {"run_id": run.run_id}, name="envi
 # Dotted red lines: detected cliffs.
 
 # %%
-errors = measure.sweep(run, "prefill", plan.prefill, **timing)
+errors = measure.sweep(run, "prefill", plan.prefill, **sweeping)
 if errors:
     display(Markdown("**Configurations that failed on this backend:**"), pd.DataFrame(errors))
 candidates = analysis.candidates(run.measurements, "prefill", P)
@@ -241,7 +250,7 @@ display(fig, found["prefill"].round(3))
 # passes none for a single token). Grey dotted lines: the cache's 256-position steps.
 
 # %%
-errors = measure.sweep(run, "decode", plan.decode, **timing)
+errors = measure.sweep(run, "decode", plan.decode, **sweeping)
 if errors:
     display(pd.DataFrame(errors))
 candidates = analysis.candidates(run.measurements, "decode", P)
@@ -259,7 +268,7 @@ display(fig, found["decode"].round(3))
 # head count (`mx.repeat`) inside the timed call, as the Rust code did every forward pass.
 
 # %%
-measure.sweep(run, "gqa", plan.gqa, **timing)
+measure.sweep(run, "gqa", plan.gqa, **sweeping)
 fig, table = analysis.gqa_chart(run.measurements, P)
 run.save_figure(fig, "gqa")
 display(fig, table.round(4))
@@ -276,7 +285,7 @@ display(fig, table.round(4))
 
 # %%
 version_results = measure.compare_versions(
-    run, mlx_versions, plan.versions, passes=version_passes, wheels_dir=wheels_dir, **timing
+    run, mlx_versions, plan.versions, passes=version_passes, wheels_dir=wheels_dir, **sweeping
 )
 display(analysis.version_status(version_results))
 

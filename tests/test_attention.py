@@ -276,15 +276,63 @@ def test_plan_builds_every_sweep_and_rejects_bad_parameters():
             attention.plan({**p, **bad})
 
 
-def test_sweep_uses_one_call_count_per_configuration_and_random_order(run):
-    cases = [case(length=n) for n in (8, 16, 32, 64)]
-    attention.sweep(run, "prefill", cases, repeats=4, warmup=1, target_ms=2, min_calls=3, max_calls=50)
+def test_sweep_uses_one_call_count_per_band_and_random_order(run):
+    cases = [case(length=n) for n in (8, 16, 32, 64, 128)]
+    attention.sweep(
+        run, "prefill", cases, repeats=4, warmup=1, target_ms=2, min_calls=3, max_calls=50, band_ratio=2.0
+    )
     df = run.measurements
     df = df[df.experiment == "prefill"]
-    assert df.calls.nunique() == 1 and df.calls.iloc[0] >= 3  # calibrated once, at the longest length
+    assert df.groupby("band").calls.nunique().eq(1).all() and df.calls.min() >= 3  # one count per band
     assert np.allclose(df.sample_ms, df.value * df.calls)
+    lengths = sorted(df.length.unique())
+    in_bands = df.groupby("band").length.apply(lambda n: set(n))
+    for a, b in zip(lengths[:-1], lengths[1:]):  # every neighbouring pair timed together, at one count
+        assert sum({a, b} <= band for band in in_bands) == 1
+    assert df.groupby(["band", "length"]).size().eq(4).all()  # every (band, length) once per round
     orders = df.sort_values(["trial", "position"]).groupby("trial").length.apply(tuple)
     assert orders.nunique() > 1  # lengths visited in a fresh random order per round
+
+
+def test_bands_keep_each_band_within_the_ratio_and_share_their_edges():
+    per_call = [0.010, 0.011, 0.015, 0.019, 0.030, 0.031, 0.200, 0.210, 0.120]
+    split = probe.bands(per_call, 2.0)
+    assert split == [[0, 1, 2, 3], [3, 4, 5], [5, 6], [6, 7, 8]]
+    for band in split:  # within the ratio, except a pair that alone exceeds it (30 us -> 200 us)
+        times = [per_call[i] for i in band]
+        assert len(band) == 2 or max(times) <= 2.0 * min(times)
+    pairs = [(i, i + 1) for i in range(len(per_call) - 1)]
+    assert all(sum(i in band and j in band for band in split) == 1 for i, j in pairs)
+    assert probe.bands([0.01], 2.0) == [[0]] and probe.bands([], 2.0) == [[]]
+
+
+def test_a_flat_sweep_timed_in_bands_has_no_step_where_the_count_changes():
+    # two bands of a flat 0.05 ms curve, 2 and 50 calls: each sample holds a 0.1 ms sync divided over its calls, so
+    # 128 at 2 calls reads 0.10 ms and at 50 calls 0.052 ms; compared across the bands it is a 1.9x "cliff"
+    rows = []
+    for t in range(5):
+        for band, calls, lengths in ((0, 2, [100, 110, 128]), (1, 50, [128, 140, 160])):
+            for n in lengths:
+                rows.append(
+                    {
+                        **case(length=n),
+                        "flops": float(n * n),
+                        "band": band,
+                        "calls": calls,
+                        "trial": t,
+                        "value": 0.05 + 0.1 / calls,
+                    }
+                )
+    df = pd.DataFrame(rows)
+    every = attention.scan(df, tolerance=0.1, family_wise=False, jumps_only=False)
+    assert sorted(zip(every.before_length, every.length)) == [(100, 110), (110, 128), (128, 140), (140, 160)]
+    assert attention.scan(df, tolerance=0.1, family_wise=False).empty  # no candidate at all
+    pooled = attention.scan(df, by=attention.configuration(df), tolerance=0.1, family_wise=False)
+    assert len(pooled)  # the same samples pooled over the bands make steps of the count change
+    flat = every[every.length == 140].iloc[0]
+    assert abs(flat.ratio - 1.0) < 1e-9  # 128 -> 140 judged within band 1, not 128's band-0 samples
+    step = attention.pair(df, 128, 140, tolerance=0.1)
+    assert step is not None and abs(step.ratio - 1.0) < 1e-9
 
 
 def test_confirmation_pass_alternates_the_two_lengths(run):

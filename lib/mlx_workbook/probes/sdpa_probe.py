@@ -6,12 +6,15 @@ workbook imports the same functions in-process. One measuring code path for ever
 
     python sdpa_probe.py config.json      # prints {"mlx": ..., "backend": ..., "rows": [...], "errors": [...]}
 
-Cases sharing everything but the length form a group (one sweep). A sweep uses ONE number of calls per sample
-for all its lengths, chosen once from a calibration at its longest length (about `target_ms` of device work per
-sample there, at least `min_calls`), so that the synchronization at the end of a sample is divided alike at
-every length: a call count chosen per length made steps of its own (review 2026-11-30: 67 of 82 "cliffs" sat
-where the count changed). Calls are queued without host syncs between them. Each round times every length
-once, in a fresh random order, so load bursts and drift hit all lengths alike.
+Cases sharing everything but the length form a group (one sweep). Its lengths are split into *bands*: runs of
+neighbouring lengths whose calls take within `band_ratio` of each other's time, each band sharing its first length
+with the previous band's last. A band uses ONE number of calls per sample for all its lengths, enough for
+`target_ms` of work at its fastest length (at least `min_calls`), so every neighbouring pair of lengths is compared
+at one call count, the synchronization at the end of a sample divided alike: a count chosen per length made steps
+of its own (review 2026-11-30: 67 of 82 "cliffs" sat where the count changed), and one count for the whole sweep
+(methods 2-10) left its short lengths under 1 ms a sample, where the sync biased their ratios toward 1. Calls are
+queued without host syncs between them. Each round times every (band, length) once, in a fresh random order, so
+load bursts and drift hit all lengths alike.
 
 A candidate cliff is then re-measured by `confirm`: its two lengths alternated back to back (A B, B A, ...) for
 `pairs` pairs at one fixed call count; the workbook judges the paired ratios and calls only confirmed steps
@@ -187,15 +190,39 @@ def warmed(fns: list, warmup: int) -> list:
     return fns
 
 
-def calls_for(fn, target_s: float, min_calls: int, max_calls: int) -> int:
-    """Calls per sample for about target_s of work of `fn` (the longest length of a sweep), fixed thereafter.
+def clamped_calls(per_call: float, target_s: float, min_calls: int, max_calls: int) -> int:
+    """Calls of `per_call` seconds each for about target_s of work, within [min_calls, max_calls]."""
+    return max(min_calls, min(max_calls, int(math.ceil(target_s / max(per_call, 1e-7)))))
 
-    Estimated twice: 3 calls first (their time still holds a sync), then the count that estimate gives."""
-    calls = 3
-    for _ in range(2):
-        per_call = seconds_per_call(fn, calls)
-        calls = max(min_calls, min(max_calls, int(math.ceil(target_s / max(per_call, 1e-7)))))
-    return calls
+
+def per_call_time(fn, target_s: float, min_calls: int, max_calls: int) -> float:
+    """Seconds per call of `fn`, estimated twice: 3 calls first (their time still holds a sync), then over the
+    count for about target_s that estimate gives."""
+    per_call = seconds_per_call(fn, 3)
+    return seconds_per_call(fn, clamped_calls(per_call, target_s, min_calls, max_calls))
+
+
+def calls_for(fn, target_s: float, min_calls: int, max_calls: int) -> int:
+    """Calls per sample for about target_s of work of `fn` (the longer length of a step), fixed thereafter."""
+    return clamped_calls(per_call_time(fn, target_s, min_calls, max_calls), target_s, min_calls, max_calls)
+
+
+def bands(per_call: list[float], ratio: float) -> list[list[int]]:
+    """Indexes of a sorted group's lengths split into runs whose per-call times lie within `ratio` of each
+    other (at least two lengths each), each run starting at the previous one's last length: every neighbouring
+    pair lies in exactly one band, so it is timed at that band's one call count."""
+    if len(per_call) < 2:
+        return [list(range(len(per_call)))]
+    out, start = [], 0
+    while start < len(per_call) - 1:
+        end = start + 1
+        while end + 1 < len(per_call) and max(per_call[start : end + 2]) <= ratio * min(
+            per_call[start : end + 2]
+        ):
+            end += 1
+        out.append(list(range(start, end + 1)))
+        start = end
+    return out
 
 
 def case_row(case: dict) -> dict:
@@ -218,29 +245,33 @@ def run_group(
     target_s: float,
     min_calls: int = 1,
     max_calls: int,
+    band_ratio: float = 2.0,
     seed: int = 0,
     on_round=None,
 ) -> list[dict]:
-    """Time one group's lengths in rounds (random order per round), one call count for the whole group;
-    `on_round(rows)` sees each round as it finishes."""
+    """Time one group's lengths in rounds (random order per round), one call count per band of lengths (`bands`:
+    enough for target_s at the band's fastest length); `on_round(rows)` sees each round as it finishes."""
     fns = warmed([make_call(c, seed) for c in group], warmup)
-    calls = calls_for(fns[-1], target_s, min_calls, max_calls)  # the group is sorted: the last is the longest
+    per_call = [per_call_time(fn, target_s, min_calls, max_calls) for fn in fns]
+    split = bands(per_call, band_ratio)
+    counts = [clamped_calls(min(per_call[i] for i in band), target_s, min_calls, max_calls) for band in split]
+    entries = [(b, i) for b, band in enumerate(split) for i in band]
     order = random.Random(seed)
     rows = []
     for trial in range(repeats):
         done = []
-        positions = list(range(len(group)))
-        order.shuffle(positions)
-        for position, i in enumerate(positions):
-            ms = 1e3 * seconds_per_call(fns[i], calls)
+        order.shuffle(entries)
+        for position, (b, i) in enumerate(entries):
+            ms = 1e3 * seconds_per_call(fns[i], counts[b])
             done.append(
                 {
                     **case_row(group[i]),
-                    "calls": calls,
+                    "band": b,
+                    "calls": counts[b],
                     "trial": trial,
                     "position": position,
                     "ms": ms,
-                    "sample_ms": ms * calls,
+                    "sample_ms": ms * counts[b],
                 }
             )
         rows += done
@@ -362,8 +393,13 @@ def _timing(config: dict) -> dict:
     )
 
 
+def _sweep_timing(config: dict) -> dict:
+    return dict(_timing(config), band_ratio=float(config.get("band_ratio", 2.0)))
+
+
 def run(config: dict, on_round=None) -> dict:
-    """Run every case of `config`: {"cases": [...], "repeats", "warmup", "target_ms", "min_calls", "max_calls"}
+    """Run every case of `config`: {"cases": [...], "repeats", "warmup", "target_ms", "min_calls", "max_calls",
+    "band_ratio"}
     sweeps each group; {"confirm": [[before_case, after_case], ...], "pairs": 20, ...} re-measures candidate steps
     (with "passes", "edges" and "t": more passes while a step is open, `confirm_steps`).
 
@@ -372,7 +408,9 @@ def run(config: dict, on_round=None) -> dict:
     timing = _timing(config)
     for group in groups(config.get("cases", [])):
         try:
-            rows += run_group(group, repeats=int(config.get("repeats", 5)), on_round=on_round, **timing)
+            rows += run_group(
+                group, repeats=int(config.get("repeats", 5)), on_round=on_round, **_sweep_timing(config)
+            )
         except Exception as exc:  # noqa: BLE001 - one broken group must not lose the others' data
             errors.append({**{k: group[0][k] for k in GROUP_KEYS}, "error": f"{type(exc).__name__}: {exc}"})
         mx.clear_cache() if hasattr(mx, "clear_cache") else None

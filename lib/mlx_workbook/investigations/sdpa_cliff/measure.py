@@ -18,6 +18,12 @@ from mlx_workbook.core.results import Run
 from mlx_workbook.investigations.sdpa_cliff import cliffs
 from mlx_workbook.probes import sdpa_probe as probe
 
+# 11: a sweep's call count is fixed per band of neighbouring lengths whose calls take within `band_ratio` of each other
+# (sdpa_probe.bands, neighbouring bands sharing a length), enough for `target_ms` at the band's fastest length, instead
+# of once at the sweep's longest: at d34abfb 71% of the H200 prefill sweep's samples were under 2 ms (min 0.38)
+# (additive 513 -> 768: 12 calls of 0.075 ms, 0.9 ms a sample), the sync then biasing short lengths' ratios toward 1
+# (one twin's sweep put that step at 0.98x, every process that re-measured it at 0.78x); a neighbouring pair is still
+# compared at one call count.
 # 10: a confirmation pass takes its steps in rounds, one alternated pair of each per round in a random order
 # (sdpa_probe.confirm_steps), so a step's pairs spread over the whole pass instead of half a second: on the H200 a
 # step's ratio can wander in time (decode float32 1024 -> 1025: passes of 20 back-to-back pairs 9.6% apart where
@@ -39,7 +45,7 @@ from mlx_workbook.probes import sdpa_probe as probe
 # re-measured in the confirmation pass (not only those the sweep nominates), Bonferroni over every re-measured step. 2:
 # one call count per sweep (calibrated at its longest length), lengths in random order per round, and a confirmation
 # pass (alternated pairs) before a candidate is called a cliff; 1 chose the count per length.
-METHOD_VERSION = 10
+METHOD_VERSION = 11
 
 MODES, VARIANTS, DTYPES = probe.MODES, probe.VARIANTS, tuple(probe.DTYPES)
 GROUP = list(probe.GROUP_KEYS)  # a sweep's configuration: everything but the length
@@ -197,6 +203,7 @@ def unique(cases: list[dict]) -> list[dict]:
 
 
 EXTRA_FIELDS = [
+    "band",
     "position",
     "sample_ms",
     "pair",
@@ -223,7 +230,14 @@ def to_rows(probe_rows: list[dict], **extra) -> list[dict]:
 
 
 def probe_config(
-    cases, *, repeats: int, warmup: int, target_ms: float, min_calls: int, max_calls: int
+    cases,
+    *,
+    repeats: int,
+    warmup: int,
+    target_ms: float,
+    min_calls: int,
+    max_calls: int,
+    band_ratio: float = 2.0,
 ) -> dict:
     """The SDPA probe's input (sdpa_probe.run), the same in this process and under another MLX version."""
     return {
@@ -233,6 +247,7 @@ def probe_config(
         "target_ms": target_ms,
         "min_calls": min_calls,
         "max_calls": max_calls,
+        "band_ratio": band_ratio,
     }
 
 
@@ -246,13 +261,20 @@ def sweep(
     target_ms: float = 10,
     min_calls: int = 1,
     max_calls: int = 1000,
+    band_ratio: float = 2.0,
 ) -> list[dict]:
-    """Time every case (rounds per configuration, lengths in random order, one call count per configuration
-    calibrated at its longest length), storing each round in the run as it finishes.
+    """Time every case (rounds per configuration, lengths in random order, one call count per band of lengths:
+    sdpa_probe.bands), storing each round in the run as it finishes.
 
     Returns the configurations that failed (with the error) so the notebook can show them; the rest still ran."""
     config = probe_config(
-        cases, repeats=repeats, warmup=warmup, target_ms=target_ms, min_calls=min_calls, max_calls=max_calls
+        cases,
+        repeats=repeats,
+        warmup=warmup,
+        target_ms=target_ms,
+        min_calls=min_calls,
+        max_calls=max_calls,
+        band_ratio=band_ratio,
     )
     total = len(probe.groups(config["cases"])) * repeats
     finished = iter(range(1, total + 1))
@@ -452,6 +474,7 @@ def compare_versions(
     target_ms: float = 10,
     min_calls: int = 1,
     max_calls: int = 1000,
+    band_ratio: float = 2.0,
     wheels_dir: str | None = None,
 ) -> list:
     """The probe's `cases` under every MLX version (versions.compare), each pass stored as it finishes as
@@ -459,7 +482,13 @@ def compare_versions(
     from mlx_workbook.probes import versions
 
     config = probe_config(
-        cases, repeats=repeats, warmup=warmup, target_ms=target_ms, min_calls=min_calls, max_calls=max_calls
+        cases,
+        repeats=repeats,
+        warmup=warmup,
+        target_ms=target_ms,
+        min_calls=min_calls,
+        max_calls=max_calls,
+        band_ratio=band_ratio,
     )
     return versions.compare(
         mlx_versions,
@@ -491,7 +520,9 @@ def scan(
     """Every cliff of every configuration in `df` (work = the attention flops of each length); with
     family_wise=False the liberal screen for candidates that a confirmation pass settles (`margin`:
     cliffs.screened)."""
-    by = by or configuration(df)
+    by = by or configuration(df) + [
+        c for c in ["band"] if c in df.columns
+    ]  # neighbours compared within a band
     return cliffs.scan(
         df,
         by,
@@ -537,7 +568,16 @@ def pair(
         return None
     if sub.groupby([c for c in GROUP if c in sub.columns]).ngroups > 1:
         raise ValueError(f"filters {filters} leave more than one configuration; add filters")
-    return cliffs.pair(sub, before, after, work="flops", tolerance=tolerance)
+    return cliffs.pair(one_band(sub, before, after), before, after, work="flops", tolerance=tolerance)
+
+
+def one_band(sweep: pd.DataFrame, before: int, after: int) -> pd.DataFrame:
+    """The rows of the band that timed both lengths at one call count (all rows where the sweep had no bands,
+    before method 11, or no band holds both)."""
+    if "band" not in sweep.columns:
+        return sweep
+    both = sweep.groupby("band").length.apply(lambda n: {before, after} <= set(n.astype(int)))
+    return sweep[sweep.band == both.index[both][0]] if both.any() else sweep
 
 
 def at_lengths(df: pd.DataFrame, lengths: list[int], by: list[str]) -> pd.DataFrame:
