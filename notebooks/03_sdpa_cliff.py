@@ -154,9 +154,7 @@ group_size: int = 64  # quantization group size
 graph_context: int = 128  # cached positions before the decode steps whose graph building is timed
 repeats: int = 5  # timed trials per configuration
 warmup: int = 1  # untimed runs before the trials
-target_ms: float = (
-    3  # device work per sample at least (at a band's fastest length): fixes the band's call count
-)
+target_ms: float = 3  # device work per sample at a band's fastest length: sets the band's call count
 band_ratio: float = 2.0  # a band's lengths take within this factor of each other's time per call
 min_calls: int = 2  # calls per sample at least (short kernels: the final sync divided over them)
 max_calls: int = 1000  # calls per sample at most
@@ -390,16 +388,17 @@ run.save_table(undecided, "undecided_steps", key=analysis.UNDECIDED_KEY)  # for 
 display(Markdown(analysis.undecided_note(undecided, P)), undecided.round(3))
 
 # %% [markdown]
-# ## Host speed during the run <a id="host"></a>
+# ## Host speed and sample sizes during the run <a id="host"></a>
 # A fixed pure-Python loop timed after every round of every sweep (`core/hoststate.py`): where it slowed, the
 # host did, and host-bound timings with it. The run is flagged unstable (as pyperf does) when the probe's CV
-# exceeds 10% or its max/min 1.5x.
+# exceeds 10% or its max/min 1.5x. Below it, how much work the sweeps' samples held: a sample's closing sync is
+# divided over its calls, so each band's count was sized for `target_ms` at its fastest length.
 
 # %%
 host = hoststate.report(run)
 fig = plots.host_speed(run.measurements)
 run.save_figure(fig, "host_speed")
-display(fig, Markdown(hoststate.describe(host)))
+display(fig, Markdown(hoststate.describe(host)), Markdown(analysis.sample_note(run.measurements, P)))
 
 # %% [markdown]
 # ## Findings <a id="findings"></a>

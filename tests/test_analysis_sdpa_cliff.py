@@ -362,3 +362,22 @@ def test_the_versions_sweep_re_measures_every_versions_boundary_steps():
         for o in (-1, 0)
     }
     assert set(cands.origin) == {cliffs.BOUNDARY}
+
+
+def test_the_sample_note_states_each_sweeps_sample_work_and_counts_short_samples():
+    rows = sdpa_rows("prefill", [64, 128, 256], band=0) + sdpa_rows("prefill", [256, 512], band=1)
+    rows += sdpa_rows("decode", [255, 256], kind="decode", mode="none", band=0)
+    table = pd.DataFrame(rows)
+    table["calls"] = [5 if e == "prefill" else 1000 for e in table.experiment]
+    table["sample_ms"] = table["value"] * table["calls"]
+    note = an.sample_note(table, {"target_ms": 10})
+    prefill = next(line for line in note.splitlines() if line.startswith("- prefill"))
+    sample = table[table.experiment == "prefill"].sample_ms
+    assert f"{len(sample)} samples, 2 bands" in prefill and "5-5 calls" in prefill
+    assert f"{sample.min():.3g}-{sample.max():.3g} ms" in prefill
+    assert (
+        f"{int((sample < 5).sum())} under half the 10 ms target" in prefill
+    )  # 5 calls of ~0.01 ms: all short
+    decode = next(line for line in note.splitlines() if line.startswith("- decode"))
+    assert "1 band," in decode and "under half" not in decode  # 1000 calls: every sample long enough
+    assert an.sample_note(table[table.experiment == "ops"], {"target_ms": 10}) == "No probe sweep ran."

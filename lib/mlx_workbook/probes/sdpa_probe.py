@@ -207,6 +207,11 @@ def calls_for(fn, target_s: float, min_calls: int, max_calls: int) -> int:
     return clamped_calls(per_call_time(fn, target_s, min_calls, max_calls), target_s, min_calls, max_calls)
 
 
+def within(times: list[float], ratio: float) -> bool:
+    """Whether the slowest of `times` takes at most `ratio` times the fastest."""
+    return max(times) <= ratio * min(times)
+
+
 def bands(per_call: list[float], ratio: float) -> list[list[int]]:
     """Indexes of a sorted group's lengths split into runs whose per-call times lie within `ratio` of each
     other (at least two lengths each), each run starting at the previous one's last length: every neighbouring
@@ -216,9 +221,7 @@ def bands(per_call: list[float], ratio: float) -> list[list[int]]:
     out, start = [], 0
     while start < len(per_call) - 1:
         end = start + 1
-        while end + 1 < len(per_call) and max(per_call[start : end + 2]) <= ratio * min(
-            per_call[start : end + 2]
-        ):
+        while end + 1 < len(per_call) and within(per_call[start : end + 2], ratio):
             end += 1
         out.append(list(range(start, end + 1)))
         start = end

@@ -162,6 +162,31 @@ def undecided_note(table: pd.DataFrame, p: dict) -> str:
     return text + (". Another run may list some of them as cliffs, or not, without contradicting this one.")
 
 
+def sample_note(df: pd.DataFrame, p: dict) -> str:
+    """How much work the probe sweeps' samples held: the sync that ends a sample is divided over its calls, so a
+    short sample pulls a length's time toward the sync's (method 11 sizes each band's count for `target_ms` at its
+    fastest length). Samples under half the target are counted: the calibration misjudged them, or `max_calls`
+    capped them."""
+    lines = []
+    for sweep in ("prefill", "decode", "gqa", "versions"):
+        sub = rows(df, sweep)
+        if sub.empty or "sample_ms" not in sub.columns:
+            continue
+        ms = sub["sample_ms"].dropna()
+        short = int((ms < p["target_ms"] / 2).sum())
+        bands = (
+            sub.groupby(attention.configuration(sub) + ["band"], dropna=False).ngroups if "band" in sub else 0
+        )
+        lines.append(
+            f"{sweep}: {len(ms)} samples"
+            + (f", {bands} band{'s' * (bands != 1)}" if bands else "")
+            + f", {ms.min():.3g}-{ms.max():.3g} ms a sample (median "
+            f"{ms.median():.3g}), {int(sub.calls.min())}-{int(sub.calls.max())} calls"
+            + (f"; {short} under half the {p['target_ms']:g} ms target" if short else "")
+        )
+    return bullets(lines, "No probe sweep ran.")
+
+
 # What names a cliff in the saved list (tables/cliffs.csv), for `make compare`: where it is and which way it goes.
 CLIFF_KEY = ["sweep", *attention.GROUP, "probe_mlx", "before_length", "length", "verdict"]
 UNDECIDED_KEY = CLIFF_KEY[:-1]  # where an undecided step is (it has no direction)
