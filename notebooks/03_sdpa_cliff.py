@@ -191,9 +191,8 @@ from mlx_workbook.report import plots
 run = results.start("03_sdpa_cliff", globals(), method_version=measure.METHOD_VERSION)
 calls = dict(warmup=warmup, target_ms=target_ms, min_calls=min_calls, max_calls=max_calls)
 timing = dict(repeats=repeats, **calls)
-sweeping = dict(
-    timing, band_ratio=band_ratio
-)  # the probe sweeps' timing (ops and the prompt sweep have no bands)
+# the probe sweeps' timing (the ops and the prompt sweep time other things and have no bands)
+sweeping = dict(timing, band_ratio=band_ratio)
 confirming = dict(
     pairs=confirm_pairs,
     passes=confirm_passes,

@@ -520,9 +520,8 @@ def scan(
     """Every cliff of every configuration in `df` (work = the attention flops of each length); with
     family_wise=False the liberal screen for candidates that a confirmation pass settles (`margin`:
     cliffs.screened)."""
-    by = by or configuration(df) + [
-        c for c in ["band"] if c in df.columns
-    ]  # neighbours compared within a band
+    # neighbouring lengths are compared within the band that timed both at one call count (method 11)
+    by = by or configuration(df) + (["band"] if "band" in df.columns else [])
     return cliffs.scan(
         df,
         by,
