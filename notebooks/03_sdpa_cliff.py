@@ -42,28 +42,29 @@
 # calibrated at its longest length, which left short lengths under 1 ms a sample and the sync biasing their ratios
 # toward 1.
 #
-# **How a cliff is found** (`cliffs.py`): neighbouring lengths a < b are compared by the ratio of their median
-# times. If time is an overhead plus a part proportional to the attention work, that ratio lies between 1 and
-# the work ratio w_b / w_a; a *candidate* is a pair whose median ratio (method 4; before, its 95% interval) lies outside
-# that envelope widened by `tolerance` and drawn in by `screen_margin` (method 9: a few trials can put a real jump just
-# inside the edge): **up** (b slower than its extra work explains) or **down** (b faster although it
-# does more: the lengths up to a were slow, the shape of the published cliff). Each candidate is then re-measured with
-# its two lengths alternated back to back for `confirm_pairs` pairs (method 10: one pair of every candidate per round,
-# so a candidate's pairs spread over the whole pass) and judged on the paired ratios (t interval on the
-# log-ratios, Bonferroni over every re-measured step and over the passes): a step still unclear (its interval straddling
-# the envelope's edge) gets another pass of pairs in the same process, up to `confirm_passes` (method 9: in fresh
-# processes too). Only a step that repeats is called a
-# **cliff**; the others are listed as transients. The published 127 -> 128 step is always re-measured this way, and so
-# (method 3, `confirm_boundaries`) is every step into and out of a boundary the prefill and decode sweeps straddle (b-1
-# -> b, b -> b+1), whatever the sweep said: which steps a noisy sweep nominates changes from run to run, and these are
-# the steps that matter most. Such a step (origin `boundary` in the tables) is a cliff when its confirmation is a jump
-# either way, and otherwise simply not a cliff. A step's ratio can depend on the process that measures it (on the
-# H200, 512 -> 513 tokens of the additive mask took 1.61x in one process and 1.07x in another; at ea85dcf one run's
-# process found four boundary steps flat that ten fresh processes all found jumps), so with `confirm_processes` 3
-# (method 7) every re-measured step is re-measured in fresh processes as well (20 pairs a pass) and judged by the
-# majority of its processes: a cliff where most found the same jump, none where most found none. The second fresh
-# process measures only the steps the first two left open (they disagreed, or one was unsure); a step without a
-# majority is listed with the undecided steps, as `varies` where some process found a jump and another none.
+# **How a cliff is found** (`cliffs.py`): neighbouring lengths a < b are compared by the median of their per-round
+# ratios, read from the band that timed both at one call count (method 12: a round times every length once, so what
+# slows a round cancels within it). If time is an overhead plus a part proportional to the attention work, that ratio
+# lies between 1 and the work ratio w_b / w_a; a *candidate* is a pair whose median ratio (method 4; before, its 95%
+# interval) lies outside that envelope widened by `tolerance` and drawn in by `screen_margin` (method 9: a few trials
+# can put a real jump just inside the edge): **up** (b slower than its extra work explains) or **down** (b faster
+# although it does more: the lengths up to a were slow, the shape of the published cliff). Each candidate is then
+# re-measured with its two lengths alternated back to back for `confirm_pairs` pairs (method 10: one pair of every
+# candidate per round, so a candidate's pairs spread over the whole pass) and judged on the paired ratios (t interval
+# on the log-ratios, Bonferroni over every re-measured step and over the passes): a step still unclear (its interval
+# straddling the envelope's edge) gets another pass of pairs in the same process, up to `confirm_passes` (method 9: in
+# fresh processes too). Only a step that repeats is called a **cliff**; the others are listed as transients. The
+# published 127 -> 128 step is always re-measured this way, and so (method 3, `confirm_boundaries`) is every step into
+# and out of a boundary the prefill and decode sweeps straddle (b-1 -> b, b -> b+1), whatever the sweep said: which
+# steps a noisy sweep nominates changes from run to run, and these are the steps that matter most. Such a step (origin
+# `boundary` in the tables) is a cliff when its confirmation is a jump either way, and otherwise simply not a cliff. A
+# step's ratio can depend on the process that measures it (on the H200, 512 -> 513 tokens of the additive mask took
+# 1.61x in one process and 1.07x in another; at ea85dcf one run's process found four boundary steps flat that ten
+# fresh processes all found jumps), so with `confirm_processes` 3 (method 7) every re-measured step is re-measured in
+# fresh processes as well (20 pairs a pass) and judged by the majority of its processes: a cliff where most found the
+# same jump, none where most found none. The second fresh process measures only the steps the first two left open
+# (they disagreed, or one was unsure); a step without a majority is listed with the undecided steps, as `varies` where
+# some process found a jump and another none.
 
 # %% tags=["parameters"]
 profile: str = "quick"  # parameter profile this run came from (set by the runner)

@@ -189,18 +189,18 @@ def test_a_candidate_without_confirmation_rows_stays_unconfirmed():
 
 
 def test_the_screen_nominates_a_step_whose_median_lies_beyond_the_envelope_despite_one_slow_trial():
-    # 2.3x where the work allows 1.78x (the H200's unfused 1536 -> 2047 step); one slow trial of five at the
-    # shorter length widens the unpaired interval across the envelope's edge
+    # 2.3x where the work allows 1.78x (the H200's unfused 1536 -> 2047 step); one round of five caught the
+    # shorter length slow and the longer fast, which widens the paired interval across the envelope's edge
     rows = [
         {"cfg": "a", "length": n, "trial": t, "work": n * n, "value": v}
-        for n, values in ((1536, [0.90, 0.91, 0.93, 0.93, 1.19]), (2047, [2.09, 2.11, 2.13, 2.14, 2.22]))
+        for n, values in ((1536, [0.90, 0.91, 0.93, 0.93, 1.19]), (2047, [2.09, 2.11, 2.13, 2.14, 1.60]))
         for t, v in enumerate(values)
     ]
     df = pd.DataFrame(rows)
     (step,) = cliffs.steps(df, work="work", tolerance=0.1, family_wise=False)
-    assert step.verdict == cliffs.UNCLEAR  # its interval alone would not nominate it
+    assert step.verdict == cliffs.UNCLEAR and step.n == 5  # its interval alone would not nominate it
     (candidate,) = cliffs.scan(df, ["cfg"], work="work", tolerance=0.1, family_wise=False).itertuples()
-    assert candidate.verdict == cliffs.UP and candidate.ratio > 2.2
+    assert candidate.verdict == cliffs.UP and candidate.ratio > 2.0
     flat = pd.DataFrame([{**r, "value": 0.1 * r["work"] / 1536**2} for r in rows])  # time follows the work
     assert cliffs.scan(flat, ["cfg"], work="work", tolerance=0.1, family_wise=False).empty
 
@@ -319,3 +319,20 @@ def test_paired_step_reads_the_notebook_process_where_several_measured():
     alone = cliffs.paired_step(here, 127, 128, tolerance=0.1)
     mixed = cliffs.paired_step(pd.concat([there, here]), 127, 128, tolerance=0.1)
     assert mixed == alone and mixed.verdict == cliffs.DOWN
+
+
+def test_the_sweep_judges_a_step_on_its_rounds_paired_ratios_so_a_slow_round_cancels():
+    # every round at its own host speed (0.7x to 1.6x), the same for all its lengths; 1% jitter within a round
+    rng = np.random.default_rng(3)
+    speed = [1.0, 1.6, 0.7, 1.4, 0.8]
+    rows = [
+        {"cfg": "a", "length": n, "trial": t, "value": 0.05 * f * np.exp(rng.normal(0, 0.01))}
+        for t, f in enumerate(speed)
+        for n in FINE[:10]
+    ]
+    paired = cliffs.steps(pd.DataFrame(rows), tolerance=0.1, family_wise=False)
+    assert all(s.high / s.low < 1.1 and s.verdict == cliffs.NONE for s in paired)
+    assert all("paired ratios" in s.method and s.n == 5 for s in paired)
+    unpaired = cliffs.steps(pd.DataFrame(rows).drop(columns="trial"), tolerance=0.1, family_wise=False)
+    assert all(s.high / s.low > 1.3 for s in unpaired)  # the rounds' speeds land in both lengths' samples
+    assert all("unpaired medians" in s.method for s in unpaired)

@@ -18,6 +18,14 @@ from mlx_workbook.core.results import Run
 from mlx_workbook.investigations.sdpa_cliff import cliffs
 from mlx_workbook.probes import sdpa_probe as probe
 
+# 12: the sweep's screen judges a step on its per-round paired ratios (the median round's ratio, a t interval on the
+# log-ratios; cliffs.steps), not on the ratio of the two lengths' medians: each round times every length once, so what
+# slows a round cancels within it. On the stored H200 twins the two runs' sweep ratios of a step lay 8.3-8.5% apart
+# (robust SD, prefill) as medians and 5.9-6.9% paired (decode 7.0-7.1% -> 4.3%, versions 4.5-5.4% -> 2.3-2.5%), and the
+# steps the two runs nominated overlapped more (Jaccard, prefill 0.51-0.55 -> 0.58-0.65; bench/screen_agreement.py). A
+# step is read from the band that timed both its lengths in each round, so two passes of another MLX version, whose
+# bands are numbered alike, no longer read a step twice (at 65acd48 run B's versions decode 256 -> 257 was scanned once
+# per pass).
 # 11: a sweep's call count is fixed per band of neighbouring lengths whose calls take within `band_ratio` of each other
 # (sdpa_probe.bands, neighbouring bands sharing a length), enough for `target_ms` at the band's fastest length, instead
 # of once at the sweep's longest: at d34abfb 71% of the H200 prefill sweep's samples were under 2 ms (min 0.38)
@@ -45,7 +53,7 @@ from mlx_workbook.probes import sdpa_probe as probe
 # re-measured in the confirmation pass (not only those the sweep nominates), Bonferroni over every re-measured step. 2:
 # one call count per sweep (calibrated at its longest length), lengths in random order per round, and a confirmation
 # pass (alternated pairs) before a candidate is called a cliff; 1 chose the count per length.
-METHOD_VERSION = 11
+METHOD_VERSION = 12
 
 MODES, VARIANTS, DTYPES = probe.MODES, probe.VARIANTS, tuple(probe.DTYPES)
 GROUP = list(probe.GROUP_KEYS)  # a sweep's configuration: everything but the length
@@ -520,8 +528,7 @@ def scan(
     """Every cliff of every configuration in `df` (work = the attention flops of each length); with
     family_wise=False the liberal screen for candidates that a confirmation pass settles (`margin`:
     cliffs.screened)."""
-    # neighbouring lengths are compared within the band that timed both at one call count (method 11)
-    by = by or configuration(df) + (["band"] if "band" in df.columns else [])
+    by = by or configuration(df)  # cliffs.steps reads a pair from the band that timed both (method 11)
     return cliffs.scan(
         df,
         by,
@@ -567,16 +574,7 @@ def pair(
         return None
     if sub.groupby([c for c in GROUP if c in sub.columns]).ngroups > 1:
         raise ValueError(f"filters {filters} leave more than one configuration; add filters")
-    return cliffs.pair(one_band(sub, before, after), before, after, work="flops", tolerance=tolerance)
-
-
-def one_band(sweep: pd.DataFrame, before: int, after: int) -> pd.DataFrame:
-    """The rows of the band that timed both lengths at one call count (all rows where the sweep had no bands,
-    before method 11, or no band holds both)."""
-    if "band" not in sweep.columns:
-        return sweep
-    both = sweep.groupby("band").length.apply(lambda n: {before, after} <= set(n.astype(int)))
-    return sweep[sweep.band == both.index[both][0]] if both.any() else sweep
+    return cliffs.pair(sub, before, after, work="flops", tolerance=tolerance)
 
 
 def at_lengths(df: pd.DataFrame, lengths: list[int], by: list[str]) -> pd.DataFrame:
