@@ -354,7 +354,7 @@ def steps(
             method = f"sweep: median of {n} rounds' paired ratios, t interval on their logs"
             samples = {a: both[a].to_numpy(float), b: both[b].to_numpy(float)}
         else:
-            samples = {n: df.loc[df[x] == n, value].to_numpy(dtype=float) for n in (a, b)}
+            samples = {k: df.loc[df[x] == k, value].to_numpy(dtype=float) for k in (a, b)}
             r = measure.ratio_interval(samples[b], samples[a], confidence=confidence)
             ratio, n = r.median, int(min(samples[a].size, samples[b].size))
             method = "sweep: bootstrap of unpaired medians"
