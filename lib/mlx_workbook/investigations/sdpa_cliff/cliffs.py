@@ -90,18 +90,6 @@ class Step:
         return asdict(self)
 
 
-def judge(
-    before: np.ndarray,
-    after: np.ndarray,
-    work_ratio: float = 1.0,
-    tolerance: float = 0.1,
-    confidence: float = measure.CONFIDENCE,
-) -> tuple:
-    """(ratio Stats, verdict, excess) for two samples of times and the work ratio between them."""
-    r = measure.ratio_interval(after, before, confidence=confidence)
-    return r, _verdict(r.low, r.high, work_ratio, tolerance), excess(r.median, work_ratio)
-
-
 def excess(ratio: float, work_ratio: float) -> float:
     """A step's ratio over the nearest edge of its envelope without tolerance, [1, work ratio] (1.0 inside it)."""
     lo_edge, hi_edge = min(1.0, work_ratio), max(1.0, work_ratio)
