@@ -25,7 +25,6 @@ Output: reports/reference/bench/screen_agreement_cuda-nvidia-h200_*.txt.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -36,23 +35,13 @@ from mlx_workbook.core.frames import rows
 from mlx_workbook.investigations.sdpa_cliff import cliffs
 from mlx_workbook.investigations.sdpa_cliff import measure as attention
 
-SWEEPS = (
-    "prefill",
-    "decode",
-    "versions",
-)  # the probe sweeps (the prompt sweep times a model, once per length)
+sys.path.insert(0, str(Path(__file__).parent))
+import cliff_tolerance  # noqa: E402 - a sibling script: its `load` reads a stored 03 run
+
+# the probe sweeps (the prompt sweep times a model, once per length)
+SWEEPS = ("prefill", "decode", "versions")
 RULES = ("medians", "paired")
 APART = 0.10  # "far apart": the two runs' ratios of one step differ by more than this
-
-
-def _cliff_tolerance():
-    """bench/cliff_tolerance.py, for its `load` of a stored 03 run (a script beside this one, not a package)."""
-    spec = importlib.util.spec_from_file_location(
-        "cliff_tolerance", Path(__file__).with_name("cliff_tolerance.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def screen(df: pd.DataFrame, sweep: str, rule: str, p: dict, jumps_only: bool) -> pd.DataFrame:
@@ -118,7 +107,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("run_a", type=Path)
     parser.add_argument("run_b", type=Path)
     args = parser.parse_args(argv)
-    load = _cliff_tolerance().load
+    load = cliff_tolerance.load
     (da, pa, _), (db, pb, _) = load(args.run_a), load(args.run_b)
     print(
         f"# A {args.run_a.name}, B {args.run_b.name}: sweep step ratios and nominations, as medians and paired"

@@ -353,7 +353,7 @@ def confirm_steps(config: dict, timing: dict, on_round=None) -> tuple[list[dict]
     open_steps = list(range(len(steps)))
 
     def failed(i: int, exc: Exception) -> None:  # one broken step must not lose the others' data
-        errors.append({**{k: steps[i][0][k] for k in GROUP_KEYS}, "error": f"{type(exc).__name__}: {exc}"})
+        errors.append(error_row(steps[i][0], exc))
         timed[i] = []
 
     for look in range(passes):
@@ -386,6 +386,11 @@ def confirm_steps(config: dict, timing: dict, on_round=None) -> tuple[list[dict]
     return rows, errors
 
 
+def error_row(case: dict, exc: Exception) -> dict:
+    """What the probe reports of a configuration that failed: its group's keys and the error."""
+    return {**{k: case[k] for k in GROUP_KEYS}, "error": f"{type(exc).__name__}: {exc}"}
+
+
 def _timing(config: dict) -> dict:
     return dict(
         warmup=int(config.get("warmup", 1)),
@@ -396,26 +401,22 @@ def _timing(config: dict) -> dict:
     )
 
 
-def _sweep_timing(config: dict) -> dict:
-    return dict(_timing(config), band_ratio=float(config.get("band_ratio", 2.0)))
-
-
 def run(config: dict, on_round=None) -> dict:
     """Run every case of `config`: {"cases": [...], "repeats", "warmup", "target_ms", "min_calls", "max_calls",
-    "band_ratio"}
-    sweeps each group; {"confirm": [[before_case, after_case], ...], "pairs": 20, ...} re-measures candidate steps
-    (with "passes", "edges" and "t": more passes while a step is open, `confirm_steps`).
+    "band_ratio"} sweeps each group; {"confirm": [[before_case, after_case], ...], "pairs": 20, ...} re-measures
+    candidate steps (with "passes", "edges" and "t": more passes while a step is open, `confirm_steps`).
 
     A group that fails (a dtype or mask an old version lacks) is reported in "errors"; the others still run."""
     rows, errors = [], []
     timing = _timing(config)
+    sweeping = dict(
+        timing, repeats=int(config.get("repeats", 5)), band_ratio=float(config.get("band_ratio", 2.0))
+    )
     for group in groups(config.get("cases", [])):
         try:
-            rows += run_group(
-                group, repeats=int(config.get("repeats", 5)), on_round=on_round, **_sweep_timing(config)
-            )
+            rows += run_group(group, on_round=on_round, **sweeping)
         except Exception as exc:  # noqa: BLE001 - one broken group must not lose the others' data
-            errors.append({**{k: group[0][k] for k in GROUP_KEYS}, "error": f"{type(exc).__name__}: {exc}"})
+            errors.append(error_row(group[0], exc))
         mx.clear_cache() if hasattr(mx, "clear_cache") else None
     confirmed, failed = confirm_steps(config, timing, on_round)
     rows, errors = rows + confirmed, errors + failed

@@ -175,7 +175,9 @@ def sample_note(df: pd.DataFrame, p: dict) -> str:
         ms = sub["sample_ms"].dropna()
         short = int((ms < p["target_ms"] / 2).sum())
         bands = (
-            sub.groupby(attention.configuration(sub) + ["band"], dropna=False).ngroups if "band" in sub else 0
+            sub.groupby(attention.configuration(sub) + [cliffs.BAND], dropna=False).ngroups
+            if cliffs.BAND in sub
+            else 0
         )
         lines.append(
             f"{sweep}: {len(ms)} samples"
