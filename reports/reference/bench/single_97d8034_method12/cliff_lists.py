@@ -1,0 +1,30 @@
+"""The method-12 run's cliff list and verdicts against each run of the 65acd48 (method 11) reference pair."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from mlx_workbook.report import agreement
+
+new = Path("reports/reference/bench/single_97d8034_method12/A/20261201T073441_03_sdpa_cliff_cuda-nvidia-h200")
+mine = pd.read_csv(new / "findings.csv").set_index("id").verdict
+for old in [
+    "reports/reference/20261201T050352_03_sdpa_cliff_cuda-nvidia-h200",
+    "reports/reference/repeat/20261201T051444_03_sdpa_cliff_cuda-nvidia-h200",
+]:
+    d = agreement.list_difference(old, new, "cliffs")
+    theirs = pd.Series(
+        {f["id"]: f["verdict"] for f in json.load(open(Path(old) / "summary.json"))["findings"]}
+    )
+    both = mine.index.intersection(theirs.index)
+    print(f"{Path(old).name} (method 11) vs {new.name} (method 12)")
+    print(f"  findings: {int((mine[both] == theirs[both]).sum())} of {len(both)} verdicts alike")
+    print(
+        f"  cliffs: {d['n_a']} and {d['n_b']}, {d['n_a'] - len(d['only_a'])} shared; "
+        f"only in the 65acd48 run {len(d['only_a'])} (the 97d8034 run left {d['undecided_b']} undecided), "
+        f"only in the 97d8034 run {len(d['only_b'])} (the 65acd48 run left {d['undecided_a']} undecided)"
+    )
+    for tag, keys in (("only 65acd48", d["only_a"]), ("only 97d8034", d["only_b"])):
+        for k in sorted(keys, key=str):
+            print(f"    {tag}: " + " ".join(map(str, k)))
