@@ -1,4 +1,5 @@
-"""The method-12 run's cliff list and verdicts against each run of the 65acd48 (method 11) reference pair."""
+"""The method-12 run's cliff list and findings' verdicts against each run of the 65acd48 (method 11) pair, the
+lists in the words `make compare` uses (report.agreement.list_line)."""
 
 import json
 from pathlib import Path
@@ -15,16 +16,12 @@ for old in [
 ]:
     d = agreement.list_difference(old, new, "cliffs")
     theirs = pd.Series(
-        {f["id"]: f["verdict"] for f in json.load(open(Path(old) / "summary.json"))["findings"]}
+        {f["id"]: f["verdict"] for f in json.loads((Path(old) / "summary.json").read_text())["findings"]}
     )
     both = mine.index.intersection(theirs.index)
     print(f"{Path(old).name} (method 11) vs {new.name} (method 12)")
     print(f"  findings: {int((mine[both] == theirs[both]).sum())} of {len(both)} verdicts alike")
-    print(
-        f"  cliffs: {d['n_a']} and {d['n_b']}, {d['n_a'] - len(d['only_a'])} shared; "
-        f"only in the 65acd48 run {len(d['only_a'])} (the 97d8034 run left {d['undecided_b']} undecided), "
-        f"only in the 97d8034 run {len(d['only_b'])} (the 65acd48 run left {d['undecided_a']} undecided)"
-    )
-    for tag, keys in (("only 65acd48", d["only_a"]), ("only 97d8034", d["only_b"])):
+    print(f"  A = 65acd48, B = 97d8034. {agreement.list_line(d)}")  # the sentence make compare writes
+    for tag, keys in (("only A", d["only_a"]), ("only B", d["only_b"])):
         for k in sorted(keys, key=str):
             print(f"    {tag}: " + " ".join(map(str, k)))
