@@ -3,7 +3,7 @@ fresh H200) against each other, and each against the 65acd48 (method 11) twins i
 the findings' verdicts and the saved cliff lists in the words `make compare` writes (report.agreement.list_line);
 then bench/cliff_tolerance.py and bench/screen_agreement.py on the method-12 pair.
 
-    # from the repository root; the output is pair.txt beside this file
+    # the output is pair.txt beside this file
     PYTHONPATH=lib:bench python reports/reference/bench/method12_pair/pair.py
 
 Neither method-12 run keeps a summary.json (the pages would take it for the reference): the 97d8034 run's was lost
@@ -20,6 +20,8 @@ import pandas as pd
 
 import cliff_tolerance
 import screen_agreement
+from mlx_workbook import ROOT
+from mlx_workbook.core import results
 from mlx_workbook.report import agreement
 
 HERE = Path(__file__).parent
@@ -27,17 +29,17 @@ RUNS = {
     "97d8034": HERE / "97d8034" / "20261201T073441_03_sdpa_cliff_cuda-nvidia-h200",
     "a5fbd0c": HERE / "a5fbd0c" / "20261201T095921_03_sdpa_cliff_cuda-nvidia-h200",
 }
+REFERENCE = ROOT / "reports" / "reference"
 TWINS = {
-    "65acd48 A": Path("reports/reference/20261201T050352_03_sdpa_cliff_cuda-nvidia-h200"),
-    "65acd48 B": Path("reports/reference/repeat/20261201T051444_03_sdpa_cliff_cuda-nvidia-h200"),
+    "65acd48 A": REFERENCE / "20261201T050352_03_sdpa_cliff_cuda-nvidia-h200",
+    "65acd48 B": REFERENCE / "repeat" / "20261201T051444_03_sdpa_cliff_cuda-nvidia-h200",
 }
 SUMMARY = json.loads((RUNS["a5fbd0c"] / "run_summary.json").read_text())
 
 
 def verdicts(run: Path) -> pd.Series:
-    if (run / "summary.json").exists():
-        found = json.loads((run / "summary.json").read_text())["findings"]
-        return pd.Series({f["id"]: f["verdict"] for f in found})
+    if (run / results.SUMMARY).exists():
+        return pd.Series({f["id"]: f["verdict"] for f in results.read_summary(run)["findings"]})
     return pd.read_csv(run / "findings.csv").set_index("id").verdict
 
 
