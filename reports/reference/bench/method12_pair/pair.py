@@ -1,5 +1,5 @@
 """The two method-12 runs of 03 (97d8034 and a5fbd0c: the same library, notebook and profile, each first on its own
-fresh H200) against each other, and each against the 65acd48 (method 11) twins in reports/reference/ and repeat/:
+fresh H200) against each other, and each against the 65acd48 (method 11) twins (reports/reference/bench/twins_65acd48/):
 the findings' verdicts and the saved cliff lists in the words `make compare` writes (report.agreement.list_line);
 then bench/cliff_tolerance.py and bench/screen_agreement.py on the method-12 pair.
 
@@ -29,10 +29,10 @@ RUNS = {
     "97d8034": HERE / "97d8034" / "20261201T073441_03_sdpa_cliff_cuda-nvidia-h200",
     "a5fbd0c": HERE / "a5fbd0c" / "20261201T095921_03_sdpa_cliff_cuda-nvidia-h200",
 }
-REFERENCE = ROOT / "reports" / "reference"
+TWINS_65ACD48 = ROOT / "reports" / "reference" / "bench" / "twins_65acd48"
 TWINS = {
-    "65acd48 A": REFERENCE / "20261201T050352_03_sdpa_cliff_cuda-nvidia-h200",
-    "65acd48 B": REFERENCE / "repeat" / "20261201T051444_03_sdpa_cliff_cuda-nvidia-h200",
+    "65acd48 A": TWINS_65ACD48 / "A" / "20261201T050352_03_sdpa_cliff_cuda-nvidia-h200",
+    "65acd48 B": TWINS_65ACD48 / "B" / "20261201T051444_03_sdpa_cliff_cuda-nvidia-h200",
 }
 SUMMARY = json.loads((RUNS["a5fbd0c"] / "run_summary.json").read_text())
 
