@@ -1,6 +1,9 @@
-"""bench/slice_update_donation.py and bench/context_step.py, the targeted passes behind 01's claims, on the CPU."""
+"""The targeted passes in bench/ (behind 01's and 03's claims) on the CPU, and the committed passes re-judged."""
 
 import importlib.util
+
+import pandas as pd
+import pytest
 
 from mlx_workbook import ROOT
 
@@ -73,8 +76,6 @@ def test_cliff_tolerance_rejudges_the_reference_twins_as_they_saved_their_lists(
     reference = ROOT / "reports" / "reference"
     runs = [sorted(folder.glob("*_03_sdpa_cliff_cuda-*")) for folder in (reference, reference / "repeat")]
     if not all(runs):
-        import pytest
-
         pytest.skip("no pair of committed 03 GPU runs")
     a, b = runs[0][-1], runs[1][-1]
     summary = json.loads((a / "summary.json").read_text())
@@ -83,9 +84,9 @@ def test_cliff_tolerance_rejudges_the_reference_twins_as_they_saved_their_lists(
     out = capsys.readouterr().out.splitlines()
     row = out[out.index("Cliff lists re-judged at each tolerance:") + 2].split()
     saved = agreement.list_difference(a, b, "cliffs")
-    # the reference runs the code's method, or method 11, which times alike: method 12 changed only how the sweep's
-    # screen reads a step (per-round paired ratios; the twins at method 12 are still to run on the GPU)
-    assert summary["method_version"] in (11, sdpa_measure.METHOD_VERSION)
+    # the reference runs the code's method, or method 12, whose sweeps and passes time alike: method 13 changed only
+    # how decode inputs are allocated (the cache emptied first; its twins are still to run on the GPU)
+    assert summary["method_version"] in (12, sdpa_measure.METHOD_VERSION)
     assert [float(row[0]), *map(int, row[1:5])] == [
         tolerance,
         saved["n_a"],
@@ -116,8 +117,6 @@ def test_step_processes_rejudges_its_committed_rows_into_its_committed_tables(ca
         assert "disputed steps" in out and "fresh processes" in out
         checked += 1
     if not checked:
-        import pytest
-
         pytest.skip("no committed step_processes pass with its twins")
 
 
@@ -169,6 +168,37 @@ def test_screen_agreement_rejudges_the_committed_twins_into_its_committed_table(
         assert rules == {(s, r) for s in ("prefill", "decode", "versions") for r in ("medians", "paired")}
         checked += 1
     if not checked:
-        import pytest
-
         pytest.skip("no committed screen_agreement table with its twins")
+
+
+def test_decode_sdpa_path_times_every_state_and_length_in_both_settings(capsys, tmp_path):
+    """bench/decode_sdpa_path.py on the CPU (no cuDNN here: it only has to run): every setting, state and length
+    timed in every round of every fresh process, the rows saved, the ratio table printed for each state."""
+    script = load("decode_sdpa_path")
+    argv = ["--processes", "1", "--rounds", "2", "--calls", "1", "--head-dim", "64", "--out", str(tmp_path)]
+    assert script.main(argv) == 0
+    rows = pd.read_parquet(tmp_path / "decode_sdpa_path.parquet")
+    assert len(rows) == len(script.SETTINGS) * len(script.STATES) * len(script.LENGTHS) * 2
+    assert set(rows.setting) == set(script.SETTINGS) and (rows.us > 0).all()
+    out = capsys.readouterr().out
+    assert "ratio to 255 keys:" in out and all(state in out for state in script.STATES)
+
+
+def test_decode_sdpa_path_pairs_each_length_with_255_keys_of_the_same_round():
+    """A drift that slows a whole round cancels: 256 keys at twice 255's time in every round is 2.00x exactly."""
+    script = load("decode_sdpa_path")
+    rows = [
+        dict(
+            setting="default",
+            process=1,
+            state="fresh",
+            round=r,
+            length=n,
+            us=drift * (20 if n == 256 else 10),
+        )
+        for r, drift in enumerate([1.0, 3.0, 0.5])
+        for n in script.LENGTHS
+    ]
+    table = script.summarize(pd.DataFrame(rows)).set_index("length")
+    assert table.loc[256, "ratio"] == pytest.approx(2.0) and table.loc[256, "high"] == pytest.approx(2.0)
+    assert table.loc[257, "ratio"] == pytest.approx(1.0) and table.loc[256, "n"] == 3

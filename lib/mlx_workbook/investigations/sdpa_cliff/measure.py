@@ -18,6 +18,12 @@ from mlx_workbook.core.results import Run
 from mlx_workbook.investigations.sdpa_cliff import cliffs
 from mlx_workbook.probes import sdpa_probe as probe
 
+# 13: decode inputs are made right after the allocator's cache is emptied (sdpa_probe.make_inputs): MLX CUDA 0.31+
+# sends decode SDPA to cuDNN from 256 keys when K/V fill their buffer exactly, and keeps the vector kernel (~1.8x
+# faster at 15-30 us a call) when the cache hands the buffer a slightly larger freed block (bench/decode_sdpa_path.py:
+# 256 keys 1.6-1.9x of 255 with exact blocks in every fresh process, 1.0x with a larger block), so which lengths of a
+# sweep were slow could depend on what the process had freed before (the cc49830 twins' versions sweep: 256 -> 257
+# 0.56x in both of one run's processes, flat in two of the other's three).
 # 12: the sweep's screen judges a step on its per-round paired ratios (the median round's ratio, a t interval on the
 # log-ratios; cliffs.steps), not on the ratio of the two lengths' medians: each round times every length once, so what
 # slows a round cancels within it. On the stored H200 twins the two runs' sweep ratios of a step lay 8.3-8.5% apart
@@ -53,7 +59,7 @@ from mlx_workbook.probes import sdpa_probe as probe
 # re-measured in the confirmation pass (not only those the sweep nominates), Bonferroni over every re-measured step. 2:
 # one call count per sweep (calibrated at its longest length), lengths in random order per round, and a confirmation
 # pass (alternated pairs) before a candidate is called a cliff; 1 chose the count per length.
-METHOD_VERSION = 12
+METHOD_VERSION = 13
 
 MODES, VARIANTS, DTYPES = probe.MODES, probe.VARIANTS, tuple(probe.DTYPES)
 GROUP = list(probe.GROUP_KEYS)  # a sweep's configuration: everything but the length
