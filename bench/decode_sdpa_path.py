@@ -14,8 +14,8 @@ allocator hands out (its cache may return a slightly larger freed block, and the
 
 So each fresh process (a child of this one) builds 03's decode inputs (`sdpa_probe.make_inputs`: K and V slices
 of a bf16 buffer rounded up to 256 rows, 32 query and 8 key/value heads) at 255, 256, 257, 511, 512 and 513 keys, in
-three states, each length's inputs right after `mx.clear_cache()`:
-  - fresh: as 03 builds them (exact blocks from an empty cache, status `evaluated`);
+three states:
+  - fresh: as 03 builds them since its method 13 (right after `mx.clear_cache()`: exact blocks, status `evaluated`);
   - waited: the same, then `mx.eval(k, v)` once more (status `available`);
   - larger block: a freed block 16 KiB larger than the buffer left in the cache first, so the buffer gets it.
 It times them in rounds, every (state, length) once per round in a random order, one fixed number of calls per
@@ -48,9 +48,8 @@ import pandas as pd
 LENGTHS = (255, 256, 257, 511, 512, 513)
 STATES = ("fresh", "waited", "larger block")
 SETTINGS = {"default": {}, "cudnn off": {"MLX_CUDA_USE_CUDNN_SDPA": "0"}}
-DECOY_EXTRA = (
-    16 * 1024
-)  # bytes: a freed block this much larger than the buffer is within the cache's reuse limit
+# bytes: a freed block this much larger than the buffer is within the allocator cache's reuse limit
+DECOY_EXTRA = 16 * 1024
 
 
 def inputs(length: int, state: str, head_dim: int):
@@ -59,15 +58,16 @@ def inputs(length: int, state: str, head_dim: int):
 
     from mlx_workbook.probes import sdpa_probe
 
-    mx.clear_cache()
-    if state == "larger block":
+    larger = state == "larger block"
+    if larger:
+        sdpa_probe.clear_cache()
         rows = (length + sdpa_probe.CACHE_STEP - 1) // sdpa_probe.CACHE_STEP * sdpa_probe.CACHE_STEP
         nbytes = 8 * rows * head_dim * 2 + DECOY_EXTRA  # the bf16 buffer plus a little
         decoy = mx.zeros((nbytes,), dtype=mx.uint8)
         mx.eval(decoy)
         del decoy  # back to the allocator's cache, where the buffer's allocation finds it
     case = dict(kind="decode", mode="none", dtype="bfloat16", head_dim=head_dim, n_q_heads=32, n_kv_heads=8)
-    q, k, v, _ = sdpa_probe.make_inputs({**case, "length": length})
+    q, k, v, _ = sdpa_probe.make_inputs({**case, "length": length}, empty_cache=not larger)
     if state == "waited":
         mx.eval(k, v)  # already evaluated: this waits on them, and their status becomes `available`
     return q, k, v

@@ -82,9 +82,10 @@ def clear_cache() -> None:
     (getattr(mx, "clear_cache", None) or mx.metal.clear_cache)()
 
 
-def make_inputs(case: dict, seed: int = 0):
+def make_inputs(case: dict, seed: int = 0, *, empty_cache: bool = True):
     """q, k, v (and the mask) for one case; decode keys/values are slices of a pre-allocated cache buffer,
-    like mlx-lm's KVCache.keys[..., :offset, :] (rows strided by the buffer length, not contiguous)."""
+    like mlx-lm's KVCache.keys[..., :offset, :] (rows strided by the buffer length, not contiguous), made right
+    after the allocator's cache is emptied unless `empty_cache` is False (bench/decode_sdpa_path.py's other state)."""
     dtype = DTYPES[case["dtype"]]
     hq, hkv, d, length = case["n_q_heads"], case["n_kv_heads"], case["head_dim"], case["length"]
     kq, kk, kv = mx.random.split(mx.random.key(seed + length), 3)
@@ -94,7 +95,8 @@ def make_inputs(case: dict, seed: int = 0):
         # MLX CUDA (0.31+) sends decode to cuDNN when K/V fill their buffer's 256-row steps exactly; a freed block
         # the allocator's cache hands back instead (slightly larger) keeps the vector kernel, ~1.8x faster here, so
         # an empty cache first makes every process take the path a decode loop's cache does (decode_sdpa_path.py)
-        clear_cache()
+        if empty_cache:
+            clear_cache()
         buffer = (length + CACHE_STEP - 1) // CACHE_STEP * CACHE_STEP
         k = mx.random.normal((1, hkv, buffer, d), key=kk).astype(dtype)[..., :length, :]
         v = mx.random.normal((1, hkv, buffer, d), key=kv).astype(dtype)[..., :length, :]
