@@ -12,9 +12,9 @@ holds exactly T rows with T a multiple of 256 (`buffer_size` compared with the v
 the status (a second `mx.eval` of K and V, or reading them on the host, sets it to `available`) and the block the
 allocator hands out (its cache may return a slightly larger freed block, and then the buffer no longer matches).
 
-So each fresh process (a child of this one) builds 03's decode inputs (`sdpa_probe.make_inputs`: K and V slices
-of a bf16 buffer rounded up to 256 rows, 32 query and 8 key/value heads) at 255, 256, 257, 511, 512 and 513 keys, in
-three states:
+So each fresh process (a child of this one, through probes.child) builds 03's decode inputs (`sdpa_probe.make_inputs`:
+K and V slices of a bf16 buffer rounded up to 256 rows, 32 query and 8 key/value heads) at 255, 256, 257, 511, 512
+and 513 keys, in three states:
   - fresh: as 03 builds them since its method 13 (right after `mx.clear_cache()`: exact blocks, status `evaluated`);
   - waited: the same, then `mx.eval(k, v)` once more (status `available`);
   - larger block: a freed block 16 KiB larger than the buffer left in the cache first, so the buffer gets it.
@@ -39,17 +39,19 @@ import argparse
 import json
 import os
 import random
-import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
+
+from mlx_workbook.probes import child
 
 LENGTHS = (255, 256, 257, 511, 512, 513)
 STATES = ("fresh", "waited", "larger block")
 SETTINGS = {"default": {}, "cudnn off": {"MLX_CUDA_USE_CUDNN_SDPA": "0"}}
 # bytes: a freed block this much larger than the buffer is within the allocator cache's reuse limit
 DECOY_EXTRA = 16 * 1024
+CHILD_TIMEOUT_S = 600  # one process: ~6 s on an H200, ~10 s with the test's settings on a 2-core CPU
 
 
 def inputs(length: int, state: str, head_dim: int):
@@ -58,22 +60,23 @@ def inputs(length: int, state: str, head_dim: int):
 
     from mlx_workbook.probes import sdpa_probe
 
+    case = dict(kind="decode", mode="none", dtype="bfloat16", head_dim=head_dim, n_q_heads=32, n_kv_heads=8)
     larger = state == "larger block"
     if larger:
         sdpa_probe.clear_cache()
-        rows = (length + sdpa_probe.CACHE_STEP - 1) // sdpa_probe.CACHE_STEP * sdpa_probe.CACHE_STEP
-        nbytes = 8 * rows * head_dim * 2 + DECOY_EXTRA  # the bf16 buffer plus a little
-        decoy = mx.zeros((nbytes,), dtype=mx.uint8)
+        itemsize = sdpa_probe.DTYPES[case["dtype"]].size
+        buffer_bytes = case["n_kv_heads"] * sdpa_probe.cache_rows(length) * head_dim * itemsize
+        decoy = mx.zeros((buffer_bytes + DECOY_EXTRA,), dtype=mx.uint8)
         mx.eval(decoy)
         del decoy  # back to the allocator's cache, where the buffer's allocation finds it
-    case = dict(kind="decode", mode="none", dtype="bfloat16", head_dim=head_dim, n_q_heads=32, n_kv_heads=8)
     q, k, v, _ = sdpa_probe.make_inputs({**case, "length": length}, empty_cache=not larger)
     if state == "waited":
         mx.eval(k, v)  # already evaluated: this waits on them, and their status becomes `available`
     return q, k, v
 
 
-def child(rounds: int, calls: int, head_dim: int, seed: int) -> None:
+def one_process(rounds: int, calls: int, head_dim: int, seed: int) -> dict:
+    """What one fresh process measures: its MLX version, device and rows."""
     import mlx.core as mx
 
     from mlx_workbook.probes import sdpa_probe
@@ -94,7 +97,7 @@ def child(rounds: int, calls: int, head_dim: int, seed: int) -> None:
         for s, n in order:
             us = sdpa_probe.seconds_per_call(fns[s, n], calls) * 1e6
             rows.append({"round": r, "state": s, "length": n, "us": us})
-    print(json.dumps({"mlx": mx.__version__, "device": str(mx.default_device()), "rows": rows}))
+    return {"mlx": mx.__version__, "device": str(mx.default_device()), "rows": rows}
 
 
 def summarize(df):
@@ -117,14 +120,15 @@ def summarize(df):
 
 
 def run_child(setting: str, process: int, args) -> dict:
-    """One fresh process with the setting's environment; its rows, tagged."""
-    cmd = [sys.executable, __file__, "--child", "--seed", str(process), "--rounds", str(args.rounds)]
-    cmd += ["--calls", str(args.calls), "--head-dim", str(args.head_dim)]
+    """One fresh process with the setting's environment (probes.child); its rows, tagged."""
+    config = dict(rounds=args.rounds, calls=args.calls, head_dim=args.head_dim, seed=process)
     env = os.environ | SETTINGS[setting]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"{setting}, process {process} failed:\n{done.stderr[-2000:]}")
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    try:
+        result = child.run_json(
+            [sys.executable, __file__, "--child"], config, timeout=CHILD_TIMEOUT_S, env=env
+        )
+    except (child.ChildFailed, child.ChildTimeout) as exc:
+        raise SystemExit(f"{setting}, process {process} failed: {exc}") from None
     rows = [r | {"setting": setting, "process": process} for r in result["rows"]]
     return {"mlx": result["mlx"], "device": result["device"], "rows": rows}
 
@@ -172,14 +176,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--head-dim", type=int, default=128)
     parser.add_argument("--out", type=Path, default=None, help="folder for decode_sdpa_path.parquet")
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)  # one process's config file
     args = parser.parse_args(argv)
+    if args.child:
+        json.dump(one_process(**json.loads(args.child.read_text())), sys.stdout)
+        return 0
     if args.processes < 1 or args.rounds < 2 or args.calls < 1:
         parser.error("--processes and --calls must be at least 1, --rounds at least 2")
-    if args.child:
-        child(args.rounds, args.calls, args.head_dim, args.seed)
-        return 0
     return parent(args)
 
 

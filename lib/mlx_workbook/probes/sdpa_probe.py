@@ -82,6 +82,11 @@ def clear_cache() -> None:
     (getattr(mx, "clear_cache", None) or mx.metal.clear_cache)()
 
 
+def cache_rows(length: int) -> int:
+    """Rows of the KV-cache buffer that holds `length` positions: rounded up to mlx-lm's steps of CACHE_STEP."""
+    return (length + CACHE_STEP - 1) // CACHE_STEP * CACHE_STEP
+
+
 def make_inputs(case: dict, seed: int = 0, *, empty_cache: bool = True):
     """q, k, v (and the mask) for one case; decode keys/values are slices of a pre-allocated cache buffer,
     like mlx-lm's KVCache.keys[..., :offset, :] (rows strided by the buffer length, not contiguous), made right
@@ -97,7 +102,7 @@ def make_inputs(case: dict, seed: int = 0, *, empty_cache: bool = True):
         # an empty cache first makes every process take the path a decode loop's cache does (decode_sdpa_path.py)
         if empty_cache:
             clear_cache()
-        buffer = (length + CACHE_STEP - 1) // CACHE_STEP * CACHE_STEP
+        buffer = cache_rows(length)
         k = mx.random.normal((1, hkv, buffer, d), key=kk).astype(dtype)[..., :length, :]
         v = mx.random.normal((1, hkv, buffer, d), key=kv).astype(dtype)[..., :length, :]
     else:
