@@ -433,7 +433,7 @@ def run(config: dict, on_round=None) -> dict:
             rows += run_group(group, on_round=on_round, **sweeping)
         except Exception as exc:  # noqa: BLE001 - one broken group must not lose the others' data
             errors.append(error_row(group[0], exc))
-        mx.clear_cache() if hasattr(mx, "clear_cache") else None
+        clear_cache()
     confirmed, failed = confirm_steps(config, timing, on_round)
     rows, errors = rows + confirmed, errors + failed
     return {"mlx": mx.__version__, "backend": backend(), "rows": rows, "errors": errors}
