@@ -341,6 +341,38 @@ def test_findings_judge_planted_effects(tiny, monkeypatch):
     assert "rotating first differs at token 20 (context 208)" in out["strategies_identical_tokens"].statement
 
 
+def test_with_a_fixed_kernel_comparison_the_copy_cost_is_judged_on_it_and_the_default_stands_beside(
+    tiny, monkeypatch
+):
+    """MLX CUDA: the run's own long-context comparison (default kernels) planted at concat -5%, the one with
+    cuDNN SDPA off (kv_cache.fixed_kernel's rows) at +20.6%; the copy's cost is judged on the second, the first
+    is stated beside it, and the expected cost's reference is the fixed-kernel comparison's."""
+    df = _full(tiny, monkeypatch, {"concat": -0.1 / 4128, "preallocated": 0.0, "rotating": 0.0})
+    fixed = [
+        dict(row, experiment=kv_measure.COPY_LONG_VECTOR_SDPA, cudnn_sdpa_setting="0")
+        for row in _claim_rows(tiny, monkeypatch, {"concat": 1e-4, "preallocated": 0.0}, seed=1)
+        if row["experiment"] == kv_measure.COPY_LONG
+    ]
+    df = pd.concat([df, pd.DataFrame(fixed)], ignore_index=True)
+    cost = _findings(df)["copy_cost_tiny"]
+    assert cost.measured["judged_on"] == kv_measure.COPY_LONG_VECTOR_SDPA
+    assert cost.measured["value"] == pytest.approx(100 * 0.4128 / 2, rel=0.02)
+    assert cost.measured["no_cost_within_tolerance"] == verdicts.DOES_NOT_HOLD
+    assert cost.measured["change_pct_default_kernels"] == pytest.approx(-5.0, abs=0.3)
+    assert "At 4000 tokens of context with cuDNN SDPA off concat measures +2" in cost.statement
+    assert re.search(r"default kernel choice \(cuDNN SDPA on\), .* measured -5\.\d% \[", cost.statement)
+    reference_ms = kv.block_ms(df, kv_measure.COPY_LONG_VECTOR_SDPA, M)["preallocated"]
+    assert cost.measured["expected_pct_at_longest"] == pytest.approx(100 * 0.4128 / reference_ms, rel=1e-3)
+    # both comparisons are in the claims' table and chart
+    table = kv.block_outcomes(df)
+    assert {kv_measure.COPY_LONG, kv_measure.COPY_LONG_VECTOR_SDPA} <= set(table.experiment)
+    labels = [t.get_text() for t in kv.chart_blocks(df).axes[0].get_yticklabels()]
+    assert any("cuDNN SDPA off" in label for label in labels)
+    # without the fixed-kernel rows (Metal, the CPU) the run's own comparison decides, as before
+    own = _findings(df[df.experiment != kv_measure.COPY_LONG_VECTOR_SDPA])["copy_cost_tiny"]
+    assert "judged_on" not in own.measured and own.measured["value"] == pytest.approx(-5.0, abs=0.3)
+
+
 def test_a_costly_copy_a_growing_time_and_a_copying_slice_update_are_reported_as_such(tiny, monkeypatch):
     # concat +41% from 10 tokens; preallocated at 100 tokens of context +41% over at 10 (each trial decodes at
     # its context, to 16 tokens past it: 2 + 1.08 vs 2 + 0.18 ms)

@@ -6,6 +6,7 @@ import pytest
 
 from mlx_workbook import models
 from mlx_workbook.core import blocks, hoststate, results
+from mlx_workbook.investigations.kv_cache import fixed_kernel
 from mlx_workbook.investigations.kv_cache import measure as kvcache
 from mlx_workbook.models import roofline
 from mlx_workbook.probes import decode, loops
@@ -324,3 +325,62 @@ def test_compare_claims_times_real_trials_in_paired_blocks(tmp_path, tiny, chunk
     (stop,) = blocks.stop_rows(df, kvcache.COPY_ORIGINAL).itertuples()
     assert stop.n_blocks == 3 and stop.stop_reason in (blocks.DECIDED, blocks.MAX_BLOCKS)
     assert out[kvcache.COPY_ORIGINAL].blocks == 3
+
+
+def test_the_fixed_kernel_comparison_runs_in_a_fresh_process_with_cudnn_sdpa_off(tmp_path):
+    """kv_cache.fixed_kernel: the long-context comparison in a child process with MLX_CUDA_USE_CUDNN_SDPA=0 (on the
+    CPU the variable changes nothing, but the process, the setting and the rows' way back are the same); its rows
+    land in the notebook's run, each saying the setting the child ran under."""
+    run = results.start_run("test_kv", {}, run_dir=tmp_path / "fixed")
+    extension = blocks.Extension(10.0, 10.0)
+    params = dict(tokens=6, budget_s=60, min_blocks=3, max_blocks=3, warmup=0, step=8, window=32, keep=4)
+    fixed_kernel.compare(
+        run,
+        "tiny",
+        dtype="float32",
+        bits=None,
+        seed=0,
+        length=24,
+        tolerance=0.05,
+        extension=extension,
+        chunk_tokens=0,
+        **params,
+    )
+    df = run.measurements
+    values = df[(df.experiment == kvcache.COPY_LONG_VECTOR_SDPA) & (df.metric == kvcache.TIME_METRIC)]
+    assert len(values) == 6 and (values.value > 0).all() and (values.length == 24).all()
+    assert (df.cudnn_sdpa_setting == "0").all() and (df.run_id == run.run_id).all()
+    (stop,) = blocks.stop_rows(df, kvcache.COPY_LONG_VECTOR_SDPA).itertuples()
+    assert stop.n_blocks == 3 and stop.variant == "concat" and stop.reference == "preallocated"
+    assert extension.total_s == 10.0  # three blocks within the budget: no extension spent
+    assert len(results.read_measurements(run.run_dir)) == len(df)  # in the run's journal too
+    assert (
+        fixed_kernel.applies("cuda") and not fixed_kernel.applies("metal") and not fixed_kernel.applies("cpu")
+    )
+
+
+def test_a_failing_fixed_kernel_process_is_one_clear_error(tmp_path):
+    run = results.start_run("test_kv", {}, run_dir=tmp_path / "fails")
+    with pytest.raises(
+        RuntimeError, match=r"copy comparison with cuDNN SDPA off \(no-such-preset\) failed: .*"
+    ):
+        fixed_kernel.compare(
+            run,
+            "no-such-preset",
+            dtype="float32",
+            bits=None,
+            seed=0,
+            length=24,
+            tolerance=0.05,
+            extension=blocks.Extension(0.0, 0.0),
+            tokens=6,
+            budget_s=5,
+            min_blocks=3,
+            max_blocks=3,
+            warmup=0,
+            step=8,
+            window=32,
+            keep=4,
+            chunk_tokens=0,
+        )
+    assert run.measurements.empty

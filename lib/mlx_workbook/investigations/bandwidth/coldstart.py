@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from mlx_workbook import ROOT, models
+from mlx_workbook import models
 from mlx_workbook.core import blocks, intervals, published
 from mlx_workbook.models import roofline as rl
 from mlx_workbook.probes import child
@@ -104,12 +103,8 @@ def run_one(config: dict) -> list[dict]:
 
 def spawn(config: dict, timeout: float = TIMEOUT_S) -> list[dict]:
     """`run_one` in a new process of this interpreter (this library on its path); its rows, or one clear error."""
-    path = os.pathsep.join(filter(None, [str(ROOT / "lib"), os.environ.get("PYTHONPATH")]))
-    argv = [sys.executable, "-m", __name__]
     try:
-        return child.run_json(
-            argv, dict(config, spawned_at=time.time()), timeout=timeout, env=dict(os.environ, PYTHONPATH=path)
-        )
+        return child.run_module(__name__, dict(config, spawned_at=time.time()), timeout=timeout)
     except child.ChildTimeout as exc:
         raise RuntimeError(f"a cold-start process {exc}") from exc
     except child.ChildFailed as exc:

@@ -16,7 +16,13 @@ from matplotlib.figure import Figure
 from mlx_workbook.core import blocks, measure, published, stats
 from mlx_workbook.core.frames import rows
 from mlx_workbook.core.verdicts import Interval
-from mlx_workbook.investigations.kv_cache.measure import COPY_LONG, COPY_ORIGINAL, FLAT_ORIGINAL, TIME_METRIC
+from mlx_workbook.investigations.kv_cache.measure import (
+    COPY_LONG,
+    COPY_LONG_VECTOR_SDPA,
+    COPY_ORIGINAL,
+    FLAT_ORIGINAL,
+    TIME_METRIC,
+)
 from mlx_workbook.probes.loops import PHASES
 from mlx_workbook.report import plots
 from mlx_workbook.report import text as labels
@@ -28,6 +34,7 @@ CLAIM_EXPERIMENTS = {  # the claims' block comparisons, as the chart names them
     COPY_ORIGINAL: "copy, short context",
     FLAT_ORIGINAL: "flat, longest/shortest",
     COPY_LONG: "copy, longest context",
+    COPY_LONG_VECTOR_SDPA: "copy, longest context, cuDNN SDPA off",
 }
 
 

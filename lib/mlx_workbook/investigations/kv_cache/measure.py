@@ -46,6 +46,8 @@ SLICE_VARIANTS = ("slice_update", SETTLED, "concatenate")
 FIXED_CONTEXT_WINDOW = 16  # tokens a fixed-context trial decodes before trimming back, when trials are whole
 FLAT_ORIGINAL = "blocks_flat_original"  # one strategy at the original's longest vs its shortest context
 COPY_LONG = "blocks_copy_long"  # concat vs preallocated at the longest context of the sweep
+# the same on MLX CUDA in a fresh process with cuDNN SDPA off, so both caches get one attention kernel (fixed_kernel)
+COPY_LONG_VECTOR_SDPA = "blocks_copy_long_vector_sdpa"
 
 
 def validate(
