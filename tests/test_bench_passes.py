@@ -200,3 +200,39 @@ def test_decode_sdpa_path_pairs_each_length_with_255_keys_of_the_same_round():
     table = script.summarize(pd.DataFrame(rows)).set_index("length")
     assert table.loc[256, "ratio"] == pytest.approx(2.0) and table.loc[256, "high"] == pytest.approx(2.0)
     assert table.loc[257, "ratio"] == pytest.approx(1.0) and table.loc[256, "n"] == 3
+
+
+def test_gqa_kernel_path_times_both_variants_of_every_case_in_both_settings(capsys, tmp_path):
+    """bench/gqa_kernel_path.py on the CPU (no cuDNN here: it only has to run): 03's GQA cases through its probe in a
+    fresh process per setting, every variant, kind and length in every round, the rows saved, the table printed."""
+    script = load("gqa_kernel_path")
+    argv = ["--processes", "1", "--repeats", "2", "--prefill", "16", "--decode", "32", "--head-dim", "64"]
+    assert script.main([*argv, "--target-ms", "0.5", "--out", str(tmp_path)]) == 0
+    rows = pd.read_parquet(tmp_path / "gqa_kernel_path.parquet")
+    counts = rows.groupby(["setting", "kind", "variant"]).size()
+    assert len(counts) == len(script.SETTINGS) * 2 * 2 and (counts == 2).all() and (rows.ms > 0).all()
+    out = capsys.readouterr().out
+    assert "repeat_kv / sdpa" in out and "cudnn off" in out and "decode" in out
+
+
+def test_gqa_kernel_path_pairs_the_variants_by_round():
+    """A drift that slows a whole round cancels: repeat_kv at three times sdpa's time in every round is 3.00x."""
+    script = load("gqa_kernel_path")
+    rows = [
+        dict(
+            setting=s,
+            process=1,
+            kind="decode",
+            length=512,
+            trial=r,
+            variant=v,
+            ms=drift * (3 if v == "repeat_kv" else 1),
+        )
+        for s in ("cudnn off", "default")
+        for r, drift in enumerate([1.0, 4.0, 0.5])
+        for v in ("sdpa", "repeat_kv")
+    ]
+    table = script.summarize(pd.DataFrame(rows))
+    assert list(table.setting) == ["default", "cudnn off"]
+    assert table.ratio.tolist() == pytest.approx([3.0, 3.0]) and (table.n == 3).all()
+    assert table.high.tolist() == pytest.approx([3.0, 3.0])
