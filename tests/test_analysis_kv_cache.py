@@ -366,8 +366,12 @@ def test_with_a_fixed_kernel_comparison_the_copy_cost_is_judged_on_it_and_the_de
     # both comparisons are in the claims' table and chart
     table = kv.block_outcomes(df)
     assert {kv_measure.COPY_LONG, kv_measure.COPY_LONG_VECTOR_SDPA} <= set(table.experiment)
-    labels = [t.get_text() for t in kv.chart_blocks(df).axes[0].get_yticklabels()]
+    fig = kv.chart_blocks(df)
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert any("cuDNN SDPA off" in label for label in labels)
+    # the legend below the axes (it hid the last row inside them), naming the grey band for what it is here
+    (legend,) = fig.legends
+    assert "no-effect band (published 0 ± tolerance)" in [t.get_text() for t in legend.get_texts()]
     # without the fixed-kernel rows (Metal, the CPU) the run's own comparison decides, as before
     own = _findings(df[df.experiment != kv_measure.COPY_LONG_VECTOR_SDPA])["copy_cost_tiny"]
     assert "judged_on" not in own.measured and own.measured["value"] == pytest.approx(-5.0, abs=0.3)

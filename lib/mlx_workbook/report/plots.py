@@ -214,10 +214,13 @@ def show_tables_whole() -> None:
 show_tables_whole()
 
 
-def effects_vs_published(table: pd.DataFrame, *, title: str, xlabel: str) -> Figure:
+def effects_vs_published(
+    table: pd.DataFrame, *, title: str, xlabel: str, band_label: str = "published (original hardware)"
+) -> Figure:
     """One row per claim: the measured effect (median, 95% interval whiskers) as a bar, and the published
-    figure or range beside it as a hatched grey band (a point claim is a thin band). Columns: `claim`,
-    `median`, `low`, `high`, `pub_low`, `pub_high` (NaN where nothing was published)."""
+    figure or range beside it as a hatched grey band (a point claim is a thin band; `band_label` names it).
+    Columns: `claim`, `median`, `low`, `high`, `pub_low`, `pub_high` (NaN where nothing was published). The
+    legend sits below the axes, where it hides no row."""
     fig, ax = new_figure(7.5, max(3.0, 0.45 * len(table) + 1))
     y = np.arange(len(table))
     err = np.vstack([table["median"] - table["low"], table["high"] - table["median"]])
@@ -234,7 +237,7 @@ def effects_vs_published(table: pd.DataFrame, *, title: str, xlabel: str) -> Fig
                 alpha=0.45,
                 hatch="//",
                 linewidth=0,
-                label=None if labelled else "published (original hardware)",
+                label=None if labelled else band_label,
             )
             labelled = True
     ax.axvline(0, color="#444444", lw=0.8)
@@ -242,7 +245,7 @@ def effects_vs_published(table: pd.DataFrame, *, title: str, xlabel: str) -> Fig
     ax.invert_yaxis()
     ax.set(title=title, xlabel=xlabel)
     ax.grid(alpha=0.3, axis="x")
-    ax.legend(fontsize=8)
+    fig.legend(loc="outside lower center", ncol=2, fontsize=8, frameon=False)
     return fig
 
 

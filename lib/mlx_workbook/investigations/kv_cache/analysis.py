@@ -167,15 +167,12 @@ def chart_blocks(df: pd.DataFrame) -> Figure:
             "pub_high": t.band_high,
         }
     )
-    fig = plots.effects_vs_published(
+    return plots.effects_vs_published(
         table,
         title=f"Claims in paired blocks, {where(df)}",
         xlabel="% change in ms/token, variant over reference (t interval)",
+        band_label="no-effect band (published 0 ± tolerance)",
     )
-    for text in fig.axes[0].get_legend().get_texts():  # the grey band is the published 0, widened
-        if text.get_text().startswith("published"):
-            text.set_text("no-effect band (published 0 ± tolerance)")
-    return fig
 
 
 # --- tables --------------------------------------------------------------------------------------------------------
