@@ -15,7 +15,6 @@ into the notebook's run under their own experiment (measure.COPY_LONG_VECTOR_SDP
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import os
 import sys
@@ -71,7 +70,7 @@ def compare(
 ) -> None:
     """Run the comparison in a fresh process with cuDNN SDPA off and record its rows into `run`; the extension
     seconds it used are taken from the notebook's shared `extension`. `block_params` are compare_claims'
-    (tokens, budget_s, min_blocks, max_blocks, warmup, step, window, keep, chunk_tokens, seed)."""
+    (tokens, budget_s, min_blocks, max_blocks, warmup, step, window, keep, chunk_tokens)."""
     config = {
         "preset": preset,
         "dtype": dtype,
@@ -88,8 +87,11 @@ def compare(
         data = child.run_module(__name__, config, timeout=timeout, env={VARIABLE: "0"})
     except (child.ChildFailed, child.ChildTimeout) as exc:
         raise RuntimeError(f"the copy comparison with cuDNN SDPA off ({preset}) failed: {exc}") from exc
-    for experiment, rows in itertools.groupby(data["rows"], key=lambda r: r.pop("experiment")):
-        run.record_many(experiment, list(rows))
+    by_experiment: dict[str, list[dict]] = {}
+    for row in data["rows"]:
+        by_experiment.setdefault(row.pop("experiment"), []).append(row)
+    for experiment, rows in by_experiment.items():
+        run.record_many(experiment, rows)
     extension.spend(extension.total_s - data["extend_total_s"])
 
 
