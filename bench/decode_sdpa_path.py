@@ -44,11 +44,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlx_workbook.probes import child
+from mlx_workbook.probes import child, sdpa_probe
 
 LENGTHS = (255, 256, 257, 511, 512, 513)
 STATES = ("fresh", "waited", "larger block")
-SETTINGS = {"default": {}, "cudnn off": {"MLX_CUDA_USE_CUDNN_SDPA": "0"}}
+SETTINGS = sdpa_probe.CUDNN_SDPA_SETTINGS
 # bytes: a freed block this much larger than the buffer is within the allocator cache's reuse limit
 DECOY_EXTRA = 16 * 1024
 CHILD_TIMEOUT_S = 600  # one process: ~6 s on an H200, ~10 s with the test's settings on a 2-core CPU
@@ -57,8 +57,6 @@ CHILD_TIMEOUT_S = 600  # one process: ~6 s on an H200, ~10 s with the test's set
 def inputs(length: int, state: str, head_dim: int):
     """03's decode inputs for one length in one state (see the module docstring)."""
     import mlx.core as mx
-
-    from mlx_workbook.probes import sdpa_probe
 
     case = dict(kind="decode", mode="none", dtype="bfloat16", head_dim=head_dim, n_q_heads=32, n_kv_heads=8)
     larger = state == "larger block"
@@ -78,8 +76,6 @@ def inputs(length: int, state: str, head_dim: int):
 def one_process(rounds: int, calls: int, head_dim: int, seed: int) -> dict:
     """What one fresh process measures: its MLX version, device and rows."""
     import mlx.core as mx
-
-    from mlx_workbook.probes import sdpa_probe
 
     scale = head_dim**-0.5
     cases = [(s, n) for s in STATES for n in LENGTHS]

@@ -25,9 +25,9 @@ import pandas as pd
 
 from mlx_workbook.core import intervals
 from mlx_workbook.investigations.sdpa_cliff import measure
-from mlx_workbook.probes import child, versions
+from mlx_workbook.probes import child, sdpa_probe, versions
 
-SETTINGS = {"default": {}, "cudnn off": {"MLX_CUDA_USE_CUDNN_SDPA": "0"}}
+SETTINGS = sdpa_probe.CUDNN_SDPA_SETTINGS
 CHILD_TIMEOUT_S = 600
 
 

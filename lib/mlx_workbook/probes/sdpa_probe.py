@@ -40,6 +40,10 @@ VARIANTS = ("sdpa", "repeat_kv", "unfused")  # fused kernel; K/V heads repeated 
 KINDS = ("prefill", "decode")  # prefill: queries = keys = length; decode: 1 query over `length` cached keys
 DTYPES = {"bfloat16": mx.bfloat16, "float16": mx.float16, "float32": mx.float32}
 CACHE_STEP = 256  # mlx-lm's KVCache grows its buffer in steps of 256 positions
+# MLX CUDA's switch for its cuDNN attention path, read once per process: only a fresh process can change it. The
+# environments the targeted passes compare, by name.
+CUDNN_SDPA_VARIABLE = "MLX_CUDA_USE_CUDNN_SDPA"
+CUDNN_SDPA_SETTINGS = {"default": {}, "cudnn off": {CUDNN_SDPA_VARIABLE: "0"}}
 GROUP_KEYS = ("kind", "variant", "mode", "dtype", "head_dim", "n_q_heads", "n_kv_heads")
 
 

@@ -22,9 +22,8 @@ import sys
 from mlx_workbook import models
 from mlx_workbook.core import blocks
 from mlx_workbook.investigations.kv_cache import measure
-from mlx_workbook.probes import child
+from mlx_workbook.probes import child, sdpa_probe
 
-VARIABLE = "MLX_CUDA_USE_CUDNN_SDPA"  # MLX CUDA's switch, read once per process; other backends ignore it
 # s, on top of the comparison's own budget and extension: the model's build, prefills and warm-up block (an 8B
 # model at 7936 tokens took about 30 s on one H200)
 STARTUP_ALLOWANCE_S = 300
@@ -48,7 +47,7 @@ def run_one(config: dict) -> dict:
         "preallocated",
         config["tolerance"],
         # the setting this process really ran under, on every row
-        {"length": n, "cudnn_sdpa_setting": os.environ.get(VARIABLE, "unset")},
+        {"length": n, "cudnn_sdpa_setting": os.environ.get(sdpa_probe.CUDNN_SDPA_VARIABLE, "unset")},
     )
     extension = blocks.Extension(config["extend_s"], config["extend_total_s"])
     rows = blocks.Rows()  # the child has no run folder of its own
@@ -84,7 +83,9 @@ def compare(
     }
     timeout = block_params["budget_s"] + extension.available_s() + STARTUP_ALLOWANCE_S
     try:
-        data = child.run_module(__name__, config, timeout=timeout, env={VARIABLE: "0"})
+        data = child.run_module(
+            __name__, config, timeout=timeout, env=sdpa_probe.CUDNN_SDPA_SETTINGS["cudnn off"]
+        )
     except (child.ChildFailed, child.ChildTimeout) as exc:
         raise RuntimeError(f"the copy comparison with cuDNN SDPA off ({preset}) failed: {exc}") from exc
     by_experiment: dict[str, list[dict]] = {}
