@@ -327,25 +327,18 @@ def test_compare_claims_times_real_trials_in_paired_blocks(tmp_path, tiny, chunk
     assert out[kvcache.COPY_ORIGINAL].blocks == 3
 
 
+# kv_cache.fixed_kernel.compare's arguments on the tiny model, short enough for a child process on the CPU
+FIXED_KERNEL = dict(dtype="float32", bits=None, seed=0, length=24, tolerance=0.05, tokens=6, min_blocks=3)
+FIXED_KERNEL |= dict(max_blocks=3, warmup=0, step=8, window=32, keep=4, chunk_tokens=0)
+
+
 def test_the_fixed_kernel_comparison_runs_in_a_fresh_process_with_cudnn_sdpa_off(tmp_path):
     """kv_cache.fixed_kernel: the long-context comparison in a child process with MLX_CUDA_USE_CUDNN_SDPA=0 (on the
     CPU the variable changes nothing, but the process, the setting and the rows' way back are the same); its rows
     land in the notebook's run, each saying the setting the child ran under."""
     run = results.start_run("test_kv", {}, run_dir=tmp_path / "fixed")
     extension = blocks.Extension(10.0, 10.0)
-    params = dict(tokens=6, budget_s=60, min_blocks=3, max_blocks=3, warmup=0, step=8, window=32, keep=4)
-    fixed_kernel.compare(
-        run,
-        "tiny",
-        dtype="float32",
-        bits=None,
-        seed=0,
-        length=24,
-        tolerance=0.05,
-        extension=extension,
-        chunk_tokens=0,
-        **params,
-    )
+    fixed_kernel.compare(run, "tiny", extension=extension, budget_s=60, **FIXED_KERNEL)
     df = run.measurements
     values = df[(df.experiment == kvcache.COPY_LONG_VECTOR_SDPA) & (df.metric == kvcache.TIME_METRIC)]
     assert len(values) == 6 and (values.value > 0).all() and (values.length == 24).all()
@@ -365,22 +358,6 @@ def test_a_failing_fixed_kernel_process_is_one_clear_error(tmp_path):
         RuntimeError, match=r"copy comparison with cuDNN SDPA off \(no-such-preset\) failed: .*"
     ):
         fixed_kernel.compare(
-            run,
-            "no-such-preset",
-            dtype="float32",
-            bits=None,
-            seed=0,
-            length=24,
-            tolerance=0.05,
-            extension=blocks.Extension(0.0, 0.0),
-            tokens=6,
-            budget_s=5,
-            min_blocks=3,
-            max_blocks=3,
-            warmup=0,
-            step=8,
-            window=32,
-            keep=4,
-            chunk_tokens=0,
+            run, "no-such-preset", extension=blocks.Extension(0.0, 0.0), budget_s=5, **FIXED_KERNEL
         )
     assert run.measurements.empty
