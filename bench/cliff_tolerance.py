@@ -3,6 +3,7 @@ much a step's ratio moves between the two processes.
 
     PYTHONPATH=lib python bench/cliff_tolerance.py RUN_A RUN_B                      # tolerances 0.1 ... 0.4
     PYTHONPATH=lib python bench/cliff_tolerance.py RUN_A RUN_B --tolerances 0.1 0.25
+    PYTHONPATH=lib python bench/cliff_tolerance.py RUN_A RUN_B --scales 1 0.5 0.25   # the odds, were steps surer
 
 A cliff is a step whose confirmed ratio lies outside the work envelope widened by `tolerance` (cliffs.py). Each
 run's stored sweeps and confirmation pairs are judged again with the notebook's own analysis (sdpa_cliff
@@ -23,30 +24,47 @@ to 25%: 256 -> 257 tokens of the unfused additive mask, 0.97 in one run, 1.25 in
 steps with longer calls moved 0.9%. At tolerance 0.1 the runs found 77 cliffs each, 63 of them shared
 (reports/reference/bench/cliff_tolerance_cuda-nvidia-h200_ae971f2.txt has the table per tolerance). The 82cdd8e
 twins, run at 0.25: 2.7% and up to 50% between the processes, 45 and 43 cliffs, 42 shared (..._82cdd8e.txt).
+
+How likely two runs are to save identical lists (`identical_odds`, a model of these data): each step both runs
+re-measured has a log ratio mu (the mean of the two runs'); one run's estimate of it spreads with sigma, the larger
+of the step's own spread over every process that re-measured it in either run (the SD of their 4-6 log ratios)
+and its call-time class's robust spread between the runs (over sqrt 2, as that is a difference of two runs); a run
+lists the step when its interval (half-width h in logs, the two runs' mean) lies wholly outside the widened
+envelope [lo, hi]: P = Phi((mu - h - log hi) / sigma) + Phi((log lo - mu - h) / sigma). With the steps
+independent, two runs differ on sum 2P(1 - P) steps, and their lists are identical with probability
+prod(P^2 + (1 - P)^2). `--scales` shrinks sigma and h together, as 1 / scale^2 times the processes per step would.
+A step whose truth lies on the edge stays a coin toss however sure each run is; only fewer such steps help.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import tempfile
 from pathlib import Path
+from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
 
 from mlx_workbook.core import results
-from mlx_workbook.investigations.sdpa_cliff import analysis
+from mlx_workbook.investigations.sdpa_cliff import analysis, cliffs
 from mlx_workbook.report import agreement
 
 SWEEPS = analysis.SWEEPS
 HOST_BOUND_MS = 0.2  # a call shorter than this is mostly the host's launch work on MLX CUDA (H200)
 
 
+# bench/twins_* keep a run's summary under this name, so the folder of runs holding them does not read them as runs
+KEPT_SUMMARY = "run_summary.json"
+
+
 def load(run: Path) -> tuple[pd.DataFrame, dict, str]:
     """A 03 run's measurements, parameters and MLX version."""
-    summary = json.loads((run / results.SUMMARY).read_text())
+    file = run / results.SUMMARY if (run / results.SUMMARY).exists() else run / KEPT_SUMMARY
+    summary = json.loads(file.read_text())
     if summary.get("notebook") != "03_sdpa_cliff":
         raise SystemExit(f"{run} is a run of {summary.get('notebook')}, not of 03_sdpa_cliff")
     return pd.read_parquet(run / "measurements.parquet"), summary["params"], summary["environment"]["mlx"]
@@ -116,6 +134,62 @@ def between(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+# one other process's ratio in cliffs.confirm's `other_processes` ("0.817 (unclear), 0.704 (down)")
+OTHER_RATIO = re.compile(r"([0-9.eE+-]+) \(")
+
+
+def process_logs(confirm_ratio: float, other_processes) -> list[float]:
+    """The log ratio of a step in every process that re-measured it: the one given and the others."""
+    others = OTHER_RATIO.findall(other_processes) if isinstance(other_processes, str) else []
+    return list(np.log([float(confirm_ratio), *map(float, others)]))
+
+
+def identical_odds(a: pd.DataFrame, b: pd.DataFrame, tolerance: float, scale: float = 1.0) -> dict:
+    """The model of the module's docstring: over the steps both runs re-measured (`re_measured` tables), how many
+    the two runs are expected to list differently at `tolerance`, and the probability that they list none so;
+    `scale` shrinks every step's spread and interval."""
+    key = [c for c in analysis.UNDECIDED_KEY if c in a.columns and c in b.columns]
+    both = a.merge(b, on=key, suffixes=("_a", "_b"))
+    if both.empty:
+        return {"steps": 0, "expected_differing": 0.0, "p_identical": 1.0}
+    log_a, log_b = (np.log(both[f"confirm_ratio_{s}"].astype(float)) for s in ("a", "b"))
+    host = (both.call_ms_a < HOST_BOUND_MS).to_numpy()
+    gap = np.abs(log_a - log_b).to_numpy()
+    class_sd = np.where(
+        host, np.median(gap[host]) if host.any() else 0, np.median(gap[~host]) if (~host).any() else 0
+    )
+    class_sd = 1.4826 * class_sd / np.sqrt(2)
+    step_sd = [
+        np.std(
+            process_logs(r.confirm_ratio_a, r.other_processes_a)
+            + process_logs(r.confirm_ratio_b, r.other_processes_b),
+            ddof=1,
+        )
+        for r in both.itertuples()
+    ]
+    sigma = np.maximum(
+        scale * np.maximum(class_sd, step_sd), 1e-12
+    )  # a step seen never to vary: its mean decides
+    half = (
+        scale
+        * sum(
+            np.log(both[f"confirm_high_{s}"].astype(float) / both[f"confirm_low_{s}"].astype(float))
+            for s in ("a", "b")
+        ).to_numpy()
+        / 4
+    )
+    work = np.where(both.expected_low_a == 1.0, both.expected_high_a, both.expected_low_a).astype(float)
+    low, high = np.log([cliffs.envelope(w, tolerance) for w in work]).T
+    mu = ((log_a + log_b) / 2).to_numpy()
+    cdf = np.vectorize(NormalDist().cdf)
+    listed = cdf((mu - half - high) / sigma) + cdf((low - mu - half) / sigma)
+    return {
+        "steps": len(both),
+        "expected_differing": float(np.sum(2 * listed * (1 - listed))),
+        "p_identical": float(np.prod(listed**2 + (1 - listed) ** 2)),
+    }
+
+
 def only_in_one(run_a: Path, run_b: Path) -> pd.DataFrame:
     """The cliffs the two runs saved in one list only, as `make compare` finds them (the saved key columns, as
     text, and `only_in`: a or b)."""
@@ -146,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_a", type=Path)
     parser.add_argument("run_b", type=Path)
     parser.add_argument("--tolerances", type=float, nargs="+", default=[0.1, 0.15, 0.2, 0.25, 0.3, 0.4])
+    parser.add_argument("--scales", type=float, nargs="+", default=[1.0, 0.5, 0.25, 0.125])
     args = parser.parse_args(argv)
     (df_a, p_a, mlx_a), (df_b, p_b, mlx_b) = load(args.run_a), load(args.run_b)
     print(
@@ -170,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
                 for side, df, p, mlx in (("a", df_a, p_a, mlx_a), ("b", df_b, p_b, mlx_b))
             ]
             d = agreement.list_difference(*folders, "cliffs")
+            odds = identical_odds(steps_a, steps_b, tol)
             rows.append(
                 {
                     "tolerance": tol,
@@ -181,9 +257,22 @@ def main(argv: list[str] | None = None) -> int:
                     "only_b": len(d["only_b"]),
                     "of_them_undecided_in_a": d["undecided_a"],
                     "identical": d["identical"],
+                    "model_differing": round(odds["expected_differing"], 2),
+                    "model_p_identical": round(odds["p_identical"], 3),
                 }
             )
     print(pd.DataFrame(rows).to_string(index=False))
+    print(
+        "\nThe model's probability of identical lists were every step surer (spread and interval times scale, as"
+        " 1 / scale^2 times the processes per step would give):"
+    )
+    grid = [
+        {"tolerance": tol, "scale": scale, **identical_odds(steps_a, steps_b, tol, scale)}
+        for tol in args.tolerances
+        for scale in args.scales
+    ]
+    table = pd.DataFrame(grid).pivot(index="tolerance", columns="scale", values="p_identical")[args.scales]
+    print(table.rename(columns=lambda s: f"scale {s:g}").round(3).to_string())
     return 0
 
 

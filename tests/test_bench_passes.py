@@ -93,6 +93,12 @@ def test_cliff_tolerance_rejudges_the_reference_twins_as_they_saved_their_lists(
         len(saved["only_a"]),
     ]
     assert "calls < 0.2 ms" in "\n".join(out)
+    # the model's odds beside every tolerance, and again were every step surer
+    assert out[out.index("Cliff lists re-judged at each tolerance:") + 1].split()[-2:] == [
+        "model_differing",
+        "model_p_identical",
+    ]
+    assert 0 <= float(row[-1]) <= 1 and any(line.startswith("The model's probability") for line in out)
 
 
 def test_step_processes_rejudges_its_committed_rows_into_its_committed_tables(capsys):
@@ -236,3 +242,34 @@ def test_gqa_kernel_path_pairs_the_variants_by_round():
     assert list(table.setting) == ["default", "cudnn off"]
     assert table.ratio.tolist() == pytest.approx([3.0, 3.0]) and (table.n == 3).all()
     assert table.high.tolist() == pytest.approx([3.0, 3.0])
+
+
+def test_identical_odds_are_certain_far_from_the_envelope_and_a_coin_toss_on_its_edge():
+    """The model behind the cliff lists' odds: steps far inside or outside the widened envelope are listed alike by
+    any two runs; a step whose ratio sits on the edge is listed by half the runs, however sure each run is."""
+    odds = load("cliff_tolerance").identical_odds
+
+    def steps(ratio: float, half: float = 0.01, other: float | None = None) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "sweep": ["prefill"] * 2,
+                "before_length": [127, 511],
+                "length": [128, 512],
+                "confirm_ratio": [0.5, ratio],  # the first a clear drop, whatever the second
+                "confirm_low": [0.5 * (1 - half), ratio * (1 - half)],
+                "confirm_high": [0.5 * (1 + half), ratio * (1 + half)],
+                "other_processes": ["0.51 (down)", f"{other or ratio:.6f} (unclear)"],
+                "call_ms": [0.1, 0.1],
+                "expected_low": [1.0, 1.0],
+                "expected_high": [1.0, 1.0],
+            }
+        )
+
+    far = odds(steps(1.0), steps(1.0), tolerance=0.25)
+    assert far["steps"] == 2 and far["p_identical"] > 0.999 and far["expected_differing"] < 0.001
+    # two runs 4% apart around the widened edge (1.0 x 1.25), with no interval to keep them off it
+    a, b = steps(1.25 * 1.02, half=0.0, other=1.25 / 1.02), steps(1.25 / 1.02, half=0.0, other=1.25 * 1.02)
+    for scale in (1.0, 0.1):
+        on_edge = odds(a, b, tolerance=0.25, scale=scale)
+        assert on_edge["p_identical"] == pytest.approx(0.5, abs=0.01)
+        assert on_edge["expected_differing"] == pytest.approx(0.5, abs=0.01)
