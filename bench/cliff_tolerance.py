@@ -109,28 +109,43 @@ def re_measured(df: pd.DataFrame, p: dict) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
+def both_runs(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+    """The steps both runs re-measured (`re_measured` tables), side by side (suffixes _a, _b), with `gap`, the log of
+    the ratio of their two confirmed ratios, and `calls`, the step's call-time class."""
+    key = [c for c in analysis.UNDECIDED_KEY if c in a.columns and c in b.columns]
+    both = a.merge(b, on=key, suffixes=("_a", "_b"))
+    gap = np.log(both.confirm_ratio_a.astype(float) / both.confirm_ratio_b.astype(float))
+    calls = np.where(
+        both.call_ms_a < HOST_BOUND_MS, f"calls < {HOST_BOUND_MS:g} ms", f"calls >= {HOST_BOUND_MS:g} ms"
+    )
+    return both.assign(gap=gap, calls=calls)
+
+
+def robust_sd(values) -> float:
+    """1.4826 x the median absolute value: the SD of normal values around 0, unmoved by a few far ones."""
+    return 1.4826 * float(np.median(np.abs(values)))
+
+
 def between(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     """Per call-time class: steps in both runs, the robust spread of their ratios' log difference, the share more
     than 5% apart and the largest difference."""
-    key = [c for c in analysis.UNDECIDED_KEY if c in a.columns and c in b.columns]
-    both = a.merge(b, on=key, suffixes=("_a", "_b"))
+    both = both_runs(a, b)
     if both.empty:
         return pd.DataFrame()
-    d = np.log(both.confirm_ratio_a.astype(float) / both.confirm_ratio_b.astype(float))
-    host = np.where(
-        both.call_ms_a < HOST_BOUND_MS, f"calls < {HOST_BOUND_MS:g} ms", f"calls >= {HOST_BOUND_MS:g} ms"
-    )
-    frame = pd.DataFrame({"class": host, "d": d})
-    return frame.groupby("class").apply(
-        lambda g: pd.Series(
-            {
-                "steps": len(g),
-                "robust_sd_pct": 100 * 1.4826 * float(np.median(np.abs(g.d))),
-                "over_5pct_apart": float((g.d.abs() > np.log(1.05)).mean()),
-                "largest_pct": 100 * float(np.expm1(g.d.abs().max())),
-            }
-        ),
-        include_groups=False,
+    return (
+        both.groupby("calls")
+        .gap.apply(
+            lambda d: pd.Series(
+                {
+                    "steps": len(d),
+                    "robust_sd_pct": 100 * robust_sd(d),
+                    "over_5pct_apart": float((d.abs() > np.log(1.05)).mean()),
+                    "largest_pct": 100 * float(np.expm1(d.abs().max())),
+                }
+            )
+        )
+        .unstack()
+        .rename_axis("class")
     )
 
 
@@ -148,17 +163,12 @@ def identical_odds(a: pd.DataFrame, b: pd.DataFrame, tolerance: float, scale: fl
     """The model of the module's docstring: over the steps both runs re-measured (`re_measured` tables), how many
     the two runs are expected to list differently at `tolerance`, and the probability that they list none so;
     `scale` shrinks every step's spread and interval."""
-    key = [c for c in analysis.UNDECIDED_KEY if c in a.columns and c in b.columns]
-    both = a.merge(b, on=key, suffixes=("_a", "_b"))
+    both = both_runs(a, b)
     if both.empty:
         return {"steps": 0, "expected_differing": 0.0, "p_identical": 1.0}
-    log_a, log_b = (np.log(both[f"confirm_ratio_{s}"].astype(float)) for s in ("a", "b"))
-    host = (both.call_ms_a < HOST_BOUND_MS).to_numpy()
-    gap = np.abs(log_a - log_b).to_numpy()
-    class_sd = np.where(
-        host, np.median(gap[host]) if host.any() else 0, np.median(gap[~host]) if (~host).any() else 0
-    )
-    class_sd = 1.4826 * class_sd / np.sqrt(2)
+    log_a, log_b = (np.log(both[f"confirm_ratio_{s}"].astype(float)).to_numpy() for s in ("a", "b"))
+    # one run's spread around the runs' mean: their class's gap, a difference of two runs, over sqrt 2
+    class_sd = both.groupby("calls").gap.transform(robust_sd).to_numpy() / np.sqrt(2)
     step_sd = [
         np.std(
             process_logs(r.confirm_ratio_a, r.other_processes_a)
@@ -167,20 +177,15 @@ def identical_odds(a: pd.DataFrame, b: pd.DataFrame, tolerance: float, scale: fl
         )
         for r in both.itertuples()
     ]
-    sigma = np.maximum(
-        scale * np.maximum(class_sd, step_sd), 1e-12
-    )  # a step seen never to vary: its mean decides
-    half = (
-        scale
-        * sum(
-            np.log(both[f"confirm_high_{s}"].astype(float) / both[f"confirm_low_{s}"].astype(float))
-            for s in ("a", "b")
-        ).to_numpy()
-        / 4
-    )
+    # a step seen never to vary (sigma 0): its mean alone decides
+    sigma = np.maximum(scale * np.maximum(class_sd, step_sd), 1e-12)
+    widths = [
+        np.log(both[f"confirm_high_{s}"].astype(float) / both[f"confirm_low_{s}"].astype(float)) for s in "ab"
+    ]
+    half = scale * (widths[0] + widths[1]).to_numpy() / 4  # the two runs' mean half-width, in logs
     work = np.where(both.expected_low_a == 1.0, both.expected_high_a, both.expected_low_a).astype(float)
     low, high = np.log([cliffs.envelope(w, tolerance) for w in work]).T
-    mu = ((log_a + log_b) / 2).to_numpy()
+    mu = (log_a + log_b) / 2
     cdf = np.vectorize(NormalDist().cdf)
     listed = cdf((mu - half - high) / sigma) + cdf((low - mu - half) / sigma)
     return {
